@@ -1,0 +1,108 @@
+//! The command line: `netsh` (REPL), `netsh FILE.rhai [ARGS…]` (script),
+//! `netsh -e 'CODE'` (one expression), `netsh --list` (the scenario scripts).
+//!
+//! Exit codes: 0 success, 1 the script failed, 2 the command line was wrong.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::Parser;
+
+use crate::{console, repl, shell::Shell, shell::display};
+
+/// A scriptable network shell: every line is Rhai code.
+#[derive(Debug, Parser)]
+#[command(name = "netsh", version, about, long_about = None)]
+#[command(
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh scripts/upload.rhai       run a scenario\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenario scripts"
+)]
+pub struct Cli {
+    /// Evaluate CODE, print its value and exit.
+    #[arg(short = 'e', long = "eval", value_name = "CODE", conflicts_with_all = ["list"])]
+    pub eval: Option<String>,
+
+    /// List the scenario scripts in ./scripts with their descriptions.
+    #[arg(long)]
+    pub list: bool,
+
+    /// A Rhai script to run; the arguments after it are its `args`.
+    #[arg(value_name = "FILE")]
+    pub script: Option<PathBuf>,
+
+    /// Arguments passed to the script (or, with -e, to the code) as `args`.
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+/// Runs what the command line asked for and says how it ended.
+pub fn run(cli: Cli) -> ExitCode {
+    if cli.list {
+        return list_scripts(Path::new("scripts"));
+    }
+    if let Some(code) = cli.eval {
+        let shell = Shell::new(None);
+        return match shell.eval(&code) {
+            Ok(value) if value.is_unit() => ExitCode::SUCCESS,
+            Ok(value) => {
+                console::line(&display::pretty(&shell.engine, &value));
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                console::error(&message);
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Some(script) = cli.script {
+        if !script.is_file() {
+            console::error(&format!("netsh: no such script: {}", script.display()));
+            return ExitCode::from(2);
+        }
+        let shell = Shell::new(Some(&script));
+        return match shell.run_file(&script, &cli.args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                console::error(&message);
+                ExitCode::from(1)
+            }
+        };
+    }
+    match repl::run(Shell::new(None)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            console::error(&format!("netsh: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--list`: each script with the first line of its `//!` description.
+fn list_scripts(dir: &Path) -> ExitCode {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        console::error(&format!("netsh: no {} folder here", dir.display()));
+        return ExitCode::from(2);
+    };
+    let mut scripts: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
+        .collect();
+    scripts.sort();
+    for path in scripts {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let about = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("//!"))
+            .map(|l| l.trim_start_matches("//!").trim())
+            .unwrap_or("");
+        console::line(&format!("{:<28} {about}", path.display()));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,64 @@
+//! Where text goes: straight to stdout, or above the prompt while the REPL
+//! waits for input.
+//!
+//! Background work (`serve`, `task`) prints while the user may be typing.
+//! Writing to stdout then would tear the prompt; rustyline's external printer
+//! redraws it instead. The REPL installs that printer here; everything that
+//! prints (`print()` in Rhai, server events) goes through [`line`].
+
+use std::{
+    io::{IsTerminal, Write},
+    sync::Mutex,
+};
+
+use rustyline::ExternalPrinter;
+
+type Printer = Box<dyn ExternalPrinter + Send>;
+
+static PRINTER: Mutex<Option<Printer>> = Mutex::new(None);
+
+/// Sends later output through the REPL's printer (the REPL calls this once).
+pub fn install_printer(printer: Printer) {
+    if let Ok(mut slot) = PRINTER.lock() {
+        *slot = Some(printer);
+    }
+}
+
+/// Prints one line for the user, without garbling a prompt that is showing.
+pub fn line(text: &str) {
+    if let Ok(mut slot) = PRINTER.lock()
+        && let Some(printer) = slot.as_mut()
+        && printer.print(format!("{text}\n")).is_ok()
+    {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `netsh … | head`) is not worth a panic.
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Prints an error line to stderr, red when stderr is a colour terminal.
+pub fn error(text: &str) {
+    let mut err = std::io::stderr().lock();
+    if color_enabled(&std::io::stderr()) {
+        let _ = writeln!(err, "\x1b[31m{text}\x1b[0m");
+    } else {
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+/// Prints a warning line to stderr (plugin problems and the like).
+pub fn warn(text: &str) {
+    let mut err = std::io::stderr().lock();
+    if color_enabled(&std::io::stderr()) {
+        let _ = writeln!(err, "\x1b[33m{text}\x1b[0m");
+    } else {
+        let _ = writeln!(err, "{text}");
+    }
+}
+
+/// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
+pub fn color_enabled(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}

@@ -1,0 +1,28 @@
+//! netsh: a scriptable network shell. Every line is Rhai code with functions
+//! for everyday socket work: names and addresses, ports and who holds them,
+//! TCP and UDP, file upload, URLs.
+//!
+//! # Layout
+//!
+//! - [`cli`] — the command line (REPL, script, `-e`) and exit codes.
+//! - [`shell`] — the Rhai engine: limits, capability registration, plugin
+//!   discovery, `help()` from doc comments, value printing, error format.
+//! - [`repl`] — the rustyline editor: completion, hints, multi-line input,
+//!   history, Ctrl-C.
+//! - [`runtime`] — the bridge from blocking Rhai to async tokio, and the
+//!   cancellation (Ctrl-C, `.stop()`) every blocking call races.
+//! - [`net`] — one file per capability, each a Rhai module, registered by one
+//!   line in [`net::CAPABILITIES`].
+//! - [`error`] — the typed error every capability returns, turned into a
+//!   plain-words Rhai error in one place.
+//! - [`console`] — where output goes, so background work never tears the prompt.
+//!
+//! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`.
+
+pub mod cli;
+pub mod console;
+pub mod error;
+pub mod net;
+pub mod repl;
+pub mod runtime;
+pub mod shell;

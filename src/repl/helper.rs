@@ -1,0 +1,288 @@
+//! The REPL's rustyline helper: Tab completion, signature hints, colours,
+//! and the validator that lets unfinished input continue on the next line.
+
+use std::{
+    borrow::Cow,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use rhai::{Engine, LexError, ParseErrorType};
+use rustyline::{
+    Context, Helper,
+    completion::{Completer, Pair},
+    highlight::{CmdKind, Highlighter},
+    hint::{Hint, Hinter},
+    validate::{ValidationContext, ValidationResult, Validator},
+};
+
+use crate::{console, shell::Session};
+
+/// Names of the REPL's variables and functions, refreshed after every line.
+pub type Variables = Arc<Mutex<Vec<String>>>;
+
+pub struct ReplHelper {
+    engine: Arc<Engine>,
+    session: Session,
+    variables: Variables,
+    /// Rhai's built-in function names (`print`, `len`…), gathered on first Tab.
+    builtins: OnceLock<Vec<String>>,
+    color: bool,
+}
+
+const KEYWORDS: &[&str] = &[
+    "let", "const", "fn", "if", "else", "while", "loop", "for", "in", "do", "until", "break",
+    "continue", "return", "throw", "try", "catch", "switch", "true", "false", "import", "export",
+    "private", "this", "Fn",
+];
+
+impl ReplHelper {
+    pub fn new(engine: Arc<Engine>, session: Session) -> Self {
+        ReplHelper {
+            engine,
+            session,
+            variables: Arc::default(),
+            builtins: OnceLock::new(),
+            color: console::color_enabled(&std::io::stdout()),
+        }
+    }
+
+    pub fn variables(&self) -> Variables {
+        self.variables.clone()
+    }
+
+    fn builtins(&self) -> &[String] {
+        self.builtins.get_or_init(|| {
+            let mut names: Vec<String> = self
+                .engine
+                .gen_fn_signatures(true)
+                .iter()
+                .filter_map(|sig| sig.split('(').next())
+                .filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_') && !n.is_empty())
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        })
+    }
+
+    /// Every word Tab may offer, except help topics.
+    fn candidates(&self) -> Vec<String> {
+        let help = self.session.help();
+        let mut names: Vec<String> = help.entries().map(|e| e.name.clone()).collect();
+        names.extend(
+            self.session
+                .plugins()
+                .iter()
+                .map(|p| format!("{}::", p.name)),
+        );
+        if let Ok(vars) = self.variables.lock() {
+            names.extend(vars.iter().cloned());
+        }
+        names.extend(self.builtins().iter().cloned());
+        names.extend(KEYWORDS.iter().map(|k| k.to_string()));
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        // Inside help("…"): complete topics, and close the call.
+        if let Some(start) = before.rfind("help(\"") {
+            let typed = &before[start + 6..];
+            if !typed.contains('"') {
+                let help = self.session.help();
+                let mut topics: Vec<String> = help
+                    .entries()
+                    .map(|e| e.name.clone())
+                    .chain(help.groups.iter().map(|g| g.name.clone()))
+                    .filter(|t| t.starts_with(typed))
+                    .collect();
+                topics.sort();
+                topics.dedup();
+                let pairs = topics
+                    .into_iter()
+                    .map(|t| Pair {
+                        display: t.clone(),
+                        replacement: format!("{t}\")"),
+                    })
+                    .collect();
+                return Ok((start + 6, pairs));
+            }
+        }
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let word = &before[start..];
+        if word.is_empty() {
+            return Ok((pos, Vec::new()));
+        }
+        let pairs = self
+            .candidates()
+            .into_iter()
+            .filter(|c| c.starts_with(word))
+            .map(|c| Pair {
+                display: c.clone(),
+                replacement: c,
+            })
+            .collect();
+        Ok((start, pairs))
+    }
+}
+
+/// A hint that is shown but never inserted (Right arrow must not type it).
+pub struct SignatureHint(String);
+
+impl Hint for SignatureHint {
+    fn display(&self) -> &str {
+        &self.0
+    }
+    fn completion(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Hinter for ReplHelper {
+    type Hint = SignatureHint;
+
+    /// After `name(` shows the rest of the signature: `host: string) -> Array`.
+    fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<SignatureHint> {
+        if pos != line.len() || !line.ends_with('(') {
+            return None;
+        }
+        let before = &line[..line.len() - 1];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        let name = &before[start..];
+        if name.is_empty() {
+            return None;
+        }
+        let help = self.session.help();
+        let signatures: Vec<&str> = help
+            .entries()
+            .filter(|e| e.name == name)
+            .map(|e| e.signature.as_str())
+            .collect();
+        let first = signatures.first()?;
+        let rest = first.split_once('(').map(|(_, r)| r)?;
+        let more = if signatures.len() > 1 {
+            format!("   (+{} more: help(\"{name}\"))", signatures.len() - 1)
+        } else {
+            String::new()
+        };
+        Some(SignatureHint(format!("{rest}{more}")))
+    }
+}
+
+impl Highlighter for ReplHelper {
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        if self.color {
+            Cow::Owned(format!("\x1b[2m{hint}\x1b[0m"))
+        } else {
+            Cow::Borrowed(hint)
+        }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        false
+    }
+}
+
+impl Validator for ReplHelper {
+    /// Unfinished input — an open `{`, `[`, `(` or string — continues on the
+    /// next line instead of being reported as an error.
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        Ok(match self.engine.compile(input) {
+            Err(e) if is_unfinished(e.err_type(), input) => ValidationResult::Incomplete,
+            _ => ValidationResult::Valid(None),
+        })
+    }
+}
+
+/// Rhai reports running out of input as `UnexpectedEOF`, a missing closing
+/// bracket, or an unterminated string. A missing bracket only means "more to
+/// come" when a bracket is still open at the end of the text; `foo(1;)` is
+/// simply wrong.
+fn is_unfinished(kind: &ParseErrorType, input: &str) -> bool {
+    match kind {
+        ParseErrorType::UnexpectedEOF => true,
+        ParseErrorType::BadInput(LexError::UnterminatedString) => true,
+        ParseErrorType::MissingToken(token, _) if matches!(token.as_str(), "}" | "]" | ")") => {
+            ends_open(input)
+        }
+        _ => false,
+    }
+}
+
+/// Does the text end inside an open bracket (ignoring strings roughly)?
+fn ends_open(input: &str) -> bool {
+    let mut depth: i32 = 0;
+    let mut in_string: Option<char> = None;
+    let mut escaped = false;
+    for c in input.chars() {
+        if let Some(q) = in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                in_string = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '`' => in_string = Some(c),
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth > 0 || in_string.is_some()
+}
+
+impl Helper for ReplHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfinished(input: &str) -> bool {
+        let engine = Engine::new();
+        match engine.compile(input) {
+            Err(e) => is_unfinished(e.err_type(), input),
+            Ok(_) => false,
+        }
+    }
+
+    #[test]
+    fn open_input_continues() {
+        for input in [
+            "fn f(x) {",
+            "let a = [1, 2,",
+            "print(\"abc",
+            "if true {\n  1",
+            "foo(1,",
+        ] {
+            assert!(unfinished(input), "{input:?} should continue");
+        }
+    }
+
+    #[test]
+    fn complete_or_wrong_input_does_not() {
+        for input in ["1 + 1", "let x = 40;", "foo(1;)", "let = 3", "}"] {
+            assert!(!unfinished(input), "{input:?} should not continue");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The interactive REPL: read a line (or several, while brackets are open),
+//! evaluate it as Rhai, print the result, and keep every variable and
+//! function for the next line.
+//!
+//! Like `rhai-repl`, it keeps one growing AST: each line's AST is merged in
+//! (so functions and closures from earlier lines stay callable), run against
+//! a persistent `Scope`, then its statements are cleared.
+
+use std::path::PathBuf;
+
+use rhai::{AST, Dynamic};
+use rustyline::{Config, Editor, error::ReadlineError, history::FileHistory};
+
+use crate::{
+    console, runtime,
+    shell::{self, Shell, display},
+};
+
+mod helper;
+
+use helper::ReplHelper;
+
+const PROMPT: &str = "netsh> ";
+
+/// Runs the REPL until Ctrl-D (or `exit`). Errors only if the terminal fails.
+pub fn run(shell: Shell) -> std::io::Result<()> {
+    let config = Config::builder()
+        .auto_add_history(false)
+        .completion_type(rustyline::CompletionType::List)
+        .max_history_size(5000)
+        .map_err(std::io::Error::other)?
+        .build();
+    let mut editor: Editor<ReplHelper, FileHistory> =
+        Editor::with_config(config).map_err(std::io::Error::other)?;
+    let helper = ReplHelper::new(shell.engine.clone(), shell.session.clone());
+    let variables = helper.variables();
+    editor.set_helper(Some(helper));
+
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    if let Ok(printer) = editor.create_external_printer() {
+        console::install_printer(Box::new(printer));
+    }
+    if let Err(e) = runtime::install_ctrl_c_handler() {
+        console::warn(&format!("netsh: Ctrl-C will end the shell: {e}"));
+    }
+
+    println!(
+        "netsh {} — every line is Rhai. help() lists the functions; Tab completes; Ctrl-D exits.",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let mut repl = Repl {
+        scope: Shell::scope_with_args(&[]),
+        main_ast: AST::empty(),
+        shell,
+    };
+    if let Some(init) = shell::plugins::config_dir().map(|d| d.join("init.rhai"))
+        && init.is_file()
+    {
+        repl.run_init(&init);
+    }
+    repl.publish_variables(&variables);
+
+    loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let _ = editor.add_history_entry(line.as_str());
+                if matches!(line.trim(), "exit" | "quit" | "exit()" | "quit()") {
+                    break;
+                }
+                repl.eval_line(&line);
+                repl.publish_variables(&variables);
+            }
+            // Ctrl-C at the prompt clears the line, like bash.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                console::error(&format!("netsh: terminal error: {e}"));
+                break;
+            }
+        }
+    }
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = editor.save_history(path) {
+            console::warn(&format!(
+                "netsh: could not save history to {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// History lives in the user's data dir, never in the working directory.
+fn history_path() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("netsh").join("history"))
+}
+
+struct Repl {
+    shell: Shell,
+    scope: rhai::Scope<'static>,
+    main_ast: AST,
+}
+
+impl Repl {
+    fn eval_line(&mut self, line: &str) {
+        let engine = &self.shell.engine;
+        let ast = match engine.compile_with_scope(&self.scope, line) {
+            Ok(ast) => ast,
+            Err(e) => {
+                console::error(&format!("error: {}", shell::message_of(&e.into())));
+                return;
+            }
+        };
+        self.main_ast += ast;
+        self.shell.session.set_ast(&self.main_ast);
+        runtime::begin_foreground();
+        let result = engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.main_ast);
+        self.main_ast.clear_statements();
+        match result {
+            Ok(value) if value.is_unit() => {}
+            Ok(value) => console::line(&display::pretty(engine, &value)),
+            Err(e) => console::error(&format!("error: {}", shell::message_of(&e))),
+        }
+    }
+
+    /// `init.rhai` runs like typed lines: its variables and functions stay.
+    fn run_init(&mut self, path: &std::path::Path) {
+        let name = path.display().to_string();
+        match self.shell.engine.compile_file(path.to_path_buf()) {
+            Ok(ast) => {
+                self.main_ast += ast;
+                self.shell.session.set_ast(&self.main_ast);
+                runtime::begin_foreground();
+                let result = self
+                    .shell
+                    .engine
+                    .run_ast_with_scope(&mut self.scope, &self.main_ast);
+                self.main_ast.clear_statements();
+                if let Err(e) = result {
+                    console::error(&shell::describe(&e, &name));
+                }
+            }
+            Err(e) => console::error(&shell::describe(&e, &name)),
+        }
+    }
+
+    fn publish_variables(&self, variables: &helper::Variables) {
+        if let Ok(mut names) = variables.lock() {
+            *names = self
+                .scope
+                .iter_raw()
+                .map(|(name, ..)| name.to_string())
+                .collect();
+            names.extend(self.main_ast.iter_functions().map(|f| f.name.to_string()));
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The bridge between blocking Rhai and async tokio.
+//!
+//! Rhai is synchronous; networking is async. Every registered function that
+//! waits calls [`block_on`], which drives a future on the one multi-thread
+//! tokio runtime *and* races it against the calling thread's cancellation
+//! token. That race is how Ctrl-C stops a blocking `accept()` or `sleep(60000)`:
+//! Rhai's own `on_progress` hook only runs between Rhai operations, never
+//! while a native function waits.
+//!
+//! Each thread that runs Rhai code has its own token (a thread-local). The
+//! REPL's foreground thread gets a fresh one per command, which the SIGINT
+//! handler cancels; a background `task`/`serve` thread gets one of its own,
+//! cancelled by `.stop()`, so Ctrl-C at the prompt never kills servers the
+//! user left running.
+//!
+//! The runtime is created on first use rather than in `main`, so
+//! `netsh -e '1+1'` and scripts that never touch the network start without
+//! spawning worker threads.
+
+use std::{
+    cell::RefCell,
+    future::Future,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use tokio::runtime::{Handle, Runtime};
+pub use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// The process-wide tokio runtime, created on first use.
+pub fn handle() -> &'static Handle {
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("netsh-io")
+                .build()
+                .expect("the operating system refused to start the I/O runtime threads")
+        })
+        .handle()
+}
+
+thread_local! {
+    static CANCEL: RefCell<CancellationToken> = RefCell::new(CancellationToken::new());
+}
+
+/// The token of the command in the foreground, which Ctrl-C cancels.
+static FOREGROUND: Mutex<Option<CancellationToken>> = Mutex::new(None);
+
+/// The cancellation token of the current thread.
+pub fn cancel_token() -> CancellationToken {
+    CANCEL.with(|c| c.borrow().clone())
+}
+
+/// Makes `token` the current thread's cancellation token.
+pub fn set_cancel_token(token: CancellationToken) {
+    CANCEL.with(|c| *c.borrow_mut() = token);
+}
+
+/// Has the current thread's work been cancelled (Ctrl-C or `.stop()`)?
+pub fn is_cancelled() -> bool {
+    CANCEL.with(|c| c.borrow().is_cancelled())
+}
+
+/// Starts a foreground command on this thread: a fresh token that
+/// [`interrupt_foreground`] (Ctrl-C) will cancel.
+pub fn begin_foreground() {
+    let token = CancellationToken::new();
+    set_cancel_token(token.clone());
+    if let Ok(mut slot) = FOREGROUND.lock() {
+        *slot = Some(token);
+    }
+}
+
+/// Cancels whatever the foreground command is doing.
+pub fn interrupt_foreground() {
+    if let Ok(slot) = FOREGROUND.lock()
+        && let Some(token) = slot.as_ref()
+    {
+        token.cancel();
+    }
+}
+
+/// Routes SIGINT to [`interrupt_foreground`] instead of killing the process.
+/// Only the REPL does this; a script keeps the default (Ctrl-C ends it).
+pub fn install_ctrl_c_handler() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _guard = handle().enter();
+    // Registered here, synchronously, so no Ctrl-C slips through before the
+    // task below is first polled.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    handle().spawn(async move {
+        while sigint.recv().await.is_some() {
+            interrupt_foreground();
+        }
+    });
+    Ok(())
+}
+
+/// Runs `fut` to completion on the runtime, blocking this (non-runtime)
+/// thread, unless the thread's token is cancelled first.
+pub fn block_on<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
+    if Handle::try_current().is_ok() {
+        // Rhai code never runs on a runtime thread; if it somehow did,
+        // tokio would panic here. Say so instead.
+        return Err(Error::invalid(
+            "a blocking network call was made from inside the I/O runtime",
+        ));
+    }
+    let token = cancel_token();
+    if token.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    handle().block_on(async move {
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Err(Error::Interrupted),
+            result = fut => result,
+        }
+    })
+}
+
+/// `fut`, or [`Error::Timeout`] saying `what` was being waited for.
+pub async fn within<T>(
+    after: Duration,
+    what: impl FnOnce() -> String,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout {
+            what: what(),
+            after,
+        }),
+    }
+}
+
+/// Blocks for `ms` milliseconds; Ctrl-C ends the wait early with an error.
+pub fn sleep(duration: Duration) -> Result<()> {
+    block_on(async move {
+        tokio::time::sleep(duration).await;
+        Ok(())
+    })
+}
+
+/// Starts a plain OS thread that runs Rhai code under its own `token`.
+pub fn spawn_thread<T: Send + 'static>(
+    name: &str,
+    token: CancellationToken,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            set_cancel_token(token);
+            work()
+        })
+        .map_err(|e| Error::io("starting a thread", None, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_token_interrupts_a_long_wait() {
+        let token = CancellationToken::new();
+        set_cancel_token(token.clone());
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            token.cancel();
+        });
+        let started = std::time::Instant::now();
+        let result = sleep(Duration::from_secs(30));
+        assert!(matches!(result, Err(Error::Interrupted)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        canceller.join().unwrap();
+        set_cancel_token(CancellationToken::new());
+    }
+
+    #[test]
+    fn within_reports_a_timeout() {
+        let result: Result<()> = block_on(within(
+            Duration::from_millis(20),
+            || "waiting for nothing".into(),
+            std::future::pending(),
+        ));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "timed out after 20 ms while waiting for nothing"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Printing values for people: strings as they are, maps and arrays laid
+//! out readably, blobs as a hex preview, and netsh's own types through their
+//! `to_debug` function.
+
+use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
+
+/// Wider than this and a map or array is printed one item per line.
+const WIDTH: usize = 78;
+
+/// The REPL's and `-e`'s rendering of a result.
+pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
+    if value.is_string() {
+        return value.to_string();
+    }
+    render(engine, value, 0)
+}
+
+fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
+    if value.is_string() {
+        return format!("{:?}", value.to_string());
+    }
+    if let Some(array) = value.read_lock::<Array>() {
+        let items: Vec<String> = array
+            .iter()
+            .map(|v| render(engine, v, indent + 4))
+            .collect();
+        return layout("[", "]", &items, indent);
+    }
+    if let Some(map) = value.read_lock::<Map>() {
+        let items: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{}: {}", key(k), render(engine, v, indent + 4)))
+            .collect();
+        return layout("#{", "}", &items, indent);
+    }
+    if let Some(blob) = value.read_lock::<Blob>() {
+        return blob_preview(&blob);
+    }
+    if value.is_unit() {
+        return "()".to_string();
+    }
+    if value.is_variant() {
+        return custom(engine, value);
+    }
+    value.to_string()
+}
+
+/// A map key, quoted only when it is not a plain identifier.
+fn key(k: &str) -> String {
+    let plain = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_alphanumeric() || c == '_');
+    if plain {
+        k.to_string()
+    } else {
+        format!("{k:?}")
+    }
+}
+
+fn layout(open: &str, close: &str, items: &[String], indent: usize) -> String {
+    if items.is_empty() {
+        return format!("{open}{close}");
+    }
+    let flat = format!("{open}{}{close}", items.join(", "));
+    if flat.len() + indent <= WIDTH && !flat.contains('\n') {
+        return flat;
+    }
+    let pad = " ".repeat(indent + 4);
+    let mut out = format!("{open}\n");
+    for item in items {
+        out.push_str(&format!("{pad}{item},\n"));
+    }
+    out.push_str(&" ".repeat(indent));
+    out.push_str(close);
+    out
+}
+
+fn blob_preview(blob: &[u8]) -> String {
+    const SHOWN: usize = 32;
+    let hex: Vec<String> = blob
+        .iter()
+        .take(SHOWN)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let more = if blob.len() > SHOWN { " …" } else { "" };
+    format!("blob({} bytes: {}{more})", blob.len(), hex.join(" "))
+}
+
+/// Custom types print through their registered `to_debug`, so each type
+/// decides how it looks (`Conn(127.0.0.1:50000 → 127.0.0.1:9000)`).
+fn custom(engine: &Engine, value: &Dynamic) -> String {
+    let mut scope = Scope::new();
+    scope.push("value", value.clone());
+    engine
+        .eval_expression_with_scope::<String>(&mut scope, "to_debug(value)")
+        .unwrap_or_else(|_| engine.map_type_name(value.type_name()).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_maps_stay_on_one_line_and_long_ones_do_not() {
+        let engine = Engine::new_raw();
+        let short: Dynamic = engine.eval::<Dynamic>("#{a: 1, b: \"x\"}").unwrap();
+        assert_eq!(pretty(&engine, &short), "#{a: 1, b: \"x\"}");
+        let long: Dynamic = engine
+            .eval::<Dynamic>("#{first: \"aaaaaaaaaaaaaaaaaaaa\", second: \"bbbbbbbbbbbbbbbbbbbb\", third: [1, 2, 3]}")
+            .unwrap();
+        let text = pretty(&engine, &long);
+        assert!(text.starts_with("#{\n    first: "), "{text}");
+        assert!(text.ends_with("\n}"), "{text}");
+    }
+
+    #[test]
+    fn strings_print_plainly_at_the_top_and_quoted_inside() {
+        let engine = Engine::new_raw();
+        assert_eq!(pretty(&engine, &Dynamic::from("hi \"x\"")), "hi \"x\"");
+        let arr: Dynamic = engine.eval::<Dynamic>("[\"a\", 1]").unwrap();
+        assert_eq!(pretty(&engine, &arr), "[\"a\", 1]");
+    }
+}

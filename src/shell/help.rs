@@ -1,0 +1,411 @@
+//! `help()`, `help("name")` and `plugins()`, built from Rhai's own function
+//! metadata: the `///` docs on the native functions and on plugin functions
+//! are the help text, so the two cannot drift apart.
+
+use rhai::plugin::*;
+use rhai::{Array, Map};
+
+use super::plugins::Plugin;
+use super::session::Session;
+use crate::net::CAPABILITIES;
+
+/// The Rhai module with the shell's own functions.
+pub fn module() -> Module {
+    exported_module!(api)
+}
+
+#[export_module]
+mod api {
+    use crate::error::{ScriptResult, rhai_error};
+
+    /// Lists every function, grouped by capability, with a one-line summary.
+    ///
+    /// ```rhai
+    /// help()
+    /// ```
+    pub fn help(ctx: NativeCallContext) {
+        if let Some(session) = Session::of(&ctx) {
+            crate::console::line(&session.help().overview());
+        }
+    }
+
+    /// Shows a function's signatures, description and example, or the
+    /// functions of a capability or plugin.
+    ///
+    /// ```rhai
+    /// help("resolve")
+    /// ```
+    ///
+    /// Fails when: nothing has that name (similar names are suggested).
+    #[rhai_fn(name = "help", return_raw)]
+    pub fn help_topic(ctx: NativeCallContext, topic: &str) -> ScriptResult<()> {
+        let session = Session::of(&ctx).ok_or_else(|| rhai_error("help: not available here"))?;
+        let text = session
+            .help()
+            .topic(topic)
+            .map_err(|e| rhai_error(format!("help: {e}")))?;
+        crate::console::line(&text);
+        Ok(())
+    }
+
+    /// The loaded plugins: maps `#{name, path, description, functions}`.
+    ///
+    /// ```rhai
+    /// for p in plugins() { print(`${p.name}: ${p.description}`) }
+    /// ```
+    pub fn plugins(ctx: NativeCallContext) -> Array {
+        let Some(session) = Session::of(&ctx) else {
+            return Array::new();
+        };
+        session
+            .plugins()
+            .iter()
+            .map(|p| {
+                let functions: Array = session
+                    .help()
+                    .group(&p.name)
+                    .map(|g| g.entries.iter().map(|e| e.name.clone().into()).collect())
+                    .unwrap_or_default();
+                let mut m = Map::new();
+                m.insert("name".into(), p.name.clone().into());
+                m.insert("path".into(), p.path.display().to_string().into());
+                m.insert("description".into(), p.description.clone().into());
+                m.insert("functions".into(), functions.into());
+                m.into()
+            })
+            .collect()
+    }
+}
+
+/// One callable function.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// As typed: `resolve`, or `greet::hello` for a plugin function.
+    pub name: String,
+    pub signature: String,
+    /// The doc comment, without `///`.
+    pub doc: String,
+}
+
+impl Entry {
+    /// The first sentence of the doc, on one line.
+    pub fn summary(&self) -> String {
+        let paragraph: Vec<&str> = self
+            .doc
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let paragraph = paragraph.join(" ");
+        match paragraph.find(". ") {
+            Some(i) => paragraph[..=i].to_string(),
+            None => paragraph,
+        }
+    }
+}
+
+/// A capability or plugin and its functions.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: String,
+    pub about: String,
+    pub is_plugin: bool,
+    pub entries: Vec<Entry>,
+}
+
+/// Everything `help` can show, built once on first use.
+#[derive(Debug, Default)]
+pub struct HelpIndex {
+    pub groups: Vec<Group>,
+}
+
+impl HelpIndex {
+    pub fn build(plugins: &[Plugin]) -> HelpIndex {
+        let mut groups = Vec::new();
+        for capability in CAPABILITIES {
+            let mut engine = Engine::new_raw();
+            engine.register_global_module((capability.module)().into());
+            groups.push(Group {
+                name: capability.name.to_string(),
+                about: capability.about.to_string(),
+                is_plugin: false,
+                entries: entries(&engine, None),
+            });
+        }
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(module().into());
+        groups.push(Group {
+            name: "shell".into(),
+            about: "help and plugins".into(),
+            is_plugin: false,
+            entries: entries(&engine, None),
+        });
+        for plugin in plugins {
+            let mut engine = Engine::new_raw();
+            engine.register_static_module(plugin.name.as_str(), plugin.module.clone());
+            groups.push(Group {
+                name: plugin.name.clone(),
+                about: if plugin.description.is_empty() {
+                    format!("plugin from {}", plugin.path.display())
+                } else {
+                    plugin.description.clone()
+                },
+                is_plugin: true,
+                entries: entries(&engine, Some(&plugin.name)),
+            });
+        }
+        HelpIndex { groups }
+    }
+
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// All functions by name (`resolve`, `greet::hello`).
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.groups.iter().flat_map(|g| g.entries.iter())
+    }
+
+    /// The `help()` text.
+    pub fn overview(&self) -> String {
+        let mut out =
+            String::from("Every line is Rhai code. help(\"name\") shows a function in full.\n");
+        for group in &self.groups {
+            let kind = if group.is_plugin { "plugin " } else { "" };
+            out.push_str(&format!("\n{kind}{} — {}\n", group.name, group.about));
+            let mut seen: Vec<&str> = Vec::new();
+            for entry in &group.entries {
+                if seen.contains(&entry.name.as_str()) {
+                    continue; // overloads share one line here
+                }
+                seen.push(&entry.name);
+                out.push_str(&format!("  {:<22} {}\n", entry.name, entry.summary()));
+            }
+        }
+        out.trim_end().to_string()
+    }
+
+    /// The `help("topic")` text: a function, a capability, or a plugin.
+    pub fn topic(&self, topic: &str) -> Result<String, String> {
+        let topic = topic.trim().trim_end_matches("()");
+        let matches: Vec<&Entry> = self.entries().filter(|e| e.name == topic).collect();
+        if !matches.is_empty() {
+            let mut out = String::new();
+            for entry in &matches {
+                out.push_str(&format!("{}\n", entry.signature));
+            }
+            // Overloads usually share most of their text; show each distinct doc once.
+            let mut docs: Vec<&str> = Vec::new();
+            for entry in &matches {
+                if !docs.contains(&entry.doc.as_str()) {
+                    docs.push(&entry.doc);
+                }
+            }
+            for doc in docs {
+                out.push('\n');
+                out.push_str(&render_doc(doc));
+            }
+            return Ok(out.trim_end().to_string());
+        }
+        if let Some(group) = self.group(topic) {
+            let mut out = format!("{} — {}\n", group.name, group.about);
+            for entry in &group.entries {
+                out.push_str(&format!("  {:<40} {}\n", entry.signature, entry.summary()));
+            }
+            return Ok(out.trim_end().to_string());
+        }
+        let suggestions: Vec<&str> = self
+            .entries()
+            .map(|e| e.name.as_str())
+            .filter(|n| n.contains(topic) || topic.contains(*n) || edit_distance(n, topic) <= 2)
+            .collect();
+        let mut unique: Vec<&str> = Vec::new();
+        for s in suggestions {
+            if !unique.contains(&s) {
+                unique.push(s);
+            }
+        }
+        if unique.is_empty() {
+            Err(format!(
+                "no function or topic named '{topic}'; help() lists them all"
+            ))
+        } else {
+            Err(format!(
+                "no function or topic named '{topic}'; did you mean {}?",
+                unique.join(", ")
+            ))
+        }
+    }
+}
+
+/// The functions of the one module registered in `engine`, from Rhai's metadata.
+fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
+    let Ok(json) = engine.gen_fn_metadata_to_json(false) else {
+        return Vec::new();
+    };
+    let Ok(meta) = serde_json::from_str::<serde_json::Value>(&json) else {
+        return Vec::new();
+    };
+    let functions = match namespace {
+        Some(ns) => &meta["modules"][ns]["functions"],
+        None => &meta["functions"],
+    };
+    let Some(functions) = functions.as_array() else {
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = functions
+        .iter()
+        .filter(|f| f["access"] != "private" && f["isAnonymous"] != true)
+        .filter_map(|f| {
+            let bare = f["name"].as_str()?;
+            if bare.starts_with("get$") || bare.starts_with("set$") || bare.starts_with("anon$") {
+                return None;
+            }
+            let name = match namespace {
+                Some(ns) => format!("{ns}::{bare}"),
+                None => bare.to_string(),
+            };
+            let signature = tidy_signature(f["signature"].as_str().unwrap_or(bare));
+            let signature = match namespace {
+                Some(ns) => format!("{ns}::{signature}"),
+                None => signature,
+            };
+            let doc = f["docComments"]
+                .as_array()
+                .map(|lines| strip_comment_markers(lines))
+                .unwrap_or_default();
+            Some(Entry {
+                name,
+                signature,
+                doc,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// `///` and `/** */` markers off each line of the doc comments.
+fn strip_comment_markers(blocks: &[serde_json::Value]) -> String {
+    let mut lines = Vec::new();
+    for block in blocks.iter().filter_map(|b| b.as_str()) {
+        for line in block.lines() {
+            let line = line.trim();
+            let line = line
+                .strip_prefix("///")
+                .or_else(|| line.strip_prefix("/**"))
+                .unwrap_or(line);
+            let line = line.strip_suffix("*/").unwrap_or(line);
+            lines.push(line.strip_prefix(' ').unwrap_or(line).to_string());
+        }
+    }
+    lines.join("\n").trim().to_string()
+}
+
+/// Rust type names as a Rhai user knows them.
+fn tidy_signature(signature: &str) -> String {
+    let mut s = signature.to_string();
+    // `-> ScriptResult<T>` is how fallible functions are written; users see `T`.
+    if let Some(i) = s.find("ScriptResult<") {
+        let inner_start = i + "ScriptResult<".len();
+        if let Some(end) = s.rfind('>') {
+            s = format!("{}{}", &s[..i], &s[inner_start..end]);
+        }
+    }
+    let mut s = s
+        .replace("&mut ", "")
+        .replace("&str", "string")
+        .replace("ImmutableString", "string")
+        .replace("NativeCallContext, ", "")
+        .replace("i64", "int")
+        .replace("f64", "float")
+        .replace("Dynamic", "any")
+        .replace(" -> ()", "");
+    // Strip Rust module paths from custom type names.
+    while let Some(i) = s.find("::") {
+        let start = s[..i]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |p| p + 1);
+        s.replace_range(start..i + 2, "");
+    }
+    s
+}
+
+/// A doc comment for the terminal: code fences become an indented example.
+fn render_doc(doc: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            if !in_code {
+                out.push_str("Example:\n");
+            }
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            out.push_str("    ");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
+            prev = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_native_function_has_a_doc_with_an_example() {
+        let index = HelpIndex::build(&[]);
+        let mut missing = Vec::new();
+        for entry in index.entries() {
+            if entry.doc.is_empty() || !entry.doc.contains("```rhai") {
+                missing.push(entry.name.clone());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "functions without a doc and example: {missing:?}"
+        );
+        assert!(index.entries().any(|e| e.name == "resolve"));
+    }
+
+    #[test]
+    fn signatures_read_like_rhai() {
+        assert_eq!(
+            tidy_signature("resolve(host: &str) -> ScriptResult<Array>"),
+            "resolve(host: string) -> Array"
+        );
+        assert_eq!(
+            tidy_signature("accept(l: &mut netsh::net::tcp::Listener) -> netsh::net::tcp::Conn"),
+            "accept(l: Listener) -> Conn"
+        );
+    }
+
+    #[test]
+    fn unknown_topics_suggest_close_names() {
+        let index = HelpIndex::build(&[]);
+        let err = index.topic("resolv").unwrap_err();
+        assert!(err.contains("did you mean resolve"), "{err}");
+    }
+}
