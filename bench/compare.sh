@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: netsh against the tools people use today
+# (python3, nc, socat, curl, nmap, iperf3), on loopback only.
+#
+#   bench/compare.sh            all parts
+#   bench/compare.sh startup    only bench/parts/startup.sh (and so on)
+#
+# Each part in bench/parts/ is sourced and prints lines through `ratio`.
+# Peers run alternately with netsh on the same work, several rounds each,
+# and the best round counts (least disturbed by the other core's load).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NETSH=${NETSH:-target/release/netsh}
+ROUNDS=${ROUNDS:-5}
+WORK=$(mktemp -d /tmp/netsh-bench.XXXXXX)
+trap 'rm -rf "$WORK"; jobs -p | xargs -r kill 2>/dev/null || true' EXIT
+
+# Installs the Debian packages that provide missing commands.
+need() {
+  local missing=()
+  local cmd pkg
+  for pair in "$@"; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 \
+      || echo "could not install ${missing[*]}; those comparisons are skipped" >&2
+  fi
+}
+
+# Seconds (float) of the fastest of $ROUNDS runs of a command.
+best_time() {
+  local best="" t
+  for _ in $(seq "$ROUNDS"); do
+    t=$( { /usr/bin/time -f '%e' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    best=$(python3 -c "import sys; a=[float(x) for x in sys.argv[1:] if x]; print(min(a))" $best "$t")
+  done
+  echo "$best"
+}
+
+# ratio LABEL NETSH_VALUE PEER_NAME PEER_VALUE UNIT higher|lower
+# Prints both figures and how many times better netsh is (>1 = netsh wins).
+ratio() {
+  python3 - "$@" <<'PY'
+import sys
+label, ours, peer_name, theirs, unit, better = sys.argv[1:7]
+ours, theirs = float(ours), float(theirs)
+if better == "higher":
+    r = ours / theirs if theirs else float("inf")
+else:
+    r = theirs / ours if ours else float("inf")
+print(f"{label:<44} netsh {ours:>12.4g} {unit:<8} {peer_name} {theirs:>12.4g} {unit:<8} ratio {r:6.2f}x")
+PY
+}
+
+# Peak resident memory (MB) of a command.
+peak_rss_mb() {
+  { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 | awk '{printf "%.1f", $1/1024}'
+}
+
+need time:time python3:python3
+if [ ! -x "$NETSH" ]; then
+  cargo build --release --quiet
+fi
+
+parts=("$@")
+if ((${#parts[@]} == 0)); then
+  for f in bench/parts/*.sh; do parts+=("$(basename "$f" .sh)"); done
+fi
+for part in "${parts[@]}"; do
+  echo "== $part"
+  # shellcheck source=/dev/null
+  source "bench/parts/$part.sh"
+done
