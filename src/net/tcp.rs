@@ -5,19 +5,28 @@
 //! a script may hand one connection to a `task`. Its read and write halves
 //! have separate locks so one thread can block in `recv()` while another
 //! sends. Every wait goes through [`runtime::block_on`] and so obeys Ctrl-C.
+//!
+//! Reads are built on one primitive, [`fill`]: bytes move from the socket's
+//! buffer into the connection's `pending` bytes, and each read function takes
+//! what it returns out of `pending`. A read that times out or is interrupted
+//! halfway (a line without its newline yet) leaves what it gathered in
+//! `pending`, so the next read sees it: a timeout never loses data.
 
 use std::{
     net::SocketAddr,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use rhai::plugin::*;
+use rhai::{Blob, Map};
+
 use tokio::{
-    io::BufReader,
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
@@ -31,6 +40,15 @@ use crate::runtime::{self, CancellationToken};
 
 /// How long `connect` waits unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The socket read buffer of each connection. Small enough that a thousand
+/// idle connections stay cheap, large enough for one `recv()` of a full
+/// loopback segment.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// The longest line or `recv_until` piece kept in memory: a peer that never
+/// sends the delimiter must not be able to exhaust memory.
+pub const MAX_LINE: usize = 1024 * 1024;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -52,6 +70,19 @@ pub struct ConnState {
     pub writer: Mutex<Option<OwnedWriteHalf>>,
     /// Read timeout in milliseconds; 0 means wait forever (Ctrl-C still works).
     read_timeout_ms: AtomicU64,
+    /// Bytes already taken off the socket but not yet returned to the script
+    /// (the rest of a chunk after a line, or a read cut short by a timeout).
+    /// Only touched while `reader` is locked.
+    pending: std::sync::Mutex<Vec<u8>>,
+    /// Cancelled by `close()`, so a read or send blocked in another thread
+    /// lets go of its half at once.
+    closed: CancellationToken,
+    /// Set by `shutdown()`: sending is over, reading goes on.
+    shut_down: AtomicBool,
+    /// A duplicate of the socket's descriptor for `info()`, which must not
+    /// wait for a read or send in progress to release its half. Dropped by
+    /// `close()` so the socket really closes.
+    info_fd: std::sync::Mutex<Option<OwnedFd>>,
 }
 
 impl Conn {
@@ -63,13 +94,20 @@ impl Conn {
             .peer_addr()
             .map_err(|e| Error::io("reading the peer address", None, e))?;
         let _ = stream.set_nodelay(true);
+        // Without a duplicate, `info()` could not tell a closed socket from
+        // a busy one; it costs one descriptor per connection.
+        let info_fd = stream.as_fd().try_clone_to_owned().ok();
         let (read, write) = stream.into_split();
         Ok(Conn(Arc::new(ConnState {
             local,
             peer,
-            reader: Mutex::new(Some(BufReader::with_capacity(64 * 1024, read))),
+            reader: Mutex::new(Some(BufReader::with_capacity(READ_BUFFER, read))),
             writer: Mutex::new(Some(write)),
             read_timeout_ms: AtomicU64::new(0),
+            pending: std::sync::Mutex::new(Vec::new()),
+            closed: CancellationToken::new(),
+            shut_down: AtomicBool::new(false),
+            info_fd: std::sync::Mutex::new(info_fd),
         })))
     }
 
@@ -101,6 +139,412 @@ impl Conn {
     /// The error for using a closed connection.
     pub fn closed_error(&self) -> Error {
         Error::Closed(format!("the connection to {} is closed", self.0.peer))
+    }
+}
+
+/// What a read wants from the byte stream; see [`gather`].
+enum Want<'a> {
+    /// Whatever arrives next, cut at a UTF-8 character boundary (`recv`).
+    Text,
+    /// Everything up to `delim`, which is consumed but not returned.
+    Until(&'a [u8]),
+    /// `n` bytes, or fewer at end of stream.
+    Exactly(usize),
+    /// Everything until the peer closes its side.
+    All,
+}
+
+impl Conn {
+    /// Takes bytes off the connection as `want` says, under the read
+    /// timeout, Ctrl-C and `close()`. `None` means end of stream with
+    /// nothing left to return.
+    fn take(&self, want: Want<'_>) -> Result<Option<Vec<u8>>> {
+        let state = &self.0;
+        let peer = state.peer;
+        let timeout = self.read_timeout();
+        runtime::block_on(async {
+            let read = async {
+                let mut guard = state.reader.lock().await;
+                let reader = guard.as_mut().ok_or_else(|| self.closed_error())?;
+                let mut carry = Carry::new(&state.pending);
+                gather(reader, &mut carry.bytes, &want, peer).await
+            };
+            let read =
+                async {
+                    match timeout {
+                        Some(after) => runtime::within(
+                            after,
+                            || {
+                                format!(
+                                    "waiting for data from {peer} (the connection is still open)"
+                                )
+                            },
+                            read,
+                        )
+                        .await,
+                        None => read.await,
+                    }
+                };
+            tokio::select! {
+                biased;
+                _ = state.closed.cancelled() => Err(self.closed_error()),
+                result = read => result,
+            }
+        })
+    }
+
+    /// Reads text: the bytes `want` selects, which must be UTF-8.
+    fn take_text(&self, want: Want<'_>) -> Result<Option<String>> {
+        match self.take(want)? {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| not_text(self.0.peer)),
+        }
+    }
+
+    /// Whatever arrives next as text; `""` at end of stream.
+    pub fn recv(&self) -> Result<String> {
+        Ok(self.take_text(Want::Text)?.unwrap_or_default())
+    }
+
+    /// The text before `delim` (which is consumed); what is left at end of
+    /// stream if the delimiter never comes; `None` at end of stream.
+    pub fn recv_until(&self, delim: &str) -> Result<Option<String>> {
+        if delim.is_empty() {
+            return Err(Error::invalid("the delimiter is empty"));
+        }
+        self.take_text(Want::Until(delim.as_bytes()))
+    }
+
+    /// One line without its `\n` (or `\r\n`); `None` at end of stream.
+    pub fn recv_line(&self) -> Result<Option<String>> {
+        let line = self.recv_until("\n")?;
+        Ok(line.map(|mut l| {
+            if l.ends_with('\r') {
+                l.pop();
+            }
+            l
+        }))
+    }
+
+    /// Exactly `n` bytes, or fewer if the peer closes first.
+    pub fn read(&self, n: usize) -> Result<Vec<u8>> {
+        Ok(self.take(Want::Exactly(n))?.unwrap_or_default())
+    }
+
+    /// Every byte until the peer closes its side.
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        Ok(self.take(Want::All)?.unwrap_or_default())
+    }
+
+    /// Sends all of `data`; returns how many bytes that was.
+    pub fn send(&self, data: &[u8]) -> Result<usize> {
+        let state = &self.0;
+        let peer = state.peer;
+        runtime::block_on(async {
+            let write = async {
+                let mut guard = state.writer.lock().await;
+                let writer = guard.as_mut().ok_or_else(|| self.cannot_send_error())?;
+                writer
+                    .write_all(data)
+                    .await
+                    .map_err(|e| Error::io(format!("sending to {peer}"), Some(peer), e))?;
+                Ok(data.len())
+            };
+            tokio::select! {
+                biased;
+                _ = state.closed.cancelled() => Err(self.closed_error()),
+                result = write => result,
+            }
+        })
+    }
+
+    /// Half-close: sends FIN, so the peer reads end of stream, while this
+    /// side can still read the peer's reply. Doing it twice is harmless.
+    pub fn shutdown(&self) -> Result<()> {
+        let state = &self.0;
+        let peer = state.peer;
+        runtime::block_on(async {
+            let shut = async {
+                let mut guard = state.writer.lock().await;
+                if state.shut_down.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let mut writer = guard.take().ok_or_else(|| self.closed_error())?;
+                state.shut_down.store(true, Ordering::Relaxed);
+                writer.shutdown().await.map_err(|e| {
+                    Error::io(
+                        format!("shutting down the connection to {peer}"),
+                        Some(peer),
+                        e,
+                    )
+                })
+            };
+            tokio::select! {
+                biased;
+                _ = state.closed.cancelled() => Err(self.closed_error()),
+                result = shut => result,
+            }
+        })
+    }
+
+    /// Closes both directions. A read or send blocked in another thread
+    /// returns with a "closed" error. Closing twice is harmless.
+    pub fn close(&self) {
+        let state = self.0.clone();
+        state.closed.cancel();
+        if let Ok(mut fd) = state.info_fd.lock() {
+            fd.take();
+        }
+        if let Ok(mut pending) = state.pending.lock() {
+            pending.clear();
+        }
+        // The usual case: nobody holds a half, so it closes right here and
+        // the FIN leaves before `close()` returns.
+        let reader_free = state.reader.try_lock().map(|mut r| r.take()).is_ok();
+        let writer_free = state.writer.try_lock().map(|mut w| w.take()).is_ok();
+        if !(reader_free && writer_free) {
+            // A read or send elsewhere is letting go after the cancel
+            // above; finish the close as soon as it has.
+            runtime::handle().spawn(async move {
+                state.reader.lock().await.take();
+                state.writer.lock().await.take();
+            });
+        }
+    }
+
+    /// Has `close()` been called?
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.is_cancelled()
+    }
+
+    /// The kernel's view of the connection (Linux `TCP_INFO`).
+    pub fn info(&self) -> Result<Map> {
+        let guard = self
+            .0
+            .info_fd
+            .lock()
+            .map_err(|_| Error::invalid("the connection's state is unavailable"))?;
+        let fd = guard.as_ref().ok_or_else(|| self.closed_error())?;
+        let info = tcp_info(fd.as_raw_fd())
+            .map_err(|e| Error::io("reading TCP_INFO", Some(self.0.peer), e))?;
+        let mut map = Map::new();
+        let mut put = |key: &str, value: Dynamic| {
+            map.insert(key.into(), value);
+        };
+        put("state", tcp_state_name(info.tcpi_state).into());
+        put("local", self.0.local.to_string().into());
+        put("peer", self.0.peer.to_string().into());
+        let numbers: [(&str, u64); 24] = [
+            ("rtt_us", info.tcpi_rtt.into()),
+            ("rttvar_us", info.tcpi_rttvar.into()),
+            ("min_rtt_us", info.tcpi_min_rtt.into()),
+            ("rto_us", info.tcpi_rto.into()),
+            ("retransmits", info.tcpi_retransmits.into()),
+            ("total_retrans", info.tcpi_total_retrans.into()),
+            ("lost", info.tcpi_lost.into()),
+            ("unacked", info.tcpi_unacked.into()),
+            ("sacked", info.tcpi_sacked.into()),
+            ("snd_cwnd", info.tcpi_snd_cwnd.into()),
+            ("snd_ssthresh", info.tcpi_snd_ssthresh.into()),
+            ("snd_mss", info.tcpi_snd_mss.into()),
+            ("rcv_mss", info.tcpi_rcv_mss.into()),
+            ("pmtu", info.tcpi_pmtu.into()),
+            ("rcv_space", info.tcpi_rcv_space.into()),
+            ("notsent_bytes", info.tcpi_notsent_bytes.into()),
+            ("bytes_acked", info.tcpi_bytes_acked),
+            ("bytes_received", info.tcpi_bytes_received),
+            ("segs_out", info.tcpi_segs_out.into()),
+            ("segs_in", info.tcpi_segs_in.into()),
+            ("last_data_sent_ms", info.tcpi_last_data_sent.into()),
+            ("last_data_recv_ms", info.tcpi_last_data_recv.into()),
+            ("last_ack_recv_ms", info.tcpi_last_ack_recv.into()),
+            ("probes", info.tcpi_probes.into()),
+        ];
+        for (key, value) in numbers {
+            put(key, (value.min(i64::MAX as u64) as i64).into());
+        }
+        Ok(map)
+    }
+
+    /// Why a send cannot happen: shut down by us, or closed.
+    fn cannot_send_error(&self) -> Error {
+        if self.0.shut_down.load(Ordering::Relaxed) && !self.is_closed() {
+            Error::Closed(format!(
+                "cannot send to {}: this side was shut down with shutdown() (reading still works)",
+                self.0.peer
+            ))
+        } else {
+            self.closed_error()
+        }
+    }
+}
+
+/// The error for text methods given bytes that are not UTF-8.
+fn not_text(peer: SocketAddr) -> Error {
+    Error::Protocol(format!(
+        "the data from {peer} is not UTF-8 text; use read(n) or read_all() to get bytes"
+    ))
+}
+
+/// The bytes a read is working on, taken out of `pending` and put back when
+/// the read ends for any reason (finished, timed out, interrupted), so what
+/// it did not return is there for the next read.
+struct Carry<'a> {
+    bytes: Vec<u8>,
+    slot: &'a std::sync::Mutex<Vec<u8>>,
+}
+
+impl<'a> Carry<'a> {
+    fn new(slot: &'a std::sync::Mutex<Vec<u8>>) -> Self {
+        let bytes = slot
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        Carry { bytes, slot }
+    }
+}
+
+impl Drop for Carry<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.slot.lock() {
+            *pending = std::mem::take(&mut self.bytes);
+        }
+    }
+}
+
+/// Moves the next chunk from the socket into `acc`; 0 means end of stream.
+/// It is cancel-safe: after the one await, nothing else can be interrupted.
+async fn fill(
+    reader: &mut BufReader<OwnedReadHalf>,
+    acc: &mut Vec<u8>,
+    peer: SocketAddr,
+) -> Result<usize> {
+    let chunk = reader
+        .fill_buf()
+        .await
+        .map_err(|e| Error::io(format!("receiving from {peer}"), Some(peer), e))?;
+    let n = chunk.len();
+    acc.extend_from_slice(chunk);
+    reader.consume(n);
+    Ok(n)
+}
+
+/// Reads until `acc` holds what `want` asks for, and takes that out of it.
+async fn gather(
+    reader: &mut BufReader<OwnedReadHalf>,
+    acc: &mut Vec<u8>,
+    want: &Want<'_>,
+    peer: SocketAddr,
+) -> Result<Option<Vec<u8>>> {
+    // Splits `acc` at `at`: returns the front, keeps the rest for later.
+    fn split_front(acc: &mut Vec<u8>, at: usize) -> Vec<u8> {
+        let rest = acc.split_off(at.min(acc.len()));
+        std::mem::replace(acc, rest)
+    }
+    match *want {
+        Want::Text => loop {
+            if !acc.is_empty() {
+                match std::str::from_utf8(acc) {
+                    Ok(_) => return Ok(Some(std::mem::take(acc))),
+                    Err(e) if e.valid_up_to() > 0 => {
+                        return Ok(Some(split_front(acc, e.valid_up_to())));
+                    }
+                    // Invalid from the first byte: leave it for read(n).
+                    Err(e) if e.error_len().is_some() => return Err(not_text(peer)),
+                    // The start of a character whose other bytes are still
+                    // in flight: wait for them.
+                    Err(_) => {}
+                }
+            }
+            if fill(reader, acc, peer).await? == 0 {
+                return if acc.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(not_text(peer))
+                };
+            }
+        },
+        Want::Until(delim) => {
+            let mut searched = 0;
+            loop {
+                if let Some(found) = acc[searched..]
+                    .windows(delim.len())
+                    .position(|w| w == delim)
+                {
+                    let at = searched + found;
+                    let piece = split_front(acc, at + delim.len());
+                    return Ok(Some(piece[..at].to_vec()));
+                }
+                if acc.len() > MAX_LINE {
+                    return Err(Error::Protocol(format!(
+                        "{peer} sent over {} KiB without the delimiter; use read(n) for data this long",
+                        MAX_LINE / 1024
+                    )));
+                }
+                // The delimiter may straddle the old end and the next chunk.
+                searched = acc.len().saturating_sub(delim.len() - 1);
+                if fill(reader, acc, peer).await? == 0 {
+                    return Ok((!acc.is_empty()).then(|| std::mem::take(acc)));
+                }
+            }
+        }
+        Want::Exactly(n) => {
+            while acc.len() < n {
+                if fill(reader, acc, peer).await? == 0 {
+                    break;
+                }
+            }
+            Ok(Some(split_front(acc, n)))
+        }
+        Want::All => {
+            while fill(reader, acc, peer).await? > 0 {}
+            Ok(Some(std::mem::take(acc)))
+        }
+    }
+}
+
+/// Linux `TCP_INFO` for the socket `fd`.
+fn tcp_info(fd: std::os::fd::RawFd) -> std::io::Result<libc::tcp_info> {
+    // SAFETY: tcp_info is plain integers, for which all-zero is valid; the
+    // kernel writes at most `len` bytes into it, and fields a kernel too old
+    // to know them does not write stay zero.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a live, writable tcp_info and `len` its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(info)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The kernel's TCP state numbers (include/net/tcp_states.h), as `ss` names them.
+fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        12 => "NEW_SYN_RECV",
+        _ => "UNKNOWN",
     }
 }
 
@@ -243,6 +687,34 @@ pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
     })
 }
 
+/// A millisecond option from an options map.
+pub fn option_millis(name: &str, value: &Dynamic) -> Result<Duration> {
+    let ms = value.as_int().map_err(|_| {
+        Error::invalid(format!(
+            "option '{name}' must be a number of milliseconds, not {}",
+            value.type_name()
+        ))
+    })?;
+    crate::net::helpers::millis(ms, name)
+}
+
+/// The error for an argument of the wrong type: what was expected, what came.
+pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
+    let got = match got.type_name() {
+        "i64" => "a number",
+        "f64" => "a decimal number",
+        "bool" => "true/false",
+        "()" => "()",
+        "char" => "a character",
+        "array" => "an array",
+        "map" => "a map",
+        "blob" => "a blob",
+        "string" => "a string",
+        other => other.rsplit("::").next().unwrap_or(other),
+    };
+    Error::invalid(format!("expected {expected}, not {got}"))
+}
+
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
@@ -371,6 +843,279 @@ mod api {
             })
             .and_then(|t| super::connect(&t, super::DEFAULT_CONNECT_TIMEOUT))
             .map_err(fail("connect"))
+    }
+
+    /// Connects with options: `timeout` (milliseconds to wait for the
+    /// connection, default 10000).
+    ///
+    /// ```rhai
+    /// let c = connect("[::1]:9000", #{timeout: 2000});
+    /// ```
+    ///
+    /// Fails when: as `connect(addr)`, or an option is unknown or not a
+    /// number of milliseconds.
+    #[rhai_fn(return_raw, name = "connect")]
+    pub fn connect_with(addr: &str, options: Map) -> ScriptResult<Conn> {
+        let run = || -> Result<Conn> {
+            let target = addr::parse_target(addr)?;
+            let mut timeout = super::DEFAULT_CONNECT_TIMEOUT;
+            for (key, value) in &options {
+                match key.as_str() {
+                    "timeout" => timeout = super::option_millis("timeout", value)?,
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "unknown option '{other}' (known: timeout)"
+                        )));
+                    }
+                }
+            }
+            super::connect(&target, timeout)
+        };
+        run().map_err(fail("connect"))
+    }
+
+    /// Catches `connect` with arguments of the wrong type, to say what it takes.
+    ///
+    /// ```rhai
+    /// connect("127.0.0.1:9000")   // not connect(9000)
+    /// ```
+    ///
+    /// Fails when: always: the argument is not an address string.
+    #[rhai_fn(return_raw, name = "connect")]
+    pub fn connect_wrong_type(addr: Dynamic) -> ScriptResult<Conn> {
+        Err(fail("connect")(super::wrong_type(
+            "an address string like \"127.0.0.1:9000\" or \"[::1]:9000\"",
+            &addr,
+        )))
+    }
+
+    /// Sends a string (its UTF-8 bytes); returns the number of bytes sent.
+    ///
+    /// ```rhai
+    /// c.send("GET / HTTP/1.0\r\n\r\n");
+    /// ```
+    ///
+    /// Fails when: the connection is closed or was shut down for sending, or
+    /// the peer reset it.
+    #[rhai_fn(return_raw, pure, name = "send")]
+    pub fn send_str(c: &mut Conn, data: &str) -> ScriptResult<i64> {
+        c.send(data.as_bytes())
+            .map(|n| n as i64)
+            .map_err(fail("send"))
+    }
+
+    /// Sends the bytes of a blob; returns the number of bytes sent.
+    ///
+    /// ```rhai
+    /// c.send(read_blob("photo.jpg"));
+    /// ```
+    ///
+    /// Fails when: the connection is closed or was shut down for sending, or
+    /// the peer reset it.
+    #[rhai_fn(return_raw, pure, name = "send")]
+    pub fn send_blob(c: &mut Conn, data: Blob) -> ScriptResult<i64> {
+        c.send(&data).map(|n| n as i64).map_err(fail("send"))
+    }
+
+    /// Catches `send` with something that is neither a string nor a blob.
+    ///
+    /// ```rhai
+    /// c.send(`${42}`)   // numbers must become text first
+    /// ```
+    ///
+    /// Fails when: always: the data is not a string or a blob.
+    #[rhai_fn(return_raw, pure, name = "send")]
+    pub fn send_wrong_type(_c: &mut Conn, data: Dynamic) -> ScriptResult<i64> {
+        Err(fail("send")(super::wrong_type("a string or a blob", &data)))
+    }
+
+    /// Sends a string followed by `"\n"`; returns the bytes sent.
+    ///
+    /// ```rhai
+    /// c.send_line("hello");
+    /// ```
+    ///
+    /// Fails when: the connection is closed or was shut down for sending, or
+    /// the peer reset it.
+    #[rhai_fn(return_raw, pure)]
+    pub fn send_line(c: &mut Conn, line: &str) -> ScriptResult<i64> {
+        let mut data = Vec::with_capacity(line.len() + 1);
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+        c.send(&data).map(|n| n as i64).map_err(fail("send_line"))
+    }
+
+    /// Whatever arrives next, as a string (as much as has arrived, at least
+    /// one byte); `""` when the peer has closed its side.
+    ///
+    /// ```rhai
+    /// let reply = c.recv();
+    /// if reply == "" { print("the peer closed") }
+    /// ```
+    ///
+    /// Fails when: the data is not UTF-8 text (use `read`), the read timeout
+    /// passes, the connection is closed or reset, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn recv(c: &mut Conn) -> ScriptResult<String> {
+        c.recv().map_err(fail("recv"))
+    }
+
+    /// The next line, without its `"\n"` or `"\r\n"`; `()` at end of stream
+    /// (so an empty line `""` and the end are told apart). A last line
+    /// without a newline is returned as it is.
+    ///
+    /// ```rhai
+    /// while let line = c.recv_line() { if line == () { break } print(line) }
+    /// ```
+    ///
+    /// Fails when: the line is not UTF-8 text (its bytes are consumed), it is
+    /// longer than 1 MiB, the read timeout passes, the connection is closed
+    /// or reset, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn recv_line(c: &mut Conn) -> ScriptResult<Dynamic> {
+        c.recv_line()
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_line"))
+    }
+
+    /// The text before `delim`, which is consumed and not returned; at end of
+    /// stream without the delimiter, what arrived; `()` if nothing did.
+    ///
+    /// ```rhai
+    /// let headers = c.recv_until("\r\n\r\n");
+    /// ```
+    ///
+    /// Fails when: `delim` is empty, the text is not UTF-8, more than 1 MiB
+    /// arrives without the delimiter, the read timeout passes, the connection
+    /// is closed or reset, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn recv_until(c: &mut Conn, delim: &str) -> ScriptResult<Dynamic> {
+        c.recv_until(delim)
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_until"))
+    }
+
+    /// Exactly `n` bytes as a blob, or fewer if the peer closes first (an
+    /// empty blob at end of stream).
+    ///
+    /// ```rhai
+    /// let header = c.read(4);
+    /// ```
+    ///
+    /// Fails when: `n` is negative, the read timeout passes, the connection
+    /// is closed or reset, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn read(c: &mut Conn, n: i64) -> ScriptResult<Blob> {
+        usize::try_from(n)
+            .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
+            .and_then(|n| c.read(n))
+            .map_err(fail("read"))
+    }
+
+    /// Every byte until the peer closes its side, as a blob.
+    ///
+    /// ```rhai
+    /// c.shutdown(); let reply = c.read_all();
+    /// ```
+    ///
+    /// Fails when: the read timeout passes (between two chunks), the
+    /// connection is closed or reset, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn read_all(c: &mut Conn) -> ScriptResult<Blob> {
+        c.read_all().map_err(fail("read_all"))
+    }
+
+    /// Half-close: sends FIN so the peer reads end of stream; this side can
+    /// still read the peer's answer. Calling it again does nothing.
+    ///
+    /// ```rhai
+    /// c.send("request"); c.shutdown(); print(c.recv());
+    /// ```
+    ///
+    /// Fails when: the connection is closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn shutdown(c: &mut Conn) -> ScriptResult<()> {
+        c.shutdown().map_err(fail("shutdown"))
+    }
+
+    /// Closes the connection both ways; a read or send blocked in another
+    /// task returns with an error. Closing twice does nothing.
+    ///
+    /// ```rhai
+    /// c.close();
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(pure, name = "close")]
+    pub fn close_conn(c: &mut Conn) {
+        c.close();
+    }
+
+    /// Whether `close()` was called on this connection.
+    ///
+    /// ```rhai
+    /// c.closed   // false
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "closed", pure)]
+    pub fn conn_closed(c: &mut Conn) -> bool {
+        c.is_closed()
+    }
+
+    /// The kernel's view of the connection (Linux TCP_INFO): `state`
+    /// (ESTABLISHED, FIN_WAIT2, CLOSE_WAIT…), `rtt_us`, `rttvar_us`,
+    /// `retransmits`, `total_retrans`, `snd_cwnd`, `unacked`, bytes and
+    /// segment counters, `local`, `peer`.
+    ///
+    /// ```rhai
+    /// let i = c.info(); print(`${i.state} rtt ${i.rtt_us} µs`);
+    /// ```
+    ///
+    /// Fails when: the connection is closed.
+    #[rhai_fn(return_raw, pure)]
+    pub fn info(c: &mut Conn) -> ScriptResult<Map> {
+        c.info().map_err(fail("info"))
+    }
+
+    /// The read timeout in milliseconds; 0 means reads wait until data
+    /// arrives (Ctrl-C still stops them).
+    ///
+    /// ```rhai
+    /// c.timeout   // 0
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "timeout", pure)]
+    pub fn get_timeout(c: &mut Conn) -> i64 {
+        c.read_timeout().map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Sets the read timeout in milliseconds (0 = none). A read that times
+    /// out fails with a message saying so, and the connection stays usable.
+    ///
+    /// ```rhai
+    /// c.timeout = 2000;
+    /// ```
+    ///
+    /// Fails when: `ms` is negative.
+    #[rhai_fn(set = "timeout", return_raw)]
+    pub fn set_timeout_property(c: &mut Conn, ms: i64) -> ScriptResult<()> {
+        set_timeout(c, ms)
+    }
+
+    /// Sets the read timeout in milliseconds (0 = none), like `c.timeout = ms`.
+    ///
+    /// ```rhai
+    /// c.set_timeout(2000);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative.
+    #[rhai_fn(return_raw)]
+    pub fn set_timeout(c: &mut Conn, ms: i64) -> ScriptResult<()> {
+        let timeout = crate::net::helpers::millis(ms, "timeout").map_err(fail("set_timeout"))?;
+        c.set_read_timeout((!timeout.is_zero()).then_some(timeout));
+        Ok(())
     }
 
     /// The local end of a connection, as `"ip:port"`.
