@@ -62,3 +62,17 @@ pub fn warn(text: &str) {
 pub fn color_enabled(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
+
+/// Whether a person is at the REPL: background servers then announce
+/// connections as they come and go; scripts stay quiet.
+static INTERACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The REPL calls `set_interactive(true)` before reading its first line.
+pub fn set_interactive(on: bool) {
+    INTERACTIVE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Is the REPL running (rather than a script or `-e`)?
+pub fn is_interactive() -> bool {
+    INTERACTIVE.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -12,7 +12,9 @@ pub mod helpers;
 pub mod names;
 pub mod ports;
 pub mod sockets;
+pub mod task;
 pub mod tcp;
+pub mod udp;
 
 /// A native capability: its name in `help()`, a one-line summary, its module.
 pub struct Capability {
@@ -28,6 +30,8 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "ports", about: "port ranges and well-known services (lesson 1.4)", module: ports::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
+    Capability { name: "task", about: "background tasks and servers: task, serve", module: task::module },
+    Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
 ];
 

@@ -634,7 +634,8 @@ pub fn listen(bind: SocketAddr) -> Result<Listener> {
 }
 
 /// Creates the socket with socket2 so SO_REUSEADDR and dual-stack are explicit.
-fn bind_listener(bind: SocketAddr) -> Result<TcpListener> {
+/// Must run inside the runtime (tokio registers the socket with its reactor).
+pub fn bind_listener(bind: SocketAddr) -> Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let in_use = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
