@@ -22,7 +22,7 @@ use std::{
 };
 
 use rhai::plugin::*;
-use rhai::{EvalAltResult, FnPtr};
+use rhai::{AST, EvalAltResult, FnPtr};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::console;
@@ -402,13 +402,41 @@ impl Callback {
 }
 
 /// The closure behind a `FnPtr`, callable from another thread.
+///
+/// A closure must be called with the functions of the code that defined
+/// it. For the script or REPL that is the session's AST; for a closure made
+/// inside a plugin function (`echo::serve`), it is that plugin's module,
+/// which is among the namespaces of the current call, so it is looked up
+/// there and wrapped in an AST of its own.
 fn closure_of(ctx: &NativeCallContext, f: FnPtr) -> Result<Callback> {
-    let closure = Session::of(ctx)
-        .and_then(|session| session.closure(f))
-        .ok_or_else(|| Error::invalid("closures cannot run in the background here"))?;
+    let unavailable = || Error::invalid("closures cannot run in the background here");
+    let session = Session::of(ctx).ok_or_else(unavailable)?;
+    let engine = session.engine().ok_or_else(unavailable)?;
+    let main_ast = session.ast();
+    let name = f.fn_name().to_string();
+    let in_main = main_ast.iter_functions().any(|def| def.name == name);
+    let defining_module = (!in_main)
+        .then(|| {
+            ctx.iter_namespaces().find(|module| {
+                // A closure's parameters are its captured variables plus
+                // its own; the name is unique, so any count will do.
+                (0..=32).any(|params| module.get_script_fn(&name, params).is_some())
+            })
+        })
+        .flatten();
+    let (ast, source) = match defining_module {
+        Some(module) => {
+            let source = module.id().unwrap_or("plugin").to_string();
+            (Arc::new(AST::new_from_module(module.clone())), source)
+        }
+        None => {
+            let source = main_ast.source().unwrap_or("script").to_string();
+            (main_ast, source)
+        }
+    };
     Ok(Callback {
-        source: closure.source().to_string(),
-        call: Arc::new(move |args| closure.call(args)),
+        source,
+        call: Arc::new(move |args| f.call::<Dynamic>(&engine, &ast, args)),
     })
 }
 

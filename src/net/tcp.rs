@@ -93,6 +93,10 @@ impl Conn {
         let peer = stream
             .peer_addr()
             .map_err(|e| Error::io("reading the peer address", None, e))?;
+        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`; show
+        // them as the IPv4 addresses they are.
+        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let _ = stream.set_nodelay(true);
         // Without a duplicate, `info()` could not tell a closed socket from
         // a busy one; it costs one descriptor per connection.
