@@ -446,7 +446,10 @@ mod api {
     use crate::net::tcp::wrong_type;
 
     /// Runs a closure on its own thread and returns a `Task` at once.
-    /// `.join()` waits for its result.
+    /// `.join()` waits for its result. Variables the closure captures are
+    /// shared with it, and locked while it runs a method on them: to use a
+    /// connection on both sides, give the task its own copy
+    /// (`let mine = c; task(|| mine.recv())`).
     ///
     /// ```rhai
     /// let t = task(|| { sleep(100); 42 });

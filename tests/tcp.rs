@@ -1,0 +1,505 @@
+//! TCP, `task` and `serve` from scripts, against real peers on 127.0.0.1
+//! and ::1: std sockets in test threads, or netsh talking to itself.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use support::Netsh;
+
+/// A std listener on `addr` whose one connection is handled by `peer` in a
+/// thread; returns the address to give netsh and the thread to join.
+fn peer_on<T: Send + 'static>(
+    addr: &str,
+    peer: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (SocketAddr, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind(addr).expect("binding the test peer");
+    let local = listener.local_addr().expect("the test peer's address");
+    let handle = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accepting netsh");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("setting a read timeout");
+        peer(stream)
+    });
+    (local, handle)
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
+    listener.local_addr().expect("address").port()
+}
+
+/// `netsh -e CODE` with `ADDR` replaced by `addr`; returns stdout lines.
+fn eval_lines(code: &str, addr: SocketAddr) -> Vec<String> {
+    Netsh::eval(&code.replace("ADDR", &addr.to_string()))
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// recv_line, recv_until, read(n), read_all and recv cut the byte stream where they say, and end of stream reads as `()` / `""`.
+#[test]
+fn reads_split_the_stream_as_asked() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(b"one\r\ntwo\nabc|").unwrap();
+        s.write_all(&[1, 2, 3, 4, 5]).unwrap();
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR");
+           print(c.recv_line()); print(c.recv_line()); print(c.recv_until("|"));
+           print(hex(c.read(2))); print(hex(c.read_all()));
+           print(c.recv_line() == ()); print(c.recv() == ""); print(c.recv_until("x") == ());"#,
+        addr,
+    );
+    peer.join().unwrap();
+    assert_eq!(
+        out,
+        [
+            "one", "two", "abc", "0102", "030405", "true", "true", "true"
+        ]
+    );
+}
+
+/// send(str), send(blob) and send_line arrive byte for byte at an IPv6 peer; recv returns what the peer sent.
+#[test]
+fn sends_reach_an_ipv6_peer() {
+    let (addr, peer) = peer_on("[::1]:0", |mut s| {
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        s.write_all(b"ack").unwrap();
+        line
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR");
+           print(c.send("ab")); print(c.send(blob(2, 0x43))); print(c.send_line("d"));
+           print(c.recv()); print(c.peer == "ADDR"); print(c.local.starts_with("[::1]:"));"#,
+        addr,
+    );
+    assert_eq!(peer.join().unwrap(), "abCCd\n");
+    assert_eq!(out, ["2", "2", "2", "ack", "true", "true"]);
+}
+
+/// After shutdown() the peer reads end of stream, and the reply it sends afterwards is still read.
+#[test]
+fn half_close_lets_the_reply_through() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        let mut request = Vec::new();
+        s.read_to_end(&mut request).unwrap(); // returns only at netsh's FIN
+        thread::sleep(Duration::from_millis(300)); // while netsh looks at FIN_WAIT2
+        s.write_all(format!("got {} bytes", request.len()).as_bytes())
+            .unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR");
+           c.send("request"); c.shutdown(); c.shutdown(); sleep(100);
+           print(c.info().state);
+           print(c.recv_line());
+           try { c.send("more") } catch (e) { print(e) }"#,
+        addr,
+    );
+    peer.join().unwrap();
+    assert_eq!(out[0], "FIN_WAIT2", "{out:?}");
+    assert_eq!(out[1], "got 7 bytes");
+    assert!(out[2].contains("shut down with shutdown()"), "{out:?}");
+}
+
+/// listen + accept(ms) serve a std client; .local and .peer name both ends.
+#[test]
+fn accept_serves_a_std_client() {
+    let port = closed_port();
+    let client = thread::spawn(move || {
+        for _ in 0..200 {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.write_all(b"hi\n").unwrap();
+                let mut reply = String::new();
+                BufReader::new(&s).read_line(&mut reply).unwrap();
+                return (s.local_addr().unwrap(), reply);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("netsh never listened on {port}");
+    });
+    let out = Netsh::eval(&format!(
+        r#"let l = listen("127.0.0.1:{port}"); let c = l.accept(5000);
+           c.send_line(c.recv_line().to_upper()); c.close(); l.close();
+           print(c.local); print(c.peer);"#
+    ));
+    let (client_addr, reply) = client.join().unwrap();
+    assert_eq!(reply, "HI\n");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [format!("127.0.0.1:{port}"), client_addr.to_string()]
+    );
+}
+
+/// connect(host, port) and connect(addr, #{timeout}) both work; info() reports ESTABLISHED, an RTT and CLOSE_WAIT / FIN_WAIT2 after a half-close.
+#[test]
+fn connect_forms_and_tcp_info() {
+    let out = Netsh::eval(
+        r#"let l = listen("127.0.0.1:0");
+           let a = connect("localhost", l.port); let sa = l.accept(5000);
+           let b = connect(l.addr, #{timeout: 2000}); let sb = l.accept(5000);
+           let i = a.info();
+           print(i.state); print(type_of(i.rtt_us)); print(i.total_retrans);
+           a.shutdown(); sleep(100);
+           print(a.info().state); print(sa.info().state); print(b.info().state);"#,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "ESTABLISHED",
+            "i64",
+            "0",
+            "FIN_WAIT2",
+            "CLOSE_WAIT",
+            "ESTABLISHED"
+        ]
+    );
+}
+
+/// A read that times out says so and leaves the connection usable: the partial line read before the timeout is not lost.
+#[test]
+fn read_timeout_keeps_the_connection_and_its_data() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(b"par").unwrap();
+        thread::sleep(Duration::from_millis(700));
+        s.write_all(b"tial\n").unwrap();
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR"); c.timeout = 200; print(c.timeout);
+           try { c.recv_line() } catch (e) { print(e) }
+           c.set_timeout(5000); print(c.recv_line());"#,
+        addr,
+    );
+    peer.join().unwrap();
+    assert_eq!(out[0], "200");
+    assert!(
+        out[1].contains("recv_line: timed out after 200 ms") && out[1].contains("still open"),
+        "{out:?}"
+    );
+    assert_eq!(out[2], "partial");
+}
+
+/// Text reads refuse bytes that are not UTF-8 and point to read(n), which still gets them; a character split across packets is reassembled.
+#[test]
+fn text_reads_check_utf8() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(&[0xff, 0xfe]).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        s.write_all(&[0xc3]).unwrap(); // first byte of 'é'
+        thread::sleep(Duration::from_millis(100));
+        s.write_all(&[0xa9]).unwrap();
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR"); sleep(50);
+           try { c.recv() } catch (e) { print(e) }
+           print(hex(c.read(2))); print(c.recv());"#,
+        addr,
+    );
+    peer.join().unwrap();
+    assert!(out[0].contains("not UTF-8 text; use read(n)"), "{out:?}");
+    assert_eq!(out[1..], ["fffe", "é"]);
+}
+
+/// close() while another task is blocked in recv() on the same connection wakes it with a "closed" error.
+#[test]
+fn close_wakes_a_blocked_reader() {
+    let out = Netsh::eval(
+        r#"let l = listen("[::1]:0"); let c = connect(l.addr); let s = l.accept(5000);
+           let theirs = c; let t = task(|| theirs.recv());
+           sleep(100); c.close(); print(c.closed);
+           try { t.join(5000) } catch (e) { print(e) }"#,
+    );
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines[0], "true");
+    assert!(lines[1].contains("is closed"), "{out}");
+}
+
+/// task(|| …).join() returns the closure's value; a failing closure's error is re-raised with its place; join(ms) times out; .done flips.
+#[test]
+fn task_join_returns_values_and_errors() {
+    let out = Netsh::eval(
+        r#"let t = task(|| { sleep(50); 6 * 7 });
+           print(t.join()); print(t.done);
+           let bad = task(|| throw "boom");
+           try { bad.join() } catch (e) { print(e) }
+           let slow = task(|| sleep(5000));
+           try { slow.join(50) } catch (e) { print(e) }
+           print(slow.done); slow.stop();"#,
+    );
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines[..2], ["42", "true"]);
+    assert!(
+        lines[2].contains("join: the task failed: -e:3:30: boom"),
+        "{out}"
+    );
+    assert!(lines[3].contains("join: timed out after 50 ms"), "{out}");
+    assert_eq!(lines[4], "false");
+}
+
+/// stop() ends a task blocked in accept() and one spinning in a Rhai loop; join then says it was stopped.
+#[test]
+fn task_stop_interrupts_blocking_calls_and_loops() {
+    let out = Netsh::eval(
+        r#"let l = listen("127.0.0.1:0");
+           let waiting = task(|| l.accept());
+           let spinning = task(|| { let n = 0; loop { n += 1 } });
+           sleep(100); waiting.stop(); spinning.stop();
+           for t in [waiting, spinning] { try { t.join(5000) } catch (e) { print(e) } }"#,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "join: the task was stopped with stop()",
+            "join: the task was stopped with stop()"
+        ]
+    );
+}
+
+/// A closure error in one connection is printed with the peer and place, and the server goes on serving the next client.
+#[test]
+fn serve_reports_a_closure_error_and_keeps_serving() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| { let l = c.recv_line(); if l == "bad" { throw "bad input" } c.send_line(l) });
+           let a = connect(s.addr); a.send_line("bad"); print(a.recv_line() == ());
+           let b = connect(s.addr); b.send_line("good"); print(b.recv_line());
+           print(s.served); s.stop(); print(s);"#,
+    );
+    let port = out
+        .lines()
+        .find_map(|l| l.strip_prefix("serve "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no error report in: {out}"));
+    assert!(
+        out.contains(&format!("serve {port}: 127.0.0.1:")) && out.contains("bad input"),
+        "{out}"
+    );
+    assert!(out.contains("true\ngood\n2\nServer(127.0.0.1:"), "{out}");
+    assert!(out.contains("stopped"), "{out}");
+}
+
+/// A serve closure can recurse to Rhai's call-depth limit: 60 levels work, and going past 64 is a Rhai error, not a stack overflow.
+#[test]
+fn serve_closures_reach_the_call_depth_limit_safely() {
+    let out = Netsh::eval(
+        r#"fn deep(n) { if n == 0 { 0 } else { let a = [1]; for x in a { return x + deep(n - 1) } } }
+           let s = serve("127.0.0.1:0", |c| c.send_line(`${deep(parse_int(c.recv_line()))}`));
+           for n in [60, 100] { let c = connect(s.addr); c.send_line(`${n}`); print(c.recv_line()); }
+           print(task(|| deep(60)).join());"#,
+    );
+    assert!(out.starts_with("60\n"), "{out}");
+    assert!(out.contains("Stack overflow"), "{out}");
+    assert!(out.trim_end().ends_with("\n60"), "{out}");
+}
+
+/// The echo plugin, built only on serve/connect, answers over IPv4 and IPv6.
+#[test]
+fn echo_plugin_serves_both_families() {
+    let out = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("-e")
+        .arg(
+            r#"let s = echo::serve(0);
+               print(echo::ask(`127.0.0.1:${s.port}`, "four")); print(echo::ask(`[::1]:${s.port}`, "six"));"#,
+        )
+        .ok()
+        .stdout();
+    assert_eq!(out, "four\nsix");
+}
+
+/// scripts/tcp_chat.rhai with no arguments runs server and client in one process.
+#[test]
+fn tcp_chat_script_runs_on_loopback() {
+    let run = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("scripts/tcp_chat.rhai")
+        .ok();
+    let out = run.stdout();
+    assert!(out.contains(r#"server: got "hi from the client""#), "{out}");
+    assert!(out.contains(r#"client: reply "hello 127.0.0.1:"#), "{out}");
+}
+
+/// A netsh script running in the background, whose first stdout line is read.
+struct Background {
+    child: Child,
+    first_line: String,
+}
+
+impl Background {
+    fn start(code: &str) -> Background {
+        let mut child = Command::new(support::netsh_bin())
+            .arg("-e")
+            .arg(code)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting netsh");
+        let mut first_line = String::new();
+        let stdout = child.stdout.take().expect("netsh stdout");
+        BufReader::new(stdout)
+            .read_line(&mut first_line)
+            .expect("reading netsh's first line");
+        Background {
+            child,
+            first_line: first_line.trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One echo round trip over a std connection.
+fn round_trip(reader: &mut BufReader<TcpStream>, line: &str) -> String {
+    reader.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut reply = String::new();
+    reader.read_line(&mut reply).unwrap();
+    reply
+}
+
+/// serve with an echo closure under 200 concurrent std clients doing 50 round trips each: every reply is right, and the server still answers afterwards.
+#[test]
+fn serve_echoes_for_200_concurrent_clients() {
+    let server = Background::start(
+        r#"let s = serve("127.0.0.1:0", |c| { loop { let l = c.recv_line(); if l == () { break } c.send_line(l) } });
+           print(s.port); s.wait();"#,
+    );
+    let port: u16 = server.first_line.parse().expect("the port netsh printed");
+    let clients: Vec<_> = (0..200)
+        .map(|client| {
+            thread::spawn(move || {
+                let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream);
+                for trip in 0..50 {
+                    let line = format!("client {client} trip {trip}\n");
+                    assert_eq!(round_trip(&mut reader, &line), line);
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client saw a wrong reply");
+    }
+    let mut after = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    assert_eq!(round_trip(&mut after, "still there?\n"), "still there?\n");
+}
+
+/// One serve holds 1,000 simultaneous idle connections (one thread each), counts them in .active, and stop() ends them all.
+#[test]
+fn serve_holds_1000_idle_connections() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| c.recv_line());
+           let conns = [];
+           for i in 0..1000 { conns.push(connect(s.addr)) }
+           let waited = 0;
+           while s.active < 1000 && waited < 10000 { sleep(20); waited += 20 }
+           print(s.active); print(s.served);
+           s.stop(); sleep(200); print(s.active);"#,
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1000", "1000", "0"]);
+}
+
+/// Bad input gives a clear error naming the function and the cause, exit code 1, and never a panic.
+#[test]
+fn bad_input_gives_clear_errors() {
+    let closed = closed_port();
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let held_port = held.local_addr().unwrap().port();
+    let pair = r#"let l = listen("127.0.0.1:0"); let c = connect(l.addr); let s = l.accept(5000);"#;
+    let cases = [
+        (
+            "listen(70000)".to_string(),
+            "listen: port 70000 is out of range",
+        ),
+        (
+            r#"connect("127.0.0.1:70000")"#.to_string(),
+            "connect: port 70000 is out of range",
+        ),
+        (
+            r#"connect("nohost.invalid:80")"#.to_string(),
+            "connect: cannot resolve 'nohost.invalid'",
+        ),
+        (
+            format!(r#"connect("127.0.0.1:{closed}")"#),
+            "connect: connection refused by 127.0.0.1:",
+        ),
+        (
+            format!(r#"listen("127.0.0.1:{held_port}")"#),
+            "is already in use",
+        ),
+        (
+            format!("{pair} c.timeout = 100; c.recv()"),
+            "recv: timed out after 100 ms while waiting for data",
+        ),
+        (
+            format!(r#"{pair} c.close(); c.send("x")"#),
+            "send: the connection to 127.0.0.1:",
+        ),
+        (
+            format!("{pair} c.close(); c.info()"),
+            "info: the connection",
+        ),
+        (
+            format!("{pair} c.read(-1)"),
+            "read: the byte count must be 0 or more",
+        ),
+        (
+            format!(r#"{pair} c.recv_until("")"#),
+            "recv_until: the delimiter is empty",
+        ),
+        (
+            format!("{pair} c.send(42)"),
+            "send: expected a string or a blob, not a number",
+        ),
+        (
+            "connect(80)".to_string(),
+            "connect: expected an address string",
+        ),
+        (
+            r#"connect("127.0.0.1:1", #{timeout: "soon"})"#.to_string(),
+            "option 'timeout' must be a number of milliseconds",
+        ),
+        (
+            r#"connect("127.0.0.1:1", #{wait: 1})"#.to_string(),
+            "unknown option 'wait'",
+        ),
+        ("task(1)".to_string(), "task: expected a closure"),
+        (
+            r#"serve("127.0.0.1:0", 1)"#.to_string(),
+            "serve: expected a closure like |conn|",
+        ),
+        ("serve(1.5, 1)".to_string(), "serve: expected a port number"),
+        (
+            "serve(70000, |c| 1)".to_string(),
+            "serve: port 70000 is out of range",
+        ),
+    ];
+    for (code, expected) in cases {
+        let err = Netsh::eval_err(&code);
+        assert!(
+            err.contains(expected),
+            "{code}\n  expected: {expected}\n  got: {err}"
+        );
+        assert!(!err.contains("panicked"), "{code}: {err}");
+    }
+    drop(held);
+}
