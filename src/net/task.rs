@@ -677,3 +677,29 @@ mod api {
         format!("{s:?}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::shell::help::HelpIndex;
+
+    /// Every function of the TCP, task and UDP capabilities documents an
+    /// example and when it fails, since `help()` shows exactly that.
+    #[test]
+    fn every_function_says_when_it_fails() {
+        let index = HelpIndex::build(&[]);
+        let mut missing = Vec::new();
+        for name in ["tcp", "task", "udp"] {
+            let group = index.group(name).expect("the capability is registered");
+            assert!(!group.entries.is_empty(), "{name} has no functions");
+            for entry in &group.entries {
+                if !entry.doc.contains("```rhai") || !entry.doc.contains("Fails when:") {
+                    missing.push(entry.signature.clone());
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "without an example or 'Fails when:': {missing:?}"
+        );
+    }
+}

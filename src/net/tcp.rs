@@ -762,6 +762,8 @@ mod api {
     /// ```rhai
     /// listen(0).port
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "port", pure)]
     pub fn listener_port(l: &mut Listener) -> i64 {
         l.addr().port() as i64
@@ -772,6 +774,8 @@ mod api {
     /// ```rhai
     /// listen("127.0.0.1:0").addr    // "127.0.0.1:40123"
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "addr", pure)]
     pub fn listener_addr(l: &mut Listener) -> String {
         l.addr().to_string()
@@ -809,6 +813,8 @@ mod api {
     /// ```rhai
     /// l.close();
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(pure, name = "close")]
     pub fn close_listener(l: &mut Listener) {
         l.close();
@@ -1128,6 +1134,8 @@ mod api {
     /// ```rhai
     /// c.local
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "local", pure)]
     pub fn local(c: &mut Conn) -> String {
         c.local().to_string()
@@ -1138,6 +1146,8 @@ mod api {
     /// ```rhai
     /// c.peer
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "peer", pure)]
     pub fn peer(c: &mut Conn) -> String {
         c.peer().to_string()
@@ -1148,6 +1158,8 @@ mod api {
     /// ```rhai
     /// print(c)
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn conn_to_string(c: &mut Conn) -> String {
         format!("{c:?}")
@@ -1158,6 +1170,8 @@ mod api {
     /// ```rhai
     /// print(l)
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn listener_to_string(l: &mut Listener) -> String {
         format!("{l:?}")
