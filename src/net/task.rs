@@ -382,12 +382,15 @@ fn raise_open_file_limit() {
     });
 }
 
+/// Calls a Rhai closure with these arguments.
+type CallFn =
+    dyn Fn(Vec<Dynamic>) -> std::result::Result<Dynamic, Box<EvalAltResult>> + Send + Sync;
+
 /// A Rhai closure that any thread can call, with the name of the source
 /// that defined it (for error messages).
 #[derive(Clone)]
 pub struct Callback {
-    call:
-        Arc<dyn Fn(Vec<Dynamic>) -> std::result::Result<Dynamic, Box<EvalAltResult>> + Send + Sync>,
+    call: Arc<CallFn>,
     source: String,
 }
 
