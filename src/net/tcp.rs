@@ -250,10 +250,16 @@ impl Conn {
             let write = async {
                 let mut guard = state.writer.lock().await;
                 let writer = guard.as_mut().ok_or_else(|| self.cannot_send_error())?;
-                writer
-                    .write_all(data)
-                    .await
-                    .map_err(|e| Error::io(format!("sending to {peer}"), Some(peer), e))?;
+                writer.write_all(data).await.map_err(|e| {
+                    // The usual cause: the peer closed its socket, so the
+                    // kernel answered our earlier bytes with RST. Say so.
+                    match e.kind() {
+                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                            Error::Reset(format!("{peer} (the peer has closed the connection)"))
+                        }
+                        _ => Error::io(format!("sending to {peer}"), Some(peer), e),
+                    }
+                })?;
                 Ok(data.len())
             };
             tokio::select! {
