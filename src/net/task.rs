@@ -549,7 +549,7 @@ mod api {
     /// error in one connection is printed and the server goes on.
     ///
     /// ```rhai
-    /// let s = serve(9000, |c| { while let line = c.recv_line() { if line == () { break } c.send_line(line) } });
+    /// let s = serve(9000, |c| { loop { let line = c.recv_line(); if line == () { break } c.send_line(line) } });
     /// ```
     ///
     /// Fails when: the port is out of range or already in use.
@@ -703,5 +703,26 @@ mod tests {
             missing.is_empty(),
             "without an example or 'Fails when:': {missing:?}"
         );
+    }
+
+    /// The examples in those docs are valid Rhai (they are what users copy).
+    #[test]
+    fn examples_parse() {
+        let index = HelpIndex::build(&[]);
+        let engine = rhai::Engine::new();
+        let mut broken = Vec::new();
+        for name in ["tcp", "task", "udp"] {
+            for entry in &index.group(name).expect("registered").entries {
+                let Some(start) = entry.doc.find("```rhai") else {
+                    continue;
+                };
+                let code = &entry.doc[start + "```rhai".len()..];
+                let code = &code[..code.find("```").unwrap_or(code.len())];
+                if let Err(e) = engine.compile(code) {
+                    broken.push(format!("{}: {e}", entry.signature));
+                }
+            }
+        }
+        assert!(broken.is_empty(), "examples that do not parse: {broken:#?}");
     }
 }

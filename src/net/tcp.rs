@@ -863,7 +863,7 @@ mod api {
     }
 
     /// Connects with options: `timeout` (milliseconds to wait for the
-    /// connection, default 10000).
+    /// connection, default 10000; 0 leaves it to the kernel, about 2 min).
     ///
     /// ```rhai
     /// let c = connect("[::1]:9000", #{timeout: 2000});
@@ -878,7 +878,14 @@ mod api {
             let mut timeout = super::DEFAULT_CONNECT_TIMEOUT;
             for (key, value) in &options {
                 match key.as_str() {
-                    "timeout" => timeout = super::option_millis("timeout", value)?,
+                    // 0: no limit of ours; the kernel gives up after its
+                    // SYN retries (about two minutes on Linux).
+                    "timeout" => {
+                        timeout = super::option_millis("timeout", value)?;
+                        if timeout.is_zero() {
+                            timeout = Duration::from_secs(24 * 3600);
+                        }
+                    }
                     other => {
                         return Err(Error::invalid(format!(
                             "unknown option '{other}' (known: timeout)"
@@ -982,7 +989,7 @@ mod api {
     /// without a newline is returned as it is.
     ///
     /// ```rhai
-    /// while let line = c.recv_line() { if line == () { break } print(line) }
+    /// loop { let line = c.recv_line(); if line == () { break } print(line) }
     /// ```
     ///
     /// Fails when: the line is not UTF-8 text (its bytes are consumed), it is
