@@ -238,6 +238,33 @@ impl HelpIndex {
     }
 }
 
+/// Rhai's "Function not found: resolve (i64)" for a function that exists
+/// with other arguments becomes "resolve: these arguments do not fit …;
+/// expected resolve(host: string)".
+pub fn explain_not_found(rhai_signature: &str) -> String {
+    static NATIVE: std::sync::OnceLock<HelpIndex> = std::sync::OnceLock::new();
+    let name = rhai_signature
+        .split([' ', '('])
+        .next()
+        .unwrap_or(rhai_signature)
+        .trim();
+    let index = NATIVE.get_or_init(|| HelpIndex::build(&[]));
+    let expected: Vec<&str> = index
+        .entries()
+        .filter(|e| e.name == name)
+        .map(|e| e.signature.as_str())
+        .collect();
+    if expected.is_empty() {
+        return format!("no function {}", tidy_signature(rhai_signature).replacen(" (", "(", 1));
+    }
+    let given = rhai_signature[name.len()..].trim();
+    let given = tidy_signature(given);
+    format!(
+        "{name}: wrong arguments {given}; expected {}",
+        expected.join(" or ")
+    )
+}
+
 /// The functions of the one module registered in `engine`, from Rhai's metadata.
 fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
     let Ok(json) = engine.gen_fn_metadata_to_json(false) else {
@@ -313,6 +340,7 @@ fn tidy_signature(signature: &str) -> String {
         }
     }
     let mut s = s
+        .replace("&str | ImmutableString | String", "string")
         .replace("&mut ", "")
         .replace("&str", "string")
         .replace("ImmutableString", "string")

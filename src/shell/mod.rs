@@ -144,6 +144,10 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
     let mut message = match err {
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "stack overflow: functions nested more than 64 calls deep".to_string()
+        }
         EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
         other => strip_position(&other.to_string()),
     };
