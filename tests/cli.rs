@@ -30,7 +30,11 @@ fn usage_errors_exit_2() {
     Netsh::new().arg("--no-such-flag").output().expect_code(2);
     let run = Netsh::new().arg("missing.rhai").output();
     run.expect_code(2);
-    assert!(run.stderr().contains("no such script: missing.rhai"), "{}", run.explain());
+    assert!(
+        run.stderr().contains("no such script: missing.rhai"),
+        "{}",
+        run.explain()
+    );
 }
 
 /// `--help` and `--version` succeed and say what netsh is.
@@ -49,7 +53,11 @@ fn script_receives_args() {
     let cmd = Netsh::new();
     let script = cmd.home().join("args.rhai");
     std::fs::write(&script, "print(args.len()); for a in args { print(a) }").unwrap();
-    let out = cmd.arg(&script).args(["one", "-x", "three four"]).ok().stdout();
+    let out = cmd
+        .arg(&script)
+        .args(["one", "-x", "three four"])
+        .ok()
+        .stdout();
     assert_eq!(out, "3\none\n-x\nthree four");
 }
 
@@ -79,9 +87,14 @@ fn syntax_errors_name_file_line_and_column() {
     std::fs::write(&script, "print(\"ran\");\nlet = 5;\n").unwrap();
     let run = cmd.arg(&script).output();
     run.expect_code(1);
-    assert!(run.stdout().is_empty(), "nothing may run: {}", run.explain());
     assert!(
-        run.stderr().starts_with(&format!("{}:2:", script.display())),
+        run.stdout().is_empty(),
+        "nothing may run: {}",
+        run.explain()
+    );
+    assert!(
+        run.stderr()
+            .starts_with(&format!("{}:2:", script.display())),
         "{}",
         run.explain()
     );
@@ -93,12 +106,19 @@ fn syntax_errors_name_file_line_and_column() {
 fn errors_inside_functions_point_inside() {
     let cmd = Netsh::new();
     let script = cmd.home().join("fn.rhai");
-    std::fs::write(&script, "fn lookup(h) {\n  resolve(h)\n}\nlookup(\"nohost.invalid\");\n")
-        .unwrap();
+    std::fs::write(
+        &script,
+        "fn lookup(h) {\n  resolve(h)\n}\nlookup(\"nohost.invalid\");\n",
+    )
+    .unwrap();
     let run = cmd.arg(&script).output();
     run.expect_code(1);
     let err = run.stderr();
-    assert!(err.contains(":2:3: resolve: cannot resolve 'nohost.invalid'"), "{}", run.explain());
+    assert!(
+        err.contains(":2:3: resolve: cannot resolve 'nohost.invalid'"),
+        "{}",
+        run.explain()
+    );
     assert!(err.contains("in function 'lookup'"), "{}", run.explain());
 }
 
@@ -107,10 +127,18 @@ fn errors_inside_functions_point_inside() {
 fn shebang_scripts_run_directly() {
     let cmd = Netsh::new();
     let script = cmd.home().join("direct.rhai");
-    std::fs::write(&script, "#!/usr/bin/env netsh\nprint(`hello ${args[0]}`);\n").unwrap();
+    std::fs::write(
+        &script,
+        "#!/usr/bin/env netsh\nprint(`hello ${args[0]}`);\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin_dir = support::netsh_bin().parent().unwrap().to_path_buf();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = std::process::Command::new(&script)
         .arg("world")
         .env("PATH", path)

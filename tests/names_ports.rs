@@ -20,7 +20,10 @@ fn resolve_localhost() {
 #[test]
 fn resolve_unknown_name() {
     let err = Netsh::eval_err("resolve(\"nohost.invalid\")");
-    assert!(err.contains("resolve: cannot resolve 'nohost.invalid'"), "{err}");
+    assert!(
+        err.contains("resolve: cannot resolve 'nohost.invalid'"),
+        "{err}"
+    );
 }
 
 /// `hostname()` agrees with the kernel.
@@ -42,7 +45,9 @@ fn interfaces_include_loopback() {
 /// `local_ip()` is an address of one of this machine's interfaces.
 #[test]
 fn local_ip_is_one_of_ours() {
-    let out = Netsh::eval("let ip = local_ip(); interfaces().some(|i| i.addresses.contains(ip)) || ip == \"127.0.0.1\"");
+    let out = Netsh::eval(
+        "let ip = local_ip(); interfaces().some(|i| i.addresses.contains(ip)) || ip == \"127.0.0.1\"",
+    );
     assert_eq!(out, "true");
 }
 
@@ -68,11 +73,16 @@ fn ip_info_table() {
         ("::1", "6  loopback"),
     ];
     for (ip, expected) in table {
-        let out = Netsh::eval(&format!("let i = ip_info({ip:?}); `${{i.version}} ${{i.class}} ${{i.kind}}`"));
+        let out = Netsh::eval(&format!(
+            "let i = ip_info({ip:?}); `${{i.version}} ${{i.class}} ${{i.kind}}`"
+        ));
         assert_eq!(out, expected, "{ip}");
     }
     assert_eq!(Netsh::eval("ip_info(\"10.0.0.1\")[\"private\"]"), "true");
-    assert_eq!(Netsh::eval("ip_info(\"2001:db8::1\").documentation"), "true");
+    assert_eq!(
+        Netsh::eval("ip_info(\"2001:db8::1\").documentation"),
+        "true"
+    );
 }
 
 /// Port ranges at every boundary, and both ends of the valid range.
@@ -86,11 +96,18 @@ fn port_info_boundaries() {
         (49152, "dynamic"),
         (65535, "dynamic"),
     ] {
-        assert_eq!(Netsh::eval(&format!("port_info({port}).range")), range, "port {port}");
+        assert_eq!(
+            Netsh::eval(&format!("port_info({port}).range")),
+            range,
+            "port {port}"
+        );
     }
     for bad in [-1, 65536] {
         let err = Netsh::eval_err(&format!("port_info({bad})"));
-        assert!(err.contains(&format!("port_info: port {bad} is out of range (0–65535)")), "{err}");
+        assert!(
+            err.contains(&format!("port_info: port {bad} is out of range (0–65535)")),
+            "{err}"
+        );
     }
 }
 
@@ -130,7 +147,10 @@ fn sockets_lists_udp_and_ipv6() {
     ));
     assert_eq!(
         out,
-        format!("[\"udp\", {}, \"tcp6\", \"[::1]:{v6_port}\"]", std::process::id())
+        format!(
+            "[\"udp\", {}, \"tcp6\", \"[::1]:{v6_port}\"]",
+            std::process::id()
+        )
     );
     let name = Netsh::eval(&format!("sockets(#{{port: {udp_port}}})[0].process"));
     assert!(!name.is_empty() && name != "()", "{name}");

@@ -255,7 +255,10 @@ pub fn explain_not_found(rhai_signature: &str) -> String {
         .map(|e| e.signature.as_str())
         .collect();
     if expected.is_empty() {
-        return format!("no function {}", tidy_signature(rhai_signature).replacen(" (", "(", 1));
+        return format!(
+            "no function {}",
+            tidy_signature(rhai_signature).replacen(" (", "(", 1)
+        );
     }
     let given = rhai_signature[name.len()..].trim();
     let given = tidy_signature(given);
