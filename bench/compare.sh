@@ -61,7 +61,7 @@ peak_rss_mb() {
   { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 | awk '{printf "%.1f", $1/1024}'
 }
 
-need time:time python3:python3
+need /usr/bin/time:time python3:python3
 if [ ! -x "$NETSH" ]; then
   cargo build --release --quiet
 fi

@@ -155,3 +155,28 @@ fn sockets_lists_udp_and_ipv6() {
     let name = Netsh::eval(&format!("sockets(#{{port: {udp_port}}})[0].process"));
     assert!(!name.is_empty() && name != "()", "{name}");
 }
+
+/// `scan` finds exactly the listeners this test opened among a port range,
+/// in all three spellings of a port list, and reports closed ports in detail mode.
+#[test]
+fn scan_finds_our_listeners() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    let closed = {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().port()
+    };
+    let out = Netsh::eval(&format!("scan(\"127.0.0.1\", [{pa}, {pb}, {closed}])"));
+    let mut expected = [pa, pb];
+    expected.sort();
+    assert_eq!(out, format!("[{}, {}]", expected[0], expected[1]));
+    let out = Netsh::eval(&format!("scan(\"localhost\", \"{pa},{closed}\")"));
+    assert_eq!(out, format!("[{pa}]"));
+    let out = Netsh::eval(&format!("scan(\"127.0.0.1\", {pa}..{})", pa + 1));
+    assert_eq!(out, format!("[{pa}]"));
+    let out = Netsh::eval(&format!(
+        "scan(\"127.0.0.1\", [{pa}, {closed}], #{{detail: true}}).map(|p| p.state)"
+    ));
+    assert_eq!(out, "[\"open\"]");
+}
