@@ -162,7 +162,10 @@ fn sockets_lists_udp_and_ipv6() {
 fn scan_finds_our_listeners() {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+    let (pa, pb) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
     let closed = {
         let t = TcpListener::bind("127.0.0.1:0").unwrap();
         t.local_addr().unwrap().port()

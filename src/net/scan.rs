@@ -91,24 +91,26 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
     for (key, value) in options {
         match key.as_str() {
             "timeout" => {
-                let ms = value
-                    .as_int()
-                    .map_err(|t| Error::invalid(format!("option 'timeout' must be a number of ms, not {t}")))?;
+                let ms = value.as_int().map_err(|t| {
+                    Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
+                })?;
                 settings.timeout = crate::net::helpers::millis(ms, "timeout")?;
             }
             "concurrency" => {
-                let n = value
-                    .as_int()
-                    .map_err(|t| Error::invalid(format!("option 'concurrency' must be a number, not {t}")))?;
+                let n = value.as_int().map_err(|t| {
+                    Error::invalid(format!("option 'concurrency' must be a number, not {t}"))
+                })?;
                 settings.concurrency = usize::try_from(n)
                     .ok()
                     .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| Error::invalid(format!("concurrency must be 1–10000, not {n}")))?;
+                    .ok_or_else(|| {
+                        Error::invalid(format!("concurrency must be 1–10000, not {n}"))
+                    })?;
             }
             "detail" => {
-                detail = value
-                    .as_bool()
-                    .map_err(|t| Error::invalid(format!("option 'detail' must be true or false, not {t}")))?;
+                detail = value.as_bool().map_err(|t| {
+                    Error::invalid(format!("option 'detail' must be true or false, not {t}"))
+                })?;
             }
             other => {
                 return Err(Error::invalid(format!(
@@ -118,7 +120,10 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
         }
     }
     let target = Target {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port: 0,
     };
     let results = runtime::block_on(async move {
@@ -141,7 +146,8 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
                 m.insert("state".into(), name.into());
                 m.insert(
                     "service".into(),
-                    crate::net::ports::service_name(port, "tcp").map_or(Dynamic::UNIT, Dynamic::from),
+                    crate::net::ports::service_name(port, "tcp")
+                        .map_or(Dynamic::UNIT, Dynamic::from),
                 );
                 Some(m.into())
             }
@@ -212,10 +218,9 @@ pub fn port_list(ports: &Dynamic) -> Result<BTreeSet<u16>> {
     } else if let Some(text) = ports.clone().try_cast::<rhai::ImmutableString>() {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let number = |s: &str| -> Result<u16> {
-                let n: i64 = s
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::invalid(format!("'{s}' in \"{text}\" is not a port number")))?;
+                let n: i64 = s.trim().parse().map_err(|_| {
+                    Error::invalid(format!("'{s}' in \"{text}\" is not a port number"))
+                })?;
                 addr::port(n)
             };
             match part.split_once('-') {
@@ -250,7 +255,10 @@ mod tests {
     #[test]
     fn port_lists_in_every_form() {
         let text = port_list(&Dynamic::from("22, 80,8000-8002")).unwrap();
-        assert_eq!(text.into_iter().collect::<Vec<_>>(), [22, 80, 8000, 8001, 8002]);
+        assert_eq!(
+            text.into_iter().collect::<Vec<_>>(),
+            [22, 80, 8000, 8001, 8002]
+        );
         let range = port_list(&Dynamic::from(1_i64..4)).unwrap();
         assert_eq!(range.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
         assert!(port_list(&Dynamic::from("70000")).is_err());

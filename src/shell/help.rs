@@ -288,14 +288,43 @@ fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
         .filter(|f| f["access"] != "private" && f["isAnonymous"] != true)
         .filter_map(|f| {
             let bare = f["name"].as_str()?;
-            if bare.starts_with("get$") || bare.starts_with("set$") || bare.starts_with("anon$") {
+            // Printing hooks are how values show, not functions people call.
+            if bare.starts_with("anon$") || bare == "to_string" || bare == "to_debug" {
                 return None;
+            }
+            let signature = tidy_signature(f["signature"].as_str().unwrap_or(bare));
+            // Property accessors read as what they are: `.port` of a Listener.
+            if let Some(property) = bare
+                .strip_prefix("get$")
+                .or_else(|| bare.strip_prefix("set$"))
+            {
+                let owner = signature
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.split([',', ')']).next())
+                    .and_then(|p| p.rsplit(": ").next())
+                    .unwrap_or("value")
+                    .to_string();
+                let setter = bare.starts_with("set$");
+                return Some(Entry {
+                    name: format!(".{property}"),
+                    signature: if setter {
+                        format!("{owner}.{property} = value")
+                    } else {
+                        format!(
+                            "{owner}.{property}{}",
+                            signature.split_once(')').map_or("", |(_, r)| r)
+                        )
+                    },
+                    doc: f["docComments"]
+                        .as_array()
+                        .map(|lines| strip_comment_markers(lines))
+                        .unwrap_or_default(),
+                });
             }
             let name = match namespace {
                 Some(ns) => format!("{ns}::{bare}"),
                 None => bare.to_string(),
             };
-            let signature = tidy_signature(f["signature"].as_str().unwrap_or(bare));
             let signature = match namespace {
                 Some(ns) => format!("{ns}::{signature}"),
                 None => signature,
@@ -351,6 +380,7 @@ fn tidy_signature(signature: &str) -> String {
         .replace("i64", "int")
         .replace("f64", "float")
         .replace("Dynamic", "any")
+        .replace("-> String", "-> string")
         .replace(" -> ()", "");
     // Strip Rust module paths from custom type names.
     while let Some(i) = s.find("::") {
