@@ -13,6 +13,8 @@ fn eval_prints_the_value() {
     assert_eq!(Netsh::eval("40 + 2"), "42");
     assert_eq!(Netsh::eval("\"plain text\""), "plain text");
     assert_eq!(Netsh::eval("let x = 1;"), "");
+    let out = Netsh::new().args(["-e", "args", "a", "-b"]).ok().stdout();
+    assert_eq!(out, "[\"a\", \"-b\"]");
 }
 
 /// A failing expression exits 1 with the error on stderr, nothing on stdout.

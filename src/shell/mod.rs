@@ -67,7 +67,7 @@ impl Shell {
     }
 
     /// Evaluates one piece of code (`netsh -e`) and returns its value.
-    pub fn eval(&self, code: &str) -> Result<Dynamic, String> {
+    pub fn eval(&self, code: &str, args: &[String]) -> Result<Dynamic, String> {
         let name = "-e";
         let mut ast = self
             .engine
@@ -75,7 +75,7 @@ impl Shell {
             .map_err(|e| describe(&e.into(), name))?;
         ast.set_source(name);
         self.session.set_ast(&ast);
-        let mut scope = Self::scope_with_args(&[]);
+        let mut scope = Self::scope_with_args(args);
         self.engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
             .map_err(|e| describe(&e, name))
