@@ -164,3 +164,21 @@ fn init_script_runs_at_start() {
     line(&mut pty, "greeting", "hello from init");
     line(&mut pty, "twice(21)", "42");
 }
+
+/// After `name(` a hint shows the rest of the signature; Tab offers variables.
+#[test]
+fn hints_show_signatures_and_tab_knows_variables() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("resolve(").unwrap();
+    pty.expect("host: string) -> Array").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("let very_long_variable_name = 31337;").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send("very_long_var").unwrap();
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line(" + 1").unwrap();
+    pty.expect("31338").unwrap();
+}
