@@ -176,3 +176,20 @@ fn scenario_scripts_run_without_arguments() {
         assert!(!run.stdout().is_empty(), "{}", run.explain());
     }
 }
+
+/// Values print readably: blobs as a hex preview, nesting laid out, deep
+/// nesting cut short instead of overflowing the stack.
+#[test]
+fn values_print_readably() {
+    assert_eq!(Netsh::eval("blob(3, 255)"), "blob(3 bytes: ff ff ff)");
+    assert_eq!(Netsh::eval("#{a: [1, #{b: ()}]}"), "#{a: [1, #{b: ()}]}");
+    let deep = Netsh::eval("let a = []; for i in 0..5000 { a = [a] } a");
+    assert!(deep.contains('…'), "{deep}");
+    let err = Netsh::eval_err("let a = []; for i in 0..500 { a = [a] } to_json(a)");
+    assert!(
+        err.contains("to_json: the value nests deeper than 128 levels"),
+        "{err}"
+    );
+    let err = Netsh::eval_err("blob(9223372036854775807)");
+    assert!(!err.contains("panicked"), "{err}");
+}

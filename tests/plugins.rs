@@ -114,3 +114,42 @@ fn shipped_services_plugin() {
         .stdout();
     assert_eq!(out, "ssh");
 }
+
+/// The working directory's plugin wins over the config dir's of the same
+/// name; a file whose name is not an identifier is skipped with a warning.
+#[test]
+fn precedence_and_invalid_names() {
+    let cmd = Netsh::new();
+    write(
+        &cmd.home().join("plugins/greet.rhai"),
+        "fn hello(n) { `local ${n}` }",
+    );
+    write(
+        &cmd.home().join("config/netsh/plugins/greet.rhai"),
+        "fn hello(n) { `config ${n}` }",
+    );
+    write(&cmd.home().join("plugins/my-plugin.rhai"), "fn x() { 1 }");
+    let run = cmd.args(["-e", "greet::hello(1)"]).output();
+    run.expect_code(0);
+    assert_eq!(run.stdout(), "local 1");
+    assert!(
+        run.stderr()
+            .contains("'my-plugin' is not a valid namespace name"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A wrong call to a plugin function keeps the namespace in the message.
+#[test]
+fn wrong_call_to_a_plugin_function_names_it() {
+    let cmd = Netsh::new();
+    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    let run = cmd.args(["-e", "greet::hello(1, 2)"]).output();
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("no function greet::hello(int, int)"),
+        "{}",
+        run.explain()
+    );
+}

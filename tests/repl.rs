@@ -14,15 +14,29 @@ type Pty = Session<UnixProcess, expectrl::process::unix::PtyStream>;
 
 /// Starts the REPL with a private config/data dir under `home`.
 fn start(home: &Path) -> Pty {
+    start_with(home, &[("NO_COLOR", "1")])
+}
+
+/// Starts the REPL with extra environment variables, and waits for the prompt.
+fn start_with(home: &Path, env: &[(&str, &str)]) -> Pty {
+    let mut session = spawn(home, env);
+    session.expect("netsh> ").expect("the first prompt");
+    session
+}
+
+/// Starts the REPL without waiting for anything.
+fn spawn(home: &Path, env: &[(&str, &str)]) -> Pty {
     let mut cmd = Command::new(support::netsh_bin());
     cmd.env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .env("TERM", "xterm")
         .current_dir(home);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     let mut session = Session::spawn(cmd).expect("starting netsh in a pty");
     session.set_expect_timeout(Some(Duration::from_secs(15)));
-    session.expect("netsh> ").expect("the first prompt");
     session
 }
 
@@ -126,7 +140,7 @@ fn errors_and_ctrl_c_at_the_prompt_keep_the_session() {
 fn ctrl_d_exits_and_history_is_kept() {
     let home = tempfile::tempdir().unwrap();
     let mut pty = start(home.path());
-    line(&mut pty, "\"remember me\"", "remember me");
+    line(&mut pty, "\"remember\" + \" me\"", "remember me");
     pty.send("\x04").unwrap();
     pty.expect(Eof).unwrap();
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
@@ -136,7 +150,7 @@ fn ctrl_d_exits_and_history_is_kept() {
     );
     let history = std::fs::read_to_string(home.path().join("data/netsh/history"))
         .expect("history file in the data dir");
-    assert!(history.contains("\"remember me\""), "{history}");
+    assert!(history.contains("\"remember\" + \" me\""), "{history}");
     let stray: Vec<_> = std::fs::read_dir(home.path())
         .unwrap()
         .flatten()
@@ -174,11 +188,63 @@ fn hints_show_signatures_and_tab_knows_variables() {
     pty.expect("host: string) -> Array").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("netsh> ").unwrap();
-    pty.send_line("let very_long_variable_name = 31337;").unwrap();
+    pty.send_line("let very_long_variable_name = 31337;")
+        .unwrap();
     pty.expect("netsh> ").unwrap();
     pty.send("very_long_var").unwrap();
     pty.send("\t").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     pty.send_line(" + 1").unwrap();
     pty.expect("31338").unwrap();
+}
+
+/// Errors are red on a colour terminal, and plain when NO_COLOR is set.
+#[test]
+fn errors_are_red_unless_no_color() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start_with(home.path(), &[]);
+    pty.send_line("port_info(-1)").unwrap();
+    pty.expect("\x1b[31merror: port_info: port -1 is out of range")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    let mut plain = start(home.path());
+    plain.send_line("port_info(-1)").unwrap();
+    let seen = plain.expect("out of range (0–65535)").unwrap();
+    let before = String::from_utf8_lossy(seen.before()).to_string();
+    assert!(
+        !before.contains("\x1b[31m"),
+        "red despite NO_COLOR: {before:?}"
+    );
+}
+
+/// Non-ASCII text typed at the prompt (hints and Tab run on it) is harmless.
+#[test]
+fn non_ascii_input_is_harmless() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("\"→(").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send("let «x» = 1").unwrap();
+    pty.send("\t").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "\"naïve → ok\".len()", "10");
+}
+
+/// A failing init.rhai is reported with its path and line; the REPL still starts.
+#[test]
+fn failing_init_script_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config/netsh");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("init.rhai"), "let ok = 1;\nresolve(42);\n").unwrap();
+    let mut pty = spawn(home.path(), &[("NO_COLOR", "1")]);
+    pty.expect("init.rhai:2:1: resolve: wrong arguments")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "ok + 41", "42");
 }

@@ -126,9 +126,15 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
             .to_string(),
         port: 0,
     };
+    settings.concurrency = settings.concurrency.min(descriptor_budget());
     let results = runtime::block_on(async move {
-        let ip = addr::lookup(&target).await?[0].ip();
-        Ok(scan_ports(SocketAddr::new(ip, 0), ports, settings).await)
+        // lookup puts IPv4 first and never returns an empty list.
+        let host = addr::lookup(&target)
+            .await?
+            .first()
+            .copied()
+            .ok_or_else(|| Error::NotFound(format!("{} has no addresses", target.host)))?;
+        scan_ports(host, ports, settings).await
     })?;
     Ok(results
         .into_iter()
@@ -155,12 +161,27 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
         .collect())
 }
 
+/// How many sockets a scan may hold open at once: what the process's
+/// open-file limit leaves after a margin for everything else. Without this
+/// cap, connects fail with "too many open files" and open ports go unseen.
+fn descriptor_budget() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass it.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let soft = if ok { limit.rlim_cur as usize } else { 1024 };
+    soft.saturating_sub(64).max(1)
+}
+
 /// Probes every port of `host` (its port is ignored), sorted by port.
+/// Fails only when this machine cannot make the probes (out of file handles).
 pub async fn scan_ports(
     host: SocketAddr,
     ports: BTreeSet<u16>,
     options: ScanOptions,
-) -> Vec<(u16, PortState)> {
+) -> Result<Vec<(u16, PortState)>> {
     let permits = Arc::new(Semaphore::new(options.concurrency));
     let mut probes = JoinSet::new();
     for port in ports {
@@ -173,21 +194,30 @@ pub async fn scan_ports(
     }
     let mut results = Vec::new();
     while let Some(joined) = probes.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
+        if let Ok((port, state)) = joined {
+            results.push((port, state?));
         }
     }
     results.sort_unstable_by_key(|(port, _)| *port);
-    results
+    Ok(results)
 }
 
-async fn probe(addr: SocketAddr, timeout: Duration) -> PortState {
+/// One connect. Refused means closed; silence or "unreachable" means a
+/// filter is in the way (as nmap reports it); running out of local
+/// resources is our failure, not the port's, and stops the scan.
+async fn probe(addr: SocketAddr, timeout: Duration) -> Result<PortState> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_stream)) => PortState::Open,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => PortState::Closed,
-        // Unreachable and the like: nothing listens for us there either.
-        Ok(Err(_)) => PortState::Closed,
-        Err(_) => PortState::Filtered,
+        Ok(Ok(_stream)) => Ok(PortState::Open),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(PortState::Closed),
+        Ok(Err(e))
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS)
+            ) =>
+        {
+            Err(Error::io(format!("probing {addr}"), None, e))
+        }
+        Ok(Err(_)) | Err(_) => Ok(PortState::Filtered),
     }
 }
 

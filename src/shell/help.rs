@@ -16,7 +16,7 @@ pub fn module() -> Module {
 
 #[export_module]
 mod api {
-    use crate::error::{ScriptResult, rhai_error};
+    use crate::error::{Error, ScriptResult, fail};
 
     /// Lists every function, grouped by capability, with a one-line summary.
     ///
@@ -39,11 +39,14 @@ mod api {
     /// Fails when: nothing has that name (similar names are suggested).
     #[rhai_fn(name = "help", return_raw)]
     pub fn help_topic(ctx: NativeCallContext, topic: &str) -> ScriptResult<()> {
-        let session = Session::of(&ctx).ok_or_else(|| rhai_error("help: not available here"))?;
+        let session = Session::of(&ctx)
+            .ok_or_else(|| Error::invalid("not available in this engine"))
+            .map_err(fail("help"))?;
         let text = session
             .help()
             .topic(topic)
-            .map_err(|e| rhai_error(format!("help: {e}")))?;
+            .map_err(Error::NotFound)
+            .map_err(fail("help"))?;
         crate::console::line(&text);
         Ok(())
     }
@@ -188,6 +191,9 @@ impl HelpIndex {
     /// The `help("topic")` text: a function, a capability, or a plugin.
     pub fn topic(&self, topic: &str) -> Result<String, String> {
         let topic = topic.trim().trim_end_matches("()");
+        if topic.is_empty() {
+            return Ok(self.overview());
+        }
         let matches: Vec<&Entry> = self.entries().filter(|e| e.name == topic).collect();
         if !matches.is_empty() {
             let mut out = String::new();
@@ -254,14 +260,11 @@ pub fn explain_not_found(rhai_signature: &str) -> String {
         .filter(|e| e.name == name)
         .map(|e| e.signature.as_str())
         .collect();
+    let given = tidy_signature(rhai_signature[name.len()..].trim());
     if expected.is_empty() {
-        return format!(
-            "no function {}",
-            tidy_signature(rhai_signature).replacen(" (", "(", 1)
-        );
+        // Keep the name as written (`greet::hello`); only the types are tidied.
+        return format!("no function {name}{given} (help() lists what exists)");
     }
-    let given = rhai_signature[name.len()..].trim();
-    let given = tidy_signature(given);
     format!(
         "{name}: wrong arguments {given}; expected {}",
         expected.join(" or ")

@@ -15,6 +15,11 @@ mod session;
 
 pub use session::Session;
 
+/// The longest string (and, through Rhai, blob) a script may build: 1 GiB.
+pub const MAX_STRING_BYTES: usize = 1 << 30;
+/// The most items in one array, blob or map.
+pub const MAX_ARRAY_ITEMS: usize = 1 << 30;
+
 /// The engine and the state shared with functions that run closures later.
 pub struct Shell {
     pub engine: Arc<Engine>,
@@ -88,6 +93,11 @@ impl Shell {
 fn configure(engine: &mut Engine) {
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
+    // Without these, `blob(1 << 62)` aborts the process and a runaway string
+    // eats all memory. Generous enough for real files and captures.
+    engine.set_max_string_size(MAX_STRING_BYTES);
+    engine.set_max_array_size(MAX_ARRAY_ITEMS);
+    engine.set_max_map_size(MAX_ARRAY_ITEMS);
     // Ctrl-C and `.stop()` cancel the thread's token; this stops Rhai loops.
     engine.on_progress(|_| runtime::is_cancelled().then(|| Dynamic::from("interrupted")));
     engine.on_print(console::line);
