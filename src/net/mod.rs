@@ -13,6 +13,7 @@ pub mod names;
 pub mod ports;
 pub mod sockets;
 pub mod tcp;
+pub mod transfer;
 
 /// A native capability: its name in `help()`, a one-line summary, its module.
 pub struct Capability {
@@ -28,6 +29,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "ports", about: "port ranges and well-known services (lesson 1.4)", module: ports::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
+    Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
 ];
 
