@@ -110,11 +110,15 @@ pub struct Run {
 
 impl Run {
     pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).trim().to_string()
+        String::from_utf8_lossy(&self.output.stdout)
+            .trim()
+            .to_string()
     }
 
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).trim().to_string()
+        String::from_utf8_lossy(&self.output.stderr)
+            .trim()
+            .to_string()
     }
 
     pub fn code(&self) -> Option<i32> {

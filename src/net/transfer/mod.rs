@@ -204,7 +204,7 @@ pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<R
         let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
             return Err(conn.closed_error());
         };
-        receiver::receive(reader, writer, conn.peer(), &dir, &options).await
+        receiver::receive(reader, writer, conn.peer(), &dir, &options, &mut |_| {}).await
     })
 }
 
@@ -376,41 +376,39 @@ async fn serve_one(
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
+    let mut record = |received: &Received| {
+        if state.log {
+            let resumed = if received.resumed_from > 0 {
+                format!(", resumed at byte {}", received.resumed_from)
+            } else {
+                String::new()
+            };
+            crate::console::line(&format!(
+                "received {} ({} bytes, sha256 {}…{resumed}) from {} in {:.2} s",
+                received.path.display(),
+                received.bytes,
+                &hex::encode(received.sha256)[..12],
+                received.peer,
+                received.seconds
+            ));
+        }
+        if let Ok(mut last) = state.last.lock() {
+            *last = Some(received.clone());
+        }
+        state.received.send_modify(|n| *n += 1);
+    };
     let outcome = tokio::select! {
         _ = state.stop.cancelled() => return,
-        outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options) => outcome,
+        outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, &mut record) => outcome,
     };
-    match outcome {
-        Ok(received) => {
-            if state.log {
-                crate::console::line(&format!(
-                    "received {} ({} bytes, sha256 {}…{}) from {} in {:.2} s",
-                    received.path.display(),
-                    received.bytes,
-                    &hex::encode(received.sha256)[..8],
-                    if received.resumed_from > 0 {
-                        format!(", resumed at byte {}", received.resumed_from)
-                    } else {
-                        String::new()
-                    },
-                    peer,
-                    received.seconds
-                ));
-            }
-            if let Ok(mut last) = state.last.lock() {
-                *last = Some(received);
-            }
-            state.received.send_modify(|n| *n += 1);
+    if let Err(e) = outcome {
+        if state.log {
+            crate::console::warn(&format!("serve_files: {e}"));
         }
-        Err(e) => {
-            if state.log {
-                crate::console::warn(&format!("serve_files: {e}"));
-            }
-            if let Ok(mut last) = state.last_error.lock() {
-                *last = Some(e.to_string());
-            }
-            state.refused.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = state.last_error.lock() {
+            *last = Some(e.to_string());
         }
+        state.refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 

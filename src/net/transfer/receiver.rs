@@ -73,6 +73,10 @@ pub struct Received {
     pub seconds: f64,
 }
 
+/// Called once a file is on disk under its final name, before the sender
+/// hears so: whoever counts uploads is up to date when `send_file` returns.
+pub type OnStored<'a> = &'a mut (dyn FnMut(&Received) + Send);
+
 /// Receives one upload from `peer` into `dir`.
 pub async fn receive<R, W>(
     reader: &mut R,
@@ -80,6 +84,7 @@ pub async fn receive<R, W>(
     peer: SocketAddr,
     dir: &Path,
     options: &ReceiveOptions,
+    on_stored: OnStored<'_>,
 ) -> Result<Received>
 where
     R: AsyncRead + Unpin,
@@ -96,9 +101,11 @@ where
                 ),
             ))
         } else if options.raw {
-            receive_raw(reader, peer, dir, options, started).await
+            receive_raw(reader, peer, dir, options, started)
+                .await
+                .inspect(|received| on_stored(received))
         } else {
-            receive_framed(reader, writer, peer, dir, options, started).await
+            receive_framed(reader, writer, peer, dir, options, started, on_stored).await
         };
     match outcome {
         Ok(received) => Ok(received),
@@ -149,6 +156,7 @@ async fn receive_framed<R, W>(
     dir: &Path,
     options: &ReceiveOptions,
     started: Instant,
+    on_stored: OnStored<'_>,
 ) -> std::result::Result<Received, Refusal>
 where
     R: AsyncRead + Unpin,
@@ -258,11 +266,7 @@ where
         let (target, overwrite) = (target.clone(), options.overwrite);
         run_blocking(move || target.finish(written.file, overwrite)).await?;
     }
-    let done = Reply::Done { size, sha256: ours };
-    // The file is safe on disk; a sender that vanished now is its problem.
-    let _ = protocol::write_all(writer, &done.encode()).await;
-    let _ = writer.shutdown().await;
-    Ok(Received {
+    let received = Received {
         name,
         path: target.path,
         bytes: size,
@@ -271,7 +275,13 @@ where
         resumed_from: start,
         peer,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    on_stored(&received);
+    let done = Reply::Done { size, sha256: ours };
+    // The file is safe on disk; a sender that vanished now is its problem.
+    let _ = protocol::write_all(writer, &done.encode()).await;
+    let _ = writer.shutdown().await;
+    Ok(received)
 }
 
 /// Reads and checks the header, but not yet the name (see `safe_name`).

@@ -187,7 +187,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
     write_within(writer, &header.encode(), options.timeout, peer).await?;
     let (offset, prefix) = match protocol::read_reply(reader, Some(options.timeout)).await? {
         Reply::Ready { offset, prefix } => (offset, prefix),
-        Reply::Error(code, message) => return Err(refused(&name, code, &message)),
+        Reply::Error(code, message) => return Err(refused(code, &message)),
         Reply::Done { .. } => {
             return Err(Error::Protocol(
                 "the receiver confirmed a file before it was sent".into(),
@@ -239,7 +239,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
         biased;
         early = &mut reply => {
             return Err(match early {
-                Ok(Reply::Error(code, message)) => refused(&name, code, &message),
+                Ok(Reply::Error(code, message)) => refused(code, &message),
                 Ok(_) => Error::Protocol("the receiver answered before the file was sent".into()),
                 Err(e) => e,
             });
@@ -249,7 +249,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
             Err(e) => {
                 // A write failed: the receiver probably said why first.
                 return Err(match tokio::time::timeout(Duration::from_secs(1), &mut reply).await {
-                    Ok(Ok(Reply::Error(code, message))) => refused(&name, code, &message),
+                    Ok(Ok(Reply::Error(code, message))) => refused(code, &message),
                     _ => e,
                 });
             }
@@ -280,7 +280,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
             hex::encode(theirs),
             hex::encode(sha256)
         ))),
-        Reply::Error(code, message) => Err(refused(&name, code, &message)),
+        Reply::Error(code, message) => Err(refused(code, &message)),
         Reply::Ready { .. } => Err(Error::Protocol(
             "the receiver sent READY where a confirmation was due".into(),
         )),
@@ -446,9 +446,9 @@ fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
     }
 }
 
-fn refused(name: &str, code: Code, message: &str) -> Error {
+fn refused(code: Code, message: &str) -> Error {
     Error::Protocol(format!(
-        "the receiver refused '{name}': {message} ({})",
+        "the receiver refused the upload: {message} ({})",
         code.name()
     ))
 }
