@@ -46,8 +46,15 @@ pub fn run(cli: Cli) -> ExitCode {
         return list_scripts(Path::new("scripts"));
     }
     if let Some(code) = cli.eval {
+        // With -e there is no script file: every positional word is an argument.
+        let args: Vec<String> = cli
+            .script
+            .map(|s| s.to_string_lossy().into_owned())
+            .into_iter()
+            .chain(cli.args)
+            .collect();
         let shell = Shell::new(None);
-        return match shell.eval(&code) {
+        return match shell.eval(&code, &args) {
             Ok(value) if value.is_unit() => ExitCode::SUCCESS,
             Ok(value) => {
                 console::line(&display::pretty(&shell.engine, &value));

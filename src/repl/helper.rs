@@ -211,19 +211,15 @@ impl Validator for ReplHelper {
     }
 }
 
-/// Rhai reports running out of input as `UnexpectedEOF`, a missing closing
-/// bracket, or an unterminated string. A missing bracket only means "more to
-/// come" when a bracket is still open at the end of the text; `foo(1;)` is
-/// simply wrong.
+/// Rhai reports running out of input as `UnexpectedEOF`, an unterminated
+/// string, or — inside a block — whatever token it expected next (`;`, `}`).
+/// So besides the first two, any error while a bracket is still open at the
+/// end of the text means "more to come"; `foo(1;)` is simply wrong.
 fn is_unfinished(kind: &ParseErrorType, input: &str) -> bool {
-    match kind {
-        ParseErrorType::UnexpectedEOF => true,
-        ParseErrorType::BadInput(LexError::UnterminatedString) => true,
-        ParseErrorType::MissingToken(token, _) if matches!(token.as_str(), "}" | "]" | ")") => {
-            ends_open(input)
-        }
-        _ => false,
-    }
+    matches!(
+        kind,
+        ParseErrorType::UnexpectedEOF | ParseErrorType::BadInput(LexError::UnterminatedString)
+    ) || ends_open(input)
 }
 
 /// Does the text end inside an open bracket (ignoring strings roughly)?

@@ -67,7 +67,7 @@ impl Shell {
     }
 
     /// Evaluates one piece of code (`netsh -e`) and returns its value.
-    pub fn eval(&self, code: &str) -> Result<Dynamic, String> {
+    pub fn eval(&self, code: &str, args: &[String]) -> Result<Dynamic, String> {
         let name = "-e";
         let mut ast = self
             .engine
@@ -75,7 +75,7 @@ impl Shell {
             .map_err(|e| describe(&e.into(), name))?;
         ast.set_source(name);
         self.session.set_ast(&ast);
-        let mut scope = Self::scope_with_args(&[]);
+        let mut scope = Self::scope_with_args(args);
         self.engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
             .map_err(|e| describe(&e, name))
@@ -144,6 +144,10 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
     let mut message = match err {
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "stack overflow: functions nested more than 64 calls deep".to_string()
+        }
         EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
         other => strip_position(&other.to_string()),
     };
