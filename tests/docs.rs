@@ -20,10 +20,15 @@ fn readme_mentions_every_function() {
             let call = format!("{name}(");
             let property = format!("`{name}`");
             let bare_property = format!("{name}`");
-            !(reference.contains(&call) || reference.contains(&property) || reference.contains(&bare_property))
+            !(reference.contains(&call)
+                || reference.contains(&property)
+                || reference.contains(&bare_property))
         })
         .collect();
     missing.sort();
     missing.dedup();
-    assert!(missing.is_empty(), "README's function reference does not mention: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "README's function reference does not mention: {missing:?}"
+    );
 }

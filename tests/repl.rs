@@ -174,7 +174,8 @@ fn hints_show_signatures_and_tab_knows_variables() {
     pty.expect("host: string) -> Array").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("netsh> ").unwrap();
-    pty.send_line("let very_long_variable_name = 31337;").unwrap();
+    pty.send_line("let very_long_variable_name = 31337;")
+        .unwrap();
     pty.expect("netsh> ").unwrap();
     pty.send("very_long_var").unwrap();
     pty.send("\t").unwrap();

@@ -30,7 +30,7 @@ fn loopback() -> SocketAddr {
 
 /// Runs Rhai code in this process with a fresh shell; its value, or the error text.
 fn eval(code: &str) -> Result<Dynamic, String> {
-    netsh::shell::Shell::new(None).eval(code)
+    netsh::shell::Shell::new(None).eval(code, &[])
 }
 
 fn eval_map(code: &str) -> Map {
