@@ -662,3 +662,62 @@ fn upload_script_demo_runs() {
     assert!(out.contains("verified"), "{}", run.explain());
     assert!(out.contains("identical"), "{}", run.explain());
 }
+
+/// A client written by hand from docs/PROTOCOL.md's example uploads `hi.txt` and gets exactly the documented replies.
+#[test]
+fn a_client_following_protocol_md_gets_the_documented_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let unhex = |s: &str| hex::decode(s.replace([' ', '|'], "")).unwrap();
+    let hello_sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    let mut client = TcpStream::connect(server.addr()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(&unhex(
+            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+        ))
+        .unwrap();
+    let mut ready = [0u8; 41];
+    client.read_exact(&mut ready).unwrap();
+    assert_eq!(
+        ready.to_vec(),
+        unhex(&format!("52 | 0000000000000000 | {}", "00".repeat(32)))
+    );
+    client.write_all(&unhex("53 | 0000000000000000")).unwrap();
+    client.write_all(b"hello").unwrap();
+    client
+        .write_all(&unhex(&format!("48 | {hello_sha}")))
+        .unwrap();
+    let mut done = [0u8; 41];
+    client.read_exact(&mut done).unwrap();
+    assert_eq!(
+        done.to_vec(),
+        unhex(&format!("4B | 0000000000000005 | {hello_sha}"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(inbox.join("hi.txt")).unwrap(),
+        "hello"
+    );
+
+    // The documented refusal, byte for byte.
+    let mut again = TcpStream::connect(server.addr()).unwrap();
+    again
+        .write_all(&unhex(
+            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+        ))
+        .unwrap();
+    let mut reply = Vec::new();
+    again
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    again.read_to_end(&mut reply).unwrap();
+    let mut expected = unhex("45 | 0005 | 0042");
+    expected
+        .extend_from_slice(b"'hi.txt' already exists and this receiver does not overwrite files");
+    assert_eq!(reply, expected);
+    server.stop();
+}
