@@ -380,11 +380,20 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     assert_eq!(code, 10, "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
+    // Stalls mid-body: the idle timeout answers.
+    let mut staller = TcpStream::connect(server.addr()).unwrap();
+    staller.write_all(&header(b"stall.bin", 10, 1)).unwrap();
+    assert_eq!(read_reply(&mut staller), Err(b'R'));
+    let mut ready = [0u8; 40];
+    staller.read_exact(&mut ready).unwrap();
+    staller.write_all(b"S\0\0\0\0\0\0\0\0ab").unwrap();
+    let (code, message) = read_reply(&mut staller).unwrap();
+    assert_eq!(code, 10, "{message}");
+
     // Lies about the size: 10 bytes promised, 4 sent, then close.
     let mut liar = TcpStream::connect(server.addr()).unwrap();
     liar.write_all(&header(b"liar.bin", 10, 1)).unwrap();
     assert_eq!(read_reply(&mut liar), Err(b'R'));
-    let mut ready = [0u8; 40];
     liar.read_exact(&mut ready).unwrap();
     liar.write_all(b"S\0\0\0\0\0\0\0\0abcd").unwrap();
     liar.shutdown(Shutdown::Write).unwrap();
@@ -404,7 +413,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     wait_until(
         Duration::from_secs(5),
         "every refusal to be counted",
-        || server.refused() >= 19,
+        || server.refused() >= 20,
     );
     assert_eq!(server.received(), 0);
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
@@ -413,8 +422,11 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     after.retain(|p| !before.contains(p));
     assert_eq!(
         after,
-        vec![inbox.join(".liar.bin.netsh-part")],
-        "only the liar's part file (kept for a resume) may be new"
+        vec![
+            inbox.join(".liar.bin.netsh-part"),
+            inbox.join(".stall.bin.netsh-part")
+        ],
+        "only the part files of cut-off uploads (kept for a resume) may be new"
     );
 
     // And a good upload still goes through.

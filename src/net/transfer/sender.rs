@@ -122,7 +122,7 @@ pub async fn send(
         let _ = writer.shutdown().await;
         writer_slot.take();
         if wait_close {
-            let _ = wait_for_close(reader, Duration::from_secs(5).min(options.timeout)).await;
+            let _ = wait_for_close(reader, Duration::from_secs(2).min(options.timeout)).await;
         }
         Sent {
             name,
