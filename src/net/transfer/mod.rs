@@ -346,8 +346,8 @@ pub fn serve(
     let accepting = state.clone();
     runtime::handle().spawn(async move {
         let state = accepting;
-        let guard = state.listener.state().socket.lock().await;
-        let Some(socket) = guard.as_ref() else {
+        // Owned by this task, so the port is released as soon as it ends.
+        let Some(socket) = state.listener.state().socket.lock().await.take() else {
             return;
         };
         loop {
@@ -497,8 +497,12 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// Milliseconds; 0 means no limit (as for a connection's read timeout).
     fn millis(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(self.count(key)?.map(Duration::from_millis))
+        Ok(self.count(key)?.map(|ms| match ms {
+            0 => Duration::MAX,
+            ms => Duration::from_millis(ms),
+        }))
     }
 
     fn text(&self, key: &str) -> Result<Option<String>> {
@@ -674,7 +678,8 @@ mod api {
     /// Uploads a file with options: `raw` (plain bytes then half-close, for
     /// `nc -l`), `resume` (default true), `progress` (false, or a closure
     /// called with `#{bytes, total, percent, rate, eta}` four times a
-    /// second and once at the end), `timeout` (ms per wait, default 30000),
+    /// second and once at the end), `timeout` (ms per wait, default 30000,
+    /// 0 for none),
     /// `name` (send under another name), `rate_limit` (bytes per second),
     /// `zero_copy` (raw mode's `sendfile`, default true).
     ///
@@ -753,7 +758,8 @@ mod api {
     /// Receives one upload with options: `raw` (plain bytes until the
     /// sender closes, as `nc host 9000 < file` sends), `name` (the file name
     /// in raw mode), `overwrite` (default false), `max_size` (bytes),
-    /// `timeout` (ms to wait for the sender, and for any stall).
+    /// `timeout` (ms to wait for the sender, and for any stall; by default
+    /// the wait for a connection is unlimited and a stall may last 30 s).
     ///
     /// ```rhai
     /// let r = recv_file(listen(9000), "in", #{raw: true, name: "f.bin"});
