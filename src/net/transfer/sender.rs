@@ -46,6 +46,8 @@ pub struct SendOptions {
     pub rate_limit: Option<u64>,
     /// Use `sendfile(2)` in raw mode.
     pub zero_copy: bool,
+    /// Compute the SHA-256 in raw mode (framed mode always does).
+    pub hash: bool,
 }
 
 impl Default for SendOptions {
@@ -57,6 +59,7 @@ impl Default for SendOptions {
             name: None,
             rate_limit: None,
             zero_copy: true,
+            hash: true,
         }
     }
 }
@@ -76,7 +79,8 @@ pub struct Sent {
     pub sent: u64,
     /// Where the body started (non-zero when an earlier upload was resumed).
     pub resumed_from: u64,
-    pub sha256: [u8; 32],
+    /// `None` in raw mode with `hash: false`.
+    pub sha256: Option<[u8; 32]>,
     pub seconds: f64,
     /// True when the receiver confirmed the same SHA-256 (framed mode).
     pub verified: bool,
@@ -271,7 +275,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
             bytes: size,
             sent: size - start,
             resumed_from: start,
-            sha256,
+            sha256: Some(sha256),
             seconds: 0.0,
             verified: true,
         }),
@@ -323,7 +327,8 @@ async fn send_chunks(
     Ok(hasher.finalize().into())
 }
 
-/// Raw mode: the file's bytes and nothing else. Returns their SHA-256.
+/// Raw mode: the file's bytes and nothing else. Returns their SHA-256
+/// unless told not to compute it.
 async fn send_raw(
     writer: &mut OwnedWriteHalf,
     file: File,
@@ -331,7 +336,7 @@ async fn send_raw(
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
-) -> Result<[u8; 32]> {
+) -> Result<Option<[u8; 32]>> {
     if !options.zero_copy {
         return send_chunks(
             writer,
@@ -343,20 +348,31 @@ async fn send_raw(
             progress,
             peer,
         )
-        .await;
+        .await
+        .map(Some);
     }
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
-    let hash_file = file
-        .try_clone()
-        .map_err(|e| Error::io("reading the file", None, e))?;
-    let hashing = tokio::task::spawn_blocking(move || disk::hash_file(hash_file));
+    let hashing = if options.hash {
+        let hash_file = file
+            .try_clone()
+            .map_err(|e| Error::io("reading the file", None, e))?;
+        Some(tokio::task::spawn_blocking(move || {
+            disk::hash_file(hash_file)
+        }))
+    } else {
+        None
+    };
     let socket: &TcpStream = writer.as_ref();
     sendfile_all(socket, &file, size, options, progress, peer).await?;
-    hashing
-        .await
-        .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
-        .map_err(|e| Error::io("reading the file", None, e))
+    match hashing {
+        Some(hashing) => hashing
+            .await
+            .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
+            .map_err(|e| Error::io("reading the file", None, e))
+            .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `sendfile(2)` from `file` to the socket until `size` bytes are sent,
