@@ -114,17 +114,17 @@ pub fn write_chunks(
     }
 }
 
-/// Reads `file` from `start` to `end`, hashing into `hasher`, and sends the
-/// chunks to `chunks`. Returns the finished hash state; stops early (with
-/// `Ok`) if the receiving side hung up, since the socket error says more.
+/// Reads `file` from `start` to `end`, hashing into `hasher` (if any), and
+/// sends the chunks to `chunks`. Returns the finished hash state; stops early
+/// (with `Ok`) if the receiving side hung up, since the socket error says more.
 pub fn read_chunks(
     mut file: File,
-    mut hasher: Sha256,
+    mut hasher: Option<Sha256>,
     start: u64,
     end: u64,
     chunks: mpsc::Sender<Vec<u8>>,
     spare: std_mpsc::Receiver<Vec<u8>>,
-) -> io::Result<Sha256> {
+) -> io::Result<Option<Sha256>> {
     file.seek(SeekFrom::Start(start))?;
     let mut position = start;
     while position < end {
@@ -145,7 +145,9 @@ pub fn read_chunks(
             }
             filled += n;
         }
-        hasher.update(&buf);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&buf);
+        }
         position += want as u64;
         if chunks.blocking_send(buf).is_err() {
             break;

@@ -233,7 +233,18 @@ async fn send_framed<R: AsyncRead + Unpin>(
     // sees rather than "broken pipe".
     let mut reply = std::pin::pin!(protocol::read_reply(reader, None));
     let body = async {
-        let hash = send_chunks(writer, file, hasher, start, size, options, progress, peer).await?;
+        let hash = send_chunks(
+            writer,
+            file,
+            Some(hasher),
+            start,
+            size,
+            options,
+            progress,
+            peer,
+        )
+        .await?
+        .ok_or_else(|| Error::Protocol("the file was not hashed".into()))?;
         let mut trailer = vec![protocol::MSG_HASH];
         trailer.extend_from_slice(&hash);
         write_within(writer, &trailer, options.timeout, peer).await?;
@@ -291,19 +302,19 @@ async fn send_framed<R: AsyncRead + Unpin>(
     }
 }
 
-/// Streams `start..end` of `file` to the socket, reading and hashing on a
-/// blocking thread; returns the SHA-256 of the whole file.
+/// Streams `start..end` of `file` to the socket, reading and hashing (when
+/// given a hasher) on a blocking thread; returns the SHA-256 of the whole file.
 #[allow(clippy::too_many_arguments)]
 async fn send_chunks(
     writer: &mut OwnedWriteHalf,
     file: File,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     start: u64,
     end: u64,
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
-) -> Result<[u8; 32]> {
+) -> Result<Option<[u8; 32]>> {
     let (to_socket, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
     let reading = tokio::task::spawn_blocking(move || {
@@ -324,7 +335,7 @@ async fn send_chunks(
         .await
         .map_err(|e| Error::Protocol(format!("the file reader failed: {e}")))?
         .map_err(|e| Error::io("reading the file", None, e))?;
-    Ok(hasher.finalize().into())
+    Ok(hasher.map(|h| h.finalize().into()))
 }
 
 /// Raw mode: the file's bytes and nothing else. Returns their SHA-256
@@ -338,18 +349,8 @@ async fn send_raw(
     peer: std::net::SocketAddr,
 ) -> Result<Option<[u8; 32]>> {
     if !options.zero_copy {
-        return send_chunks(
-            writer,
-            file,
-            Sha256::new(),
-            0,
-            size,
-            options,
-            progress,
-            peer,
-        )
-        .await
-        .map(Some);
+        let hasher = options.hash.then(Sha256::new);
+        return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
     }
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
