@@ -733,3 +733,80 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
     assert_eq!(reply, expected);
     server.stop();
 }
+
+/// With the real OpenBSD `nc` installed, raw mode works both ways: `nc -l > f` receives, `nc -N host port < f` sends (skipped, saying so, without nc).
+#[test]
+fn raw_mode_interoperates_with_real_nc() {
+    let has_nc = Command::new("nc")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    if !has_nc {
+        eprintln!(
+            "SKIPPED raw_mode_interoperates_with_real_nc: nc is not installed (apt-get install netcat-openbsd)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(2_000_003, 5);
+    let file = tmp.path().join("to-nc.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    // netsh → `nc -l 127.0.0.1 PORT > out`
+    let port = TcpListener::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tmp.path().join("from-netsh.bin");
+    let mut nc = Command::new("nc")
+        .args(["-l", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
+    let raw = SendOptions {
+        raw: true,
+        ..SendOptions::default()
+    };
+    let started = Instant::now();
+    loop {
+        match transfer::send_to(&target, &file, raw.clone(), ProgressReport::Off) {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("sending to nc -l: {e}"),
+        }
+    }
+    let _ = nc.wait();
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "nc -l received different bytes"
+    );
+
+    // `nc -N 127.0.0.1 PORT < file` → recv_file raw
+    let listener = netsh::net::tcp::listen(loopback()).unwrap();
+    let port = listener.addr().port().to_string();
+    let sender = Command::new("nc")
+        .args(["-N", "127.0.0.1", &port])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let options = ReceiveOptions {
+        raw: true,
+        name: Some("from-nc.bin".into()),
+        ..ReceiveOptions::default()
+    };
+    let inbox = tmp.path().join("in");
+    let received =
+        transfer::receive_once(&listener, &inbox, options, Some(Duration::from_secs(10)))
+            .expect("raw recv_file from nc");
+    let _ = { sender }.wait();
+    assert_eq!(received.bytes, data.len() as u64);
+    assert!(std::fs::read(inbox.join("from-nc.bin")).unwrap() == data);
+}
