@@ -810,3 +810,43 @@ fn raw_mode_interoperates_with_real_nc() {
     assert_eq!(received.bytes, data.len() as u64);
     assert!(std::fs::read(inbox.join("from-nc.bin")).unwrap() == data);
 }
+
+/// A receiver script that ends right after `wait(1)` still confirms the upload to its sender first.
+#[test]
+fn a_receiver_that_exits_after_wait_still_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("last.bin");
+    std::fs::write(&file, pattern(3_000_000, 1)).unwrap();
+    for round in 0..3 {
+        let port = TcpListener::bind(loopback())
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tmp.path().join(format!("in{round}"));
+        let mut receiver = Command::new(support::netsh_bin())
+            .arg("-e")
+            .arg(format!(
+                r#"let s = serve_files("127.0.0.1:{port}", "{}"); s.wait(1, 20000)"#,
+                dir.display()
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
+        let started = Instant::now();
+        let sent = loop {
+            match transfer::send_to(&target, &file, SendOptions::default(), ProgressReport::Off) {
+                Ok(sent) => break sent,
+                Err(netsh::error::Error::Refused(_))
+                    if started.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        };
+        assert!(sent.verified);
+        assert!(receiver.wait().unwrap().success());
+    }
+}

@@ -254,7 +254,13 @@ struct ServerState {
     dir: PathBuf,
     stop: CancellationToken,
     listener: Listener,
-    received: watch::Sender<u64>,
+    /// Uploads stored, counted before the sender is told, so a script that
+    /// reads `.received` right after `send_file` returns sees its upload.
+    received: AtomicU64,
+    /// Uploads stored *and* confirmed to the sender. `wait` watches this
+    /// one: a script that ends right after `wait(1)` must not cut off the
+    /// confirmation its sender is waiting for.
+    confirmed: watch::Sender<u64>,
     refused: AtomicU64,
     last: Mutex<Option<Received>>,
     last_error: Mutex<Option<String>>,
@@ -267,7 +273,7 @@ impl FileServer {
     }
 
     pub fn received(&self) -> u64 {
-        *self.0.received.borrow()
+        self.0.received.load(Ordering::SeqCst)
     }
 
     pub fn refused(&self) -> u64 {
@@ -289,9 +295,10 @@ impl FileServer {
         self.0.listener.close();
     }
 
-    /// Waits until at least `count` uploads have arrived; returns how many have.
+    /// Waits until at least `count` uploads have arrived and been confirmed
+    /// to their senders; returns how many have.
     pub fn wait(&self, count: u64, timeout: Option<Duration>) -> Result<u64> {
-        let mut seen = self.0.received.subscribe();
+        let mut seen = self.0.confirmed.subscribe();
         let stop = self.0.stop.clone();
         runtime::block_on(async move {
             let wait = async {
@@ -336,7 +343,8 @@ pub fn serve(
         dir,
         stop: CancellationToken::new(),
         listener: listener.clone(),
-        received: watch::Sender::new(0),
+        received: AtomicU64::new(0),
+        confirmed: watch::Sender::new(0),
         refused: AtomicU64::new(0),
         last: Mutex::new(None),
         last_error: Mutex::new(None),
@@ -395,12 +403,15 @@ async fn serve_one(
         if let Ok(mut last) = state.last.lock() {
             *last = Some(received.clone());
         }
-        state.received.send_modify(|n| *n += 1);
+        state.received.fetch_add(1, Ordering::SeqCst);
     };
     let outcome = tokio::select! {
         _ = state.stop.cancelled() => return,
         outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, &mut record) => outcome,
     };
+    if outcome.is_ok() {
+        state.confirmed.send_modify(|n| *n += 1);
+    }
     if let Err(e) = outcome {
         if state.log {
             crate::console::warn(&format!("serve_files: {e}"));
@@ -962,8 +973,8 @@ mod api {
         s.stop();
     }
 
-    /// Waits until `count` uploads have been stored in all; returns the
-    /// number stored. Ctrl-C stops the wait.
+    /// Waits until `count` uploads in all have been stored and confirmed
+    /// to their senders; returns the number. Ctrl-C stops the wait.
     ///
     /// ```rhai
     /// s.wait(3);
