@@ -850,3 +850,35 @@ fn a_receiver_that_exits_after_wait_still_confirms() {
         assert!(receiver.wait().unwrap().success());
     }
 }
+
+/// While one upload of a name is in progress, a second upload of the same name is refused as busy.
+#[test]
+fn a_second_upload_of_the_same_name_is_busy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("same.bin");
+    std::fs::write(&file, pattern(8 << 20, 2)).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let slow = SendOptions {
+        rate_limit: Some(4_000_000),
+        ..SendOptions::default()
+    };
+    let (first_server, first_file) = (server.clone(), file.clone());
+    let first = std::thread::spawn(move || send(&first_server, &first_file, slow));
+    let part = inbox.join(".same.bin.netsh-part");
+    wait_until(Duration::from_secs(10), "the first upload to start", || {
+        std::fs::metadata(&part)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    });
+    let err = send(&server, &file, SendOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("in progress") && err.contains("(busy)"),
+        "{err}"
+    );
+    let sent = first.join().unwrap().expect("the first upload");
+    assert!(sent.verified);
+    server.stop();
+}
