@@ -486,7 +486,8 @@ impl Pacer {
 
     async fn pace(&self, sent: u64) {
         if let Some(rate) = self.rate {
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            let due =
+                Duration::try_from_secs_f64(sent as f64 / rate as f64).unwrap_or(Duration::MAX);
             let elapsed = self.started.elapsed();
             if due > elapsed {
                 tokio::time::sleep(due - elapsed).await;
