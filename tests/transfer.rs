@@ -882,3 +882,96 @@ fn a_second_upload_of_the_same_name_is_busy() {
     assert!(sent.verified);
     server.stop();
 }
+
+/// On a terminal, `send_file` draws a progress bar with rate and ETA on stderr.
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    use expectrl::{Expect, Session};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bar.bin");
+    std::fs::write(&file, pattern(4 << 20, 8)).unwrap();
+    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.arg("-e")
+        .arg(format!(
+            r#"send_file("{}", "{}", #{{rate_limit: 2000000}}).verified"#,
+            server.addr(),
+            file.display()
+        ))
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut pty = Session::spawn(cmd).expect("netsh in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(15)));
+    pty.expect("ETA").expect("a progress bar with an ETA");
+    pty.expect("true").expect("the upload to finish verified");
+    server.stop();
+}
+
+/// Ctrl-C in the REPL stops an upload (nothing under the final name), the prompt comes back, and sending again resumes.
+#[test]
+fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
+    use expectrl::{ControlCode, Expect, Session};
+    use std::io::Read as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(8 << 20, 13);
+    let file = tmp.path().join("ctrl-c.bin");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let part = inbox.join(".ctrl-c.bin.netsh-part");
+
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .env("XDG_DATA_HOME", tmp.path().join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(tmp.path());
+    let mut pty = Session::spawn(cmd).expect("the REPL in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(20)));
+    pty.expect("netsh> ").expect("the first prompt");
+    let addr = server.addr();
+    pty.send_line(format!(
+        r#"send_file("{addr}", "{}", #{{rate_limit: 2000000, progress: false}})"#,
+        file.display()
+    ))
+    .unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "part of the upload to arrive",
+        || {
+            std::fs::metadata(&part)
+                .map(|m| m.len() >= 1 << 20)
+                .unwrap_or(false)
+        },
+    );
+    pty.send(ControlCode::EndOfText).unwrap();
+    pty.expect("interrupted")
+        .expect("the upload to say it was interrupted");
+    pty.expect("netsh> ").expect("the prompt back");
+    wait_until(
+        Duration::from_secs(10),
+        "the receiver to drop the upload",
+        || server.refused() >= 1,
+    );
+    assert!(!inbox.join("ctrl-c.bin").exists());
+
+    pty.send_line(format!(
+        r#"let r = send_file("{addr}", "{}", #{{progress: false}}); print(`OFFSET:${{r.resumed_from}}`)"#,
+        file.display()
+    ))
+    .unwrap();
+    // The typed line echoes as `OFFSET:${…}`; only the printed one has digits.
+    let resumed = match pty.expect(expectrl::Regex("OFFSET:[0-9]+")) {
+        Ok(found) => found,
+        Err(e) => {
+            let mut rest = String::new();
+            let _ = pty.read_to_string(&mut rest);
+            panic!("no OFFSET line ({e}); the REPL showed: {rest}");
+        }
+    };
+    let printed = String::from_utf8_lossy(resumed.get(0).unwrap()).to_string();
+    let offset: u64 = printed.trim_start_matches("OFFSET:").parse().unwrap();
+    assert!(offset >= 1 << 20, "resumed from {offset}");
+    assert!(std::fs::read(inbox.join("ctrl-c.bin")).unwrap() == data);
+    server.stop();
+}
