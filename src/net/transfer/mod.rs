@@ -95,14 +95,13 @@ pub fn send_over(
 ) -> Result<Sent> {
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
-    let task = AbortOnDrop(runtime::handle().spawn(sender::send(
+    let mut task = AbortOnDrop(runtime::handle().spawn(sender::send(
         conn,
         path.to_path_buf(),
         options,
         progress.clone(),
         wait_close,
     )));
-    let mut task = task;
     let bar = match report {
         ProgressReport::Auto if std::io::stderr().is_terminal() => Some(progress_bar()),
         _ => None,
@@ -111,7 +110,9 @@ pub fn send_over(
         let bytes = progress.done.load(Ordering::Relaxed);
         let total = progress.total.load(Ordering::Relaxed);
         let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        let rate = bytes as f64 / seconds;
+        // A resumed prefix was not sent now; it must not inflate the rate.
+        let moved = bytes.saturating_sub(progress.resumed_from.load(Ordering::Relaxed));
+        let rate = moved as f64 / seconds;
         ProgressFigures {
             bytes,
             total,

@@ -89,8 +89,11 @@ pub struct Sent {
 /// Figures the caller's thread reads while the transfer runs.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// Bytes of the file the receiver has or is being sent, resumed prefix included.
     pub done: AtomicU64,
     pub total: AtomicU64,
+    /// Where this upload started (non-zero when resuming).
+    pub resumed_from: AtomicU64,
 }
 
 /// Sends `path` over `conn`. With `wait_close` (a connection this upload
@@ -226,6 +229,7 @@ async fn send_framed<R: AsyncRead + Unpin>(
     let mut start_message = vec![protocol::MSG_START];
     start_message.extend_from_slice(&start.to_be_bytes());
     write_within(writer, &start_message, options.timeout, peer).await?;
+    progress.resumed_from.store(start, Ordering::Relaxed);
     progress.done.store(start, Ordering::Relaxed);
 
     // The receiver may refuse in the middle (disk full, stalled too long):
