@@ -14,6 +14,7 @@ pub mod ports;
 pub mod scan;
 pub mod sockets;
 pub mod tcp;
+pub mod transfer;
 
 /// A native capability: its name in `help()`, a one-line summary, its module.
 pub struct Capability {
@@ -30,6 +31,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "scan", about: "which ports answer: a concurrent connect scan, like nmap -sT", module: scan::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
+    Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
 ];
 
