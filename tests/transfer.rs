@@ -545,7 +545,7 @@ fn raw_send_to_a_plain_listener_like_nc() {
         got
     });
     let sent = eval_map(&format!(
-        r#"send_file("[::1]:{port}", "{}", #{{raw: true, progress: false}})"#,
+        r#"send_file("[::1]:{port}", "{}", #{{raw: true, progress: false, hash: true}})"#,
         file.display()
     ));
     assert_eq!(field(&sent, "sha256"), sha_hex(&data));
@@ -553,6 +553,33 @@ fn raw_send_to_a_plain_listener_like_nc() {
     assert!(
         nc.join().unwrap() == data,
         "the plain listener got different bytes"
+    );
+}
+
+/// By default raw mode only moves bytes, as nc does: no SHA-256 is computed.
+#[test]
+fn raw_send_skips_the_hash_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(100_003, 5);
+    let file = tmp.path().join("plain.bin");
+    std::fs::write(&file, &data).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let sent = eval_map(&format!(
+        r#"send_file("127.0.0.1:{port}", "{}", #{{raw: true, progress: false}})"#,
+        file.display()
+    ));
+    assert_eq!(field(&sent, "sha256"), "");
+    assert_eq!(field(&sent, "bytes"), data.len().to_string());
+    assert!(
+        sink.join().unwrap() == data,
+        "the listener got different bytes"
     );
 }
 

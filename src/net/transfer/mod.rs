@@ -700,8 +700,9 @@ mod api {
     /// 0 for none),
     /// `name` (send under another name), `rate_limit` (bytes per second),
     /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
-    /// compute the SHA-256, default true; false leaves `sha256` as `()`
-    /// and saves a core's work).
+    /// also compute the SHA-256 to compare with `sha256sum` at the other
+    /// end; default false, which leaves `sha256` as `()` and the transfer
+    /// as fast as nc).
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
