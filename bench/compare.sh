@@ -33,12 +33,16 @@ need() {
 
 # Seconds (float) of the fastest of $ROUNDS runs of a command.
 best_time() {
-  local best="" t
-  for _ in $(seq "$ROUNDS"); do
-    t=$( { /usr/bin/time -f '%e' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-    best=$(python3 -c "import sys; a=[float(x) for x in sys.argv[1:] if x]; print(min(a))" $best "$t")
-  done
-  echo "$best"
+  python3 - "$ROUNDS" "$@" <<'PY'
+import subprocess, sys, time
+rounds, cmd = int(sys.argv[1]), sys.argv[2:]
+best = float("inf")
+for _ in range(rounds):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    best = min(best, time.perf_counter() - t)
+print(f"{best:.6f}")
+PY
 }
 
 # ratio LABEL NETSH_VALUE PEER_NAME PEER_VALUE UNIT higher|lower
@@ -58,10 +62,14 @@ PY
 
 # Peak resident memory (MB) of a command.
 peak_rss_mb() {
-  { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 | awk '{printf "%.1f", $1/1024}'
+  python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f}")
+PY
 }
 
-need time:time python3:python3
+need python3:python3
 if [ ! -x "$NETSH" ]; then
   cargo build --release --quiet
 fi

@@ -40,54 +40,67 @@ pub struct Cli {
     pub args: Vec<String>,
 }
 
-/// Runs what the command line asked for and says how it ended.
-pub fn run(cli: Cli) -> ExitCode {
-    if cli.list {
-        return list_scripts(Path::new("scripts"));
-    }
-    if let Some(code) = cli.eval {
-        let shell = Shell::new(None);
-        return match shell.eval(&code) {
-            Ok(value) if value.is_unit() => ExitCode::SUCCESS,
-            Ok(value) => {
-                console::line(&display::pretty(&shell.engine, &value));
-                ExitCode::SUCCESS
-            }
-            Err(message) => {
-                console::error(&message);
-                ExitCode::from(1)
-            }
-        };
-    }
-    if let Some(script) = cli.script {
-        if !script.is_file() {
-            console::error(&format!("netsh: no such script: {}", script.display()));
-            return ExitCode::from(2);
+/// Why netsh ends with a non-zero exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line was wrong (exit 2).
+    Usage(String),
+    /// The script or expression failed (exit 1); already `FILE:LINE:COL: …`.
+    Script(String),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Usage(_) => ExitCode::from(2),
+            Failure::Script(_) => ExitCode::from(1),
         }
-        let shell = Shell::new(Some(&script));
-        return match shell.run_file(&script, &cli.args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                console::error(&message);
-                ExitCode::from(1)
-            }
-        };
     }
-    match repl::run(Shell::new(None)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            console::error(&format!("netsh: {e}"));
-            ExitCode::from(1)
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Script(m) => m,
         }
     }
 }
 
+/// Runs what the command line asked for.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.list {
+        return list_scripts(Path::new("scripts"));
+    }
+    if let Some(code) = cli.eval {
+        // With -e there is no script file: every positional word is an argument.
+        let args: Vec<String> = cli
+            .script
+            .map(|s| s.to_string_lossy().into_owned())
+            .into_iter()
+            .chain(cli.args)
+            .collect();
+        let shell = Shell::new(None);
+        let value = shell.eval(&code, &args).map_err(Failure::Script)?;
+        if !value.is_unit() {
+            console::line(&display::pretty(&shell.engine, &value));
+        }
+        return Ok(());
+    }
+    if let Some(script) = cli.script {
+        if !script.is_file() {
+            return Err(Failure::Usage(format!(
+                "netsh: no such script: {}",
+                script.display()
+            )));
+        }
+        let shell = Shell::new(Some(&script));
+        return shell.run_file(&script, &cli.args).map_err(Failure::Script);
+    }
+    repl::run(Shell::new(None)).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
 /// `--list`: each script with the first line of its `//!` description.
-fn list_scripts(dir: &Path) -> ExitCode {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        console::error(&format!("netsh: no {} folder here", dir.display()));
-        return ExitCode::from(2);
-    };
+fn list_scripts(dir: &Path) -> Result<(), Failure> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|_| Failure::Usage(format!("netsh: no {} folder here", dir.display())))?;
     let mut scripts: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -104,5 +117,5 @@ fn list_scripts(dir: &Path) -> ExitCode {
             .unwrap_or("");
         console::line(&format!("{:<28} {about}", path.display()));
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! `netsh`: parse the command line, hand over to [`netsh::cli::run`].
+//! `netsh`: parse the command line, hand over to [`netsh::cli::run`], and
+//! turn its outcome into a message and an exit code — here and nowhere else.
 
 use std::process::ExitCode;
 
@@ -14,5 +15,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    netsh::cli::run(cli)
+    match netsh::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            netsh::console::error(failure.message());
+            failure.exit_code()
+        }
+    }
 }

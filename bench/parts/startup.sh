@@ -1,8 +1,40 @@
-# Cold start and idle memory (issue: foundation).
-# `netsh -e '1'` against `python3 -c 'import socket'`, the REPL people use today.
-need python3:python3
+# Cold start and idle memory (the foundation issue).
+# `netsh -e '1'` against `python3 -c 'import socket'`, the REPL people reach for today.
+need script:bsdutils
+# The system interpreter, as the issue measures it (a pyenv shim adds ~20 ms).
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
 ours=$(best_time "$NETSH" -e '1')
-py=$(best_time /usr/bin/python3 -c 'import socket')
-ratio "cold start: netsh -e '1' vs python3 import socket" "$ours" "python3" "$py" s lower
-rss=$(peak_rss_mb "$NETSH" -e 'sleep(300)')
-echo "idle netsh peak RSS: ${rss} MB (target < 30 MB)"
+py=$(best_time "$PYTHON" -c 'import socket')
+ratio "cold start: netsh -e '1' vs python3 -c 'import socket'" "$ours" "python3" "$py" s lower
+
+# Startup in a tighter loop: 200 runs each, wall time per run.
+per_run() {
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+cmd = sys.argv[1:]
+best = float("inf")
+for _ in range(3):
+    t = time.perf_counter()
+    for _ in range(200):
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    best = min(best, (time.perf_counter() - t) / 200)
+print(best)
+PY
+}
+ours=$(per_run "$NETSH" -e '1')
+py=$(per_run "$PYTHON" -c 'import socket')
+ratio "cold start x200: netsh -e '1' vs python3" "$ours" "python3" "$py" s lower
+
+# Idle REPL memory: the real REPL in a pseudo-terminal (util-linux `script`),
+# measured from /proc after it has drawn its prompt.
+( sleep 3 | script -qfc "$NETSH" /dev/null >/dev/null 2>&1 ) &
+sleep 1.5
+pid=$(pgrep -n -f "^$NETSH\$" || true)
+if [ -n "$pid" ]; then
+  rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
+  echo "idle REPL RSS: ${rss} MB (target < 30 MB)"
+else
+  echo "idle REPL RSS: could not find the REPL process"
+fi
+wait

@@ -89,13 +89,17 @@ fn parse_port_text(port_text: &str, whole: &str) -> Result<u16> {
 /// A bare port binds every IPv4 and IPv6 address where the OS allows it.
 pub fn parse_bind(text: &str) -> Result<SocketAddr> {
     let text = text.trim();
-    if let Ok(number) = text.parse::<i64>() {
+    // `9000`, `:9000` and `*:9000` all mean every address.
+    let bare = text
+        .strip_prefix("*:")
+        .or_else(|| text.strip_prefix(':'))
+        .unwrap_or(text);
+    if let Ok(number) = bare.parse::<i64>() {
         return Ok(any_addr(port(number)?));
     }
     let target = parse_target(text)?;
     let ip = match target.host.as_str() {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        "*" | "" => return Ok(any_addr(target.port)),
         host => host.parse::<IpAddr>().map_err(|_| {
             Error::invalid(format!(
                 "'{host}' is not a local IP address to listen on (use 0.0.0.0, ::, 127.0.0.1 or ::1)"
@@ -112,17 +116,35 @@ pub fn any_addr(port: u16) -> SocketAddr {
 
 /// Resolves a target to socket addresses through the system resolver
 /// (so `/etc/hosts` is honoured), without blocking a runtime thread.
+/// IPv4 addresses come first.
 pub async fn lookup(target: &Target) -> Result<Vec<SocketAddr>> {
     if let Ok(ip) = target.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+    // RFC 6761: resolvers should answer `.invalid` names negatively at once,
+    // without asking a DNS server.
+    let lower = target.host.trim_end_matches('.').to_ascii_lowercase();
+    if lower == "invalid" || lower.ends_with(".invalid") {
+        return Err(Error::Resolve {
+            host: target.host.clone(),
+            reason: "no such host (.invalid names never exist, RFC 6761)".into(),
+        });
+    }
+    let found = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await
         .map_err(|e| Error::Resolve {
             host: target.host.clone(),
             reason: resolver_reason(&e),
-        })?
-        .collect();
+        })?;
+    // getaddrinfo lists an address once per socket type; keep each once,
+    // IPv4 first, as most services listen there.
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for addr in found {
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    addrs.sort_by_key(|a| a.is_ipv6());
     if addrs.is_empty() {
         return Err(Error::Resolve {
             host: target.host.clone(),
@@ -183,6 +205,8 @@ mod tests {
     #[test]
     fn bind_addresses() {
         assert_eq!(parse_bind("9000").unwrap(), any_addr(9000));
+        assert_eq!(parse_bind(":9000").unwrap(), any_addr(9000));
+        assert_eq!(parse_bind("*:9000").unwrap(), any_addr(9000));
         assert_eq!(
             parse_bind("127.0.0.1:0").unwrap().to_string(),
             "127.0.0.1:0"

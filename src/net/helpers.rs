@@ -90,8 +90,8 @@ mod api {
     /// let conf = read_file("/etc/hosts");
     /// ```
     ///
-    /// Fails when: the file is missing or unreadable, or is not UTF-8 text
-    /// (use `read_blob` for binary files).
+    /// Fails when: the file is missing, unreadable, not a regular file, or
+    /// not UTF-8 text (use `read_blob` for binary files).
     #[rhai_fn(return_raw)]
     pub fn read_file(path: &str) -> ScriptResult<String> {
         super::read_text(path).map_err(fail("read_file"))
@@ -103,12 +103,10 @@ mod api {
     /// let bytes = read_blob("/bin/true"); print(bytes.len());
     /// ```
     ///
-    /// Fails when: the file is missing or unreadable.
+    /// Fails when: the file is missing, unreadable, or not a regular file.
     #[rhai_fn(return_raw)]
     pub fn read_blob(path: &str) -> ScriptResult<Blob> {
-        std::fs::read(path)
-            .map_err(|e| super::file_error("reading", path, e))
-            .map_err(fail("read_blob"))
+        super::read_bytes(path).map_err(fail("read_blob"))
     }
 
     /// Writes a string to a file (replacing it); returns the bytes written.
@@ -140,8 +138,13 @@ mod api {
     /// ```rhai
     /// to_json(#{a: 1, b: [true, ()]})   // "{\"a\":1,\"b\":[true,null]}"
     /// ```
-    pub fn to_json(value: Dynamic) -> String {
-        super::to_json_value(&value).to_string()
+    ///
+    /// Fails when: the value nests deeper than 128 levels.
+    #[rhai_fn(return_raw)]
+    pub fn to_json(value: Dynamic) -> ScriptResult<String> {
+        super::to_json_value(&value, 0)
+            .map(|v| v.to_string())
+            .map_err(fail("to_json"))
     }
 
     /// JSON text as Rhai values (objects become maps, `null` becomes `()`).
@@ -176,8 +179,35 @@ pub fn millis(ms: i64, what: &str) -> Result<Duration> {
         .map_err(|_| Error::invalid(format!("{what} must be 0 or more, not {ms}")))
 }
 
+/// Reads a whole regular file off the Rhai thread, so Ctrl-C can abandon a
+/// slow read. Pipes and devices are refused: `/dev/zero` never ends and a
+/// FIFO may never answer.
+fn read_bytes(path: &str) -> Result<Vec<u8>> {
+    let owned = path.to_string();
+    runtime::block_on(async move {
+        let meta = tokio::fs::metadata(&owned)
+            .await
+            .map_err(|e| file_error("reading", &owned, e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "{owned} is not a regular file (a folder, pipe or device)"
+            )));
+        }
+        if meta.len() > crate::shell::MAX_STRING_BYTES as u64 {
+            return Err(Error::invalid(format!(
+                "{owned} is {} bytes, more than a script value may hold ({} bytes)",
+                meta.len(),
+                crate::shell::MAX_STRING_BYTES
+            )));
+        }
+        tokio::fs::read(&owned)
+            .await
+            .map_err(|e| file_error("reading", &owned, e))
+    })
+}
+
 fn read_text(path: &str) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| file_error("reading", path, e))?;
+    let bytes = read_bytes(path)?;
     String::from_utf8(bytes).map_err(|_| {
         Error::invalid(format!(
             "{path} is not UTF-8 text; use read_blob(\"{path}\") for binary files"
@@ -186,8 +216,14 @@ fn read_text(path: &str) -> Result<String> {
 }
 
 fn write(path: &str, data: &[u8]) -> Result<i64> {
-    std::fs::write(path, data).map_err(|e| file_error("writing", path, e))?;
-    Ok(data.len() as i64)
+    let (owned, data) = (path.to_string(), data.to_vec());
+    let len = data.len() as i64;
+    runtime::block_on(async move {
+        tokio::fs::write(&owned, data)
+            .await
+            .map_err(|e| file_error("writing", &owned, e))
+    })?;
+    Ok(len)
 }
 
 /// An I/O error on a file, worded for a user.
@@ -201,10 +237,18 @@ pub fn file_error(doing: &str, path: &str, err: std::io::Error) -> Error {
     }
 }
 
+/// How deep `to_json` follows nested arrays and maps.
+const MAX_JSON_DEPTH: usize = 128;
+
 /// Rhai value → JSON value.
-pub fn to_json_value(value: &Dynamic) -> serde_json::Value {
+pub fn to_json_value(value: &Dynamic, depth: usize) -> Result<serde_json::Value> {
     use serde_json::Value;
-    if value.is_unit() {
+    if depth > MAX_JSON_DEPTH {
+        return Err(Error::invalid(format!(
+            "the value nests deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    Ok(if value.is_unit() {
         Value::Null
     } else if let Ok(b) = value.as_bool() {
         Value::Bool(b)
@@ -217,18 +261,22 @@ pub fn to_json_value(value: &Dynamic) -> serde_json::Value {
     } else if let Ok(c) = value.as_char() {
         Value::String(c.to_string())
     } else if let Some(a) = value.clone().try_cast::<Array>() {
-        Value::Array(a.iter().map(to_json_value).collect())
+        Value::Array(
+            a.iter()
+                .map(|v| to_json_value(v, depth + 1))
+                .collect::<Result<_>>()?,
+        )
     } else if let Some(b) = value.clone().try_cast::<Blob>() {
         Value::Array(b.into_iter().map(Value::from).collect())
     } else if let Some(m) = value.clone().try_cast::<Map>() {
         Value::Object(
             m.iter()
-                .map(|(k, v)| (k.to_string(), to_json_value(v)))
-                .collect(),
+                .map(|(k, v)| Ok((k.to_string(), to_json_value(v, depth + 1)?)))
+                .collect::<Result<_>>()?,
         )
     } else {
         Value::String(value.to_string())
-    }
+    })
 }
 
 /// JSON value → Rhai value.

@@ -82,7 +82,9 @@ mod api {
 
     /// What kind of address an IP is: a map with `version` (4 or 6),
     /// `class` (A–E, IPv4 only), `private`, `loopback`, `link_local`,
-    /// `multicast`, `documentation`, `global`, and a one-word `kind`.
+    /// `multicast`, `documentation`, `unspecified`, `broadcast`, `global`,
+    /// and a one-word `kind`. (`private` is a Rhai keyword: read it as
+    /// `info["private"]`.)
     ///
     /// ```rhai
     /// ip_info("192.168.4.24").kind    // "private"
@@ -170,30 +172,19 @@ pub fn interfaces() -> Result<Array> {
 }
 
 pub fn resolve(host: &str) -> Result<Array> {
-    let host = host.trim();
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(Error::invalid("the host name is empty"));
     }
     let target = Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
+        host: host.to_string(),
         port: 0,
     };
-    let mut ips: Vec<IpAddr> = runtime::block_on(async { addr::lookup(&target).await })?
+    let addrs = runtime::block_on(async { addr::lookup(&target).await })?;
+    Ok(addrs
         .into_iter()
-        .map(|a: SocketAddr| a.ip())
-        .collect();
-    // getaddrinfo lists one entry per socket type; keep each address once.
-    let mut seen = Vec::new();
-    ips.retain(|ip| {
-        let new = !seen.contains(ip);
-        seen.push(*ip);
-        new
-    });
-    ips.sort_by_key(|ip| ip.is_ipv6());
-    Ok(ips.into_iter().map(|ip| ip.to_string().into()).collect())
+        .map(|a: SocketAddr| a.ip().to_string().into())
+        .collect())
 }
 
 pub fn reverse(ip: &str) -> Result<String> {
@@ -212,15 +203,20 @@ pub fn parse_ip(text: &str) -> Result<IpAddr> {
     let bare = text.trim_start_matches('[').trim_end_matches(']');
     bare.parse::<IpAddr>().map_err(|_| {
         let octets: Vec<&str> = bare.split('.').collect();
-        if octets.len() == 4 && octets.iter().all(|o| o.parse::<u64>().is_ok()) {
-            let bad = octets
+        let numeric = |o: &&str| !o.is_empty() && o.chars().all(|c| c.is_ascii_digit());
+        if octets.len() == 4 && octets.iter().all(numeric) {
+            match octets
                 .iter()
-                .find(|o| o.parse::<u64>().is_ok_and(|n| n > 255))
-                .copied()
-                .unwrap_or("?");
-            Error::invalid(format!(
-                "'{text}' is not an IPv4 address: {bad} is larger than 255"
-            ))
+                .find(|o| o.parse::<u64>().map_or(true, |n| n > 255))
+            {
+                Some(big) => Error::invalid(format!(
+                    "'{text}' is not an IPv4 address: {big} is larger than 255"
+                )),
+                // Like inet_pton, Rust refuses leading zeros: 010 could mean octal 8.
+                None => Error::invalid(format!(
+                    "'{text}' is not an IPv4 address: leading zeros are ambiguous (octal?)"
+                )),
+            }
         } else {
             Error::invalid(format!("'{text}' is not an IPv4 or IPv6 address"))
         }
@@ -252,6 +248,8 @@ impl IpFacts {
             self.class.map_or(Dynamic::UNIT, |c| c.to_string().into()),
         );
         for (key, value) in [
+            ("unspecified", self.unspecified),
+            ("broadcast", self.broadcast),
             ("private", self.private),
             ("loopback", self.loopback),
             ("link_local", self.link_local),
@@ -439,6 +437,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("999 is larger than 255")
+        );
+        assert!(
+            parse_ip("010.0.0.1")
+                .unwrap_err()
+                .to_string()
+                .contains("leading zeros")
         );
         assert!(
             parse_ip("hello")

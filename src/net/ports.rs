@@ -10,6 +10,7 @@ use std::{collections::HashMap, sync::OnceLock};
 use rhai::Map;
 use rhai::plugin::*;
 
+use crate::error::{Error, Result};
 use crate::net::addr;
 
 /// The Rhai module of this capability.
@@ -47,9 +48,7 @@ mod api {
     /// Fails when: the name is unknown.
     #[rhai_fn(return_raw, name = "service_port")]
     pub fn service_port(name: &str) -> ScriptResult<i64> {
-        super::port_of(name, "tcp").map(i64::from).ok_or_else(|| {
-            crate::error::rhai_error(format!("service_port: no TCP service named '{name}'"))
-        })
+        super::lookup_service(name, "tcp").map_err(fail("service_port"))
     }
 
     /// The port number of a service name for a protocol (`"tcp"` or `"udp"`).
@@ -61,19 +60,24 @@ mod api {
     /// Fails when: the name is unknown, or `proto` is neither "tcp" nor "udp".
     #[rhai_fn(return_raw, name = "service_port")]
     pub fn service_port_proto(name: &str, proto: &str) -> ScriptResult<i64> {
-        let proto = proto.to_ascii_lowercase();
-        if proto != "tcp" && proto != "udp" {
-            return Err(crate::error::rhai_error(format!(
-                "service_port: protocol must be \"tcp\" or \"udp\", not \"{proto}\""
-            )));
-        }
-        super::port_of(name, &proto).map(i64::from).ok_or_else(|| {
-            crate::error::rhai_error(format!(
-                "service_port: no {} service named '{name}'",
-                proto.to_uppercase()
-            ))
-        })
+        super::lookup_service(name, proto).map_err(fail("service_port"))
     }
+}
+
+/// The port of a named service, or an error that says what is unknown.
+fn lookup_service(name: &str, proto: &str) -> Result<i64> {
+    let proto = proto.to_ascii_lowercase();
+    if proto != "tcp" && proto != "udp" {
+        return Err(Error::invalid(format!(
+            "protocol must be \"tcp\" or \"udp\", not \"{proto}\""
+        )));
+    }
+    port_of(name, &proto).map(i64::from).ok_or_else(|| {
+        Error::NotFound(format!(
+            "no {} service named '{name}'",
+            proto.to_uppercase()
+        ))
+    })
 }
 
 /// Which of IANA's three ranges a port is in.

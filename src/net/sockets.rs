@@ -55,6 +55,22 @@ mod api {
     }
 }
 
+/// Every state a row can have: netsh's names for TCP's states, and UDP's two.
+const STATES: &[&str] = &[
+    "LISTEN",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "CLOSING",
+    "UNCONN",
+];
+
 /// Which sockets to keep.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -91,7 +107,14 @@ impl Filter {
                     let state = value.clone().into_string().map_err(|t| {
                         Error::invalid(format!("filter 'state' must be a string, not {t}"))
                     })?;
-                    filter.state = Some(state.to_ascii_uppercase());
+                    let state = state.to_ascii_uppercase();
+                    if !STATES.contains(&state.as_str()) {
+                        return Err(Error::invalid(format!(
+                            "unknown state '{state}' (use one of {})",
+                            STATES.join(", ")
+                        )));
+                    }
+                    filter.state = Some(state);
                 }
                 "pid" => {
                     let n = value.as_int().map_err(|t| {

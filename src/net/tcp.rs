@@ -324,6 +324,17 @@ impl Conn {
         }
     }
 
+    /// Bytes a text read already took off the socket but has not returned
+    /// (what followed a line, say). Code that reads `state().reader`
+    /// directly, like file transfer over a connection, must use these first.
+    pub fn take_pending(&self) -> Vec<u8> {
+        self.0
+            .pending
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default()
+    }
+
     /// Has `close()` been called?
     pub fn is_closed(&self) -> bool {
         self.0.closed.is_cancelled()

@@ -120,9 +120,7 @@ impl Completer for ReplHelper {
                 return Ok((start + 6, pairs));
             }
         }
-        let start = before
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .map_or(0, |i| i + 1);
+        let start = word_start(before);
         let word = &before[start..];
         if word.is_empty() {
             return Ok((pos, Vec::new()));
@@ -138,6 +136,15 @@ impl Completer for ReplHelper {
             .collect();
         Ok((start, pairs))
     }
+}
+
+/// Where the identifier (or `ns::name`) that ends `text` begins, as a byte
+/// offset that is always on a character boundary.
+fn word_start(text: &str) -> usize {
+    text.char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':'))
+        .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
 /// A hint that is shown but never inserted (Right arrow must not type it).
@@ -161,10 +168,10 @@ impl Hinter for ReplHelper {
             return None;
         }
         let before = &line[..line.len() - 1];
-        let start = before
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-            .map_or(0, |i| i + 1);
+        let start = word_start(before);
         let name = &before[start..];
+        // `l.accept(`: the receiver is already written, so skip the first parameter.
+        let is_method = before[..start].ends_with('.');
         if name.is_empty() {
             return None;
         }
@@ -175,7 +182,12 @@ impl Hinter for ReplHelper {
             .map(|e| e.signature.as_str())
             .collect();
         let first = signatures.first()?;
-        let rest = first.split_once('(').map(|(_, r)| r)?;
+        let mut rest = first.split_once('(').map(|(_, r)| r)?;
+        if is_method {
+            rest = rest
+                .split_once(", ")
+                .map_or_else(|| rest.split_once(')').map_or(rest, |(_, r)| r), |(_, r)| r);
+        }
         let more = if signatures.len() > 1 {
             format!("   (+{} more: help(\"{name}\"))", signatures.len() - 1)
         } else {
@@ -211,45 +223,59 @@ impl Validator for ReplHelper {
     }
 }
 
-/// Rhai reports running out of input as `UnexpectedEOF`, a missing closing
-/// bracket, or an unterminated string. A missing bracket only means "more to
-/// come" when a bracket is still open at the end of the text; `foo(1;)` is
-/// simply wrong.
+/// Rhai reports running out of input as `UnexpectedEOF`, an unterminated
+/// string, or — inside a block — whatever token it expected next (`;`, `}`).
+/// So besides the first two, any error while a bracket is still open at the
+/// end of the text means "more to come"; `foo(1;)` is simply wrong.
 fn is_unfinished(kind: &ParseErrorType, input: &str) -> bool {
-    match kind {
-        ParseErrorType::UnexpectedEOF => true,
-        ParseErrorType::BadInput(LexError::UnterminatedString) => true,
-        ParseErrorType::MissingToken(token, _) if matches!(token.as_str(), "}" | "]" | ")") => {
-            ends_open(input)
-        }
-        _ => false,
-    }
+    matches!(
+        kind,
+        ParseErrorType::UnexpectedEOF | ParseErrorType::BadInput(LexError::UnterminatedString)
+    ) || ends_open(input)
 }
 
-/// Does the text end inside an open bracket (ignoring strings roughly)?
+/// Does the text end inside an open bracket or string? Comments and
+/// character literals (`'"'`) are skipped so they cannot hold the input open.
 fn ends_open(input: &str) -> bool {
+    let chars: Vec<char> = input.chars().collect();
     let mut depth: i32 = 0;
-    let mut in_string: Option<char> = None;
-    let mut escaped = false;
-    for c in input.chars() {
-        if let Some(q) = in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == q {
-                in_string = None;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '/' if chars.get(i + 1) == Some(&'/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
             }
-            continue;
-        }
-        match c {
-            '"' | '`' => in_string = Some(c),
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                    i += 1;
+                }
+                if i >= chars.len() {
+                    return true; // an unclosed block comment
+                }
+                i += 1;
+            }
+            quote @ ('"' | '`' | '\'') => {
+                i += 1;
+                while i < chars.len() && chars[i] != quote {
+                    if chars[i] == '\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                if i >= chars.len() && quote != '\'' {
+                    return true; // an unterminated string
+                }
+            }
             '{' | '[' | '(' => depth += 1,
             '}' | ']' | ')' => depth -= 1,
             _ => {}
         }
+        i += 1;
     }
-    depth > 0 || in_string.is_some()
+    depth > 0
 }
 
 impl Helper for ReplHelper {}
@@ -267,6 +293,14 @@ mod tests {
     }
 
     #[test]
+    fn word_start_never_splits_a_character() {
+        assert_eq!(word_start("\"→(res"), "\"→(".len());
+        assert_eq!(word_start("«pri"), "«".len());
+        assert_eq!(word_start("é"), 0);
+        assert_eq!(word_start(""), 0);
+    }
+
+    #[test]
     fn open_input_continues() {
         for input in [
             "fn f(x) {",
@@ -281,7 +315,16 @@ mod tests {
 
     #[test]
     fn complete_or_wrong_input_does_not() {
-        for input in ["1 + 1", "let x = 40;", "foo(1;)", "let = 3", "}"] {
+        for input in [
+            "1 + 1",
+            "let x = 40;",
+            "foo(1;)",
+            "let = 3",
+            "}",
+            "let q = '\"'; let x = ;",
+            "let y = 1 +; // (",
+            "let z = 1 +; /* { */",
+        ] {
             assert!(!unfinished(input), "{input:?} should not continue");
         }
     }

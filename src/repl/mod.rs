@@ -38,6 +38,7 @@ pub fn run(shell: Shell) -> std::io::Result<()> {
 
     let history = history_path();
     if let Some(path) = &history {
+        prepare_history_file(path);
         let _ = editor.load_history(path);
     }
     if let Ok(printer) = editor.create_external_printer() {
@@ -71,6 +72,10 @@ pub fn run(shell: Shell) -> std::io::Result<()> {
                     continue;
                 }
                 let _ = editor.add_history_entry(line.as_str());
+                // Appended at once, so a killed session keeps what was typed.
+                if let Some(path) = &history {
+                    let _ = editor.append_history(path);
+                }
                 if matches!(line.trim(), "exit" | "quit" | "exit()" | "quit()") {
                     break;
                 }
@@ -86,23 +91,45 @@ pub fn run(shell: Shell) -> std::io::Result<()> {
             }
         }
     }
-    if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = editor.save_history(path) {
-            console::warn(&format!(
-                "netsh: could not save history to {}: {e}",
-                path.display()
-            ));
-        }
-    }
     Ok(())
 }
 
 /// History lives in the user's data dir, never in the working directory.
 fn history_path() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("netsh").join("history"))
+}
+
+/// Creates the history file readable by its owner only: typed lines may
+/// hold hosts and secrets.
+fn prepare_history_file(path: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+    {
+        console::warn(&format!(
+            "netsh: history will not be kept in {}: {e}",
+            path.display()
+        ));
+    }
+}
+
+/// `error: message`, with the line and column when the input spanned lines
+/// (on one line the column is plain to see).
+fn repl_error(err: &rhai::EvalAltResult, input: &str) -> String {
+    let message = shell::message_of(err);
+    match (input.contains('\n'), err.position().line()) {
+        (true, Some(line)) => format!(
+            "error (line {line}, column {}): {message}",
+            err.position().position().unwrap_or(0)
+        ),
+        _ => format!("error: {message}"),
+    }
 }
 
 struct Repl {
@@ -117,7 +144,7 @@ impl Repl {
         let ast = match engine.compile_with_scope(&self.scope, line) {
             Ok(ast) => ast,
             Err(e) => {
-                console::error(&format!("error: {}", shell::message_of(&e.into())));
+                console::error(&repl_error(&e.into(), line));
                 return;
             }
         };
@@ -129,7 +156,7 @@ impl Repl {
         match result {
             Ok(value) if value.is_unit() => {}
             Ok(value) => console::line(&display::pretty(engine, &value)),
-            Err(e) => console::error(&format!("error: {}", shell::message_of(&e))),
+            Err(e) => console::error(&repl_error(&e, line)),
         }
     }
 

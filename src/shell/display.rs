@@ -6,6 +6,8 @@ use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
 
 /// Wider than this and a map or array is printed one item per line.
 const WIDTH: usize = 78;
+/// Deeper than this, nested values print as `…` (and cannot overflow the stack).
+const MAX_DEPTH: usize = 32;
 
 /// The REPL's and `-e`'s rendering of a result.
 pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
@@ -16,6 +18,9 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
 }
 
 fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
+    if indent / 4 > MAX_DEPTH {
+        return "…".to_string();
+    }
     if value.is_string() {
         return format!("{:?}", value.to_string());
     }
@@ -113,6 +118,15 @@ mod tests {
         let text = pretty(&engine, &long);
         assert!(text.starts_with("#{\n    first: "), "{text}");
         assert!(text.ends_with("\n}"), "{text}");
+    }
+
+    #[test]
+    fn deep_nesting_is_cut_short() {
+        let engine = Engine::new();
+        let deep: Dynamic = engine
+            .eval::<Dynamic>("let a = []; for i in 0..5000 { a = [a] } a")
+            .unwrap();
+        assert!(pretty(&engine, &deep).contains('…'));
     }
 
     #[test]

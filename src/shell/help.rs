@@ -16,7 +16,7 @@ pub fn module() -> Module {
 
 #[export_module]
 mod api {
-    use crate::error::{ScriptResult, rhai_error};
+    use crate::error::{Error, ScriptResult, fail};
 
     /// Lists every function, grouped by capability, with a one-line summary.
     ///
@@ -39,11 +39,14 @@ mod api {
     /// Fails when: nothing has that name (similar names are suggested).
     #[rhai_fn(name = "help", return_raw)]
     pub fn help_topic(ctx: NativeCallContext, topic: &str) -> ScriptResult<()> {
-        let session = Session::of(&ctx).ok_or_else(|| rhai_error("help: not available here"))?;
+        let session = Session::of(&ctx)
+            .ok_or_else(|| Error::invalid("not available in this engine"))
+            .map_err(fail("help"))?;
         let text = session
             .help()
             .topic(topic)
-            .map_err(|e| rhai_error(format!("help: {e}")))?;
+            .map_err(Error::NotFound)
+            .map_err(fail("help"))?;
         crate::console::line(&text);
         Ok(())
     }
@@ -188,6 +191,9 @@ impl HelpIndex {
     /// The `help("topic")` text: a function, a capability, or a plugin.
     pub fn topic(&self, topic: &str) -> Result<String, String> {
         let topic = topic.trim().trim_end_matches("()");
+        if topic.is_empty() {
+            return Ok(self.overview());
+        }
         let matches: Vec<&Entry> = self.entries().filter(|e| e.name == topic).collect();
         if !matches.is_empty() {
             let mut out = String::new();
@@ -238,6 +244,33 @@ impl HelpIndex {
     }
 }
 
+/// Rhai's "Function not found: resolve (i64)" for a function that exists
+/// with other arguments becomes "resolve: these arguments do not fit …;
+/// expected resolve(host: string)".
+pub fn explain_not_found(rhai_signature: &str) -> String {
+    static NATIVE: std::sync::OnceLock<HelpIndex> = std::sync::OnceLock::new();
+    let name = rhai_signature
+        .split([' ', '('])
+        .next()
+        .unwrap_or(rhai_signature)
+        .trim();
+    let index = NATIVE.get_or_init(|| HelpIndex::build(&[]));
+    let expected: Vec<&str> = index
+        .entries()
+        .filter(|e| e.name == name)
+        .map(|e| e.signature.as_str())
+        .collect();
+    let given = tidy_signature(rhai_signature[name.len()..].trim());
+    if expected.is_empty() {
+        // Keep the name as written (`greet::hello`); only the types are tidied.
+        return format!("no function {name}{given} (help() lists what exists)");
+    }
+    format!(
+        "{name}: wrong arguments {given}; expected {}",
+        expected.join(" or ")
+    )
+}
+
 /// The functions of the one module registered in `engine`, from Rhai's metadata.
 fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
     let Ok(json) = engine.gen_fn_metadata_to_json(false) else {
@@ -258,14 +291,43 @@ fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
         .filter(|f| f["access"] != "private" && f["isAnonymous"] != true)
         .filter_map(|f| {
             let bare = f["name"].as_str()?;
-            if bare.starts_with("get$") || bare.starts_with("set$") || bare.starts_with("anon$") {
+            // Printing hooks are how values show, not functions people call.
+            if bare.starts_with("anon$") || bare == "to_string" || bare == "to_debug" {
                 return None;
+            }
+            let signature = tidy_signature(f["signature"].as_str().unwrap_or(bare));
+            // Property accessors read as what they are: `.port` of a Listener.
+            if let Some(property) = bare
+                .strip_prefix("get$")
+                .or_else(|| bare.strip_prefix("set$"))
+            {
+                let owner = signature
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.split([',', ')']).next())
+                    .and_then(|p| p.rsplit(": ").next())
+                    .unwrap_or("value")
+                    .to_string();
+                let setter = bare.starts_with("set$");
+                return Some(Entry {
+                    name: format!(".{property}"),
+                    signature: if setter {
+                        format!("{owner}.{property} = value")
+                    } else {
+                        format!(
+                            "{owner}.{property}{}",
+                            signature.split_once(')').map_or("", |(_, r)| r)
+                        )
+                    },
+                    doc: f["docComments"]
+                        .as_array()
+                        .map(|lines| strip_comment_markers(lines))
+                        .unwrap_or_default(),
+                });
             }
             let name = match namespace {
                 Some(ns) => format!("{ns}::{bare}"),
                 None => bare.to_string(),
             };
-            let signature = tidy_signature(f["signature"].as_str().unwrap_or(bare));
             let signature = match namespace {
                 Some(ns) => format!("{ns}::{signature}"),
                 None => signature,
@@ -313,6 +375,7 @@ fn tidy_signature(signature: &str) -> String {
         }
     }
     let mut s = s
+        .replace("&str | ImmutableString | String", "string")
         .replace("&mut ", "")
         .replace("&str", "string")
         .replace("ImmutableString", "string")
@@ -320,6 +383,7 @@ fn tidy_signature(signature: &str) -> String {
         .replace("i64", "int")
         .replace("f64", "float")
         .replace("Dynamic", "any")
+        .replace("-> String", "-> string")
         .replace(" -> ()", "");
     // Strip Rust module paths from custom type names.
     while let Some(i) = s.find("::") {

@@ -15,6 +15,11 @@ mod session;
 
 pub use session::Session;
 
+/// The longest string (and, through Rhai, blob) a script may build: 1 GiB.
+pub const MAX_STRING_BYTES: usize = 1 << 30;
+/// The most items in one array, blob or map.
+pub const MAX_ARRAY_ITEMS: usize = 1 << 30;
+
 /// The engine and the state shared with functions that run closures later.
 pub struct Shell {
     pub engine: Arc<Engine>,
@@ -67,7 +72,7 @@ impl Shell {
     }
 
     /// Evaluates one piece of code (`netsh -e`) and returns its value.
-    pub fn eval(&self, code: &str) -> Result<Dynamic, String> {
+    pub fn eval(&self, code: &str, args: &[String]) -> Result<Dynamic, String> {
         let name = "-e";
         let mut ast = self
             .engine
@@ -75,7 +80,7 @@ impl Shell {
             .map_err(|e| describe(&e.into(), name))?;
         ast.set_source(name);
         self.session.set_ast(&ast);
-        let mut scope = Self::scope_with_args(&[]);
+        let mut scope = Self::scope_with_args(args);
         self.engine
             .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
             .map_err(|e| describe(&e, name))
@@ -88,6 +93,11 @@ impl Shell {
 fn configure(engine: &mut Engine) {
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
+    // Without these, `blob(1 << 62)` aborts the process and a runaway string
+    // eats all memory. Generous enough for real files and captures.
+    engine.set_max_string_size(MAX_STRING_BYTES);
+    engine.set_max_array_size(MAX_ARRAY_ITEMS);
+    engine.set_max_map_size(MAX_ARRAY_ITEMS);
     // Ctrl-C and `.stop()` cancel the thread's token; this stops Rhai loops.
     engine.on_progress(|_| runtime::is_cancelled().then(|| Dynamic::from("interrupted")));
     engine.on_print(console::line);
@@ -144,6 +154,10 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
     let mut message = match err {
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "stack overflow: functions nested more than 64 calls deep".to_string()
+        }
         EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
         other => strip_position(&other.to_string()),
     };

@@ -1,8 +1,8 @@
 //! User plugins: `.rhai` files loaded as namespaces named after the file.
 //!
 //! `plugins/greet.rhai` defining `fn hello(name)` becomes `greet::hello("x")`.
-//! Plugins are looked up next to the script being run (and its parent, since
-//! `scripts/` and `plugins/` are siblings in a project), in the working
+//! Plugins are looked up next to the script being run (and, for a script in
+//! a `scripts/` folder, in the sibling `plugins/`), in the working
 //! directory, and in `<config dir>/netsh/plugins`; the first file of a name
 //! wins. A plugin that fails to compile or run is reported with its path and
 //! line, and the others still load.
@@ -51,7 +51,10 @@ pub fn search_path(script: Option<&Path>) -> Vec<PathBuf> {
             script_dir
         };
         dirs.push(script_dir.join("plugins"));
-        dirs.push(script_dir.join("..").join("plugins"));
+        // A project keeps `scripts/` and `plugins/` side by side.
+        if script_dir.file_name().is_some_and(|n| n == "scripts") {
+            dirs.push(script_dir.join("..").join("plugins"));
+        }
     }
     dirs.push(PathBuf::from("plugins"));
     if let Some(config) = config_dir() {

@@ -1,0 +1,243 @@
+//! The file side of a transfer: reading and hashing, writing and hashing,
+//! each on a blocking thread that streams fixed-size chunks through a small
+//! channel, so memory stays constant however big the file is.
+//!
+//! Disk I/O and SHA-256 run on a blocking thread rather than on the tokio
+//! workers: a slow disk must not stall other connections, and on a
+//! two-core machine hashing on one core while the socket is driven from the
+//! other is what keeps a framed upload close to raw speed.
+
+use std::{
+    fs::File,
+    io::{self, Read, Seek, SeekFrom, Write},
+    path::Path,
+    sync::mpsc as std_mpsc,
+};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+/// One chunk on its way between disk and socket. 256 KiB: large enough that
+/// per-chunk overhead vanishes, small enough that a few in flight cost ~1 MB.
+pub const CHUNK: usize = 256 * 1024;
+/// Chunks queued between the disk thread and the socket.
+pub const IN_FLIGHT: usize = 4;
+
+/// The SHA-256 state after the first `len` bytes of `file`, and how many
+/// bytes there really were (fewer than `len` if the file is shorter).
+pub fn hash_prefix(file: &mut File, len: u64) -> io::Result<(Sha256, u64)> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(CHUNK as u64) as usize;
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok((hasher, done))
+}
+
+/// The digest of a hasher without consuming it.
+pub fn digest_of(hasher: &Sha256) -> [u8; 32] {
+    hasher.clone().finalize().into()
+}
+
+/// Is every byte zero? Such chunks become holes, so sparse files stay sparse
+/// and a file of zeros costs no disk on the receiving side either.
+fn is_all_zero(chunk: &[u8]) -> bool {
+    // Eight bytes at a time: this runs over every byte received, and the
+    // byte-wise loop is slow in debug builds.
+    let words = chunk.chunks_exact(8);
+    let tail = words.remainder();
+    tail.iter().all(|&b| b == 0)
+        && words
+            .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([1; 8])))
+            .all(|w| w == 0)
+}
+
+/// What the writer thread hands back: the file (to sync and rename, or to
+/// keep for a resume), the hash of everything from offset 0, the position
+/// reached, and the first error if writing failed.
+pub struct Written {
+    pub file: File,
+    pub hasher: Sha256,
+    pub position: u64,
+    pub error: Option<io::Error>,
+}
+
+/// Writes chunks from `chunks` into `file` from `position` on, hashing them
+/// into `hasher`; returns when the channel closes or a write fails. Emptied
+/// buffers go back through `spare` to be reused.
+pub fn write_chunks(
+    mut file: File,
+    mut hasher: Sha256,
+    mut position: u64,
+    mut chunks: mpsc::Receiver<Vec<u8>>,
+    spare: std_mpsc::Sender<Vec<u8>>,
+) -> Written {
+    let mut error = file.seek(SeekFrom::Start(position)).err();
+    while error.is_none() {
+        let Some(chunk) = chunks.blocking_recv() else {
+            break;
+        };
+        hasher.update(&chunk);
+        let result = if is_all_zero(&chunk) {
+            file.seek(SeekFrom::Current(chunk.len() as i64)).map(|_| ())
+        } else {
+            file.write_all(&chunk)
+        };
+        match result {
+            Ok(()) => position += chunk.len() as u64,
+            Err(e) => error = Some(e),
+        }
+        let _ = spare.send(chunk);
+    }
+    // Trailing holes are only seeks: give the file its real length, so a
+    // resume sees exactly how many bytes arrived.
+    if error.is_none() {
+        match file.metadata() {
+            Ok(meta) if meta.len() < position => error = file.set_len(position).err(),
+            Ok(_) => {}
+            Err(e) => error = Some(e),
+        }
+    }
+    Written {
+        file,
+        hasher,
+        position,
+        error,
+    }
+}
+
+/// Reads `file` from `start` to `end`, hashing into `hasher` (if any), and
+/// sends the chunks to `chunks`. Returns the finished hash state; stops early
+/// (with `Ok`) if the receiving side hung up, since the socket error says more.
+pub fn read_chunks(
+    mut file: File,
+    mut hasher: Option<Sha256>,
+    start: u64,
+    end: u64,
+    chunks: mpsc::Sender<Vec<u8>>,
+    spare: std_mpsc::Receiver<Vec<u8>>,
+) -> io::Result<Option<Sha256>> {
+    file.seek(SeekFrom::Start(start))?;
+    let mut position = start;
+    while position < end {
+        let want = (end - position).min(CHUNK as u64) as usize;
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(want, 0);
+        let mut filled = 0;
+        while filled < want {
+            let n = file.read(&mut buf[filled..])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the file shrank while it was being sent (ended at byte {})",
+                        position + filled as u64
+                    ),
+                ));
+            }
+            filled += n;
+        }
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&buf);
+        }
+        position += want as u64;
+        if chunks.blocking_send(buf).is_err() {
+            break;
+        }
+    }
+    Ok(hasher)
+}
+
+/// Hashes a whole file (raw mode with `sendfile`, where the bytes never
+/// pass through this process otherwise).
+pub fn hash_file(mut file: File) -> io::Result<[u8; 32]> {
+    let (hasher, _) = hash_prefix(&mut file, u64::MAX)?;
+    Ok(hasher.finalize().into())
+}
+
+/// Renames `from` to `to`, failing if `to` exists unless `overwrite`.
+/// The existence check and the rename are one atomic step (`renameat2`
+/// with `RENAME_NOREPLACE`), so two uploads racing for a name cannot both win.
+pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+    if overwrite {
+        return std::fs::rename(from, to);
+    }
+    use std::{ffi::CString, os::unix::ffi::OsStrExt};
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from_c.as_ptr(),
+            libc::AT_FDCWD,
+            to_c.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Filesystems without RENAME_NOREPLACE: check, then rename.
+        Some(libc::EINVAL | libc::ENOSYS) => {
+            if std::fs::symlink_metadata(to).is_ok() {
+                Err(io::ErrorKind::AlreadyExists.into())
+            } else {
+                std::fs::rename(from, to)
+            }
+        }
+        _ => Err(err),
+    }
+}
+
+/// Flushes a folder's entry list, so a rename survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Takes an exclusive lock on an open part file, or says it is busy.
+/// `flock` locks belong to the open file, so this also keeps two uploads of
+/// one name apart inside the same process.
+pub fn try_lock(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a valid open descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_detection() {
+        assert!(is_all_zero(&[0; 1027]));
+        let mut chunk = vec![0u8; 1027];
+        chunk[1026] = 1;
+        assert!(!is_all_zero(&chunk));
+        chunk[1026] = 0;
+        chunk[3] = 9;
+        assert!(!is_all_zero(&chunk));
+    }
+}

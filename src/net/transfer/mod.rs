@@ -1,0 +1,1022 @@
+//! File upload (lesson 1.6): `send_file`, `recv_file` and `serve_files`.
+//!
+//! Two modes. Framed (the default) never loses or corrupts a byte: a
+//! versioned header, the bytes, an end-to-end SHA-256 the receiver checks,
+//! and a confirmation sent only once the file is fsync'd under its final
+//! name; an interrupted upload resumes after its prefix is verified. Raw
+//! (`#{raw: true}`) is bytes then half-close, so it works with `nc`.
+//!
+//! - [`protocol`]: the wire format (`docs/PROTOCOL.md`) and name checks.
+//! - [`sender`]: the sending side, `sendfile(2)` in raw mode.
+//! - [`receiver`]: the receiving side, part files, resume, CIDR allow-lists.
+//! - [`disk`]: streaming file I/O and hashing on blocking threads.
+//!
+//! Everything async runs on the shared runtime; the Rhai functions here are
+//! synchronous and reach it only through [`runtime::block_on`], so Ctrl-C
+//! stops any transfer (a framed one resumes later).
+
+use std::{
+    io::IsTerminal,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use rhai::plugin::*;
+use rhai::{Array, Map};
+use tokio::{io::BufReader, sync::watch};
+
+use crate::error::{Error, Result};
+use crate::net::{
+    addr,
+    tcp::{self, Conn, Listener},
+};
+use crate::runtime::{self, CancellationToken};
+
+pub mod disk;
+pub mod protocol;
+pub mod receiver;
+pub mod sender;
+
+pub use receiver::{Cidr, ReceiveOptions, Received};
+pub use sender::{Progress, SendOptions, Sent};
+
+/// The Rhai module of this capability.
+pub fn module() -> Module {
+    let mut module = exported_module!(api);
+    module.set_custom_type::<FileServer>("FileServer");
+    module
+}
+
+/// Uploads `path` to `target` (connecting first), reporting progress
+/// through `report` every quarter second from the calling thread.
+pub fn send_to(
+    target: &addr::Target,
+    path: &Path,
+    options: SendOptions,
+    report: ProgressReport<'_>,
+) -> Result<Sent> {
+    let conn = tcp::connect(target, options.timeout)?;
+    send_over(conn, path, options, report, true)
+}
+
+/// How the caller wants to hear about progress.
+pub enum ProgressReport<'a> {
+    /// A progress bar on stderr when stderr is a terminal, else nothing.
+    Auto,
+    Off,
+    /// Called with the figures (and once more at the end).
+    Callback(&'a mut dyn FnMut(&ProgressFigures) -> Result<()>),
+}
+
+/// A snapshot of a running upload.
+#[derive(Debug, Clone)]
+pub struct ProgressFigures {
+    pub bytes: u64,
+    pub total: u64,
+    pub percent: f64,
+    /// Bytes per second since the start.
+    pub rate: f64,
+    /// Seconds left at that rate.
+    pub eta: f64,
+}
+
+/// Uploads `path` over an open connection.
+pub fn send_over(
+    conn: Conn,
+    path: &Path,
+    options: SendOptions,
+    mut report: ProgressReport<'_>,
+    wait_close: bool,
+) -> Result<Sent> {
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let mut task = AbortOnDrop(runtime::handle().spawn(sender::send(
+        conn,
+        path.to_path_buf(),
+        options,
+        progress.clone(),
+        wait_close,
+    )));
+    let bar = match report {
+        ProgressReport::Auto if std::io::stderr().is_terminal() => Some(progress_bar()),
+        _ => None,
+    };
+    let figures = |progress: &Progress| {
+        let bytes = progress.done.load(Ordering::Relaxed);
+        let total = progress.total.load(Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64().max(1e-6);
+        // A resumed prefix was not sent now; it must not inflate the rate.
+        let moved = bytes.saturating_sub(progress.resumed_from.load(Ordering::Relaxed));
+        let rate = moved as f64 / seconds;
+        ProgressFigures {
+            bytes,
+            total,
+            percent: if total == 0 {
+                100.0
+            } else {
+                bytes as f64 * 100.0 / total as f64
+            },
+            rate,
+            eta: if rate > 0.0 {
+                total.saturating_sub(bytes) as f64 / rate
+            } else {
+                0.0
+            },
+        }
+    };
+    loop {
+        let step = runtime::block_on(async {
+            tokio::select! {
+                joined = &mut task.0 => Ok(Some(joined)),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(None),
+            }
+        });
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(e);
+            }
+        };
+        match step {
+            Some(joined) => {
+                let sent =
+                    joined.map_err(|e| Error::Protocol(format!("the upload task failed: {e}")))?;
+                if let Some(bar) = &bar {
+                    bar.finish_and_clear();
+                }
+                let sent = sent?;
+                if let ProgressReport::Callback(callback) = &mut report {
+                    let mut last = figures(&progress);
+                    last.rate = sent.sent as f64 / sent.seconds.max(1e-6);
+                    callback(&last)?;
+                }
+                return Ok(sent);
+            }
+            None => {
+                let now = figures(&progress);
+                if let Some(bar) = &bar {
+                    bar.set_length(now.total);
+                    bar.set_position(now.bytes);
+                }
+                if let ProgressReport::Callback(callback) = &mut report {
+                    callback(&now)?;
+                }
+            }
+        }
+    }
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Aborts a spawned task when dropped: Ctrl-C returns from the wait, and
+/// the upload must stop with it rather than run on unobserved.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Receives one upload over an open connection.
+pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<Received> {
+    let dir = ready_dir(dir)?;
+    runtime::block_on(async move {
+        let state = conn.state();
+        let mut reader_slot = state.reader.lock().await;
+        let mut writer_slot = state.writer.lock().await;
+        let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
+            return Err(conn.closed_error());
+        };
+        receiver::receive(reader, writer, conn.peer(), &dir, &options, &mut |_| {}).await
+    })
+}
+
+/// Accepts one connection on `listener` (within `accept_timeout`) and
+/// receives one upload from it.
+pub fn receive_once(
+    listener: &Listener,
+    dir: &Path,
+    options: ReceiveOptions,
+    accept_timeout: Option<Duration>,
+) -> Result<Received> {
+    let dir = ready_dir(dir)?;
+    let conn = listener.accept(accept_timeout)?;
+    let result = receive_over(conn.clone(), &dir, options);
+    close_quietly(&conn);
+    result
+}
+
+fn close_quietly(conn: &Conn) {
+    if let Ok(mut w) = conn.state().writer.try_lock() {
+        w.take();
+    }
+    if let Ok(mut r) = conn.state().reader.try_lock() {
+        r.take();
+    }
+}
+
+/// The receiving folder, created if missing.
+fn ready_dir(dir: &Path) -> Result<PathBuf> {
+    let shown = dir.display().to_string();
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::net::helpers::file_error("creating", &shown, e))?;
+    }
+    if !dir.is_dir() {
+        return Err(Error::invalid(format!("{shown} is not a folder")));
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// A background receiver started by `serve_files`.
+#[derive(Clone)]
+pub struct FileServer(Arc<ServerState>);
+
+struct ServerState {
+    addr: SocketAddr,
+    dir: PathBuf,
+    stop: CancellationToken,
+    listener: Listener,
+    /// Uploads stored, counted before the sender is told, so a script that
+    /// reads `.received` right after `send_file` returns sees its upload.
+    received: AtomicU64,
+    /// Uploads stored *and* confirmed to the sender. `wait` watches this
+    /// one: a script that ends right after `wait(1)` must not cut off the
+    /// confirmation its sender is waiting for.
+    confirmed: watch::Sender<u64>,
+    refused: AtomicU64,
+    last: Mutex<Option<Received>>,
+    last_error: Mutex<Option<String>>,
+    log: bool,
+}
+
+impl FileServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn received(&self) -> u64 {
+        self.0.received.load(Ordering::SeqCst)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn last(&self) -> Option<Received> {
+        self.0.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.0.last_error.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Stops accepting and abandons uploads in progress (their part files
+    /// stay, so the senders can resume elsewhere or later).
+    pub fn stop(&self) {
+        self.0.stop.cancel();
+        self.0.listener.close();
+    }
+
+    /// Waits until at least `count` uploads have arrived and been confirmed
+    /// to their senders; returns how many have.
+    pub fn wait(&self, count: u64, timeout: Option<Duration>) -> Result<u64> {
+        let mut seen = self.0.confirmed.subscribe();
+        let stop = self.0.stop.clone();
+        runtime::block_on(async move {
+            let wait = async {
+                tokio::select! {
+                    reached = seen.wait_for(|n| *n >= count) => reached.map(|n| *n).map_err(|_| Error::Closed("the file server is gone".into())),
+                    _ = stop.cancelled() => Err(Error::Closed("the file server was stopped".into())),
+                }
+            };
+            match timeout {
+                Some(after) => {
+                    runtime::within(after, || format!("waiting for {count} uploads"), wait).await
+                }
+                None => wait.await,
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for FileServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FileServer({} → {}, {} received)",
+            self.0.addr,
+            self.0.dir.display(),
+            self.received()
+        )
+    }
+}
+
+/// Starts a background receiver on `bind` writing into `dir`.
+pub fn serve(
+    bind: SocketAddr,
+    dir: &Path,
+    options: ReceiveOptions,
+    log: bool,
+) -> Result<FileServer> {
+    let dir = ready_dir(dir)?;
+    let listener = tcp::listen(bind)?;
+    let state = Arc::new(ServerState {
+        addr: listener.addr(),
+        dir,
+        stop: CancellationToken::new(),
+        listener: listener.clone(),
+        received: AtomicU64::new(0),
+        confirmed: watch::Sender::new(0),
+        refused: AtomicU64::new(0),
+        last: Mutex::new(None),
+        last_error: Mutex::new(None),
+        log,
+    });
+    let options = Arc::new(options);
+    let accepting = state.clone();
+    runtime::handle().spawn(async move {
+        let state = accepting;
+        // Owned by this task, so the port is released as soon as it ends.
+        let Some(socket) = state.listener.state().socket.lock().await.take() else {
+            return;
+        };
+        loop {
+            let accepted = tokio::select! {
+                _ = state.stop.cancelled() => break,
+                accepted = socket.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(serve_one(stream, peer, state.clone(), options.clone()));
+                }
+                // Out of file descriptors and the like: pause, don't spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    Ok(FileServer(state))
+}
+
+async fn serve_one(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    options: Arc<ReceiveOptions>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::with_capacity(64 * 1024, read);
+    let mut record = |received: &Received| {
+        if state.log {
+            let resumed = if received.resumed_from > 0 {
+                format!(", resumed at byte {}", received.resumed_from)
+            } else {
+                String::new()
+            };
+            crate::console::line(&format!(
+                "received {} ({} bytes, sha256 {}…{resumed}) from {} in {:.2} s",
+                received.path.display(),
+                received.bytes,
+                &hex::encode(received.sha256)[..12],
+                received.peer,
+                received.seconds
+            ));
+        }
+        if let Ok(mut last) = state.last.lock() {
+            *last = Some(received.clone());
+        }
+        state.received.fetch_add(1, Ordering::SeqCst);
+    };
+    let outcome = tokio::select! {
+        _ = state.stop.cancelled() => return,
+        outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, &mut record) => outcome,
+    };
+    if outcome.is_ok() {
+        state.confirmed.send_modify(|n| *n += 1);
+    }
+    if let Err(e) = outcome {
+        if state.log {
+            crate::console::warn(&format!("serve_files: {e}"));
+        }
+        if let Ok(mut last) = state.last_error.lock() {
+            *last = Some(e.to_string());
+        }
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A `Sent` as the map scripts see.
+pub fn sent_map(sent: &Sent) -> Map {
+    let mut map = Map::new();
+    map.insert("name".into(), sent.name.clone().into());
+    map.insert("bytes".into(), (sent.bytes as i64).into());
+    map.insert("sent".into(), (sent.sent as i64).into());
+    map.insert("resumed_from".into(), (sent.resumed_from as i64).into());
+    map.insert(
+        "sha256".into(),
+        sent.sha256
+            .map_or(Dynamic::UNIT, |sha| hex::encode(sha).into()),
+    );
+    map.insert("seconds".into(), sent.seconds.into());
+    map.insert(
+        "rate".into(),
+        (sent.sent as f64 / sent.seconds.max(1e-6)).into(),
+    );
+    map.insert("verified".into(), sent.verified.into());
+    map
+}
+
+/// A `Received` as the map scripts see.
+pub fn received_map(received: &Received) -> Map {
+    let mut map = Map::new();
+    map.insert("path".into(), received.path.display().to_string().into());
+    map.insert("name".into(), received.name.clone().into());
+    map.insert("bytes".into(), (received.bytes as i64).into());
+    map.insert("sha256".into(), hex::encode(received.sha256).into());
+    map.insert("verified".into(), received.verified.into());
+    map.insert("resumed_from".into(), (received.resumed_from as i64).into());
+    map.insert("peer".into(), received.peer.to_string().into());
+    map.insert("seconds".into(), received.seconds.into());
+    map
+}
+
+fn figures_map(p: &ProgressFigures) -> Map {
+    let mut map = Map::new();
+    map.insert("bytes".into(), (p.bytes as i64).into());
+    map.insert("total".into(), (p.total as i64).into());
+    map.insert("percent".into(), p.percent.into());
+    map.insert("rate".into(), p.rate.into());
+    map.insert("eta".into(), p.eta.into());
+    map
+}
+
+/// Reads an options map, refusing keys the function does not know, so a
+/// typo (`#{overwite: true}`) is an error rather than silently ignored.
+struct Options<'a> {
+    map: &'a Map,
+}
+
+impl<'a> Options<'a> {
+    fn new(map: &'a Map, known: &[&str]) -> Result<Options<'a>> {
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(Error::invalid(format!(
+                    "unknown option '{key}' (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(Options { map })
+    }
+
+    fn flag(&self, key: &str, default: bool) -> Result<bool> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) if v.is_unit() => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .map_err(|_| Error::invalid(format!("option '{key}' must be true or false"))),
+        }
+    }
+
+    fn count(&self, key: &str) -> Result<Option<u64>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v
+                .as_int()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::invalid(format!("option '{key}' must be a whole number, 0 or more"))
+                }),
+        }
+    }
+
+    /// Milliseconds; 0 means no limit (as for a connection's read timeout).
+    fn millis(&self, key: &str) -> Result<Option<Duration>> {
+        Ok(self.count(key)?.map(|ms| match ms {
+            0 => Duration::MAX,
+            ms => Duration::from_millis(ms),
+        }))
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(v) if v.is_unit() => Ok(None),
+            Some(v) => v
+                .clone()
+                .into_string()
+                .map(Some)
+                .map_err(|_| Error::invalid(format!("option '{key}' must be a string"))),
+        }
+    }
+
+    /// `allow`: one block as a string, or an array of them.
+    fn cidrs(&self, key: &str) -> Result<Vec<Cidr>> {
+        match self.map.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) if v.is_unit() => Ok(Vec::new()),
+            Some(v) if v.is_string() => Ok(vec![Cidr::parse(&v.to_string())?]),
+            Some(v) => match v.clone().try_cast::<Array>() {
+                Some(list) => list
+                    .iter()
+                    .map(|item| Cidr::parse(&item.to_string()))
+                    .collect(),
+                None => Err(Error::invalid(format!(
+                    "option '{key}' must be an address block like \"10.0.0.0/8\" or an array of them"
+                ))),
+            },
+        }
+    }
+}
+
+const SEND_OPTIONS: &[&str] = &[
+    "raw",
+    "resume",
+    "progress",
+    "timeout",
+    "name",
+    "rate_limit",
+    "zero_copy",
+    "hash",
+];
+const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
+const SERVE_OPTIONS: &[&str] = &[
+    "max_size",
+    "overwrite",
+    "allow",
+    "header_timeout",
+    "idle_timeout",
+    "log",
+];
+
+fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
+    let o = Options::new(map, SEND_OPTIONS)?;
+    let defaults = SendOptions::default();
+    let (callback, show) = match map.get("progress") {
+        Some(v) if v.is_fnptr() => (v.clone().try_cast::<rhai::FnPtr>(), true),
+        _ => (None, o.flag("progress", true)?),
+    };
+    Ok((
+        SendOptions {
+            raw: o.flag("raw", false)?,
+            resume: o.flag("resume", defaults.resume)?,
+            timeout: o.millis("timeout")?.unwrap_or(defaults.timeout),
+            name: o.text("name")?,
+            rate_limit: o.count("rate_limit")?,
+            zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
+            hash: o.flag("hash", defaults.hash)?,
+        },
+        callback,
+        show,
+    ))
+}
+
+/// Receive options and the accept timeout (`timeout` covers both).
+fn recv_options(map: &Map) -> Result<(ReceiveOptions, Option<Duration>)> {
+    let o = Options::new(map, RECV_OPTIONS)?;
+    let mut options = ReceiveOptions {
+        raw: o.flag("raw", false)?,
+        name: o.text("name")?,
+        overwrite: o.flag("overwrite", false)?,
+        max_size: o.count("max_size")?,
+        ..ReceiveOptions::default()
+    };
+    let timeout = o.millis("timeout")?;
+    if let Some(t) = timeout {
+        options.header_timeout = t;
+        options.idle_timeout = t;
+    }
+    Ok((options, timeout))
+}
+
+fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
+    let o = Options::new(map, SERVE_OPTIONS)?;
+    let defaults = ReceiveOptions::default();
+    Ok((
+        ReceiveOptions {
+            raw: false,
+            name: None,
+            overwrite: o.flag("overwrite", false)?,
+            max_size: o.count("max_size")?,
+            header_timeout: o
+                .millis("header_timeout")?
+                .unwrap_or(defaults.header_timeout),
+            idle_timeout: o.millis("idle_timeout")?.unwrap_or(defaults.idle_timeout),
+            allow: o.cidrs("allow")?,
+        },
+        o.flag("log", false)?,
+    ))
+}
+
+/// Runs a send from a Rhai call: options, progress bar or callback, result map.
+fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
+    let (options, callback, show) = send_options(map)?;
+    let mut call = |figures: &ProgressFigures| -> Result<()> {
+        if let Some(f) = &callback {
+            f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
+                .map(|_| ())
+                .map_err(|e| {
+                    Error::invalid(format!(
+                        "the progress callback failed: {}",
+                        crate::shell::message_of(&e)
+                    ))
+                })?;
+        }
+        Ok(())
+    };
+    let report = if callback.is_some() {
+        ProgressReport::Callback(&mut call)
+    } else if show {
+        ProgressReport::Auto
+    } else {
+        ProgressReport::Off
+    };
+    let sent = match to {
+        Either::Target(text) => {
+            let target = addr::parse_target(text)?;
+            send_to(&target, Path::new(path), options, report)?
+        }
+        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false)?,
+    };
+    Ok(sent_map(&sent))
+}
+
+enum Either<'a> {
+    Target(&'a str),
+    Conn(Conn),
+}
+
+#[export_module]
+mod api {
+    use super::*;
+    use crate::error::{ScriptResult, fail};
+
+    /// Uploads a file to a receiver at `"host:port"` and waits until it
+    /// confirms the file is on disk with the same SHA-256. Returns
+    /// `#{name, bytes, sent, resumed_from, sha256, seconds, rate, verified}`
+    /// (`rate` in bytes per second). An interrupted upload sent again
+    /// resumes where it stopped. A progress bar shows on a terminal.
+    ///
+    /// ```rhai
+    /// let r = send_file("127.0.0.1:9000", "photo.jpg");
+    /// print(`${r.bytes} bytes, sha256 ${r.sha256}`);
+    /// ```
+    ///
+    /// Fails when: the file is missing or a folder, the receiver cannot be
+    /// reached, it refuses (name, size limit, file exists, not allowed…),
+    /// the checksums differ, or the connection breaks.
+    #[rhai_fn(return_raw, name = "send_file")]
+    pub fn send_file(ctx: NativeCallContext, addr: &str, path: &str) -> ScriptResult<Map> {
+        super::script_send(&ctx, Either::Target(addr), path, &Map::new()).map_err(fail("send_file"))
+    }
+
+    /// Uploads a file with options: `raw` (plain bytes then half-close, for
+    /// `nc -l`), `resume` (default true), `progress` (false, or a closure
+    /// called with `#{bytes, total, percent, rate, eta}` four times a
+    /// second and once at the end), `timeout` (ms per wait, default 30000,
+    /// 0 for none),
+    /// `name` (send under another name), `rate_limit` (bytes per second),
+    /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
+    /// also compute the SHA-256 to compare with `sha256sum` at the other
+    /// end; default false, which leaves `sha256` as `()` and the transfer
+    /// as fast as nc).
+    ///
+    /// ```rhai
+    /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
+    /// send_file("127.0.0.1:9000", "notes.txt", #{raw: true});   // to `nc -l 9000 > notes.txt`
+    /// ```
+    ///
+    /// Fails when: as `send_file(addr, path)`, or an option is unknown or
+    /// has the wrong type, or the progress closure fails.
+    #[rhai_fn(return_raw, name = "send_file")]
+    pub fn send_file_with(
+        ctx: NativeCallContext,
+        addr: &str,
+        path: &str,
+        options: Map,
+    ) -> ScriptResult<Map> {
+        super::script_send(&ctx, Either::Target(addr), path, &options).map_err(fail("send_file"))
+    }
+
+    /// Uploads a file over a connection you opened with `connect`.
+    /// In raw mode the connection is half-closed afterwards (you can
+    /// still read the peer's answer).
+    ///
+    /// ```rhai
+    /// let c = connect("127.0.0.1:9000");
+    /// send_file(c, "report.pdf");
+    /// ```
+    ///
+    /// Fails when: as `send_file(addr, path)`, or the connection is closed.
+    #[rhai_fn(return_raw, name = "send_file")]
+    pub fn send_file_conn(ctx: NativeCallContext, conn: Conn, path: &str) -> ScriptResult<Map> {
+        super::script_send(&ctx, Either::Conn(conn), path, &Map::new()).map_err(fail("send_file"))
+    }
+
+    /// Uploads a file over an open connection, with the options of
+    /// `send_file(addr, path, options)`.
+    ///
+    /// ```rhai
+    /// let c = connect("127.0.0.1:9000");
+    /// send_file(c, "log.txt", #{raw: true}); print(c.read_all());
+    /// ```
+    ///
+    /// Fails when: as `send_file(addr, path, options)`, or the connection is closed.
+    #[rhai_fn(return_raw, name = "send_file")]
+    pub fn send_file_conn_with(
+        ctx: NativeCallContext,
+        conn: Conn,
+        path: &str,
+        options: Map,
+    ) -> ScriptResult<Map> {
+        super::script_send(&ctx, Either::Conn(conn), path, &options).map_err(fail("send_file"))
+    }
+
+    /// Waits for one upload on a listener and stores it in folder `dir`
+    /// (created if missing). Returns `#{path, name, bytes, sha256, verified,
+    /// resumed_from, peer, seconds}`. The file appears under its name only
+    /// once complete and checked; names that would leave `dir` are refused.
+    ///
+    /// ```rhai
+    /// let l = listen(9000);
+    /// let r = recv_file(l, "incoming");
+    /// print(`${r.path}: ${r.bytes} bytes, verified: ${r.verified}`);
+    /// ```
+    ///
+    /// Fails when: the name is unsafe, the file exists, the checksums
+    /// differ, the sender stops or stalls (30 s), or the upload is cut off
+    /// (the part received is kept, and sending again resumes).
+    #[rhai_fn(return_raw, name = "recv_file")]
+    pub fn recv_file(l: &mut Listener, dir: &str) -> ScriptResult<Map> {
+        super::receive_once(l, Path::new(dir), ReceiveOptions::default(), None)
+            .map(|r| received_map(&r))
+            .map_err(fail("recv_file"))
+    }
+
+    /// Receives one upload with options: `raw` (plain bytes until the
+    /// sender closes, as `nc host 9000 < file` sends), `name` (the file name
+    /// in raw mode), `overwrite` (default false), `max_size` (bytes),
+    /// `timeout` (ms to wait for the sender, and for any stall; by default
+    /// the wait for a connection is unlimited and a stall may last 30 s).
+    ///
+    /// ```rhai
+    /// let r = recv_file(listen(9000), "in", #{raw: true, name: "f.bin"});
+    /// ```
+    ///
+    /// Fails when: as `recv_file(listener, dir)`, or nobody connects within
+    /// `timeout`, or a raw upload grows past `max_size` (nothing is kept).
+    #[rhai_fn(return_raw, name = "recv_file")]
+    pub fn recv_file_with(l: &mut Listener, dir: &str, options: Map) -> ScriptResult<Map> {
+        super::recv_options(&options)
+            .and_then(|(options, accept)| super::receive_once(l, Path::new(dir), options, accept))
+            .map(|r| received_map(&r))
+            .map_err(fail("recv_file"))
+    }
+
+    /// Receives one upload over a connection you accepted yourself.
+    ///
+    /// ```rhai
+    /// let c = listen(9000).accept();
+    /// recv_file(c, "incoming");
+    /// ```
+    ///
+    /// Fails when: as `recv_file(listener, dir)`, or the connection is closed.
+    #[rhai_fn(return_raw, name = "recv_file")]
+    pub fn recv_file_conn(c: &mut Conn, dir: &str) -> ScriptResult<Map> {
+        super::receive_over(c.clone(), Path::new(dir), ReceiveOptions::default())
+            .map(|r| received_map(&r))
+            .map_err(fail("recv_file"))
+    }
+
+    /// Receives one upload over an accepted connection, with the options of
+    /// `recv_file(listener, dir, options)`.
+    ///
+    /// ```rhai
+    /// let c = listen(9000).accept();
+    /// recv_file(c, "in", #{raw: true, name: "dump.bin", max_size: 1_000_000});
+    /// ```
+    ///
+    /// Fails when: as `recv_file(listener, dir, options)`.
+    #[rhai_fn(return_raw, name = "recv_file")]
+    pub fn recv_file_conn_with(c: &mut Conn, dir: &str, options: Map) -> ScriptResult<Map> {
+        super::recv_options(&options)
+            .and_then(|(options, _)| super::receive_over(c.clone(), Path::new(dir), options))
+            .map(|r| received_map(&r))
+            .map_err(fail("recv_file"))
+    }
+
+    /// Starts a background receiver on a port (every address) storing
+    /// framed uploads into `dir`, many at a time. Returns a FileServer:
+    /// `.port`, `.received`, `.refused`, `.last`, `.last_error`, `.wait(n)`,
+    /// `.stop()`.
+    ///
+    /// ```rhai
+    /// let s = serve_files(9000, "incoming");
+    /// s.wait(1); print(s.last.path); s.stop();
+    /// ```
+    ///
+    /// Fails when: the port is out of range or in use, or `dir` cannot be created.
+    #[rhai_fn(return_raw, name = "serve_files")]
+    pub fn serve_files(port: i64, dir: &str) -> ScriptResult<FileServer> {
+        addr::port(port)
+            .map(addr::any_addr)
+            .and_then(|bind| super::serve(bind, Path::new(dir), ReceiveOptions::default(), false))
+            .map_err(fail("serve_files"))
+    }
+
+    /// Starts a background receiver with options: `max_size` (bytes,
+    /// checked before anything is written), `overwrite` (default false),
+    /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`),
+    /// `header_timeout` (ms, default 10000), `idle_timeout` (ms, default
+    /// 30000), `log` (print a line per upload).
+    ///
+    /// ```rhai
+    /// let s = serve_files(9000, "in", #{max_size: 100_000_000, allow: ["127.0.0.1/32"], log: true});
+    /// ```
+    ///
+    /// Fails when: as `serve_files(port, dir)`, or an option is unknown or
+    /// malformed.
+    #[rhai_fn(return_raw, name = "serve_files")]
+    pub fn serve_files_with(port: i64, dir: &str, options: Map) -> ScriptResult<FileServer> {
+        addr::port(port)
+            .map(addr::any_addr)
+            .and_then(|bind| {
+                let (options, log) = super::serve_options(&options)?;
+                super::serve(bind, Path::new(dir), options, log)
+            })
+            .map_err(fail("serve_files"))
+    }
+
+    /// Starts a background receiver on one local address, like `"127.0.0.1:0"`.
+    ///
+    /// ```rhai
+    /// let s = serve_files("127.0.0.1:0", "in"); print(s.port);
+    /// ```
+    ///
+    /// Fails when: the address is malformed or in use, or `dir` cannot be created.
+    #[rhai_fn(return_raw, name = "serve_files")]
+    pub fn serve_files_addr(addr: &str, dir: &str) -> ScriptResult<FileServer> {
+        addr::parse_bind(addr)
+            .and_then(|bind| super::serve(bind, Path::new(dir), ReceiveOptions::default(), false))
+            .map_err(fail("serve_files"))
+    }
+
+    /// Starts a background receiver on one local address, with the options
+    /// of `serve_files(port, dir, options)`.
+    ///
+    /// ```rhai
+    /// let s = serve_files("[::1]:9000", "in", #{overwrite: true});
+    /// ```
+    ///
+    /// Fails when: as `serve_files(port, dir, options)`.
+    #[rhai_fn(return_raw, name = "serve_files")]
+    pub fn serve_files_addr_with(addr: &str, dir: &str, options: Map) -> ScriptResult<FileServer> {
+        addr::parse_bind(addr)
+            .and_then(|bind| {
+                let (options, log) = super::serve_options(&options)?;
+                super::serve(bind, Path::new(dir), options, log)
+            })
+            .map_err(fail("serve_files"))
+    }
+
+    /// The port a file server listens on.
+    ///
+    /// ```rhai
+    /// serve_files(0, "in").port
+    /// ```
+    #[rhai_fn(get = "port", pure)]
+    pub fn server_port(s: &mut FileServer) -> i64 {
+        s.addr().port() as i64
+    }
+
+    /// The address a file server listens on, as `"ip:port"`.
+    ///
+    /// ```rhai
+    /// serve_files("127.0.0.1:0", "in").addr
+    /// ```
+    #[rhai_fn(get = "addr", pure)]
+    pub fn server_addr(s: &mut FileServer) -> String {
+        s.addr().to_string()
+    }
+
+    /// How many uploads a file server has stored so far.
+    ///
+    /// ```rhai
+    /// print(s.received)
+    /// ```
+    #[rhai_fn(get = "received", pure)]
+    pub fn server_received(s: &mut FileServer) -> i64 {
+        s.received() as i64
+    }
+
+    /// How many uploads a file server refused or lost (bad name, too big,
+    /// exists, checksum mismatch, cut off, timed out…).
+    ///
+    /// ```rhai
+    /// print(s.refused)
+    /// ```
+    #[rhai_fn(get = "refused", pure)]
+    pub fn server_refused(s: &mut FileServer) -> i64 {
+        s.refused() as i64
+    }
+
+    /// The last upload stored, as `recv_file` returns it, or `()` if none yet.
+    ///
+    /// ```rhai
+    /// if s.last != () { print(s.last.path) }
+    /// ```
+    #[rhai_fn(get = "last", pure)]
+    pub fn server_last(s: &mut FileServer) -> Dynamic {
+        s.last()
+            .map_or(Dynamic::UNIT, |r| Dynamic::from_map(received_map(&r)))
+    }
+
+    /// Why the last refused upload was refused, or `()`.
+    ///
+    /// ```rhai
+    /// print(s.last_error)
+    /// ```
+    #[rhai_fn(get = "last_error", pure)]
+    pub fn server_last_error(s: &mut FileServer) -> Dynamic {
+        s.last_error().map_or(Dynamic::UNIT, Dynamic::from)
+    }
+
+    /// Stops a file server; uploads in progress are abandoned (their part
+    /// files stay, so they can be resumed).
+    ///
+    /// ```rhai
+    /// s.stop();
+    /// ```
+    #[rhai_fn(pure, name = "stop")]
+    pub fn server_stop(s: &mut FileServer) {
+        s.stop();
+    }
+
+    /// Waits until `count` uploads in all have been stored and confirmed
+    /// to their senders; returns the number. Ctrl-C stops the wait.
+    ///
+    /// ```rhai
+    /// s.wait(3);
+    /// ```
+    ///
+    /// Fails when: the server is stopped, or the wait is interrupted.
+    #[rhai_fn(return_raw, pure, name = "wait")]
+    pub fn server_wait(s: &mut FileServer, count: i64) -> ScriptResult<i64> {
+        s.wait(count.max(0) as u64, None)
+            .map(|n| n as i64)
+            .map_err(fail("wait"))
+    }
+
+    /// Waits at most `timeout_ms` for `count` uploads in all.
+    ///
+    /// ```rhai
+    /// s.wait(1, 5000);
+    /// ```
+    ///
+    /// Fails when: they do not arrive in time, the server is stopped, or
+    /// the wait is interrupted.
+    #[rhai_fn(return_raw, pure, name = "wait")]
+    pub fn server_wait_timeout(
+        s: &mut FileServer,
+        count: i64,
+        timeout_ms: i64,
+    ) -> ScriptResult<i64> {
+        crate::net::helpers::millis(timeout_ms, "timeout")
+            .and_then(|t| s.wait(count.max(0) as u64, Some(t)))
+            .map(|n| n as i64)
+            .map_err(fail("wait"))
+    }
+
+    /// How a file server prints: `FileServer(0.0.0.0:9000 → in, 2 received)`.
+    ///
+    /// ```rhai
+    /// print(s)
+    /// ```
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn server_to_string(s: &mut FileServer) -> String {
+        format!("{s:?}")
+    }
+}

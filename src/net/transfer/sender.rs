@@ -1,0 +1,503 @@
+//! The sending side of an upload: framed (header, resume offer, body, SHA-256,
+//! wait for the receiver's confirmation) or raw (bytes, then half-close).
+//!
+//! Raw mode hands the socket to the kernel with `sendfile(2)`, so file pages
+//! go to the socket without passing through this process; framed mode reads
+//! and hashes in one pass on a blocking thread instead, because its bytes
+//! must be hashed anyway and reading them twice costs more than it saves.
+
+use std::{
+    fs::File,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc as std_mpsc,
+    },
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest},
+    net::{TcpStream, tcp::OwnedWriteHalf},
+    sync::mpsc,
+};
+
+use super::{
+    disk::{self, CHUNK, IN_FLIGHT},
+    protocol::{self, Code, Header, Reply},
+};
+use crate::error::{Error, Result};
+use crate::net::tcp::Conn;
+
+/// How a sender behaves; built from the Rhai options map.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    pub raw: bool,
+    /// Offer to continue an interrupted upload (framed mode).
+    pub resume: bool,
+    /// The longest any single wait may take (connect, a reply, a write).
+    pub timeout: Duration,
+    /// The name to send instead of the file's own.
+    pub name: Option<String>,
+    /// Bytes per second at most, like curl's `--limit-rate`.
+    pub rate_limit: Option<u64>,
+    /// Use `sendfile(2)` in raw mode.
+    pub zero_copy: bool,
+    /// Compute the SHA-256 in raw mode (framed mode always does); off by default.
+    pub hash: bool,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            raw: false,
+            resume: true,
+            timeout: Duration::from_secs(30),
+            name: None,
+            rate_limit: None,
+            zero_copy: true,
+            // Raw mode is nc's job: bytes only, at full speed. Hashing on the
+            // side costs a core, which on a 2-core machine is 30% of the rate.
+            hash: false,
+        }
+    }
+}
+
+/// The longest the sender waits for the receiver's confirmation after the
+/// last byte: the receiver fsyncs the whole file first, which on a slow disk
+/// takes a while for a big file.
+const MIN_CONFIRM_WAIT: Duration = Duration::from_secs(120);
+
+/// What a finished upload reports.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub name: String,
+    /// The file's size.
+    pub bytes: u64,
+    /// The bytes of file data put on the wire this time.
+    pub sent: u64,
+    /// Where the body started (non-zero when an earlier upload was resumed).
+    pub resumed_from: u64,
+    /// `None` in raw mode with `hash: false`.
+    pub sha256: Option<[u8; 32]>,
+    pub seconds: f64,
+    /// True when the receiver confirmed the same SHA-256 (framed mode).
+    pub verified: bool,
+}
+
+/// Figures the caller's thread reads while the transfer runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes of the file the receiver has or is being sent, resumed prefix included.
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+    /// Where this upload started (non-zero when resuming).
+    pub resumed_from: AtomicU64,
+}
+
+/// Sends `path` over `conn`. With `wait_close` (a connection this upload
+/// opened itself), raw mode waits briefly for the peer to close after the
+/// half-close, so the caller returns once the receiver has everything.
+pub async fn send(
+    conn: Conn,
+    path: PathBuf,
+    options: SendOptions,
+    progress: Arc<Progress>,
+    wait_close: bool,
+) -> Result<Sent> {
+    let started = Instant::now();
+    let (file, size) = open_regular(&path)?;
+    let name = match &options.name {
+        Some(name) => name.clone(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?,
+    };
+    progress.total.store(size, Ordering::Relaxed);
+    let state = conn.state();
+    let mut reader_slot = state.reader.lock().await;
+    let mut writer_slot = state.writer.lock().await;
+    let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
+        return Err(conn.closed_error());
+    };
+    let peer = conn.peer();
+    let mut sent = if options.raw {
+        let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
+        // Half-close: the receiver sees EOF, which is where a raw file ends.
+        let _ = writer.shutdown().await;
+        writer_slot.take();
+        if wait_close {
+            let _ = wait_for_close(reader, Duration::from_secs(2).min(options.timeout)).await;
+        }
+        Sent {
+            name,
+            bytes: size,
+            sent: size,
+            resumed_from: 0,
+            sha256,
+            seconds: 0.0,
+            verified: false,
+        }
+    } else {
+        // Check the name here too: a clear local error beats a refusal.
+        let name = protocol::safe_name(name.as_bytes())
+            .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?;
+        send_framed(reader, writer, file, size, name, &options, &progress, peer).await?
+    };
+    sent.seconds = started.elapsed().as_secs_f64();
+    Ok(sent)
+}
+
+/// Opens a regular file and returns it with its size.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let shown = path.display().to_string();
+    let file =
+        File::open(path).map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
+    if meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "{shown} is a folder; send_file sends one file (send each file in it)"
+        )));
+    }
+    if !meta.is_file() {
+        return Err(Error::invalid(format!(
+            "{shown} is not a regular file, so its size is unknown"
+        )));
+    }
+    Ok((file, meta.len()))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_framed<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    writer: &mut OwnedWriteHalf,
+    file: File,
+    size: u64,
+    name: String,
+    options: &SendOptions,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> Result<Sent> {
+    let header = Header {
+        flags: if options.resume {
+            protocol::FLAG_RESUME
+        } else {
+            0
+        },
+        size,
+        name: name.clone().into_bytes(),
+    };
+    write_within(writer, &header.encode(), options.timeout, peer).await?;
+    let (offset, prefix) = match protocol::read_reply(reader, Some(options.timeout)).await? {
+        Reply::Ready { offset, prefix } => (offset, prefix),
+        Reply::Error(code, message) => return Err(refused(code, &message)),
+        Reply::Done { .. } => {
+            return Err(Error::Protocol(
+                "the receiver confirmed a file before it was sent".into(),
+            ));
+        }
+    };
+    if offset > size {
+        return Err(Error::Protocol(format!(
+            "the receiver offered to resume at byte {offset} of a {size}-byte file"
+        )));
+    }
+    // Resume only if the receiver's bytes are our bytes: hash just that
+    // prefix of our file and compare. The hash state carries on from there,
+    // so the file is still read only once in all.
+    let (hasher, start) = if offset > 0 {
+        let mut prefix_file = file
+            .try_clone()
+            .map_err(|e| Error::io("reading the file", None, e))?;
+        let (hasher, read) =
+            tokio::task::spawn_blocking(move || disk::hash_prefix(&mut prefix_file, offset))
+                .await
+                .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
+                .map_err(|e| Error::io("reading the file", None, e))?;
+        if read == offset && disk::digest_of(&hasher) == prefix {
+            (hasher, offset)
+        } else {
+            (Sha256::new(), 0)
+        }
+    } else {
+        (Sha256::new(), 0)
+    };
+    let mut start_message = vec![protocol::MSG_START];
+    start_message.extend_from_slice(&start.to_be_bytes());
+    write_within(writer, &start_message, options.timeout, peer).await?;
+    progress.resumed_from.store(start, Ordering::Relaxed);
+    progress.done.store(start, Ordering::Relaxed);
+
+    // The receiver may refuse in the middle (disk full, stalled too long):
+    // listen for its reply while sending, so its reason is what the user
+    // sees rather than "broken pipe".
+    let mut reply = std::pin::pin!(protocol::read_reply(reader, None));
+    let body = async {
+        let hash = send_chunks(
+            writer,
+            file,
+            Some(hasher),
+            start,
+            size,
+            options,
+            progress,
+            peer,
+        )
+        .await?
+        .ok_or_else(|| Error::Protocol("the file was not hashed".into()))?;
+        let mut trailer = vec![protocol::MSG_HASH];
+        trailer.extend_from_slice(&hash);
+        write_within(writer, &trailer, options.timeout, peer).await?;
+        Ok::<_, Error>(hash)
+    };
+    let sha256 = tokio::select! {
+        biased;
+        early = &mut reply => {
+            return Err(match early {
+                Ok(Reply::Error(code, message)) => refused(code, &message),
+                Ok(_) => Error::Protocol("the receiver answered before the file was sent".into()),
+                Err(e) => e,
+            });
+        }
+        hash = body => match hash {
+            Ok(hash) => hash,
+            Err(e) => {
+                // A write failed: the receiver probably said why first.
+                return Err(match tokio::time::timeout(Duration::from_secs(1), &mut reply).await {
+                    Ok(Ok(Reply::Error(code, message))) => refused(code, &message),
+                    _ => e,
+                });
+            }
+        }
+    };
+    let wait = options.timeout.max(MIN_CONFIRM_WAIT);
+    let answer = tokio::time::timeout(wait, &mut reply)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: format!("waiting for the receiver to confirm '{name}'"),
+            after: wait,
+        })??;
+    match answer {
+        Reply::Done {
+            size: their_size,
+            sha256: theirs,
+        } if their_size == size && theirs == sha256 => Ok(Sent {
+            name,
+            bytes: size,
+            sent: size - start,
+            resumed_from: start,
+            sha256: Some(sha256),
+            seconds: 0.0,
+            verified: true,
+        }),
+        Reply::Done { sha256: theirs, .. } => Err(Error::Protocol(format!(
+            "the receiver confirmed '{name}' with SHA-256 {} but ours is {}",
+            hex::encode(theirs),
+            hex::encode(sha256)
+        ))),
+        Reply::Error(code, message) => Err(refused(code, &message)),
+        Reply::Ready { .. } => Err(Error::Protocol(
+            "the receiver sent READY where a confirmation was due".into(),
+        )),
+    }
+}
+
+/// Streams `start..end` of `file` to the socket, reading and hashing (when
+/// given a hasher) on a blocking thread; returns the SHA-256 of the whole file.
+#[allow(clippy::too_many_arguments)]
+async fn send_chunks(
+    writer: &mut OwnedWriteHalf,
+    file: File,
+    hasher: Option<Sha256>,
+    start: u64,
+    end: u64,
+    options: &SendOptions,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> Result<Option<[u8; 32]>> {
+    let (to_socket, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
+    let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
+    let reading = tokio::task::spawn_blocking(move || {
+        disk::read_chunks(file, hasher, start, end, to_socket, spare)
+    });
+    let pacer = Pacer::new(options.rate_limit);
+    let mut sent = 0u64;
+    while let Some(chunk) = chunks.recv().await {
+        write_within(writer, &chunk, options.timeout, peer).await?;
+        sent += chunk.len() as u64;
+        progress
+            .done
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        pacer.pace(sent).await;
+        let _ = give_back.send(chunk);
+    }
+    let hasher = reading
+        .await
+        .map_err(|e| Error::Protocol(format!("the file reader failed: {e}")))?
+        .map_err(|e| Error::io("reading the file", None, e))?;
+    Ok(hasher.map(|h| h.finalize().into()))
+}
+
+/// Raw mode: the file's bytes and nothing else. Returns their SHA-256
+/// unless told not to compute it.
+async fn send_raw(
+    writer: &mut OwnedWriteHalf,
+    file: File,
+    size: u64,
+    options: &SendOptions,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> Result<Option<[u8; 32]>> {
+    if !options.zero_copy {
+        let hasher = options.hash.then(Sha256::new);
+        return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
+    }
+    // The bytes never enter this process, so hash them on the other core
+    // from the page cache while the kernel sends them.
+    let hashing = if options.hash {
+        let hash_file = file
+            .try_clone()
+            .map_err(|e| Error::io("reading the file", None, e))?;
+        Some(tokio::task::spawn_blocking(move || {
+            disk::hash_file(hash_file)
+        }))
+    } else {
+        None
+    };
+    let socket: &TcpStream = writer.as_ref();
+    sendfile_all(socket, &file, size, options, progress, peer).await?;
+    match hashing {
+        Some(hashing) => hashing
+            .await
+            .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
+            .map_err(|e| Error::io("reading the file", None, e))
+            .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `sendfile(2)` from `file` to the socket until `size` bytes are sent,
+/// waiting for tokio's write readiness whenever the socket buffer is full.
+async fn sendfile_all(
+    socket: &TcpStream,
+    file: &File,
+    size: u64,
+    options: &SendOptions,
+    progress: &Progress,
+    peer: std::net::SocketAddr,
+) -> Result<()> {
+    let (socket_fd, file_fd) = (socket.as_raw_fd(), file.as_raw_fd());
+    // Smaller steps when pacing, so the rate limit is smooth.
+    let step = if options.rate_limit.is_some() {
+        CHUNK
+    } else {
+        16 << 20
+    };
+    let pacer = Pacer::new(options.rate_limit);
+    let mut offset = 0u64;
+    while offset < size {
+        let want = (size - offset).min(step as u64) as usize;
+        tokio::time::timeout(options.timeout, socket.writable())
+            .await
+            .map_err(|_| stalled(peer, options.timeout))?
+            .map_err(|e| Error::io("sending", Some(peer), e))?;
+        let result = socket.try_io(Interest::WRITABLE, || {
+            let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
+            // SAFETY: both descriptors are open for the duration of the call
+            // and `at` is a valid offset variable.
+            let n = unsafe { libc::sendfile(socket_fd, file_fd, &mut at, want) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match result {
+            Ok(0) => {
+                return Err(Error::invalid(format!(
+                    "the file shrank while it was being sent (ended at byte {offset} of {size})"
+                )));
+            }
+            Ok(n) => {
+                offset += n as u64;
+                progress.done.fetch_add(n as u64, Ordering::Relaxed);
+                pacer.pace(offset).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(Error::io("sending", Some(peer), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads and discards until the peer closes (or `wait` passes).
+async fn wait_for_close<R: AsyncRead + Unpin>(reader: &mut R, wait: Duration) -> Result<()> {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(wait, async {
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+async fn write_within(
+    writer: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+    peer: std::net::SocketAddr,
+) -> Result<()> {
+    tokio::time::timeout(timeout, writer.write_all(bytes))
+        .await
+        .map_err(|_| stalled(peer, timeout))?
+        .map_err(|e| Error::io("sending", Some(peer), e))
+}
+
+fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
+    Error::Timeout {
+        what: format!("sending to {peer} (the receiver stopped reading)"),
+        after,
+    }
+}
+
+fn refused(code: Code, message: &str) -> Error {
+    Error::Protocol(format!(
+        "the receiver refused the upload: {message} ({})",
+        code.name()
+    ))
+}
+
+/// Keeps an average rate at or under a limit by sleeping when ahead.
+struct Pacer {
+    rate: Option<u64>,
+    started: Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<u64>) -> Pacer {
+        Pacer {
+            rate: rate.filter(|r| *r > 0),
+            started: Instant::now(),
+        }
+    }
+
+    async fn pace(&self, sent: u64) {
+        if let Some(rate) = self.rate {
+            let due =
+                Duration::try_from_secs_f64(sent as f64 / rate as f64).unwrap_or(Duration::MAX);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Plugins: Rhai files loaded as namespaces from plugins/ and from the
+//! user's config dir, with their docs in help(), and broken ones reported
+//! without stopping the rest.
+
+mod support;
+
+use std::path::Path;
+
+use support::Netsh;
+
+const GREET: &str = "//! Greetings for tests.\n\n/// Says hello to someone.\n///\n/// ```rhai\n/// greet::hello(\"you\")\n/// ```\nfn hello(name) { `hello ${name}` }\n";
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A plugin in `<config dir>/netsh/plugins` is a namespace named after its file.
+#[test]
+fn plugin_from_config_dir() {
+    let cmd = Netsh::new();
+    write(&cmd.home().join("config/netsh/plugins/greet.rhai"), GREET);
+    let out = cmd.args(["-e", "greet::hello(\"you\")"]).ok().stdout();
+    assert_eq!(out, "hello you");
+}
+
+/// A plugin in ./plugins loads too, and `plugins()` says where each came from.
+#[test]
+fn plugin_from_working_directory_is_listed() {
+    let cmd = Netsh::new();
+    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    let out = cmd
+        .args(["-e", "let p = plugins(); [p.len(), p[0].name, p[0].description, p[0].path.ends_with(\"plugins/greet.rhai\"), p[0].functions]"])
+        .ok()
+        .stdout();
+    assert_eq!(
+        out,
+        "[1, \"greet\", \"Greetings for tests.\", true, [\"greet::hello\"]]"
+    );
+}
+
+/// A plugin next to a script is found even when run from elsewhere.
+#[test]
+fn plugin_next_to_the_script() {
+    let cmd = Netsh::new();
+    let project = tempfile::tempdir().unwrap();
+    write(&project.path().join("plugins/greet.rhai"), GREET);
+    write(
+        &project.path().join("scripts/run.rhai"),
+        "print(greet::hello(\"script\"))",
+    );
+    let out = cmd
+        .arg(project.path().join("scripts/run.rhai"))
+        .ok()
+        .stdout();
+    assert_eq!(out, "hello script");
+}
+
+/// Plugin doc comments show in help() and help("ns::fn").
+#[test]
+fn plugin_docs_in_help() {
+    let cmd = Netsh::new();
+    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    let out = cmd
+        .args(["-e", "help(); help(\"greet::hello\")"])
+        .ok()
+        .stdout();
+    assert!(out.contains("plugin greet — Greetings for tests."), "{out}");
+    assert!(out.contains("greet::hello"), "{out}");
+    assert!(out.contains("Says hello to someone."), "{out}");
+    assert!(out.contains("greet::hello(name)"), "{out}");
+}
+
+/// A plugin with a syntax error is reported with its path and line; the
+/// others still load and the command still works.
+#[test]
+fn broken_plugin_is_reported_and_others_load() {
+    let cmd = Netsh::new();
+    write(
+        &cmd.home().join("plugins/aaa_broken.rhai"),
+        "fn ok() { 1 }\nfn bad( { \n",
+    );
+    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    write(
+        &cmd.home().join("plugins/zzz_fails.rhai"),
+        "throw \"cannot start\";\n",
+    );
+    let run = cmd.args(["-e", "greet::hello(\"still\")"]).output();
+    run.expect_code(0);
+    assert_eq!(run.stdout(), "hello still");
+    let err = run.stderr();
+    assert!(
+        err.contains("plugins/aaa_broken.rhai:2:"),
+        "{}",
+        run.explain()
+    );
+    assert!(
+        err.contains("plugins/zzz_fails.rhai:1:1: cannot start"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// The shipped `services` plugin works against the live system.
+#[test]
+fn shipped_services_plugin() {
+    let out = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "-e",
+            "services::well_known().filter(|s| s.port == 22)[0].tcp",
+        ])
+        .ok()
+        .stdout();
+    assert_eq!(out, "ssh");
+}
+
+/// The working directory's plugin wins over the config dir's of the same
+/// name; a file whose name is not an identifier is skipped with a warning.
+#[test]
+fn precedence_and_invalid_names() {
+    let cmd = Netsh::new();
+    write(
+        &cmd.home().join("plugins/greet.rhai"),
+        "fn hello(n) { `local ${n}` }",
+    );
+    write(
+        &cmd.home().join("config/netsh/plugins/greet.rhai"),
+        "fn hello(n) { `config ${n}` }",
+    );
+    write(&cmd.home().join("plugins/my-plugin.rhai"), "fn x() { 1 }");
+    let run = cmd.args(["-e", "greet::hello(1)"]).output();
+    run.expect_code(0);
+    assert_eq!(run.stdout(), "local 1");
+    assert!(
+        run.stderr()
+            .contains("'my-plugin' is not a valid namespace name"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A wrong call to a plugin function keeps the namespace in the message.
+#[test]
+fn wrong_call_to_a_plugin_function_names_it() {
+    let cmd = Netsh::new();
+    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    let run = cmd.args(["-e", "greet::hello(1, 2)"]).output();
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("no function greet::hello(int, int)"),
+        "{}",
+        run.explain()
+    );
+}

@@ -1,0 +1,250 @@
+//! The REPL driven in a real pseudo-terminal: state that persists across
+//! lines, multi-line input, Tab completion, hints, Ctrl-C and Ctrl-D.
+//!
+//! rustyline drops input typed ahead of the prompt (its issue #690), so each
+//! step waits for output before typing the next line.
+
+mod support;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use expectrl::{Eof, Expect, Session, process::unix::UnixProcess};
+
+type Pty = Session<UnixProcess, expectrl::process::unix::PtyStream>;
+
+/// Starts the REPL with a private config/data dir under `home`.
+fn start(home: &Path) -> Pty {
+    start_with(home, &[("NO_COLOR", "1")])
+}
+
+/// Starts the REPL with extra environment variables, and waits for the prompt.
+fn start_with(home: &Path, env: &[(&str, &str)]) -> Pty {
+    let mut session = spawn(home, env);
+    session.expect("netsh> ").expect("the first prompt");
+    session
+}
+
+/// Starts the REPL without waiting for anything.
+fn spawn(home: &Path, env: &[(&str, &str)]) -> Pty {
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .current_dir(home);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut session = Session::spawn(cmd).expect("starting netsh in a pty");
+    session.set_expect_timeout(Some(Duration::from_secs(15)));
+    session
+}
+
+/// Types a line and waits for `expected` in the output, then the next prompt.
+fn line(pty: &mut Pty, input: &str, expected: &str) {
+    pty.send_line(input).unwrap();
+    if let Err(e) = pty.expect(expected) {
+        panic!("after typing {input:?} the REPL never printed {expected:?}: {e}");
+    }
+    pty.expect("netsh> ")
+        .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
+}
+
+/// Variables and functions persist from line to line.
+#[test]
+fn state_persists_between_lines() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("let x = 40;").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("fn add2(v) { v + 2 }").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "add2(x)", "42");
+    line(&mut pty, "let c = |a| a * x; c.call(3)", "120");
+    line(&mut pty, "c.call(1) + add2(0)", "42");
+}
+
+/// An open brace, bracket or string continues on the next line.
+#[test]
+fn unfinished_input_continues() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("fn triple(a) {").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("  a * 3").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("}; triple(111)").unwrap();
+    pty.expect("333").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "triple(1000)", "3000");
+    pty.send_line("let arr = [1,").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("2]; arr.len() * 1000 + 7").unwrap();
+    pty.expect("2007").unwrap();
+}
+
+/// Tab completes a function name, and a help topic inside help("…").
+#[test]
+fn tab_completes_functions_and_help_topics() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("port_inf").unwrap();
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("(443).tcp").unwrap();
+    pty.expect("https").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send("help(\"ip_in").unwrap();
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("").unwrap();
+    pty.expect("What kind of address an IP is").unwrap();
+}
+
+/// Ctrl-C stops a running loop and a blocking sleep; the scope survives.
+#[test]
+fn ctrl_c_interrupts_and_keeps_the_scope() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("let kept = 1234;").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("loop { }").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    pty.send("\x03").unwrap();
+    pty.expect("interrupted").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("sleep(60000)").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    pty.send("\x03").unwrap();
+    pty.expect("sleep: interrupted").unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "kept + 1", "1235");
+}
+
+/// Ctrl-C at an empty prompt does not exit; errors do not end the session.
+#[test]
+fn errors_and_ctrl_c_at_the_prompt_keep_the_session() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("\x03").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    line(&mut pty, "port_info(70000)", "port 70000 is out of range");
+    line(&mut pty, "let = ;", "error:");
+    line(&mut pty, "6 * 7", "42");
+}
+
+/// Ctrl-D exits cleanly, and history lands in the data dir, not the cwd.
+#[test]
+fn ctrl_d_exits_and_history_is_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    line(&mut pty, "\"remember\" + \" me\"", "remember me");
+    pty.send("\x04").unwrap();
+    pty.expect(Eof).unwrap();
+    let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
+    assert!(
+        status.starts_with("Exited(") && status.ends_with(", 0)"),
+        "{status}"
+    );
+    let history = std::fs::read_to_string(home.path().join("data/netsh/history"))
+        .expect("history file in the data dir");
+    assert!(history.contains("\"remember\" + \" me\""), "{history}");
+    let stray: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains("history"))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "history written to the working directory: {stray:?}"
+    );
+}
+
+/// `init.rhai` in the config dir runs at start, and its variables stay.
+#[test]
+fn init_script_runs_at_start() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config/netsh");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("init.rhai"),
+        "let greeting = \"hello from init\";\nfn twice(x) { x * 2 }\n",
+    )
+    .unwrap();
+    let mut pty = start(home.path());
+    line(&mut pty, "greeting", "hello from init");
+    line(&mut pty, "twice(21)", "42");
+}
+
+/// After `name(` a hint shows the rest of the signature; Tab offers variables.
+#[test]
+fn hints_show_signatures_and_tab_knows_variables() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("resolve(").unwrap();
+    pty.expect("host: string) -> Array").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("let very_long_variable_name = 31337;")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send("very_long_var").unwrap();
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line(" + 1").unwrap();
+    pty.expect("31338").unwrap();
+}
+
+/// Errors are red on a colour terminal, and plain when NO_COLOR is set.
+#[test]
+fn errors_are_red_unless_no_color() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start_with(home.path(), &[]);
+    pty.send_line("port_info(-1)").unwrap();
+    pty.expect("\x1b[31merror: port_info: port -1 is out of range")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    let mut plain = start(home.path());
+    plain.send_line("port_info(-1)").unwrap();
+    let seen = plain.expect("out of range (0–65535)").unwrap();
+    let before = String::from_utf8_lossy(seen.before()).to_string();
+    assert!(
+        !before.contains("\x1b[31m"),
+        "red despite NO_COLOR: {before:?}"
+    );
+}
+
+/// Non-ASCII text typed at the prompt (hints and Tab run on it) is harmless.
+#[test]
+fn non_ascii_input_is_harmless() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send("\"→(").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    pty.send("\t").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send("let «x» = 1").unwrap();
+    pty.send("\t").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "\"naïve → ok\".len()", "10");
+}
+
+/// A failing init.rhai is reported with its path and line; the REPL still starts.
+#[test]
+fn failing_init_script_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config/netsh");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("init.rhai"), "let ok = 1;\nresolve(42);\n").unwrap();
+    let mut pty = spawn(home.path(), &[("NO_COLOR", "1")]);
+    pty.expect("init.rhai:2:1: resolve: wrong arguments")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "ok + 41", "42");
+}

@@ -1,0 +1,1004 @@
+//! File upload (issue 4): framed uploads that never lose or corrupt a byte,
+//! resume after a killed sender, refuse hostile clients, and raw mode that
+//! interoperates with plain sockets the way `nc` does. Real sockets on
+//! loopback, real files in temporary folders.
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use netsh::net::{
+    addr,
+    transfer::{self, FileServer, ProgressReport, ReceiveOptions, SendOptions},
+};
+use rhai::{Dynamic, Map};
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of exactly 1 GiB of zero bytes.
+const SHA256_OF_1GIB_OF_ZEROS: &str =
+    "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14";
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Runs Rhai code in this process with a fresh shell; its value, or the error text.
+fn eval(code: &str) -> Result<Dynamic, String> {
+    netsh::shell::Shell::new(None).eval(code, &[])
+}
+
+fn eval_map(code: &str) -> Map {
+    eval(code)
+        .unwrap_or_else(|e| panic!("{code}\nfailed: {e}"))
+        .try_cast::<Map>()
+        .unwrap_or_else(|| panic!("{code}\ndid not return a map"))
+}
+
+fn field(map: &Map, key: &str) -> String {
+    map.get(key)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| panic!("no '{key}' in {map:?}"))
+}
+
+/// Deterministic, incompressible-looking test data.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
+    transfer::serve(loopback(), dir, options, false).expect("starting serve_files")
+}
+
+fn send(
+    server: &FileServer,
+    path: &Path,
+    options: SendOptions,
+) -> netsh::error::Result<transfer::Sent> {
+    let target = addr::parse_target(&server.addr().to_string()).unwrap();
+    transfer::send_to(&target, path, options, ProgressReport::Off)
+}
+
+/// Waits until `check` holds, up to `limit`.
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Empty, 1-byte and odd-sized files (around the 256 KiB chunk size) arrive intact through the Rhai API.
+#[test]
+fn small_and_odd_sized_files_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    for (i, len) in [0usize, 1, 7, 262_143, 262_144, 262_151, 1_000_003]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(len, i as u64);
+        let path = tmp.path().join(format!("file-{len}.bin"));
+        std::fs::write(&path, &data).unwrap();
+        let sent = eval_map(&format!(
+            r#"send_file("{}", "{}", #{{progress: false}})"#,
+            server.addr(),
+            path.display()
+        ));
+        assert_eq!(field(&sent, "bytes"), len.to_string());
+        assert_eq!(field(&sent, "sha256"), sha_hex(&data));
+        assert_eq!(field(&sent, "verified"), "true");
+        let stored = std::fs::read(inbox.join(format!("file-{len}.bin"))).unwrap();
+        assert_eq!(stored, data, "{len}-byte file differs");
+    }
+    assert_eq!(server.received(), 7);
+    server.stop();
+}
+
+/// A 1 GiB sparse file goes over IPv6 loopback with its SHA-256 checked, and stays sparse on arrival.
+#[test]
+fn a_sparse_gigabyte_round_trips_over_ipv6() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("sparse.img");
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let inbox = tmp.path().join("in");
+    let server = transfer::serve(
+        "[::1]:0".parse().unwrap(),
+        &inbox,
+        ReceiveOptions::default(),
+        false,
+    )
+    .expect("serve_files on ::1");
+    let sent = eval_map(&format!(
+        r#"send_file("[::1]:{}", "{}", #{{progress: false}})"#,
+        server.addr().port(),
+        path.display()
+    ));
+    assert_eq!(field(&sent, "sha256"), SHA256_OF_1GIB_OF_ZEROS);
+    assert_eq!(field(&sent, "bytes"), (1u64 << 30).to_string());
+    let received = server.last().expect("a received file");
+    assert_eq!(hex::encode(received.sha256), SHA256_OF_1GIB_OF_ZEROS);
+    let meta = std::fs::metadata(inbox.join("sparse.img")).unwrap();
+    assert_eq!(meta.len(), 1 << 30);
+    use std::os::unix::fs::MetadataExt;
+    assert!(meta.blocks() * 512 < 1 << 20, "the copy should be sparse");
+    server.stop();
+}
+
+/// Starts a real `netsh` child uploading `file` slowly, and SIGKILLs it once
+/// the receiver's part file holds at least `at_least` bytes.
+fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u64) {
+    let code = format!(
+        r#"send_file("{}", "{}", #{{rate_limit: 4000000, progress: false}})"#,
+        server.addr(),
+        file.display()
+    );
+    let mut child = Command::new(support::netsh_bin())
+        .arg("-e")
+        .arg(&code)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting netsh");
+    let refused_before = server.refused();
+    let started = Instant::now();
+    loop {
+        let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+        if have >= at_least {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+            panic!("netsh ended before it was killed ({status}): {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the upload never got going"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // The receiver notices the closed connection and gives up on it.
+    wait_until(
+        Duration::from_secs(10),
+        "the receiver to drop the upload",
+        || server.refused() > refused_before,
+    );
+}
+
+/// A sender killed half-way leaves no file under the final name; sending again resumes and the result is byte-identical.
+#[test]
+fn killed_sender_leaves_nothing_and_the_retry_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(12 << 20, 42);
+    let file = tmp.path().join("video.bin");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let part = inbox.join(".video.bin.netsh-part");
+
+    kill_sender_midway(&server, &file, &part, 2 << 20);
+    assert!(
+        !inbox.join("video.bin").exists(),
+        "a cut-off upload appeared under its final name"
+    );
+    let kept = std::fs::metadata(&part)
+        .expect("the part file is kept")
+        .len();
+    assert!(
+        kept >= 2 << 20 && kept < data.len() as u64,
+        "part has {kept} bytes"
+    );
+
+    let sent = send(&server, &file, SendOptions::default()).expect("the retry");
+    assert!(sent.verified);
+    assert_eq!(
+        sent.resumed_from, kept,
+        "the retry should continue where the part ends"
+    );
+    assert!(
+        sent.sent < data.len() as u64,
+        "sent {} of {}",
+        sent.sent,
+        data.len()
+    );
+    assert_eq!(std::fs::read(inbox.join("video.bin")).unwrap(), data);
+    assert!(!part.exists(), "the part file should be gone after success");
+    server.stop();
+}
+
+/// A part file whose bytes differ from the sender's file is detected; the upload starts over and arrives intact.
+#[test]
+fn corrupted_part_file_restarts_the_upload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(8 << 20, 7);
+    let file = tmp.path().join("archive.tar");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let part = inbox.join(".archive.tar.netsh-part");
+
+    kill_sender_midway(&server, &file, &part, 1 << 20);
+    let mut bytes = std::fs::read(&part).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&part, &bytes).unwrap();
+
+    let sent = send(&server, &file, SendOptions::default()).expect("the retry");
+    assert_eq!(
+        sent.resumed_from, 0,
+        "a corrupt prefix must not be resumed from"
+    );
+    assert_eq!(sent.sent, data.len() as u64);
+    assert_eq!(std::fs::read(inbox.join("archive.tar")).unwrap(), data);
+    server.stop();
+}
+
+/// The framed header as a hostile client writes it by hand.
+fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
+    let mut out = b"NSFT".to_vec();
+    out.push(version);
+    out.push(1);
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(name);
+    out
+}
+
+/// Reads one receiver message: `Ok((code, message))` for an error reply,
+/// `Err(kind)` for READY/DONE (the message type byte).
+fn read_reply(stream: &mut TcpStream) -> Result<(u16, String), u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut kind = [0u8; 1];
+    stream
+        .read_exact(&mut kind)
+        .expect("a reply from the receiver");
+    if kind[0] != b'E' {
+        return Err(kind[0]);
+    }
+    let mut fixed = [0u8; 4];
+    stream.read_exact(&mut fixed).unwrap();
+    let len = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
+    let mut text = vec![0u8; len];
+    stream.read_exact(&mut text).unwrap();
+    Ok((
+        u16::from_be_bytes([fixed[0], fixed[1]]),
+        String::from_utf8_lossy(&text).into_owned(),
+    ))
+}
+
+/// Sends `bytes` as a client and returns the receiver's error reply.
+fn refusal_for(server: &FileServer, bytes: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(server.addr()).unwrap();
+    stream.write_all(bytes).unwrap();
+    read_reply(&mut stream).unwrap_or_else(|kind| {
+        panic!(
+            "expected a refusal for {:?}, got message type {kind}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
+
+/// Every file under `root`, recursively (symlinks not followed).
+fn files_under(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A hand-written hostile client (bad names, too big, lying size, garbage, stalls) is refused each time, nothing lands outside the folder, and the server keeps serving.
+#[test]
+fn hostile_clients_are_refused_and_the_server_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir_all(inbox.join("folder")).unwrap();
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "keep me").unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join("link")).unwrap();
+    let before = files_under(tmp.path());
+    let server = serve(
+        &inbox,
+        ReceiveOptions {
+            max_size: Some(1 << 20),
+            header_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(1000),
+            ..ReceiveOptions::default()
+        },
+    );
+
+    let long = vec![b'a'; 256];
+    let bad_names: [&[u8]; 13] = [
+        b"../escape.txt",
+        b"a/../../escape.txt",
+        b"/etc/passwd",
+        b"..\\..\\escape.txt",
+        b"..",
+        b"",
+        b"nul\0byte",
+        b"new\nline",
+        b"\x1b[2Jclear",
+        &long,
+        b"folder",
+        b"link",
+        b"\xc3\x28",
+    ];
+    for name in bad_names {
+        let (code, message) = refusal_for(&server, &header(name, 10, 1));
+        assert_eq!(
+            code,
+            3,
+            "name {:?}: {message}",
+            String::from_utf8_lossy(name)
+        );
+    }
+    let (code, message) = refusal_for(&server, &header(b"huge.bin", 2 << 20, 1));
+    assert_eq!(code, 4, "{message}");
+    assert!(message.contains("at most 1048576"), "{message}");
+    let (code, message) = refusal_for(&server, &header(b"v9.bin", 10, 9));
+    assert_eq!(code, 2, "{message}");
+    let (code, message) = refusal_for(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(code, 1, "{message}");
+    // Stalls mid-header: the header timeout answers.
+    let started = Instant::now();
+    let (code, message) = refusal_for(&server, &header(b"slow.bin", 10, 1)[..9]);
+    assert_eq!(code, 10, "{message}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Stalls mid-body: the idle timeout answers.
+    let mut staller = TcpStream::connect(server.addr()).unwrap();
+    staller.write_all(&header(b"stall.bin", 10, 1)).unwrap();
+    assert_eq!(read_reply(&mut staller), Err(b'R'));
+    let mut ready = [0u8; 40];
+    staller.read_exact(&mut ready).unwrap();
+    staller.write_all(b"S\0\0\0\0\0\0\0\0ab").unwrap();
+    let (code, message) = read_reply(&mut staller).unwrap();
+    assert_eq!(code, 10, "{message}");
+
+    // Lies about the size: 10 bytes promised, 4 sent, then close.
+    let mut liar = TcpStream::connect(server.addr()).unwrap();
+    liar.write_all(&header(b"liar.bin", 10, 1)).unwrap();
+    assert_eq!(read_reply(&mut liar), Err(b'R'));
+    liar.read_exact(&mut ready).unwrap();
+    liar.write_all(b"S\0\0\0\0\0\0\0\0abcd").unwrap();
+    liar.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = liar.read_to_end(&mut rest);
+    drop(liar);
+    // Sends the body but a wrong checksum.
+    let mut wrong = TcpStream::connect(server.addr()).unwrap();
+    wrong.write_all(&header(b"wrong.bin", 4, 1)).unwrap();
+    assert_eq!(read_reply(&mut wrong), Err(b'R'));
+    wrong.read_exact(&mut ready).unwrap();
+    wrong.write_all(b"S\0\0\0\0\0\0\0\0abcdH").unwrap();
+    wrong.write_all(&[0u8; 32]).unwrap();
+    let (code, message) = read_reply(&mut wrong).unwrap();
+    assert_eq!(code, 7, "{message}");
+
+    wait_until(
+        Duration::from_secs(5),
+        "every refusal to be counted",
+        || server.refused() >= 20,
+    );
+    assert_eq!(server.received(), 0);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    assert!(!inbox.join("liar.bin").exists() && !inbox.join("wrong.bin").exists());
+    let mut after = files_under(tmp.path());
+    after.retain(|p| !before.contains(p));
+    assert_eq!(
+        after,
+        vec![
+            inbox.join(".liar.bin.netsh-part"),
+            inbox.join(".stall.bin.netsh-part")
+        ],
+        "only the part files of cut-off uploads (kept for a resume) may be new"
+    );
+
+    // And a good upload still goes through.
+    let good = tmp.path().join("good.txt");
+    std::fs::write(&good, "fine").unwrap();
+    let sent =
+        send(&server, &good, SendOptions::default()).expect("a good upload after the hostile ones");
+    assert!(sent.verified);
+    assert_eq!(
+        std::fs::read_to_string(inbox.join("good.txt")).unwrap(),
+        "fine"
+    );
+    server.stop();
+}
+
+/// Refusals reach `send_file` as errors with the receiver's reason: file exists, too large, address not allowed.
+#[test]
+fn refusals_are_raised_by_send_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("doc.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let dir = tmp.path().join("in");
+    let code = format!(
+        r#"
+        let s = serve_files("127.0.0.1:0", "{dir}", #{{max_size: 3}});
+        send_file(`127.0.0.1:${{s.port}}`, "{file}")
+        "#,
+        dir = dir.display(),
+        file = file.display()
+    );
+    let err = eval(&code).unwrap_err();
+    assert!(
+        err.contains("send_file: the receiver refused the upload: 'doc.txt' is 5 bytes")
+            && err.contains("at most 3"),
+        "{err}"
+    );
+
+    let code = format!(
+        r#"
+        let s = serve_files("127.0.0.1:0", "{dir}", #{{allow: ["10.0.0.0/8"]}});
+        send_file(`127.0.0.1:${{s.port}}`, "{file}")
+        "#,
+        dir = dir.display(),
+        file = file.display()
+    );
+    let err = eval(&code).unwrap_err();
+    assert!(err.contains("not allowed"), "{err}");
+
+    let code = format!(
+        r#"
+        let s = serve_files("127.0.0.1:0", "{dir}");
+        send_file(`127.0.0.1:${{s.port}}`, "{file}");
+        send_file(`127.0.0.1:${{s.port}}`, "{file}")
+        "#,
+        dir = dir.display(),
+        file = file.display()
+    );
+    let err = eval(&code).unwrap_err();
+    assert!(err.contains("already exists"), "{err}");
+    let code = format!(
+        r#"
+        let s = serve_files("127.0.0.1:0", "{dir}", #{{overwrite: true}});
+        send_file(`127.0.0.1:${{s.port}}`, "{file}").verified
+        "#,
+        dir = dir.display(),
+        file = file.display()
+    );
+    assert_eq!(eval(&code).unwrap().to_string(), "true");
+}
+
+/// Twenty uploads at once to one `serve_files` all arrive verified.
+#[test]
+fn twenty_concurrent_uploads_all_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let mut originals = Vec::new();
+    for i in 0..20u64 {
+        let data = pattern(100_000 + 37_000 * i as usize, 100 + i);
+        let path = tmp.path().join(format!("upload-{i}.dat"));
+        std::fs::write(&path, &data).unwrap();
+        originals.push((path, data));
+    }
+    let senders: Vec<_> = originals
+        .iter()
+        .map(|(path, _)| {
+            let (path, server) = (path.clone(), server.clone());
+            std::thread::spawn(move || send(&server, &path, SendOptions::default()))
+        })
+        .collect();
+    for handle in senders {
+        let sent = handle.join().unwrap().expect("a concurrent upload");
+        assert!(sent.verified);
+    }
+    assert_eq!(server.received(), 20);
+    for (path, data) in &originals {
+        let stored = std::fs::read(inbox.join(path.file_name().unwrap())).unwrap();
+        assert!(stored == *data, "{} differs", path.display());
+    }
+    server.stop();
+}
+
+/// Raw `send_file` to a plain listener that reads until EOF (like `nc -l 9000 > f`) delivers the exact bytes.
+#[test]
+fn raw_send_to_a_plain_listener_like_nc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(3_000_017, 9);
+    let file = tmp.path().join("raw.bin");
+    std::fs::write(&file, &data).unwrap();
+    let listener = TcpListener::bind("[::1]:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let nc = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let sent = eval_map(&format!(
+        r#"send_file("[::1]:{port}", "{}", #{{raw: true, progress: false, hash: true}})"#,
+        file.display()
+    ));
+    assert_eq!(field(&sent, "sha256"), sha_hex(&data));
+    assert_eq!(field(&sent, "verified"), "false");
+    assert!(
+        nc.join().unwrap() == data,
+        "the plain listener got different bytes"
+    );
+}
+
+/// By default raw mode only moves bytes, as nc does: no SHA-256 is computed.
+#[test]
+fn raw_send_skips_the_hash_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(100_003, 5);
+    let file = tmp.path().join("plain.bin");
+    std::fs::write(&file, &data).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).unwrap();
+        got
+    });
+    let sent = eval_map(&format!(
+        r#"send_file("127.0.0.1:{port}", "{}", #{{raw: true, progress: false}})"#,
+        file.display()
+    ));
+    assert_eq!(field(&sent, "sha256"), "");
+    assert_eq!(field(&sent, "bytes"), data.len().to_string());
+    assert!(
+        sink.join().unwrap() == data,
+        "the listener got different bytes"
+    );
+}
+
+/// Raw `recv_file` takes an upload from a plain client that writes and half-closes (like `nc -N host 9000 < f`).
+#[test]
+fn raw_receive_from_a_plain_sender_like_nc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(1_500_001, 11);
+    let inbox = tmp.path().join("in");
+    let listener = netsh::net::tcp::listen(loopback()).unwrap();
+    let addr = listener.addr();
+    let payload = data.clone();
+    let nc = std::thread::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(&payload).unwrap();
+        conn.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+    });
+    let options = ReceiveOptions {
+        raw: true,
+        name: Some("f".into()),
+        ..ReceiveOptions::default()
+    };
+    let received =
+        transfer::receive_once(&listener, &inbox, options, Some(Duration::from_secs(10)))
+            .expect("raw recv_file");
+    nc.join().unwrap();
+    assert_eq!(received.bytes, data.len() as u64);
+    assert!(!received.verified);
+    assert_eq!(hex::encode(received.sha256), sha_hex(&data));
+    assert!(std::fs::read(inbox.join("f")).unwrap() == data);
+}
+
+/// A progress closure sees the figures and a final 100 percent.
+#[test]
+fn progress_closure_gets_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("p.bin");
+    std::fs::write(&file, pattern(2_000_000, 3)).unwrap();
+    let code = format!(
+        r#"
+        let s = serve_files("127.0.0.1:0", "{dir}");
+        let seen = [];
+        send_file(`127.0.0.1:${{s.port}}`, "{file}", #{{progress: |p| seen.push(p.percent)}});
+        seen
+        "#,
+        dir = tmp.path().join("in").display(),
+        file = file.display()
+    );
+    let seen = eval(&code).unwrap().into_array().unwrap();
+    assert!(!seen.is_empty());
+    assert_eq!(seen.last().unwrap().as_float().unwrap(), 100.0);
+}
+
+/// `send_file(conn, …)` on a connection the script opened, and `recv_file(listener, …)` from Rhai; a typo'd option is caught.
+#[test]
+fn send_file_on_a_conn_and_recv_file_on_a_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("c.txt");
+    std::fs::write(&file, "over a conn").unwrap();
+    let inbox = tmp.path().join("in");
+
+    let listener = netsh::net::tcp::listen(loopback()).unwrap();
+    let addr = listener.addr();
+    let dir = inbox.clone();
+    let receiver = std::thread::spawn(move || {
+        let conn = listener.accept(Some(Duration::from_secs(10)))?;
+        transfer::receive_over(conn, &dir, ReceiveOptions::default())
+    });
+    let sent = eval_map(&format!(
+        r#"let c = connect("{addr}"); send_file(c, "{}", #{{progress: false}})"#,
+        file.display()
+    ));
+    let received = receiver.join().unwrap().expect("receive_over");
+    assert_eq!(field(&sent, "sha256"), hex::encode(received.sha256));
+    assert_eq!(
+        std::fs::read_to_string(inbox.join("c.txt")).unwrap(),
+        "over a conn"
+    );
+
+    // recv_file(listener, dir, options) in Rhai, fed by the Rust sender.
+    let port = TcpListener::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tmp.path().join("in2");
+    let code = format!(
+        r#"recv_file(listen("127.0.0.1:{port}"), "{}", #{{timeout: 10000}})"#,
+        dir.display()
+    );
+    let script = std::thread::spawn(move || eval(&code).map(|v| v.to_string()));
+    let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
+    let started = Instant::now();
+    let sent = loop {
+        match transfer::send_to(&target, &file, SendOptions::default(), ProgressReport::Off) {
+            Ok(sent) => break sent,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("sending to recv_file: {e}"),
+        }
+    };
+    assert!(sent.verified);
+    let map = script.join().unwrap().expect("recv_file in Rhai");
+    assert!(map.contains("\"verified\": true"), "{map}");
+
+    let err = eval(r#"send_file("127.0.0.1:9", "x", #{overwite: true})"#).unwrap_err();
+    assert!(err.contains("unknown option 'overwite'"), "{err}");
+}
+
+/// The README's main command: `netsh scripts/upload.rhai` with no arguments runs the loopback demo and reports success.
+#[test]
+fn upload_script_demo_runs() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/upload.rhai");
+    let run = support::Netsh::new().arg(&script).ok();
+    let out = run.stdout();
+    assert!(out.contains("verified"), "{}", run.explain());
+    assert!(out.contains("identical"), "{}", run.explain());
+}
+
+/// A client written by hand from docs/PROTOCOL.md's example uploads `hi.txt` and gets exactly the documented replies.
+#[test]
+fn a_client_following_protocol_md_gets_the_documented_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let unhex = |s: &str| hex::decode(s.replace([' ', '|'], "")).unwrap();
+    let hello_sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    let mut client = TcpStream::connect(server.addr()).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(&unhex(
+            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+        ))
+        .unwrap();
+    let mut ready = [0u8; 41];
+    client.read_exact(&mut ready).unwrap();
+    assert_eq!(
+        ready.to_vec(),
+        unhex(&format!("52 | 0000000000000000 | {}", "00".repeat(32)))
+    );
+    client.write_all(&unhex("53 | 0000000000000000")).unwrap();
+    client.write_all(b"hello").unwrap();
+    client
+        .write_all(&unhex(&format!("48 | {hello_sha}")))
+        .unwrap();
+    let mut done = [0u8; 41];
+    client.read_exact(&mut done).unwrap();
+    assert_eq!(
+        done.to_vec(),
+        unhex(&format!("4B | 0000000000000005 | {hello_sha}"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(inbox.join("hi.txt")).unwrap(),
+        "hello"
+    );
+
+    // The documented refusal, byte for byte.
+    let mut again = TcpStream::connect(server.addr()).unwrap();
+    again
+        .write_all(&unhex(
+            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+        ))
+        .unwrap();
+    let mut reply = Vec::new();
+    again
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    again.read_to_end(&mut reply).unwrap();
+    let mut expected = unhex("45 | 0005 | 0042");
+    expected
+        .extend_from_slice(b"'hi.txt' already exists and this receiver does not overwrite files");
+    assert_eq!(reply, expected);
+    server.stop();
+}
+
+/// With the real OpenBSD `nc` installed, raw mode works both ways: `nc -l > f` receives, `nc -N host port < f` sends (skipped, saying so, without nc).
+#[test]
+fn raw_mode_interoperates_with_real_nc() {
+    let has_nc = Command::new("nc")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .is_ok();
+    if !has_nc {
+        eprintln!(
+            "SKIPPED raw_mode_interoperates_with_real_nc: nc is not installed (apt-get install netcat-openbsd)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(2_000_003, 5);
+    let file = tmp.path().join("to-nc.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    // netsh → `nc -l 127.0.0.1 PORT > out`
+    let port = TcpListener::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tmp.path().join("from-netsh.bin");
+    let mut nc = Command::new("nc")
+        .args(["-l", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
+    let raw = SendOptions {
+        raw: true,
+        ..SendOptions::default()
+    };
+    let started = Instant::now();
+    loop {
+        match transfer::send_to(&target, &file, raw.clone(), ProgressReport::Off) {
+            Ok(_) => break,
+            Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("sending to nc -l: {e}"),
+        }
+    }
+    let _ = nc.wait();
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "nc -l received different bytes"
+    );
+
+    // `nc -N 127.0.0.1 PORT < file` → recv_file raw
+    let listener = netsh::net::tcp::listen(loopback()).unwrap();
+    let port = listener.addr().port().to_string();
+    let sender = Command::new("nc")
+        .args(["-N", "127.0.0.1", &port])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let options = ReceiveOptions {
+        raw: true,
+        name: Some("from-nc.bin".into()),
+        ..ReceiveOptions::default()
+    };
+    let inbox = tmp.path().join("in");
+    let received =
+        transfer::receive_once(&listener, &inbox, options, Some(Duration::from_secs(10)))
+            .expect("raw recv_file from nc");
+    let _ = { sender }.wait();
+    assert_eq!(received.bytes, data.len() as u64);
+    assert!(std::fs::read(inbox.join("from-nc.bin")).unwrap() == data);
+}
+
+/// A receiver script that ends right after `wait(1)` still confirms the upload to its sender first.
+#[test]
+fn a_receiver_that_exits_after_wait_still_confirms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("last.bin");
+    std::fs::write(&file, pattern(3_000_000, 1)).unwrap();
+    for round in 0..3 {
+        let port = TcpListener::bind(loopback())
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tmp.path().join(format!("in{round}"));
+        let mut receiver = Command::new(support::netsh_bin())
+            .arg("-e")
+            .arg(format!(
+                r#"let s = serve_files("127.0.0.1:{port}", "{}"); s.wait(1, 20000)"#,
+                dir.display()
+            ))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
+        let started = Instant::now();
+        let sent = loop {
+            match transfer::send_to(&target, &file, SendOptions::default(), ProgressReport::Off) {
+                Ok(sent) => break sent,
+                Err(netsh::error::Error::Refused(_))
+                    if started.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        };
+        assert!(sent.verified);
+        assert!(receiver.wait().unwrap().success());
+    }
+}
+
+/// While one upload of a name is in progress, a second upload of the same name is refused as busy.
+#[test]
+fn a_second_upload_of_the_same_name_is_busy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("same.bin");
+    std::fs::write(&file, pattern(8 << 20, 2)).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let slow = SendOptions {
+        rate_limit: Some(4_000_000),
+        ..SendOptions::default()
+    };
+    let (first_server, first_file) = (server.clone(), file.clone());
+    let first = std::thread::spawn(move || send(&first_server, &first_file, slow));
+    let part = inbox.join(".same.bin.netsh-part");
+    wait_until(Duration::from_secs(10), "the first upload to start", || {
+        std::fs::metadata(&part)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false)
+    });
+    let err = send(&server, &file, SendOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("in progress") && err.contains("(busy)"),
+        "{err}"
+    );
+    let sent = first.join().unwrap().expect("the first upload");
+    assert!(sent.verified);
+    server.stop();
+}
+
+/// On a terminal, `send_file` draws a progress bar with rate and ETA on stderr.
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    use expectrl::{Expect, Session};
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("bar.bin");
+    std::fs::write(&file, pattern(4 << 20, 8)).unwrap();
+    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.arg("-e")
+        .arg(format!(
+            r#"send_file("{}", "{}", #{{rate_limit: 2000000}}).verified"#,
+            server.addr(),
+            file.display()
+        ))
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let mut pty = Session::spawn(cmd).expect("netsh in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(15)));
+    pty.expect("ETA").expect("a progress bar with an ETA");
+    pty.expect("true").expect("the upload to finish verified");
+    server.stop();
+}
+
+/// Ctrl-C in the REPL stops an upload (nothing under the final name), the prompt comes back, and sending again resumes.
+#[test]
+fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
+    use expectrl::{ControlCode, Expect, Session};
+    use std::io::Read as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(8 << 20, 13);
+    let file = tmp.path().join("ctrl-c.bin");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let part = inbox.join(".ctrl-c.bin.netsh-part");
+
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", tmp.path().join("config"))
+        .env("XDG_DATA_HOME", tmp.path().join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(tmp.path());
+    let mut pty = Session::spawn(cmd).expect("the REPL in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(20)));
+    pty.expect("netsh> ").expect("the first prompt");
+    let addr = server.addr();
+    pty.send_line(format!(
+        r#"send_file("{addr}", "{}", #{{rate_limit: 2000000, progress: false}})"#,
+        file.display()
+    ))
+    .unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "part of the upload to arrive",
+        || {
+            std::fs::metadata(&part)
+                .map(|m| m.len() >= 1 << 20)
+                .unwrap_or(false)
+        },
+    );
+    pty.send(ControlCode::EndOfText).unwrap();
+    pty.expect("interrupted")
+        .expect("the upload to say it was interrupted");
+    pty.expect("netsh> ").expect("the prompt back");
+    wait_until(
+        Duration::from_secs(10),
+        "the receiver to drop the upload",
+        || server.refused() >= 1,
+    );
+    assert!(!inbox.join("ctrl-c.bin").exists());
+
+    pty.send_line(format!(
+        r#"let r = send_file("{addr}", "{}", #{{progress: false}}); print(`OFFSET:${{r.resumed_from}}`)"#,
+        file.display()
+    ))
+    .unwrap();
+    // The typed line echoes as `OFFSET:${…}`; only the printed one has digits.
+    let resumed = match pty.expect(expectrl::Regex("OFFSET:[0-9]+")) {
+        Ok(found) => found,
+        Err(e) => {
+            let mut rest = String::new();
+            let _ = pty.read_to_string(&mut rest);
+            panic!("no OFFSET line ({e}); the REPL showed: {rest}");
+        }
+    };
+    let printed = String::from_utf8_lossy(resumed.get(0).unwrap()).to_string();
+    let offset: u64 = printed.trim_start_matches("OFFSET:").parse().unwrap();
+    assert!(offset >= 1 << 20, "resumed from {offset}");
+    assert!(std::fs::read(inbox.join("ctrl-c.bin")).unwrap() == data);
+    server.stop();
+}
