@@ -503,3 +503,54 @@ fn bad_input_gives_clear_errors() {
     }
     drop(held);
 }
+
+/// In the REPL, Ctrl-C interrupts a blocking join(), accept() and recv(), while background tasks and servers keep running.
+#[test]
+fn ctrl_c_interrupts_waits_but_not_background_work() {
+    use expectrl::{Expect, Session};
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(home.path());
+    let mut pty = Session::spawn(cmd).expect("starting netsh in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(15)));
+    pty.expect("netsh> ").expect("the first prompt");
+    // rustyline drops typed-ahead input (its issue #690): wait for each prompt.
+    let mut step = |input: &str, expected: &str, interrupt: bool| {
+        pty.send_line(input).unwrap();
+        if interrupt {
+            thread::sleep(Duration::from_millis(400));
+            pty.send("\x03").unwrap();
+        }
+        if let Err(e) = pty.expect(expected) {
+            panic!("after {input:?} the REPL never printed {expected:?}: {e}");
+        }
+        pty.expect("netsh> ").unwrap();
+    };
+    step(
+        r#"let s = serve("127.0.0.1:0", |c| c.send_line("still up")); s.port > 0"#,
+        "true",
+        false,
+    );
+    step(
+        "let t = task(|| sleep(60000)); t.join()",
+        "join: interrupted",
+        true,
+    );
+    step(
+        r#"let l = listen("127.0.0.1:0"); l.accept()"#,
+        "accept: interrupted",
+        true,
+    );
+    step(
+        "let c = connect(l.addr); let a = l.accept(); c.recv()",
+        "recv: interrupted",
+        true,
+    );
+    step("connect(s.addr).recv_line()", "still up", false);
+    step("t.done", "false", false);
+    step("t.stop(); t.join(5000)", "stopped with stop()", false);
+}
