@@ -599,7 +599,7 @@ impl Listener {
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Conn> {
         let state = self.0.clone();
         runtime::block_on(async move {
-            let guard = state.socket.lock().await;
+            let mut guard = state.socket.lock().await;
             let Some(socket) = guard.as_ref() else {
                 return Err(Error::Closed(format!(
                     "the listener on {} is closed",
@@ -612,17 +612,23 @@ impl Listener {
                     accepted = socket.accept() => accepted.map_err(|e| Error::io("accepting", None, e)),
                 }
             };
-            let (stream, _) = match timeout {
+            let accepted = match timeout {
                 Some(after) => {
                     runtime::within(
                         after,
                         || format!("waiting for a connection on port {}", state.addr.port()),
                         accept,
                     )
-                    .await?
+                    .await
                 }
-                None => accept.await?,
+                None => accept.await,
             };
+            // `close()` could not take the socket while this wait held the
+            // lock; drop it here so the port is released as the wait ends.
+            if state.closed.is_cancelled() {
+                guard.take();
+            }
+            let (stream, _) = accepted?;
             Conn::new(stream)
         })
     }

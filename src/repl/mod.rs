@@ -44,6 +44,8 @@ pub fn run(shell: Shell) -> std::io::Result<()> {
     if let Ok(printer) = editor.create_external_printer() {
         console::install_printer(Box::new(printer));
     }
+    // Background servers announce connections only to a person at the prompt.
+    console::set_interactive(true);
     if let Err(e) = runtime::install_ctrl_c_handler() {
         console::warn(&format!("netsh: Ctrl-C will end the shell: {e}"));
     }

@@ -205,7 +205,18 @@ pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<R
         let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
             return Err(conn.closed_error());
         };
-        receiver::receive(reader, writer, conn.peer(), &dir, &options, &mut |_| {}).await
+        // Bytes an earlier `recv_line()` read ahead belong to this upload.
+        let pending = conn.take_pending();
+        let mut reader = tokio::io::AsyncReadExt::chain(pending.as_slice(), reader);
+        receiver::receive(
+            &mut reader,
+            writer,
+            conn.peer(),
+            &dir,
+            &options,
+            &mut |_| {},
+        )
+        .await
     })
 }
 
@@ -225,12 +236,7 @@ pub fn receive_once(
 }
 
 fn close_quietly(conn: &Conn) {
-    if let Ok(mut w) = conn.state().writer.try_lock() {
-        w.take();
-    }
-    if let Ok(mut r) = conn.state().reader.try_lock() {
-        r.take();
-    }
+    conn.close();
 }
 
 /// The receiving folder, created if missing.

@@ -124,6 +124,9 @@ pub async fn send(
     let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
         return Err(conn.closed_error());
     };
+    // Bytes an earlier `recv_line()` read ahead are the receiver's first reply.
+    let pending = conn.take_pending();
+    let reader = &mut tokio::io::AsyncReadExt::chain(pending.as_slice(), reader);
     let peer = conn.peer();
     let mut sent = if options.raw {
         let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
