@@ -248,3 +248,28 @@ fn failing_init_script_is_reported() {
     pty.expect("netsh> ").unwrap();
     line(&mut pty, "ok + 41", "42");
 }
+
+/// A server started at the prompt announces each connection above the
+/// prompt, and the session goes on working while it serves.
+#[test]
+fn serve_events_print_above_the_prompt() {
+    use std::io::{BufRead, BufReader, Write};
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line(
+        "let s = serve(\"127.0.0.1:0\", |c| { c.send_line(`hi ${c.recv_line()}`) }); s.port",
+    )
+    .unwrap();
+    let found = pty.expect(expectrl::Regex(r"\r\n(\d+)\r\n")).unwrap();
+    let port: u16 = String::from_utf8_lossy(found.get(1).unwrap())
+        .parse()
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.write_all(b"there\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&client).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "hi there\n");
+    pty.expect("connected").unwrap();
+    line(&mut pty, "s.served", "1");
+}

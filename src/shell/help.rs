@@ -343,7 +343,9 @@ fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
             })
         })
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    // Catch-all overloads (`any` parameters, kept for their error messages)
+    // sort after the real ones, so summaries and hints describe the real call.
+    out.sort_by_key(|e| (e.name.clone(), e.signature.contains(": any")));
     out
 }
 
