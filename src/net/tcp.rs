@@ -31,7 +31,7 @@ use tokio::{
         TcpListener, TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::Mutex,
+    sync::{Mutex, MutexGuard},
 };
 
 use crate::error::{Error, Result};
@@ -335,6 +335,21 @@ impl Conn {
             .unwrap_or_default()
     }
 
+    /// Locks both halves for an exchange that owns the whole connection (a
+    /// file transfer), taking any bytes an earlier read fetched ahead.
+    pub async fn lock_io(&self) -> Result<ConnIo<'_>> {
+        let reader = self.0.reader.lock().await;
+        let writer = self.0.writer.lock().await;
+        if reader.is_none() || writer.is_none() {
+            return Err(self.closed_error());
+        }
+        Ok(ConnIo {
+            reader,
+            writer,
+            pending: self.take_pending(),
+        })
+    }
+
     /// Has `close()` been called?
     pub fn is_closed(&self) -> bool {
         self.0.closed.is_cancelled()
@@ -572,6 +587,34 @@ fn tcp_state_name(state: u8) -> &'static str {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Conn({} → {})", self.0.local, self.0.peer)
+    }
+}
+
+/// A connection's reading side: bytes read ahead earlier, then the socket.
+pub type PendingThenSocket<'a> = tokio::io::Chain<&'a [u8], &'a mut BufReader<OwnedReadHalf>>;
+
+/// Both halves of a connection, locked by [`Conn::lock_io`].
+pub struct ConnIo<'a> {
+    reader: MutexGuard<'a, Option<BufReader<OwnedReadHalf>>>,
+    writer: MutexGuard<'a, Option<OwnedWriteHalf>>,
+    /// Read ahead by an earlier `recv_line()`: the first bytes of this exchange.
+    pending: Vec<u8>,
+}
+
+impl ConnIo<'_> {
+    /// The reading side (pending bytes first) and the writing side, or the
+    /// closed error once the writer was dropped by [`ConnIo::close_writer`].
+    pub fn halves(&mut self, conn: &Conn) -> Result<(PendingThenSocket<'_>, &mut OwnedWriteHalf)> {
+        let (Some(reader), Some(writer)) = (self.reader.as_mut(), self.writer.as_mut()) else {
+            return Err(conn.closed_error());
+        };
+        let reader = tokio::io::AsyncReadExt::chain(self.pending.as_slice(), reader);
+        Ok((reader, writer))
+    }
+
+    /// Drops the write half, which sends FIN once the shutdown went out.
+    pub fn close_writer(&mut self) {
+        self.writer.take();
     }
 }
 

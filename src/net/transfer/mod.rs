@@ -199,15 +199,8 @@ impl<T> Drop for AbortOnDrop<T> {
 pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<Received> {
     let dir = ready_dir(dir)?;
     runtime::block_on(async move {
-        let state = conn.state();
-        let mut reader_slot = state.reader.lock().await;
-        let mut writer_slot = state.writer.lock().await;
-        let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
-            return Err(conn.closed_error());
-        };
-        // Bytes an earlier `recv_line()` read ahead belong to this upload.
-        let pending = conn.take_pending();
-        let mut reader = tokio::io::AsyncReadExt::chain(pending.as_slice(), reader);
+        let mut io = conn.lock_io().await?;
+        let (mut reader, writer) = io.halves(&conn)?;
         receiver::receive(
             &mut reader,
             writer,

@@ -118,24 +118,17 @@ pub async fn send(
             .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?,
     };
     progress.total.store(size, Ordering::Relaxed);
-    let state = conn.state();
-    let mut reader_slot = state.reader.lock().await;
-    let mut writer_slot = state.writer.lock().await;
-    let (Some(reader), Some(writer)) = (reader_slot.as_mut(), writer_slot.as_mut()) else {
-        return Err(conn.closed_error());
-    };
-    // Bytes an earlier `recv_line()` read ahead are the receiver's first reply.
-    let pending = conn.take_pending();
-    let reader = &mut tokio::io::AsyncReadExt::chain(pending.as_slice(), reader);
+    let mut io = conn.lock_io().await?;
+    let (mut reader, writer) = io.halves(&conn)?;
     let peer = conn.peer();
     let mut sent = if options.raw {
         let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
-        writer_slot.take();
         if wait_close {
-            let _ = wait_for_close(reader, Duration::from_secs(2).min(options.timeout)).await;
+            let _ = wait_for_close(&mut reader, Duration::from_secs(2).min(options.timeout)).await;
         }
+        io.close_writer();
         Sent {
             name,
             bytes: size,
@@ -149,7 +142,17 @@ pub async fn send(
         // Check the name here too: a clear local error beats a refusal.
         let name = protocol::safe_name(name.as_bytes())
             .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?;
-        send_framed(reader, writer, file, size, name, &options, &progress, peer).await?
+        send_framed(
+            &mut reader,
+            writer,
+            file,
+            size,
+            name,
+            &options,
+            &progress,
+            peer,
+        )
+        .await?
     };
     sent.seconds = started.elapsed().as_secs_f64();
     Ok(sent)
