@@ -246,6 +246,14 @@ impl Conn {
     pub fn send(&self, data: &[u8]) -> Result<usize> {
         let state = &self.0;
         let peer = state.peer;
+        // Fast path: the kernel usually takes the bytes at once, and then
+        // there is nothing to wait for, so skip the runtime altogether.
+        let done = self.send_now(data);
+        if done == data.len() {
+            return Ok(done);
+        }
+        let data = &data[done..];
+        let total = done + data.len();
         runtime::block_on(async {
             let write = async {
                 let mut guard = state.writer.lock().await;
@@ -260,7 +268,7 @@ impl Conn {
                         _ => Error::io(format!("sending to {peer}"), Some(peer), e),
                     }
                 })?;
-                Ok(data.len())
+                Ok(total)
             };
             tokio::select! {
                 biased;
@@ -268,6 +276,41 @@ impl Conn {
                 result = write => result,
             }
         })
+    }
+
+    /// Writes as much of `data` as the socket takes without waiting; returns
+    /// how much that was (0 when busy, closed or failing: the waiting path
+    /// then sends the rest and reports any error in full).
+    fn send_now(&self, data: &[u8]) -> usize {
+        if self.0.closed.is_cancelled() {
+            return 0;
+        }
+        let Ok(guard) = self.0.writer.try_lock() else {
+            return 0;
+        };
+        let Some(writer) = guard.as_ref() else {
+            return 0;
+        };
+        let fd = writer.as_ref().as_raw_fd();
+        let mut sent = 0;
+        while sent < data.len() {
+            let rest = &data[sent..];
+            // SAFETY: `fd` is the open socket that `guard` keeps alive, and
+            // the pointer and length describe `rest`, which outlives the call.
+            let n = unsafe {
+                libc::send(
+                    fd,
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n <= 0 {
+                break;
+            }
+            sent += n as usize;
+        }
+        sent
     }
 
     /// Half-close: sends FIN, so the peer reads end of stream, while this
