@@ -21,7 +21,10 @@ fn main() {
         eprintln!("usage: echo_load PORT CONNECTIONS SECONDS");
         std::process::exit(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("echo_load: cannot start tokio: {e}");

@@ -1,10 +1,13 @@
 # Echo through `serve` (issue 3): round trips per second with 100 concurrent
 # clients against `socat TCP-LISTEN,fork EXEC:cat`, and the memory one serve
 # needs per idle connection (1,000 held at once). The load generator is
-# bench/echo_load.py, the same for both servers.
+# examples/echo_load.rs (one tokio thread, so it costs one core at most), the
+# same for both servers; bench/hold_idle.py holds the idle connections.
 need socat:socat python3:python3
 
 ECHO_SECONDS=${ECHO_SECONDS:-5}
+ECHO_LOAD=target/release/examples/echo_load
+[ -x "$ECHO_LOAD" ] || cargo build --release --quiet --example echo_load
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -23,7 +26,7 @@ wait_port() {
 best_rate() {
   local best=0 r
   for _ in $(seq "$ROUNDS"); do
-    r=$(python3 bench/echo_load.py rate "$1" 100 "$ECHO_SECONDS")
+    r=$("$ECHO_LOAD" "$1" 100 "$ECHO_SECONDS")
     best=$(python3 -c "print(max(float('$best'), float('$r')))")
   done
   echo "$best"
@@ -53,7 +56,7 @@ wait_port "$port"
 sleep 0.5
 before=$(rss_kb "$netsh_pid")
 mkfifo "$WORK/hold.in"
-python3 bench/echo_load.py hold "$port" 1000 < "$WORK/hold.in" > "$WORK/hold.out" & hold_pid=$!
+python3 bench/hold_idle.py "$port" 1000 < "$WORK/hold.in" > "$WORK/hold.out" & hold_pid=$!
 exec 7>"$WORK/hold.in"
 for _ in $(seq 200); do grep -q ready "$WORK/hold.out" 2>/dev/null && break; sleep 0.05; done
 sleep 1
