@@ -258,6 +258,28 @@ fn corrupted_part_file_restarts_the_upload() {
     server.stop();
 }
 
+/// A stale part file from a different upload of the same name never leaks
+/// into the new file, even under runs of zeros (which are written as holes).
+#[test]
+fn stale_part_bytes_never_survive_under_zeros() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = vec![0u8; 1 << 20];
+    let file = tmp.path().join("zeros.bin");
+    std::fs::write(&file, &data).unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join(".zeros.bin.netsh-part"), vec![0xffu8; 300_000]).unwrap();
+    let server = serve(&inbox, ReceiveOptions::default());
+    let sent = send(&server, &file, SendOptions::default()).expect("the upload");
+    assert_eq!(
+        sent.resumed_from, 0,
+        "a foreign prefix must not be resumed from"
+    );
+    let stored = std::fs::read(inbox.join("zeros.bin")).unwrap();
+    assert!(stored == data, "the stored file differs from the sent one");
+    server.stop();
+}
+
 /// The framed header as a hostile client writes it by hand.
 fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
     let mut out = b"NSFT".to_vec();

@@ -122,8 +122,9 @@ impl Task {
         spawn_rhai_thread("netsh-task".into(), token.clone(), move || {
             let guard = FinishGuard(task_state);
             let outcome = match closure.call(Vec::new()) {
-                _ if token.is_cancelled() => Outcome::Stopped,
+                // A value that made it out before stop() is still the result.
                 Ok(value) => Outcome::Value(value),
+                Err(_) if token.is_cancelled() => Outcome::Stopped,
                 Err(err) => Outcome::Failed(describe(&err, closure.source())),
             };
             guard.0.finish(outcome);
@@ -242,8 +243,9 @@ impl Server {
         *self.0.stopped.borrow()
     }
 
-    /// Stops accepting, interrupts every running connection closure, and
-    /// returns once the port is free again.
+    /// Stops accepting and interrupts every running connection closure;
+    /// waits (up to 2 s) until the listening port is free again. Closures
+    /// finish on their own threads shortly after.
     pub fn stop(&self) {
         self.0.token.cancel();
         let mut stopped = self.0.stopped.subscribe();
@@ -690,7 +692,7 @@ mod tests {
     fn every_function_says_when_it_fails() {
         let index = HelpIndex::build(&[]);
         let mut missing = Vec::new();
-        for name in ["tcp", "task", "udp"] {
+        for name in ["tcp", "task", "udp", "transfer"] {
             let group = index.group(name).expect("the capability is registered");
             assert!(!group.entries.is_empty(), "{name} has no functions");
             for entry in &group.entries {
@@ -711,7 +713,7 @@ mod tests {
         let index = HelpIndex::build(&[]);
         let engine = rhai::Engine::new();
         let mut broken = Vec::new();
-        for name in ["tcp", "task", "udp"] {
+        for name in ["tcp", "task", "udp", "transfer"] {
             for entry in &index.group(name).expect("registered").entries {
                 let Some(start) = entry.doc.find("```rhai") else {
                     continue;

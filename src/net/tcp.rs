@@ -247,18 +247,27 @@ impl Conn {
         let state = &self.0;
         let peer = state.peer;
         // Fast path: the kernel usually takes the bytes at once, and then
-        // there is nothing to wait for, so skip the runtime altogether.
-        let done = self.send_now(data);
-        if done == data.len() {
+        // there is nothing to wait for, so skip the runtime altogether. The
+        // writer lock taken here is held until every byte is out, so two
+        // threads sending on one connection never interleave their data.
+        let mut held = if state.closed.is_cancelled() {
+            None
+        } else {
+            state.writer.try_lock().ok()
+        };
+        let done = held.as_ref().map_or(0, |guard| send_now(guard, data));
+        if done == data.len() && !data.is_empty() {
             return Ok(done);
         }
-        let data = &data[done..];
-        let total = done + data.len();
+        let rest = &data[done..];
         runtime::block_on(async {
             let write = async {
-                let mut guard = state.writer.lock().await;
+                let mut guard = match held.take() {
+                    Some(guard) => guard,
+                    None => state.writer.lock().await,
+                };
                 let writer = guard.as_mut().ok_or_else(|| self.cannot_send_error())?;
-                writer.write_all(data).await.map_err(|e| {
+                writer.write_all(rest).await.map_err(|e| {
                     // The usual cause: the peer closed its socket, so the
                     // kernel answered our earlier bytes with RST. Say so.
                     match e.kind() {
@@ -268,7 +277,7 @@ impl Conn {
                         _ => Error::io(format!("sending to {peer}"), Some(peer), e),
                     }
                 })?;
-                Ok(total)
+                Ok(data.len())
             };
             tokio::select! {
                 biased;
@@ -277,42 +286,38 @@ impl Conn {
             }
         })
     }
+}
 
-    /// Writes as much of `data` as the socket takes without waiting; returns
-    /// how much that was (0 when busy, closed or failing: the waiting path
-    /// then sends the rest and reports any error in full).
-    fn send_now(&self, data: &[u8]) -> usize {
-        if self.0.closed.is_cancelled() {
-            return 0;
-        }
-        let Ok(guard) = self.0.writer.try_lock() else {
-            return 0;
+/// Writes as much of `data` as the socket takes without waiting; returns how
+/// much that was (0 when busy, closed or failing: the waiting path then sends
+/// the rest and reports any error in full).
+fn send_now(guard: &MutexGuard<'_, Option<OwnedWriteHalf>>, data: &[u8]) -> usize {
+    let Some(writer) = guard.as_ref() else {
+        return 0;
+    };
+    let fd = writer.as_ref().as_raw_fd();
+    let mut sent = 0;
+    while sent < data.len() {
+        let rest = &data[sent..];
+        // SAFETY: `fd` is the open socket that `guard` keeps alive, and
+        // the pointer and length describe `rest`, which outlives the call.
+        let n = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
         };
-        let Some(writer) = guard.as_ref() else {
-            return 0;
-        };
-        let fd = writer.as_ref().as_raw_fd();
-        let mut sent = 0;
-        while sent < data.len() {
-            let rest = &data[sent..];
-            // SAFETY: `fd` is the open socket that `guard` keeps alive, and
-            // the pointer and length describe `rest`, which outlives the call.
-            let n = unsafe {
-                libc::send(
-                    fd,
-                    rest.as_ptr().cast(),
-                    rest.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n <= 0 {
-                break;
-            }
-            sent += n as usize;
+        if n <= 0 {
+            break;
         }
-        sent
+        sent += n as usize;
     }
+    sent
+}
 
+impl Conn {
     /// Half-close: sends FIN, so the peer reads end of stream, while this
     /// side can still read the peer's reply. Doing it twice is harmless.
     pub fn shutdown(&self) -> Result<()> {
@@ -390,6 +395,7 @@ impl Conn {
             reader,
             writer,
             pending: self.take_pending(),
+            shut_down: &self.0.shut_down,
         })
     }
 
@@ -570,6 +576,9 @@ async fn gather(
             }
         }
         Want::Exactly(n) => {
+            if n > crate::shell::MAX_STRING_BYTES {
+                return Err(too_big(peer));
+            }
             while acc.len() < n {
                 if fill(reader, acc, peer).await? == 0 {
                     break;
@@ -578,10 +587,23 @@ async fn gather(
             Ok(Some(split_front(acc, n)))
         }
         Want::All => {
-            while fill(reader, acc, peer).await? > 0 {}
+            while fill(reader, acc, peer).await? > 0 {
+                // A peer that never stops must not eat all memory.
+                if acc.len() > crate::shell::MAX_STRING_BYTES {
+                    return Err(too_big(peer));
+                }
+            }
             Ok(Some(std::mem::take(acc)))
         }
     }
+}
+
+/// The error for reading more than a script value may hold.
+fn too_big(peer: SocketAddr) -> Error {
+    Error::invalid(format!(
+        "reading over {} MiB from {peer} at once is more than a blob may hold; read in parts with read(n), or receive it as a file with recv_file",
+        crate::shell::MAX_STRING_BYTES >> 20
+    ))
 }
 
 /// Linux `TCP_INFO` for the socket `fd`.
@@ -642,6 +664,8 @@ pub struct ConnIo<'a> {
     writer: MutexGuard<'a, Option<OwnedWriteHalf>>,
     /// Read ahead by an earlier `recv_line()`: the first bytes of this exchange.
     pending: Vec<u8>,
+    /// The connection's half-closed flag, so later sends say "shut down".
+    shut_down: &'a AtomicBool,
 }
 
 impl ConnIo<'_> {
@@ -658,6 +682,7 @@ impl ConnIo<'_> {
     /// Drops the write half, which sends FIN once the shutdown went out.
     pub fn close_writer(&mut self) {
         self.writer.take();
+        self.shut_down.store(true, Ordering::Relaxed);
     }
 }
 
@@ -775,7 +800,7 @@ pub fn bind_listener(bind: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Connects to `target`, trying each resolved address in turn (IPv4 first
-/// when a name has both), within `timeout` overall.
+/// when a name has both), each within `timeout`.
 pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
     let target = target.clone();
     runtime::block_on(async move {

@@ -80,7 +80,13 @@ pub fn write_chunks(
     mut chunks: mpsc::Receiver<Vec<u8>>,
     spare: std_mpsc::Sender<Vec<u8>>,
 ) -> Written {
-    let mut error = file.seek(SeekFrom::Start(position)).err();
+    // Everything from `position` on is written afresh. Cutting the file
+    // there first matters: zero chunks become holes (seeks), and a hole over
+    // bytes left by an earlier, different upload would keep those bytes.
+    let mut error = file
+        .set_len(position)
+        .and_then(|()| file.seek(SeekFrom::Start(position)))
+        .err();
     while error.is_none() {
         let Some(chunk) = chunks.blocking_recv() else {
             break;

@@ -906,6 +906,8 @@ mod api {
     /// ```rhai
     /// serve_files(0, "in").port
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "port", pure)]
     pub fn server_port(s: &mut FileServer) -> i64 {
         s.addr().port() as i64
@@ -916,6 +918,8 @@ mod api {
     /// ```rhai
     /// serve_files("127.0.0.1:0", "in").addr
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "addr", pure)]
     pub fn server_addr(s: &mut FileServer) -> String {
         s.addr().to_string()
@@ -926,6 +930,8 @@ mod api {
     /// ```rhai
     /// print(s.received)
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "received", pure)]
     pub fn server_received(s: &mut FileServer) -> i64 {
         s.received() as i64
@@ -937,6 +943,8 @@ mod api {
     /// ```rhai
     /// print(s.refused)
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "refused", pure)]
     pub fn server_refused(s: &mut FileServer) -> i64 {
         s.refused() as i64
@@ -947,6 +955,8 @@ mod api {
     /// ```rhai
     /// if s.last != () { print(s.last.path) }
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "last", pure)]
     pub fn server_last(s: &mut FileServer) -> Dynamic {
         s.last()
@@ -958,6 +968,8 @@ mod api {
     /// ```rhai
     /// print(s.last_error)
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(get = "last_error", pure)]
     pub fn server_last_error(s: &mut FileServer) -> Dynamic {
         s.last_error().map_or(Dynamic::UNIT, Dynamic::from)
@@ -969,6 +981,8 @@ mod api {
     /// ```rhai
     /// s.stop();
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(pure, name = "stop")]
     pub fn server_stop(s: &mut FileServer) {
         s.stop();

@@ -714,20 +714,26 @@ impl Cidr {
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
             None => max,
         };
-        Ok(Cidr {
-            network: ip.to_canonical(),
-            prefix,
-        })
+        let network = ip.to_canonical();
+        // `::ffff:10.0.0.0/104` is the IPv4 block 10.0.0.0/8: the first 96
+        // bits are the mapping prefix. Shorter prefixes cover more than IPv4.
+        let prefix = match (ip, network) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix.checked_sub(96).ok_or_else(bad)?,
+            _ => prefix,
+        };
+        Ok(Cidr { network, prefix })
     }
 
     /// Does the block hold `ip`? IPv4 clients of a dual-stack listener
     /// arrive as `::ffff:a.b.c.d` and are matched as the IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let mask = |bits: u32, width: u32| -> u128 {
-            if bits == 0 {
-                0
-            } else {
-                (!0u128) << (width - bits)
+            match width.checked_sub(bits) {
+                // /0 is every address.
+                _ if bits == 0 => 0,
+                Some(zeros) => (!0u128).checked_shl(zeros).unwrap_or(0),
+                // More bits than the address has (parse prevents it): exact match.
+                None => !0u128,
             }
         };
         match (self.network, ip.to_canonical()) {
@@ -761,7 +767,21 @@ mod tests {
         assert!(Cidr::parse("::1/128").unwrap().contains(ip("::1")));
         assert!(Cidr::parse("fe80::/10").unwrap().contains(ip("fe80::1")));
         assert!(!Cidr::parse("fe80::/10").unwrap().contains(ip("10.0.0.1")));
-        for bad in ["10.0.0.0/33", "nonsense", "1.2.3.4/x", "::/129"] {
+        // IPv4-mapped blocks are IPv4 blocks; they must not open everything.
+        let mapped = Cidr::parse("::ffff:10.0.0.1").unwrap();
+        assert!(mapped.contains(ip("10.0.0.1")));
+        assert!(!mapped.contains(ip("10.0.0.2")));
+        assert!(!mapped.contains(ip("192.168.1.1")));
+        let mapped_block = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped_block.contains(ip("10.9.9.9")));
+        assert!(!mapped_block.contains(ip("11.0.0.1")));
+        for bad in [
+            "10.0.0.0/33",
+            "nonsense",
+            "1.2.3.4/x",
+            "::/129",
+            "::ffff:10.0.0.0/64",
+        ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }
     }
