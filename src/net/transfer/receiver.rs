@@ -9,7 +9,7 @@
 use std::{
     fs::{File, OpenOptions},
     net::{IpAddr, SocketAddr},
-    os::unix::fs::OpenOptionsExt,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::mpsc as std_mpsc,
     time::{Duration, Instant},
@@ -605,8 +605,20 @@ impl Target {
             }
             Err(e) => return Err(storage_error(name, e)),
         }
+        // The lock may have been won on a part file another upload renamed
+        // into place a moment ago: then this descriptor is the finished file,
+        // not a part file, and writing to it would damage it.
+        let meta = file.metadata().map_err(|e| storage_error(name, e))?;
+        let still_the_part = std::fs::symlink_metadata(&self.part)
+            .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+        if !still_the_part {
+            return Err(Refusal::new(
+                Code::Busy,
+                format!("another upload of '{name}' just finished; send again to retry"),
+            ));
+        }
         let mut file = file;
-        let have = file.metadata().map_err(|e| storage_error(name, e))?.len();
+        let have = meta.len();
         match resume_size {
             Some(size) if have > 0 && have <= size => {
                 let (hasher, read) =
