@@ -1024,3 +1024,18 @@ fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
     assert!(std::fs::read(inbox.join("ctrl-c.bin")).unwrap() == data);
     server.stop();
 }
+
+/// `close()` on a connection ends a `recv_file` waiting on it in another task.
+#[test]
+fn closing_the_connection_ends_a_transfer_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let code = format!(
+        r#"let l = listen("127.0.0.1:0"); let idle_sender = connect(l.addr);
+           let c = l.accept(); let mine = c;
+           let t = task(|| {{ try {{ recv_file(mine, "{}"); return "finished"; }} catch (e) {{ return `${{e}}`; }} }});
+           sleep(200); c.close(); t.join()"#,
+        tmp.path().display()
+    );
+    let outcome = eval(&code).expect("the script").to_string();
+    assert!(outcome.contains("closed"), "{outcome}");
+}

@@ -399,6 +399,12 @@ impl Conn {
         })
     }
 
+    /// Resolves when `close()` is called, so whole-connection work (a file
+    /// transfer) can stop as a blocked read would.
+    pub async fn until_closed(&self) {
+        self.0.closed.cancelled().await;
+    }
+
     /// Has `close()` been called?
     pub fn is_closed(&self) -> bool {
         self.0.closed.is_cancelled()

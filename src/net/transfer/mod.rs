@@ -201,15 +201,21 @@ pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<R
     runtime::block_on(async move {
         let mut io = conn.lock_io().await?;
         let (mut reader, writer) = io.halves(&conn)?;
-        receiver::receive(
+        let mut on_stored = |_: &receiver::Received| {};
+        let receive = receiver::receive(
             &mut reader,
             writer,
             conn.peer(),
             &dir,
             &options,
-            &mut |_| {},
-        )
-        .await
+            &mut on_stored,
+        );
+        // `close()` from another task ends the upload, as it ends a blocked read.
+        tokio::select! {
+            biased;
+            _ = conn.until_closed() => Err(conn.closed_error()),
+            received = receive => received,
+        }
     })
 }
 

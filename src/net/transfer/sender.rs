@@ -108,6 +108,21 @@ pub async fn send(
     progress: Arc<Progress>,
     wait_close: bool,
 ) -> Result<Sent> {
+    // `close()` from another task ends the upload, as it ends a blocked read.
+    tokio::select! {
+        biased;
+        _ = conn.until_closed() => Err(conn.closed_error()),
+        sent = send_on(&conn, path, options, progress, wait_close) => sent,
+    }
+}
+
+async fn send_on(
+    conn: &Conn,
+    path: PathBuf,
+    options: SendOptions,
+    progress: Arc<Progress>,
+    wait_close: bool,
+) -> Result<Sent> {
     let started = Instant::now();
     let (file, size) = open_regular(&path)?;
     let name = match &options.name {
@@ -119,7 +134,7 @@ pub async fn send(
     };
     progress.total.store(size, Ordering::Relaxed);
     let mut io = conn.lock_io().await?;
-    let (mut reader, writer) = io.halves(&conn)?;
+    let (mut reader, writer) = io.halves(conn)?;
     let peer = conn.peer();
     let mut sent = if options.raw {
         let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
