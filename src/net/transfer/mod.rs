@@ -639,6 +639,9 @@ fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
 /// Runs a send from a Rhai call: options, progress bar or callback, result map.
 fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
     let (options, callback, show) = send_options(map)?;
+    // Like every callback, the progress closure works on copies of what it
+    // captured.
+    let callback = callback.map(crate::runtime::closure::detached_fn);
     let mut call = |figures: &ProgressFigures| -> Result<()> {
         if let Some(f) = &callback {
             f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
@@ -646,7 +649,7 @@ fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -
                 .map_err(|e| {
                     Error::invalid(format!(
                         "the progress callback failed: {}",
-                        crate::shell::message_of(&e)
+                        crate::error::message_of(&e)
                     ))
                 })?;
         }
