@@ -64,8 +64,16 @@ impl Failure {
     }
 }
 
-/// Runs what the command line asked for.
+/// Runs what the command line asked for. Background work still running
+/// when it ends (tasks, servers) is stopped: a script ends with its main
+/// body, as a shell script's jobs end with it; `wait()` waits for them first.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    let outcome = run_mode(cli);
+    crate::runtime::jobs::stop_all();
+    outcome
+}
+
+fn run_mode(cli: Cli) -> Result<(), Failure> {
     if cli.list {
         return list_scripts(Path::new("scripts"));
     }

@@ -8,6 +8,8 @@
 
 use std::{fmt::Display, io, net::SocketAddr, time::Duration};
 
+use std::sync::OnceLock;
+
 use rhai::{EvalAltResult, Position};
 
 /// What went wrong, in terms a user of nc or curl would recognise.
@@ -117,6 +119,92 @@ pub fn fail(op: &'static str) -> impl Fn(Error) -> Box<EvalAltResult> {
 /// A Rhai runtime error carrying `message`; Rhai fills in the position.
 pub fn rhai_error(message: impl Into<String>) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(message.into().into(), Position::NONE).into()
+}
+
+/// How a "function not found" signature becomes words: the shell knows every
+/// function's help and registers its explainer here, once.
+static EXPLAIN_NOT_FOUND: OnceLock<fn(&str) -> String> = OnceLock::new();
+
+/// Sets how a call to a missing function is explained (see [`describe`]).
+pub fn explain_missing_functions_with(explain: fn(&str) -> String) {
+    let _ = EXPLAIN_NOT_FOUND.set(explain);
+}
+
+/// An error as `FILE:LINE:COL: message`, naming the innermost place it
+/// happened (inside a called function or plugin if that is where it was).
+pub fn describe(err: &EvalAltResult, file: &str) -> String {
+    let (file, message, pos) = innermost(err, file);
+    match (pos.line(), pos.position()) {
+        (Some(line), Some(col)) => format!("{file}:{line}:{col}: {message}"),
+        (Some(line), None) => format!("{file}:{line}: {message}"),
+        _ => format!("{file}: {message}"),
+    }
+}
+
+/// The message of an error without Rhai's framing and position suffix.
+pub fn message_of(err: &EvalAltResult) -> String {
+    innermost(err, "").1
+}
+
+fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position) {
+    let mut err = err;
+    let mut file = file.to_string();
+    let mut called = Vec::new();
+    loop {
+        match err {
+            EvalAltResult::ErrorInFunctionCall(name, source, inner, _) => {
+                if !source.is_empty() {
+                    file = source.clone();
+                }
+                if !name.starts_with("anon$") {
+                    called.push(name.clone());
+                }
+                err = inner;
+            }
+            EvalAltResult::ErrorInModule(name, inner, _) => {
+                if !name.is_empty() {
+                    file = name.clone();
+                }
+                err = inner;
+            }
+            _ => break,
+        }
+    }
+    let mut message = match err {
+        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
+        EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
+        EvalAltResult::ErrorFunctionNotFound(signature, _) => match EXPLAIN_NOT_FOUND.get() {
+            Some(explain) => explain(signature),
+            None => format!("no function {signature}"),
+        },
+        EvalAltResult::ErrorDataRace(name, _) => {
+            let what = if name.is_empty() {
+                "a variable".to_string()
+            } else {
+                format!("'{name}'")
+            };
+            format!(
+                "{what} is in use by a call still in progress (on another thread, or a method on it that runs this closure); closures given to task and serve get their own copies of what they capture, and a value meant to change under several tasks goes in share(v) or a channel()"
+            )
+        }
+        EvalAltResult::ErrorStackOverflow(_) => {
+            "stack overflow: functions nested more than 64 calls deep".to_string()
+        }
+        EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
+        other => strip_position(&other.to_string()),
+    };
+    if let Some(name) = called.last() {
+        message.push_str(&format!(" (in function '{name}')"));
+    }
+    (file, message, err.position())
+}
+
+/// Rhai's Display appends ` (line L, position P)`; we print our own.
+fn strip_position(text: &str) -> String {
+    match text.rfind(" (line ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text.to_string(),
+    }
 }
 
 /// `1.5 s`, `200 ms`: how long, the way a person writes it.

@@ -16,12 +16,14 @@
 //! - [`error`] — the typed error every capability returns, turned into a
 //!   plain-words Rhai error in one place.
 //! - [`console`] — where output goes, so background work never tears the prompt.
+//! - [`limits`] — the size limits every layer shares.
 //!
 //! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`.
 
 pub mod cli;
 pub mod console;
 pub mod error;
+pub mod limits;
 pub mod net;
 pub mod repl;
 pub mod runtime;

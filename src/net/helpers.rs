@@ -33,6 +33,22 @@ mod api {
             .map_err(fail("sleep"))
     }
 
+    /// Waits `ms` milliseconds, a fraction allowed (`sleep(0.5)` is half a
+    /// millisecond: milliseconds, like every netsh time, not Rhai's seconds).
+    /// Ctrl-C and `.stop()` end the wait early.
+    ///
+    /// ```rhai
+    /// sleep(1.5);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative or not a number, or the wait is interrupted.
+    #[rhai_fn(return_raw, name = "sleep")]
+    pub fn sleep_float(ms: f64) -> ScriptResult<()> {
+        super::millis_f64(ms, "ms")
+            .and_then(runtime::sleep)
+            .map_err(fail("sleep"))
+    }
+
     /// Milliseconds since 1970-01-01 UTC; subtract two readings to time something.
     ///
     /// ```rhai
@@ -179,6 +195,17 @@ pub fn millis(ms: i64, what: &str) -> Result<Duration> {
         .map_err(|_| Error::invalid(format!("{what} must be 0 or more, not {ms}")))
 }
 
+/// A fractional number of milliseconds as a duration.
+pub fn millis_f64(ms: f64, what: &str) -> Result<Duration> {
+    if ms.is_nan() || ms < 0.0 {
+        return Err(Error::invalid(format!(
+            "{what} must be 0 or more, not {ms}"
+        )));
+    }
+    // Beyond what a Duration holds (about 585 million years) is forever.
+    Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX))
+}
+
 /// Reads a whole regular file off the Rhai thread, so Ctrl-C can abandon a
 /// slow read. Pipes and devices are refused: `/dev/zero` never ends and a
 /// FIFO may never answer.
@@ -193,11 +220,11 @@ fn read_bytes(path: &str) -> Result<Vec<u8>> {
                 "{owned} is not a regular file (a folder, pipe or device)"
             )));
         }
-        if meta.len() > crate::shell::MAX_STRING_BYTES as u64 {
+        if meta.len() > crate::limits::MAX_STRING_BYTES as u64 {
             return Err(Error::invalid(format!(
                 "{owned} is {} bytes, more than a script value may hold ({} bytes)",
                 meta.len(),
-                crate::shell::MAX_STRING_BYTES
+                crate::limits::MAX_STRING_BYTES
             )));
         }
         tokio::fs::read(&owned)

@@ -4,7 +4,9 @@
 
 use std::{path::Path, sync::Arc};
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
+use rhai::{Array, Dynamic, Engine, Scope};
+
+pub use crate::error::{describe, message_of};
 
 use crate::{console, net, runtime};
 
@@ -15,10 +17,7 @@ mod session;
 
 pub use session::Session;
 
-/// The longest string (and, through Rhai, blob) a script may build: 1 GiB.
-pub const MAX_STRING_BYTES: usize = 1 << 30;
-/// The most items in one array, blob or map.
-pub const MAX_ARRAY_ITEMS: usize = 1 << 30;
+pub use crate::limits::{MAX_ARRAY_ITEMS, MAX_STRING_BYTES};
 
 /// The engine and the state shared with functions that run closures later.
 pub struct Shell {
@@ -30,13 +29,14 @@ impl Shell {
     /// Builds the engine. Plugins are looked up next to `script` (if any),
     /// in the working directory and in the user's config dir.
     pub fn new(script: Option<&Path>) -> Shell {
+        crate::error::explain_missing_functions_with(help::explain_not_found);
         let mut engine = Engine::new();
         configure(&mut engine);
         net::register(&mut engine);
         engine.register_global_module(help::module().into());
 
         let session = Session::default();
-        engine.set_default_tag(Dynamic::from(session.clone()));
+        engine.set_default_tag(Dynamic::from(session.host().clone()));
         let loaded = plugins::load_all(&mut engine, &plugins::search_path(script));
         for problem in &loaded.problems {
             console::warn(&format!("netsh: {problem}"));
@@ -99,7 +99,12 @@ fn configure(engine: &mut Engine) {
     engine.set_max_array_size(MAX_ARRAY_ITEMS);
     engine.set_max_map_size(MAX_ARRAY_ITEMS);
     // Ctrl-C and `.stop()` cancel the thread's token; this stops Rhai loops.
-    engine.on_progress(|_| runtime::is_cancelled().then(|| Dynamic::from("interrupted")));
+    // Checking the token takes a lock, so look every 64 operations only: a
+    // few microseconds of delay, and no cost on every message a server loop
+    // handles.
+    engine.on_progress(|ops| {
+        (ops % 64 == 0 && runtime::is_cancelled()).then(|| Dynamic::from("interrupted"))
+    });
     engine.on_print(console::line);
     engine.on_debug(|text, source, pos| {
         let place = match (source, pos.line()) {
@@ -109,68 +114,4 @@ fn configure(engine: &mut Engine) {
         };
         console::line(&format!("{place}{text}"));
     });
-}
-
-/// An error as `FILE:LINE:COL: message`, naming the innermost place it
-/// happened (inside a called function or plugin if that is where it was).
-pub fn describe(err: &EvalAltResult, file: &str) -> String {
-    let (file, message, pos) = innermost(err, file);
-    match (pos.line(), pos.position()) {
-        (Some(line), Some(col)) => format!("{file}:{line}:{col}: {message}"),
-        (Some(line), None) => format!("{file}:{line}: {message}"),
-        _ => format!("{file}: {message}"),
-    }
-}
-
-/// The message of an error without Rhai's framing and position suffix.
-pub fn message_of(err: &EvalAltResult) -> String {
-    innermost(err, "").1
-}
-
-fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position) {
-    let mut err = err;
-    let mut file = file.to_string();
-    let mut called = Vec::new();
-    loop {
-        match err {
-            EvalAltResult::ErrorInFunctionCall(name, source, inner, _) => {
-                if !source.is_empty() {
-                    file = source.clone();
-                }
-                if !name.starts_with("anon$") {
-                    called.push(name.clone());
-                }
-                err = inner;
-            }
-            EvalAltResult::ErrorInModule(name, inner, _) => {
-                if !name.is_empty() {
-                    file = name.clone();
-                }
-                err = inner;
-            }
-            _ => break,
-        }
-    }
-    let mut message = match err {
-        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
-        EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
-        EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
-        EvalAltResult::ErrorStackOverflow(_) => {
-            "stack overflow: functions nested more than 64 calls deep".to_string()
-        }
-        EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
-        other => strip_position(&other.to_string()),
-    };
-    if let Some(name) = called.last() {
-        message.push_str(&format!(" (in function '{name}')"));
-    }
-    (file, message, err.position())
-}
-
-/// Rhai's Display appends ` (line L, position P)`; we print our own.
-fn strip_position(text: &str) -> String {
-    match text.rfind(" (line ") {
-        Some(i) if text.ends_with(')') => text[..i].to_string(),
-        _ => text.to_string(),
-    }
 }

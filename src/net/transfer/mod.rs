@@ -271,6 +271,26 @@ struct ServerState {
     last: Mutex<Option<Received>>,
     last_error: Mutex<Option<String>>,
     log: bool,
+    /// Flips to `true` when the accept loop has ended.
+    ended: watch::Sender<bool>,
+}
+
+impl runtime::jobs::Job for FileServer {
+    fn is_running(&self) -> bool {
+        !*self.0.ended.borrow()
+    }
+
+    fn stop(&self) {
+        FileServer::stop(self);
+    }
+
+    fn ended(&self) -> watch::Receiver<bool> {
+        self.0.ended.subscribe()
+    }
+
+    fn handle(&self) -> Dynamic {
+        Dynamic::from(self.clone())
+    }
 }
 
 impl FileServer {
@@ -347,7 +367,8 @@ pub fn serve(
     let state = Arc::new(ServerState {
         addr: listener.addr(),
         dir,
-        stop: CancellationToken::new(),
+        // A child of the starting task's token: stopping the task stops it.
+        stop: runtime::child_token(),
         listener: listener.clone(),
         received: AtomicU64::new(0),
         confirmed: watch::Sender::new(0),
@@ -355,6 +376,7 @@ pub fn serve(
         last: Mutex::new(None),
         last_error: Mutex::new(None),
         log,
+        ended: watch::Sender::new(false),
     });
     let options = Arc::new(options);
     let accepting = state.clone();
@@ -362,6 +384,7 @@ pub fn serve(
         let state = accepting;
         // Owned by this task, so the port is released as soon as it ends.
         let Some(socket) = state.listener.state().socket.lock().await.take() else {
+            state.ended.send_replace(true);
             return;
         };
         loop {
@@ -377,8 +400,12 @@ pub fn serve(
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+        drop(socket);
+        state.ended.send_replace(true);
     });
-    Ok(FileServer(state))
+    let server = FileServer(state);
+    runtime::jobs::add(Arc::new(server.clone()));
+    Ok(server)
 }
 
 async fn serve_one(
@@ -639,6 +666,9 @@ fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
 /// Runs a send from a Rhai call: options, progress bar or callback, result map.
 fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
     let (options, callback, show) = send_options(map)?;
+    // Like every callback, the progress closure works on copies of what it
+    // captured.
+    let callback = callback.map(crate::runtime::closure::detached_fn);
     let mut call = |figures: &ProgressFigures| -> Result<()> {
         if let Some(f) = &callback {
             f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
@@ -646,7 +676,7 @@ fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -
                 .map_err(|e| {
                     Error::invalid(format!(
                         "the progress callback failed: {}",
-                        crate::shell::message_of(&e)
+                        crate::error::message_of(&e)
                     ))
                 })?;
         }
