@@ -6,7 +6,7 @@ use std::{path::Path, sync::Arc};
 
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
 
-use crate::{console, net, runtime};
+use crate::{console, error::NetError, net, runtime};
 
 pub mod display;
 pub mod help;
@@ -33,6 +33,7 @@ impl Shell {
         let mut engine = Engine::new();
         configure(&mut engine);
         net::register(&mut engine);
+        engine.register_global_module(crate::error::module().into());
         engine.register_global_module(help::module().into());
 
         let session = Session::default();
@@ -153,6 +154,10 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
     }
     let mut message = match err {
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
+        EvalAltResult::ErrorRuntime(value, _) if value.is::<NetError>() => value
+            .read_lock::<NetError>()
+            .map(|e| e.to_string())
+            .unwrap_or_default(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
         EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
         EvalAltResult::ErrorStackOverflow(_) => {
