@@ -591,4 +591,86 @@ mod tests {
             assert!(matches!(err, Error::InvalidArgument(_)), "{host}: {err}");
         }
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A host name the strict parser must accept.
+        fn name() -> impl Strategy<Value = String> {
+            "[a-z][a-z0-9-]{0,12}(\\.[a-z0-9_-]{1,12}){0,3}\\.[a-z][a-z-]{0,5}"
+        }
+
+        proptest! {
+            /// No text makes any address parser panic.
+            #[test]
+            fn parsers_never_panic(text in "\\PC{0,40}") {
+                let _ = parse_target(&text);
+                let _ = parse_host(&text);
+                let _ = parse_bind(&text);
+                let _ = parse_ip(&text);
+            }
+
+            /// Address-like text (digits, dots, colons, brackets, hex) never panics either.
+            #[test]
+            fn address_like_text_never_panics(text in "[0-9a-fx.:\\[\\]% -]{0,30}") {
+                let _ = parse_target(&text);
+                let _ = parse_bind(&text);
+                let _ = parse_ip(&text);
+            }
+
+            /// Every socket address, printed, parses back to itself.
+            #[test]
+            fn socket_addresses_round_trip(ip in any::<IpAddr>(), port in any::<u16>()) {
+                let text = SocketAddr::new(ip, port).to_string();
+                let target = parse_target(&text).unwrap();
+                prop_assert_eq!(&target.host, &ip.to_string());
+                prop_assert_eq!(target.port, port);
+                prop_assert_eq!(target.to_string(), text);
+            }
+
+            /// Host names with a port round-trip through Display.
+            #[test]
+            fn names_round_trip(host in name(), port in any::<u16>()) {
+                let target = parse_target(&format!("{host}:{port}")).unwrap();
+                prop_assert_eq!(&target.host, &host);
+                prop_assert_eq!(parse_target(&target.to_string()).unwrap(), target.clone());
+                prop_assert_eq!(super::super::target(&host, i64::from(port)).unwrap(), target);
+            }
+
+            /// What is accepted is strict: an IPv4 host is exactly its
+            /// canonical dotted quad, and a name never ends in a numeric label
+            /// (so the C resolver cannot read it as an address).
+            #[test]
+            fn accepted_hosts_are_canonical(text in "[0-9a-z.x:_-]{1,24}") {
+                match parse_host(&text) {
+                    Ok(Host::Ip(IpAddr::V4(ip))) => prop_assert_eq!(ip.to_string(), text),
+                    Ok(Host::Ip(IpAddr::V6(ip))) => prop_assert_eq!(text.parse::<Ipv6Addr>().ok(), Some(ip)),
+                    Ok(Host::Name(name)) => {
+                        prop_assert!(!looks_like_ipv4(&name));
+                        prop_assert!(name.parse::<IpAddr>().is_err());
+                    }
+                    Err(_) => {}
+                }
+            }
+
+            /// inet_aton's shorthand (fewer than four parts) is never an address.
+            #[test]
+            fn shorthand_is_refused(parts in proptest::collection::vec(0u32..70000, 1..4)) {
+                let text = parts.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                let with_port = format!("{text}:80");
+                prop_assert!(parse_host(&text).is_err(), "{}", text);
+                prop_assert!(parse_target(&with_port).is_err());
+            }
+
+            /// Text with white space around it is refused, never trimmed.
+            #[test]
+            fn nothing_is_trimmed(ip in any::<std::net::Ipv4Addr>(), pad in "[ \\t\\n]{1,3}") {
+                let (before, after, port) = (format!("{pad}{ip}"), format!("{ip}{pad}"), format!("{ip}:80{pad}"));
+                prop_assert!(parse_host(&before).is_err());
+                prop_assert!(parse_target(&port).is_err());
+                prop_assert!(parse_ip(&after).is_err());
+            }
+        }
+    }
 }

@@ -186,8 +186,11 @@ impl HelpIndex {
 
     /// The `help()` text.
     pub fn overview(&self) -> String {
-        let mut out =
-            String::from("Every line is Rhai code. help(\"name\") shows a function in full.\n");
+        let mut out = String::from(concat!(
+            "Every line is Rhai code. help(\"name\") shows a function in full.\n",
+            "Addresses are taken exactly as written (\"host:port\", \"[v6]:port\"; nothing is trimmed).\n",
+            "Timeouts are whole milliseconds; 0 means no limit. Errors: help(\"errors\").\n",
+        ));
         for group in &self.groups {
             let kind = if group.is_plugin { "plugin " } else { "" };
             out.push_str(&format!("\n{kind}{} — {}\n", group.name, group.about));

@@ -734,9 +734,11 @@ mod api {
     /// print(`${r.bytes} bytes, sha256 ${r.sha256}`);
     /// ```
     ///
-    /// Fails when: the file is missing or a folder, the receiver cannot be
-    /// reached, it refuses (name, size limit, file exists, not allowed…),
-    /// the checksums differ, or the connection breaks.
+    /// Fails when: the address is malformed or has port 0, the file is
+    /// missing or a folder (or does not report its size and holds more than
+    /// 16 MiB), the receiver cannot be reached, it refuses (name, size
+    /// limit, file exists, not allowed…), the checksums differ, or the
+    /// connection breaks. All but the last four are found before connecting.
     #[rhai_fn(return_raw, name = "send_file")]
     pub fn send_file(ctx: NativeCallContext, addr: &str, path: &str) -> ScriptResult<Map> {
         super::script_send(&ctx, Either::Target(addr), path, &Map::new()).map_err(fail("send_file"))
@@ -900,7 +902,10 @@ mod api {
     /// checked before anything is written), `overwrite` (default false),
     /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`),
     /// `header_timeout` (ms, default 10000), `idle_timeout` (ms, default
-    /// 30000), `log` (print a line per upload).
+    /// 30000), `log` (print a line per upload), `max_uploads` (how many are
+    /// received at once, default 64; more wait their turn), `part_max_age`
+    /// (ms; part files of uploads abandoned this long are removed when the
+    /// receiver starts, default 7 days; 0 keeps them).
     ///
     /// ```rhai
     /// let s = serve_files(9000, "in", #{max_size: 100_000_000, allow: ["127.0.0.1/32"], log: true});

@@ -369,16 +369,31 @@ pub async fn read_reply<R: AsyncRead + Unpin>(
         ReadFail::Io(e) => Error::io("reading the receiver's answer", None, e),
     }
     };
-    let mut bytes = Vec::with_capacity(41);
+    read_decoded(reader, wait, Reply::decode, |fail, _| broken(fail)).await
+}
+
+/// Reads one message with `decode`, exactly as many bytes as it asks for
+/// (nothing beyond the message is consumed), each wait at most `idle`.
+/// `broken` words a failed read, given how many bytes had arrived.
+pub async fn read_decoded<R, T, E>(
+    reader: &mut R,
+    idle: Duration,
+    decode: impl Fn(&[u8]) -> std::result::Result<Decoded<T>, E>,
+    broken: impl Fn(ReadFail, usize) -> E,
+) -> std::result::Result<T, E>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut bytes = Vec::with_capacity(64);
     loop {
-        match Reply::decode(&bytes)? {
-            Decoded::Done(reply, _) => return Ok(reply),
+        match decode(&bytes)? {
+            Decoded::Done(message, _) => return Ok(message),
             Decoded::Need(total) => {
                 let have = bytes.len();
                 bytes.resize(total, 0);
-                read_exact_idle(reader, &mut bytes[have..], wait)
+                read_exact_idle(reader, &mut bytes[have..], idle)
                     .await
-                    .map_err(broken)?;
+                    .map_err(|fail| broken(fail, have))?;
             }
         }
     }
@@ -534,6 +549,101 @@ mod tests {
                 ))
                 .unwrap();
             assert_eq!(got, reply);
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn reply() -> impl Strategy<Value = Reply> {
+            prop_oneof![
+                (any::<u64>(), any::<[u8; 32]>())
+                    .prop_map(|(offset, prefix)| Reply::Ready { offset, prefix }),
+                (any::<u64>(), any::<[u8; 32]>())
+                    .prop_map(|(size, sha256)| Reply::Done { size, sha256 }),
+                (1u16..=11, "\\PC{0,60}").prop_map(|(code, message)| {
+                    Reply::Error(Code::from_u16(code).unwrap(), message)
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Any bytes: the header decoder never panics, and what it
+            /// decodes is exactly what encoding gives back.
+            #[test]
+            fn header_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+                if let Ok(Decoded::Done(header, used)) = Header::decode(&bytes) {
+                    prop_assert_eq!(header.encode(), bytes[..used].to_vec());
+                }
+            }
+
+            /// Bytes that start like a header reach every later check.
+            #[test]
+            fn header_like_bytes_never_panic(
+                version in 0u8..3, flags in any::<u8>(), len in 0u16..5000,
+                size in any::<u64>(), tail in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut bytes = MAGIC.to_vec();
+                bytes.extend([version, flags]);
+                bytes.extend(len.to_be_bytes());
+                bytes.extend(size.to_be_bytes());
+                bytes.extend(tail);
+                let _ = Header::decode(&bytes);
+            }
+
+            /// A header round-trips, and every strict prefix of it asks for
+            /// more bytes rather than failing.
+            #[test]
+            fn headers_round_trip(
+                flags in any::<u8>(), size in any::<u64>(),
+                name in proptest::collection::vec(any::<u8>(), 0..300),
+            ) {
+                let header = Header { flags, size, name };
+                let bytes = header.encode();
+                prop_assert_eq!(Header::decode(&bytes).unwrap(), Decoded::Done(header, bytes.len()));
+                for cut in 0..bytes.len() {
+                    match Header::decode(&bytes[..cut]) {
+                        Ok(Decoded::Need(n)) => prop_assert!(n > cut && n <= bytes.len()),
+                        other => prop_assert!(false, "prefix {} gave {:?}", cut, other),
+                    }
+                }
+            }
+
+            /// Replies round-trip (messages cut to 1024 bytes), their prefixes
+            /// ask for more, and arbitrary bytes never panic the decoder.
+            #[test]
+            fn replies_round_trip(reply in reply(), noise in proptest::collection::vec(any::<u8>(), 0..60)) {
+                let bytes = reply.encode();
+                prop_assert_eq!(Reply::decode(&bytes).unwrap(), Decoded::Done(reply, bytes.len()));
+                for cut in 0..bytes.len() {
+                    prop_assert!(matches!(Reply::decode(&bytes[..cut]), Ok(Decoded::Need(n)) if n > cut));
+                }
+                let _ = Reply::decode(&noise);
+            }
+
+            /// A name the receiver accepts is one plain file name, kept as it is.
+            #[test]
+            fn accepted_names_are_plain_file_names(name in proptest::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(kept) = safe_name(&name) {
+                    prop_assert!(!kept.is_empty() && kept.len() <= MAX_NAME_BYTES);
+                    prop_assert!(!kept.contains(['/', '\\', '\0']));
+                    prop_assert!(kept != "." && kept != "..");
+                    prop_assert!(!kept.chars().any(char::is_control));
+                    prop_assert!(!kept.ends_with(PART_SUFFIX));
+                    prop_assert_eq!(safe_name(kept.as_bytes()).unwrap(), kept.clone());
+                    prop_assert!(part_name(&kept).len() <= MAX_NAME_BYTES);
+                }
+            }
+
+            /// Path-like names: never a `..` or an empty last part gets through.
+            #[test]
+            fn path_like_names_never_escape(name in "[a./\\\\]{0,12}") {
+                if let Ok(kept) = safe_name(name.as_bytes()) {
+                    prop_assert!(kept != ".." && !kept.is_empty() && !kept.contains('/'));
+                    prop_assert!(!name.split('/').any(|p| p == ".."));
+                }
+            }
         }
     }
 }

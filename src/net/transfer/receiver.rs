@@ -23,7 +23,7 @@ use tokio::{
 
 use super::{
     disk::{self, CHUNK, IN_FLIGHT},
-    protocol::{self, Code, Decoded, Header, ReadFail, Refusal, Reply},
+    protocol::{self, Code, Header, ReadFail, Refusal, Reply},
 };
 use crate::error::{Error, Result};
 
@@ -298,40 +298,22 @@ where
 /// Reads and checks the header, but not yet the name (see `safe_name`),
 /// refusing as soon as the bytes so far cannot begin a header.
 async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> std::result::Result<Header, Refusal> {
-    let mut bytes = Vec::with_capacity(protocol::HEADER_FIXED_LEN + 64);
-    loop {
-        match Header::decode(&bytes)? {
-            Decoded::Done(header, _) => return Ok(header),
-            Decoded::Need(total) => {
-                let have = bytes.len();
-                bytes.resize(total, 0);
-                let what = if have >= protocol::HEADER_FIXED_LEN {
-                    "the name"
-                } else {
-                    "the header"
-                };
-                read_fixed(reader, &mut bytes[have..], Duration::MAX, what).await?;
-            }
-        }
-    }
-}
-
-async fn read_fixed<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut [u8],
-    idle: Duration,
-    what: &str,
-) -> std::result::Result<(), Refusal> {
-    protocol::read_exact_idle(reader, buf, idle)
-        .await
-        .map_err(|fail| match fail {
+    protocol::read_decoded(reader, Duration::MAX, Header::decode, |fail, have| {
+        let what = if have >= protocol::HEADER_FIXED_LEN {
+            "the name"
+        } else {
+            "the header"
+        };
+        match fail {
             ReadFail::Closed { .. } => Refusal::new(
                 Code::BadHeader,
                 format!("the sender closed the connection in the middle of {what}"),
             ),
             ReadFail::TimedOut => Refusal::new(Code::Timeout, format!("timed out reading {what}")),
             ReadFail::Io(e) => Refusal::new(Code::Protocol, format!("reading {what}: {e}")),
-        })
+        }
+    })
+    .await
 }
 
 /// Streams `size - start` bytes from the socket into the part file.
