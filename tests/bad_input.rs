@@ -255,3 +255,32 @@ fn recv_file_checks_its_name_before_waiting() {
         "it waited"
     );
 }
+
+/// send_file refuses a FIFO at once: opening it does not wait for a writer.
+#[test]
+fn send_file_refuses_a_fifo_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    // Should the open ever block again, a writer turns up after 10 s, so
+    // the test fails on the elapsed time instead of hanging.
+    let unblock = fifo.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let _ = std::fs::OpenOptions::new().write(true).open(unblock);
+    });
+    let started = std::time::Instant::now();
+    let err = Netsh::eval_err(&format!(
+        r#"send_file("127.0.0.1:1", "{}")"#,
+        fifo.display()
+    ));
+    assert!(err.contains("is not a regular file"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it waited"
+    );
+}

@@ -8,6 +8,7 @@
 
 use std::{
     fs::File,
+    os::unix::fs::OpenOptionsExt,
     path::Path,
     sync::{
         Arc,
@@ -113,8 +114,13 @@ impl Source {
     /// what a read returns.
     pub fn open(path: &Path, options: &SendOptions) -> Result<Source> {
         let shown = crate::net::helpers::quoted(path);
-        let mut file =
-            File::open(path).map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        // refused below); regular files ignore the flag.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
         let meta = file
             .metadata()
             .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
@@ -156,10 +162,6 @@ impl Source {
                 .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?
         };
         Ok(Source { file, size, name })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 }
 
