@@ -106,7 +106,8 @@ pub fn parse_host(text: &str) -> Result<Host> {
                 "'{text}' has '[' without a closing ']'"
             )));
         };
-        if after.starts_with(':') && !after[1..].is_empty() {
+        let port_after = after.strip_prefix(':').unwrap_or("");
+        if !port_after.is_empty() && port_after.bytes().all(|b| b.is_ascii_digit()) {
             return Err(carries_a_port(text, &format!("[{inside}]")));
         }
         if !after.is_empty() {
@@ -526,6 +527,7 @@ mod tests {
             ("[::1", "without a closing ']'"),
             ("::1]", "']' without an opening '['"),
             ("[::1]x", "has 'x' after the ']'"),
+            ("[::1]:abc", "has ':abc' after the ']'"),
             ("[]", "'' is not one"),
             (" 127.0.0.1 ", "white space around it"),
             ("", "the host is empty"),
