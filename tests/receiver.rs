@@ -45,6 +45,21 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// An upload of `size` bytes cut off after `sent` bytes of body (the
+/// connection simply closes); waits until the receiver has counted it.
+fn cut_off_upload(server: &FileServer, name: &str, size: u64, sent: &[u8]) {
+    let refused = server.refused();
+    let mut stream = connect(server);
+    stream.write_all(&header(name.as_bytes(), size, 1)).unwrap();
+    read_number_and_digest(&mut stream, b'R');
+    stream.write_all(&start(0)).unwrap();
+    stream.write_all(sent).unwrap();
+    drop(stream);
+    wait_until("the cut-off upload to be counted", || {
+        server.refused() > refused
+    });
+}
+
 /// A part file hard-linked to a file outside the folder is refused: never
 /// written through, and its length and prefix hash never offered.
 #[test]
@@ -134,13 +149,7 @@ fn a_break_after_the_body_resumes_with_only_the_hash() {
     let server = serve(&inbox, ReceiveOptions::default());
     let body = b"0123456789";
 
-    let mut first = connect(&server);
-    first.write_all(&header(b"whole.bin", 10, 1)).unwrap();
-    read_number_and_digest(&mut first, b'R');
-    first.write_all(&start(0)).unwrap();
-    first.write_all(body).unwrap();
-    drop(first);
-    wait_until("the cut-off upload to be counted", || server.refused() == 1);
+    cut_off_upload(&server, "whole.bin", 10, body);
     assert!(
         server
             .last_error()
@@ -170,13 +179,7 @@ fn a_sender_may_send_ahead_of_ready() {
     let inbox = tmp.path().join("in");
     let server = serve(&inbox, ReceiveOptions::default());
     // A part file from an earlier, cut-off upload, so READY offers 4.
-    let mut cut = connect(&server);
-    cut.write_all(&header(b"ahead.bin", 8, 1)).unwrap();
-    read_number_and_digest(&mut cut, b'R');
-    cut.write_all(&start(0)).unwrap();
-    cut.write_all(b"zzzz").unwrap();
-    drop(cut);
-    wait_until("the cut-off upload to be counted", || server.refused() == 1);
+    cut_off_upload(&server, "ahead.bin", 8, b"zzzz");
 
     let body = b"abcdefgh";
     let mut everything = header(b"ahead.bin", 8, 1);
@@ -222,13 +225,7 @@ fn bytes_after_the_hash_are_ignored() {
 fn a_cut_off_upload_says_so_in_a_sentence() {
     let tmp = tempfile::tempdir().unwrap();
     let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
-    let mut stream = connect(&server);
-    stream.write_all(&header(b"cut.bin", 10, 1)).unwrap();
-    read_number_and_digest(&mut stream, b'R');
-    stream.write_all(&start(0)).unwrap();
-    stream.write_all(b"abcd").unwrap();
-    drop(stream);
-    wait_until("the cut-off upload to be counted", || server.refused() == 1);
+    cut_off_upload(&server, "cut.bin", 10, b"abcd");
     let error = server.last_error().unwrap();
     assert!(
         error.contains(
