@@ -93,16 +93,29 @@ fn run_mode(cli: Cli) -> Result<(), Failure> {
         return Ok(());
     }
     if let Some(script) = cli.script {
-        if !script.is_file() {
-            return Err(Failure::Usage(format!(
-                "netsh: no such script: {}",
-                script.display()
-            )));
+        if let Some(problem) = not_a_script(&script) {
+            return Err(Failure::Usage(format!("netsh: {problem}")));
         }
         let shell = Shell::new(Some(&script));
         return shell.run_file(&script, &cli.args).map_err(Failure::Script);
     }
     repl::run(Shell::new(None)).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
+/// Why `path` cannot be run as a script, if it cannot.
+fn not_a_script(path: &Path) -> Option<String> {
+    let shown = crate::net::helpers::quoted(path);
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("no such script: {shown}"))
+        }
+        Err(e) => Some(crate::net::helpers::file_error("reading", path, e).to_string()),
+        Ok(meta) if meta.is_dir() => Some(format!("{shown} is a folder, not a script")),
+        Ok(meta) if !meta.is_file() => Some(format!(
+            "{shown} is not a regular file (a device or pipe), so it cannot be a script"
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// `--list`: each script with the first line of its `//!` description.

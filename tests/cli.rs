@@ -33,10 +33,23 @@ fn usage_errors_exit_2() {
     let run = Netsh::new().arg("missing.rhai").output();
     run.expect_code(2);
     assert!(
-        run.stderr().contains("no such script: missing.rhai"),
+        run.stderr().contains("no such script: \"missing.rhai\""),
         "{}",
         run.explain()
     );
+}
+
+/// A folder or a device given as the script is named for what it is, not "no such script".
+#[test]
+fn a_folder_or_device_is_not_a_script() {
+    for (path, expected) in [
+        ("/", "\"/\" is a folder, not a script"),
+        ("/dev/null", "\"/dev/null\" is not a regular file"),
+    ] {
+        let run = Netsh::new().arg(path).output();
+        run.expect_code(2);
+        assert!(run.stderr().contains(expected), "{}", run.explain());
+    }
 }
 
 /// `--help` and `--version` succeed and say what netsh is.

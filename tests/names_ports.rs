@@ -152,7 +152,11 @@ fn sockets_lists_udp_and_ipv6() {
             std::process::id()
         )
     );
-    let name = Netsh::eval(&format!("sockets(#{{port: {udp_port}}})[0].process"));
+    // With the protocol too: a TCP socket of a concurrent test (the scan's
+    // TIME_WAIT connections have no owner) may hold the same port number.
+    let name = Netsh::eval(&format!(
+        "sockets(#{{port: {udp_port}, proto: \"udp\"}})[0].process"
+    ));
     assert!(!name.is_empty() && name != "()", "{name}");
 }
 

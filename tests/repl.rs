@@ -271,7 +271,11 @@ fn serve_events_print_above_the_prompt() {
     BufReader::new(&client).read_line(&mut reply).unwrap();
     assert_eq!(reply, "hi there\n");
     pty.expect("connected").unwrap();
-    line(&mut pty, "s.served", "1");
+    // The count on a line of its own: a bare "1" would also match the
+    // "127.0.0.1" of the announcement above.
+    pty.send_line("s.served").unwrap();
+    pty.expect(expectrl::Regex(r"\r\n1\r\n")).unwrap();
+    pty.expect("netsh> ").unwrap();
 }
 
 /// `sleep` with a float waits milliseconds too, and Ctrl-C ends it: the

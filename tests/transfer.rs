@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::wire::{header, read_reply, refusal_for};
+
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
@@ -280,53 +282,6 @@ fn stale_part_bytes_never_survive_under_zeros() {
     server.stop();
 }
 
-/// The framed header as a hostile client writes it by hand.
-fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
-    let mut out = b"NSFT".to_vec();
-    out.push(version);
-    out.push(1);
-    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    out.extend_from_slice(&size.to_be_bytes());
-    out.extend_from_slice(name);
-    out
-}
-
-/// Reads one receiver message: `Ok((code, message))` for an error reply,
-/// `Err(kind)` for READY/DONE (the message type byte).
-fn read_reply(stream: &mut TcpStream) -> Result<(u16, String), u8> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut kind = [0u8; 1];
-    stream
-        .read_exact(&mut kind)
-        .expect("a reply from the receiver");
-    if kind[0] != b'E' {
-        return Err(kind[0]);
-    }
-    let mut fixed = [0u8; 4];
-    stream.read_exact(&mut fixed).unwrap();
-    let len = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
-    let mut text = vec![0u8; len];
-    stream.read_exact(&mut text).unwrap();
-    Ok((
-        u16::from_be_bytes([fixed[0], fixed[1]]),
-        String::from_utf8_lossy(&text).into_owned(),
-    ))
-}
-
-/// Sends `bytes` as a client and returns the receiver's error reply.
-fn refusal_for(server: &FileServer, bytes: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream.write_all(bytes).unwrap();
-    read_reply(&mut stream).unwrap_or_else(|kind| {
-        panic!(
-            "expected a refusal for {:?}, got message type {kind}",
-            String::from_utf8_lossy(bytes)
-        )
-    })
-}
-
 /// Every file under `root`, recursively (symlinks not followed).
 fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -381,7 +336,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
         b"\xc3\x28",
     ];
     for name in bad_names {
-        let (code, message) = refusal_for(&server, &header(name, 10, 1));
+        let (code, message) = refusal_for(server.addr(), &header(name, 10, 1));
         assert_eq!(
             code,
             3,
@@ -389,16 +344,16 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
             String::from_utf8_lossy(name)
         );
     }
-    let (code, message) = refusal_for(&server, &header(b"huge.bin", 2 << 20, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20, 1));
     assert_eq!(code, 4, "{message}");
     assert!(message.contains("at most 1048576"), "{message}");
-    let (code, message) = refusal_for(&server, &header(b"v9.bin", 10, 9));
+    let (code, message) = refusal_for(server.addr(), &header(b"v9.bin", 10, 9));
     assert_eq!(code, 2, "{message}");
-    let (code, message) = refusal_for(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (code, message) = refusal_for(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(code, 1, "{message}");
     // Stalls mid-header: the header timeout answers.
     let started = Instant::now();
-    let (code, message) = refusal_for(&server, &header(b"slow.bin", 10, 1)[..9]);
+    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10, 1)[..9]);
     assert_eq!(code, 10, "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 

@@ -134,7 +134,10 @@ fn bad_input_gives_clear_errors() {
             r#"udp_bind("127.0.0.1:0").send_to("[::1]:9", "x")"#,
             "cannot reach [::1]:9",
         ),
-        ("udp_bind(0).recv(-5)", "recv: timeout must be 0 or more"),
+        (
+            "udp_bind(0).recv(-5)",
+            "recv: a timeout is 0 or more milliseconds (0 means no limit), not -5",
+        ),
     ];
     for (code, expected) in cases {
         let err = Netsh::eval_err(code);

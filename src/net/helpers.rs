@@ -1,7 +1,10 @@
 //! Small helpers every script needs: waiting, time, hashing, files, JSON,
 //! environment variables.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use rhai::plugin::*;
 use rhai::{Array, Blob, Map};
@@ -210,19 +213,23 @@ pub fn millis_f64(ms: f64, what: &str) -> Result<Duration> {
 /// slow read. Pipes and devices are refused: `/dev/zero` never ends and a
 /// FIFO may never answer.
 fn read_bytes(path: &str) -> Result<Vec<u8>> {
-    let owned = path.to_string();
+    let owned = PathBuf::from(path);
     runtime::block_on(async move {
         let meta = tokio::fs::metadata(&owned)
             .await
             .map_err(|e| file_error("reading", &owned, e))?;
+        let shown = quoted(&owned);
+        if meta.is_dir() {
+            return Err(Error::invalid(format!("{shown} is a folder, not a file")));
+        }
         if !meta.is_file() {
             return Err(Error::invalid(format!(
-                "{owned} is not a regular file (a folder, pipe or device)"
+                "{shown} is not a regular file (a pipe or device)"
             )));
         }
         if meta.len() > crate::limits::MAX_STRING_BYTES as u64 {
-            return Err(Error::invalid(format!(
-                "{owned} is {} bytes, more than a script value may hold ({} bytes)",
+            return Err(Error::TooBig(format!(
+                "{shown} is {} bytes, more than a script value may hold ({} bytes)",
                 meta.len(),
                 crate::limits::MAX_STRING_BYTES
             )));
@@ -237,13 +244,15 @@ fn read_text(path: &str) -> Result<String> {
     let bytes = read_bytes(path)?;
     String::from_utf8(bytes).map_err(|_| {
         Error::invalid(format!(
-            "{path} is not UTF-8 text; use read_blob(\"{path}\") for binary files"
+            "{} is not UTF-8 text; use read_blob({:?}) for binary files",
+            quoted(Path::new(path)),
+            path
         ))
     })
 }
 
 fn write(path: &str, data: &[u8]) -> Result<i64> {
-    let (owned, data) = (path.to_string(), data.to_vec());
+    let (owned, data) = (PathBuf::from(path), data.to_vec());
     let len = data.len() as i64;
     runtime::block_on(async move {
         tokio::fs::write(&owned, data)
@@ -253,14 +262,21 @@ fn write(path: &str, data: &[u8]) -> Result<i64> {
     Ok(len)
 }
 
+/// A path as messages show it: in double quotes, so an empty or odd one
+/// stands out (`serve_files: "" is not a folder`).
+pub fn quoted(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
 /// An I/O error on a file, worded for a user.
-pub fn file_error(doing: &str, path: &str, err: std::io::Error) -> Error {
+pub fn file_error(doing: &str, path: &Path, err: std::io::Error) -> Error {
+    let shown = quoted(path);
     match err.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("{path}: no such file or folder")),
+        std::io::ErrorKind::NotFound => Error::NotFound(format!("{shown}: no such file or folder")),
         std::io::ErrorKind::PermissionDenied => {
-            Error::Permission(format!("{path}: permission denied"))
+            Error::Permission(format!("{shown}: permission denied"))
         }
-        _ => Error::io(format!("{doing} {path}"), None, err),
+        _ => Error::io(format!("{doing} {shown}"), None, err),
     }
 }
 

@@ -10,6 +10,7 @@ use rhai::{Engine, Module};
 pub mod addr;
 pub mod helpers;
 pub mod names;
+pub mod options;
 pub mod ports;
 pub mod scan;
 pub mod serve;

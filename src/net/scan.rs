@@ -13,7 +13,7 @@ use rhai::{Array, Map};
 use tokio::{net::TcpStream, sync::Semaphore, task::JoinSet};
 
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr;
 use crate::runtime;
 
 /// The Rhai module of this capability.
@@ -94,7 +94,7 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
                 let ms = value.as_int().map_err(|t| {
                     Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
                 })?;
-                settings.timeout = crate::net::helpers::millis(ms, "timeout")?;
+                settings.timeout = crate::net::options::timeout(ms)?.unwrap_or(Duration::MAX);
             }
             "concurrency" => {
                 let n = value.as_int().map_err(|t| {
@@ -119,13 +119,7 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
             }
         }
     }
-    let target = Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: 0,
-    };
+    let target = addr::target(host, 0)?;
     settings.concurrency = settings.concurrency.min(descriptor_budget());
     let results = runtime::block_on(async move {
         // lookup puts IPv4 first and never returns an empty list.

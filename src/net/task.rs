@@ -17,7 +17,7 @@ use rhai::plugin::*;
 use rhai::{Array, FnPtr};
 use tokio::sync::watch;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::runtime::{
     self, CancellationToken,
     closure::Callback,
@@ -35,7 +35,8 @@ pub fn module() -> Module {
 #[derive(Clone)]
 enum Outcome {
     Value(Dynamic),
-    Failed(String),
+    /// The kind of the closure's error, and where and why it failed.
+    Failed(Kind, String),
     Stopped,
 }
 
@@ -69,6 +70,7 @@ struct FinishGuard(Arc<TaskState>);
 impl Drop for FinishGuard {
     fn drop(&mut self) {
         self.0.finish(Outcome::Failed(
+            Kind::Io,
             "its thread ended unexpectedly (a bug in netsh)".into(),
         ));
     }
@@ -94,7 +96,10 @@ impl Task {
                     // A value that made it out before stop() is still the result.
                     Ok(value) => Outcome::Value(value),
                     Err(_) if token.is_cancelled() => Outcome::Stopped,
-                    Err(err) => Outcome::Failed(crate::error::describe(&err, closure.source())),
+                    Err(err) => Outcome::Failed(
+                        crate::error::kind_of(&err),
+                        crate::error::describe(&err, closure.source()),
+                    ),
                 };
                 guard.0.finish(outcome);
             },
@@ -138,9 +143,12 @@ impl Task {
         let outcome = self.0.outcome.lock().ok().and_then(|o| o.clone());
         match outcome {
             Some(Outcome::Value(value)) => Ok(value),
-            Some(Outcome::Failed(message)) => Err(Error::TaskFailed(message)),
+            Some(Outcome::Failed(kind, message)) => Err(Error::TaskFailed { kind, message }),
             Some(Outcome::Stopped) => Err(Error::Closed("the task was stopped with stop()".into())),
-            None => Err(Error::TaskFailed("it ended without a result".into())),
+            None => Err(Error::TaskFailed {
+                kind: Kind::Io,
+                message: "it ended without a result".into(),
+            }),
         }
     }
 
@@ -149,7 +157,7 @@ impl Task {
             None if self.0.token.is_cancelled() => "stopping",
             None => "running",
             Some(Outcome::Value(_)) => "done",
-            Some(Outcome::Failed(_)) => "failed",
+            Some(Outcome::Failed(..)) => "failed",
             Some(Outcome::Stopped) => "stopped",
         }
     }

@@ -113,6 +113,9 @@ pub struct Group {
     pub name: String,
     pub about: String,
     pub is_plugin: bool,
+    /// Text `help("name")` shows before the functions, for topics that
+    /// are more than a list (`help("errors")`).
+    pub intro: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -132,15 +135,26 @@ impl HelpIndex {
                 name: capability.name.to_string(),
                 about: capability.about.to_string(),
                 is_plugin: false,
+                intro: None,
                 entries: entries(&engine, None),
             });
         }
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(crate::error::module().into());
+        groups.push(Group {
+            name: "errors".into(),
+            about: "what a caught error holds: e.kind, e.op, e.message".into(),
+            is_plugin: false,
+            intro: Some(crate::error::help_text()),
+            entries: entries(&engine, None),
+        });
         let mut engine = Engine::new_raw();
         engine.register_global_module(module().into());
         groups.push(Group {
             name: "shell".into(),
             about: "help and plugins".into(),
             is_plugin: false,
+            intro: None,
             entries: entries(&engine, None),
         });
         for plugin in plugins {
@@ -154,6 +168,7 @@ impl HelpIndex {
                     plugin.description.clone()
                 },
                 is_plugin: true,
+                intro: None,
                 entries: entries(&engine, Some(&plugin.name)),
             });
         }
@@ -171,8 +186,11 @@ impl HelpIndex {
 
     /// The `help()` text.
     pub fn overview(&self) -> String {
-        let mut out =
-            String::from("Every line is Rhai code. help(\"name\") shows a function in full.\n");
+        let mut out = String::from(concat!(
+            "Every line is Rhai code. help(\"name\") shows a function in full.\n",
+            "Addresses are taken exactly as written (\"host:port\", \"[v6]:port\"; nothing is trimmed).\n",
+            "Timeouts are whole milliseconds; 0 means no limit. Errors: help(\"errors\").\n",
+        ));
         for group in &self.groups {
             let kind = if group.is_plugin { "plugin " } else { "" };
             out.push_str(&format!("\n{kind}{} — {}\n", group.name, group.about));
@@ -215,6 +233,9 @@ impl HelpIndex {
         }
         if let Some(group) = self.group(topic) {
             let mut out = format!("{} — {}\n", group.name, group.about);
+            if let Some(intro) = &group.intro {
+                out.push_str(&format!("\n{intro}\n\n"));
+            }
             for entry in &group.entries {
                 out.push_str(&format!("  {:<40} {}\n", entry.signature, entry.summary()));
             }

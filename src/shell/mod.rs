@@ -33,6 +33,7 @@ impl Shell {
         let mut engine = Engine::new();
         configure(&mut engine);
         net::register(&mut engine);
+        engine.register_global_module(crate::error::module().into());
         engine.register_global_module(help::module().into());
 
         let session = Session::default();

@@ -4,6 +4,8 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

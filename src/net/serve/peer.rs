@@ -92,7 +92,7 @@ impl EventConn {
             .lock()
             .map_err(|_| Error::invalid("the connection's buffer is unavailable"))?;
         if unsent.len() + data.len() > MAX_UNSENT {
-            return Err(Error::invalid(format!(
+            return Err(Error::TooBig(format!(
                 "{} is not reading: {} KiB wait to be sent already (at most {} MiB may wait)",
                 self.0.peer,
                 unsent.len() / 1024,

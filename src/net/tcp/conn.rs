@@ -580,7 +580,7 @@ fn gather(
 
 /// The error for reading more than a script value may hold.
 fn too_big(peer: SocketAddr) -> Error {
-    Error::invalid(format!(
+    Error::TooBig(format!(
         "reading over {} MiB from {peer} at once is more than a blob may hold; read in parts with read(n), or receive it as a file with recv_file",
         MAX_STRING_BYTES >> 20
     ))

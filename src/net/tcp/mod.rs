@@ -11,7 +11,7 @@ use rhai::plugin::*;
 use rhai::{Blob, Map};
 
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr;
 
 mod conn;
 mod info;
@@ -183,14 +183,7 @@ mod api {
     /// Fails when: as `connect(addr)`, or the port is out of range.
     #[rhai_fn(return_raw, name = "connect")]
     pub fn connect_host_port(host: &str, port: i64) -> ScriptResult<Conn> {
-        addr::port(port)
-            .map(|port| Target {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-                port,
-            })
+        addr::target(host, port)
             .and_then(|t| super::connect(&t, super::DEFAULT_CONNECT_TIMEOUT))
             .map_err(fail("connect"))
     }
@@ -461,6 +454,23 @@ mod api {
     #[rhai_fn(set = "timeout", return_raw)]
     pub fn set_timeout_property(c: &mut Conn, ms: i64) -> ScriptResult<()> {
         set_timeout(c, ms)
+    }
+
+    /// Catches `c.timeout = 1.5` and other values that are not whole
+    /// milliseconds, to say what the property takes.
+    ///
+    /// ```rhai
+    /// c.timeout = 1500;   // 1.5 s
+    /// ```
+    ///
+    /// Fails when: always: the value is not a whole number of milliseconds.
+    #[rhai_fn(set = "timeout", return_raw)]
+    pub fn set_timeout_wrong_type(_c: &mut Conn, ms: Dynamic) -> ScriptResult<()> {
+        let hint = ms.as_float().map_or(String::new(), |f| {
+            format!(" ({f} s is {})", (f * 1000.0).round())
+        });
+        let err = super::wrong_type("a whole number of milliseconds", &ms);
+        Err(fail("set_timeout")(Error::invalid(format!("{err}{hint}"))))
     }
 
     /// Sets the read timeout in milliseconds (0 = none), like `c.timeout = ms`.

@@ -173,39 +173,24 @@ pub fn hash_file(mut file: File) -> io::Result<[u8; 32]> {
 /// The existence check and the rename are one atomic step (`renameat2`
 /// with `RENAME_NOREPLACE`), so two uploads racing for a name cannot both win.
 pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+    use nix::{
+        errno::Errno,
+        fcntl::{AT_FDCWD, RenameFlags, renameat2},
+    };
     if overwrite {
         return std::fs::rename(from, to);
     }
-    use std::{ffi::CString, os::unix::ffi::OsStrExt};
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    };
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: check, then rename.
-        Some(libc::EINVAL | libc::ENOSYS) => {
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
             if std::fs::symlink_metadata(to).is_ok() {
                 Err(io::ErrorKind::AlreadyExists.into())
             } else {
                 std::fs::rename(from, to)
             }
         }
-        _ => Err(err),
+        Err(errno) => Err(errno.into()),
     }
 }
 
@@ -215,21 +200,55 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Takes an exclusive lock on an open part file, or says it is busy.
-/// `flock` locks belong to the open file, so this also keeps two uploads of
-/// one name apart inside the same process.
+/// The lock (`flock`) belongs to the open file, so this also keeps two
+/// uploads of one name apart inside the same process.
 pub fn try_lock(file: &File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(err)
+}
+
+/// The most a file that does not report its size is read ahead to be sent.
+pub const MAX_SNAPSHOT: u64 = 16 << 20;
+
+/// Does the kernel's size for this file say nothing about its content?
+/// True for an empty size (`/proc` files report 0 and hold text) and on the
+/// pseudo-filesystems where every file reports a page whatever it holds.
+pub fn size_is_unreliable(file: &File, len: u64) -> bool {
+    use nix::sys::statfs::{
+        CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC,
+        TRACEFS_MAGIC, fstatfs,
+    };
+    len == 0
+        || fstatfs(file).is_ok_and(|fs| {
+            [
+                PROC_SUPER_MAGIC,
+                SYSFS_MAGIC,
+                DEBUGFS_MAGIC,
+                TRACEFS_MAGIC,
+                CGROUP_SUPER_MAGIC,
+                CGROUP2_SUPER_MAGIC,
+            ]
+            .contains(&fs.filesystem_type())
+        })
+}
+
+/// Reads `file` to its end into an anonymous in-memory file, so it can be
+/// sent as it is now, with a size. `None` when it holds more than
+/// [`MAX_SNAPSHOT`] bytes.
+pub fn snapshot(file: &mut File) -> io::Result<Option<(File, u64)>> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let mut bytes = Vec::new();
+    file.take(MAX_SNAPSHOT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SNAPSHOT {
+        return Ok(None);
     }
+    let mut copy = File::from(memfd_create(c"netsh-send", MFdFlags::MFD_CLOEXEC)?);
+    copy.write_all(&bytes)?;
+    copy.seek(SeekFrom::Start(0))?;
+    Ok(Some((copy, bytes.len() as u64)))
 }
 
 #[cfg(test)]

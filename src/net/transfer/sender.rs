@@ -8,8 +8,8 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -98,12 +98,79 @@ pub struct Progress {
     pub resumed_from: AtomicU64,
 }
 
-/// Sends `path` over `conn`. With `wait_close` (a connection this upload
+/// The file an upload sends: open, its size known, its name checked.
+#[derive(Debug)]
+pub struct Source {
+    file: File,
+    size: u64,
+    name: String,
+}
+
+impl Source {
+    /// Opens `path` and settles everything about it before any connection
+    /// is made: a missing file or an unusable name must not cost the
+    /// receiver a refused upload. A file whose size the kernel does not
+    /// know (`/proc`, `/sys`) is read ahead, so what is sent is exactly
+    /// what a read returns.
+    pub fn open(path: &Path, options: &SendOptions) -> Result<Source> {
+        let shown = crate::net::helpers::quoted(path);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        // refused below); regular files ignore the flag.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!(
+                "{shown} is a folder; send_file sends one file (send each file in it)"
+            )));
+        }
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "{shown} is not a regular file, so its size is unknown"
+            )));
+        }
+        let (file, size) = if disk::size_is_unreliable(&file, meta.len()) {
+            disk::snapshot(&mut file)
+                .map_err(|e| crate::net::helpers::file_error("reading", path, e))?
+                .ok_or_else(|| {
+                    Error::TooBig(format!(
+                        "{shown} does not report its size (a /proc or /sys file?) and holds more than {} MiB; copy it to a regular file and send that",
+                        disk::MAX_SNAPSHOT >> 20
+                    ))
+                })?
+        } else {
+            (file, meta.len())
+        };
+        let name = match &options.name {
+            Some(name) => name.clone(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Error::invalid(format!("{shown} has no file name")))?,
+        };
+        // Raw mode sends no name; framed mode checks it here too, since a
+        // clear local error beats a refusal.
+        let name = if options.raw {
+            name
+        } else {
+            protocol::safe_name(name.as_bytes())
+                .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?
+        };
+        Ok(Source { file, size, name })
+    }
+}
+
+/// Sends `source` over `conn`. With `wait_close` (a connection this upload
 /// opened itself), raw mode waits briefly for the peer to close after the
 /// half-close, so the caller returns once the receiver has everything.
 pub async fn send(
     conn: Conn,
-    path: PathBuf,
+    source: Source,
     options: SendOptions,
     progress: Arc<Progress>,
     wait_close: bool,
@@ -112,26 +179,19 @@ pub async fn send(
     tokio::select! {
         biased;
         _ = conn.until_closed() => Err(conn.closed_error()),
-        sent = send_on(&conn, path, options, progress, wait_close) => sent,
+        sent = send_on(&conn, source, options, progress, wait_close) => sent,
     }
 }
 
 async fn send_on(
     conn: &Conn,
-    path: PathBuf,
+    source: Source,
     options: SendOptions,
     progress: Arc<Progress>,
     wait_close: bool,
 ) -> Result<Sent> {
     let started = Instant::now();
-    let (file, size) = open_regular(&path)?;
-    let name = match &options.name {
-        Some(name) => name.clone(),
-        None => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?,
-    };
+    let Source { file, size, name } = source;
     progress.total.store(size, Ordering::Relaxed);
     let mut io = conn.lock_io().await?;
     let (mut reader, writer) = io.halves(conn)?;
@@ -154,9 +214,6 @@ async fn send_on(
             verified: false,
         }
     } else {
-        // Check the name here too: a clear local error beats a refusal.
-        let name = protocol::safe_name(name.as_bytes())
-            .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?;
         send_framed(
             &mut reader,
             writer,
@@ -171,27 +228,6 @@ async fn send_on(
     };
     sent.seconds = started.elapsed().as_secs_f64();
     Ok(sent)
-}
-
-/// Opens a regular file and returns it with its size.
-fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let shown = path.display().to_string();
-    let file =
-        File::open(path).map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
-    if meta.is_dir() {
-        return Err(Error::invalid(format!(
-            "{shown} is a folder; send_file sends one file (send each file in it)"
-        )));
-    }
-    if !meta.is_file() {
-        return Err(Error::invalid(format!(
-            "{shown} is not a regular file, so its size is unknown"
-        )));
-    }
-    Ok((file, meta.len()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -413,7 +449,6 @@ async fn sendfile_all(
     progress: &Progress,
     peer: std::net::SocketAddr,
 ) -> Result<()> {
-    let (socket_fd, file_fd) = (socket.as_raw_fd(), file.as_raw_fd());
     // Smaller steps when pacing, so the rate limit is smooth.
     let step = if options.rate_limit.is_some() {
         CHUNK
@@ -430,14 +465,8 @@ async fn sendfile_all(
             .map_err(|e| Error::io("sending", Some(peer), e))?;
         let result = socket.try_io(Interest::WRITABLE, || {
             let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
-            // SAFETY: both descriptors are open for the duration of the call
-            // and `at` is a valid offset variable.
-            let n = unsafe { libc::sendfile(socket_fd, file_fd, &mut at, want) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            nix::sys::sendfile::sendfile(socket, file, Some(&mut at), want)
+                .map_err(std::io::Error::from)
         });
         match result {
             Ok(0) => {
@@ -491,10 +520,13 @@ fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
 }
 
 fn refused(code: Code, message: &str) -> Error {
-    Error::Protocol(format!(
-        "the receiver refused the upload: {message} ({})",
-        code.name()
-    ))
+    Error::Upload {
+        kind: code.kind(),
+        message: format!(
+            "the receiver refused the upload: {message} ({})",
+            code.name()
+        ),
+    }
 }
 
 /// Keeps an average rate at or under a limit by sleeping when ahead.
