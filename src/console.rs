@@ -58,6 +58,17 @@ pub fn warn(text: &str) {
     }
 }
 
+/// Prints a side remark to stderr (dim on a colour terminal), so it never
+/// mixes with data on stdout.
+pub fn note(text: &str) {
+    let mut err = std::io::stderr().lock();
+    if color_enabled(&std::io::stderr()) {
+        let _ = writeln!(err, "\x1b[2m{text}\x1b[0m");
+    } else {
+        let _ = writeln!(err, "{text}");
+    }
+}
+
 /// Colour only on a terminal, and never when `NO_COLOR` is set (no-color.org).
 pub fn color_enabled(stream: &impl IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

@@ -49,6 +49,9 @@ pub enum Error {
     /// The other side broke the protocol or sent something we refuse.
     #[error("{0}")]
     Protocol(String),
+    /// A script's own check failed: `assert`, `expect_eq`.
+    #[error("{0}")]
+    Assertion(String),
     /// A background task's closure failed; the text says where and why.
     #[error("the task failed: {0}")]
     TaskFailed(String),

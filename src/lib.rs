@@ -17,7 +17,9 @@
 //!   plain-words Rhai error in one place.
 //! - [`console`] — where output goes, so background work never tears the prompt.
 //!
-//! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`.
+//! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`;
+//! both are embedded in the binary ([`shell::bundled`]), so an installed
+//! netsh has them in any folder.
 
 pub mod cli;
 pub mod console;

@@ -8,7 +8,9 @@
 use rhai::{Engine, Module};
 
 pub mod addr;
+pub mod encoding;
 pub mod helpers;
+pub mod interact;
 pub mod names;
 pub mod ports;
 pub mod scan;
@@ -33,10 +35,12 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "scan", about: "which ports answer: a concurrent connect scan, like nmap -sT", module: scan::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
+    Capability { name: "interact", about: "a connection joined to the terminal or to stdin/stdout, like nc", module: interact::module },
     Capability { name: "task", about: "background tasks and servers: task, serve", module: task::module },
     Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },
     Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
+    Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
 ];
 
 /// Registers every capability's functions into the global namespace.

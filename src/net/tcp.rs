@@ -156,16 +156,17 @@ enum Want<'a> {
     Exactly(usize),
     /// Everything until the peer closes its side.
     All,
+    /// Whatever bytes are there or arrive next, at least one.
+    Some,
 }
 
 impl Conn {
-    /// Takes bytes off the connection as `want` says, under the read
-    /// timeout, Ctrl-C and `close()`. `None` means end of stream with
-    /// nothing left to return.
-    fn take(&self, want: Want<'_>) -> Result<Option<Vec<u8>>> {
+    /// Takes bytes off the connection as `want` says, within `timeout`
+    /// (none: wait as long as it takes), under Ctrl-C and `close()`. `None`
+    /// means end of stream with nothing left to return.
+    fn take(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
         let state = &self.0;
         let peer = state.peer;
-        let timeout = self.read_timeout();
         runtime::block_on(async {
             let read = async {
                 let mut guard = state.reader.lock().await;
@@ -198,8 +199,8 @@ impl Conn {
     }
 
     /// Reads text: the bytes `want` selects, which must be UTF-8.
-    fn take_text(&self, want: Want<'_>) -> Result<Option<String>> {
-        match self.take(want)? {
+    fn take_text(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<String>> {
+        match self.take(want, timeout)? {
             None => Ok(None),
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
@@ -209,21 +210,40 @@ impl Conn {
 
     /// Whatever arrives next as text; `""` at end of stream.
     pub fn recv(&self) -> Result<String> {
-        Ok(self.take_text(Want::Text)?.unwrap_or_default())
+        self.recv_within(self.read_timeout())
+    }
+
+    /// [`Conn::recv`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_within(&self, timeout: Option<Duration>) -> Result<String> {
+        Ok(self.take_text(Want::Text, timeout)?.unwrap_or_default())
     }
 
     /// The text before `delim` (which is consumed); what is left at end of
     /// stream if the delimiter never comes; `None` at end of stream.
     pub fn recv_until(&self, delim: &str) -> Result<Option<String>> {
+        self.recv_until_within(delim, self.read_timeout())
+    }
+
+    /// [`Conn::recv_until`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_until_within(
+        &self,
+        delim: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<String>> {
         if delim.is_empty() {
             return Err(Error::invalid("the delimiter is empty"));
         }
-        self.take_text(Want::Until(delim.as_bytes()))
+        self.take_text(Want::Until(delim.as_bytes()), timeout)
     }
 
     /// One line without its `\n` (or `\r\n`); `None` at end of stream.
     pub fn recv_line(&self) -> Result<Option<String>> {
-        let line = self.recv_until("\n")?;
+        self.recv_line_within(self.read_timeout())
+    }
+
+    /// [`Conn::recv_line`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_line_within(&self, timeout: Option<Duration>) -> Result<Option<String>> {
+        let line = self.recv_until_within("\n", timeout)?;
         Ok(line.map(|mut l| {
             if l.ends_with('\r') {
                 l.pop();
@@ -234,12 +254,28 @@ impl Conn {
 
     /// Exactly `n` bytes, or fewer if the peer closes first.
     pub fn read(&self, n: usize) -> Result<Vec<u8>> {
-        Ok(self.take(Want::Exactly(n))?.unwrap_or_default())
+        self.read_within(n, self.read_timeout())
+    }
+
+    /// [`Conn::read`] waiting at most `timeout` (`None`: no limit).
+    pub fn read_within(&self, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        Ok(self.take(Want::Exactly(n), timeout)?.unwrap_or_default())
     }
 
     /// Every byte until the peer closes its side.
     pub fn read_all(&self) -> Result<Vec<u8>> {
-        Ok(self.take(Want::All)?.unwrap_or_default())
+        self.read_all_within(self.read_timeout())
+    }
+
+    /// [`Conn::read_all`] waiting at most `timeout` (`None`: no limit).
+    pub fn read_all_within(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        Ok(self.take(Want::All, timeout)?.unwrap_or_default())
+    }
+
+    /// Whatever bytes arrive next (at least one), text or not; empty at end
+    /// of stream. For relaying a connection as it comes (`interact`).
+    pub fn read_some(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        Ok(self.take(Want::Some, timeout)?.unwrap_or_default())
     }
 
     /// Sends all of `data`; returns how many bytes that was.
@@ -259,7 +295,9 @@ impl Conn {
         if done == data.len() && !data.is_empty() {
             return Ok(done);
         }
-        let rest = &data[done..];
+        // A peer that stops reading fills its window and then ours: with a
+        // timeout set, give up when no byte has gone out for that long.
+        let timeout = self.read_timeout();
         runtime::block_on(async {
             let write = async {
                 let mut guard = match held.take() {
@@ -267,16 +305,44 @@ impl Conn {
                     None => state.writer.lock().await,
                 };
                 let writer = guard.as_mut().ok_or_else(|| self.cannot_send_error())?;
-                writer.write_all(rest).await.map_err(|e| {
-                    // The usual cause: the peer closed its socket, so the
-                    // kernel answered our earlier bytes with RST. Say so.
-                    match e.kind() {
-                        std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                            Error::Reset(format!("{peer} (the peer has closed the connection)"))
+                let mut sent = done;
+                while sent < data.len() {
+                    let step = async {
+                        writer.write(&data[sent..]).await.map_err(|e| {
+                            // The usual cause: the peer closed its socket, so
+                            // the kernel answered our earlier bytes with RST.
+                            match e.kind() {
+                                std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::ConnectionReset => Error::Reset(format!(
+                                    "{peer} (the peer has closed the connection)"
+                                )),
+                                _ => Error::io(format!("sending to {peer}"), Some(peer), e),
+                            }
+                        })
+                    };
+                    let n = match timeout {
+                        Some(after) => {
+                            runtime::within(
+                                after,
+                                || {
+                                    format!(
+                                        "sending to {peer}: it took no data ({sent} of {} bytes sent; the connection is still open)",
+                                        data.len()
+                                    )
+                                },
+                                step,
+                            )
+                            .await?
                         }
-                        _ => Error::io(format!("sending to {peer}"), Some(peer), e),
+                        None => step.await?,
+                    };
+                    if n == 0 {
+                        return Err(Error::Reset(format!(
+                            "{peer} (the connection took no more data)"
+                        )));
                     }
-                })?;
+                    sent += n;
+                }
                 Ok(data.len())
             };
             tokio::select! {
@@ -592,6 +658,12 @@ async fn gather(
             }
             Ok(Some(split_front(acc, n)))
         }
+        Want::Some => {
+            if acc.is_empty() && fill(reader, acc, peer).await? == 0 {
+                return Ok(None);
+            }
+            Ok(Some(std::mem::take(acc)))
+        }
         Want::All => {
             while fill(reader, acc, peer).await? > 0 {
                 // A peer that never stops must not eat all memory.
@@ -860,9 +932,16 @@ pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
     Error::invalid(format!("expected {expected}, not {got}"))
 }
 
+/// A byte count from a script: 0 or more.
+fn byte_count(n: i64) -> Result<usize> {
+    usize::try_from(n)
+        .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
+}
+
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
+    use crate::net::helpers::{wait_limit, wait_option};
 
     /// Opens a TCP listening socket on a port, on every address (IPv4 and IPv6).
     /// Port 0 picks a free port; read it from `.port`.
@@ -933,18 +1012,19 @@ mod api {
         l.accept(None).map_err(fail("accept"))
     }
 
-    /// Waits at most `timeout_ms` milliseconds for the next connection.
+    /// Waits at most `timeout_ms` milliseconds for the next connection
+    /// (0: no limit).
     ///
     /// ```rhai
     /// let c = l.accept(5000);
     /// ```
     ///
-    /// Fails when: nobody connects in time, the listener was closed, or the
-    /// wait is interrupted.
+    /// Fails when: `timeout_ms` is negative, nobody connects in time, the
+    /// listener was closed, or the wait is interrupted.
     #[rhai_fn(return_raw, pure, name = "accept")]
     pub fn accept_timeout(l: &mut Listener, timeout_ms: i64) -> ScriptResult<Conn> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|t| l.accept(Some(t)))
+        crate::net::helpers::wait_limit(timeout_ms)
+            .and_then(|t| l.accept(t))
             .map_err(fail("accept"))
     }
 
@@ -1164,10 +1244,7 @@ mod api {
     /// is closed or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn read(c: &mut Conn, n: i64) -> ScriptResult<Blob> {
-        usize::try_from(n)
-            .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
-            .and_then(|n| c.read(n))
-            .map_err(fail("read"))
+        byte_count(n).and_then(|n| c.read(n)).map_err(fail("read"))
     }
 
     /// Every byte until the peer closes its side, as a blob.
@@ -1236,8 +1313,9 @@ mod api {
         c.info().map_err(fail("info"))
     }
 
-    /// The read timeout in milliseconds; 0 means reads wait until data
-    /// arrives (Ctrl-C still stops them).
+    /// The timeout in milliseconds of reads, and of sends the peer takes no
+    /// data for; 0 means they wait as long as it takes (Ctrl-C still stops
+    /// them).
     ///
     /// ```rhai
     /// c.timeout   // 0
@@ -1249,8 +1327,10 @@ mod api {
         c.read_timeout().map_or(0, |d| d.as_millis() as i64)
     }
 
-    /// Sets the read timeout in milliseconds (0 = none). A read that times
-    /// out fails with a message saying so, and the connection stays usable.
+    /// Sets the timeout in milliseconds (0 = none) of every read, and of a
+    /// send while the peer takes no data. A read that times out fails with a
+    /// message saying so, and the connection stays usable (a send that times
+    /// out says how much of its data went out).
     ///
     /// ```rhai
     /// c.timeout = 2000;
@@ -1310,6 +1390,180 @@ mod api {
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn conn_to_string(c: &mut Conn) -> String {
         format!("{c:?}")
+    }
+
+    // Per-call timeouts: `ms` (0 = no limit) or `#{timeout: ms}`, in place
+    // of `c.timeout` for this one call.
+
+    /// `recv()` waiting at most `ms` milliseconds (0: no limit), whatever
+    /// `c.timeout` says.
+    ///
+    /// ```rhai
+    /// let reply = c.recv(500);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, nothing arrives in time (the connection
+    /// stays usable), or as `recv()`.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_ms(c: &mut Conn, ms: i64) -> ScriptResult<String> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_within(t))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let reply = c.recv(#{timeout: 500});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, nothing arrives in
+    /// time, or as `recv()`.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_options(c: &mut Conn, options: Map) -> ScriptResult<String> {
+        wait_option(&options, c.read_timeout())
+            .and_then(|t| c.recv_within(t))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv_line()` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let line = c.recv_line(500);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, no whole line arrives in time (what did
+    /// arrive is kept for the next read), or as `recv_line()`.
+    #[rhai_fn(return_raw, pure, name = "recv_line")]
+    pub fn recv_line_ms(c: &mut Conn, ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_line_within(t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_line"))
+    }
+
+    /// `recv_line()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let line = c.recv_line(#{timeout: 500});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, no whole line
+    /// arrives in time, or as `recv_line()`.
+    #[rhai_fn(return_raw, pure, name = "recv_line")]
+    pub fn recv_line_options(c: &mut Conn, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, c.read_timeout())
+            .and_then(|t| c.recv_line_within(t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_line"))
+    }
+
+    /// `recv_until(delim)` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let headers = c.recv_until("\r\n\r\n", 2000);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, the delimiter does not arrive in time
+    /// (what did is kept for the next read), or as `recv_until(delim)`.
+    #[rhai_fn(return_raw, pure, name = "recv_until")]
+    pub fn recv_until_ms(c: &mut Conn, delim: &str, ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_until_within(delim, t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_until"))
+    }
+
+    /// `recv_until(delim)` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let headers = c.recv_until("\r\n\r\n", #{timeout: 2000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the delimiter does
+    /// not arrive in time, or as `recv_until(delim)`.
+    #[rhai_fn(return_raw, pure, name = "recv_until")]
+    pub fn recv_until_options(c: &mut Conn, delim: &str, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, c.read_timeout())
+            .and_then(|t| c.recv_until_within(delim, t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_until"))
+    }
+
+    /// `read(n)` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let header = c.read(4, 1000);
+    /// ```
+    ///
+    /// Fails when: `n` or `ms` is negative, the `n` bytes do not arrive in
+    /// time (those that did are kept for the next read), or as `read(n)`.
+    #[rhai_fn(return_raw, pure, name = "read")]
+    pub fn read_ms(c: &mut Conn, n: i64, ms: i64) -> ScriptResult<Blob> {
+        byte_count(n)
+            .and_then(|n| c.read_within(n, wait_limit(ms)?))
+            .map_err(fail("read"))
+    }
+
+    /// `read(n)` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let header = c.read(4, #{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: `n` is negative, an option is unknown or not a number, the
+    /// bytes do not arrive in time, or as `read(n)`.
+    #[rhai_fn(return_raw, pure, name = "read")]
+    pub fn read_options(c: &mut Conn, n: i64, options: Map) -> ScriptResult<Blob> {
+        byte_count(n)
+            .and_then(|n| c.read_within(n, wait_option(&options, c.read_timeout())?))
+            .map_err(fail("read"))
+    }
+
+    /// `read_all()` with at most `ms` milliseconds between two chunks (0: no
+    /// limit).
+    ///
+    /// ```rhai
+    /// c.shutdown(); let reply = c.read_all(5000);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, the peer sends nothing for that long
+    /// without closing, or as `read_all()`.
+    #[rhai_fn(return_raw, pure, name = "read_all")]
+    pub fn read_all_ms(c: &mut Conn, ms: i64) -> ScriptResult<Blob> {
+        wait_limit(ms)
+            .and_then(|t| c.read_all_within(t))
+            .map_err(fail("read_all"))
+    }
+
+    /// `read_all()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let reply = c.read_all(#{timeout: 5000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the peer sends
+    /// nothing for that long without closing, or as `read_all()`.
+    #[rhai_fn(return_raw, pure, name = "read_all")]
+    pub fn read_all_options(c: &mut Conn, options: Map) -> ScriptResult<Blob> {
+        wait_option(&options, c.read_timeout())
+            .and_then(|t| c.read_all_within(t))
+            .map_err(fail("read_all"))
+    }
+
+    /// `accept()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let c = l.accept(#{timeout: 5000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, nobody connects in
+    /// time, the listener was closed, or the wait is interrupted.
+    #[rhai_fn(return_raw, pure, name = "accept")]
+    pub fn accept_options(l: &mut Listener, options: Map) -> ScriptResult<Conn> {
+        wait_option(&options, None)
+            .and_then(|t| l.accept(t))
+            .map_err(fail("accept"))
     }
 
     /// How a listener prints: `Listener(0.0.0.0:9000)`.

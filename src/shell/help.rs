@@ -23,6 +23,8 @@ mod api {
     /// ```rhai
     /// help()
     /// ```
+    ///
+    /// Fails when: never.
     pub fn help(ctx: NativeCallContext) {
         if let Some(session) = Session::of(&ctx) {
             crate::console::line(&session.help().overview());
@@ -51,11 +53,16 @@ mod api {
         Ok(())
     }
 
-    /// The loaded plugins: maps `#{name, path, description, functions}`.
+    /// The plugins this shell can use: maps `#{name, path, description,
+    /// functions, bundled, overrides}`. `path` is the file, or
+    /// `netsh:plugins/NAME.rhai` for one bundled in netsh; `overrides` names
+    /// the plugin of the same name this one hides, if any.
     ///
     /// ```rhai
     /// for p in plugins() { print(`${p.name}: ${p.description}`) }
     /// ```
+    ///
+    /// Fails when: never.
     pub fn plugins(ctx: NativeCallContext) -> Array {
         let Some(session) = Session::of(&ctx) else {
             return Array::new();
@@ -71,9 +78,14 @@ mod api {
                     .unwrap_or_default();
                 let mut m = Map::new();
                 m.insert("name".into(), p.name.clone().into());
-                m.insert("path".into(), p.path.display().to_string().into());
+                m.insert("path".into(), p.source_name().into());
                 m.insert("description".into(), p.description.clone().into());
                 m.insert("functions".into(), functions.into());
+                m.insert("bundled".into(), p.is_bundled().into());
+                m.insert(
+                    "overrides".into(),
+                    p.overrides.clone().map_or(Dynamic::UNIT, Dynamic::from),
+                );
                 m.into()
             })
             .collect()
@@ -143,13 +155,32 @@ impl HelpIndex {
             is_plugin: false,
             entries: entries(&engine, None),
         });
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(super::control::module().into());
+        let mut script = entries(&engine, None);
+        script.insert(
+            0,
+            Entry {
+                name: "args".into(),
+                signature: "args: Array".into(),
+                doc: super::control::ARGS_DOC.into(),
+            },
+        );
+        groups.push(Group {
+            name: "script".into(),
+            about: "script arguments, exit status and checks".into(),
+            is_plugin: false,
+            entries: script,
+        });
         for plugin in plugins {
             let mut engine = Engine::new_raw();
-            engine.register_static_module(plugin.name.as_str(), plugin.module.clone());
+            if let Some(module) = plugin.functions() {
+                engine.register_static_module(plugin.name.as_str(), module);
+            }
             groups.push(Group {
                 name: plugin.name.clone(),
                 about: if plugin.description.is_empty() {
-                    format!("plugin from {}", plugin.path.display())
+                    format!("plugin from {}", plugin.source_name())
                 } else {
                     plugin.description.clone()
                 },

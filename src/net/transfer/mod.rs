@@ -356,6 +356,15 @@ pub fn serve(
         last_error: Mutex::new(None),
         log,
     });
+    // At the REPL, say where uploads go, as `serve` does.
+    if crate::console::is_interactive() {
+        crate::console::line(&format!(
+            "serve_files {}: listening on {}, saving into {}",
+            state.addr.port(),
+            state.addr,
+            state.dir.display()
+        ));
+    }
     let options = Arc::new(options);
     let accepting = state.clone();
     runtime::handle().spawn(async move {
