@@ -163,24 +163,12 @@ fn the_repl_never_loads_plugins_from_the_working_directory() {
     let home = tempfile::tempdir().unwrap();
     let marker = home.path().join("MARKER");
     hostile_plugin(&home.path().join("plugins"), &marker);
-    let start = |extra: &[&str]| {
-        let mut cmd = std::process::Command::new(support::netsh_bin());
-        cmd.args(extra)
-            .env("XDG_CONFIG_HOME", home.path().join("config"))
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .env("NO_COLOR", "1")
-            .current_dir(home.path());
-        let mut pty = expectrl::Session::spawn(cmd).expect("starting the REPL");
-        pty.set_expect_timeout(Some(std::time::Duration::from_secs(15)));
-        pty.expect("netsh> ").expect("the prompt");
-        pty
-    };
-    let mut pty = start(&[]);
+    let mut pty = support::repl_in(home.path(), &[]);
     pty.send_line("plugins().map(|p| p.name)").unwrap();
     pty.expect("echo").unwrap();
     pty.expect("netsh> ").unwrap();
     assert!(!marker.exists(), "the REPL ran ./plugins/x.rhai");
-    let mut pty = start(&["--plugins", "./plugins"]);
+    let mut pty = support::repl_in(home.path(), &["--plugins", "./plugins"]);
     pty.send_line("x::hi()").unwrap();
     pty.expect("x::hi ran").unwrap();
     assert!(marker.exists(), "the REPL with --plugins did not run it");

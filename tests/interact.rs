@@ -9,14 +9,11 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
     path::Path,
-    process::Command,
     time::Duration,
 };
 
-use expectrl::{Expect, Session, process::unix::UnixProcess};
+use expectrl::Expect;
 use support::{EchoPeer, Netsh};
-
-type Pty = Session<UnixProcess, expectrl::process::unix::PtyStream>;
 
 /// Every byte value, text and a last line without a newline: what `nc` users pipe.
 fn awkward_bytes() -> Vec<u8> {
@@ -95,20 +92,6 @@ fn wait_for_file(path: &Path) -> u16 {
     panic!("netsh never wrote its port to {}", path.display());
 }
 
-/// The REPL in a pseudo-terminal, with a private home.
-fn repl(home: &Path) -> Pty {
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .current_dir(home);
-    let mut pty = Session::spawn(cmd).expect("starting netsh in a pty");
-    pty.set_expect_timeout(Some(Duration::from_secs(15)));
-    pty.expect("netsh> ").expect("the first prompt");
-    pty
-}
-
 /// One line from the test's side of the connection.
 fn read_line(reader: &mut BufReader<std::net::TcpStream>) -> String {
     let mut line = String::new();
@@ -128,7 +111,7 @@ fn interact_in_the_repl() {
     let home = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut pty = repl(home.path());
+    let mut pty = support::repl_in(home.path(), &[]);
     pty.send_line(format!("let c = connect(\"{addr}\");"))
         .unwrap();
     pty.expect("netsh> ").unwrap();

@@ -95,7 +95,7 @@ mod api {
     /// can be pasted in.
     ///
     /// ```rhai
-    /// from_hex("68 69")         // blob(2 bytes: 68 69)
+    /// from_hex("68 69");        // blob(2 bytes: 68 69)
     /// from_hex("de:ad:be:ef")   // blob(4 bytes: de ad be ef)
     /// ```
     ///

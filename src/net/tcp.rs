@@ -326,7 +326,7 @@ impl Conn {
                                 after,
                                 || {
                                     format!(
-                                        "sending to {peer}: it took no data ({sent} of {} bytes sent; the connection is still open)",
+                                        "sending to {peer}, which took no more data ({sent} of {} bytes sent; the connection is still open)",
                                         data.len()
                                     )
                                 },

@@ -487,6 +487,33 @@ mod tests {
         assert!(index.entries().any(|e| e.name == "resolve"));
     }
 
+    /// The functions this shell adds for scripts, interact and encodings
+    /// each say when they fail, and their examples are valid Rhai.
+    #[test]
+    fn script_interact_and_encoding_docs_are_complete() {
+        let index = HelpIndex::build(&[]);
+        let engine = Engine::new();
+        let mut problems = Vec::new();
+        for name in ["script", "interact", "encoding"] {
+            let group = index.group(name).expect("the group is registered");
+            for entry in group.entries.iter().filter(|e| e.name != "args") {
+                if !entry.doc.contains("Fails when:") {
+                    problems.push(format!("{}: no 'Fails when:'", entry.signature));
+                }
+                let Some(start) = entry.doc.find("```rhai") else {
+                    problems.push(format!("{}: no example", entry.signature));
+                    continue;
+                };
+                let code = &entry.doc[start + "```rhai".len()..];
+                let code = &code[..code.find("```").unwrap_or(code.len())];
+                if let Err(e) = engine.compile(code) {
+                    problems.push(format!("{}: example does not parse: {e}", entry.signature));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
     #[test]
     fn signatures_read_like_rhai() {
         assert_eq!(

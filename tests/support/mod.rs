@@ -161,6 +161,28 @@ impl Run {
     }
 }
 
+/// A REPL in a real pseudo-terminal.
+pub type Pty =
+    expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
+
+/// Starts the REPL (with `args`) in a pseudo-terminal, working in `home`
+/// with a private config and data dir there and no colour, and waits for
+/// its first prompt.
+pub fn repl_in(home: &Path, args: &[&str]) -> Pty {
+    use expectrl::Expect;
+    let mut cmd = Command::new(netsh_bin());
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(home);
+    let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
+    pty.set_expect_timeout(Some(Duration::from_secs(15)));
+    pty.expect("netsh> ").expect("the first prompt");
+    pty
+}
+
 /// Accepts one connection on `listener` within `timeout`, or panics saying
 /// nobody came; the stream it returns gives up reads after 10 s.
 pub fn accept_within(listener: &TcpListener, timeout: Duration) -> TcpStream {
