@@ -83,6 +83,10 @@ pub fn run(shell: Shell) -> std::io::Result<u8> {
         };
         match editor.readline(prompt) {
             Ok(line) => {
+                // A fresh token for what this line will run, taken at once:
+                // a Ctrl-C pressed while it is still being parsed must stop
+                // it, not the line before.
+                runtime::begin_foreground();
                 if pending.is_empty() && line.trim().is_empty() {
                     continue;
                 }
@@ -193,7 +197,6 @@ impl Repl {
     fn run(&mut self, ast: AST) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
         self.main_ast += ast;
         self.shell.session.set_ast(&self.main_ast);
-        runtime::begin_foreground();
         control::clear_exit_request();
         let result = self
             .shell
@@ -206,6 +209,7 @@ impl Repl {
     /// `init.rhai` runs like typed lines: its variables and functions stay.
     fn run_init(&mut self, path: &std::path::Path) -> Option<u8> {
         let name = path.display().to_string();
+        runtime::begin_foreground();
         let result = match self.shell.engine.compile_file(path.to_path_buf()) {
             Ok(ast) => self.run(ast).map(drop),
             Err(e) => Err(e),
