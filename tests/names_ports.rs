@@ -152,7 +152,10 @@ fn sockets_lists_udp_and_ipv6() {
             std::process::id()
         )
     );
-    let name = Netsh::eval(&format!("sockets(#{{port: {udp_port}}})[0].process"));
+    // The UDP one: a TCP socket elsewhere may have the same port number.
+    let name = Netsh::eval(&format!(
+        "sockets(#{{port: {udp_port}, proto: \"udp\"}})[0].process"
+    ));
     assert!(!name.is_empty() && name != "()", "{name}");
 }
 

@@ -302,6 +302,8 @@ fn serve_closures_reach_the_call_depth_limit_safely() {
         r#"fn deep(n) { if n == 0 { 0 } else { let a = [1]; for x in a { return x + deep(n - 1) } } }
            let s = serve("127.0.0.1:0", |c| c.send_line(`${deep(parse_int(c.recv_line()))}`));
            for n in [60, 100] { let c = connect(s.addr); c.send_line(`${n}`); print(c.recv_line()); }
+           // The failed handler reports from its own thread; wait for it.
+           while s.active > 0 { sleep(10) }
            print(task(|| deep(60)).join());"#,
     );
     assert!(out.starts_with("60\n"), "{out}");

@@ -244,7 +244,8 @@ mod api {
     /// still open. With stdin not a terminal it pipes, like nc: stdin's
     /// bytes are sent, its end half-closes, and everything received goes
     /// to stdout exactly as it came. `listen(9000).accept().interact()` is
-    /// `nc -l 9000`.
+    /// `nc -l 9000`. Call it in the foreground: in a `task` it would compete
+    /// with the prompt for what is typed.
     ///
     /// ```rhai
     /// connect("127.0.0.1:9000").interact()
