@@ -67,6 +67,9 @@ pub enum Error {
     /// The other side broke the protocol or sent something we refuse.
     #[error("{0}")]
     Protocol(String),
+    /// A script's own check failed: `assert`, `expect_eq`.
+    #[error("{0}")]
+    Assertion(String),
     /// A closure the script handed over (a progress callback) failed; the
     /// kind is that of its error.
     #[error("{message}")]
@@ -186,7 +189,8 @@ impl Error {
     /// Which of the fixed [`Kind`]s this error is.
     pub fn kind(&self) -> Kind {
         match self {
-            Error::InvalidArgument(_) => Kind::Invalid,
+            // A failed assert is the script saying a value was not valid.
+            Error::InvalidArgument(_) | Error::Assertion(_) => Kind::Invalid,
             Error::Resolve { .. } | Error::NotFound(_) => Kind::NotFound,
             Error::Refused(_) => Kind::Refused,
             Error::Reset(_) => Kind::Reset,
@@ -406,6 +410,9 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
             "stack overflow: functions nested more than 64 calls deep".to_string()
         }
         EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
+        // `exit` inside a callback that cannot end the script (a progress
+        // closure): say what happened rather than Rhai's "NOT AN ERROR".
+        EvalAltResult::Exit(value, _) => format!("exit({value}) cannot end the script from here"),
         other => strip_position(&other.to_string()),
     };
     if let Some(name) = called.last() {

@@ -64,23 +64,61 @@ fn state_persists_between_lines() {
     line(&mut pty, "c.call(1) + add2(0)", "42");
 }
 
-/// An open brace, bracket or string continues on the next line.
+/// An open brace, bracket or string continues on the next line, behind a
+/// `...>` prompt; Ctrl-C there drops the unfinished input.
 #[test]
 fn unfinished_input_continues() {
     let home = tempfile::tempdir().unwrap();
     let mut pty = start(home.path());
     pty.send_line("fn triple(a) {").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("  a * 3").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("}; triple(111)").unwrap();
     pty.expect("333").unwrap();
     pty.expect("netsh> ").unwrap();
     line(&mut pty, "triple(1000)", "3000");
     pty.send_line("let arr = [1,").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("2]; arr.len() * 1000 + 7").unwrap();
     pty.expect("2007").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("let s = \"open").unwrap();
+    pty.expect("...> ").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
+}
+
+/// `exit(n)` leaves the REPL with status n; a failing line that called
+/// `exit` where it cannot end anything does not.
+#[test]
+fn exit_leaves_with_its_status() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    line(
+        &mut pty,
+        "[1].map(|x| exit(9))",
+        "cannot end the script from here",
+    );
+    line(&mut pty, "\"\"", "\"\"");
+    pty.send_line("exit(7)").unwrap();
+    pty.expect(Eof).unwrap();
+    let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
+    assert!(status.ends_with(", 7)"), "{status}");
+}
+
+/// serve_files announces itself at the prompt, as serve does.
+#[test]
+fn serve_files_announces_itself() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("let f = serve_files(\"127.0.0.1:0\", \"inbox\");")
+        .unwrap();
+    pty.expect(expectrl::Regex(
+        r"serve_files \d+: listening on 127\.0\.0\.1:\d+, saving into \S*inbox",
+    ))
+    .unwrap();
 }
 
 /// Tab completes a function name, and a help topic inside help("…").

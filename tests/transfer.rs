@@ -32,7 +32,11 @@ fn loopback() -> SocketAddr {
 
 /// Runs Rhai code in this process with a fresh shell; its value, or the error text.
 fn eval(code: &str) -> Result<Dynamic, String> {
-    netsh::shell::Shell::new(None).eval(code, &[])
+    use netsh::shell::{Outcome, Setup, Shell};
+    match Shell::new(Setup::for_code(code)).eval(code, &[])? {
+        Outcome::Value(value) => Ok(value),
+        Outcome::Exit(status) => Err(format!("exit({status})")),
+    }
 }
 
 fn eval_map(code: &str) -> Map {

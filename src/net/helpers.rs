@@ -1,5 +1,6 @@
-//! Small helpers every script needs: waiting, time, hashing, files, JSON,
-//! environment variables.
+//! Small helpers every script needs: waiting, time, hashing, files and
+//! temporary folders, JSON, environment variables; and the parsing of
+//! timeouts that every blocking call shares.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,7 +16,20 @@ use crate::runtime;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
-    exported_module!(api)
+    let mut module = exported_module!(api);
+    module.set_custom_type::<TempDir>("TempDir");
+    module
+}
+
+/// A temporary folder, removed with everything in it when the last copy
+/// of the value is gone (at the end of the function or script holding it).
+#[derive(Clone)]
+pub struct TempDir(std::sync::Arc<tempfile::TempDir>);
+
+impl TempDir {
+    pub fn path(&self) -> String {
+        self.0.path().display().to_string()
+    }
 }
 
 #[export_module]
@@ -81,26 +95,6 @@ mod api {
     #[rhai_fn(name = "sha256", pure)]
     pub fn sha256_blob(data: &mut Blob) -> String {
         hex::encode(Sha256::digest(data.as_slice()))
-    }
-
-    /// A blob as lowercase hex digits.
-    ///
-    /// ```rhai
-    /// hex(blob(3, 255))   // "ffffff"
-    /// ```
-    #[rhai_fn(pure)]
-    pub fn hex(data: &mut Blob) -> String {
-        hex::encode(data.as_slice())
-    }
-
-    /// A string's UTF-8 bytes as lowercase hex digits.
-    ///
-    /// ```rhai
-    /// hex("hi")   // "6869"
-    /// ```
-    #[rhai_fn(name = "hex")]
-    pub fn hex_str(data: &str) -> String {
-        hex::encode(data.as_bytes())
     }
 
     /// The contents of a text file as a string.
@@ -179,6 +173,50 @@ mod api {
             .map(super::from_json_value)
             .map_err(|e| Error::invalid(format!("not valid JSON: {e}")))
             .map_err(fail("parse_json"))
+    }
+
+    /// A new empty folder under the system's temporary folder (`$TMPDIR`,
+    /// else `/tmp`), removed with everything in it once the value is no
+    /// longer held: at the end of the function or script that made it. It
+    /// prints as its path, so `${dir}/file` names a file in it.
+    ///
+    /// ```rhai
+    /// let dir = temp_dir(); write_file(`${dir}/note.txt`, "hi");
+    /// ```
+    ///
+    /// Fails when: the temporary folder is missing or not writable.
+    #[rhai_fn(return_raw)]
+    pub fn temp_dir() -> ScriptResult<super::TempDir> {
+        tempfile::Builder::new()
+            .prefix("netsh-")
+            .tempdir()
+            .map(|dir| super::TempDir(std::sync::Arc::new(dir)))
+            .map_err(|e| Error::io("creating a temporary folder", None, e))
+            .map_err(fail("temp_dir"))
+    }
+
+    /// The path of a temporary folder.
+    ///
+    /// ```rhai
+    /// temp_dir().path   // "/tmp/netsh-a1B2c3"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "path", pure)]
+    pub fn temp_dir_path(dir: &mut super::TempDir) -> String {
+        dir.path()
+    }
+
+    /// A temporary folder prints as its path.
+    ///
+    /// ```rhai
+    /// print(`saving into ${dir}`)
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn temp_dir_to_string(dir: &mut super::TempDir) -> String {
+        dir.path()
     }
 
     /// An environment variable, or `()` when it is not set.

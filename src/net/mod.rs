@@ -8,7 +8,9 @@
 use rhai::{Engine, Module};
 
 pub mod addr;
+pub mod encoding;
 pub mod helpers;
+pub mod interact;
 pub mod names;
 pub mod options;
 pub mod ports;
@@ -36,12 +38,14 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "scan", about: "which ports answer: a concurrent connect scan, like nmap -sT", module: scan::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
+    Capability { name: "interact", about: "a connection joined to the terminal or to stdin/stdout, like nc", module: interact::module },
     Capability { name: "task", about: "background tasks, and the jobs table: task, jobs, stop_all, wait", module: task::module },
     Capability { name: "serve", about: "servers in the background: a closure per connection, or event handlers", module: serve::module },
     Capability { name: "shared", about: "state tasks share on purpose: shared values and channels", module: shared::module },
     Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },
     Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
+    Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
 ];
 
 /// Registers every capability's functions into the global namespace.

@@ -25,6 +25,14 @@ pub fn timeout(ms: i64) -> Result<Option<Duration>> {
     }
 }
 
+/// The wait limit of a per-call options map (`c.recv_line(#{timeout: 500})`),
+/// or `default` when the map has no `timeout`.
+pub fn wait_option(map: &Map, default: Option<Duration>) -> Result<Option<Duration>> {
+    Ok(Options::new(map, &["timeout"])?
+        .timeout("timeout")?
+        .unwrap_or(default))
+}
+
 /// An options map whose keys were checked against the ones a function knows.
 pub struct Options<'a> {
     map: &'a Map,

@@ -383,8 +383,8 @@ mod api {
             .map_err(fail("recv"))
     }
 
-    /// Takes the oldest value out, waiting at most `timeout_ms`; `()` if
-    /// none came (or the channel is closed and empty).
+    /// Takes the oldest value out, waiting at most `timeout_ms` (0: no
+    /// limit); `()` if none came (or the channel is closed and empty).
     ///
     /// ```rhai
     /// let v = ch.recv(500);
@@ -393,8 +393,8 @@ mod api {
     /// Fails when: `timeout_ms` is negative, or Ctrl-C while waiting.
     #[rhai_fn(return_raw, pure, name = "recv")]
     pub fn channel_recv_timeout(ch: &mut Channel, timeout_ms: i64) -> ScriptResult<Dynamic> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|t| ch.recv(Some(t)))
+        crate::net::options::timeout(timeout_ms)
+            .and_then(|t| ch.recv(t))
             .map(|v| v.unwrap_or(Dynamic::UNIT))
             .map_err(fail("recv"))
     }

@@ -238,18 +238,36 @@ mod api {
         t.join(None).map_err(fail("join"))
     }
 
-    /// Waits at most `timeout_ms` milliseconds for the task's result.
+    /// Waits at most `timeout_ms` milliseconds for the task's result (0: no
+    /// limit).
     ///
     /// ```rhai
     /// let answer = t.join(5000);
     /// ```
     ///
-    /// Fails when: the task is still running after `timeout_ms` (it keeps
-    /// running), the closure failed, the task was stopped, or Ctrl-C.
+    /// Fails when: `timeout_ms` is negative, the task is still running after
+    /// `timeout_ms` (it keeps running), the closure failed, the task was
+    /// stopped, or Ctrl-C.
     #[rhai_fn(return_raw, pure, name = "join")]
     pub fn join_timeout(t: &mut Task, timeout_ms: i64) -> ScriptResult<Dynamic> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|after| t.join(Some(after)))
+        crate::net::options::timeout(timeout_ms)
+            .and_then(|after| t.join(after))
+            .map_err(fail("join"))
+    }
+
+    /// `join()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let answer = t.join(#{timeout: 5000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the task is still
+    /// running after the timeout, the closure failed, the task was stopped,
+    /// or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "join")]
+    pub fn join_options(t: &mut Task, options: rhai::Map) -> ScriptResult<Dynamic> {
+        crate::net::options::wait_option(&options, None)
+            .and_then(|after| t.join(after))
             .map_err(fail("join"))
     }
 

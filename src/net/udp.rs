@@ -307,9 +307,15 @@ fn bytes_of(data: &Dynamic) -> Result<Vec<u8>> {
     }
 }
 
+/// A datagram that may not have come in time: its map, or `()`.
+fn maybe_datagram(datagram: Option<Datagram>, as_blob: bool) -> Dynamic {
+    datagram.map_or(Dynamic::UNIT, |d| datagram_map(d, as_blob).into())
+}
+
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
+    use crate::net::options::{timeout as wait_limit, wait_option};
 
     /// Sends one UDP datagram (a string or a blob) and returns the bytes
     /// sent. Nothing tells you whether it arrived: to a port nobody listens
@@ -375,9 +381,9 @@ mod api {
             .map_err(fail("recv"))
     }
 
-    /// Waits at most `timeout_ms` for a datagram (0: no limit, like
-    /// `recv()`); `()` if none arrives (a lost datagram is normal for UDP,
-    /// so this is not an error).
+    /// Waits at most `timeout_ms` for a datagram (0: no limit); `()` if
+    /// none arrives (a lost datagram is normal for UDP, so this is not an
+    /// error).
     ///
     /// ```rhai
     /// let m = u.recv(1000); if m == () { print("nothing arrived") }
@@ -386,10 +392,60 @@ mod api {
     /// Fails when: `timeout_ms` is negative, the socket is closed, or Ctrl-C.
     #[rhai_fn(return_raw, pure, name = "recv")]
     pub fn recv_timeout(u: &mut Udp, timeout_ms: i64) -> ScriptResult<Dynamic> {
-        crate::net::options::timeout(timeout_ms)
+        wait_limit(timeout_ms)
             .and_then(|t| u.recv(t))
-            .map(|d| d.map_or(Dynamic::UNIT, |d| super::datagram_map(d, false).into()))
+            .map(|d| super::maybe_datagram(d, false))
             .map_err(fail("recv"))
+    }
+
+    /// `recv()` with options: `timeout` (milliseconds, 0: no limit); `()`
+    /// if nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv(#{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the socket is
+    /// closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_options(u: &mut Udp, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, None)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, false))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv_blob()` waiting at most `timeout_ms` (0: no limit); `()` if
+    /// nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv_blob(1000);
+    /// ```
+    ///
+    /// Fails when: `timeout_ms` is negative, the socket is closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv_blob")]
+    pub fn recv_blob_timeout(u: &mut Udp, timeout_ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(timeout_ms)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, true))
+            .map_err(fail("recv_blob"))
+    }
+
+    /// `recv_blob()` with options: `timeout` (milliseconds, 0: no limit);
+    /// `()` if nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv_blob(#{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the socket is
+    /// closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv_blob")]
+    pub fn recv_blob_options(u: &mut Udp, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, None)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, true))
+            .map_err(fail("recv_blob"))
     }
 
     /// Like `recv()`, but `data` is always a blob.

@@ -221,19 +221,18 @@ pub const RHAI_THREAD_STACK: usize = 2 * 1024 * 1024;
 
 /// Starts an OS thread that runs Rhai code under `token`; work it starts
 /// in turn (tasks, servers) runs under children of `token`.
-pub fn spawn_rhai_thread(
-    name: String,
+pub fn spawn_rhai_thread<T: Send + 'static>(
+    name: impl Into<String>,
     token: CancellationToken,
-    work: impl FnOnce() + Send + 'static,
-) -> Result<()> {
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new()
-        .name(name)
+        .name(name.into())
         .stack_size(RHAI_THREAD_STACK)
         .spawn(move || {
             adopt(token);
             work()
         })
-        .map(drop)
         .map_err(|e| Error::io("starting a thread", None, e))
 }
 

@@ -63,5 +63,5 @@ fn start_connection(
     if started.is_err() {
         conn.close();
     }
-    started
+    started.map(drop)
 }

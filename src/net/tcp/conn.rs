@@ -184,7 +184,7 @@ impl Conn {
 }
 
 /// What a read wants from the byte stream; see [`gather`].
-pub enum Want<'a> {
+enum Want<'a> {
     /// Whatever arrives next, cut at a UTF-8 character boundary (`recv`).
     Text,
     /// Everything up to `delim`, which is consumed but not returned.
@@ -193,15 +193,16 @@ pub enum Want<'a> {
     Exactly(usize),
     /// Everything until the peer closes its side.
     All,
+    /// Whatever bytes are there or arrive next, at least one.
+    Some,
 }
 
 impl Conn {
-    /// Takes bytes off the connection as `want` says, within `timeout` (the
-    /// connection's own when `None`), under Ctrl-C and `close()`. `None`
+    /// Takes bytes off the connection as `want` says, within `timeout`
+    /// (`None`: as long as it takes), under Ctrl-C and `close()`. `None`
     /// means end of stream with nothing left to return.
-    pub fn take(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
+    fn take(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
         runtime::ensure_may_block()?;
-        let timeout = timeout.or_else(|| self.timeout());
         let deadline = timeout.map(|t| Instant::now() + t);
         let waited = || Error::Timeout {
             what: format!(
@@ -300,13 +301,27 @@ impl Conn {
     }
 
     /// Whatever arrives next as text; `""` at end of stream.
-    pub fn recv(&self, timeout: Option<Duration>) -> Result<String> {
+    pub fn recv(&self) -> Result<String> {
+        self.recv_within(self.timeout())
+    }
+
+    /// [`Conn::recv`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_within(&self, timeout: Option<Duration>) -> Result<String> {
         Ok(self.take_text(Want::Text, timeout)?.unwrap_or_default())
     }
 
     /// The text before `delim` (which is consumed); what is left at end of
     /// stream if the delimiter never comes; `None` at end of stream.
-    pub fn recv_until(&self, delim: &str, timeout: Option<Duration>) -> Result<Option<String>> {
+    pub fn recv_until(&self, delim: &str) -> Result<Option<String>> {
+        self.recv_until_within(delim, self.timeout())
+    }
+
+    /// [`Conn::recv_until`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_until_within(
+        &self,
+        delim: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<String>> {
         if delim.is_empty() {
             return Err(Error::invalid("the delimiter is empty"));
         }
@@ -314,8 +329,13 @@ impl Conn {
     }
 
     /// One line without its `\n` (or `\r\n`); `None` at end of stream.
-    pub fn recv_line(&self, timeout: Option<Duration>) -> Result<Option<String>> {
-        let line = self.recv_until("\n", timeout)?;
+    pub fn recv_line(&self) -> Result<Option<String>> {
+        self.recv_line_within(self.timeout())
+    }
+
+    /// [`Conn::recv_line`] waiting at most `timeout` (`None`: no limit).
+    pub fn recv_line_within(&self, timeout: Option<Duration>) -> Result<Option<String>> {
+        let line = self.recv_until_within("\n", timeout)?;
         Ok(line.map(|mut l| {
             if l.ends_with('\r') {
                 l.pop();
@@ -325,21 +345,38 @@ impl Conn {
     }
 
     /// Exactly `n` bytes, or fewer if the peer closes first.
-    pub fn read(&self, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
+    pub fn read(&self, n: usize) -> Result<Vec<u8>> {
+        self.read_within(n, self.timeout())
+    }
+
+    /// [`Conn::read`] waiting at most `timeout` (`None`: no limit).
+    pub fn read_within(&self, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
         Ok(self.take(Want::Exactly(n), timeout)?.unwrap_or_default())
     }
 
     /// Every byte until the peer closes its side.
-    pub fn read_all(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+    pub fn read_all(&self) -> Result<Vec<u8>> {
+        self.read_all_within(self.timeout())
+    }
+
+    /// [`Conn::read_all`] waiting at most `timeout` (`None`: no limit)
+    /// between two chunks.
+    pub fn read_all_within(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
         Ok(self.take(Want::All, timeout)?.unwrap_or_default())
     }
 
-    /// Sends all of `data`; returns how many bytes that was. The timeout
-    /// (the connection's own when `None`) counts from the last progress: a
-    /// peer that reads slowly is fine, one that stops reading is not.
-    pub fn send(&self, data: &[u8], timeout: Option<Duration>) -> Result<usize> {
+    /// Whatever bytes arrive next (at least one), text or not; empty at end
+    /// of stream. For relaying a connection as it comes (`interact`).
+    pub fn read_some(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        Ok(self.take(Want::Some, timeout)?.unwrap_or_default())
+    }
+
+    /// Sends all of `data`; returns how many bytes that was. The
+    /// connection's timeout counts from the last progress: a peer that reads
+    /// slowly is fine, one that stops reading is not.
+    pub fn send(&self, data: &[u8]) -> Result<usize> {
         let peer = self.0.peer;
-        let timeout = timeout.or_else(|| self.timeout());
+        let timeout = self.timeout();
         let stuck = |sent: usize| Error::Timeout {
             what: format!(
                 "sending to {peer}: it is not reading ({sent} of {} bytes sent; the connection is still open)",
@@ -565,6 +602,12 @@ fn gather(
                 }
             }
             Ok(Some(split_front(acc, n)))
+        }
+        Want::Some => {
+            if acc.is_empty() && fill(acc)? == 0 {
+                return Ok(None);
+            }
+            Ok(Some(std::mem::take(acc)))
         }
         Want::All => {
             while fill(acc)? > 0 {

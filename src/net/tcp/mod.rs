@@ -17,7 +17,7 @@ mod conn;
 mod info;
 mod listener;
 
-pub use conn::{Conn, ConnIo, PendingThenSocket, Want};
+pub use conn::{Conn, ConnIo, PendingThenSocket};
 pub use info::info_map;
 pub use listener::{
     DEFAULT_CONNECT_TIMEOUT, Listener, ListenerState, bind_listener, connect, listen,
@@ -42,6 +42,12 @@ pub fn option_millis(name: &str, value: &Dynamic) -> Result<Duration> {
     crate::net::helpers::millis(ms, name)
 }
 
+/// A byte count from a script: 0 or more.
+fn byte_count(n: i64) -> Result<usize> {
+    usize::try_from(n)
+        .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
+}
+
 /// The error for an argument of the wrong type: what was expected, what came.
 pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
     let got = match got.type_name() {
@@ -62,6 +68,7 @@ pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
+    use crate::net::options::{timeout as wait_limit, wait_option};
 
     /// Opens a TCP listening socket on a port, on every address (IPv4 and IPv6).
     /// Port 0 picks a free port; read it from `.port`.
@@ -132,18 +139,19 @@ mod api {
         l.accept(None).map_err(fail("accept"))
     }
 
-    /// Waits at most `timeout_ms` milliseconds for the next connection.
+    /// Waits at most `timeout_ms` milliseconds for the next connection
+    /// (0: no limit).
     ///
     /// ```rhai
     /// let c = l.accept(5000);
     /// ```
     ///
-    /// Fails when: nobody connects in time, the listener was closed, or the
-    /// wait is interrupted.
+    /// Fails when: `timeout_ms` is negative, nobody connects in time, the
+    /// listener was closed, or the wait is interrupted.
     #[rhai_fn(return_raw, pure, name = "accept")]
     pub fn accept_timeout(l: &mut Listener, timeout_ms: i64) -> ScriptResult<Conn> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|t| l.accept(Some(t)))
+        wait_limit(timeout_ms)
+            .and_then(|t| l.accept(t))
             .map_err(fail("accept"))
     }
 
@@ -249,7 +257,7 @@ mod api {
     /// the peer reset it.
     #[rhai_fn(return_raw, pure, name = "send")]
     pub fn send_str(c: &mut Conn, data: &str) -> ScriptResult<i64> {
-        c.send(data.as_bytes(), None)
+        c.send(data.as_bytes())
             .map(|n| n as i64)
             .map_err(fail("send"))
     }
@@ -264,7 +272,7 @@ mod api {
     /// the peer reset it.
     #[rhai_fn(return_raw, pure, name = "send")]
     pub fn send_blob(c: &mut Conn, data: Blob) -> ScriptResult<i64> {
-        c.send(&data, None).map(|n| n as i64).map_err(fail("send"))
+        c.send(&data).map(|n| n as i64).map_err(fail("send"))
     }
 
     /// Catches `send` with something that is neither a string nor a blob.
@@ -292,9 +300,7 @@ mod api {
         let mut data = Vec::with_capacity(line.len() + 1);
         data.extend_from_slice(line.as_bytes());
         data.push(b'\n');
-        c.send(&data, None)
-            .map(|n| n as i64)
-            .map_err(fail("send_line"))
+        c.send(&data).map(|n| n as i64).map_err(fail("send_line"))
     }
 
     /// Whatever arrives next, as a string (as much as has arrived, at least
@@ -309,7 +315,7 @@ mod api {
     /// passes, the connection is closed or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn recv(c: &mut Conn) -> ScriptResult<String> {
-        c.recv(None).map_err(fail("recv"))
+        c.recv().map_err(fail("recv"))
     }
 
     /// The next line, without its `"\n"` or `"\r\n"`; `()` at end of stream
@@ -325,7 +331,7 @@ mod api {
     /// or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn recv_line(c: &mut Conn) -> ScriptResult<Dynamic> {
-        c.recv_line(None)
+        c.recv_line()
             .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
             .map_err(fail("recv_line"))
     }
@@ -342,7 +348,7 @@ mod api {
     /// is closed or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn recv_until(c: &mut Conn, delim: &str) -> ScriptResult<Dynamic> {
-        c.recv_until(delim, None)
+        c.recv_until(delim)
             .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
             .map_err(fail("recv_until"))
     }
@@ -358,10 +364,7 @@ mod api {
     /// is closed or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn read(c: &mut Conn, n: i64) -> ScriptResult<Blob> {
-        usize::try_from(n)
-            .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
-            .and_then(|n| c.read(n, None))
-            .map_err(fail("read"))
+        byte_count(n).and_then(|n| c.read(n)).map_err(fail("read"))
     }
 
     /// Every byte until the peer closes its side, as a blob.
@@ -374,7 +377,7 @@ mod api {
     /// connection is closed or reset, or Ctrl-C.
     #[rhai_fn(return_raw, pure)]
     pub fn read_all(c: &mut Conn) -> ScriptResult<Blob> {
-        c.read_all(None).map_err(fail("read_all"))
+        c.read_all().map_err(fail("read_all"))
     }
 
     /// Half-close: sends FIN so the peer reads end of stream; this side can
@@ -430,8 +433,9 @@ mod api {
         c.info().map_err(fail("info"))
     }
 
-    /// The read timeout in milliseconds; 0 means reads wait until data
-    /// arrives (Ctrl-C still stops them).
+    /// The timeout in milliseconds of reads, and of sends the peer takes no
+    /// data for; 0 means they wait as long as it takes (Ctrl-C still stops
+    /// them).
     ///
     /// ```rhai
     /// c.timeout   // 0
@@ -443,8 +447,10 @@ mod api {
         c.timeout().map_or(0, |d| d.as_millis() as i64)
     }
 
-    /// Sets the read timeout in milliseconds (0 = none). A read that times
-    /// out fails with a message saying so, and the connection stays usable.
+    /// Sets the timeout in milliseconds (0 = none) of every read, and of a
+    /// send while the peer takes no data. A read that times out fails with a
+    /// message saying so, and the connection stays usable (a send that times
+    /// out says how much of its data went out).
     ///
     /// ```rhai
     /// c.timeout = 2000;
@@ -521,6 +527,180 @@ mod api {
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
     pub fn conn_to_string(c: &mut Conn) -> String {
         format!("{c:?}")
+    }
+
+    // Per-call timeouts: `ms` (0 = no limit) or `#{timeout: ms}`, in place
+    // of `c.timeout` for this one call.
+
+    /// `recv()` waiting at most `ms` milliseconds (0: no limit), whatever
+    /// `c.timeout` says.
+    ///
+    /// ```rhai
+    /// let reply = c.recv(500);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, nothing arrives in time (the connection
+    /// stays usable), or as `recv()`.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_ms(c: &mut Conn, ms: i64) -> ScriptResult<String> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_within(t))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let reply = c.recv(#{timeout: 500});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, nothing arrives in
+    /// time, or as `recv()`.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_options(c: &mut Conn, options: Map) -> ScriptResult<String> {
+        wait_option(&options, c.timeout())
+            .and_then(|t| c.recv_within(t))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv_line()` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let line = c.recv_line(500);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, no whole line arrives in time (what did
+    /// arrive is kept for the next read), or as `recv_line()`.
+    #[rhai_fn(return_raw, pure, name = "recv_line")]
+    pub fn recv_line_ms(c: &mut Conn, ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_line_within(t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_line"))
+    }
+
+    /// `recv_line()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let line = c.recv_line(#{timeout: 500});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, no whole line
+    /// arrives in time, or as `recv_line()`.
+    #[rhai_fn(return_raw, pure, name = "recv_line")]
+    pub fn recv_line_options(c: &mut Conn, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, c.timeout())
+            .and_then(|t| c.recv_line_within(t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_line"))
+    }
+
+    /// `recv_until(delim)` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let headers = c.recv_until("\r\n\r\n", 2000);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, the delimiter does not arrive in time
+    /// (what did is kept for the next read), or as `recv_until(delim)`.
+    #[rhai_fn(return_raw, pure, name = "recv_until")]
+    pub fn recv_until_ms(c: &mut Conn, delim: &str, ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(ms)
+            .and_then(|t| c.recv_until_within(delim, t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_until"))
+    }
+
+    /// `recv_until(delim)` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let headers = c.recv_until("\r\n\r\n", #{timeout: 2000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the delimiter does
+    /// not arrive in time, or as `recv_until(delim)`.
+    #[rhai_fn(return_raw, pure, name = "recv_until")]
+    pub fn recv_until_options(c: &mut Conn, delim: &str, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, c.timeout())
+            .and_then(|t| c.recv_until_within(delim, t))
+            .map(|l| l.map_or(Dynamic::UNIT, Dynamic::from))
+            .map_err(fail("recv_until"))
+    }
+
+    /// `read(n)` waiting at most `ms` milliseconds (0: no limit).
+    ///
+    /// ```rhai
+    /// let header = c.read(4, 1000);
+    /// ```
+    ///
+    /// Fails when: `n` or `ms` is negative, the `n` bytes do not arrive in
+    /// time (those that did are kept for the next read), or as `read(n)`.
+    #[rhai_fn(return_raw, pure, name = "read")]
+    pub fn read_ms(c: &mut Conn, n: i64, ms: i64) -> ScriptResult<Blob> {
+        byte_count(n)
+            .and_then(|n| c.read_within(n, wait_limit(ms)?))
+            .map_err(fail("read"))
+    }
+
+    /// `read(n)` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let header = c.read(4, #{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: `n` is negative, an option is unknown or not a number, the
+    /// bytes do not arrive in time, or as `read(n)`.
+    #[rhai_fn(return_raw, pure, name = "read")]
+    pub fn read_options(c: &mut Conn, n: i64, options: Map) -> ScriptResult<Blob> {
+        byte_count(n)
+            .and_then(|n| c.read_within(n, wait_option(&options, c.timeout())?))
+            .map_err(fail("read"))
+    }
+
+    /// `read_all()` with at most `ms` milliseconds between two chunks (0: no
+    /// limit).
+    ///
+    /// ```rhai
+    /// c.shutdown(); let reply = c.read_all(5000);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative, the peer sends nothing for that long
+    /// without closing, or as `read_all()`.
+    #[rhai_fn(return_raw, pure, name = "read_all")]
+    pub fn read_all_ms(c: &mut Conn, ms: i64) -> ScriptResult<Blob> {
+        wait_limit(ms)
+            .and_then(|t| c.read_all_within(t))
+            .map_err(fail("read_all"))
+    }
+
+    /// `read_all()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let reply = c.read_all(#{timeout: 5000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the peer sends
+    /// nothing for that long without closing, or as `read_all()`.
+    #[rhai_fn(return_raw, pure, name = "read_all")]
+    pub fn read_all_options(c: &mut Conn, options: Map) -> ScriptResult<Blob> {
+        wait_option(&options, c.timeout())
+            .and_then(|t| c.read_all_within(t))
+            .map_err(fail("read_all"))
+    }
+
+    /// `accept()` with options: `timeout` (milliseconds, 0: no limit).
+    ///
+    /// ```rhai
+    /// let c = l.accept(#{timeout: 5000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, nobody connects in
+    /// time, the listener was closed, or the wait is interrupted.
+    #[rhai_fn(return_raw, pure, name = "accept")]
+    pub fn accept_options(l: &mut Listener, options: Map) -> ScriptResult<Conn> {
+        wait_option(&options, None)
+            .and_then(|t| l.accept(t))
+            .map_err(fail("accept"))
     }
 
     /// How a listener prints: `Listener(0.0.0.0:9000)`.

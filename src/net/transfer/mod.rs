@@ -430,6 +430,15 @@ pub fn serve(
         ended: watch::Sender::new(false),
     });
     let uploads = Arc::new(Semaphore::new(options.max_uploads));
+    // At the REPL, say where uploads go, as `serve` does.
+    if crate::console::is_interactive() {
+        crate::console::line(&format!(
+            "serve_files {}: listening on {}, saving into {}",
+            state.addr.port(),
+            state.addr,
+            state.dir.display()
+        ));
+    }
     let options = Arc::new(options);
     let accepting = state.clone();
     runtime::handle().spawn(async move {
