@@ -52,6 +52,13 @@ pub enum Error {
     /// A background task's closure failed; the text says where and why.
     #[error("the task failed: {0}")]
     TaskFailed(String),
+    /// Fetching a URL failed: which URL, and why (refused, timeout, TLS…).
+    #[error("{url}: {source}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// Any other operating-system error, with what we were doing.
     #[error("{context}: {source}")]
     Io {

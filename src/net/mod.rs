@@ -9,8 +9,10 @@ use rhai::{Engine, Module};
 
 pub mod addr;
 pub mod helpers;
+pub mod http;
 pub mod names;
 pub mod ports;
+pub mod progress;
 pub mod scan;
 pub mod sockets;
 pub mod task;
@@ -36,6 +38,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "task", about: "background tasks and servers: task, serve", module: task::module },
     Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },
     Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
+    Capability { name: "http", about: "URLs: fetch, a download with resume, like curl and wget (lesson 1.8)", module: http::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
 ];
 

@@ -74,25 +74,52 @@ pub struct Written {
 /// into `hasher`; returns when the channel closes or a write fails. Emptied
 /// buffers go back through `spare` to be reused.
 pub fn write_chunks(
+    file: File,
+    hasher: Sha256,
+    position: u64,
+    chunks: mpsc::Receiver<Vec<u8>>,
+    spare: std_mpsc::Sender<Vec<u8>>,
+) -> Written {
+    write_into(file, hasher, Some(position), chunks, spare)
+}
+
+/// Like [`write_chunks`] for a file that cannot seek or be cut (a pipe, a
+/// terminal, `/dev/null`): the bytes are written in order as they come.
+pub fn write_stream(
+    file: File,
+    hasher: Sha256,
+    chunks: mpsc::Receiver<Vec<u8>>,
+    spare: std_mpsc::Sender<Vec<u8>>,
+) -> Written {
+    write_into(file, hasher, None, chunks, spare)
+}
+
+/// `start`: where a regular file is written from; `None` for a stream.
+fn write_into(
     mut file: File,
     mut hasher: Sha256,
-    mut position: u64,
+    start: Option<u64>,
     mut chunks: mpsc::Receiver<Vec<u8>>,
     spare: std_mpsc::Sender<Vec<u8>>,
 ) -> Written {
+    let seekable = start.is_some();
+    let mut position = start.unwrap_or(0);
     // Everything from `position` on is written afresh. Cutting the file
     // there first matters: zero chunks become holes (seeks), and a hole over
     // bytes left by an earlier, different upload would keep those bytes.
-    let mut error = file
-        .set_len(position)
-        .and_then(|()| file.seek(SeekFrom::Start(position)))
-        .err();
+    let mut error = if seekable {
+        file.set_len(position)
+            .and_then(|()| file.seek(SeekFrom::Start(position)))
+            .err()
+    } else {
+        None
+    };
     while error.is_none() {
         let Some(chunk) = chunks.blocking_recv() else {
             break;
         };
         hasher.update(&chunk);
-        let result = if is_all_zero(&chunk) {
+        let result = if seekable && is_all_zero(&chunk) {
             file.seek(SeekFrom::Current(chunk.len() as i64)).map(|_| ())
         } else {
             file.write_all(&chunk)
@@ -105,7 +132,7 @@ pub fn write_chunks(
     }
     // Trailing holes are only seeks: give the file its real length, so a
     // resume sees exactly how many bytes arrived.
-    if error.is_none() {
+    if error.is_none() && seekable {
         match file.metadata() {
             Ok(meta) if meta.len() < position => error = file.set_len(position).err(),
             Ok(_) => {}

@@ -16,14 +16,13 @@
 //! stops any transfer (a framed one resumes later).
 
 use std::{
-    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rhai::plugin::*;
@@ -32,7 +31,7 @@ use tokio::{io::BufReader, sync::watch};
 
 use crate::error::{Error, Result};
 use crate::net::{
-    addr,
+    addr, progress,
     tcp::{self, Conn, Listener},
 };
 use crate::runtime::{self, CancellationToken};
@@ -43,7 +42,8 @@ pub mod receiver;
 pub mod sender;
 
 pub use receiver::{Cidr, ReceiveOptions, Received};
-pub use sender::{Progress, SendOptions, Sent};
+pub use sender::{SendOptions, Sent};
+pub use crate::net::progress::Progress;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -64,135 +64,21 @@ pub fn send_to(
     send_over(conn, path, options, report, true)
 }
 
-/// How the caller wants to hear about progress.
-pub enum ProgressReport<'a> {
-    /// A progress bar on stderr when stderr is a terminal, else nothing.
-    Auto,
-    Off,
-    /// Called with the figures (and once more at the end).
-    Callback(&'a mut dyn FnMut(&ProgressFigures) -> Result<()>),
-}
-
-/// A snapshot of a running upload.
-#[derive(Debug, Clone)]
-pub struct ProgressFigures {
-    pub bytes: u64,
-    pub total: u64,
-    pub percent: f64,
-    /// Bytes per second since the start.
-    pub rate: f64,
-    /// Seconds left at that rate.
-    pub eta: f64,
-}
+pub use crate::net::progress::{Figures as ProgressFigures, Report as ProgressReport};
 
 /// Uploads `path` over an open connection.
 pub fn send_over(
     conn: Conn,
     path: &Path,
     options: SendOptions,
-    mut report: ProgressReport<'_>,
+    report: ProgressReport<'_>,
     wait_close: bool,
 ) -> Result<Sent> {
     let progress = Arc::new(Progress::default());
-    let started = Instant::now();
-    let mut task = AbortOnDrop(runtime::handle().spawn(sender::send(
-        conn,
-        path.to_path_buf(),
-        options,
-        progress.clone(),
-        wait_close,
-    )));
-    let bar = match report {
-        ProgressReport::Auto if std::io::stderr().is_terminal() => Some(progress_bar()),
-        _ => None,
-    };
-    let figures = |progress: &Progress| {
-        let bytes = progress.done.load(Ordering::Relaxed);
-        let total = progress.total.load(Ordering::Relaxed);
-        let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        // A resumed prefix was not sent now; it must not inflate the rate.
-        let moved = bytes.saturating_sub(progress.resumed_from.load(Ordering::Relaxed));
-        let rate = moved as f64 / seconds;
-        ProgressFigures {
-            bytes,
-            total,
-            percent: if total == 0 {
-                100.0
-            } else {
-                bytes as f64 * 100.0 / total as f64
-            },
-            rate,
-            eta: if rate > 0.0 {
-                total.saturating_sub(bytes) as f64 / rate
-            } else {
-                0.0
-            },
-        }
-    };
-    loop {
-        let step = runtime::block_on(async {
-            tokio::select! {
-                joined = &mut task.0 => Ok(Some(joined)),
-                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(None),
-            }
-        });
-        let step = match step {
-            Ok(step) => step,
-            Err(e) => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(e);
-            }
-        };
-        match step {
-            Some(joined) => {
-                let sent =
-                    joined.map_err(|e| Error::Protocol(format!("the upload task failed: {e}")))?;
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                let sent = sent?;
-                if let ProgressReport::Callback(callback) = &mut report {
-                    let mut last = figures(&progress);
-                    last.rate = sent.sent as f64 / sent.seconds.max(1e-6);
-                    callback(&last)?;
-                }
-                return Ok(sent);
-            }
-            None => {
-                let now = figures(&progress);
-                if let Some(bar) = &bar {
-                    bar.set_length(now.total);
-                    bar.set_position(now.bytes);
-                }
-                if let ProgressReport::Callback(callback) = &mut report {
-                    callback(&now)?;
-                }
-            }
-        }
-    }
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Aborts a spawned task when dropped: Ctrl-C returns from the wait, and
-/// the upload must stop with it rather than run on unobserved.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    let work = sender::send(conn, path.to_path_buf(), options, progress.clone(), wait_close);
+    progress::watch(work, &progress, report, |sent: &Sent| {
+        sent.sent as f64 / sent.seconds.max(1e-6)
+    })
 }
 
 /// Receives one upload over an open connection.
@@ -464,16 +350,6 @@ pub fn received_map(received: &Received) -> Map {
     map
 }
 
-fn figures_map(p: &ProgressFigures) -> Map {
-    let mut map = Map::new();
-    map.insert("bytes".into(), (p.bytes as i64).into());
-    map.insert("total".into(), (p.total as i64).into());
-    map.insert("percent".into(), p.percent.into());
-    map.insert("rate".into(), p.rate.into());
-    map.insert("eta".into(), p.eta.into());
-    map
-}
-
 /// Reads an options map, refusing keys the function does not know, so a
 /// typo (`#{overwite: true}`) is an error rather than silently ignored.
 struct Options<'a> {
@@ -577,13 +453,9 @@ const SERVE_OPTIONS: &[&str] = &[
     "log",
 ];
 
-fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
+fn send_options(map: &Map) -> Result<(SendOptions, progress::Wanted)> {
     let o = Options::new(map, SEND_OPTIONS)?;
     let defaults = SendOptions::default();
-    let (callback, show) = match map.get("progress") {
-        Some(v) if v.is_fnptr() => (v.clone().try_cast::<rhai::FnPtr>(), true),
-        _ => (None, o.flag("progress", true)?),
-    };
     Ok((
         SendOptions {
             raw: o.flag("raw", false)?,
@@ -594,8 +466,7 @@ fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
             zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
             hash: o.flag("hash", defaults.hash)?,
         },
-        callback,
-        show,
+        progress::Wanted::from_option(map.get("progress"))?,
     ))
 }
 
@@ -638,34 +509,14 @@ fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
 
 /// Runs a send from a Rhai call: options, progress bar or callback, result map.
 fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
-    let (options, callback, show) = send_options(map)?;
-    let mut call = |figures: &ProgressFigures| -> Result<()> {
-        if let Some(f) = &callback {
-            f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
-                .map(|_| ())
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "the progress callback failed: {}",
-                        crate::shell::message_of(&e)
-                    ))
-                })?;
-        }
-        Ok(())
-    };
-    let report = if callback.is_some() {
-        ProgressReport::Callback(&mut call)
-    } else if show {
-        ProgressReport::Auto
-    } else {
-        ProgressReport::Off
-    };
-    let sent = match to {
+    let (options, wanted) = send_options(map)?;
+    let sent = progress::with_report(ctx, &wanted, |report| match to {
         Either::Target(text) => {
             let target = addr::parse_target(text)?;
-            send_to(&target, Path::new(path), options, report)?
+            send_to(&target, Path::new(path), options, report)
         }
-        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false)?,
-    };
+        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false),
+    })?;
     Ok(sent_map(&sent))
 }
 

@@ -12,7 +12,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
         mpsc as std_mpsc,
     },
     time::{Duration, Instant},
@@ -30,7 +30,7 @@ use super::{
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
-use crate::net::tcp::Conn;
+use crate::net::{progress::Progress, tcp::Conn};
 
 /// How a sender behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -86,16 +86,6 @@ pub struct Sent {
     pub seconds: f64,
     /// True when the receiver confirmed the same SHA-256 (framed mode).
     pub verified: bool,
-}
-
-/// Figures the caller's thread reads while the transfer runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Bytes of the file the receiver has or is being sent, resumed prefix included.
-    pub done: AtomicU64,
-    pub total: AtomicU64,
-    /// Where this upload started (non-zero when resuming).
-    pub resumed_from: AtomicU64,
 }
 
 /// Sends `path` over `conn`. With `wait_close` (a connection this upload
