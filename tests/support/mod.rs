@@ -4,10 +4,25 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod nginx;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
+
+/// The variables reqwest (and curl) take proxies from.
+pub const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
 
 /// The netsh binary cargo built for these tests.
 pub fn netsh_bin() -> PathBuf {
@@ -30,6 +45,10 @@ impl Netsh {
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("NO_COLOR", "1")
             .current_dir(home.path());
+        // Tests talk to loopback peers directly, whatever proxy the machine has.
+        for proxy in PROXY_VARIABLES {
+            cmd.env_remove(proxy);
+        }
         Netsh {
             cmd,
             description: "netsh".into(),

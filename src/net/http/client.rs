@@ -255,6 +255,12 @@ fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<
         if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
+        // An io::Error's `source()` skips the error it wraps; look inside.
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && let Some(found) = find::<T>(inner)
+        {
+            return Some(found);
+        }
         next = e.source();
     }
     None
