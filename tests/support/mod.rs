@@ -165,3 +165,37 @@ impl Run {
         )
     }
 }
+
+/// Waits until `check` holds, polling; fails the test after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The REPL in a pseudo-terminal.
+pub type Pty = expectrl::Session<
+    expectrl::process::unix::UnixProcess,
+    expectrl::process::unix::PtyStream,
+>;
+
+/// Starts the REPL in a pty, in `home` with a private config and data dir,
+/// and waits for its first prompt.
+pub fn repl(home: &Path) -> Pty {
+    use expectrl::Expect;
+    let mut cmd = Command::new(netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(home);
+    for proxy in PROXY_VARIABLES {
+        cmd.env_remove(proxy);
+    }
+    let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
+    pty.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
+    pty.expect("netsh> ").expect("the first prompt");
+    pty
+}

@@ -118,11 +118,16 @@ struct Part {
     len: u64,
 }
 
+/// `PATH.part`, where a download of PATH is written until complete.
+fn part_path(target: &Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
 impl Part {
     async fn open(target: PathBuf) -> Result<Part> {
-        let mut name = target.clone().into_os_string();
-        name.push(".part");
-        let part = PathBuf::from(name);
+        let part = part_path(&target);
         let shown = part.display().to_string();
         let file = OpenOptions::new()
             .read(true)
@@ -218,9 +223,12 @@ async fn run(
     };
     let mut fresh = false;
     for _ in 0..4 {
-        let part = match &target {
-            Some(path) => Some(Part::open(path.clone()).await?),
-            None => None,
+        // In a folder, a part is only opened early when one exists to
+        // resume; otherwise it waits for the name the response gives.
+        let mut part = match (&dest, &target) {
+            (Dest::Folder(_), Some(path)) if !part_path(path).exists() => None,
+            (_, Some(path)) => Some(Part::open(path.clone()).await?),
+            (_, None) => None,
         };
         let offset = match &part {
             Some(p) if resume && !fresh && p.len > 0 => p.len,
@@ -249,17 +257,19 @@ async fn run(
         };
 
         if let Dest::Folder(dir) = &dest
-            && (status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE)
+            && status.is_success()
         {
             let named = dir.join(name_from_response(&response, &url)?);
             if Some(&named) != target.as_ref() {
-                target = Some(named);
+                target = Some(named.clone());
                 if offset > 0 {
                     // That range was for another file's part: ask again.
                     continue;
                 }
-                drop(part);
-                let part = Part::open(target.clone().unwrap_or_default()).await?;
+                part = None;
+            }
+            if part.is_none() {
+                let part = Part::open(named).await?;
                 return save(response, Some(part), &dest, 0, limits, &progress, started).await;
             }
         }
