@@ -449,3 +449,94 @@ fn ctrl_c_stops_a_download_and_the_next_fetch_resumes() {
     pty.expect(expected.as_str()).expect("the resumed fetch's result");
     assert!(std::fs::read(&path).unwrap() == data, "the identical file");
 }
+
+/// plugins/http.rhai, written in netsh over serve(): GET, HEAD, one range,
+/// 416, 404, 405, and 400 for paths that would leave its folder (sent raw,
+/// since URL parsers remove `..` themselves).
+#[test]
+fn the_http_plugin_serves_a_folder() {
+    let site = scratch();
+    let data = pseudo_random(300_000, 81);
+    std::fs::write(site.path().join("f.bin"), &data).unwrap();
+    std::fs::write(site.path().join("a b.txt"), "spaced").unwrap();
+    let code = format!(
+        r#"let s = http::start("127.0.0.1:0", "{dir}");
+           let u = `http://${{s.addr}}`;
+           fn raw(addr, line) {{
+               let c = connect(addr); c.send(line + "\r\nHost: x\r\n\r\n");
+               let head = c.recv_line(); c.close(); head
+           }}
+           let r = fetch(`${{u}}/f.bin`, #{{headers: #{{range: "bytes=100-199"}}}});
+           let h = fetch(`${{u}}/f.bin`, #{{method: "HEAD"}});
+           let stale = fetch(`${{u}}/f.bin`, #{{headers: #{{range: "bytes=100-", "if-range": "\"old\""}}}});
+           print(`${{r.status}} ${{r.headers["content-range"]}} ${{sha256(r.bytes)}}`);
+           print(`${{h.status}} ${{h.headers["content-length"]}} ${{h.bytes.len()}} ${{h.headers.etag != ()}}`);
+           print(`${{stale.status}} ${{stale.bytes.len()}}`);
+           print(fetch(`${{u}}/f.bin`, #{{headers: #{{range: "bytes=300000-"}}}}).status);
+           print(fetch(`${{u}}/a%20b.txt`).body);
+           print(fetch(`${{u}}/missing`).status);
+           print(fetch(`${{u}}/f.bin`, #{{method: "DELETE"}}).status);
+           for target in ["/../f.bin", "/%2e%2e/f.bin", "/a%2fb", "/..%5cx"] {{ print(raw(s.addr, `GET ${{target}} HTTP/1.1`)); }}
+           print(raw(s.addr, "NONSENSE"));
+           s.stop();"#,
+        dir = site.path().display()
+    );
+    let out = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-e", &code])
+        .ok()
+        .stdout();
+    let expected = [
+        format!("206 bytes 100-199/300000 {}", sha256_hex(&data[100..200])),
+        "200 300000 0 true".to_string(),
+        "200 300000".to_string(),
+        "416".to_string(),
+        "spaced".to_string(),
+        "404".to_string(),
+        "405".to_string(),
+        "HTTP/1.1 400 Bad Request".to_string(),
+        "HTTP/1.1 400 Bad Request".to_string(),
+        "HTTP/1.1 400 Bad Request".to_string(),
+        "HTTP/1.1 400 Bad Request".to_string(),
+        "HTTP/1.1 400 Bad Request".to_string(),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
+}
+
+/// scripts/download.rhai with no arguments: serves, downloads with
+/// progress, interrupts and resumes, verifies, and cleans up after itself.
+#[test]
+fn the_download_script_runs_on_loopback() {
+    let tmp = scratch();
+    let run = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TMPDIR", tmp.path())
+        .arg("scripts/download.rhai")
+        .output();
+    run.expect_code(0);
+    let out = run.stdout();
+    assert!(out.contains("4. interrupted: fetch: the progress callback failed: stopped at 4.0 MiB"), "{}", run.explain());
+    assert!(out.contains("5. resumed at 4.0 MiB with status 206: 12.0 MiB more"), "{}", run.explain());
+    assert!(out.contains("identical to the original"), "{}", run.explain());
+    assert_eq!(run.stderr(), "", "no server errors: {}", run.explain());
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "the demo removes its folder: {left:?}");
+}
+
+/// scripts/download.rhai URL saves into the current folder under the URL's name.
+#[test]
+fn the_download_script_saves_a_url_here() {
+    let server = HttpServer::start();
+    let data = pseudo_random(100_000, 91);
+    server.put("given.bin", resource(data.clone()));
+    let here = scratch();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/download.rhai");
+    let run = Netsh::new()
+        .current_dir(here.path())
+        .arg(&script)
+        .arg(server.url("files/given.bin"))
+        .output();
+    run.expect_code(0);
+    assert!(run.stdout().contains(&sha256_hex(&data)), "{}", run.explain());
+    assert!(std::fs::read(here.path().join("given.bin")).unwrap() == data);
+}

@@ -442,6 +442,8 @@ const SEND_OPTIONS: &[&str] = &[
     "rate_limit",
     "zero_copy",
     "hash",
+    "offset",
+    "length",
 ];
 const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
 const SERVE_OPTIONS: &[&str] = &[
@@ -465,6 +467,8 @@ fn send_options(map: &Map) -> Result<(SendOptions, progress::Wanted)> {
             rate_limit: o.count("rate_limit")?,
             zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
             hash: o.flag("hash", defaults.hash)?,
+            offset: o.count("offset")?.unwrap_or(0),
+            length: o.count("length")?,
         },
         progress::Wanted::from_option(map.get("progress"))?,
     ))
@@ -558,7 +562,8 @@ mod api {
     /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
     /// also compute the SHA-256 to compare with `sha256sum` at the other
     /// end; default false, which leaves `sha256` as `()` and the transfer
-    /// as fast as nc).
+    /// as fast as nc), `offset` and `length` (raw mode: send only that part
+    /// of the file, e.g. an HTTP range).
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
