@@ -252,6 +252,22 @@ fn hostile_content_disposition_names_stay_in_the_folder() {
     }
 }
 
+/// An error status saves nothing: no file, no empty `.part`.
+#[test]
+fn an_error_status_saves_nothing() {
+    let server = HttpServer::start();
+    let dir = scratch();
+    let path = dir.path().join("missing.bin");
+    let err = Netsh::eval_err(&format!(
+        r#"fetch("{}", "{}")"#,
+        server.url("files/missing.bin"),
+        path.display()
+    ));
+    assert!(err.contains("the server answered 404 Not Found; nothing was saved"), "{err}");
+    let listing: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(listing.is_empty(), "{listing:?}");
+}
+
 /// A file the folder already has is not replaced by a download into the folder.
 #[test]
 fn a_folder_download_never_replaces_a_file() {
@@ -340,6 +356,30 @@ fn a_progress_closure_can_stop_a_download_and_it_resumes() {
     assert!(std::fs::read(&path).unwrap() == data);
 }
 
+/// Compressed bodies are decoded into the file (gzip, brotli, deflate);
+/// `decode: false` saves them as sent.
+#[test]
+fn compressed_downloads_are_decoded_unless_told_not_to() {
+    let server = HttpServer::start();
+    let dir = scratch();
+    for route in ["gzip", "br", "deflate"] {
+        let path = dir.path().join(route);
+        eval(&format!(
+            r#"fetch("{}", "{}", #{{progress: false}})"#,
+            server.url(route),
+            path.display()
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), support::http::TEXT.repeat(20), "{route}");
+    }
+    let raw = dir.path().join("raw.gz");
+    eval(&format!(
+        r#"fetch("{}", "{}", #{{progress: false, decode: false}})"#,
+        server.url("gzip"),
+        raw.display()
+    ));
+    assert_eq!(&std::fs::read(&raw).unwrap()[..2], &[0x1f, 0x8b], "gzip as sent");
+}
+
 /// Against nginx: a part resumes with a real 206; a stale ETag in If-Range
 /// gets the whole file; a complete part gets nginx's 416 and is finished.
 #[test]
@@ -379,6 +419,17 @@ fn nginx_range_and_etag() {
     assert_eq!(field(&out, "status"), "200", "{out}");
     assert_eq!(field(&out, "resumed_from"), "0");
     assert!(std::fs::read(&stale).unwrap() == data, "no stale bytes kept");
+
+    // Text nginx gzips on the fly arrives decoded.
+    let text = "nginx gzips text/plain for clients that accept it.\n".repeat(200);
+    std::fs::write(root.path().join("t.txt"), &text).unwrap();
+    let saved = dir.path().join("t.txt");
+    eval(&format!(
+        r#"fetch("{}", "{}", #{{progress: false}})"#,
+        nginx.url("t.txt"),
+        saved.display()
+    ));
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), text);
 
     // A complete part: nginx's 416 with `bytes */SIZE`.
     let complete = dir.path().join("complete.bin");

@@ -692,7 +692,7 @@ mod tests {
     fn every_function_says_when_it_fails() {
         let index = HelpIndex::build(&[]);
         let mut missing = Vec::new();
-        for name in ["tcp", "task", "udp", "transfer"] {
+        for name in ["tcp", "task", "udp", "transfer", "http"] {
             let group = index.group(name).expect("the capability is registered");
             assert!(!group.entries.is_empty(), "{name} has no functions");
             for entry in &group.entries {
@@ -713,7 +713,7 @@ mod tests {
         let index = HelpIndex::build(&[]);
         let engine = rhai::Engine::new();
         let mut broken = Vec::new();
-        for name in ["tcp", "task", "udp", "transfer"] {
+        for name in ["tcp", "task", "udp", "transfer", "http"] {
             for entry in &index.group(name).expect("registered").entries {
                 let Some(start) = entry.doc.find("```rhai") else {
                     continue;

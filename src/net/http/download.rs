@@ -15,6 +15,11 @@
 //! - A folder gets the name from `Content-Disposition` or the URL, checked
 //!   with the upload name rules; a hostile name falls back to the URL's.
 //!
+//! - A gzip, deflate or brotli body is decoded here rather than by reqwest,
+//!   so the headers still say it was encoded: such a part is marked as not
+//!   resumable, since ranges count encoded bytes. `decode: false` saves the
+//!   body as sent (and then asks for no compression).
+//!
 //! The socket is read on the runtime; writing and SHA-256 run on a blocking
 //! thread ([`disk::write_chunks`]), so hashing costs no extra pass and uses
 //! the other core.
@@ -179,6 +184,16 @@ impl Part {
     }
 }
 
+/// An empty part is of no use to a later resume: one left by a failed
+/// request (a 404, a refused connection) is removed rather than left behind.
+impl Drop for Part {
+    fn drop(&mut self) {
+        if self.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
 /// The validator to record for a fresh response: how it may be resumed.
 fn validator_of(response: &reqwest::Response, decoded: bool) -> String {
     if decoded {
@@ -212,7 +227,14 @@ async fn run(
     if request.url.scheme() == "file" {
         return copy_file_url(&request.url, dest, progress, started).await;
     }
-    let client = client::client(&request.client)?;
+    // Downloads decode compressed bodies themselves (see `Decoder`), so the
+    // headers say what was sent and a part knows whether it can resume.
+    let decode = request.client.decode;
+    let client = client::client(&client::ClientKey {
+        decode: false,
+        ..request.client.clone()
+    })?;
+    let asked_encoding = request.headers.contains_key(header::ACCEPT_ENCODING);
     let limits = request.limits();
     // In a folder, the URL's name is the first guess; the response may
     // name the file otherwise, and then the part of that name is used.
@@ -244,6 +266,8 @@ async fn run(
             if let Some((_, value)) = validator.as_deref().and_then(|v| v.split_once(':')) {
                 builder = builder.header(header::IF_RANGE, value);
             }
+        } else if decode && !asked_encoding {
+            builder = builder.header(header::ACCEPT_ENCODING, "gzip, br, deflate");
         }
         let response = builder
             .send()
@@ -270,19 +294,20 @@ async fn run(
             }
             if part.is_none() {
                 let part = Part::open(named).await?;
-                return save(response, Some(part), &dest, 0, limits, &progress, started).await;
+                return save(response, Some(part), &dest, 0, decode, limits, &progress, started).await;
             }
         }
 
         match status {
             StatusCode::PARTIAL_CONTENT if offset > 0 => {
                 let range = content_range(&response);
-                if range.map(|r| r.0) != Some(offset) {
+                let encoded = response.headers().contains_key(header::CONTENT_ENCODING);
+                if range.map(|r| r.0) != Some(offset) || encoded {
                     // Not the range we asked for: start over cleanly.
                     fresh = true;
                     continue;
                 }
-                return save(response, part, &dest, offset, limits, &progress, started).await;
+                return save(response, part, &dest, offset, decode, limits, &progress, started).await;
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
                 let total = content_range(&response).and_then(|r| r.2);
@@ -296,7 +321,7 @@ async fn run(
                 continue;
             }
             s if s.is_success() => {
-                return save(response, part, &dest, 0, limits, &progress, started).await;
+                return save(response, part, &dest, 0, decode, limits, &progress, started).await;
             }
             s => {
                 return Err(fail(Error::Protocol(format!(
@@ -330,19 +355,35 @@ fn content_range(response: &reqwest::Response) -> Option<(u64, u64, Option<u64>)
 
 /// Streams the body of `response` into the part (from `offset`) or
 /// straight into a stream destination, then puts the file in place.
+#[allow(clippy::too_many_arguments)]
 async fn save(
     response: reqwest::Response,
     part: Option<Part>,
     dest: &Dest,
     offset: u64,
+    decode: bool,
     limits: client::Limits,
     progress: &Progress,
     started: Instant,
 ) -> Result<Downloaded> {
     let url = response.url().clone();
     let status = response.status().as_u16();
-    let decoded = response.headers().contains_key(header::CONTENT_ENCODING)
-        && response.content_length().is_none();
+    let encoding = response
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty() && v != "identity");
+    let decoder = match (&encoding, decode) {
+        (Some(name), true) => Some(Decoder::for_encoding(name).ok_or_else(|| Error::Fetch {
+            url: url.to_string(),
+            source: Box::new(Error::Protocol(format!(
+                "the body is {name}-encoded, which netsh cannot decode; pass #{{decode: false}} to save it as sent"
+            ))),
+        })?),
+        _ => None,
+    };
+    let decoded = decoder.is_some();
     let expected = if decoded {
         None
     } else if offset > 0 {
@@ -415,7 +456,8 @@ async fn save(
         .bytes_stream()
         .map(move |chunk| chunk.map_err(|e| explain(&e, &url, limits)));
     let seekable = part.is_some();
-    let (written, hasher) = pump(stream, file, hasher, offset, seekable, progress, &shown).await?;
+    let (written, hasher) =
+        pump(stream, decoder, file, hasher, offset, seekable, progress, &shown).await?;
     if let Some(total) = expected
         && written != total
     {
@@ -442,11 +484,13 @@ async fn save(
 }
 
 /// Moves bytes from `stream` to `file` (from `offset`) through the writer
-/// thread in [`CHUNK`]-sized buffers; returns the end position and the
-/// hash. Whatever arrived before an error is written, so a resume starts
-/// after it.
+/// thread in [`CHUNK`]-sized buffers, decoding them first if asked; returns
+/// the end position and the hash. Whatever arrived before an error is
+/// written, so a resume starts after it.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     mut stream: impl Stream<Item = Result<bytes::Bytes>> + Unpin,
+    mut decoder: Option<Decoder>,
     file: File,
     hasher: Sha256,
     offset: u64,
@@ -463,43 +507,44 @@ async fn pump(
             disk::write_stream(file, hasher, chunks, give_back)
         }
     });
-    let mut buf = Vec::with_capacity(CHUNK);
+    let mut batch = Batch {
+        buf: Vec::with_capacity(CHUNK),
+        to_disk,
+        spare,
+        progress,
+    };
     let mut failure = None;
-    'reading: while let Some(item) = stream.next().await {
-        let bytes = match item {
-            Ok(bytes) => bytes,
-            Err(e) => {
+    while let Some(item) = stream.next().await {
+        let sent = match (item, decoder.as_mut()) {
+            (Ok(bytes), None) => batch.push(&bytes).await,
+            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes) {
+                Ok(plain) => batch.push(&plain).await,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
+            (Err(e), _) => {
                 failure = Some(e);
                 break;
             }
         };
-        progress
-            .done
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let take = (CHUNK - buf.len()).min(rest.len());
-            buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if buf.len() == CHUNK {
-                let next = spare
-                    .try_recv()
-                    .map(|mut b| {
-                        b.clear();
-                        b
-                    })
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                // A closed channel means the writer failed; it says why below.
-                if to_disk.send(std::mem::replace(&mut buf, next)).await.is_err() {
-                    break 'reading;
-                }
-            }
+        // A closed channel means the writer failed; it says why below.
+        if !sent {
+            break;
         }
     }
-    if !buf.is_empty() {
-        let _ = to_disk.send(buf).await;
+    if failure.is_none()
+        && let Some(decoder) = decoder
+    {
+        match decoder.finish() {
+            Ok(rest) => {
+                batch.push(&rest).await;
+            }
+            Err(e) => failure = Some(e),
+        }
     }
-    drop(to_disk);
+    batch.flush().await;
     let written = writer
         .await
         .map_err(|e| Error::Protocol(format!("the file writer failed: {e}")))?;
@@ -509,6 +554,102 @@ async fn pump(
     match failure {
         Some(e) => Err(e),
         None => Ok((written.position, written.hasher)),
+    }
+}
+
+/// Gathers bytes into [`CHUNK`]-sized buffers for the writer thread.
+struct Batch<'a> {
+    buf: Vec<u8>,
+    to_disk: mpsc::Sender<Vec<u8>>,
+    spare: std_mpsc::Receiver<Vec<u8>>,
+    progress: &'a Progress,
+}
+
+impl Batch<'_> {
+    /// Adds `data`; false once the writer has gone away.
+    async fn push(&mut self, mut data: &[u8]) -> bool {
+        self.progress
+            .done
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        while !data.is_empty() {
+            let take = (CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == CHUNK {
+                let next = self
+                    .spare
+                    .try_recv()
+                    .map(|mut b| {
+                        b.clear();
+                        b
+                    })
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                if self
+                    .to_disk
+                    .send(std::mem::replace(&mut self.buf, next))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends what is left and closes the channel.
+    async fn flush(self) {
+        if !self.buf.is_empty() {
+            let _ = self.to_disk.send(self.buf).await;
+        }
+    }
+}
+
+/// A streaming decoder for a `Content-Encoding` (gzip, deflate, br).
+enum Decoder {
+    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+}
+
+impl Decoder {
+    fn for_encoding(name: &str) -> Option<Decoder> {
+        Some(match name {
+            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 64 * 1024))),
+            _ => return None,
+        })
+    }
+
+    /// Decodes `data`; returns what came out of it so far.
+    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let (written, out) = match self {
+            Decoder::Gzip(d) => (d.write_all(data), d.get_mut()),
+            Decoder::Deflate(d) => (d.write_all(data), d.get_mut()),
+            Decoder::Brotli(d) => (d.write_all(data), d.get_mut()),
+        };
+        written.map_err(Self::broken)?;
+        Ok(std::mem::take(out))
+    }
+
+    /// The last decoded bytes, once the body has ended.
+    fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Deflate(d) => d.finish(),
+            Decoder::Brotli(d) => d.into_inner().map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "the brotli stream is incomplete")
+            }),
+        }
+        .map_err(Self::broken)
+    }
+
+    fn broken(e: std::io::Error) -> Error {
+        Error::Protocol(format!(
+            "the compressed body could not be decoded: {e} (pass #{{decode: false}} to save it as sent)"
+        ))
     }
 }
 
@@ -624,7 +765,7 @@ async fn copy_file_url(
         .map(move |chunk| chunk.map_err(|e| file_error("reading", &reading, e)));
     let seekable = part.is_some();
     let (written, hasher) =
-        pump(stream, file, Sha256::new(), 0, seekable, &progress, &written_to).await?;
+        pump(stream, None, file, Sha256::new(), 0, seekable, &progress, &written_to).await?;
     let path = match (part, &dest) {
         (Some(part), _) => place(part, &dest).await?,
         (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => path.clone(),
