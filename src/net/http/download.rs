@@ -925,6 +925,7 @@ mod tests {
         assert_eq!(name("http://h/a/b%20c.txt").unwrap(), "b c.txt");
         assert_eq!(name("http://h/").unwrap(), "index.html");
         assert_eq!(name("http://h/dir/").unwrap(), "index.html");
-        assert!(name("http://h/%2e%2e").is_err());
+        assert!(name("http://h/..%2Fetc%2Fpasswd").is_err());
+        assert!(name("http://h/x%00y").is_err());
     }
 }
