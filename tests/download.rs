@@ -298,6 +298,11 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
     assert_eq!(field(&out, "path"), "/dev/null");
     assert_eq!(field(&out, "sha256"), sha256_hex(&data));
     assert!(!Path::new("/dev/null.part").exists());
+    let unhashed = eval(&format!(
+        r#"let d = fetch("{}", "/dev/null", #{{progress: false, hash: false}}); [d.bytes, d.sha256]"#,
+        server.url("files/n.bin")
+    ));
+    assert_eq!(unhashed, format!("[{}, ()]", data.len()), "hash: false skips the SHA-256");
 
     let dir = scratch();
     let fifo = dir.path().join("pipe");

@@ -64,7 +64,8 @@ pub struct Downloaded {
     pub status: u16,
     pub seconds: f64,
     pub resumed_from: u64,
-    pub sha256: [u8; 32],
+    /// `None` when asked not to hash (`hash: false`).
+    pub sha256: Option<[u8; 32]>,
 }
 
 impl Downloaded {
@@ -72,6 +73,15 @@ impl Downloaded {
     pub fn rate(&self) -> f64 {
         (self.bytes - self.resumed_from) as f64 / self.seconds.max(1e-6)
     }
+}
+
+/// The download options that are not about the request.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    /// Continue an existing `.part`.
+    pub resume: bool,
+    /// Compute the SHA-256 while streaming.
+    pub hash: bool,
 }
 
 /// Where the bytes are going.
@@ -85,10 +95,15 @@ enum Dest {
 }
 
 /// Downloads `request` to `path`, reporting progress from this thread.
-pub fn download(request: Request, path: &Path, resume: bool, report: Report<'_>) -> Result<Downloaded> {
+pub fn download(
+    request: Request,
+    path: &Path,
+    how: How,
+    report: Report<'_>,
+) -> Result<Downloaded> {
     let dest = classify(path)?;
     let progress = Arc::new(Progress::default());
-    let work = run(request, dest, resume, progress.clone());
+    let work = run(request, dest, how, progress.clone());
     progress::watch(work, &progress, report, Downloaded::rate)
 }
 
@@ -217,15 +232,10 @@ fn validator_of(response: &reqwest::Response, decoded: bool) -> String {
     }
 }
 
-async fn run(
-    request: Request,
-    dest: Dest,
-    resume: bool,
-    progress: Arc<Progress>,
-) -> Result<Downloaded> {
+async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) -> Result<Downloaded> {
     let started = Instant::now();
     if request.url.scheme() == "file" {
-        return copy_file_url(&request.url, dest, progress, started).await;
+        return copy_file_url(&request.url, dest, how.hash, progress, started).await;
     }
     // Downloads decode compressed bodies themselves (see `Decoder`), so the
     // headers say what was sent and a part knows whether it can resume.
@@ -253,7 +263,7 @@ async fn run(
             (_, None) => None,
         };
         let offset = match &part {
-            Some(p) if resume && !fresh && p.len > 0 => p.len,
+            Some(p) if how.resume && !fresh && p.len > 0 => p.len,
             _ => 0,
         };
         let validator = part.as_ref().and_then(Part::validator);
@@ -294,7 +304,7 @@ async fn run(
             }
             if part.is_none() {
                 let part = Part::open(named).await?;
-                return save(response, Some(part), &dest, 0, decode, limits, &progress, started).await;
+                return save(response, Some(part), &dest, 0, decode, how.hash, limits, &progress, started).await;
             }
         }
 
@@ -307,21 +317,21 @@ async fn run(
                     fresh = true;
                     continue;
                 }
-                return save(response, part, &dest, offset, decode, limits, &progress, started).await;
+                return save(response, part, &dest, offset, decode, how.hash, limits, &progress, started).await;
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
                 let total = content_range(&response).and_then(|r| r.2);
                 if total == Some(offset)
                     && let Some(part) = part
                 {
-                    return finish_complete(part, &dest, &url, status, &progress, started).await;
+                    return finish_complete(part, &dest, &url, status, how.hash, &progress, started).await;
                 }
                 // The part is longer than the resource: it cannot be ours.
                 fresh = true;
                 continue;
             }
             s if s.is_success() => {
-                return save(response, part, &dest, 0, decode, limits, &progress, started).await;
+                return save(response, part, &dest, 0, decode, how.hash, limits, &progress, started).await;
             }
             s => {
                 return Err(fail(Error::Protocol(format!(
@@ -362,6 +372,7 @@ async fn save(
     dest: &Dest,
     offset: u64,
     decode: bool,
+    hash: bool,
     limits: client::Limits,
     progress: &Progress,
     started: Instant,
@@ -428,7 +439,9 @@ async fn save(
         (None, _) => return Err(Error::invalid("a download to a file needs its part file")),
     };
 
-    let hasher = if offset > 0 {
+    let hasher = if !hash {
+        None
+    } else if offset > 0 {
         let mut reader = file
             .try_clone()
             .map_err(|e| file_error("reading", &shown, e))?;
@@ -442,9 +455,9 @@ async fn save(
                 "{shown} shrank while it was being resumed"
             )));
         }
-        hasher
+        Some(hasher)
     } else {
-        Sha256::new()
+        Some(Sha256::new())
     };
     if let (Some(part), Dest::Folder(_)) = (&part, dest)
         && part.target.exists()
@@ -479,7 +492,7 @@ async fn save(
         status,
         seconds: started.elapsed().as_secs_f64(),
         resumed_from: offset,
-        sha256: hasher.finalize().into(),
+        sha256: hasher.map(|h| h.finalize().into()),
     })
 }
 
@@ -492,12 +505,12 @@ async fn pump(
     mut stream: impl Stream<Item = Result<bytes::Bytes>> + Unpin,
     mut decoder: Option<Decoder>,
     file: File,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     offset: u64,
     seekable: bool,
     progress: &Progress,
     shown: &str,
-) -> Result<(u64, Sha256)> {
+) -> Result<(u64, Option<Sha256>)> {
     let (to_disk, chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
     let writer = tokio::task::spawn_blocking(move || {
@@ -685,6 +698,7 @@ async fn finish_complete(
     dest: &Dest,
     url: &Url,
     status: StatusCode,
+    hash: bool,
     progress: &Progress,
     started: Instant,
 ) -> Result<Downloaded> {
@@ -693,14 +707,20 @@ async fn finish_complete(
     progress.done.store(len, Ordering::Relaxed);
     progress.resumed_from.store(len, Ordering::Relaxed);
     let shown = part.part.display().to_string();
-    let mut reader = part
-        .file
-        .try_clone()
-        .map_err(|e| file_error("reading", &shown, e))?;
-    let (hasher, _) = tokio::task::spawn_blocking(move || disk::hash_prefix(&mut reader, len))
-        .await
-        .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
-        .map_err(|e| file_error("reading", &shown, e))?;
+    let sha256 = if hash {
+        let mut reader = part
+            .file
+            .try_clone()
+            .map_err(|e| file_error("reading", &shown, e))?;
+        let (hasher, _) =
+            tokio::task::spawn_blocking(move || disk::hash_prefix(&mut reader, len))
+                .await
+                .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
+                .map_err(|e| file_error("reading", &shown, e))?;
+        Some(hasher.finalize().into())
+    } else {
+        None
+    };
     let path = place(part, dest).await?;
     Ok(Downloaded {
         path,
@@ -709,7 +729,7 @@ async fn finish_complete(
         status: status.as_u16(),
         seconds: started.elapsed().as_secs_f64(),
         resumed_from: len,
-        sha256: hasher.finalize().into(),
+        sha256,
     })
 }
 
@@ -717,6 +737,7 @@ async fn finish_complete(
 async fn copy_file_url(
     url: &Url,
     dest: Dest,
+    hash: bool,
     progress: Arc<Progress>,
     started: Instant,
 ) -> Result<Downloaded> {
@@ -765,7 +786,7 @@ async fn copy_file_url(
         .map(move |chunk| chunk.map_err(|e| file_error("reading", &reading, e)));
     let seekable = part.is_some();
     let (written, hasher) =
-        pump(stream, None, file, Sha256::new(), 0, seekable, &progress, &written_to).await?;
+        pump(stream, None, file, hash.then(Sha256::new), 0, seekable, &progress, &written_to).await?;
     let path = match (part, &dest) {
         (Some(part), _) => place(part, &dest).await?,
         (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => path.clone(),
@@ -777,7 +798,7 @@ async fn copy_file_url(
         status: 200,
         seconds: started.elapsed().as_secs_f64(),
         resumed_from: 0,
-        sha256: hasher.finalize().into(),
+        sha256: hasher.map(|h| h.finalize().into()),
     })
 }
 

@@ -46,7 +46,11 @@ fn script_fetch(ctx: &NativeCallContext, url: &str, path: Option<&str>, map: &Ma
         None => fetch(&request).map(Dynamic::from),
         Some(dl) => {
             let done = progress::with_report(ctx, &dl.progress, |report| {
-                download::download(request, &dl.path, dl.resume, report)
+                let how = download::How {
+                    resume: dl.resume,
+                    hash: dl.hash,
+                };
+                download::download(request, &dl.path, how, report)
             })?;
             Ok(Dynamic::from_map(downloaded_map(&done)))
         }
@@ -63,7 +67,10 @@ pub fn downloaded_map(d: &Downloaded) -> Map {
     map.insert("seconds".into(), d.seconds.into());
     map.insert("rate".into(), d.rate().into());
     map.insert("resumed_from".into(), (d.resumed_from as i64).into());
-    map.insert("sha256".into(), hex::encode(d.sha256).into());
+    map.insert(
+        "sha256".into(),
+        d.sha256.map_or(Dynamic::UNIT, |h| hex::encode(h).into()),
+    );
     map
 }
 
@@ -138,7 +145,8 @@ mod api {
     /// `progress` (false, or a closure called with `#{bytes, total,
     /// percent, rate, eta}` four times a second and at the end; `total`,
     /// `percent` and `eta` are `()` when the size is unknown), `resume`
-    /// (default true), `decode` (false keeps a gzip body as sent).
+    /// (default true), `decode` (false keeps a gzip body as sent), `hash`
+    /// (default true; false leaves `sha256` as `()` and saves a core's work).
     ///
     /// ```rhai
     /// fetch("http://127.0.0.1:8080/f.bin", "f.bin", #{progress: |p| print(`${p.bytes} bytes`)});

@@ -37,11 +37,12 @@ pub const OPTIONS: &[&str] = &[
     "output",
     "progress",
     "resume",
+    "hash",
     "decode",
 ];
 
 /// The options that only make sense when saving to a file.
-const DOWNLOAD_ONLY: &[&str] = &["progress", "resume"];
+const DOWNLOAD_ONLY: &[&str] = &["progress", "resume", "hash"];
 
 /// A fetch, checked and ready to send.
 pub struct Request {
@@ -61,6 +62,8 @@ pub struct Download {
     pub path: PathBuf,
     pub progress: Wanted,
     pub resume: bool,
+    /// Compute the SHA-256 while streaming (default true).
+    pub hash: bool,
 }
 
 impl Request {
@@ -346,6 +349,10 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
             progress: Wanted::from_option(get("progress"))?,
             resume: match get("resume") {
                 Some(v) => flag(v, "resume")?,
+                None => true,
+            },
+            hash: match get("hash") {
+                Some(v) => flag(v, "hash")?,
                 None => true,
             },
         }),
