@@ -25,34 +25,29 @@
 //! the other core.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::OpenOptions,
     path::{Path, PathBuf},
-    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
-    time::{Duration, Instant},
+    sync::{Arc, atomic::Ordering},
+    time::Instant,
 };
 
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use reqwest::{StatusCode, Url, header};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 
 use super::client::{self, explain};
+use super::names::{name_from_response, name_from_url};
+use super::part::{Part, part_path};
 use super::request::Request;
+use super::stream::{Decoder, pump};
 use crate::error::{Error, Result};
 use crate::net::{
     helpers::file_error,
     progress::{self, Progress, Report},
     transfer::{
-        disk::{self, CHUNK, IN_FLIGHT},
-        protocol,
+        disk::{self, CHUNK},
     },
 };
-
-/// The extended attribute holding the validator of a part file's response.
-const VALIDATOR_XATTR: &str = "user.netsh.validator";
-/// How long to wait for a part file another download (say, one just
-/// interrupted, whose writer is still finishing) holds locked.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
 
 /// What a finished download reports.
 #[derive(Debug, Clone)]
@@ -127,85 +122,6 @@ fn classify(path: &Path) -> Result<Dest> {
             Ok(Dest::File(path.to_path_buf()))
         }
         Err(e) => Err(file_error("checking", &shown, e)),
-    }
-}
-
-/// A locked `.part` file and the final path it becomes.
-struct Part {
-    file: File,
-    part: PathBuf,
-    target: PathBuf,
-    len: u64,
-}
-
-/// `PATH.part`, where a download of PATH is written until complete.
-fn part_path(target: &Path) -> PathBuf {
-    let mut name = target.as_os_str().to_owned();
-    name.push(".part");
-    PathBuf::from(name)
-}
-
-impl Part {
-    async fn open(target: PathBuf) -> Result<Part> {
-        let part = part_path(&target);
-        let shown = part.display().to_string();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
-            .map_err(|e| file_error("opening", &shown, e))?;
-        let deadline = Instant::now() + LOCK_WAIT;
-        while !disk::try_lock(&file).map_err(|e| file_error("locking", &shown, e))? {
-            if Instant::now() > deadline {
-                return Err(Error::InUse(format!(
-                    "another download is writing {shown}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let len = file
-            .metadata()
-            .map_err(|e| file_error("reading", &shown, e))?
-            .len();
-        Ok(Part {
-            file,
-            part,
-            target,
-            len,
-        })
-    }
-
-    fn validator(&self) -> Option<String> {
-        let mut buf = vec![0u8; 1024];
-        let n = rustix::fs::fgetxattr(&self.file, VALIDATOR_XATTR, &mut buf).ok()?;
-        String::from_utf8(buf[..n].to_vec()).ok()
-    }
-
-    /// Records how this part may be resumed. A filesystem without extended
-    /// attributes just loses the guard: a resume is then a plain Range.
-    fn set_validator(&self, value: &str) {
-        let _ = rustix::fs::fsetxattr(
-            &self.file,
-            VALIDATOR_XATTR,
-            value.as_bytes(),
-            rustix::fs::XattrFlags::empty(),
-        );
-    }
-
-    fn clear_validator(&self) {
-        let _ = rustix::fs::fremovexattr(&self.file, VALIDATOR_XATTR);
-    }
-}
-
-/// An empty part is of no use to a later resume: one left by a failed
-/// request (a 404, a refused connection) is removed rather than left behind.
-impl Drop for Part {
-    fn drop(&mut self) {
-        if self.file.metadata().is_ok_and(|m| m.len() == 0) {
-            let _ = std::fs::remove_file(&self.part);
-        }
     }
 }
 
@@ -496,176 +412,6 @@ async fn save(
     })
 }
 
-/// Moves bytes from `stream` to `file` (from `offset`) through the writer
-/// thread in [`CHUNK`]-sized buffers, decoding them first if asked; returns
-/// the end position and the hash. Whatever arrived before an error is
-/// written, so a resume starts after it.
-#[allow(clippy::too_many_arguments)]
-async fn pump(
-    mut stream: impl Stream<Item = Result<bytes::Bytes>> + Unpin,
-    mut decoder: Option<Decoder>,
-    file: File,
-    hasher: Option<Sha256>,
-    offset: u64,
-    seekable: bool,
-    progress: &Progress,
-    shown: &str,
-) -> Result<(u64, Option<Sha256>)> {
-    let (to_disk, chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
-    let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
-    let writer = tokio::task::spawn_blocking(move || {
-        if seekable {
-            disk::write_chunks(file, hasher, offset, chunks, give_back)
-        } else {
-            disk::write_stream(file, hasher, chunks, give_back)
-        }
-    });
-    let mut batch = Batch {
-        buf: Vec::with_capacity(CHUNK),
-        to_disk,
-        spare,
-        progress,
-    };
-    let mut failure = None;
-    while let Some(item) = stream.next().await {
-        let sent = match (item, decoder.as_mut()) {
-            (Ok(bytes), None) => batch.push(&bytes).await,
-            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes) {
-                Ok(plain) => batch.push(&plain).await,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            },
-            (Err(e), _) => {
-                failure = Some(e);
-                break;
-            }
-        };
-        // A closed channel means the writer failed; it says why below.
-        if !sent {
-            break;
-        }
-    }
-    if failure.is_none()
-        && let Some(decoder) = decoder
-    {
-        match decoder.finish() {
-            Ok(rest) => {
-                batch.push(&rest).await;
-            }
-            Err(e) => failure = Some(e),
-        }
-    }
-    batch.flush().await;
-    let written = writer
-        .await
-        .map_err(|e| Error::Protocol(format!("the file writer failed: {e}")))?;
-    if let Some(e) = written.error {
-        return Err(file_error("writing", shown, e));
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok((written.position, written.hasher)),
-    }
-}
-
-/// Gathers bytes into [`CHUNK`]-sized buffers for the writer thread.
-struct Batch<'a> {
-    buf: Vec<u8>,
-    to_disk: mpsc::Sender<Vec<u8>>,
-    spare: std_mpsc::Receiver<Vec<u8>>,
-    progress: &'a Progress,
-}
-
-impl Batch<'_> {
-    /// Adds `data`; false once the writer has gone away.
-    async fn push(&mut self, mut data: &[u8]) -> bool {
-        self.progress
-            .done
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        while !data.is_empty() {
-            let take = (CHUNK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.buf.len() == CHUNK {
-                let next = self
-                    .spare
-                    .try_recv()
-                    .map(|mut b| {
-                        b.clear();
-                        b
-                    })
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                if self
-                    .to_disk
-                    .send(std::mem::replace(&mut self.buf, next))
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    /// Sends what is left and closes the channel.
-    async fn flush(self) {
-        if !self.buf.is_empty() {
-            let _ = self.to_disk.send(self.buf).await;
-        }
-    }
-}
-
-/// A streaming decoder for a `Content-Encoding` (gzip, deflate, br).
-enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
-    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
-}
-
-impl Decoder {
-    fn for_encoding(name: &str) -> Option<Decoder> {
-        Some(match name {
-            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
-            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
-            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 64 * 1024))),
-            _ => return None,
-        })
-    }
-
-    /// Decodes `data`; returns what came out of it so far.
-    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>> {
-        use std::io::Write;
-        let (written, out) = match self {
-            Decoder::Gzip(d) => (d.write_all(data), d.get_mut()),
-            Decoder::Deflate(d) => (d.write_all(data), d.get_mut()),
-            Decoder::Brotli(d) => (d.write_all(data), d.get_mut()),
-        };
-        written.map_err(Self::broken)?;
-        Ok(std::mem::take(out))
-    }
-
-    /// The last decoded bytes, once the body has ended.
-    fn finish(self) -> Result<Vec<u8>> {
-        match self {
-            Decoder::Gzip(d) => d.finish(),
-            Decoder::Deflate(d) => d.finish(),
-            Decoder::Brotli(d) => d.into_inner().map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "the brotli stream is incomplete")
-            }),
-        }
-        .map_err(Self::broken)
-    }
-
-    fn broken(e: std::io::Error) -> Error {
-        Error::Protocol(format!(
-            "the compressed body could not be decoded: {e} (pass #{{decode: false}} to save it as sent)"
-        ))
-    }
-}
-
 /// Renames a finished part to its final name (replacing a file given by
 /// path; never one found in a folder) and drops the resume record.
 async fn place(part: Part, dest: &Dest) -> Result<PathBuf> {
@@ -802,151 +548,3 @@ async fn copy_file_url(
     })
 }
 
-/// A file name from the network, checked with the upload rules (no
-/// folders, no `..`, no control characters) and never hidden: a leading
-/// dot becomes `_`, so a server cannot plant `.bashrc`.
-fn network_name(sent: &[u8]) -> std::result::Result<String, String> {
-    let name = protocol::safe_name(sent).map_err(|r| r.message)?;
-    Ok(match name.strip_prefix('.') {
-        Some(rest) => format!("_{rest}"),
-        None => name,
-    })
-}
-
-/// The file name a URL suggests: its last path segment, decoded
-/// (`index.html` for a path ending in `/`, as wget does).
-fn name_from_url(url: &Url) -> Result<String> {
-    let last = url
-        .path_segments()
-        .and_then(|mut segments| segments.next_back())
-        .unwrap_or_default();
-    if last.is_empty() {
-        return Ok("index.html".into());
-    }
-    let decoded: Vec<u8> = percent_encoding::percent_decode_str(last).collect();
-    network_name(&decoded).map_err(|why| {
-        Error::invalid(format!(
-            "cannot name a file after '{url}': {why}; give a file path instead of a folder"
-        ))
-    })
-}
-
-/// The name a response gives its file: Content-Disposition's when it is
-/// safe, otherwise the (final) URL's.
-fn name_from_response(response: &reqwest::Response, url: &Url) -> Result<String> {
-    let offered = response
-        .headers()
-        .get(header::CONTENT_DISPOSITION)
-        .and_then(|v| disposition_name(v.as_bytes()));
-    match offered.map(|name| network_name(&name)) {
-        Some(Ok(name)) => Ok(name),
-        _ => name_from_url(url),
-    }
-}
-
-/// The file name in a Content-Disposition header (RFC 6266): `filename*`
-/// (RFC 8187, UTF-8) over `filename`.
-fn disposition_name(value: &[u8]) -> Option<Vec<u8>> {
-    let text = String::from_utf8_lossy(value);
-    let mut plain = None;
-    let mut extended = None;
-    for param in split_params(&text).into_iter().skip(1) {
-        let Some((key, raw)) = param.split_once('=') else {
-            continue;
-        };
-        let key = key.trim().to_ascii_lowercase();
-        let raw = raw.trim();
-        if key == "filename*" {
-            let mut pieces = raw.splitn(3, '\'');
-            if let (Some(charset), Some(_lang), Some(encoded)) =
-                (pieces.next(), pieces.next(), pieces.next())
-                && charset.eq_ignore_ascii_case("utf-8")
-            {
-                extended = Some(percent_encoding::percent_decode_str(encoded).collect());
-            }
-        } else if key == "filename" {
-            plain = Some(unquote(raw).into_bytes());
-        }
-    }
-    extended.or(plain)
-}
-
-/// Splits at `;` outside double quotes.
-fn split_params(text: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let (mut quoted, mut escaped) = (false, false);
-    for c in text.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                parts.push(String::new());
-                continue;
-            }
-            _ => {}
-        }
-        if let Some(last) = parts.last_mut() {
-            last.push(c);
-        }
-    }
-    parts
-}
-
-/// A quoted-string's content (`"a\"b"` → `a"b`), or a token as it is.
-fn unquote(raw: &str) -> String {
-    let Some(inner) = raw.strip_prefix('"') else {
-        return raw.to_string();
-    };
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(next) = chars.next() {
-                    out.push(next);
-                }
-            }
-            '"' => break,
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disposition_names() {
-        let name = |v: &str| disposition_name(v.as_bytes()).map(|n| String::from_utf8_lossy(&n).into_owned());
-        assert_eq!(name("attachment; filename=\"a b.txt\"").as_deref(), Some("a b.txt"));
-        assert_eq!(name("attachment; filename=plain.bin").as_deref(), Some("plain.bin"));
-        assert_eq!(
-            name("attachment; filename=\"x.txt\"; filename*=UTF-8''caf%C3%A9.txt").as_deref(),
-            Some("café.txt")
-        );
-        assert_eq!(name("attachment; filename=\"semi;colon\\\"q.txt\"").as_deref(), Some("semi;colon\"q.txt"));
-        assert_eq!(name("inline"), None);
-    }
-
-    #[test]
-    fn hostile_names_are_refused_and_dots_defused() {
-        for bad in ["../../x", "/etc/passwd", "a\nb", "..", "x\u{1b}[2J"] {
-            assert!(network_name(bad.as_bytes()).is_err(), "{bad:?}");
-        }
-        assert_eq!(network_name(b".bashrc").unwrap(), "_bashrc");
-        assert_eq!(network_name(b"dir/report.pdf").unwrap(), "report.pdf");
-    }
-
-    #[test]
-    fn url_names() {
-        let name = |u: &str| name_from_url(&Url::parse(u).unwrap());
-        assert_eq!(name("http://h/a/b%20c.txt").unwrap(), "b c.txt");
-        assert_eq!(name("http://h/").unwrap(), "index.html");
-        assert_eq!(name("http://h/dir/").unwrap(), "index.html");
-        assert!(name("http://h/..%2Fetc%2Fpasswd").is_err());
-        assert!(name("http://h/x%00y").is_err());
-    }
-}

@@ -6,7 +6,9 @@
 //! - [`request`]: the URL and the options map, checked before anything is sent.
 //! - [`client`]: the shared reqwest clients and their errors in plain words.
 //! - [`response`]: the Response value, its body as text, blob or JSON, its printing.
-//! - [`download`]: streaming to `PATH.part`, resume with `If-Range`, rename.
+//! - [`download`]: streaming to `PATH.part`, resume with `If-Range`, rename;
+//!   with `part` (the locked part file and its validator), `stream` (body
+//!   to disk, decoding) and `names` (a safe file name from the response).
 //!
 //! Every wait goes through [`runtime::block_on`] (downloads through
 //! [`progress::watch`]), so Ctrl-C stops a fetch like any blocking call.
@@ -20,8 +22,11 @@ use crate::runtime;
 
 pub mod client;
 pub mod download;
+mod names;
+mod part;
 pub mod request;
 pub mod response;
+mod stream;
 
 pub use download::Downloaded;
 pub use request::Request;

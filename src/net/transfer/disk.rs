@@ -93,34 +93,34 @@ pub struct Written<H = Sha256> {
 /// Writes chunks from `chunks` into `file` from `position` on, hashing them
 /// into `hasher`; returns when the channel closes or a write fails. Emptied
 /// buffers go back through `spare` to be reused.
-pub fn write_chunks<H: HashSink>(
+pub fn write_chunks<H: HashSink, C: AsRef<[u8]>>(
     file: File,
     hasher: H,
     position: u64,
-    chunks: mpsc::Receiver<Vec<u8>>,
-    spare: std_mpsc::Sender<Vec<u8>>,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
 ) -> Written<H> {
     write_into(file, hasher, Some(position), chunks, spare)
 }
 
 /// Like [`write_chunks`] for a file that cannot seek or be cut (a pipe, a
 /// terminal, `/dev/null`): the bytes are written in order as they come.
-pub fn write_stream<H: HashSink>(
+pub fn write_stream<H: HashSink, C: AsRef<[u8]>>(
     file: File,
     hasher: H,
-    chunks: mpsc::Receiver<Vec<u8>>,
-    spare: std_mpsc::Sender<Vec<u8>>,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
 ) -> Written<H> {
     write_into(file, hasher, None, chunks, spare)
 }
 
 /// `start`: where a regular file is written from; `None` for a stream.
-fn write_into<H: HashSink>(
+fn write_into<H: HashSink, C: AsRef<[u8]>>(
     mut file: File,
     mut hasher: H,
     start: Option<u64>,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
-    spare: std_mpsc::Sender<Vec<u8>>,
+    mut chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
 ) -> Written<H> {
     let seekable = start.is_some();
     let mut position = start.unwrap_or(0);
@@ -135,20 +135,21 @@ fn write_into<H: HashSink>(
         None
     };
     while error.is_none() {
-        let Some(chunk) = chunks.blocking_recv() else {
+        let Some(item) = chunks.blocking_recv() else {
             break;
         };
-        hasher.absorb(&chunk);
-        let result = if seekable && is_all_zero(&chunk) {
+        let chunk = item.as_ref();
+        hasher.absorb(chunk);
+        let result = if seekable && is_all_zero(chunk) {
             file.seek(SeekFrom::Current(chunk.len() as i64)).map(|_| ())
         } else {
-            file.write_all(&chunk)
+            file.write_all(chunk)
         };
         match result {
             Ok(()) => position += chunk.len() as u64,
             Err(e) => error = Some(e),
         }
-        let _ = spare.send(chunk);
+        let _ = spare.send(item);
     }
     // Trailing holes are only seeks: give the file its real length, so a
     // resume sees exactly how many bytes arrived.
