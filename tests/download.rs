@@ -75,7 +75,11 @@ fn a_256_mib_download_is_checked_by_sha256() {
         path.display()
     ));
     assert_eq!(field(&out, "bytes"), (256u64 << 20).to_string(), "{out}");
-    assert_eq!(field(&out, "sha256"), expected, "the hash computed while streaming");
+    assert_eq!(
+        field(&out, "sha256"),
+        expected,
+        "the hash computed while streaming"
+    );
     assert_eq!(sha256_file(&path), expected, "the file on disk");
     assert_eq!(field(&out, "resumed_from"), "0");
     assert!(!part_of(&path).exists(), "no .part left behind");
@@ -155,7 +159,10 @@ fn a_server_ignoring_range_starts_over_cleanly() {
     assert_eq!(field(&out, "status"), "200");
     assert_eq!(field(&out, "resumed_from"), "0");
     assert!(std::fs::read(&path).unwrap() == data);
-    assert!(server.last_header("/files/g.bin", "range").is_some(), "a range was asked for");
+    assert!(
+        server.last_header("/files/g.bin", "range").is_some(),
+        "a range was asked for"
+    );
 }
 
 /// When the resource changed between attempts, If-Range gets the whole new
@@ -186,9 +193,16 @@ fn a_changed_resource_is_downloaded_afresh() {
         r.version = 1;
     });
     let out = eval(&code);
-    assert_eq!(field(&out, "status"), "200", "If-Range did not match: {out}");
+    assert_eq!(
+        field(&out, "status"),
+        "200",
+        "If-Range did not match: {out}"
+    );
     assert_eq!(field(&out, "resumed_from"), "0");
-    assert!(std::fs::read(&path).unwrap() == new, "the new version, whole");
+    assert!(
+        std::fs::read(&path).unwrap() == new,
+        "the new version, whole"
+    );
 }
 
 /// A `.part` that is already complete is finished (416 with the full
@@ -241,14 +255,22 @@ fn hostile_content_disposition_names_stay_in_the_folder() {
             r#"fetch("{url}", "{}", #{{progress: false}}).path"#,
             inner.display()
         ));
-        assert_eq!(out, inner.join(stored).display().to_string(), "{disposition}");
+        assert_eq!(
+            out,
+            inner.join(stored).display().to_string(),
+            "{disposition}"
+        );
         let listing: Vec<String> = std::fs::read_dir(&inner)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(listing, vec![stored.to_string()], "{disposition}");
         let above: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
-        assert_eq!(above.len(), 1, "nothing written above the folder: {disposition}");
+        assert_eq!(
+            above.len(),
+            1,
+            "nothing written above the folder: {disposition}"
+        );
     }
 }
 
@@ -263,7 +285,10 @@ fn an_error_status_saves_nothing() {
         server.url("files/missing.bin"),
         path.display()
     ));
-    assert!(err.contains("the server answered 404 Not Found; nothing was saved"), "{err}");
+    assert!(
+        err.contains("the server answered 404 Not Found; nothing was saved"),
+        "{err}"
+    );
     let listing: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(listing.is_empty(), "{listing:?}");
 }
@@ -281,7 +306,10 @@ fn a_folder_download_never_replaces_a_file() {
         dir.path().display()
     ));
     assert!(err.contains("kept.txt already exists"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("kept.txt")).unwrap(), "old");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("kept.txt")).unwrap(),
+        "old"
+    );
 }
 
 /// `/dev/null` and a FIFO are written straight into: no `.part` anywhere.
@@ -302,11 +330,18 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
         r#"let d = fetch("{}", "/dev/null", #{{progress: false, hash: false}}); [d.bytes, d.sha256]"#,
         server.url("files/n.bin")
     ));
-    assert_eq!(unhashed, format!("[{}, ()]", data.len()), "hash: false skips the SHA-256");
+    assert_eq!(
+        unhashed,
+        format!("[{}, ()]", data.len()),
+        "hash: false skips the SHA-256"
+    );
 
     let dir = scratch();
     let fifo = dir.path().join("pipe");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success(), "mkfifo failed");
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
@@ -347,7 +382,10 @@ fn a_progress_closure_can_stop_a_download_and_it_resumes() {
     // The writer finishes its queue just after the error returns.
     let started = Instant::now();
     while std::fs::metadata(part_of(&path)).map_or(0, |m| m.len()) < 2 << 20 {
-        assert!(started.elapsed() < Duration::from_secs(5), "the part never reached 2 MiB");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the part never reached 2 MiB"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     server.update("p.bin", |r| r.stall_after = None);
@@ -356,8 +394,16 @@ fn a_progress_closure_can_stop_a_download_and_it_resumes() {
         server.url("files/p.bin"),
         path.display()
     ));
-    assert_eq!(field(&out, "resumed_from"), (2u64 << 20).to_string(), "{out}");
-    assert_eq!(field(&out, "last"), "100.0", "the last call reports completion");
+    assert_eq!(
+        field(&out, "resumed_from"),
+        (2u64 << 20).to_string(),
+        "{out}"
+    );
+    assert_eq!(
+        field(&out, "last"),
+        "100.0",
+        "the last call reports completion"
+    );
     assert!(std::fs::read(&path).unwrap() == data);
 }
 
@@ -374,7 +420,11 @@ fn compressed_downloads_are_decoded_unless_told_not_to() {
             server.url(route),
             path.display()
         ));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), support::http::TEXT.repeat(20), "{route}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            support::http::TEXT.repeat(20),
+            "{route}"
+        );
     }
     let raw = dir.path().join("raw.gz");
     eval(&format!(
@@ -382,7 +432,11 @@ fn compressed_downloads_are_decoded_unless_told_not_to() {
         server.url("gzip"),
         raw.display()
     ));
-    assert_eq!(&std::fs::read(&raw).unwrap()[..2], &[0x1f, 0x8b], "gzip as sent");
+    assert_eq!(
+        &std::fs::read(&raw).unwrap()[..2],
+        &[0x1f, 0x8b],
+        "gzip as sent"
+    );
 }
 
 /// Against nginx: a part resumes with a real 206; a stale ETag in If-Range
@@ -423,7 +477,10 @@ fn nginx_range_and_etag() {
     let out = eval(&code(&stale));
     assert_eq!(field(&out, "status"), "200", "{out}");
     assert_eq!(field(&out, "resumed_from"), "0");
-    assert!(std::fs::read(&stale).unwrap() == data, "no stale bytes kept");
+    assert!(
+        std::fs::read(&stale).unwrap() == data,
+        "no stale bytes kept"
+    );
 
     // Text nginx gzips on the fly arrives decoded.
     let text = "nginx gzips text/plain for clients that accept it.\n".repeat(200);
@@ -488,9 +545,13 @@ fn ctrl_c_stops_a_download_and_the_next_fetch_resumes() {
     // returned a result nor failed.
     std::thread::sleep(Duration::from_millis(300));
     let early = pty.check(expectrl::Regex("fetch:|resumed_from")).unwrap();
-    assert!(early.is_empty(), "the fetch returned before Ctrl-C: it was not blocked");
+    assert!(
+        early.is_empty(),
+        "the fetch returned before Ctrl-C: it was not blocked"
+    );
     pty.send(ControlCode::EndOfText).unwrap();
-    pty.expect("fetch: interrupted").expect("the fetch to say it was interrupted");
+    pty.expect("fetch: interrupted")
+        .expect("the fetch to say it was interrupted");
     pty.expect("netsh> ").expect("the prompt back");
     assert!(!path.exists(), "nothing under the final name");
     assert_eq!(std::fs::metadata(part_of(&path)).unwrap().len(), 1 << 20);
@@ -502,7 +563,8 @@ fn ctrl_c_stops_a_download_and_the_next_fetch_resumes() {
     ))
     .unwrap();
     let expected = format!("RESUMED:{}:{}", 1 << 20, sha256_hex(&data));
-    pty.expect(expected.as_str()).expect("the resumed fetch's result");
+    pty.expect(expected.as_str())
+        .expect("the resumed fetch's result");
     assert!(std::fs::read(&path).unwrap() == data, "the identical file");
 }
 
@@ -574,14 +636,32 @@ fn the_download_script_runs_on_loopback() {
     // The closure stops it at the first report past 4 MiB; how far past
     // depends on the machine's load.
     let after = |marker: &str, end: &str| {
-        let from = out.find(marker).map(|i| i + marker.len()).unwrap_or_else(|| panic!("no '{marker}': {}", run.explain()));
-        out[from..].split(end).next().unwrap_or_default().to_string()
+        let from = out
+            .find(marker)
+            .map(|i| i + marker.len())
+            .unwrap_or_else(|| panic!("no '{marker}': {}", run.explain()));
+        out[from..]
+            .split(end)
+            .next()
+            .unwrap_or_default()
+            .to_string()
     };
-    let stopped = after("4. interrupted: fetch: the progress callback failed: stopped at ", "\n");
+    let stopped = after(
+        "4. interrupted: fetch: the progress callback failed: stopped at ",
+        "\n",
+    );
     let kept = after("kept ", " in second.bin.part");
     let resumed = after("5. resumed at ", " with status 206");
-    assert!(stopped.ends_with("MiB") && kept == resumed, "{}", run.explain());
-    assert!(out.contains("identical to the original"), "{}", run.explain());
+    assert!(
+        stopped.ends_with("MiB") && kept == resumed,
+        "{}",
+        run.explain()
+    );
+    assert!(
+        out.contains("identical to the original"),
+        "{}",
+        run.explain()
+    );
     assert_eq!(run.stderr(), "", "no server errors: {}", run.explain());
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the demo removes its folder: {left:?}");
@@ -601,6 +681,10 @@ fn the_download_script_saves_a_url_here() {
         .arg(server.url("files/given.bin"))
         .output();
     run.expect_code(0);
-    assert!(run.stdout().contains(&sha256_hex(&data)), "{}", run.explain());
+    assert!(
+        run.stdout().contains(&sha256_hex(&data)),
+        "{}",
+        run.explain()
+    );
     assert!(std::fs::read(here.path().join("given.bin")).unwrap() == data);
 }

@@ -67,7 +67,10 @@ fn redirects_are_followed_and_limited() {
         server.url("redirect/3")
     ));
     assert!(err.contains("too many redirects (more than 2"), "{err}");
-    assert!(err.contains(&server.url("redirect/3")), "names the URL: {err}");
+    assert!(
+        err.contains(&server.url("redirect/3")),
+        "names the URL: {err}"
+    );
     let out = Netsh::eval(&format!(
         r#"let r = fetch("{}", #{{follow_redirects: false}}); [r.status, r.headers.location]"#,
         server.url("redirect/1")
@@ -82,11 +85,23 @@ fn a_redirect_loop_is_an_error() {
     let err = Netsh::eval_err(&format!(r#"fetch("{}")"#, server.url("loop/a")));
     assert!(err.contains("redirect loop"), "{err}");
     assert!(
-        err.contains(&format!("{} → {} → {}", server.url("loop/a"), server.url("loop/b"), server.url("loop/a"))),
+        err.contains(&format!(
+            "{} → {} → {}",
+            server.url("loop/a"),
+            server.url("loop/b"),
+            server.url("loop/a")
+        )),
         "{err}"
     );
-    let loop_requests = server.seen().iter().filter(|s| s.path.starts_with("/loop")).count();
-    assert_eq!(loop_requests, 2, "stopped as soon as a URL came round again");
+    let loop_requests = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.starts_with("/loop"))
+        .count();
+    assert_eq!(
+        loop_requests, 2,
+        "stopped as soon as a URL came round again"
+    );
 }
 
 /// Headers go out as given (plus user agent, auth) and come back with
@@ -130,7 +145,10 @@ fn json_form_and_query() {
         r#"["POST", "application/json", [true, ()], "PUT", "n=1&name=x+y", "application/x-www-form-urlencoded", "q=a%26b", true, (), [1, 2, 3]]"#
     );
     let err = Netsh::eval_err(&format!(r#"fetch("{}").json"#, server.url("headers")));
-    assert!(err.contains("json: the body of") && err.contains("is not JSON"), "{err}");
+    assert!(
+        err.contains("json: the body of") && err.contains("is not JSON"),
+        "{err}"
+    );
 }
 
 /// gzip, brotli and deflate bodies are decoded; `decode: false` keeps them as sent.
@@ -142,7 +160,9 @@ fn compressed_bodies_are_decoded() {
         let out = Netsh::eval(&format!(r#"fetch("{}").body"#, server.url(route)));
         assert_eq!(out, expected.trim_end(), "{route}");
     }
-    let sent = server.last_header("/deflate", "accept-encoding").unwrap_or_default();
+    let sent = server
+        .last_header("/deflate", "accept-encoding")
+        .unwrap_or_default();
     assert!(sent.contains("gzip") && sent.contains("br"), "{sent}");
     let out = Netsh::eval(&format!(
         r#"let r = fetch("{}", #{{decode: false}}); [r.headers["content-encoding"], r.bytes[0], r.bytes[1]]"#,
@@ -192,8 +212,14 @@ fn https_with_a_self_signed_certificate() {
     let server = HttpServer::start_tls();
     let url = server.url("json");
     let err = Netsh::eval_err(&format!(r#"fetch("{url}")"#));
-    assert!(err.contains("TLS failed") && err.contains("certificate"), "{err}");
-    assert!(err.contains("ca:") && err.contains("insecure"), "says how to fix it: {err}");
+    assert!(
+        err.contains("TLS failed") && err.contains("certificate"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ca:") && err.contains("insecure"),
+        "says how to fix it: {err}"
+    );
     let pem = server.cert_pem.as_ref().unwrap().display().to_string();
     let out = Netsh::eval(&format!(
         r#"let r = fetch("{url}", #{{ca: "{pem}"}}); [r.status, r.version, r.json.name]"#
@@ -213,26 +239,74 @@ fn bad_input_gets_clear_errors() {
     let server = HttpServer::start();
     let url = server.url("json");
     let cases = [
-        (r#"fetch("not a url")"#.to_string(), "'not a url' is not a URL".to_string()),
-        (r#"fetch("ftp://127.0.0.1/x")"#.into(), "unsupported scheme 'ftp'".into()),
-        (format!(r#"fetch("http://{closed}/")"#), format!("http://{closed}/: connection refused by {closed}")),
-        (r#"fetch("http://nohost.invalid/")"#.into(), "cannot resolve 'nohost.invalid'".into()),
-        (r#"fetch("http://1.2.3/")"#.into(), "not an IPv4 address".into()),
-        (format!(r#"fetch("{url}", #{{timeout: "soon"}})"#), "option 'timeout': expected a number of milliseconds, not a string".into()),
-        (format!(r#"fetch("{url}", #{{headers: 5}})"#), "option 'headers': expected a map".into()),
-        (format!(r#"fetch("{url}", #{{tiemout: 5}})"#), "unknown option 'tiemout' (known: method,".into()),
-        (format!(r#"fetch("{url}", #{{body: "a", json: 1}})"#), "give one of 'body', 'json' and 'form'".into()),
-        (format!(r#"fetch("{url}", #{{progress: false}})"#), "option 'progress' applies to downloads".into()),
-        (format!(r#"fetch("{url}", #{{method: "BAD METHOD"}})"#), "is not an HTTP method".into()),
-        (format!(r#"fetch("{url}", #{{headers: #{{"x": "a\nb"}}}})"#), "characters a header cannot carry".into()),
-        (format!(r#"fetch("{url}", #{{ca: "/nonexistent.pem"}})"#), "/nonexistent.pem: no such file".into()),
+        (
+            r#"fetch("not a url")"#.to_string(),
+            "'not a url' is not a URL".to_string(),
+        ),
+        (
+            r#"fetch("ftp://127.0.0.1/x")"#.into(),
+            "unsupported scheme 'ftp'".into(),
+        ),
+        (
+            format!(r#"fetch("http://{closed}/")"#),
+            format!("http://{closed}/: connection refused by {closed}"),
+        ),
+        (
+            r#"fetch("http://nohost.invalid/")"#.into(),
+            "cannot resolve 'nohost.invalid'".into(),
+        ),
+        (
+            r#"fetch("http://1.2.3/")"#.into(),
+            "not an IPv4 address".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{timeout: "soon"}})"#),
+            "option 'timeout': expected a number of milliseconds, not a string".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{headers: 5}})"#),
+            "option 'headers': expected a map".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{tiemout: 5}})"#),
+            "unknown option 'tiemout' (known: method,".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{body: "a", json: 1}})"#),
+            "give one of 'body', 'json' and 'form'".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{progress: false}})"#),
+            "option 'progress' applies to downloads".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{method: "BAD METHOD"}})"#),
+            "is not an HTTP method".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{headers: #{{"x": "a\nb"}}}})"#),
+            "characters a header cannot carry".into(),
+        ),
+        (
+            format!(r#"fetch("{url}", #{{ca: "/nonexistent.pem"}})"#),
+            "/nonexistent.pem: no such file".into(),
+        ),
         (r#"fetch(8080)"#.into(), "expected a URL string".into()),
-        (format!(r#"fetch("{url}", 5)"#), "a path string or an options map".into()),
-        (r#"fetch("file:///nonexistent/x")"#.into(), "/nonexistent/x: no such file".into()),
+        (
+            format!(r#"fetch("{url}", 5)"#),
+            "a path string or an options map".into(),
+        ),
+        (
+            r#"fetch("file:///nonexistent/x")"#.into(),
+            "/nonexistent/x: no such file".into(),
+        ),
     ];
     for (code, expected) in cases {
         let err = Netsh::eval_err(&code);
-        assert!(err.contains(&format!("fetch: {expected}")) || err.contains(&expected), "{code}\n  said: {err}\n  wanted: {expected}");
+        assert!(
+            err.contains(&format!("fetch: {expected}")) || err.contains(&expected),
+            "{code}\n  said: {err}\n  wanted: {expected}"
+        );
         assert!(!err.contains("panicked"), "{code}: {err}");
     }
     let json_requests = server.seen().len();
@@ -245,7 +319,10 @@ fn bad_input_gets_clear_errors() {
 fn a_body_over_the_limit_says_to_download_it() {
     let server = HttpServer::start();
     let err = Netsh::eval_err(&format!(r#"fetch("{}")"#, server.url("huge")));
-    assert!(err.contains("2147483648 bytes, more than a script value may hold"), "{err}");
+    assert!(
+        err.contains("2147483648 bytes, more than a script value may hold"),
+        "{err}"
+    );
     assert!(err.contains("fetch(url, path)"), "{err}");
 }
 
@@ -259,10 +336,20 @@ fn a_response_prints_readably() {
     let out = Netsh::eval(&format!(r#"fetch("file://{}")"#, file.display()));
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("file 200 OK  file://"), "{out}");
-    assert!(out.contains(&format!("content-length: {}", text.len())), "{out}");
+    assert!(
+        out.contains(&format!("content-length: {}", text.len())),
+        "{out}"
+    );
     assert!(out.contains("line 0\nline 1\n"), "{out}");
-    assert!(out.contains(&format!("({} bytes in all: .body)", text.len())), "{out}");
-    assert!(out.len() < 1000, "a preview, not the whole body: {} chars", out.len());
+    assert!(
+        out.contains(&format!("({} bytes in all: .body)", text.len())),
+        "{out}"
+    );
+    assert!(
+        out.len() < 1000,
+        "a preview, not the whole body: {} chars",
+        out.len()
+    );
 
     let server = HttpServer::start();
     let out = Netsh::eval(&format!(r#"fetch("{}")"#, server.url("status/404")));
@@ -310,7 +397,11 @@ fn proxies_come_from_the_environment() {
         .args(["-e", &format!(r#"fetch("{target}").body"#)])
         .output();
     run.expect_code(1);
-    assert!(run.stderr().contains("connection refused"), "{}", run.explain());
+    assert!(
+        run.stderr().contains("connection refused"),
+        "{}",
+        run.explain()
+    );
 }
 
 /// Many fetches in one script reuse one connection. (hyper may open a
@@ -323,7 +414,10 @@ fn fetches_in_a_loop_reuse_one_connection() {
         server.url("json")
     ));
     assert_eq!(out, "50");
-    let connections = server.state.connections.load(std::sync::atomic::Ordering::SeqCst);
+    let connections = server
+        .state
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert!(connections <= 2, "{connections} connections for 50 fetches");
 }
 

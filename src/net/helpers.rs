@@ -295,8 +295,7 @@ fn info(path: &str) -> Result<Dynamic> {
 }
 
 fn remove_path(path: &str) -> Result<()> {
-    let meta =
-        std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
     let removed = if meta.is_dir() {
         std::fs::remove_dir(path)
     } else {

@@ -10,10 +10,7 @@
 use std::{
     future::Future,
     io::IsTerminal,
-    sync::{
-
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -124,8 +121,8 @@ pub fn watch<T: Send + 'static>(
         };
         match step {
             Some(joined) => {
-                let done =
-                    joined.map_err(|e| Error::Protocol(format!("the transfer task failed: {e}")))?;
+                let done = joined
+                    .map_err(|e| Error::Protocol(format!("the transfer task failed: {e}")))?;
                 if let Some(bar) = &bar {
                     bar.finish_and_clear();
                 }
@@ -146,13 +143,13 @@ pub fn watch<T: Send + 'static>(
                     }
                     bar.set_position(now.bytes);
                 }
-                if let Report::Callback(callback) = &mut report {
-                    if let Err(e) = callback(&now) {
-                        if let Some(bar) = &bar {
-                            bar.abandon();
-                        }
-                        return Err(e);
+                if let Report::Callback(callback) = &mut report
+                    && let Err(e) = callback(&now)
+                {
+                    if let Some(bar) = &bar {
+                        bar.abandon();
                     }
+                    return Err(e);
                 }
             }
         }
@@ -211,7 +208,9 @@ impl Wanted {
                 .clone()
                 .try_cast::<FnPtr>()
                 .map(Wanted::Closure)
-                .ok_or_else(|| Error::invalid("option 'progress' must be true, false or a closure")),
+                .ok_or_else(|| {
+                    Error::invalid("option 'progress' must be true, false or a closure")
+                }),
             Some(v) => match v.as_bool() {
                 Ok(true) => Ok(Wanted::Auto),
                 Ok(false) => Ok(Wanted::Off),

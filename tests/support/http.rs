@@ -109,9 +109,8 @@ impl HttpServer {
         let pem = dir.path().join("cert.pem");
         std::fs::write(&pem, key.cert.pem()).expect("writing cert.pem");
         let cert = key.cert.der().clone();
-        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(
-            key.signing_key.serialize_der().into(),
-        );
+        let private =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
         let mut config = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(vec![cert], private)
@@ -237,7 +236,9 @@ async fn serve(
                         }
                     }
                     None => {
-                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
                     }
                 }
             };
@@ -342,7 +343,11 @@ async fn handle(
             let r = with_header(full(StatusCode::OK, "headers"), "x-one", "1");
             let r = with_header(r, "x-multi", "a");
             let r = with_header(r, "x-multi", "b");
-            let r = with_header(r, "set-cookie", "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT");
+            let r = with_header(
+                r,
+                "set-cookie",
+                "a=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT",
+            );
             with_header(r, "set-cookie", "b=2")
         }
         ("gzip", _) => {
@@ -383,7 +388,9 @@ async fn handle(
             response
         }
         ("slow-body", _) => {
-            let ms: u64 = query_param(&req, "ms").and_then(|v| v.parse().ok()).unwrap_or(5000);
+            let ms: u64 = query_param(&req, "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5000);
             let body = stream::once(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"finally")))
@@ -443,7 +450,12 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
             serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
         );
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let json = serde_json::json!({
         "method": method,
         "path": path,

@@ -176,10 +176,8 @@ pub fn wait_until(limit: std::time::Duration, what: &str, mut check: impl FnMut(
 }
 
 /// The REPL in a pseudo-terminal.
-pub type Pty = expectrl::Session<
-    expectrl::process::unix::UnixProcess,
-    expectrl::process::unix::PtyStream,
->;
+pub type Pty =
+    expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
 
 /// Starts the REPL in a pty, in `home` with a private config and data dir,
 /// and waits for its first prompt.

@@ -18,11 +18,18 @@ pub struct Nginx {
 /// Where nginx lives (it is often in /usr/sbin, outside a user's PATH).
 fn binary() -> Option<PathBuf> {
     let from_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("nginx")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("nginx"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     from_path
         .into_iter()
-        .chain([PathBuf::from("/usr/sbin/nginx"), PathBuf::from("/usr/local/sbin/nginx")])
+        .chain([
+            PathBuf::from("/usr/sbin/nginx"),
+            PathBuf::from("/usr/local/sbin/nginx"),
+        ])
         .find(|p| p.is_file())
 }
 
@@ -90,7 +97,8 @@ impl Nginx {
                     });
                 }
                 if Instant::now() > deadline {
-                    let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
                     let _ = child.kill();
                     panic!("nginx did not start listening on {addr}:\n{log}");
                 }

@@ -188,10 +188,7 @@ fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
     }
     if err.is_timeout() {
         let (what, after) = if err.is_connect() {
-            (
-                format!("connecting to {}", host_port(url)),
-                limits.connect,
-            )
+            (format!("connecting to {}", host_port(url)), limits.connect)
         } else if let Some(total) = limits.total {
             (format!("fetching {url}"), total)
         } else {
@@ -214,7 +211,8 @@ fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
             .zip(url.port_or_known_default())
             .map(|(ip, port)| SocketAddr::new(ip, port));
         let classified = Error::io(format!("talking to {}", host_port(url)), peer, copy_io(io));
-        if matches!(classified, Error::Io { .. }) && io.kind() == std::io::ErrorKind::ConnectionRefused
+        if matches!(classified, Error::Io { .. })
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
         {
             return Error::Protocol(format!("connection refused by {}", host_port(url)));
         }
@@ -256,7 +254,9 @@ fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<
             return Some(found);
         }
         // An io::Error's `source()` skips the error it wraps; look inside.
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
             && let Some(found) = find::<T>(inner)
         {
             return Some(found);

@@ -44,9 +44,7 @@ use crate::error::{Error, Result};
 use crate::net::{
     helpers::file_error,
     progress::{self, Progress, Report},
-    transfer::{
-        disk::{self, CHUNK},
-    },
+    transfer::disk::{self, CHUNK},
 };
 
 /// What a finished download reports.
@@ -90,12 +88,7 @@ enum Dest {
 }
 
 /// Downloads `request` to `path`, reporting progress from this thread.
-pub fn download(
-    request: Request,
-    path: &Path,
-    how: How,
-    report: Report<'_>,
-) -> Result<Downloaded> {
+pub fn download(request: Request, path: &Path, how: How, report: Report<'_>) -> Result<Downloaded> {
     let dest = classify(path)?;
     let progress = Arc::new(Progress::default());
     let work = run(request, dest, how, progress.clone());
@@ -148,7 +141,12 @@ fn validator_of(response: &reqwest::Response, decoded: bool) -> String {
     }
 }
 
-async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) -> Result<Downloaded> {
+async fn run(
+    request: Request,
+    dest: Dest,
+    how: How,
+    progress: Arc<Progress>,
+) -> Result<Downloaded> {
     let started = Instant::now();
     if request.url.scheme() == "file" {
         return copy_file_url(&request.url, dest, how.hash, progress, started).await;
@@ -183,7 +181,11 @@ async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) ->
             _ => 0,
         };
         let validator = part.as_ref().and_then(Part::validator);
-        let offset = if validator.as_deref() == Some("never") { 0 } else { offset };
+        let offset = if validator.as_deref() == Some("never") {
+            0
+        } else {
+            offset
+        };
         let mut builder = request.builder(&client);
         if offset > 0 {
             builder = builder
@@ -220,7 +222,18 @@ async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) ->
             }
             if part.is_none() {
                 let part = Part::open(named).await?;
-                return save(response, Some(part), &dest, 0, decode, how.hash, limits, &progress, started).await;
+                return save(
+                    response,
+                    Some(part),
+                    &dest,
+                    0,
+                    decode,
+                    how.hash,
+                    limits,
+                    &progress,
+                    started,
+                )
+                .await;
             }
         }
 
@@ -233,21 +246,30 @@ async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) ->
                     fresh = true;
                     continue;
                 }
-                return save(response, part, &dest, offset, decode, how.hash, limits, &progress, started).await;
+                return save(
+                    response, part, &dest, offset, decode, how.hash, limits, &progress, started,
+                )
+                .await;
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
                 let total = content_range(&response).and_then(|r| r.2);
                 if total == Some(offset)
                     && let Some(part) = part
                 {
-                    return finish_complete(part, &dest, &url, status, how.hash, &progress, started).await;
+                    return finish_complete(
+                        part, &dest, &url, status, how.hash, &progress, started,
+                    )
+                    .await;
                 }
                 // The part is longer than the resource: it cannot be ours.
                 fresh = true;
                 continue;
             }
             s if s.is_success() => {
-                return save(response, part, &dest, 0, decode, how.hash, limits, &progress, started).await;
+                return save(
+                    response, part, &dest, 0, decode, how.hash, limits, &progress, started,
+                )
+                .await;
             }
             s => {
                 return Err(fail(Error::Protocol(format!(
@@ -268,7 +290,11 @@ async fn run(request: Request, dest: Dest, how: How, progress: Arc<Progress>) ->
 
 /// `Content-Range: bytes START-END/TOTAL` (or `*/TOTAL`) as numbers.
 fn content_range(response: &reqwest::Response) -> Option<(u64, u64, Option<u64>)> {
-    let value = response.headers().get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let value = response
+        .headers()
+        .get(header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
     let rest = value.trim().strip_prefix("bytes")?.trim();
     let (range, total) = rest.split_once('/')?;
     let total = total.trim().parse().ok();
@@ -385,8 +411,10 @@ async fn save(
         .bytes_stream()
         .map(move |chunk| chunk.map_err(|e| explain(&e, &url, limits)));
     let seekable = part.is_some();
-    let (written, hasher) =
-        pump(stream, decoder, file, hasher, offset, seekable, progress, &shown).await?;
+    let (written, hasher) = pump(
+        stream, decoder, file, hasher, offset, seekable, progress, &shown,
+    )
+    .await?;
     if let Some(total) = expected
         && written != total
     {
@@ -458,11 +486,10 @@ async fn finish_complete(
             .file
             .try_clone()
             .map_err(|e| file_error("reading", &shown, e))?;
-        let (hasher, _) =
-            tokio::task::spawn_blocking(move || disk::hash_prefix(&mut reader, len))
-                .await
-                .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
-                .map_err(|e| file_error("reading", &shown, e))?;
+        let (hasher, _) = tokio::task::spawn_blocking(move || disk::hash_prefix(&mut reader, len))
+            .await
+            .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
+            .map_err(|e| file_error("reading", &shown, e))?;
         Some(hasher.finalize().into())
     } else {
         None
@@ -531,8 +558,17 @@ async fn copy_file_url(
     let stream = tokio_util::io::ReaderStream::with_capacity(input, CHUNK)
         .map(move |chunk| chunk.map_err(|e| file_error("reading", &reading, e)));
     let seekable = part.is_some();
-    let (written, hasher) =
-        pump(stream, None, file, hash.then(Sha256::new), 0, seekable, &progress, &written_to).await?;
+    let (written, hasher) = pump(
+        stream,
+        None,
+        file,
+        hash.then(Sha256::new),
+        0,
+        seekable,
+        &progress,
+        &written_to,
+    )
+    .await?;
     let path = match (part, &dest) {
         (Some(part), _) => place(part, &dest).await?,
         (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => path.clone(),
@@ -547,4 +583,3 @@ async fn copy_file_url(
         sha256: hasher.map(|h| h.finalize().into()),
     })
 }
-

@@ -45,7 +45,12 @@ pub fn fetch(request: &Request) -> Result<Response> {
 }
 
 /// Runs a fetch from a Rhai call: a Response, or a download's result map.
-fn script_fetch(ctx: &NativeCallContext, url: &str, path: Option<&str>, map: &Map) -> Result<Dynamic> {
+fn script_fetch(
+    ctx: &NativeCallContext,
+    url: &str,
+    path: Option<&str>,
+    map: &Map,
+) -> Result<Dynamic> {
     let mut request = request::from_options(url, path, map)?;
     match request.download.take() {
         None => fetch(&request).map(Dynamic::from),
@@ -178,7 +183,10 @@ mod api {
     /// Fails when: always: the URL must be a string.
     #[rhai_fn(return_raw, name = "fetch")]
     pub fn fetch_wrong_type(url: Dynamic) -> ScriptResult<Dynamic> {
-        Err(fail("fetch")(wrong_type("a URL string like \"http://127.0.0.1:8080/\"", &url)))
+        Err(fail("fetch")(wrong_type(
+            "a URL string like \"http://127.0.0.1:8080/\"",
+            &url,
+        )))
     }
 
     /// Catches `fetch(url, x)` where `x` is neither a path nor an options map.
@@ -191,7 +199,10 @@ mod api {
     #[rhai_fn(return_raw, name = "fetch")]
     pub fn fetch_wrong_types(url: Dynamic, second: Dynamic) -> ScriptResult<Dynamic> {
         let err = if url.is_string() {
-            wrong_type("a path string or an options map #{…} as the second argument", &second)
+            wrong_type(
+                "a path string or an options map #{…} as the second argument",
+                &second,
+            )
         } else {
             wrong_type("a URL string like \"http://127.0.0.1:8080/\"", &url)
         };

@@ -126,14 +126,25 @@ mod tests {
 
     #[test]
     fn disposition_names() {
-        let name = |v: &str| disposition_name(v.as_bytes()).map(|n| String::from_utf8_lossy(&n).into_owned());
-        assert_eq!(name("attachment; filename=\"a b.txt\"").as_deref(), Some("a b.txt"));
-        assert_eq!(name("attachment; filename=plain.bin").as_deref(), Some("plain.bin"));
+        let name = |v: &str| {
+            disposition_name(v.as_bytes()).map(|n| String::from_utf8_lossy(&n).into_owned())
+        };
+        assert_eq!(
+            name("attachment; filename=\"a b.txt\"").as_deref(),
+            Some("a b.txt")
+        );
+        assert_eq!(
+            name("attachment; filename=plain.bin").as_deref(),
+            Some("plain.bin")
+        );
         assert_eq!(
             name("attachment; filename=\"x.txt\"; filename*=UTF-8''caf%C3%A9.txt").as_deref(),
             Some("café.txt")
         );
-        assert_eq!(name("attachment; filename=\"semi;colon\\\"q.txt\"").as_deref(), Some("semi;colon\"q.txt"));
+        assert_eq!(
+            name("attachment; filename=\"semi;colon\\\"q.txt\"").as_deref(),
+            Some("semi;colon\"q.txt")
+        );
         assert_eq!(name("inline"), None);
     }
 

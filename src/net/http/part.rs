@@ -47,9 +47,7 @@ impl Part {
         let deadline = Instant::now() + LOCK_WAIT;
         while !disk::try_lock(&file).map_err(|e| file_error("locking", &shown, e))? {
             if Instant::now() > deadline {
-                return Err(Error::InUse(format!(
-                    "another download is writing {shown}"
-                )));
+                return Err(Error::InUse(format!("another download is writing {shown}")));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -111,7 +111,10 @@ pub fn parse_url(text: &str) -> Result<Url> {
             check_numeric_host(text, &url)?;
         }
         "file" => {
-            if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+            if url
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
                 return Err(Error::invalid(format!(
                     "'{text}' names a file on another host; file URLs read this machine's files (file:///path)"
                 )));
@@ -195,9 +198,9 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
 
     let mut headers = HeaderMap::new();
     if let Some(v) = get("headers") {
-        let given = v.read_lock::<Map>().ok_or_else(|| {
-            option_type("headers", "a map like #{\"x-token\": \"abc\"}", v)
-        })?;
+        let given = v
+            .read_lock::<Map>()
+            .ok_or_else(|| option_type("headers", "a map like #{\"x-token\": \"abc\"}", v))?;
         for (name, value) in given.iter() {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Error::invalid(format!("'{name}' is not a valid header name")))?;
@@ -213,11 +216,16 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         }
     }
     if let Some(v) = get("user_agent") {
-        headers.insert(header::USER_AGENT, header_value(&text(v, "user_agent")?, "user_agent")?);
+        headers.insert(
+            header::USER_AGENT,
+            header_value(&text(v, "user_agent")?, "user_agent")?,
+        );
     }
     match (get("basic_auth"), get("bearer")) {
         (Some(_), Some(_)) => {
-            return Err(Error::invalid("give either 'basic_auth' or 'bearer', not both"));
+            return Err(Error::invalid(
+                "give either 'basic_auth' or 'bearer', not both",
+            ));
         }
         (Some(v), None) => {
             let (user, password) = basic_auth(v)?;
@@ -244,7 +252,9 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         let mut query = url.query_pairs_mut();
         for (key, value) in pairs.iter() {
             let value = scalar_text(value).ok_or_else(|| {
-                Error::invalid(format!("query value '{key}' must be a string, number or bool"))
+                Error::invalid(format!(
+                    "query value '{key}' must be a string, number or bool"
+                ))
             })?;
             query.append_pair(key, &value);
         }
@@ -283,14 +293,18 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         let mut encoded = url::form_urlencoded::Serializer::new(String::new());
         for (key, value) in fields.iter() {
             let value = scalar_text(value).ok_or_else(|| {
-                Error::invalid(format!("form field '{key}' must be a string, number or bool"))
+                Error::invalid(format!(
+                    "form field '{key}' must be a string, number or bool"
+                ))
             })?;
             encoded.append_pair(key, &value);
         }
         body = Some(encoded.finish().into_bytes());
-        headers.entry(header::CONTENT_TYPE).or_insert(HeaderValue::from_static(
-            "application/x-www-form-urlencoded",
-        ));
+        headers
+            .entry(header::CONTENT_TYPE)
+            .or_insert(HeaderValue::from_static(
+                "application/x-www-form-urlencoded",
+            ));
     }
     // A body means a POST unless a method was named (as curl -d does).
     let method = if body.is_some() && get("method").is_none() {

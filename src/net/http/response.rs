@@ -334,7 +334,10 @@ mod tests {
 
     #[test]
     fn text_needs_a_text_type_and_a_charset_that_decodes() {
-        assert_eq!(decode_text(b"hi", Some("text/plain")).as_deref(), Some("hi"));
+        assert_eq!(
+            decode_text(b"hi", Some("text/plain")).as_deref(),
+            Some("hi")
+        );
         assert_eq!(
             decode_text(b"{}", Some("application/problem+json")).as_deref(),
             Some("{}")
@@ -345,7 +348,10 @@ mod tests {
         );
         assert_eq!(decode_text(b"caf\xe9", Some("text/plain")), None);
         assert_eq!(decode_text(b"hi", Some("image/png")), None);
-        assert_eq!(decode_text(b"hi", Some("text/plain; charset=nonsense")), None);
+        assert_eq!(
+            decode_text(b"hi", Some("text/plain; charset=nonsense")),
+            None
+        );
         assert_eq!(decode_text(b"plain", None).as_deref(), Some("plain"));
         assert_eq!(decode_text(b"a\0b", None), None);
     }

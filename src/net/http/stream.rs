@@ -165,7 +165,10 @@ impl Decoder {
         Some(match name {
             "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
             "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
-            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 64 * 1024))),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(
+                Vec::new(),
+                64 * 1024,
+            ))),
             _ => return None,
         })
     }
@@ -188,7 +191,10 @@ impl Decoder {
             Decoder::Gzip(d) => d.finish(),
             Decoder::Deflate(d) => d.finish(),
             Decoder::Brotli(d) => d.into_inner().map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "the brotli stream is incomplete")
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the brotli stream is incomplete",
+                )
             }),
         }
         .map_err(Self::broken)

@@ -41,9 +41,9 @@ pub mod protocol;
 pub mod receiver;
 pub mod sender;
 
+pub use crate::net::progress::Progress;
 pub use receiver::{Cidr, ReceiveOptions, Received};
 pub use sender::{SendOptions, Sent};
-pub use crate::net::progress::Progress;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -75,7 +75,13 @@ pub fn send_over(
     wait_close: bool,
 ) -> Result<Sent> {
     let progress = Arc::new(Progress::default());
-    let work = sender::send(conn, path.to_path_buf(), options, progress.clone(), wait_close);
+    let work = sender::send(
+        conn,
+        path.to_path_buf(),
+        options,
+        progress.clone(),
+        wait_close,
+    );
     progress::watch(work, &progress, report, |sent: &Sent| {
         sent.sent as f64 / sent.seconds.max(1e-6)
     })

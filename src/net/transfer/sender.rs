@@ -10,11 +10,7 @@ use std::{
     fs::File,
     os::fd::AsRawFd,
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::Ordering,
-        mpsc as std_mpsc,
-    },
+    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 
