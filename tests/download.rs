@@ -688,3 +688,50 @@ fn the_download_script_saves_a_url_here() {
     );
     assert!(std::fs::read(here.path().join("given.bin")).unwrap() == data);
 }
+
+/// On a terminal, a download draws a bar with size, rate and ETA; with no
+/// Content-Length, a spinner with the bytes so far.
+#[test]
+fn a_terminal_gets_a_progress_bar_or_a_spinner() {
+    use expectrl::Expect;
+    let server = HttpServer::start();
+    let data = pseudo_random(4 << 20, 101);
+    for (name, unsized_body) in [("sized.bin", false), ("unsized.bin", true)] {
+        server.put(
+            name,
+            Resource {
+                stall_after: Some(1 << 20),
+                unsized_body,
+                ..resource(data.clone())
+            },
+        );
+    }
+    let dir = scratch();
+    for (name, shows, never) in [("sized.bin", "ETA", ""), ("unsized.bin", "1.00 MiB", "ETA")] {
+        let mut cmd = std::process::Command::new(support::netsh_bin());
+        cmd.arg("-e")
+            .arg(format!(
+                r#"fetch("{}", "{}")"#,
+                server.url(&format!("files/{name}")),
+                dir.path().join(name).display()
+            ))
+            .env("TERM", "xterm")
+            .env("NO_COLOR", "1");
+        for proxy in support::PROXY_VARIABLES {
+            cmd.env_remove(proxy);
+        }
+        let mut pty = expectrl::Session::spawn(cmd).expect("netsh in a pty");
+        pty.set_expect_timeout(Some(Duration::from_secs(15)));
+        let seen = pty
+            .expect(shows)
+            .unwrap_or_else(|e| panic!("{name}: no '{shows}' on the terminal: {e}"));
+        let before = String::from_utf8_lossy(seen.before()).into_owned();
+        if !never.is_empty() {
+            assert!(
+                !before.contains(never),
+                "{name}: a size-less bar shows no {never}: {before}"
+            );
+        }
+        drop(pty);
+    }
+}

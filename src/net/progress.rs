@@ -58,6 +58,14 @@ pub struct Figures {
 }
 
 impl Progress {
+    /// Whether the transfer has begun: its size is known (or known to be
+    /// unknown), or bytes have moved.
+    pub fn known(&self) -> bool {
+        self.total.load(Ordering::Relaxed) > 0
+            || self.total_unknown.load(Ordering::Relaxed)
+            || self.done.load(Ordering::Relaxed) > 0
+    }
+
     /// The figures now, `started` being when this transfer began.
     pub fn figures(&self, started: Instant) -> Figures {
         let bytes = self.done.load(Ordering::Relaxed);
@@ -134,6 +142,9 @@ pub fn watch<T: Send + 'static>(
                 }
                 return Ok(done);
             }
+            // Nothing to show until the size (or the lack of one) is known:
+            // a download is still waiting for the server's headers.
+            None if !progress.known() => {}
             None => {
                 let now = progress.figures(started);
                 if let Some(bar) = &bar {
@@ -170,12 +181,14 @@ fn progress_bar() -> indicatif::ProgressBar {
 /// Turns a bar into a spinner with a byte count, for an unknown size.
 fn spinner(bar: &indicatif::ProgressBar) {
     if bar.length().is_some() {
-        bar.unset_length();
+        // Style first: unsetting the length redraws, and the bar style
+        // would show "0 B/0 B … ETA" for a moment.
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec}")
         {
             bar.set_style(style);
         }
+        bar.unset_length();
     }
     bar.tick();
 }

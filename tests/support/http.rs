@@ -61,6 +61,8 @@ pub struct Resource {
     pub stall_after: Option<u64>,
     /// A Content-Disposition header to send.
     pub disposition: Option<String>,
+    /// Send no Content-Length (the body goes chunked): a size unknown in advance.
+    pub unsized_body: bool,
 }
 
 /// What the server saw of one request.
@@ -541,7 +543,9 @@ fn serve_file(
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(sent.chain(tail))));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, body_len.into());
+    if !resource.unsized_body {
+        headers.insert(header::CONTENT_LENGTH, body_len.into());
+    }
     headers.insert(header::ETAG, HeaderValue::from_str(&tag).unwrap());
     headers.insert(
         header::CONTENT_TYPE,
