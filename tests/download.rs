@@ -34,6 +34,14 @@ fn field(out: &str, key: &str) -> String {
         .to_string()
 }
 
+/// The Rhai call downloading `url` to `path` without a progress bar.
+fn fetch_code(url: &str, path: &Path) -> String {
+    format!(
+        r#"fetch("{url}", "{}", #{{progress: false}})"#,
+        path.display()
+    )
+}
+
 fn part_of(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".part");
@@ -69,11 +77,7 @@ fn a_256_mib_download_is_checked_by_sha256() {
     server.put("big.bin", resource(data));
     let dir = scratch();
     let path = dir.path().join("big.bin");
-    let out = eval(&format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/big.bin"),
-        path.display()
-    ));
+    let out = eval(&fetch_code(&server.url("files/big.bin"), &path));
     assert_eq!(field(&out, "bytes"), (256u64 << 20).to_string(), "{out}");
     assert_eq!(
         field(&out, "sha256"),
@@ -85,31 +89,44 @@ fn a_256_mib_download_is_checked_by_sha256() {
     assert!(!part_of(&path).exists(), "no .part left behind");
 }
 
+/// Serves `data` as `/files/NAME` cut off after `cut` bytes and runs a
+/// download of it, which must fail leaving `cut` bytes in the `.part`.
+/// Returns the folder, the path and the Rhai call, to run again.
+fn cut_off_download(
+    server: &HttpServer,
+    name: &str,
+    data: &[u8],
+    cut: u64,
+) -> (tempfile::TempDir, PathBuf, String) {
+    server.put(
+        name,
+        Resource {
+            cut_after: Some(cut),
+            ..resource(data.to_vec())
+        },
+    );
+    let dir = scratch();
+    let path = dir.path().join(name);
+    let code = fetch_code(&server.url(&format!("files/{name}")), &path);
+    let err = Netsh::eval_err(&code);
+    assert!(
+        err.contains(&format!("files/{name}")),
+        "names the URL: {err}"
+    );
+    assert!(!path.exists(), "nothing under the final name");
+    let kept = std::fs::metadata(part_of(&path)).unwrap().len();
+    assert_eq!(kept, cut, "the part holds what arrived");
+    (dir, path, code)
+}
+
 /// A body cut off half-way leaves only the `.part`; fetching again resumes
 /// with Range and If-Range and gives the identical file.
 #[test]
 fn a_cut_off_download_resumes_to_the_identical_file() {
     let data = pseudo_random(8 << 20, 7);
     let server = HttpServer::start();
-    server.put(
-        "f.bin",
-        Resource {
-            cut_after: Some(3 << 20),
-            ..resource(data.clone())
-        },
-    );
-    let dir = scratch();
-    let path = dir.path().join("f.bin");
-    let code = format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/f.bin"),
-        path.display()
-    );
-    let err = Netsh::eval_err(&code);
-    assert!(err.contains("files/f.bin"), "names the URL: {err}");
-    assert!(!path.exists(), "nothing under the final name");
-    let kept = std::fs::metadata(part_of(&path)).unwrap().len();
-    assert_eq!(kept, 3 << 20, "the part holds what arrived");
+    let (_dir, path, code) = cut_off_download(&server, "f.bin", &data, 3 << 20);
+    let kept: u64 = 3 << 20;
 
     server.update("f.bin", |r| r.cut_after = None);
     let out = eval(&code);
@@ -135,22 +152,7 @@ fn a_cut_off_download_resumes_to_the_identical_file() {
 fn a_server_ignoring_range_starts_over_cleanly() {
     let data = pseudo_random(4 << 20, 11);
     let server = HttpServer::start();
-    server.put(
-        "g.bin",
-        Resource {
-            cut_after: Some(1 << 20),
-            ..resource(data.clone())
-        },
-    );
-    let dir = scratch();
-    let path = dir.path().join("g.bin");
-    let code = format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/g.bin"),
-        path.display()
-    );
-    Netsh::eval_err(&code);
-    assert_eq!(std::fs::metadata(part_of(&path)).unwrap().len(), 1 << 20);
+    let (_dir, path, code) = cut_off_download(&server, "g.bin", &data, 1 << 20);
     server.update("g.bin", |r| {
         r.cut_after = None;
         r.ignore_range = true;
@@ -172,21 +174,7 @@ fn a_changed_resource_is_downloaded_afresh() {
     let old = pseudo_random(4 << 20, 21);
     let new = pseudo_random(4 << 20, 22);
     let server = HttpServer::start();
-    server.put(
-        "h.bin",
-        Resource {
-            cut_after: Some(2 << 20),
-            ..resource(old)
-        },
-    );
-    let dir = scratch();
-    let path = dir.path().join("h.bin");
-    let code = format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/h.bin"),
-        path.display()
-    );
-    Netsh::eval_err(&code);
+    let (_dir, path, code) = cut_off_download(&server, "h.bin", &old, 2 << 20);
     server.update("h.bin", |r| {
         r.cut_after = None;
         r.data = Bytes::from(new.clone());
@@ -215,11 +203,7 @@ fn a_complete_part_is_finished_not_failed() {
     let dir = scratch();
     let path = dir.path().join("c.bin");
     std::fs::write(part_of(&path), &data).unwrap();
-    let out = eval(&format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/c.bin"),
-        path.display()
-    ));
+    let out = eval(&fetch_code(&server.url("files/c.bin"), &path));
     assert_eq!(field(&out, "status"), "416", "{out}");
     assert_eq!(field(&out, "bytes"), data.len().to_string());
     assert_eq!(field(&out, "resumed_from"), data.len().to_string());
@@ -345,11 +329,7 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
     assert!(made.success(), "mkfifo failed");
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
-    eval(&format!(
-        r#"fetch("{}", "{}", #{{progress: false}})"#,
-        server.url("files/n.bin"),
-        fifo.display()
-    ));
+    eval(&fetch_code(&server.url("files/n.bin"), &fifo));
     assert!(reader.join().unwrap() == data, "the reader got every byte");
     let listing: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(listing.len(), 1, "only the FIFO: no .part");

@@ -28,6 +28,12 @@ fn eval(code: &str) -> String {
     one_line(&Netsh::eval(code))
 }
 
+/// An address on 127.0.0.1 where nothing listens: bound, then released.
+fn closed_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// Each status code comes back as a normal result, `ok` only for 2xx.
 #[test]
 fn status_codes_are_results_with_the_right_ok() {
@@ -232,10 +238,7 @@ fn https_with_a_self_signed_certificate() {
 /// Bad input fails with a clear error before anything is sent; nothing panics.
 #[test]
 fn bad_input_gets_clear_errors() {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = closed_port();
     let server = HttpServer::start();
     let url = server.url("json");
     let cases = [
@@ -380,10 +383,7 @@ fn file_urls_work() {
 #[test]
 fn proxies_come_from_the_environment() {
     let proxy = HttpServer::start();
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = closed_port();
     let target = format!("http://{closed}/through");
     let out = Netsh::new()
         .env("http_proxy", format!("http://{}", proxy.addr))

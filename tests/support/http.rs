@@ -262,6 +262,13 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response
 }
 
+/// A response whose body is the frames of `body`, sent as they come.
+fn streamed(
+    body: impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static,
+) -> Response<Body> {
+    Response::new(BodyExt::boxed(StreamBody::new(body)))
+}
+
 fn with_header(mut response: Response<Body>, name: &str, value: &str) -> Response<Body> {
     response.headers_mut().append(
         header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
@@ -352,19 +359,20 @@ async fn handle(
             );
             with_header(r, "set-cookie", "b=2")
         }
-        ("gzip", _) => {
-            use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            enc.write_all(TEXT.repeat(20).as_bytes()).unwrap();
-            compressed(enc.finish().unwrap(), "gzip")
-        }
-        ("deflate", _) => {
-            use std::io::Write;
-            let mut enc =
-                flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-            enc.write_all(TEXT.repeat(20).as_bytes()).unwrap();
-            compressed(enc.finish().unwrap(), "deflate")
-        }
+        ("gzip", _) => compressed(
+            encoded(flate2::read::GzEncoder::new(
+                TEXT.repeat(20).as_bytes(),
+                flate2::Compression::default(),
+            )),
+            "gzip",
+        ),
+        ("deflate", _) => compressed(
+            encoded(flate2::read::ZlibEncoder::new(
+                TEXT.repeat(20).as_bytes(),
+                flate2::Compression::default(),
+            )),
+            "deflate",
+        ),
         ("br", _) => {
             let mut out = Vec::new();
             brotli::BrotliCompress(
@@ -383,11 +391,7 @@ async fn handle(
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 frame
             });
-            let mut response = Response::new(BodyExt::boxed(StreamBody::new(pieces)));
-            response
-                .headers_mut()
-                .insert("content-type", HeaderValue::from_static("text/plain"));
-            response
+            with_header(streamed(pieces), "content-type", "text/plain")
         }
         ("slow-body", _) => {
             let ms: u64 = query_param(&req, "ms")
@@ -397,11 +401,7 @@ async fn handle(
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b"finally")))
             });
-            let mut response = Response::new(BodyExt::boxed(StreamBody::new(body)));
-            response
-                .headers_mut()
-                .insert("content-length", HeaderValue::from_static("7"));
-            response
+            with_header(streamed(body), "content-length", "7")
         }
         ("huge", _) => {
             // Claims 2 GiB and sends nothing: the client must refuse at once.
@@ -410,11 +410,7 @@ async fn handle(
                 let _ = stop.wait_for(|s| *s).await;
                 Err::<Frame<Bytes>, _>(std::io::Error::other("stopped"))
             });
-            let mut response = Response::new(BodyExt::boxed(StreamBody::new(body)));
-            response
-                .headers_mut()
-                .insert("content-length", HeaderValue::from_static("2147483648"));
-            response
+            with_header(streamed(body), "content-length", "2147483648")
         }
         ("cd", _) => {
             let name = query_param(&req, "name").unwrap_or_default();
@@ -434,6 +430,13 @@ async fn handle(
         }
         _ => full(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Everything an encoder reading from memory gives.
+fn encoded(mut encoder: impl std::io::Read) -> Vec<u8> {
+    let mut out = Vec::new();
+    encoder.read_to_end(&mut out).unwrap();
+    out
 }
 
 fn compressed(body: Vec<u8>, encoding: &str) -> Response<Body> {
@@ -540,7 +543,7 @@ fn serve_file(
             Ok(Frame::data(Bytes::new()))
         }
     });
-    let mut response = Response::new(BodyExt::boxed(StreamBody::new(sent.chain(tail))));
+    let mut response = streamed(sent.chain(tail));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     if !resource.unsized_body {

@@ -25,7 +25,7 @@
 //! the other core.
 
 use std::{
-    fs::OpenOptions,
+    fs::{File, OpenOptions},
     path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
     time::Instant,
@@ -85,6 +85,14 @@ enum Dest {
     Folder(PathBuf),
     /// A pipe, terminal or device: written straight into.
     Stream(PathBuf),
+}
+
+impl Dest {
+    fn path(&self) -> &Path {
+        match self {
+            Dest::File(path) | Dest::Folder(path) | Dest::Stream(path) => path,
+        }
+    }
 }
 
 /// Downloads `request` to `path`, reporting progress from this thread.
@@ -355,31 +363,17 @@ async fn save(
         source: Box::new(source),
     };
 
-    let (file, shown) = match (&part, dest) {
-        (Some(part), _) => {
-            let file = part
-                .file
-                .try_clone()
-                .map_err(|e| file_error("opening", &part.part.display().to_string(), e))?;
-            if offset == 0 {
-                // Cut first, then record the new validator: a crash in
-                // between must never pair old bytes with a new validator.
-                file.set_len(0)
-                    .map_err(|e| file_error("writing", &part.part.display().to_string(), e))?;
-                part.set_validator(&validator_of(&response, decoded));
-            }
-            (file, part.part.display().to_string())
-        }
-        (None, Dest::Stream(path)) => {
-            let shown = path.display().to_string();
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| file_error("opening", &shown, e))?;
-            (file, shown)
-        }
-        (None, _) => return Err(Error::invalid("a download to a file needs its part file")),
-    };
+    if let Some(part) = &part
+        && offset == 0
+    {
+        // Cut first, then record the new validator: a crash in between
+        // must never pair old bytes with a new validator.
+        part.file
+            .set_len(0)
+            .map_err(|e| file_error("writing", &part.part.display().to_string(), e))?;
+        part.set_validator(&validator_of(&response, decoded));
+    }
+    let (file, shown) = sink(part.as_ref(), dest)?;
 
     let hasher = if !hash {
         None
@@ -425,10 +419,7 @@ async fn save(
             ))),
         });
     }
-    let path = match (part, dest) {
-        (Some(part), _) => place(part, dest).await?,
-        (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => path.clone(),
-    };
+    let path = finish(part, dest).await?;
     Ok(Downloaded {
         path,
         url: url_text,
@@ -438,6 +429,35 @@ async fn save(
         resumed_from: offset,
         sha256: hasher.map(|h| h.finalize().into()),
     })
+}
+
+/// Where the bytes are written, and its name for messages: the part (a
+/// handle of its own for the writer thread), or else the pipe or device.
+fn sink(part: Option<&Part>, dest: &Dest) -> Result<(File, String)> {
+    if let Some(part) = part {
+        let shown = part.part.display().to_string();
+        let file = part
+            .file
+            .try_clone()
+            .map_err(|e| file_error("opening", &shown, e))?;
+        return Ok((file, shown));
+    }
+    let path = dest.path();
+    let shown = path.display().to_string();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| file_error("opening", &shown, e))?;
+    Ok((file, shown))
+}
+
+/// The path of the finished download: the part renamed into place, or the
+/// pipe or device it went straight into.
+async fn finish(part: Option<Part>, dest: &Dest) -> Result<PathBuf> {
+    match part {
+        Some(part) => place(part, dest).await,
+        None => Ok(dest.path().to_path_buf()),
+    }
 }
 
 /// Renames a finished part to its final name (replacing a file given by
@@ -534,26 +554,12 @@ async fn copy_file_url(
         Dest::Folder(dir) => Some(Part::open(dir.join(name_from_url(url)?)).await?),
         Dest::Stream(_) => None,
     };
-    let (file, written_to) = match (&part, &dest) {
-        (Some(part), _) => {
-            if matches!(dest, Dest::Folder(_)) && part.target.exists() {
-                return Err(exists(&part.target));
-            }
-            let file = part
-                .file
-                .try_clone()
-                .map_err(|e| file_error("opening", &part.part.display().to_string(), e))?;
-            (file, part.part.display().to_string())
-        }
-        (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => {
-            let shown = path.display().to_string();
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| file_error("opening", &shown, e))?;
-            (file, shown)
-        }
-    };
+    if let (Some(part), Dest::Folder(_)) = (&part, &dest)
+        && part.target.exists()
+    {
+        return Err(exists(&part.target));
+    }
+    let (file, written_to) = sink(part.as_ref(), &dest)?;
     let reading = shown.clone();
     let stream = tokio_util::io::ReaderStream::with_capacity(input, CHUNK)
         .map(move |chunk| chunk.map_err(|e| file_error("reading", &reading, e)));
@@ -569,10 +575,7 @@ async fn copy_file_url(
         &written_to,
     )
     .await?;
-    let path = match (part, &dest) {
-        (Some(part), _) => place(part, &dest).await?,
-        (None, Dest::Stream(path) | Dest::File(path) | Dest::Folder(path)) => path.clone(),
-    };
+    let path = finish(part, &dest).await?;
     Ok(Downloaded {
         path,
         url: url.to_string(),

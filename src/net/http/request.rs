@@ -246,18 +246,8 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     }
 
     if let Some(v) = get("query") {
-        let pairs = v
-            .read_lock::<Map>()
-            .ok_or_else(|| option_type("query", "a map like #{q: \"rust\", page: 2}", v))?;
-        let mut query = url.query_pairs_mut();
-        for (key, value) in pairs.iter() {
-            let value = scalar_text(value).ok_or_else(|| {
-                Error::invalid(format!(
-                    "query value '{key}' must be a string, number or bool"
-                ))
-            })?;
-            query.append_pair(key, &value);
-        }
+        let pairs = pairs(v, "query", "a map like #{q: \"rust\", page: 2}")?;
+        url.query_pairs_mut().extend_pairs(pairs);
     }
 
     let bodies: Vec<&str> = ["body", "json", "form"]
@@ -287,18 +277,8 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
             .or_insert(HeaderValue::from_static("application/json"));
     }
     if let Some(v) = get("form") {
-        let fields = v
-            .read_lock::<Map>()
-            .ok_or_else(|| option_type("form", "a map like #{name: \"x\"}", v))?;
         let mut encoded = url::form_urlencoded::Serializer::new(String::new());
-        for (key, value) in fields.iter() {
-            let value = scalar_text(value).ok_or_else(|| {
-                Error::invalid(format!(
-                    "form field '{key}' must be a string, number or bool"
-                ))
-            })?;
-            encoded.append_pair(key, &value);
-        }
+        encoded.extend_pairs(pairs(v, "form", "a map like #{name: \"x\"}")?);
         body = Some(encoded.finish().into_bytes());
         headers
             .entry(header::CONTENT_TYPE)
@@ -403,6 +383,24 @@ fn millis(v: &Dynamic, key: &str) -> Result<Duration> {
         .as_int()
         .map_err(|_| option_type(key, "a number of milliseconds", v))?;
     helpers::millis(ms, key)
+}
+
+/// A map of strings, numbers and bools (`query`, `form`) as name/value pairs.
+fn pairs(v: &Dynamic, key: &str, expected: &str) -> Result<Vec<(String, String)>> {
+    let map = v
+        .read_lock::<Map>()
+        .ok_or_else(|| option_type(key, expected, v))?;
+    map.iter()
+        .map(|(name, value)| {
+            scalar_text(value)
+                .map(|text| (name.to_string(), text))
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "option '{key}': '{name}' must be a string, number or bool"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A string, number or bool as text (header values, query and form fields).
