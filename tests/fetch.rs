@@ -439,3 +439,36 @@ fn nginx_gzip_is_decoded() {
     ));
     assert_eq!(out, format!("[{}, true, \"gzip\", true]", text.len()));
 }
+
+/// Ctrl-C in the REPL stops a fetch waiting on a server that has not sent
+/// its body yet, and the next line works.
+#[test]
+fn ctrl_c_stops_a_waiting_fetch() {
+    use expectrl::{ControlCode, Expect};
+    let server = HttpServer::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::repl(home.path());
+    pty.send_line(format!(
+        r#"fetch("{}").body"#,
+        server.url("slow-body?ms=60000")
+    ))
+    .unwrap();
+    support::wait_until(Duration::from_secs(10), "the request to arrive", || {
+        server.seen().iter().any(|s| s.path == "/slow-body")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let early = pty.check(expectrl::Regex("fetch:|finally")).unwrap();
+    assert!(
+        early.is_empty(),
+        "the fetch returned before Ctrl-C: it was not blocked"
+    );
+    let started = Instant::now();
+    pty.send(ControlCode::EndOfText).unwrap();
+    pty.expect("fetch: interrupted")
+        .expect("the fetch to say it was interrupted");
+    pty.expect("netsh> ").expect("the prompt back");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    pty.send_line(format!(r#"fetch("{}").status"#, server.url("status/201")))
+        .unwrap();
+    pty.expect("201").expect("the next fetch to work");
+}

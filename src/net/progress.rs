@@ -195,7 +195,7 @@ fn spinner(bar: &indicatif::ProgressBar) {
 
 /// Aborts a spawned task when dropped: Ctrl-C returns from the wait, and
 /// the transfer must stop with it rather than run on unobserved.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -215,6 +215,11 @@ async fn run(
             url: url.to_string(),
             source: Box::new(source),
         };
+        if status == StatusCode::PARTIAL_CONTENT && offset == 0 {
+            return Err(fail(Error::Protocol(
+                "the server sent part of the file (206) to a request for all of it".into(),
+            )));
+        }
 
         if let Dest::Folder(dir) = &dest
             && status.is_success()
