@@ -78,6 +78,14 @@ pub enum Error {
     /// the kind is that of the closure's error.
     #[error("the task failed: {message}")]
     TaskFailed { kind: Kind, message: String },
+    /// Fetching a URL failed: which URL, and why (refused, timeout, TLS…);
+    /// the kind is that of the cause.
+    #[error("{url}: {source}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// Any other operating-system error, with what we were doing. The
     /// OS wording is kept, without Rust's ` (os error N)` tail.
     #[error("{context}: {}", os_words(source))]
@@ -204,6 +212,7 @@ impl Error {
             Error::Upload { kind, .. }
             | Error::Script { kind, .. }
             | Error::TaskFailed { kind, .. } => *kind,
+            Error::Fetch { source, .. } => source.kind(),
             Error::Unreachable { .. } => Kind::Io,
             Error::Io { source, .. } => io_kind(source),
         }

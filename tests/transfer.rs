@@ -84,15 +84,6 @@ fn send(
     transfer::send_to(&target, path, options, ProgressReport::Off)
 }
 
-/// Waits until `check` holds, up to `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Empty, 1-byte and odd-sized files (around the 256 KiB chunk size) arrive intact through the Rhai API.
 #[test]
 fn small_and_odd_sized_files_round_trip() {
@@ -190,7 +181,7 @@ fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     // The receiver notices the closed connection and gives up on it.
-    wait_until(
+    support::wait_until(
         Duration::from_secs(10),
         "the receiver to drop the upload",
         || server.refused() > refused_before,
@@ -391,7 +382,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     let (code, message) = read_reply(&mut wrong).unwrap();
     assert_eq!(code, 7, "{message}");
 
-    wait_until(
+    support::wait_until(
         Duration::from_secs(5),
         "every refusal to be counted",
         || server.refused() >= 20,
@@ -875,7 +866,7 @@ fn a_second_upload_of_the_same_name_is_busy() {
     let (first_server, first_file) = (server.clone(), file.clone());
     let first = std::thread::spawn(move || send(&first_server, &first_file, slow));
     let part = inbox.join(".same.bin.netsh-part");
-    wait_until(Duration::from_secs(10), "the first upload to start", || {
+    support::wait_until(Duration::from_secs(10), "the first upload to start", || {
         std::fs::metadata(&part)
             .map(|m| m.len() > 0)
             .unwrap_or(false)
@@ -944,7 +935,7 @@ fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
         file.display()
     ))
     .unwrap();
-    wait_until(
+    support::wait_until(
         Duration::from_secs(15),
         "part of the upload to arrive",
         || {
@@ -957,7 +948,7 @@ fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
     pty.expect("interrupted")
         .expect("the upload to say it was interrupted");
     pty.expect("netsh> ").expect("the prompt back");
-    wait_until(
+    support::wait_until(
         Duration::from_secs(10),
         "the receiver to drop the upload",
         || server.refused() >= 1,

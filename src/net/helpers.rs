@@ -146,6 +146,49 @@ mod api {
         super::write(path, &data).map_err(fail("write_file"))
     }
 
+    /// Facts about a path, without reading it: `#{size, modified, kind}`
+    /// (`kind` is "file", "folder" or "other"; `modified` in milliseconds
+    /// since 1970), or `()` when nothing is there. Symbolic links are followed.
+    ///
+    /// ```rhai
+    /// let i = file_info("/etc/hosts"); print(`${i.size} bytes`);
+    /// ```
+    ///
+    /// Fails when: the path cannot be examined (permission denied).
+    #[rhai_fn(return_raw)]
+    pub fn file_info(path: &str) -> ScriptResult<Dynamic> {
+        super::info(path).map_err(fail("file_info"))
+    }
+
+    /// Creates a folder and any missing parents (like `mkdir -p`); an
+    /// existing folder is fine.
+    ///
+    /// ```rhai
+    /// make_dir("/tmp/netsh-demo/site");
+    /// ```
+    ///
+    /// Fails when: a file is in the way, or permission is denied.
+    #[rhai_fn(return_raw)]
+    pub fn make_dir(path: &str) -> ScriptResult<()> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| super::file_error("creating", path, e))
+            .map_err(fail("make_dir"))
+    }
+
+    /// Removes a file, or an empty folder (like `rm` and `rmdir`; never a
+    /// whole tree).
+    ///
+    /// ```rhai
+    /// remove("/tmp/netsh-demo/site/sample.bin"); remove("/tmp/netsh-demo/site");
+    /// ```
+    ///
+    /// Fails when: nothing is there, the folder is not empty, or permission
+    /// is denied.
+    #[rhai_fn(return_raw)]
+    pub fn remove(path: &str) -> ScriptResult<()> {
+        super::remove_path(path).map_err(fail("remove"))
+    }
+
     /// Any value as JSON text (maps become objects, blobs arrays of numbers).
     ///
     /// ```rhai
@@ -306,9 +349,50 @@ pub fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
+fn info(path: &str) -> Result<Dynamic> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dynamic::UNIT),
+        Err(e) => return Err(file_error("examining", path, e)),
+    };
+    let kind = if meta.is_file() {
+        "file"
+    } else if meta.is_dir() {
+        "folder"
+    } else {
+        "other"
+    };
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut map = Map::new();
+    map.insert("size".into(), (meta.len() as i64).into());
+    map.insert("modified".into(), modified.into());
+    map.insert("kind".into(), kind.into());
+    Ok(map.into())
+}
+
+fn remove_path(path: &str) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
+    let removed = if meta.is_dir() {
+        std::fs::remove_dir(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    removed.map_err(|e| match e.kind() {
+        std::io::ErrorKind::DirectoryNotEmpty => Error::invalid(format!(
+            "{} is a folder that is not empty",
+            quoted(Path::new(path))
+        )),
+        _ => file_error("removing", path, e),
+    })
+}
+
 /// An I/O error on a file, worded for a user.
-pub fn file_error(doing: &str, path: &Path, err: std::io::Error) -> Error {
-    let shown = quoted(path);
+pub fn file_error(doing: &str, path: impl AsRef<Path>, err: std::io::Error) -> Error {
+    let shown = quoted(path.as_ref());
     match err.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound(format!("{shown}: no such file or folder")),
         std::io::ErrorKind::PermissionDenied => {

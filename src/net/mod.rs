@@ -10,10 +10,12 @@ use rhai::{Engine, Module};
 pub mod addr;
 pub mod encoding;
 pub mod helpers;
+pub mod http;
 pub mod interact;
 pub mod names;
 pub mod options;
 pub mod ports;
+pub mod progress;
 pub mod scan;
 pub mod serve;
 pub mod shared;
@@ -44,6 +46,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "shared", about: "state tasks share on purpose: shared values and channels", module: shared::module },
     Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },
     Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
+    Capability { name: "http", about: "URLs: fetch, a download with resume, like curl and wget (lesson 1.8)", module: http::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
 ];
@@ -60,7 +63,7 @@ mod tests {
     use crate::shell::help::HelpIndex;
 
     /// The capabilities whose every function must say when it fails.
-    const CHECKED: &[&str] = &["tcp", "task", "serve", "shared", "udp", "transfer"];
+    const CHECKED: &[&str] = &["tcp", "task", "serve", "shared", "udp", "transfer", "http"];
 
     /// Every function of these capabilities documents an example and when
     /// it fails, since `help()` shows exactly that.

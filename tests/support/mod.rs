@@ -4,6 +4,8 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod nginx;
 pub mod wire;
 
 use std::{
@@ -18,6 +20,18 @@ use std::{
     thread::JoinHandle,
     time::{Duration, Instant},
 };
+
+/// The variables reqwest (and curl) take proxies from.
+pub const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
 
 /// The netsh binary cargo built for these tests.
 pub fn netsh_bin() -> PathBuf {
@@ -40,6 +54,10 @@ impl Netsh {
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("NO_COLOR", "1")
             .current_dir(home.path());
+        // Tests talk to loopback peers directly, whatever proxy the machine has.
+        for proxy in PROXY_VARIABLES {
+            cmd.env_remove(proxy);
+        }
         Netsh {
             cmd,
             description: "netsh".into(),
@@ -163,6 +181,15 @@ impl Run {
     }
 }
 
+/// Waits until `check` holds, polling; fails the test after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A REPL in a real pseudo-terminal.
 pub type Pty =
     expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
@@ -179,10 +206,18 @@ pub fn repl_in(home: &Path, args: &[&str]) -> Pty {
         .env("NO_COLOR", "1")
         .env("TERM", "xterm")
         .current_dir(home);
+    for proxy in PROXY_VARIABLES {
+        cmd.env_remove(proxy);
+    }
     let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
     pty.set_expect_timeout(Some(Duration::from_secs(15)));
     pty.expect("netsh> ").expect("the first prompt");
     pty
+}
+
+/// The REPL with no arguments: [`repl_in`] `home`.
+pub fn repl(home: &Path) -> Pty {
+    repl_in(home, &[])
 }
 
 /// Accepts one connection on `listener` within `timeout`, or panics saying

@@ -60,12 +60,32 @@ fn is_all_zero(chunk: &[u8]) -> bool {
             .all(|w| w == 0)
 }
 
+/// What the bytes written are hashed with: a SHA-256, or nothing at all
+/// (`Option::None`) when the caller asked for no hash.
+pub trait HashSink: Send + 'static {
+    fn absorb(&mut self, data: &[u8]);
+}
+
+impl HashSink for Sha256 {
+    fn absorb(&mut self, data: &[u8]) {
+        Digest::update(self, data);
+    }
+}
+
+impl HashSink for Option<Sha256> {
+    fn absorb(&mut self, data: &[u8]) {
+        if let Some(hasher) = self {
+            Digest::update(hasher, data);
+        }
+    }
+}
+
 /// What the writer thread hands back: the file (to sync and rename, or to
 /// keep for a resume), the hash of everything from offset 0, the position
 /// reached, and the first error if writing failed.
-pub struct Written {
+pub struct Written<H = Sha256> {
     pub file: File,
-    pub hasher: Sha256,
+    pub hasher: H,
     pub position: u64,
     pub error: Option<io::Error>,
 }
@@ -73,39 +93,67 @@ pub struct Written {
 /// Writes chunks from `chunks` into `file` from `position` on, hashing them
 /// into `hasher`; returns when the channel closes or a write fails. Emptied
 /// buffers go back through `spare` to be reused.
-pub fn write_chunks(
+pub fn write_chunks<H: HashSink, C: AsRef<[u8]>>(
+    file: File,
+    hasher: H,
+    position: u64,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    write_into(file, hasher, Some(position), chunks, spare)
+}
+
+/// Like [`write_chunks`] for a file that cannot seek or be cut (a pipe, a
+/// terminal, `/dev/null`): the bytes are written in order as they come.
+pub fn write_stream<H: HashSink, C: AsRef<[u8]>>(
+    file: File,
+    hasher: H,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    write_into(file, hasher, None, chunks, spare)
+}
+
+/// `start`: where a regular file is written from; `None` for a stream.
+fn write_into<H: HashSink, C: AsRef<[u8]>>(
     mut file: File,
-    mut hasher: Sha256,
-    mut position: u64,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
-    spare: std_mpsc::Sender<Vec<u8>>,
-) -> Written {
+    mut hasher: H,
+    start: Option<u64>,
+    mut chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    let seekable = start.is_some();
+    let mut position = start.unwrap_or(0);
     // Everything from `position` on is written afresh. Cutting the file
     // there first matters: zero chunks become holes (seeks), and a hole over
     // bytes left by an earlier, different upload would keep those bytes.
-    let mut error = file
-        .set_len(position)
-        .and_then(|()| file.seek(SeekFrom::Start(position)))
-        .err();
+    let mut error = if seekable {
+        file.set_len(position)
+            .and_then(|()| file.seek(SeekFrom::Start(position)))
+            .err()
+    } else {
+        None
+    };
     while error.is_none() {
-        let Some(chunk) = chunks.blocking_recv() else {
+        let Some(item) = chunks.blocking_recv() else {
             break;
         };
-        hasher.update(&chunk);
-        let result = if is_all_zero(&chunk) {
+        let chunk = item.as_ref();
+        hasher.absorb(chunk);
+        let result = if seekable && is_all_zero(chunk) {
             file.seek(SeekFrom::Current(chunk.len() as i64)).map(|_| ())
         } else {
-            file.write_all(&chunk)
+            file.write_all(chunk)
         };
         match result {
             Ok(()) => position += chunk.len() as u64,
             Err(e) => error = Some(e),
         }
-        let _ = spare.send(chunk);
+        let _ = spare.send(item);
     }
     // Trailing holes are only seeks: give the file its real length, so a
     // resume sees exactly how many bytes arrived.
-    if error.is_none() {
+    if error.is_none() && seekable {
         match file.metadata() {
             Ok(meta) if meta.len() < position => error = file.set_len(position).err(),
             Ok(_) => {}

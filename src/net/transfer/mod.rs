@@ -16,14 +16,13 @@
 //! stops any transfer (a framed one resumes later).
 
 use std::{
-    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rhai::plugin::*;
@@ -38,6 +37,7 @@ use crate::net::helpers::quoted;
 use crate::net::{
     addr,
     options::Options,
+    progress,
     tcp::{self, Conn, Listener},
 };
 use crate::runtime::{self, CancellationToken};
@@ -47,8 +47,9 @@ pub mod protocol;
 pub mod receiver;
 pub mod sender;
 
+pub use crate::net::progress::Progress;
 pub use receiver::{Cidr, ReceiveOptions, Received};
-pub use sender::{Progress, SendOptions, Sent, Source};
+pub use sender::{SendOptions, Sent, Source};
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -72,26 +73,7 @@ pub fn send_to(
     send_source(conn, source, options, report, true)
 }
 
-/// How the caller wants to hear about progress.
-pub enum ProgressReport<'a> {
-    /// A progress bar on stderr when stderr is a terminal, else nothing.
-    Auto,
-    Off,
-    /// Called with the figures (and once more at the end).
-    Callback(&'a mut dyn FnMut(&ProgressFigures) -> Result<()>),
-}
-
-/// A snapshot of a running upload.
-#[derive(Debug, Clone)]
-pub struct ProgressFigures {
-    pub bytes: u64,
-    pub total: u64,
-    pub percent: f64,
-    /// Bytes per second since the start.
-    pub rate: f64,
-    /// Seconds left at that rate.
-    pub eta: f64,
-}
+pub use crate::net::progress::{Figures as ProgressFigures, Report as ProgressReport};
 
 /// Uploads `path` over an open connection.
 pub fn send_over(
@@ -109,94 +91,23 @@ fn send_source(
     conn: Conn,
     source: Source,
     options: SendOptions,
-    mut report: ProgressReport<'_>,
+    report: ProgressReport<'_>,
     wait_close: bool,
 ) -> Result<Sent> {
     let progress = Arc::new(Progress::default());
-    let started = Instant::now();
-    let mut task = AbortOnDrop(runtime::handle().spawn(sender::send(
-        conn,
-        source,
-        options,
-        progress.clone(),
-        wait_close,
-    )));
-    let bar = match report {
-        ProgressReport::Auto if std::io::stderr().is_terminal() => Some(progress_bar()),
-        _ => None,
-    };
-    let figures = |progress: &Progress| {
-        let bytes = progress.done.load(Ordering::Relaxed);
-        let total = progress.total.load(Ordering::Relaxed);
-        let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        // A resumed prefix was not sent now; it must not inflate the rate.
-        let moved = bytes.saturating_sub(progress.resumed_from.load(Ordering::Relaxed));
-        let rate = moved as f64 / seconds;
-        ProgressFigures {
-            bytes,
-            total,
-            percent: if total == 0 {
-                100.0
-            } else {
-                bytes as f64 * 100.0 / total as f64
-            },
-            rate,
-            eta: if rate > 0.0 {
-                total.saturating_sub(bytes) as f64 / rate
-            } else {
-                0.0
-            },
-        }
-    };
-    loop {
-        let step = runtime::block_on(async {
-            tokio::select! {
-                joined = &mut task.0 => Ok(Some(joined)),
-                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(None),
-            }
-        });
-        let step = match step {
-            Ok(step) => step,
-            Err(e) => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(e);
-            }
-        };
-        match step {
-            Some(joined) => {
-                let sent =
-                    joined.map_err(|e| Error::Protocol(format!("the upload task failed: {e}")))?;
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                let sent = sent?;
-                if let ProgressReport::Callback(callback) = &mut report {
-                    let mut last = figures(&progress);
-                    last.rate = sent.sent as f64 / sent.seconds.max(1e-6);
-                    // The file is already where it was going: say so, or a
-                    // script would send again what arrived safely.
-                    callback(&last).map_err(|e| after_the_upload(&sent, e))?;
-                }
-                return Ok(sent);
-            }
-            None => {
-                let now = figures(&progress);
-                if let Some(bar) = &bar {
-                    bar.set_length(now.total);
-                    bar.set_position(now.bytes);
-                }
-                if let ProgressReport::Callback(callback) = &mut report {
-                    callback(&now)?;
-                }
-            }
-        }
-    }
+    let work = sender::send(conn, source, options, progress.clone(), wait_close);
+    progress::watch(
+        work,
+        &progress,
+        report,
+        |sent: &Sent| sent.sent as f64 / sent.seconds.max(1e-6),
+        after_the_upload,
+    )
 }
 
 /// A progress callback that failed once the upload was complete: its error,
-/// with what became of the file.
+/// with what became of the file (the script must not send again what
+/// arrived safely).
 fn after_the_upload(sent: &Sent, err: Error) -> Error {
     let done = if sent.verified {
         "was stored and verified by the receiver"
@@ -206,27 +117,6 @@ fn after_the_upload(sent: &Sent, err: Error) -> Error {
     Error::Script {
         kind: err.kind(),
         message: format!("'{}' {done} ({} bytes), but {err}", sent.name, sent.bytes),
-    }
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Aborts a spawned task when dropped: Ctrl-C returns from the wait, and
-/// the upload must stop with it rather than run on unobserved.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -562,16 +452,6 @@ pub fn received_map(received: &Received) -> Map {
     map
 }
 
-fn figures_map(p: &ProgressFigures) -> Map {
-    let mut map = Map::new();
-    map.insert("bytes".into(), (p.bytes as i64).into());
-    map.insert("total".into(), (p.total as i64).into());
-    map.insert("percent".into(), p.percent.into());
-    map.insert("rate".into(), p.rate.into());
-    map.insert("eta".into(), p.eta.into());
-    map
-}
-
 const SEND_OPTIONS: &[&str] = &[
     "raw",
     "resume",
@@ -581,6 +461,8 @@ const SEND_OPTIONS: &[&str] = &[
     "rate_limit",
     "zero_copy",
     "hash",
+    "offset",
+    "length",
 ];
 const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
 const SERVE_OPTIONS: &[&str] = &[
@@ -600,13 +482,9 @@ fn wait_option(o: &Options, key: &str) -> Result<Option<Duration>> {
     Ok(o.timeout(key)?.map(|t| t.unwrap_or(Duration::MAX)))
 }
 
-fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
+fn send_options(map: &Map) -> Result<(SendOptions, progress::Wanted)> {
     let o = Options::new(map, SEND_OPTIONS)?;
     let defaults = SendOptions::default();
-    let (callback, show) = match o.value("progress") {
-        Some(v) if v.is_fnptr() => (v.clone().try_cast::<rhai::FnPtr>(), true),
-        _ => (None, o.flag("progress", true)?),
-    };
     Ok((
         SendOptions {
             raw: o.flag("raw", false)?,
@@ -616,9 +494,10 @@ fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
             rate_limit: o.count("rate_limit")?,
             zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
             hash: o.flag("hash", defaults.hash)?,
+            offset: o.count("offset")?.unwrap_or(0),
+            length: o.count("length")?,
         },
-        callback,
-        show,
+        progress::Wanted::from_option(o.value("progress"))?,
     ))
 }
 
@@ -717,38 +596,14 @@ fn upload_count(count: i64) -> Result<u64> {
 
 /// Runs a send from a Rhai call: options, progress bar or callback, result map.
 fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
-    let (options, callback, show) = send_options(map)?;
-    // Like every callback, the progress closure works on copies of what it
-    // captured.
-    let callback = callback.map(crate::runtime::closure::detached_fn);
-    let mut call = |figures: &ProgressFigures| -> Result<()> {
-        if let Some(f) = &callback {
-            f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
-                .map(|_| ())
-                .map_err(|e| Error::Script {
-                    kind: crate::error::kind_of(&e),
-                    message: format!(
-                        "the progress callback failed: {}",
-                        crate::error::message_of(&e)
-                    ),
-                })?;
-        }
-        Ok(())
-    };
-    let report = if callback.is_some() {
-        ProgressReport::Callback(&mut call)
-    } else if show {
-        ProgressReport::Auto
-    } else {
-        ProgressReport::Off
-    };
-    let sent = match to {
+    let (options, wanted) = send_options(map)?;
+    let sent = progress::with_report(ctx, &wanted, |report| match to {
         Either::Target(text) => {
             let target = addr::parse_target(text)?;
-            send_to(&target, Path::new(path), options, report)?
+            send_to(&target, Path::new(path), options, report)
         }
-        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false)?,
-    };
+        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false),
+    })?;
     Ok(sent_map(&sent))
 }
 
@@ -792,7 +647,8 @@ mod api {
     /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
     /// also compute the SHA-256 to compare with `sha256sum` at the other
     /// end; default false, which leaves `sha256` as `()` and the transfer
-    /// as fast as nc).
+    /// as fast as nc), `offset` and `length` (raw mode: send only that part
+    /// of the file, e.g. an HTTP range).
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});

@@ -10,11 +10,7 @@ use std::{
     fs::File,
     os::unix::fs::OpenOptionsExt,
     path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-        mpsc as std_mpsc,
-    },
+    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 
@@ -30,7 +26,7 @@ use super::{
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
-use crate::net::tcp::Conn;
+use crate::net::{progress::Progress, tcp::Conn};
 
 /// How a sender behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -48,6 +44,10 @@ pub struct SendOptions {
     pub zero_copy: bool,
     /// Compute the SHA-256 in raw mode (framed mode always does); off by default.
     pub hash: bool,
+    /// Raw mode: send the file from this byte on (like `dd skip=`).
+    pub offset: u64,
+    /// Raw mode: send at most this many bytes (like `dd count=`).
+    pub length: Option<u64>,
 }
 
 impl Default for SendOptions {
@@ -62,6 +62,8 @@ impl Default for SendOptions {
             // Raw mode is nc's job: bytes only, at full speed. Hashing on the
             // side costs a core, which on a 2-core machine is 30% of the rate.
             hash: false,
+            offset: 0,
+            length: None,
         }
     }
 }
@@ -86,16 +88,6 @@ pub struct Sent {
     pub seconds: f64,
     /// True when the receiver confirmed the same SHA-256 (framed mode).
     pub verified: bool,
-}
-
-/// Figures the caller's thread reads while the transfer runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Bytes of the file the receiver has or is being sent, resumed prefix included.
-    pub done: AtomicU64,
-    pub total: AtomicU64,
-    /// Where this upload started (non-zero when resuming).
-    pub resumed_from: AtomicU64,
 }
 
 /// The file an upload sends: open, its size known, its name checked.
@@ -146,6 +138,17 @@ impl Source {
         } else {
             (file, meta.len())
         };
+        if !options.raw && (options.offset > 0 || options.length.is_some()) {
+            return Err(Error::invalid(
+                "'offset' and 'length' send part of a file, which only raw mode can (add raw: true)",
+            ));
+        }
+        if options.offset > size {
+            return Err(Error::invalid(format!(
+                "offset {} is past the end of {shown} ({size} bytes)",
+                options.offset
+            )));
+        }
         let name = match &options.name {
             Some(name) => name.clone(),
             None => path
@@ -197,7 +200,13 @@ async fn send_on(
     let (mut reader, writer) = io.halves(conn)?;
     let peer = conn.peer();
     let mut sent = if options.raw {
-        let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
+        // Source::open checked that the offset lies within the file.
+        let end = options
+            .length
+            .map_or(size, |n| options.offset.saturating_add(n).min(size));
+        let size = end - options.offset;
+        progress.total.store(size, Ordering::Relaxed);
+        let sha256 = send_raw(writer, file, options.offset, end, &options, &progress, peer).await?;
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
         if wait_close {
@@ -401,19 +410,24 @@ async fn send_chunks(
     Ok(hasher.map(|h| h.finalize().into()))
 }
 
-/// Raw mode: the file's bytes and nothing else. Returns their SHA-256
-/// unless told not to compute it.
+/// Raw mode: bytes `start..end` of the file and nothing else. Returns
+/// their SHA-256 unless told not to compute it.
+#[allow(clippy::too_many_arguments)]
 async fn send_raw(
     writer: &mut OwnedWriteHalf,
     file: File,
-    size: u64,
+    start: u64,
+    end: u64,
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
 ) -> Result<Option<[u8; 32]>> {
-    if !options.zero_copy {
+    // Hashing on the side reads the whole file; a part of it is hashed
+    // as it is read instead.
+    let part = start > 0 || options.length.is_some();
+    if !options.zero_copy || (options.hash && part) {
         let hasher = options.hash.then(Sha256::new);
-        return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
+        return send_chunks(writer, file, hasher, start, end, options, progress, peer).await;
     }
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
@@ -428,7 +442,7 @@ async fn send_raw(
         None
     };
     let socket: &TcpStream = writer.as_ref();
-    sendfile_all(socket, &file, size, options, progress, peer).await?;
+    sendfile_all(socket, &file, start, end, options, progress, peer).await?;
     match hashing {
         Some(hashing) => hashing
             .await
@@ -439,12 +453,13 @@ async fn send_raw(
     }
 }
 
-/// `sendfile(2)` from `file` to the socket until `size` bytes are sent,
-/// waiting for tokio's write readiness whenever the socket buffer is full.
+/// `sendfile(2)` of bytes `start..end` of `file` to the socket, waiting
+/// for tokio's write readiness whenever the socket buffer is full.
 async fn sendfile_all(
     socket: &TcpStream,
     file: &File,
-    size: u64,
+    start: u64,
+    end: u64,
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
@@ -456,9 +471,9 @@ async fn sendfile_all(
         16 << 20
     };
     let pacer = Pacer::new(options.rate_limit);
-    let mut offset = 0u64;
-    while offset < size {
-        let want = (size - offset).min(step as u64) as usize;
+    let mut offset = start;
+    while offset < end {
+        let want = (end - offset).min(step as u64) as usize;
         tokio::time::timeout(options.timeout, socket.writable())
             .await
             .map_err(|_| stalled(peer, options.timeout))?
@@ -471,13 +486,13 @@ async fn sendfile_all(
         match result {
             Ok(0) => {
                 return Err(Error::invalid(format!(
-                    "the file shrank while it was being sent (ended at byte {offset} of {size})"
+                    "the file shrank while it was being sent (ended at byte {offset} of {end})"
                 )));
             }
             Ok(n) => {
                 offset += n as u64;
                 progress.done.fetch_add(n as u64, Ordering::Relaxed);
-                pacer.pace(offset).await;
+                pacer.pace(offset - start).await;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(Error::io("sending", Some(peer), e)),
