@@ -148,11 +148,11 @@ fn closures_with_the_wrong_parameters_are_refused_up_front() {
         ),
         (
             r#"serve("127.0.0.1:0", #{on_line: |c, l| 1, workers: 0})"#,
-            "option 'workers' must be a whole number of at least 1",
+            "option 'workers': expected a whole number of at least 1, not 0",
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{quiet: 1})"#,
-            "option 'quiet' must be true or false",
+            "option 'quiet': expected true or false, not a number",
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{workers: 2})"#,
