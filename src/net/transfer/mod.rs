@@ -52,15 +52,16 @@ pub fn module() -> Module {
     module
 }
 
-/// Uploads `path` to `target` (connecting first), reporting progress
-/// through `report` every quarter second from the calling thread.
+/// Uploads `path` to `dest` (connecting first, over TLS when the options
+/// say so), reporting progress through `report` every quarter second from
+/// the calling thread.
 pub fn send_to(
-    target: &addr::Target,
+    dest: &tcp::Dest,
     path: &Path,
     options: SendOptions,
     report: ProgressReport<'_>,
 ) -> Result<Sent> {
-    let conn = tcp::connect(target, options.timeout)?;
+    let conn = tcp::connect_to(dest, options.timeout, options.tls.as_ref())?;
     send_over(conn, path, options, report, true)
 }
 
@@ -344,8 +345,12 @@ pub fn serve(
 ) -> Result<FileServer> {
     let dir = ready_dir(dir)?;
     let listener = tcp::listen(bind)?;
+    let addr = listener
+        .addr()
+        .ip()
+        .ok_or_else(|| Error::invalid("serve_files listens on TCP only"))?;
     let state = Arc::new(ServerState {
-        addr: listener.addr(),
+        addr,
         dir,
         stop: CancellationToken::new(),
         listener: listener.clone(),
@@ -361,7 +366,9 @@ pub fn serve(
     runtime::handle().spawn(async move {
         let state = accepting;
         // Owned by this task, so the port is released as soon as it ends.
-        let Some(socket) = state.listener.state().socket.lock().await.take() else {
+        let Some(tcp::ListenSocket::Tcp(socket)) =
+            state.listener.state().socket.lock().await.take()
+        else {
             return;
         };
         loop {
@@ -411,9 +418,10 @@ async fn serve_one(
         }
         state.received.fetch_add(1, Ordering::SeqCst);
     };
+    let peer = tcp::Endpoint::Ip(peer);
     let outcome = tokio::select! {
         _ = state.stop.cancelled() => return,
-        outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, &mut record) => outcome,
+        outcome = receiver::receive(&mut read, &mut write, &peer, &state.dir, &options, &mut record) => outcome,
     };
     if outcome.is_ok() {
         state.confirmed.send_modify(|n| *n += 1);
@@ -566,6 +574,7 @@ const SEND_OPTIONS: &[&str] = &[
     "rate_limit",
     "zero_copy",
     "hash",
+    "tls",
 ];
 const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
 const SERVE_OPTIONS: &[&str] = &[
@@ -593,6 +602,10 @@ fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
             rate_limit: o.count("rate_limit")?,
             zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
             hash: o.flag("hash", defaults.hash)?,
+            tls: match map.get("tls") {
+                Some(tls) => crate::net::tls::ClientTls::from_option(tls)?,
+                None => None,
+            },
         },
         callback,
         show,
@@ -664,10 +677,17 @@ fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -
     };
     let sent = match to {
         Either::Target(text) => {
-            let target = addr::parse_target(text)?;
-            send_to(&target, Path::new(path), options, report)?
+            let dest = tcp::parse_dest(text)?;
+            send_to(&dest, Path::new(path), options, report)?
         }
-        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false)?,
+        Either::Conn(conn) => {
+            if options.tls.is_some() {
+                return Err(Error::invalid(
+                    "option 'tls' is for an address; a connection is TLS or not as it was opened",
+                ));
+            }
+            send_over(conn, Path::new(path), options, report, false)?
+        }
     };
     Ok(sent_map(&sent))
 }
@@ -710,11 +730,15 @@ mod api {
     /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
     /// also compute the SHA-256 to compare with `sha256sum` at the other
     /// end; default false, which leaves `sha256` as `()` and the transfer
-    /// as fast as nc).
+    /// as fast as nc), `tls` (as `connect`'s: upload over TLS to a
+    /// receiver listening with `listen(addr, #{tls: …})`; raw mode then
+    /// reads and writes instead of `sendfile`, since every byte is
+    /// encrypted). The address may be `"unix:/path"` too.
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
     /// send_file("127.0.0.1:9000", "notes.txt", #{raw: true});   // to `nc -l 9000 > notes.txt`
+    /// send_file("127.0.0.1:9443", "notes.txt", #{tls: #{ca: "server.pem"}});
     /// ```
     ///
     /// Fails when: as `send_file(addr, path)`, or an option is unknown or

@@ -20,8 +20,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest},
-    net::{TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
 };
 
@@ -30,7 +29,7 @@ use super::{
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
-use crate::net::tcp::Conn;
+use crate::net::tcp::{Conn, Endpoint, IoWriter, ZeroCopy};
 
 /// How a sender behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -48,6 +47,8 @@ pub struct SendOptions {
     pub zero_copy: bool,
     /// Compute the SHA-256 in raw mode (framed mode always does); off by default.
     pub hash: bool,
+    /// Connect with TLS (a connection given to `send_file` is as it is).
+    pub tls: Option<crate::net::tls::ClientTls>,
 }
 
 impl Default for SendOptions {
@@ -62,6 +63,7 @@ impl Default for SendOptions {
             // Raw mode is nc's job: bytes only, at full speed. Hashing on the
             // side costs a core, which on a 2-core machine is 30% of the rate.
             hash: false,
+            tls: None,
         }
     }
 }
@@ -197,13 +199,13 @@ fn open_regular(path: &Path) -> Result<(File, u64)> {
 #[allow(clippy::too_many_arguments)]
 async fn send_framed<R: AsyncRead + Unpin>(
     reader: &mut R,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     size: u64,
     name: String,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Sent> {
     let header = Header {
         flags: if options.resume {
@@ -333,14 +335,14 @@ async fn send_framed<R: AsyncRead + Unpin>(
 /// given a hasher) on a blocking thread; returns the SHA-256 of the whole file.
 #[allow(clippy::too_many_arguments)]
 async fn send_chunks(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     hasher: Option<Sha256>,
     start: u64,
     end: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Option<[u8; 32]>> {
     let (to_socket, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
@@ -368,17 +370,21 @@ async fn send_chunks(
 /// Raw mode: the file's bytes and nothing else. Returns their SHA-256
 /// unless told not to compute it.
 async fn send_raw(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     size: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Option<[u8; 32]>> {
-    if !options.zero_copy {
-        let hasher = options.hash.then(Sha256::new);
-        return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
-    }
+    // TLS has no zero-copy path: every byte is encrypted on its way.
+    let socket = match writer.zero_copy() {
+        Some(socket) if options.zero_copy => socket,
+        _ => {
+            let hasher = options.hash.then(Sha256::new);
+            return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
+        }
+    };
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
     let hashing = if options.hash {
@@ -391,7 +397,6 @@ async fn send_raw(
     } else {
         None
     };
-    let socket: &TcpStream = writer.as_ref();
     sendfile_all(socket, &file, size, options, progress, peer).await?;
     match hashing {
         Some(hashing) => hashing
@@ -406,12 +411,12 @@ async fn send_raw(
 /// `sendfile(2)` from `file` to the socket until `size` bytes are sent,
 /// waiting for tokio's write readiness whenever the socket buffer is full.
 async fn sendfile_all(
-    socket: &TcpStream,
+    socket: ZeroCopy<'_>,
     file: &File,
     size: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<()> {
     let (socket_fd, file_fd) = (socket.as_raw_fd(), file.as_raw_fd());
     // Smaller steps when pacing, so the rate limit is smooth.
@@ -427,8 +432,8 @@ async fn sendfile_all(
         tokio::time::timeout(options.timeout, socket.writable())
             .await
             .map_err(|_| stalled(peer, options.timeout))?
-            .map_err(|e| Error::io("sending", Some(peer), e))?;
-        let result = socket.try_io(Interest::WRITABLE, || {
+            .map_err(|e| Error::io("sending", peer.ip(), e))?;
+        let result = socket.try_write(|| {
             let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
             // SAFETY: both descriptors are open for the duration of the call
             // and `at` is a valid offset variable.
@@ -451,7 +456,7 @@ async fn sendfile_all(
                 pacer.pace(offset).await;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(Error::io("sending", Some(peer), e)),
+            Err(e) => return Err(Error::io("sending", peer.ip(), e)),
         }
     }
     Ok(())
@@ -472,18 +477,24 @@ async fn wait_for_close<R: AsyncRead + Unpin>(reader: &mut R, wait: Duration) ->
 }
 
 async fn write_within(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     bytes: &[u8],
     timeout: Duration,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<()> {
-    tokio::time::timeout(timeout, writer.write_all(bytes))
+    // The flush matters on TLS, where written bytes may wait in the
+    // session until flushed; on plain TCP it does nothing.
+    let write = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| stalled(peer, timeout))?
-        .map_err(|e| Error::io("sending", Some(peer), e))
+        .map_err(|e| Error::io("sending", peer.ip(), e))
 }
 
-fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
+fn stalled(peer: &Endpoint, after: Duration) -> Error {
     Error::Timeout {
         what: format!("sending to {peer} (the receiver stopped reading)"),
         after,
