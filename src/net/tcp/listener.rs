@@ -39,6 +39,12 @@ impl std::fmt::Display for Dest {
     }
 }
 
+impl From<&Target> for Dest {
+    fn from(target: &Target) -> Dest {
+        Dest::Net(target.clone())
+    }
+}
+
 /// Parses `"unix:/path"`, `"unix:@name"` or `"host:port"`.
 pub fn parse_dest(text: &str) -> Result<Dest> {
     match addr::parse_unix(text) {

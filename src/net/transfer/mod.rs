@@ -56,12 +56,12 @@ pub fn module() -> Module {
 /// say so), reporting progress through `report` every quarter second from
 /// the calling thread.
 pub fn send_to(
-    dest: &tcp::Dest,
+    dest: impl Into<tcp::Dest>,
     path: &Path,
     options: SendOptions,
     report: ProgressReport<'_>,
 ) -> Result<Sent> {
-    let conn = tcp::connect_to(dest, options.timeout, options.tls.as_ref())?;
+    let conn = tcp::connect_to(&dest.into(), options.timeout, options.tls.as_ref())?;
     send_over(conn, path, options, report, true)
 }
 
@@ -678,7 +678,7 @@ fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -
     let sent = match to {
         Either::Target(text) => {
             let dest = tcp::parse_dest(text)?;
-            send_to(&dest, Path::new(path), options, report)?
+            send_to(dest, Path::new(path), options, report)?
         }
         Either::Conn(conn) => {
             if options.tls.is_some() {
