@@ -636,7 +636,8 @@ fn raw_receive_from_a_plain_sender_like_nc() {
     assert!(std::fs::read(inbox.join("f")).unwrap() == data);
 }
 
-/// A progress closure sees the figures and a final 100 percent.
+/// A progress closure sees the figures and a final 100 percent; like every
+/// callback it works on copies, so it collects them in a `share()`.
 #[test]
 fn progress_closure_gets_figures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -645,9 +646,9 @@ fn progress_closure_gets_figures() {
     let code = format!(
         r#"
         let s = serve_files("127.0.0.1:0", "{dir}");
-        let seen = [];
-        send_file(`127.0.0.1:${{s.port}}`, "{file}", #{{progress: |p| seen.push(p.percent)}});
-        seen
+        let seen = share([]);
+        send_file(`127.0.0.1:${{s.port}}`, "{file}", #{{progress: |p| seen.add(p.percent)}});
+        seen.get()
         "#,
         dir = tmp.path().join("in").display(),
         file = file.display()
