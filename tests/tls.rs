@@ -16,7 +16,7 @@ use std::{
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
-use support::{Netsh, Peer, has_program, netsh_peer};
+use support::{Netsh, Peer, has_tool, netsh_peer};
 
 /// Certificates for the tests, as PEM files in a temporary folder.
 struct Pki {
@@ -52,7 +52,10 @@ impl Pki {
         write("expired.pem", &cert);
         write("expired.key", &key);
         let (other, other_key) = ca("some other CA");
-        write("other-ca.pem", &other.self_signed(&other_key).unwrap().pem());
+        write(
+            "other-ca.pem",
+            &other.self_signed(&other_key).unwrap().pem(),
+        );
         Pki { dir }
     }
 
@@ -79,11 +82,7 @@ fn ca(name: &str) -> (CertificateParams, KeyPair) {
 /// `openssl` is installed (CI installs it); tests that need it say why
 /// they skip without it.
 fn has_openssl(test: &str) -> bool {
-    let found = has_program("openssl", &["version"]);
-    if !found {
-        eprintln!("SKIPPED {test}: openssl is not installed (apt-get install openssl)");
-    }
-    found
+    has_tool(test, "openssl", &["version"], "openssl")
 }
 
 /// A netsh TLS server with a self-signed certificate and a netsh client trusting it with `ca`: lines, read(n), read_all and a half-close cross the session, and tls_info() on both ends says what was agreed.
@@ -162,7 +161,10 @@ fn openssl_s_client_talks_to_a_netsh_server() {
         ),
         pki.dir.path(),
     );
-    let port = server.expect("port ").trim_start_matches("port ").to_string();
+    let port = server
+        .expect("port ")
+        .trim_start_matches("port ")
+        .to_string();
     let mut cmd = Command::new("openssl");
     cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
         .args(["-servername", "localhost", "-verify_return_error"])
@@ -248,7 +250,9 @@ fn a_wrong_name_is_refused() {
     );
     assert!(
         err.contains("connect: TLS handshake with 127.0.0.1:")
-            && err.contains("name mismatch: the certificate is for localhost, 127.0.0.1, not example.org"),
+            && err.contains(
+                "name mismatch: the certificate is for localhost, 127.0.0.1, not example.org"
+            ),
         "{err}"
     );
 }
@@ -382,7 +386,14 @@ fn send_file_over_tls() {
     let stdout = out.stdout();
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        ["true", "true", "3000017", "true", "true", r#"["hello", true]"#],
+        [
+            "true",
+            "true",
+            "3000017",
+            "true",
+            "true",
+            r#"["hello", true]"#
+        ],
         "{}",
         out.explain()
     );
@@ -440,16 +451,46 @@ fn serve_speaks_tls() {
 fn bad_tls_options_say_what_is_wrong() {
     let pki = Pki::new();
     let cases = [
-        (r#"connect("127.0.0.1:9", #{tls: #{verify: false}})"#, "unknown tls option 'verify' (known: insecure, ca, pin, sni, alpn)"),
-        (r#"connect("127.0.0.1:9", #{tls: 1})"#, "option 'tls' must be true or a map"),
-        (r#"connect("127.0.0.1:9", #{tls: #{ca: "missing.pem"}})"#, "missing.pem: no such file"),
-        (r#"connect("127.0.0.1:9", #{tls: #{ca: "server.key"}})"#, "holds no certificate"),
-        (r#"connect("127.0.0.1:9", #{tls: #{pin: "abc"}})"#, "must be a SHA-256 fingerprint"),
-        (r#"connect("127.0.0.1:9", #{tls: #{insecure: true, ca: "ca.pem"}})"#, "give one of them"),
-        (r#"listen("127.0.0.1:0", #{tls: true})"#, "a TLS server needs a certificate"),
-        (r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem"}})"#, "needs both 'cert' and 'key'"),
-        (r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "expired.key"}})"#, "cannot be used together"),
-        (r#"serve("127.0.0.1:0", #{on_line: |c, l| c.send(l), tls: #{self_signed: true}})"#, "the event shape does not speak TLS"),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{verify: false}})"#,
+            "unknown tls option 'verify' (known: insecure, ca, pin, sni, alpn)",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: 1})"#,
+            "option 'tls' must be true or a map",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{ca: "missing.pem"}})"#,
+            "missing.pem: no such file",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{ca: "server.key"}})"#,
+            "holds no certificate",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{pin: "abc"}})"#,
+            "must be a SHA-256 fingerprint",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{insecure: true, ca: "ca.pem"}})"#,
+            "give one of them",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: true})"#,
+            "a TLS server needs a certificate",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem"}})"#,
+            "needs both 'cert' and 'key'",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "expired.key"}})"#,
+            "cannot be used together",
+        ),
+        (
+            r#"serve("127.0.0.1:0", #{on_line: |c, l| c.send(l), tls: #{self_signed: true}})"#,
+            "the event shape does not speak TLS",
+        ),
     ];
     for (code, expected) in cases {
         let err = refused(&pki, code);

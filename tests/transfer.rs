@@ -840,7 +840,12 @@ fn raw_mode_interoperates_with_real_nc() {
 
     // `nc -N 127.0.0.1 PORT < file` → recv_file raw
     let listener = netsh::net::tcp::listen(loopback()).unwrap();
-    let port = listener.addr().ip().expect("a TCP listener").port().to_string();
+    let port = listener
+        .addr()
+        .ip()
+        .expect("a TCP listener")
+        .port()
+        .to_string();
     let sender = Command::new("nc")
         .args(["-N", "127.0.0.1", &port])
         .stdin(std::fs::File::open(&file).unwrap())

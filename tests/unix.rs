@@ -5,16 +5,12 @@ mod support;
 
 use std::process::Command;
 
-use support::{Netsh, Peer, has_program, netsh_peer};
+use support::{Netsh, Peer, has_tool, netsh_peer};
 
 /// socat is installed (CI installs it); tests that need it say why they
 /// skip without it.
 fn has_socat(test: &str) -> bool {
-    let found = has_program("socat", &["-V"]);
-    if !found {
-        eprintln!("SKIPPED {test}: socat is not installed (apt-get install socat)");
-    }
-    found
+    has_tool(test, "socat", &["-V"], "socat")
 }
 
 /// netsh to netsh over a socket file: lines both ways, a half-close, .local/.peer name the path and the client's process, info() says TCP_INFO does not apply, and close() removes the file.
@@ -105,8 +101,10 @@ fn socat_unix_connect_talks_to_netsh() {
     );
     server.expect("ready");
     let mut cmd = Command::new("socat");
-    cmd.arg("-")
-        .arg(format!("UNIX-CONNECT:{}", dir.path().join("srv.sock").display()));
+    cmd.arg("-").arg(format!(
+        "UNIX-CONNECT:{}",
+        dir.path().join("srv.sock").display()
+    ));
     let mut client = Peer::start(cmd);
     client.write("hello from socat\n");
     server.expect("heard hello from socat");

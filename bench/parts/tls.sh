@@ -12,6 +12,7 @@ TLS_MB=1024
 head -c $((TLS_MB << 20)) /dev/urandom >"$TLS_DIR/payload.bin"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -addext "basicConstraints=critical,CA:FALSE" \
   -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" 2>/dev/null
 
 # One round for one tool: start the receiver, wait until it listens, send,

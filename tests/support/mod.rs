@@ -272,16 +272,20 @@ impl Drop for Peer {
     }
 }
 
-/// Whether a program is installed (runs with `args`); tests that need it
-/// print why they skip when it is not.
-pub fn has_program(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
+/// Whether `program` is installed (it runs with `args`); when it is not,
+/// says that `test` skips, and which Debian package to install.
+pub fn has_tool(test: &str, program: &str, args: &[&str], package: &str) -> bool {
+    let found = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok()
+        .is_ok();
+    if !found {
+        eprintln!("SKIPPED {test}: {program} is not installed (apt-get install {package})");
+    }
+    found
 }
 
 /// A `netsh` process running `code` in the background (as [`Peer`]),

@@ -69,36 +69,28 @@ impl std::fmt::Display for Endpoint {
 impl Stream {
     /// The local and the peer end.
     pub fn endpoints(&self) -> Result<(Endpoint, Endpoint)> {
+        let local_failed = |e| Error::io("reading the local address", None, e);
+        let peer_failed = |e| Error::io("reading the peer address", None, e);
         match self {
             Stream::Tcp(s) => {
-                let local = s
-                    .local_addr()
-                    .map_err(|e| Error::io("reading the local address", None, e))?;
-                let peer = s
-                    .peer_addr()
-                    .map_err(|e| Error::io("reading the peer address", None, e))?;
                 // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`;
                 // show them as the IPv4 addresses they are.
-                let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                let canonical =
+                    |a: SocketAddr| Endpoint::Ip(SocketAddr::new(a.ip().to_canonical(), a.port()));
                 Ok((
-                    Endpoint::Ip(canonical(local)),
-                    Endpoint::Ip(canonical(peer)),
+                    canonical(s.local_addr().map_err(local_failed)?),
+                    canonical(s.peer_addr().map_err(peer_failed)?),
                 ))
             }
             Stream::Unix(s) => {
-                let local = s
-                    .local_addr()
-                    .map_err(|e| Error::io("reading the local address", None, e))?;
-                let peer = s
-                    .peer_addr()
-                    .map_err(|e| Error::io("reading the peer address", None, e))?;
                 let peer_pid =
                     nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials)
                         .ok()
                         .map(|c| c.pid());
+                let own_pid = Some(std::process::id() as i32);
                 Ok((
-                    Endpoint::Unix(unix_name(&local, Some(std::process::id() as i32))),
-                    Endpoint::Unix(unix_name(&peer, peer_pid)),
+                    Endpoint::Unix(unix_name(&s.local_addr().map_err(local_failed)?, own_pid)),
+                    Endpoint::Unix(unix_name(&s.peer_addr().map_err(peer_failed)?, peer_pid)),
                 ))
             }
         }

@@ -119,7 +119,9 @@ fn clear_stale(addr: &UnixAddr, path: &Path) -> Result<()> {
 }
 
 fn in_use(addr: &UnixAddr) -> Error {
-    Error::InUse(format!("{addr} is already in use: a server is listening on it"))
+    Error::InUse(format!(
+        "{addr} is already in use: a server is listening on it"
+    ))
 }
 
 /// Connects to `addr`, waiting up to `timeout` while the server's backlog

@@ -83,16 +83,18 @@ impl ClientTls {
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::invalid(format!("TLS set-up failed: {e}")))?;
-        let algorithms = provider().signature_verification_algorithms;
-        let mut config = if insecure {
+        let trust = match pin {
+            Some(sha256) => Some(Trust::Pinned(sha256)),
+            None => insecure.then_some(Trust::Anything),
+        };
+        let mut config = if let Some(trust) = trust {
+            let verifier = Verifier {
+                trust,
+                algorithms: provider().signature_verification_algorithms,
+            };
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(TrustAnything(algorithms)))
-                .with_no_client_auth()
-        } else if let Some(sha256) = pin {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { sha256, algorithms }))
+                .with_custom_certificate_verifier(Arc::new(verifier))
                 .with_no_client_auth()
         } else {
             let roots = match &ca {
@@ -364,55 +366,25 @@ fn make_self_signed() -> Result<Identity> {
     Ok((vec![cert.der().clone()], private, cert.pem()))
 }
 
-/// `insecure: true`: any certificate is accepted (the handshake's
-/// signatures are still checked, so the session is encrypted with whoever
-/// answered).
+/// Whom a client trusts instead of the usual chain-and-name check.
 #[derive(Debug)]
-struct TrustAnything(WebPkiSupportedAlgorithms);
+enum Trust {
+    /// `insecure: true`: any certificate.
+    Anything,
+    /// `pin`: exactly the certificate with this SHA-256.
+    Pinned([u8; 32]),
+}
 
-/// `pin`: exactly the certificate with this SHA-256.
+/// A verifier for `insecure` and `pin`. The handshake's signatures are
+/// still checked either way, so the session is encrypted with whoever
+/// holds the certificate's key.
 #[derive(Debug)]
-struct Pinned {
-    sha256: [u8; 32],
+struct Verifier {
+    trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for TrustAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -421,15 +393,20 @@ impl ServerCertVerifier for Pinned {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if got == self.sha256 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the certificate is not the pinned one: its SHA-256 is {}, the pin is {}",
-                super::fingerprint(end_entity.as_ref()),
-                super::colon_hex(&self.sha256)
-            )))
+        match &self.trust {
+            Trust::Anything => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(pin) => {
+                let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+                if got == *pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "the certificate is not the pinned one: its SHA-256 is {}, the pin is {}",
+                        super::colon_hex(&got),
+                        super::colon_hex(pin)
+                    )))
+                }
+            }
         }
     }
 

@@ -86,6 +86,9 @@ fn certificate_words(err: &CertificateError) -> String {
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "the certificate is not meant for this use (it lacks server or client authentication)".into()
         }
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own; it must present one that a CA issued (or pin it with #{tls: #{pin: \"SHA-256 fingerprint\"}})".into()
+        }
         other => format!("the certificate was refused: {other}"),
     }
 }
