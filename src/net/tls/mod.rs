@@ -149,7 +149,8 @@ pub fn colon_hex(bytes: &[u8]) -> String {
 /// `()` for fields the session does not have (a client that sent no
 /// certificate).
 pub fn info_map(session: &Session) -> Map {
-    let tls = session.lock();
+    let state = session.lock();
+    let tls = &state.tls;
     let mut map = Map::new();
     let text = |value: Option<String>| value.map_or(Dynamic::UNIT, Dynamic::from);
     let version = tls.protocol_version().map(|v| match v {
@@ -166,7 +167,7 @@ pub fn info_map(session: &Session) -> Map {
         .alpn_protocol()
         .map(|p| String::from_utf8_lossy(p).into_owned());
     map.insert("alpn".into(), text(alpn));
-    let sni = match &*tls {
+    let sni = match tls {
         rustls::Connection::Server(server) => server.server_name().map(str::to_string),
         rustls::Connection::Client(_) => session.sni().map(str::to_string),
     };

@@ -52,9 +52,42 @@ impl Fault {
 /// One TLS session (client or server side) and what `tls_info()` reports
 /// that rustls does not keep.
 pub struct Session {
-    tls: Mutex<rustls::Connection>,
+    state: Mutex<State>,
     /// The name a client asked for (sent as SNI unless it is an IP).
     sni: Option<String>,
+}
+
+/// The rustls state, and encrypted bytes read off the socket that rustls
+/// has not taken yet.
+pub struct State {
+    pub tls: rustls::Connection,
+    /// rustls reads at most 4 KiB at a time, four syscalls for each 16 KiB
+    /// record of a bulk transfer; one large read here feeds it instead.
+    inbound: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+/// How much one read takes off the socket for rustls.
+const INBOUND: usize = 64 * 1024;
+
+impl State {
+    /// Gives rustls encrypted bytes, reading the socket when none are
+    /// left over; `Ok(0)` at end of stream.
+    fn receive(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        if self.start == self.end {
+            let n = FdIo(fd).read(&mut self.inbound)?;
+            (self.start, self.end) = (0, n);
+            if n == 0 {
+                // Tells rustls the stream ended.
+                return self.tls.read_tls(&mut io::empty());
+            }
+        }
+        let mut left = &self.inbound[self.start..self.end];
+        let n = self.tls.read_tls(&mut left)?;
+        self.start += n;
+        Ok(n)
+    }
 }
 
 /// Encrypted data in flight may reach this before a send waits for the
@@ -67,15 +100,20 @@ impl Session {
         let mut tls = tls.into();
         tls.set_buffer_limit(Some(OUTGOING_LIMIT));
         Session {
-            tls: Mutex::new(tls),
+            state: Mutex::new(State {
+                tls,
+                inbound: vec![0; INBOUND].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            }),
             sni,
         }
     }
 
-    /// The rustls state. A panic while it was held cannot leave it half
+    /// The session's state. A panic while it was held cannot leave it half
     /// written in a way that matters here (the connection fails next).
-    pub fn lock(&self) -> MutexGuard<'_, rustls::Connection> {
-        self.tls
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -87,17 +125,17 @@ impl Session {
     /// Advances the handshake: `None` once it is complete (and everything
     /// it produced is on the wire), else what to wait for.
     pub fn handshake_step(&self, fd: BorrowedFd<'_>) -> Result<Option<Wait>, Fault> {
-        let mut tls = self.lock();
+        let state = &mut *self.lock();
         loop {
-            if flush(&mut tls, fd)? {
+            if flush(&mut state.tls, fd)? {
                 return Ok(Some(Wait::Writable));
             }
-            if !tls.is_handshaking() {
+            if !state.tls.is_handshaking() {
                 return Ok(None);
             }
-            match tls.read_tls(&mut FdIo(fd)) {
+            match state.receive(fd) {
                 Ok(0) => return Err(Fault::Eof),
-                Ok(_) => process(&mut tls, fd)?,
+                Ok(_) => process(&mut state.tls, fd)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(Some(Wait::Readable));
                 }
@@ -115,9 +153,9 @@ impl Session {
     /// stream, as with socat and ncat: for a script that is what a closed
     /// connection looks like.
     pub fn read_step(&self, fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Fault> {
-        let mut tls = self.lock();
+        let state = &mut *self.lock();
         loop {
-            match tls.reader().read(buf) {
+            match state.tls.reader().read(buf) {
                 Ok(n) => return Ok(Some(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Some(0)),
@@ -125,11 +163,11 @@ impl Session {
             }
             // Whatever reading produced (a key update answer, an alert)
             // goes out when the socket takes it; a send flushes the rest.
-            if tls.wants_write() {
-                let _ = tls.write_tls(&mut FdIo(fd));
+            if state.tls.wants_write() {
+                let _ = state.tls.write_tls(&mut FdIo(fd));
             }
-            match tls.read_tls(&mut FdIo(fd)) {
-                Ok(_) => process(&mut tls, fd)?,
+            match state.receive(fd) {
+                Ok(_) => process(&mut state.tls, fd)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Fault::Io(e)),
@@ -141,10 +179,10 @@ impl Session {
     /// can to the socket. Returns how many bytes of `data` were taken, and
     /// whether encrypted bytes are still waiting for the socket.
     pub fn write_step(&self, fd: BorrowedFd<'_>, data: &[u8]) -> Result<(usize, bool), Fault> {
-        let mut tls = self.lock();
+        let tls = &mut self.lock().tls;
         let mut taken = 0;
         loop {
-            if flush(&mut tls, fd)? {
+            if flush(tls, fd)? {
                 return Ok((taken, true));
             }
             if taken == data.len() {
@@ -162,22 +200,22 @@ impl Session {
 
     /// Writes pending encrypted bytes; `true` once none are left.
     pub fn flush_step(&self, fd: BorrowedFd<'_>) -> Result<bool, Fault> {
-        Ok(!flush(&mut self.lock(), fd)?)
+        Ok(!flush(&mut self.lock().tls, fd)?)
     }
 
     /// Sends close_notify if that can be done at once (`close()` never
     /// waits): the session is free and the socket takes it.
     pub fn try_close_notify(&self, fd: BorrowedFd<'_>) {
-        if let Ok(mut tls) = self.tls.try_lock() {
-            tls.send_close_notify();
-            let _ = flush(&mut tls, fd);
+        if let Ok(mut state) = self.state.try_lock() {
+            state.tls.send_close_notify();
+            let _ = flush(&mut state.tls, fd);
         }
     }
 
     /// Queues close_notify (once): the peer reads end of stream after the
     /// bytes before it. [`Session::flush_step`] sends it.
     pub fn close_notify(&self) {
-        self.lock().send_close_notify();
+        self.lock().tls.send_close_notify();
     }
 }
 
