@@ -156,7 +156,7 @@ fn closures_with_the_wrong_parameters_are_refused_up_front() {
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{workers: 2})"#,
-            "unknown option 'workers' (known: max_connections, quiet)",
+            "unknown option 'workers' (known: max_connections, quiet, tls)",
         ),
         ("sleep(-1.5)", "sleep: ms must be 0 or more"),
         ("channel(0)", "channel: the capacity must be 1 or more"),

@@ -22,6 +22,7 @@ pub mod shared;
 pub mod sockets;
 pub mod task;
 pub mod tcp;
+pub mod tls;
 pub mod transfer;
 pub mod udp;
 
