@@ -17,7 +17,9 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use rhai::{Blob, Dynamic, FnPtr, Map, NativeCallContext};
-use tokio::net::TcpStream;
+use std::io::{Read, Write};
+
+use tokio::{io::unix::AsyncFd, net::TcpStream};
 
 use super::{Active, Server, ServerState, Settings, peer::EventConn};
 use crate::error::{Error, Result, describe};
@@ -124,6 +126,12 @@ enum End {
     Failed,
 }
 
+/// A connection's socket as the event loop drives it. `AsyncFd` rather than
+/// tokio's `TcpStream` because its readiness guard can be cleared after a
+/// short read: tokio's stream keeps saying "readable" until a read fails
+/// with "would block", a wasted syscall per message in a ping-pong.
+pub type Socket = AsyncFd<std::net::TcpStream>;
+
 /// One connection, from `on_open` to `on_close`.
 async fn serve_peer(
     state: Arc<ServerState>,
@@ -132,7 +140,20 @@ async fn serve_peer(
     active: Active,
 ) {
     let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+    let registered = stream.into_std().and_then(|stream| {
+        // SAFETY: a std TcpStream owns its descriptor and always reports
+        // that same one; it stays open until the AsyncFd (which owns the
+        // stream) is dropped.
+        unsafe { AsyncFd::register(stream) }.map_err(|e| e.into_parts().1)
+    });
+    let stream = match registered {
+        Ok(socket) => Arc::new(socket),
+        Err(e) => {
+            return state
+                .announce
+                .error(&Error::io("taking over a connection", None, e).to_string());
+        }
+    };
     let conn = match EventConn::new(&stream) {
         Ok(conn) => conn,
         Err(e) => return state.announce.error(&e.to_string()),
@@ -158,15 +179,18 @@ async fn serve_peer(
             if conn.is_closing() {
                 break End::Closed;
             }
-            tokio::select! {
+            let ready = tokio::select! {
                 biased;
                 _ = &mut woken => {
                     woken.set(conn.woken());
                     continue;
                 }
-                ready = stream.readable() => if ready.is_err() { break End::Closed },
-            }
-            match drain(&state, &handlers, &stream, &conn, &mut partial) {
+                ready = stream.readable() => ready,
+            };
+            let Ok(ready) = ready else {
+                break End::Closed;
+            };
+            match drain(&state, &handlers, ready, &conn, &mut partial) {
                 Some(end) => break end,
                 None => continue,
             }
@@ -193,7 +217,7 @@ async fn serve_peer(
 fn drain(
     state: &Arc<ServerState>,
     handlers: &Handlers,
-    stream: &TcpStream,
+    mut ready: tokio::io::unix::AsyncFdReadyGuard<'_, std::net::TcpStream>,
     conn: &EventConn,
     partial: &mut Vec<u8>,
 ) -> Option<End> {
@@ -211,12 +235,23 @@ fn drain(
         };
         // A few reads per wake-up, then the others get their turn.
         for _ in 0..4 {
-            let n = match stream.try_read(buf) {
+            let n = match ready.get_inner().read(buf) {
                 Ok(0) => return Some(End::Closed),
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    return None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => return Some(End::Closed),
             };
+            // A short read drained the socket: clear the readiness this
+            // guard saw, so the next wait sleeps instead of reading once
+            // more to hear "nothing". Data that arrived after that event
+            // raised readiness anew, which this clear leaves alone.
+            if n < buf.len() {
+                ready.clear_ready();
+            }
             if let Some(end) = dispatch(state, handlers, conn, partial, &buf[..n]) {
                 return Some(end);
             }
@@ -339,7 +374,7 @@ fn report(state: &Arc<ServerState>, conn: &EventConn, message: &str) {
 
 /// Writes what the handlers sent. `false` when the server stopped first;
 /// a peer that went away just loses the data (its read side will say so).
-async fn write_unsent(state: &Arc<ServerState>, stream: &TcpStream, conn: &EventConn) -> bool {
+async fn write_unsent(state: &Arc<ServerState>, stream: &Socket, conn: &EventConn) -> bool {
     loop {
         let unsent = conn.take_unsent();
         if unsent.is_empty() {
@@ -347,13 +382,19 @@ async fn write_unsent(state: &Arc<ServerState>, stream: &TcpStream, conn: &Event
         }
         let mut written = 0;
         while written < unsent.len() {
-            match stream.try_write(&unsent[written..]) {
+            match stream.get_ref().write(&unsent[written..]) {
                 Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    tokio::select! {
+                    let ready = tokio::select! {
                         biased;
                         _ = state.token.cancelled() => return false,
-                        ready = stream.writable() => if ready.is_err() { return true },
+                        ready = stream.writable() => ready,
+                    };
+                    match ready {
+                        // Full a moment ago: forget that, and try again.
+                        Ok(mut guard) => guard.clear_ready(),
+                        Err(_) => return true,
                     }
                 }
                 Err(_) => {

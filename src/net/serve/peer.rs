@@ -14,7 +14,9 @@ use std::{
 
 use rhai::plugin::*;
 use rhai::{Blob, Map};
-use tokio::{net::TcpStream, sync::Notify};
+use tokio::sync::Notify;
+
+use super::events::Socket;
 
 use crate::error::{Error, Result};
 
@@ -50,16 +52,18 @@ struct PeerState {
     /// The socket, for `info()`: the connection's task owns it, so it
     /// closes when the connection ends (a script holding `c` keeps no
     /// descriptor open, and a server holds one per connection).
-    socket: Weak<TcpStream>,
+    socket: Weak<Socket>,
 }
 
 impl EventConn {
-    pub fn new(stream: &Arc<TcpStream>) -> Result<EventConn> {
+    pub fn new(stream: &Arc<Socket>) -> Result<EventConn> {
         let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         let local = stream
+            .get_ref()
             .local_addr()
             .map_err(|e| Error::io("reading the local address", None, e))?;
         let peer = stream
+            .get_ref()
             .peer_addr()
             .map_err(|e| Error::io("reading the peer address", None, e))?;
         Ok(EventConn(Arc::new(PeerState {
@@ -99,12 +103,39 @@ impl EventConn {
                 MAX_UNSENT >> 20
             )));
         }
-        unsent.extend_from_slice(data);
+        let in_handler = self.0.in_handler.load(Ordering::Relaxed);
+        // In a handler, with nothing queued ahead, write at once when the
+        // socket takes it (as asyncio's transport.write does): the task is
+        // busy running this handler, so no write of its own can interleave.
+        let done = if in_handler && unsent.is_empty() {
+            self.write_now(data)
+        } else {
+            0
+        };
+        unsent.extend_from_slice(&data[done..]);
         drop(unsent);
-        if !self.0.in_handler.load(Ordering::Relaxed) {
+        if !in_handler {
             self.0.wake.notify_one();
         }
         Ok(data.len())
+    }
+
+    /// Writes what the socket takes without waiting; 0 when it takes
+    /// nothing (or is gone: the task then finds out for itself).
+    fn write_now(&self, data: &[u8]) -> usize {
+        let Some(stream) = self.0.socket.upgrade() else {
+            return 0;
+        };
+        let mut done = 0;
+        while done < data.len() {
+            // The socket is non-blocking: a full buffer says so at once
+            // (and what is left waits in `unsent`).
+            match std::io::Write::write(&mut stream.get_ref(), &data[done..]) {
+                Ok(n) if n > 0 => done += n,
+                _ => break,
+            }
+        }
+        done
     }
 
     /// Takes what waits to be sent (empty when nothing does).
@@ -298,7 +329,8 @@ mod api {
                 c.0.peer
             )))
         })?;
-        crate::net::tcp::info_map(socket.as_fd(), c.0.local, c.0.peer).map_err(fail("info"))
+        crate::net::tcp::info_map(socket.get_ref().as_fd(), c.0.local, c.0.peer)
+            .map_err(fail("info"))
     }
 
     /// Refused in an event handler: lines come to `on_line` as they arrive.
