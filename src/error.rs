@@ -463,12 +463,52 @@ fn strip_os_suffix(err: &io::Error) -> String {
 
 /// An I/O error's text for a user: an OS error in lower-case words without
 /// its number (`invalid argument`), any other exactly as it was written.
-fn os_words(err: &io::Error) -> String {
+pub fn os_words(err: &io::Error) -> String {
     if err.raw_os_error().is_some() {
         strip_os_suffix(err)
     } else {
         err.to_string()
     }
+}
+
+/// Characters that change how text shows without being seen: zero-width
+/// spaces and joiners, text-direction marks and overrides, the BOM. In a
+/// file name, `report\u{202E}fdp.exe` shows as `reportexe.pdf`.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Text from a peer (a receiver's refusal, a name, a server's words) made
+/// safe to print: control characters (a terminal's escape codes, newlines)
+/// and invisible ones are written as escapes like `\u{1b}`, the rest kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || is_invisible(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The error for an argument or option of the wrong type: what was
+/// expected, what came (`expected true or false, not a number`).
+pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
+    let got = match got.type_name() {
+        "i64" => "a number",
+        "f64" => "a decimal number",
+        "bool" => "true/false",
+        "()" => "()",
+        "char" => "a character",
+        "array" => "an array",
+        "map" => "a map",
+        "blob" => "a blob",
+        "string" => "a string",
+        other => other.rsplit("::").next().unwrap_or(other),
+    };
+    Error::invalid(format!("expected {expected}, not {got}"))
 }
 
 /// The Rhai functions of [`NetError`]: what a script reads off a caught error.

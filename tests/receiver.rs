@@ -17,7 +17,10 @@ use netsh::net::transfer::{self, FileServer, ReceiveOptions};
 use sha2::{Digest, Sha256};
 use support::{
     Netsh,
-    wire::{hash, header, read_number_and_digest, read_reply, refusal_for, start},
+    wire::{
+        hash, header, read_done, read_go, read_ready, read_reply, refusal_for, sha256, start,
+        start_proving,
+    },
 };
 
 fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
@@ -50,8 +53,8 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 fn cut_off_upload(server: &FileServer, name: &str, size: u64, sent: &[u8]) {
     let refused = server.refused();
     let mut stream = connect(server);
-    stream.write_all(&header(name.as_bytes(), size, 1)).unwrap();
-    read_number_and_digest(&mut stream, b'R');
+    stream.write_all(&header(name.as_bytes(), size)).unwrap();
+    read_ready(&mut stream);
     stream.write_all(&start(0)).unwrap();
     stream.write_all(sent).unwrap();
     drop(stream);
@@ -72,7 +75,7 @@ fn a_hard_linked_part_file_is_refused_and_never_offered() {
     std::fs::hard_link(&secret, inbox.join(".x.bin.netsh-part")).unwrap();
     let server = serve(&inbox, ReceiveOptions::default());
 
-    let (code, message) = refusal_for(server.addr(), &header(b"x.bin", 100, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"x.bin", 100));
     assert_eq!(code, 3, "{message}");
     assert!(message.contains("other hard links"), "{message}");
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "the secret");
@@ -97,7 +100,7 @@ fn a_hard_linked_final_name_is_not_replaced() {
             ..ReceiveOptions::default()
         },
     );
-    let (code, message) = refusal_for(server.addr(), &header(b"x.bin", 3, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"x.bin", 3));
     assert_eq!(code, 3, "{message}");
     assert!(message.contains("other hard links"), "{message}");
     assert_eq!(
@@ -115,7 +118,7 @@ fn names_ending_in_a_slash_are_refused() {
     let inbox = tmp.path().join("in");
     let server = serve(&inbox, ReceiveOptions::default());
     for name in [&b"dir/"[..], b"a//", b"a/."] {
-        let (code, message) = refusal_for(server.addr(), &header(name, 1, 1));
+        let (code, message) = refusal_for(server.addr(), &header(name, 1));
         assert_eq!(code, 3, "{}: {message}", String::from_utf8_lossy(name));
         assert!(message.contains("no file name part"), "{message}");
     }
@@ -131,7 +134,7 @@ fn an_oversized_name_field_gets_bad_name_with_the_real_limit() {
     let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
     let long = vec![b'a'; 5000];
     // Only the 16 fixed bytes: the refusal must not wait for the name.
-    let (code, message) = refusal_for(server.addr(), &header(&long, 1, 1)[..16]);
+    let (code, message) = refusal_for(server.addr(), &header(&long, 1)[..16]);
     assert_eq!(code, 3, "{message}");
     assert!(
         message.contains("the name field is 5000 bytes long") && message.contains("at most 4096"),
@@ -159,13 +162,12 @@ fn a_break_after_the_body_resumes_with_only_the_hash() {
     assert!(!inbox.join("whole.bin").exists());
 
     let mut second = connect(&server);
-    second.write_all(&header(b"whole.bin", 10, 1)).unwrap();
-    let (offset, prefix) = read_number_and_digest(&mut second, b'R');
-    assert_eq!(offset, 10);
-    assert_eq!(prefix.to_vec(), Sha256::digest(body).to_vec());
-    second.write_all(&start(10)).unwrap();
+    second.write_all(&header(b"whole.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut second), 10);
+    second.write_all(&start_proving(10, &sha256(body))).unwrap();
+    assert_eq!(read_go(&mut second), 10, "the proof holds: continue at 10");
     second.write_all(&hash(body)).unwrap();
-    let (size, sha) = read_number_and_digest(&mut second, b'K');
+    let (size, sha) = read_done(&mut second);
     assert_eq!((size, sha.to_vec()), (10, Sha256::digest(body).to_vec()));
     assert_eq!(std::fs::read(inbox.join("whole.bin")).unwrap(), body);
     server.stop();
@@ -182,15 +184,19 @@ fn a_sender_may_send_ahead_of_ready() {
     cut_off_upload(&server, "ahead.bin", 8, b"zzzz");
 
     let body = b"abcdefgh";
-    let mut everything = header(b"ahead.bin", 8, 1);
+    let mut everything = header(b"ahead.bin", 8);
     everything.extend_from_slice(&start(0));
     everything.extend_from_slice(body);
     everything.extend_from_slice(&hash(body));
     let mut stream = connect(&server);
     stream.write_all(&everything).unwrap();
-    let (offered, _) = read_number_and_digest(&mut stream, b'R');
-    assert_eq!(offered, 4, "the receiver offers what it holds");
-    let (size, _) = read_number_and_digest(&mut stream, b'K');
+    assert_eq!(
+        read_ready(&mut stream),
+        4,
+        "the receiver offers what it holds"
+    );
+    assert_eq!(read_go(&mut stream), 0);
+    let (size, _) = read_done(&mut stream);
     assert_eq!(size, 8);
     assert_eq!(std::fs::read(inbox.join("ahead.bin")).unwrap(), body);
     server.stop();
@@ -206,15 +212,16 @@ fn bytes_after_the_hash_are_ignored() {
     let body = b"the file";
     let mut stream = connect(&server);
     stream
-        .write_all(&header(b"tail.bin", body.len() as u64, 1))
+        .write_all(&header(b"tail.bin", body.len() as u64))
         .unwrap();
-    read_number_and_digest(&mut stream, b'R');
+    read_ready(&mut stream);
     let mut rest = start(0);
     rest.extend_from_slice(body);
     rest.extend_from_slice(&hash(body));
     rest.extend_from_slice(b"and some trailing garbage");
     stream.write_all(&rest).unwrap();
-    let (size, sha) = read_number_and_digest(&mut stream, b'K');
+    assert_eq!(read_go(&mut stream), 0);
+    let (size, sha) = read_done(&mut stream);
     assert_eq!((size, sha.to_vec()), (8, Sha256::digest(body).to_vec()));
     assert_eq!(std::fs::read(inbox.join("tail.bin")).unwrap(), body);
     server.stop();
@@ -283,14 +290,14 @@ fn serve_files_receives_at_most_max_uploads_at_once() {
         },
     );
     let mut first = connect(&server);
-    first.write_all(&header(b"one.bin", 3, 1)).unwrap();
-    read_number_and_digest(&mut first, b'R');
+    first.write_all(&header(b"one.bin", 3)).unwrap();
+    read_ready(&mut first);
     let mut second = connect(&server);
-    second.write_all(&header(b"two.bin", 3, 1)).unwrap();
-    read_number_and_digest(&mut second, b'R');
+    second.write_all(&header(b"two.bin", 3)).unwrap();
+    read_ready(&mut second);
 
     let mut third = connect(&server);
-    third.write_all(&header(b"three.bin", 3, 1)).unwrap();
+    third.write_all(&header(b"three.bin", 3)).unwrap();
     third
         .set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
@@ -304,7 +311,8 @@ fn serve_files_receives_at_most_max_uploads_at_once() {
     first.write_all(&start(0)).unwrap();
     first.write_all(b"111").unwrap();
     first.write_all(&hash(b"111")).unwrap();
-    read_number_and_digest(&mut first, b'K');
+    read_go(&mut first);
+    read_done(&mut first);
     drop(first);
     third
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -405,4 +413,77 @@ fn a_progress_closure_failing_after_the_last_byte_reports_the_stored_file() {
         "{out}"
     );
     assert_eq!(std::fs::read(inbox.join("small.txt")).unwrap(), b"hello");
+}
+
+/// A client that never had a victim's bytes cannot finish the victim's
+/// cut-off upload (the protocol-version-1 hijack, by SHA-256 length
+/// extension of the prefix hash READY used to carry): READY now tells only
+/// the length, a START that cannot prove the first bytes is answered GO 0,
+/// and what gets stored is that client's own bytes, never the victim's.
+#[test]
+fn another_client_cannot_finish_a_cut_off_upload_with_its_own_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    let secret = b"the victim's first bytes, which nobody else has".to_vec();
+    cut_off_upload(&server, "victim.bin", 1000, &secret);
+    let held = secret.len() as u64;
+
+    let own: Vec<u8> = b"EVIL".repeat(100);
+    let mut attacker = connect(&server);
+    attacker
+        .write_all(&header(b"victim.bin", own.len() as u64))
+        .unwrap();
+    assert_eq!(
+        read_ready(&mut attacker),
+        held,
+        "READY says how much is held"
+    );
+    // READY is those 9 bytes and no more: nothing about the bytes themselves.
+    attacker
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut more = [0u8; 1];
+    assert!(
+        attacker.read(&mut more).is_err(),
+        "READY carried more than the offset"
+    );
+    attacker
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The best guess it can make at the proof: the hash of its own bytes.
+    attacker
+        .write_all(&start_proving(held, &sha256(&own[..held as usize])))
+        .unwrap();
+    assert_eq!(read_go(&mut attacker), 0, "an unproven START starts over");
+    attacker.write_all(&own).unwrap();
+    attacker.write_all(&hash(&own)).unwrap();
+    read_done(&mut attacker);
+    let stored = std::fs::read(inbox.join("victim.bin")).unwrap();
+    assert_eq!(
+        stored, own,
+        "the stored file is the sender's own bytes only"
+    );
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_slice()));
+    server.stop();
+}
+
+/// A sender of another protocol version is refused with code 2 as soon as
+/// the version byte arrives (not after a header timeout), and told which
+/// side to upgrade.
+#[test]
+fn another_protocol_version_is_refused_at_the_fifth_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    for (version, words) in [(1u8, "upgrade the sender"), (9, "upgrade the receiver")] {
+        let started = Instant::now();
+        let (code, message) = refusal_for(server.addr(), &[b'N', b'S', b'F', b'T', version]);
+        assert_eq!(code, 2, "{message}");
+        assert!(message.contains(words), "{message}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "it waited for the rest of the header"
+        );
+    }
+    server.stop();
 }

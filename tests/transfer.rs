@@ -5,7 +5,9 @@
 
 mod support;
 
-use support::wire::{header, read_reply, refusal_for};
+use support::wire::{
+    hash, header, header_version, read_go, read_ready, read_reply, refusal_for, start,
+};
 
 use std::{
     io::{Read, Write},
@@ -331,7 +333,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
         b"\xc3\x28",
     ];
     for name in bad_names {
-        let (code, message) = refusal_for(server.addr(), &header(name, 10, 1));
+        let (code, message) = refusal_for(server.addr(), &header(name, 10));
         assert_eq!(
             code,
             3,
@@ -339,46 +341,47 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
             String::from_utf8_lossy(name)
         );
     }
-    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20));
     assert_eq!(code, 4, "{message}");
     assert!(message.contains("at most 1048576"), "{message}");
-    let (code, message) = refusal_for(server.addr(), &header(b"v9.bin", 10, 9));
+    let (code, message) = refusal_for(server.addr(), &header_version(b"v9.bin", 10, 9));
     assert_eq!(code, 2, "{message}");
     let (code, message) = refusal_for(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(code, 1, "{message}");
     // Stalls mid-header: the header timeout answers.
     let started = Instant::now();
-    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10, 1)[..9]);
+    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10)[..9]);
     assert_eq!(code, 10, "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Stalls mid-body: the idle timeout answers.
     let mut staller = TcpStream::connect(server.addr()).unwrap();
-    staller.write_all(&header(b"stall.bin", 10, 1)).unwrap();
-    assert_eq!(read_reply(&mut staller), Err(b'R'));
-    let mut ready = [0u8; 40];
-    staller.read_exact(&mut ready).unwrap();
-    staller.write_all(b"S\0\0\0\0\0\0\0\0ab").unwrap();
+    staller.write_all(&header(b"stall.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut staller), 0);
+    staller.write_all(&start(0)).unwrap();
+    staller.write_all(b"ab").unwrap();
+    assert_eq!(read_go(&mut staller), 0);
     let (code, message) = read_reply(&mut staller).unwrap();
     assert_eq!(code, 10, "{message}");
 
     // Lies about the size: 10 bytes promised, 4 sent, then close.
     let mut liar = TcpStream::connect(server.addr()).unwrap();
-    liar.write_all(&header(b"liar.bin", 10, 1)).unwrap();
-    assert_eq!(read_reply(&mut liar), Err(b'R'));
-    liar.read_exact(&mut ready).unwrap();
-    liar.write_all(b"S\0\0\0\0\0\0\0\0abcd").unwrap();
+    liar.write_all(&header(b"liar.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut liar), 0);
+    liar.write_all(&start(0)).unwrap();
+    liar.write_all(b"abcd").unwrap();
     liar.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     let _ = liar.read_to_end(&mut rest);
     drop(liar);
     // Sends the body but a wrong checksum.
     let mut wrong = TcpStream::connect(server.addr()).unwrap();
-    wrong.write_all(&header(b"wrong.bin", 4, 1)).unwrap();
-    assert_eq!(read_reply(&mut wrong), Err(b'R'));
-    wrong.read_exact(&mut ready).unwrap();
-    wrong.write_all(b"S\0\0\0\0\0\0\0\0abcdH").unwrap();
-    wrong.write_all(&[0u8; 32]).unwrap();
+    wrong.write_all(&header(b"wrong.bin", 4)).unwrap();
+    assert_eq!(read_ready(&mut wrong), 0);
+    wrong.write_all(&start(0)).unwrap();
+    wrong.write_all(b"abcd").unwrap();
+    wrong.write_all(&hash(b"not abcd")).unwrap();
+    assert_eq!(read_go(&mut wrong), 0);
     let (code, message) = read_reply(&mut wrong).unwrap();
     assert_eq!(code, 7, "{message}");
 
@@ -690,16 +693,21 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
         .unwrap();
     client
         .write_all(&unhex(
-            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+            "4E534654 | 02 | 01 | 0006 | 0000000000000005 | 68692E747874",
         ))
         .unwrap();
-    let mut ready = [0u8; 41];
+    let mut ready = [0u8; 9];
     client.read_exact(&mut ready).unwrap();
-    assert_eq!(
-        ready.to_vec(),
-        unhex(&format!("52 | 0000000000000000 | {}", "00".repeat(32)))
-    );
-    client.write_all(&unhex("53 | 0000000000000000")).unwrap();
+    assert_eq!(ready.to_vec(), unhex("52 | 0000000000000000"));
+    client
+        .write_all(&unhex(&format!(
+            "53 | 0000000000000000 | {}",
+            "00".repeat(32)
+        )))
+        .unwrap();
+    let mut go = [0u8; 9];
+    client.read_exact(&mut go).unwrap();
+    assert_eq!(go.to_vec(), unhex("47 | 0000000000000000"));
     client.write_all(b"hello").unwrap();
     client
         .write_all(&unhex(&format!("48 | {hello_sha}")))
@@ -719,7 +727,7 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
     let mut again = TcpStream::connect(server.addr()).unwrap();
     again
         .write_all(&unhex(
-            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+            "4E534654 | 02 | 01 | 0006 | 0000000000000005 | 68692E747874",
         ))
         .unwrap();
     let mut reply = Vec::new();
