@@ -487,3 +487,177 @@ fn another_protocol_version_is_refused_at_the_fifth_byte() {
     }
     server.stop();
 }
+
+/// A connection to `server` from the local address `from` (any of
+/// 127.0.0.0/8 is this machine), so tests can be several clients.
+fn connect_from(server: &FileServer, from: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&source.into()).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// How long `stream` waits for READY after sending a header for `name`.
+fn time_to_ready(stream: &mut TcpStream, name: &[u8]) -> Duration {
+    let started = Instant::now();
+    stream.write_all(&header(name, 3)).unwrap();
+    read_ready(stream);
+    started.elapsed()
+}
+
+/// Connections that have sent no header, and refusals waiting for their
+/// sender to read the reply, hold no upload place: with room for one
+/// upload, a real sender gets READY at once meanwhile.
+#[test]
+fn silent_and_refused_connections_hold_no_upload_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::write(inbox.join("taken.bin"), "x").unwrap();
+    let server = serve(
+        &inbox,
+        ReceiveOptions {
+            max_uploads: 1,
+            allow: vec![transfer::Cidr::parse("127.0.0.1").unwrap()],
+            ..ReceiveOptions::default()
+        },
+    );
+    // Silent: connected, nothing sent (it would hold a place for the 10 s
+    // header timeout).
+    let _silent = connect(&server);
+    // Refused for a name that exists, and never reads the reply (the
+    // receiver waits 2 s for it).
+    let mut refused = connect(&server);
+    refused.write_all(&header(b"taken.bin", 3)).unwrap();
+    // Refused by the allow-list, likewise unread.
+    let mut outsider = connect_from(&server, "127.0.0.2");
+    outsider.write_all(&header(b"other.bin", 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let mut real = connect(&server);
+    let waited = time_to_ready(&mut real, b"real.bin");
+    assert!(waited < Duration::from_secs(1), "READY took {waited:?}");
+    assert_eq!(read_reply(&mut refused).map(|r| r.0), Ok(5));
+    assert_eq!(read_reply(&mut outsider).map(|r| r.0), Ok(8));
+    server.stop();
+}
+
+/// A sender that dribbles a byte now and then (never quiet long enough
+/// for the idle timeout) is dropped for being under the minimum rate, and
+/// its place goes to the next upload.
+#[test]
+fn a_dribbling_sender_is_dropped_below_the_minimum_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(
+        &tmp.path().join("in"),
+        ReceiveOptions {
+            max_uploads: 1,
+            idle_timeout: Duration::from_millis(1000),
+            ..ReceiveOptions::default()
+        },
+    );
+    let mut dribbler = connect(&server);
+    dribbler.write_all(&header(b"slow.bin", 1_000_000)).unwrap();
+    read_ready(&mut dribbler);
+    dribbler.write_all(&start(0)).unwrap();
+    assert_eq!(read_go(&mut dribbler), 0);
+    let started = Instant::now();
+    let refusal = loop {
+        // One byte every 400 ms: never 1 s of silence.
+        if dribbler.write_all(b"x").is_err() {
+            break read_reply(&mut dribbler);
+        }
+        dribbler
+            .set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        let mut kind = [0u8; 1];
+        if let Ok(1) = dribbler.peek(&mut kind) {
+            dribbler
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            break read_reply(&mut dribbler);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the dribbler was never dropped"
+        );
+    };
+    let (code, message) = refusal.expect("an ERROR");
+    assert_eq!(code, 10, "{message}");
+    assert!(message.contains("arrived too slowly"), "{message}");
+    let mut next = connect(&server);
+    let waited = time_to_ready(&mut next, b"next.bin");
+    assert!(waited < Duration::from_secs(1), "READY took {waited:?}");
+    server.stop();
+}
+
+/// One address holds at most `max_per_ip` upload places (its next upload
+/// waits) while another address is served at once; one address cannot keep
+/// more than 4 × `max_per_ip` connections open.
+#[test]
+fn one_address_cannot_take_every_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(
+        &tmp.path().join("in"),
+        ReceiveOptions {
+            max_uploads: 8,
+            max_per_ip: 1,
+            ..ReceiveOptions::default()
+        },
+    );
+    let mut first = connect_from(&server, "127.0.0.3");
+    time_to_ready(&mut first, b"a.bin");
+    let mut second = connect_from(&server, "127.0.0.3");
+    second.write_all(&header(b"b.bin", 3)).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        second.read(&mut byte).is_err(),
+        "a second upload from the same address was answered"
+    );
+    let mut elsewhere = connect_from(&server, "127.0.0.4");
+    let waited = time_to_ready(&mut elsewhere, b"c.bin");
+    assert!(waited < Duration::from_secs(1), "READY took {waited:?}");
+
+    // 4 connections per place: the fourth more from 127.0.0.3 is refused.
+    let _idle: Vec<TcpStream> = (0..2).map(|_| connect_from(&server, "127.0.0.3")).collect();
+    let mut one_too_many = connect_from(&server, "127.0.0.3");
+    let (code, message) = read_reply(&mut one_too_many).expect("an ERROR");
+    assert_eq!(code, 6, "{message}");
+    assert!(message.contains("connections open here"), "{message}");
+    server.stop();
+}
+
+/// Connections that hold no place are bounded: when 64 wait and another
+/// arrives, the one that waited longest is told "busy" and closed.
+#[test]
+fn the_longest_waiting_connection_makes_room_for_a_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    // 64 silent connections from 16 addresses (4 each: within their cap).
+    let mut silent: Vec<TcpStream> = (0..64)
+        .map(|i| connect_from(&server, &format!("127.0.1.{}", i / 4 + 1)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let _newcomer = connect_from(&server, "127.0.2.1");
+    let (code, message) = read_reply(&mut silent[0]).expect("an ERROR");
+    assert_eq!(code, 6, "{message}");
+    assert!(message.contains("waited longest"), "{message}");
+    silent[1]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        silent[1].read(&mut byte).is_err(),
+        "the second was closed too"
+    );
+    server.stop();
+}

@@ -184,13 +184,13 @@ impl Gate {
             if timed_out {
                 let why = if held_here >= self.max_per_ip {
                     format!(
-                        "this address already has {} uploads running here, the most one address may have",
-                        self.max_per_ip
+                        "this address already has {} running here, the most one address may have",
+                        uploads(self.max_per_ip)
                     )
                 } else {
                     format!(
-                        "{} uploads are running here, the most at once",
-                        self.max_uploads
+                        "{} running here, the most at once",
+                        uploads(self.max_uploads)
                     )
                 };
                 return Err(Refusal::new(
@@ -246,6 +246,15 @@ impl Drop for Slot {
 impl Drop for Draining {
     fn drop(&mut self) {
         self.0.state().draining -= 1;
+    }
+}
+
+/// "1 upload", "64 uploads".
+fn uploads(n: usize) -> String {
+    if n == 1 {
+        "1 upload".to_string()
+    } else {
+        format!("{n} uploads")
     }
 }
 
@@ -305,7 +314,9 @@ mod tests {
             let b2 = gate.arrive(b).unwrap();
             let refusal = gate.admit(&b2, short).await.err().unwrap();
             assert!(
-                refusal.message.contains("3 uploads are running"),
+                refusal
+                    .message
+                    .contains("3 uploads running here, the most at once"),
                 "{}",
                 refusal.message
             );

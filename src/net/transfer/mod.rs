@@ -360,8 +360,14 @@ pub fn serve(
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    // Judged here, in the order connections came.
+                    let arrival = match gate::not_allowed(&options, peer.ip()) {
+                        Some(refusal) => Err(refusal),
+                        None => gate.arrive(peer.ip()),
+                    };
                     let (state, options, gate) = (state.clone(), options.clone(), gate.clone());
-                    tokio::spawn(serve_one(stream, peer, state, options, gate));
+                    tokio::spawn(serve_one(stream, peer, arrival, state, options, gate));
                 }
                 // Out of file descriptors and the like: pause, don't spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -375,52 +381,49 @@ pub fn serve(
     Ok(server)
 }
 
+/// Receives one upload on an accepted connection, or tells its sender why
+/// not (`arrival` is the gate's answer for it).
 async fn serve_one(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    arrival: std::result::Result<gate::Arrival, Refusal>,
     state: Arc<ServerState>,
     options: Arc<ReceiveOptions>,
     gate: Arc<Gate>,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
-    let refusal = match gate::not_allowed(&options, peer.ip()) {
-        Some(refusal) => Some(refusal),
-        None => match gate.arrive(peer.ip()) {
-            Err(refusal) => Some(refusal),
-            Ok(arrival) => {
-                let mut record = |received: &Received| state.record(received);
-                let admit = async || {
-                    gate.admit(&arrival, options.idle_timeout)
-                        .await
-                        .map(|slot| Box::new(slot) as receiver::Admission)
-                };
-                tokio::select! {
-                    _ = state.stop.cancelled() => return,
-                    _ = arrival.evicted.cancelled() => Some(Refusal::new(
-                        protocol::Code::Busy,
-                        "too many connections were waiting here without sending an upload; this one waited longest and was closed; try again",
-                    )),
-                    outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, admit, &mut record) => {
-                        match outcome {
-                            Ok(_) => state.confirmed.send_modify(|n| *n += 1),
-                            Err(e) => state.refusal(&e),
-                        }
-                        return;
+    let refusal = match arrival {
+        Err(refusal) => refusal,
+        Ok(arrival) => {
+            let mut record = |received: &Received| state.record(received);
+            let admit = async || {
+                gate.admit(&arrival, options.idle_timeout)
+                    .await
+                    .map(|slot| Box::new(slot) as receiver::Admission)
+            };
+            tokio::select! {
+                _ = state.stop.cancelled() => return,
+                _ = arrival.evicted.cancelled() => Refusal::new(
+                    protocol::Code::Busy,
+                    "too many connections were waiting here without sending an upload; this one waited longest and was closed; try again",
+                ),
+                outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, admit, &mut record) => {
+                    match outcome {
+                        Ok(_) => state.confirmed.send_modify(|n| *n += 1),
+                        Err(e) => state.refusal(&e),
                     }
+                    return;
                 }
             }
-        },
+        }
     };
     // Refused before an upload began: tell the sender why if there is
     // leave to wait for it to read the reply, else just close.
-    if let Some(refusal) = refusal {
-        state.refusal(&receiver::refused_upload(peer, &refusal));
-        if let Some(_draining) = gate.draining() {
-            receiver::tell_sender(&mut read, &mut write, &refusal).await;
-        }
+    state.refusal(&receiver::refused_upload(peer, &refusal));
+    if let Some(_draining) = gate.draining() {
+        receiver::tell_sender(&mut read, &mut write, &refusal).await;
     }
 }
 
@@ -838,12 +841,15 @@ mod api {
 
     /// Starts a background receiver with options: `max_size` (bytes,
     /// checked before anything is written), `overwrite` (default false),
-    /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`),
-    /// `header_timeout` (ms, default 10000), `idle_timeout` (ms, default
-    /// 30000), `log` (print a line per upload), `max_uploads` (how many are
-    /// received at once, default 64; more wait their turn), `part_max_age`
-    /// (ms; part files of uploads abandoned this long are removed when the
-    /// receiver starts, default 7 days; 0 keeps them).
+    /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`,
+    /// checked as soon as a client connects), `header_timeout` (ms, default
+    /// 10000), `idle_timeout` (ms, default 30000), `log` (print a line per
+    /// upload), `max_uploads` (how many are received at once, default 64;
+    /// more wait their turn, at most `idle_timeout`), `max_per_ip` (how many
+    /// of those one client address may have, default 8), `min_rate` (bytes
+    /// per second a body must average, default 1024, 0 for none),
+    /// `part_max_age` (ms; part files of uploads abandoned this long are
+    /// removed when the receiver starts, default 7 days; 0 keeps them).
     ///
     /// ```rhai
     /// let s = serve_files(9000, "in", #{max_size: 100_000_000, allow: ["127.0.0.1/32"], log: true});
