@@ -35,7 +35,7 @@ fn each_kind_from_a_real_failure() {
         ("not_found", "resolve", r#"resolve("nohost.invalid")"#),
         ("not_found", "read_file", r#"read_file("/no/such/file")"#),
         ("invalid", "listen", "listen(70000)"),
-        ("invalid", "connect", r#"connect("1.2.3:80")"#),
+        ("invalid", "connect", r#"connect("127.1:80")"#),
         (
             "closed",
             "accept",

@@ -132,6 +132,7 @@ pub fn bind_listener(bind: SocketAddr) -> Result<TcpListener> {
 /// Connects to `target`, trying each resolved address in turn (IPv4 first
 /// when a name has both), each within `timeout`.
 pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
+    addr::destination(target)?;
     let target = target.clone();
     runtime::block_on(async move {
         let addrs = addr::lookup(&target).await?;
