@@ -194,3 +194,103 @@ fn help_lists_the_kinds() {
         );
     }
 }
+
+/// A caught error still answers what its text would: `==` and `!=` with a
+/// string in both orders, the string methods, `in`; `to_json` writes it as
+/// `{op, kind, message}`; `switch` works on its text.
+#[test]
+fn caught_errors_still_behave_like_their_text() {
+    let out = Netsh::eval(
+        r#"
+        let text = "listen: port 70000 is out of range (0–65535)";
+        let out = [];
+        try { listen(70000) } catch (e) {
+            out.push(e == text); out.push(text == e);
+            out.push(e != "x"); out.push("x" != e); out.push(e != text);
+            out.push(e.contains("range")); out.push("range" in e); out.push(e.contains('('));
+            out.push(e.starts_with("listen:")); out.push(e.ends_with("65535)"));
+            out.push(e.index_of("70000")); out.push(e.index_of("0", 20));
+            out.push(e.split(": ")[1]); out.push(e.split().len()); out.push(e.split(" ", 2).len());
+            out.push(e.sub_string(0, 6)); out.push(e.sub_string(41));
+            out.push(e.to_upper().sub_string(0, 6)); out.push(e.to_lower() == text);
+            out.push(e.len == text.len()); out.push(e.len() == text.len()); out.push(e.is_empty());
+            out.push(to_json(#{err: e})); out.push(to_json(e));
+            out.push(switch "" + e { "listen: port 70000 is out of range (0–65535)" => "switched", _ => "missed" });
+        }
+        for o in out { print(o) }
+        "#,
+    );
+    let json =
+        r#"{"kind":"invalid","message":"port 70000 is out of range (0–65535)","op":"listen"}"#;
+    let expected = [
+        "true",
+        "true",
+        "true",
+        "true",
+        "false",
+        "true",
+        "true",
+        "true",
+        "true",
+        "true",
+        "13",
+        "36",
+        "port 70000 is out of range (0–65535)",
+        "8",
+        "2",
+        "listen",
+        "35)",
+        "LISTEN",
+        "true",
+        "true",
+        "true",
+        "false",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        format!(r#"{{"err":{json}}}"#),
+        json.to_string(),
+        "switched".into(),
+    ])
+    .collect::<Vec<_>>();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+}
+
+/// The README idiom `if e.kind == … { … } else { throw e }` works whatever
+/// the try body threw: a netsh error, a plain string (kind "invalid"), or
+/// one of Rhai's own errors, which is rethrown with its own words.
+#[test]
+fn the_kind_idiom_works_for_every_thrown_value() {
+    let idiom = |body: &str| {
+        format!(
+            r#"try {{ {body} }} catch (e) {{ if e.kind == "refused" {{ print("refused") }} else {{ throw e }} }}"#
+        )
+    };
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    assert_eq!(
+        Netsh::eval(&idiom(&format!(r#"connect("127.0.0.1:{port}")"#))),
+        "refused"
+    );
+    // Rethrown, each prints `-e:1:COL: ` and its own words.
+    let rethrown = [
+        (r#"throw "no config""#, "no config"),
+        (
+            "no_such_function(1)",
+            "no function no_such_function(int) (help() lists what exists)",
+        ),
+    ];
+    for (body, words) in rethrown {
+        let err = Netsh::eval_err(&idiom(body));
+        let (place, said) = err.split_once(": ").unwrap_or_default();
+        assert!(place.starts_with("-e:1:") && said == words, "{body}: {err}");
+    }
+    assert_eq!(
+        Netsh::eval(
+            r#"let k = []; try { throw "x" } catch (e) { k = [e.kind, e.op, e.message] } k"#
+        ),
+        r#"["invalid", "", "x"]"#
+    );
+}
