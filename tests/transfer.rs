@@ -998,3 +998,127 @@ fn closing_the_connection_ends_a_transfer_on_it() {
     let outcome = eval(&code).expect("the script").to_string();
     assert!(outcome.contains("closed"), "{outcome}");
 }
+
+/// A raw receiver of either kind: netsh's own `recv_file` (raw), or a
+/// plain socket reading to the end, like `nc -l > f`.
+enum RawReceiver {
+    Netsh(std::thread::JoinHandle<netsh::error::Result<transfer::Received>>),
+    Plain(std::thread::JoinHandle<std::io::Result<usize>>),
+}
+
+impl RawReceiver {
+    /// Starts one on loopback; returns it with its address.
+    fn start(netsh_side: bool, inbox: &Path) -> (RawReceiver, SocketAddr) {
+        if netsh_side {
+            let listener = netsh::net::tcp::listen(loopback()).unwrap();
+            let addr = listener.addr();
+            let inbox = inbox.to_path_buf();
+            let options = ReceiveOptions {
+                raw: true,
+                name: Some("raw.bin".into()),
+                ..ReceiveOptions::default()
+            };
+            let receiving = std::thread::spawn(move || {
+                transfer::receive_once(&listener, &inbox, options, Some(Duration::from_secs(20)))
+            });
+            (RawReceiver::Netsh(receiving), addr)
+        } else {
+            let listener = TcpListener::bind(loopback()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let receiving = std::thread::spawn(move || {
+                let mut conn = support::accept_within(&listener, Duration::from_secs(20));
+                conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+                let mut got = Vec::new();
+                conn.read_to_end(&mut got)
+            });
+            (RawReceiver::Plain(receiving), addr)
+        }
+    }
+
+    /// Asserts the receiver saw a broken upload, not a finished one.
+    fn assert_not_complete(self, inbox: &Path, what: &str) {
+        match self {
+            RawReceiver::Netsh(receiving) => {
+                let outcome = receiving.join().unwrap();
+                assert!(outcome.is_err(), "{what}: recv_file stored {outcome:?}");
+                assert!(!inbox.join("raw.bin").exists(), "{what}: a file was stored");
+                assert!(
+                    !inbox.join(".raw.bin.netsh-part").exists(),
+                    "{what}: the part file stayed"
+                );
+            }
+            RawReceiver::Plain(receiving) => {
+                let outcome = receiving.join().unwrap();
+                let err =
+                    outcome.expect_err(&format!("{what}: the plain receiver saw a clean end"));
+                assert_eq!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionReset,
+                    "{what}: {err}"
+                );
+            }
+        }
+    }
+}
+
+/// A raw send whose file shrinks part-way (with `sendfile` or without)
+/// fails with kind `io`, and resets the connection: neither netsh's raw
+/// `recv_file` nor a plain nc-like socket takes the part sent as the file.
+#[test]
+fn a_raw_send_of_a_shrinking_file_resets_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    for netsh_side in [true, false] {
+        for zero_copy in [true, false] {
+            let what = format!("netsh receiver: {netsh_side}, zero_copy: {zero_copy}");
+            let file = tmp.path().join("shrinking.bin");
+            std::fs::write(&file, pattern(8 << 20, 21)).unwrap();
+            let inbox = tmp.path().join("in");
+            let (receiver, addr) = RawReceiver::start(netsh_side, &inbox);
+            let options = SendOptions {
+                raw: true,
+                zero_copy,
+                rate_limit: Some(2_000_000),
+                ..SendOptions::default()
+            };
+            let target = addr::parse_target(&addr.to_string()).unwrap();
+            let source = file.clone();
+            let sending = std::thread::spawn(move || {
+                transfer::send_to(&target, &source, options, ProgressReport::Off)
+            });
+            // Well into the send (and far from its end), the file shrinks.
+            std::thread::sleep(Duration::from_millis(700));
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(100_000)
+                .unwrap();
+            let err = sending.join().unwrap().expect_err(&what);
+            assert_eq!(err.kind().as_str(), "io", "{what}: {err}");
+            assert!(err.to_string().contains("the file shrank"), "{what}: {err}");
+            receiver.assert_not_complete(&inbox, &what);
+        }
+    }
+}
+
+/// A progress closure that throws part-way through a raw send stops it
+/// with a reset: the receiver, netsh's or a plain socket, keeps nothing.
+#[test]
+fn a_raw_send_stopped_by_its_progress_closure_resets_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("stopped.bin");
+    std::fs::write(&file, pattern(8 << 20, 22)).unwrap();
+    for netsh_side in [true, false] {
+        let what = format!("netsh receiver: {netsh_side}");
+        let inbox = tmp.path().join("in");
+        let (receiver, addr) = RawReceiver::start(netsh_side, &inbox);
+        let err = eval(&format!(
+            r#"send_file("{addr}", "{}", #{{raw: true, rate_limit: 2000000,
+                progress: |p| if p.bytes > 500000 {{ throw "enough" }}}})"#,
+            file.display()
+        ))
+        .expect_err(&what);
+        assert!(err.contains("enough"), "{what}: {err}");
+        receiver.assert_not_complete(&inbox, &what);
+    }
+}

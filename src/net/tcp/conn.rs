@@ -455,11 +455,33 @@ impl Conn {
     /// blocked in another thread returns with a "closed" error. Closing twice
     /// is harmless.
     pub fn close(&self) {
+        self.end(true);
+    }
+
+    /// Ends the connection with a reset (RST) rather than a FIN: the peer
+    /// sees the stream broken, not finished. A raw upload that fails
+    /// part-way ends so, since for a raw receiver a FIN means "that was the
+    /// whole file". Reads and sends on it then fail as closed.
+    pub fn abort(&self) {
+        if let Ok(socket) = self.0.socket.lock()
+            && let Some(socket) = socket.as_ref()
+        {
+            // SO_LINGER 0: the last close of the socket sends RST.
+            let _ = socket2::SockRef::from(&**socket).set_linger(Some(Duration::ZERO));
+        }
+        // No shutdown first: that would send the FIN this is here to avoid.
+        self.end(false);
+    }
+
+    /// Marks the connection closed and lets go of its socket; `shut` first
+    /// shuts it down both ways, which also wakes every poll on it.
+    fn end(&self, shut: bool) {
         let state = self.0.clone();
         state.is_closed.store(true, Ordering::Relaxed);
         state.closed.cancel();
         if let Ok(mut socket) = state.socket.lock()
             && let Some(socket) = socket.take()
+            && shut
         {
             // Wakes every poll on this socket, in any thread.
             let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), Shutdown::Both);

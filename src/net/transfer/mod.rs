@@ -685,7 +685,9 @@ mod api {
     }
 
     /// Uploads a file with options: `raw` (plain bytes then half-close, for
-    /// `nc -l`), `resume` (default true), `progress` (false, or a closure
+    /// `nc -l`; a raw send that fails part-way resets the connection
+    /// instead, so the receiver does not take the part as the file),
+    /// `resume` (default true), `progress` (false, or a closure
     /// called with `#{bytes, total, percent, rate, eta}` four times a
     /// second and once at the end), `timeout` (ms per wait, default 30000,
     /// 0 for none),

@@ -206,7 +206,12 @@ async fn send_on(
             .map_or(size, |n| options.offset.saturating_add(n).min(size));
         let size = end - options.offset;
         progress.total.store(size, Ordering::Relaxed);
+        // A raw receiver takes FIN as the end of the file, so a send that
+        // fails (or is dropped: Ctrl-C, a progress callback that throws)
+        // must end in RST instead, or the part sent is stored as complete.
+        let reset = ResetUnlessFinished(Some(conn));
         let sha256 = send_raw(writer, file, options.offset, end, &options, &progress, peer).await?;
+        reset.finished();
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
         if wait_close {
@@ -529,11 +534,7 @@ async fn sendfile_all(
                 .map_err(std::io::Error::from)
         });
         match result {
-            Ok(0) => {
-                return Err(Error::invalid(format!(
-                    "the file shrank while it was being sent (ended at byte {offset} of {end})"
-                )));
-            }
+            Ok(0) => return Err(Error::io("reading the file", None, disk::shrank(offset))),
             Ok(n) => {
                 offset += n as u64;
                 progress.done.fetch_add(n as u64, Ordering::Relaxed);
@@ -544,6 +545,24 @@ async fn sendfile_all(
         }
     }
     Ok(())
+}
+
+/// Resets the connection when dropped, unless [`ResetUnlessFinished::finished`]
+/// was called: a raw send that did not finish must not look finished.
+struct ResetUnlessFinished<'a>(Option<&'a Conn>);
+
+impl ResetUnlessFinished<'_> {
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ResetUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            conn.abort();
+        }
+    }
 }
 
 /// Reads and discards until the peer closes (or `wait` passes).
