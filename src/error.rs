@@ -339,7 +339,10 @@ pub fn fail(op: &'static str) -> impl Fn(Error) -> Box<EvalAltResult> {
         NetError {
             op: op.to_string(),
             kind: err.kind(),
-            message: err.to_string(),
+            // Messages quote what peers sent (a receiver's refusal, a
+            // server's header): whatever slipped through unescaped, it
+            // must not drive the user's terminal.
+            message: printable(&err.to_string()),
         }
         .throw()
     }

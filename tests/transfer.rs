@@ -1122,3 +1122,44 @@ fn a_raw_send_stopped_by_its_progress_closure_resets_the_connection() {
         receiver.assert_not_complete(&inbox, &what);
     }
 }
+
+/// A hostile receiver's refusal cannot drive the sender's terminal: its
+/// escape codes, bell and newlines reach the user escaped, on one line.
+#[test]
+fn a_hostile_receivers_words_are_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f.txt");
+    std::fs::write(&file, "data").unwrap();
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hostile = std::thread::spawn(move || {
+        let mut conn = support::accept_within(&listener, Duration::from_secs(10));
+        let mut header = [0u8; 16];
+        conn.read_exact(&mut header).unwrap();
+        let text = "\x1b[2J\x1b]0;pwned\x07 gone\nfake: prompt\u{202E}";
+        let mut reply = vec![b'E', 0, 5];
+        reply.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        reply.extend_from_slice(text.as_bytes());
+        conn.write_all(&reply).unwrap();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+    });
+    let run = support::Netsh::new()
+        .arg("-e")
+        .arg(format!(r#"send_file("{addr}", "{}")"#, file.display()))
+        .output();
+    hostile.join().unwrap();
+    let stderr = &run.output.stderr;
+    assert!(
+        !stderr.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw escape codes reached the terminal: {}",
+        run.explain()
+    );
+    let text = String::from_utf8_lossy(stderr);
+    assert_eq!(text.trim_end().lines().count(), 1, "{}", run.explain());
+    assert!(
+        text.contains(r"\u{1b}[2J\u{1b}]0;pwned\u{7} gone\nfake: prompt\u{202e}"),
+        "{}",
+        run.explain()
+    );
+}
