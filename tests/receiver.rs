@@ -661,3 +661,141 @@ fn the_longest_waiting_connection_makes_room_for_a_new_one() {
     );
     server.stop();
 }
+
+/// Makes `path` look untouched for eight days (it may be a FIFO: opened
+/// without waiting for a writer).
+fn age_eight_days(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let eight_days_ago = SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap()
+        .set_modified(eight_days_ago)
+        .unwrap();
+}
+
+/// `serve_files` starting on the folder (via the real binary), removing
+/// abandoned part files; returns the run.
+fn start_a_receiver_on(inbox: &Path) -> support::Run {
+    Netsh::new()
+        .arg("-e")
+        .arg(format!(
+            r#"serve_files("127.0.0.1:0", "{}").stop()"#,
+            inbox.display()
+        ))
+        .ok()
+}
+
+/// The cleanup removes only part files of netsh's own forms: not
+/// `.netsh-part`, `..netsh-part` or other look-alikes, not a hard-linked
+/// one, not one an upload holds locked, and a FIFO does not hang it.
+#[test]
+fn the_cleanup_touches_only_netsh_part_files_nobody_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    let ours = inbox.join(".old.bin.netsh-part");
+    let hashed = inbox.join(format!(".{}.netsh-part.netsh-part", "0f".repeat(16)));
+    let look_alikes = [
+        inbox.join(".netsh-part"),
+        inbox.join("..netsh-part"),
+        inbox.join(".a\tb.netsh-part"),
+        inbox.join(".x.netsh-part.netsh-part"),
+    ];
+    let locked = inbox.join(".in-progress.bin.netsh-part");
+    let linked = inbox.join(".linked.bin.netsh-part");
+    let fifo = inbox.join(".fifo.bin.netsh-part");
+    for path in [&ours, &hashed, &locked, &linked]
+        .into_iter()
+        .chain(&look_alikes)
+    {
+        std::fs::write(path, "x").unwrap();
+    }
+    std::fs::hard_link(&linked, tmp.path().join("elsewhere")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    for path in [&ours, &hashed, &locked, &linked, &fifo]
+        .into_iter()
+        .chain(&look_alikes)
+    {
+        age_eight_days(path);
+    }
+    // An upload in another process holds this one (its lock is what counts).
+    let holder = std::fs::File::open(&locked).unwrap();
+    holder.lock().unwrap();
+
+    let started = Instant::now();
+    let run = start_a_receiver_on(&inbox);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{}",
+        run.explain()
+    );
+    assert!(!ours.exists() && !hashed.exists(), "{}", run.explain());
+    for kept in look_alikes.iter().chain([&locked, &linked]) {
+        assert!(
+            kept.exists(),
+            "{} was removed: {}",
+            kept.display(),
+            run.explain()
+        );
+    }
+    assert!(fifo.symlink_metadata().is_ok(), "the FIFO was removed");
+    drop(holder);
+}
+
+/// A receiver that cannot start (its port is taken) removes nothing.
+#[test]
+fn a_receiver_that_cannot_start_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    let old = inbox.join(".old.bin.netsh-part");
+    std::fs::write(&old, "x").unwrap();
+    age_eight_days(&old);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let run = Netsh::new()
+        .arg("-e")
+        .arg(format!(
+            r#"serve_files("{}", "{}")"#,
+            taken.local_addr().unwrap(),
+            inbox.display()
+        ))
+        .output();
+    run.expect_code(1);
+    assert!(run.stderr().contains("already in use"), "{}", run.explain());
+    assert!(old.exists(), "a failed start removed a part file");
+}
+
+/// A folder or a FIFO at an upload's part-file name is refused with code 3
+/// and says what it is; nothing waits on the FIFO.
+#[test]
+fn a_folder_or_fifo_at_the_part_file_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inbox = tmp.path().join("in");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::create_dir(inbox.join(".dir.bin.netsh-part")).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(inbox.join(".fifo.bin.netsh-part"))
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    let server = serve(&inbox, ReceiveOptions::default());
+    for (name, what) in [
+        (&b"dir.bin"[..], "is a folder here"),
+        (b"fifo.bin", "is a named pipe (FIFO) here"),
+    ] {
+        let started = Instant::now();
+        let (code, message) = refusal_for(server.addr(), &header(name, 3));
+        assert_eq!(code, 3, "{message}");
+        assert!(message.contains(what), "{message}");
+        assert!(!message.contains("os error"), "{message}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    server.stop();
+}
