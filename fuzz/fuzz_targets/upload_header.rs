@@ -7,8 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use netsh::net::transfer::protocol::{
-    Decoded, Header, MAX_NAME_BYTES, PART_SUFFIX, Reply, START_LEN, Start, is_part_name,
-    part_name, safe_name,
+    Decoded, Header, MAX_NAME_BYTES, PART_SUFFIX, Reply, START_LEN, Start, is_part_name, part_name,
+    safe_name,
 };
 
 fuzz_target!(|data: &[u8]| {
