@@ -317,7 +317,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     );
 
     let long = vec![b'a'; 256];
-    let bad_names: [&[u8]; 13] = [
+    let bad_names: [&[u8]; 15] = [
         b"../escape.txt",
         b"a/../../escape.txt",
         b"/etc/passwd",
@@ -331,6 +331,8 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
         b"folder",
         b"link",
         b"\xc3\x28",
+        "report\u{202E}fdp.exe".as_bytes(),
+        "zero\u{200B}width".as_bytes(),
     ];
     for name in bad_names {
         let (code, message) = refusal_for(server.addr(), &header(name, 10));
@@ -388,7 +390,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     support::wait_until(
         Duration::from_secs(5),
         "every refusal to be counted",
-        || server.refused() >= 20,
+        || server.refused() >= 22,
     );
     assert_eq!(server.received(), 0);
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
