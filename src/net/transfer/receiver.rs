@@ -235,14 +235,7 @@ where
     } else {
         0
     };
-    protocol::write_all(writer, &Reply::Ready { offset: offered }.encode())
-        .await
-        .map_err(|e| {
-            cut_off(
-                &name,
-                format!("the answer to the sender failed ({})", os_words(&e)),
-            )
-        })?;
+    answer(writer, Reply::Ready { offset: offered }, &name).await?;
 
     let mut start_message = [0u8; protocol::START_LEN];
     protocol::read_exact_idle(reader, &mut start_message, options.idle_timeout)
@@ -282,14 +275,7 @@ where
     } else {
         (file, 0, Sha256::new())
     };
-    protocol::write_all(writer, &Reply::Go { offset: from }.encode())
-        .await
-        .map_err(|e| {
-            cut_off(
-                &name,
-                format!("the answer to the sender failed ({})", os_words(&e)),
-            )
-        })?;
+    answer(writer, Reply::Go { offset: from }, &name).await?;
 
     let written = receive_body(reader, file, hasher, from, size, options, &name).await?;
     let mut trailer = [0u8; 33];
@@ -337,6 +323,22 @@ where
     let _ = protocol::write_all(writer, &done.encode()).await;
     let _ = writer.shutdown().await;
     Ok(received)
+}
+
+/// Sends the sender a message it needs before going on (READY, GO).
+async fn answer<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reply: Reply,
+    name: &str,
+) -> std::result::Result<(), Refusal> {
+    protocol::write_all(writer, &reply.encode())
+        .await
+        .map_err(|e| {
+            cut_off(
+                name,
+                format!("the answer to the sender failed ({})", os_words(&e)),
+            )
+        })
 }
 
 /// Compares two digests in time that does not depend on where they differ.
