@@ -58,7 +58,7 @@ mod api {
     /// Connects concurrently (a TCP connect scan, like `nmap -sT`).
     ///
     /// ```rhai
-    /// scan("127.0.0.1", 1..1024)       // [22, 631]
+    /// scan("127.0.0.1", 1..1024);      // [22, 631]
     /// scan("localhost", [22, 80, 443])
     /// ```
     ///

@@ -141,10 +141,11 @@ async fn serve_peer(
     };
     if matches!(end, End::Closed) {
         // Made once and polled again each turn: registering a waiter anew
-        // on every message costs more than the handler call.
-        let stopped = state.token.cancelled();
+        // on every message costs more than the handler call. The server's
+        // stop needs no branch here: it shuts this runtime down, which
+        // drops every connection's task where it waits.
         let woken = conn.woken();
-        tokio::pin!(stopped, woken);
+        tokio::pin!(woken);
         end = loop {
             if !write_unsent(&state, &stream, &conn).await {
                 break End::Stopped;
@@ -154,7 +155,6 @@ async fn serve_peer(
             }
             tokio::select! {
                 biased;
-                _ = &mut stopped => break End::Stopped,
                 _ = &mut woken => {
                     woken.set(conn.woken());
                     continue;

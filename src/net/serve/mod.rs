@@ -30,7 +30,7 @@ use tokio::{
 };
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::{addr, options::Options};
 use crate::runtime::{
     self, CancellationToken,
     closure::Callback,
@@ -93,45 +93,22 @@ const EVENT_OPTIONS: &[&str] = &[
 
 impl Settings {
     fn parse(options: &Map, known: &[&str]) -> Result<Settings> {
-        let mut settings = Settings::default();
-        for (key, value) in options {
-            if !known.contains(&key.as_str()) {
-                return Err(Error::invalid(format!(
-                    "unknown option '{key}' (known: {})",
-                    known.join(", ")
-                )));
+        let o = Options::new(options, known)?;
+        // A count of at least 1: none would serve nobody.
+        let positive = |key: &str| -> Result<Option<usize>> {
+            match o.count(key)? {
+                Some(0) => Err(Error::invalid(format!(
+                    "option '{key}': expected a whole number of at least 1, not 0"
+                ))),
+                n => Ok(n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))),
             }
-            match key.as_str() {
-                "max_connections" => settings.max_connections = Some(count(key, value, 1)?),
-                "workers" => settings.workers = Some(count(key, value, 1)?.min(256)),
-                "quiet" => {
-                    settings.quiet = value.as_bool().map_err(|_| {
-                        Error::invalid(format!(
-                            "option 'quiet' must be true or false, not {}",
-                            value.type_name()
-                        ))
-                    })?
-                }
-                // Handlers, read by the event shape itself.
-                _ => {}
-            }
-        }
-        Ok(settings)
-    }
-}
-
-/// A whole number option of at least `min`.
-fn count(name: &str, value: &Dynamic, min: i64) -> Result<usize> {
-    value
-        .as_int()
-        .ok()
-        .filter(|n| *n >= min)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "option '{name}' must be a whole number of at least {min}, not {value}"
-            ))
+        };
+        Ok(Settings {
+            max_connections: positive("max_connections")?,
+            workers: positive("workers")?.map(|n| n.min(256)),
+            quiet: o.flag("quiet", false)?,
         })
+    }
 }
 
 /// Which addresses `serve` binds: a port (every address) or `"ip:port"`.

@@ -13,7 +13,7 @@ use rhai::Dynamic;
 use tokio::net::TcpStream;
 
 use super::{Active, Server, ServerState, Settings};
-use crate::error::{Result, describe};
+use crate::error::{Kind, Result, describe, kind_of};
 use crate::net::tcp::Conn;
 use crate::runtime::{self, closure::Callback};
 
@@ -30,6 +30,12 @@ pub fn start(bind: SocketAddr, settings: &Settings, handler: Callback) -> Result
             }
         },
     )
+}
+
+/// Did this error come from the server being stopped (an interrupted wait,
+/// or the connection stop() closed)?
+fn stopped_by_it(err: &rhai::EvalAltResult) -> bool {
+    matches!(kind_of(err), Kind::Interrupted | Kind::Closed)
 }
 
 /// Starts the thread that serves one connection.
@@ -52,7 +58,9 @@ fn start_connection(
             // The peer sees end of stream when the closure is done with it.
             handler_conn.close();
             match result {
-                Err(_) if token.is_cancelled() => {}
+                // What stop() interrupted is no error to report; a failure
+                // of the closure's own that came first still is.
+                Err(err) if token.is_cancelled() && stopped_by_it(&err) => {}
                 Err(err) => {
                     announce.error(&format!("{peer}: {}", describe(&err, handler.source())))
                 }
