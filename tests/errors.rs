@@ -14,10 +14,7 @@ use support::Netsh;
 /// Runs `code` with `PORT` standing for a port nobody listens on, catches
 /// its error and returns `kind|op|message|printed`.
 fn caught(code: &str) -> Vec<String> {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let code = code.replace("PORT", &port.to_string());
+    let code = code.replace("PORT", &support::closed_port().to_string());
     let out = Netsh::eval(&format!(
         r#"let out = "no error"; try {{ {code}; }} catch (e) {{ out = `${{e.kind}}|${{e.op}}|${{e.message}}|${{e}}` }} out"#
     ));
@@ -72,15 +69,24 @@ fn each_kind_from_a_real_failure() {
 fn reset_and_protocol_from_a_real_peer() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Each connection of the script says which it is with its first byte,
+    // so a stranger's connection to this port (anything that probes
+    // loopback ports) is dropped rather than taken for the script's.
+    let ours = move |listener: &TcpListener, mark: u8| loop {
+        let mut stream = support::accept_within(listener, std::time::Duration::from_secs(10));
+        let mut first = [0u8; 1];
+        if stream.read_exact(&mut first).is_ok() && first[0] == mark {
+            return stream;
+        }
+    };
     let peer = std::thread::spawn(move || {
         // First connection: binary bytes. Second: reset (linger 0 on close).
-        let (mut binary, _) = listener.accept().unwrap();
+        let mut binary = ours(&listener, b'1');
         binary.write_all(&[0xff, 0xfe, 0xfd]).unwrap();
         let mut sink = [0u8; 1];
         let _ = binary.read(&mut sink);
         // Reset only once the client has sent a byte: it is connected by then.
-        let (mut reset, _) = listener.accept().unwrap();
-        reset.read_exact(&mut sink).unwrap();
+        let reset = ours(&listener, b'x');
         socket2::SockRef::from(&reset)
             .set_linger(Some(std::time::Duration::ZERO))
             .unwrap();
@@ -90,11 +96,12 @@ fn reset_and_protocol_from_a_real_peer() {
         r#"
         let kinds = [];
         let c = connect("127.0.0.1:{port}");
-        try {{ c.recv() }} catch (e) {{ kinds.push(e.kind) }}
+        c.send("1");
+        try {{ c.recv(10000) }} catch (e) {{ kinds.push(e.kind) }}
         c.close();
         let r = connect("127.0.0.1:{port}");
         r.send("x");
-        try {{ r.recv() }} catch (e) {{ kinds.push(e.kind) }}
+        try {{ r.recv(10000) }} catch (e) {{ kinds.push(e.kind) }}
         kinds
         "#
     ));
@@ -267,9 +274,7 @@ fn the_kind_idiom_works_for_every_thrown_value() {
             r#"try {{ {body} }} catch (e) {{ if e.kind == "refused" {{ print("refused") }} else {{ throw e }} }}"#
         )
     };
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = support::closed_port();
     assert_eq!(
         Netsh::eval(&idiom(&format!(r#"connect("127.0.0.1:{port}")"#))),
         "refused"

@@ -2,7 +2,11 @@
 //! `docs/PROTOCOL.md` (issue 11): hard-linked part files and final names,
 //! names without a file part, oversized name fields, a break before HASH,
 //! sending ahead of READY, bytes after HASH, the cut-off message, files
-//! that do not report their size, the upload cap, abandoned part files.
+//! that do not report their size, the upload cap, abandoned part files;
+//! and (protocol version 2) that nobody can finish another's upload, that
+//! other versions are refused at once, that silent, refused, slow or
+//! numerous connections cannot take every place, and what the cleanup of
+//! abandoned part files may touch.
 
 mod support;
 
@@ -382,9 +386,7 @@ fn a_progress_closure_failing_after_the_last_byte_reports_the_stored_file() {
     let file = tmp.path().join("small.txt");
     std::fs::write(&file, "hello").unwrap();
     // A port nobody listens on, for the closure's own failure.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed_port = support::closed_port();
     let code = format!(
         r#"
         let s = serve_files("127.0.0.1:0", "{inbox}");
@@ -651,13 +653,15 @@ fn the_longest_waiting_connection_makes_room_for_a_new_one() {
     let (code, message) = read_reply(&mut silent[0]).expect("an ERROR");
     assert_eq!(code, 6, "{message}");
     assert!(message.contains("waited longest"), "{message}");
-    silent[1]
+    // The newest is untouched (the oldest go first, even should a stranger
+    // probing loopback ports arrive meanwhile and take one more place).
+    silent[63]
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let mut byte = [0u8; 1];
     assert!(
-        silent[1].read(&mut byte).is_err(),
-        "the second was closed too"
+        silent[63].read(&mut byte).is_err(),
+        "the newest was closed too"
     );
     server.stop();
 }

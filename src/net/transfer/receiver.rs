@@ -41,7 +41,8 @@ pub struct ReceiveOptions {
     pub header_timeout: Duration,
     /// Any later wait for the sender (between chunks) is at most this.
     pub idle_timeout: Duration,
-    /// Client addresses allowed to upload; empty means everyone.
+    /// `serve_files`: client addresses allowed to upload, checked as a
+    /// connection is accepted (see `gate.rs`); empty means everyone.
     pub allow: Vec<Cidr>,
     /// `serve_files`: how many uploads are received at once; more wait
     /// (their senders wait for READY) until one ends.
