@@ -22,15 +22,15 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "reverse(\"not-an-ip\")",
-        "reverse: 'not-an-ip' is not an IPv4 or IPv6 address",
+        "reverse: \"not-an-ip\" is not an IPv4 or IPv6 address",
     ),
     (
         "ip_info(\"999.1.1.1\")",
-        "ip_info: '999.1.1.1' is not an IPv4 address: 999 is larger than 255",
+        "ip_info: \"999.1.1.1\" is not an IPv4 address: 999 is larger than 255",
     ),
     (
         "ip_info(\"\")",
-        "ip_info: '' is not an IPv4 or IPv6 address",
+        "ip_info: \"\" is not an IPv4 or IPv6 address",
     ),
     ("ip_info(1234)", "ip_info: wrong arguments (int)"),
     (
@@ -93,9 +93,12 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "listen(\"example.com:80\")",
-        "listen: 'example.com' is not a local IP address",
+        "listen: \"example.com\" is not a local IP address",
     ),
-    ("connect(\"localhost\")", "connect: 'localhost' has no port"),
+    (
+        "connect(\"localhost\")",
+        "connect: \"localhost\" has no port",
+    ),
     ("connect(\"::1:80\")", "write it as [::1]:PORT"),
     (
         "connect(\"nohost.invalid:80\")",
@@ -107,11 +110,11 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "connect(\"127.0.0.1:9\", 5)",
-        "connect: the host '127.0.0.1:9' already carries a port",
+        "connect: the host \"127.0.0.1:9\" already carries a port",
     ),
     (
         "scan(\"127.0.0.1:80\", [80])",
-        "scan: the host '127.0.0.1:80' already carries a port",
+        "scan: the host \"127.0.0.1:80\" already carries a port",
     ),
     (
         "udp_send(\"127.0.0.1:0\", \"x\")",
@@ -135,7 +138,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "scan(\"127.0.0.1\", [1], #{timeout: -5})",
-        "scan: a timeout is 0 or more milliseconds",
+        "scan: option 'timeout': expected 0 or more milliseconds (0 means no limit), not -5",
     ),
     (
         "send_file(\"127.0.0.1:1\", \"/proc\")",
@@ -146,8 +149,44 @@ const CASES: &[(&str, &str)] = &[
         "send_file: \"/no/such\": no such file or folder",
     ),
     (
-        "send_file(\"127.0.0.1:1\", \"/etc/passwd\", #{name: \"../x\"})",
+        "write_file(\"f.txt\", \"x\"); send_file(\"127.0.0.1:1\", \"f.txt\", #{name: \"../x\"})",
         "send_file: cannot send as '../x': the name contains '..'",
+    ),
+    (
+        "connect(\"127.0.0.1:0\")",
+        "connect: 127.0.0.1:0: port 0 cannot be sent to",
+    ),
+    (
+        "connect(\"127.0.0.1\", 0)",
+        "connect: 127.0.0.1:0: port 0 cannot be sent to",
+    ),
+    (
+        "connect(\"127.0.0.1:-0\")",
+        "connect: \"-0\" in \"127.0.0.1:-0\" is not a port number",
+    ),
+    (
+        "scan(\"127.0.0.1\", [0, 80])",
+        "scan: port 0 cannot be scanned",
+    ),
+    (
+        "scan(\"127.0.0.1\", 0..10)",
+        "scan: port 0 cannot be scanned",
+    ),
+    (
+        "resolve(\"-\")",
+        "resolve: \"-\" is not a host name: the label \"-\" starts or ends with '-'",
+    ),
+    (
+        "resolve(\"-a-.b-\")",
+        "resolve: \"-a-.b-\" is not a host name: the label \"-a-\" starts or ends with '-'",
+    ),
+    (
+        "resolve(\"_\")",
+        "resolve: \"_\" is not a host name: the label \"_\" has no letter or digit",
+    ),
+    (
+        "connect(\"127.0.0.1:80\\n\")",
+        "connect: \"127.0.0.1:80\\n\" has white space around it",
     ),
     ("no_such_function(1)", "no function no_such_function(int)"),
     ("fn f(x) { f(x) } f(1)", "stack overflow"),
@@ -177,17 +216,19 @@ fn bad_inputs_give_clear_errors() {
 #[test]
 fn every_address_taking_function_refuses_the_same_bad_addresses() {
     // (bad address, words of the error); each is tried in every function.
+    // Every spelling means loopback to the C resolver, so should the parser
+    // ever let one through, nothing leaves this machine.
     let bad = [
         (
-            "1.2.3",
-            "'1.2.3' is not an IPv4 address: it has 3 parts, not 4",
+            "127.1",
+            "\"127.1\" is not an IPv4 address: it has 2 parts, not 4",
         ),
         (
-            "127.1",
-            "'127.1' is not an IPv4 address: it has 2 parts, not 4",
+            "2130706433",
+            "\"2130706433\" is not an IPv4 address: it has 1 part, not 4",
         ),
-        ("0x7f.1", "'0x7f' is not a decimal number from 0 to 255"),
-        ("010.0.0.1", "leading zeros are ambiguous (octal?)"),
+        ("0x7f.1", "\"0x7f\" is not a decimal number from 0 to 255"),
+        ("0177.0.0.1", "leading zeros are ambiguous (octal?)"),
         ("[::1", "has '[' without a closing ']'"),
         (" 127.0.0.1", "has white space around it"),
     ];
@@ -205,17 +246,22 @@ fn every_address_taking_function_refuses_the_same_bad_addresses() {
         "udp_send(\"ADDR\", \"x\")",
         "udp_bind(\"ADDR\")",
         "udp_bind(0).send_to(\"ADDR\", \"x\")",
-        "send_file(\"ADDR\", \"/etc/passwd\")",
+        "send_file(\"ADDR\", \"FILE\")",
         "serve_files(\"ADDR\", \"in\")",
         "serve_files(0, \"in\", #{allow: [\"HOST\"]})",
     ];
+    // What send_file would send: nothing of this machine's.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("harmless.txt");
+    std::fs::write(&file, "harmless").unwrap();
     let mut failures = Vec::new();
     for function in functions {
         let mut script = String::from("let out = [];\n");
         for (address, _) in bad {
             let call = function
                 .replace("ADDR", &format!("{address}:80"))
-                .replace("HOST", address);
+                .replace("HOST", address)
+                .replace("FILE", &file.display().to_string());
             script.push_str(&format!(
                 "try {{ {call}; out.push(\"ACCEPTED\") }} catch (e) {{ out.push(`${{e.kind}} ${{e}}`) }}\n"
             ));

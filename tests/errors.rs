@@ -14,10 +14,7 @@ use support::Netsh;
 /// Runs `code` with `PORT` standing for a port nobody listens on, catches
 /// its error and returns `kind|op|message|printed`.
 fn caught(code: &str) -> Vec<String> {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let code = code.replace("PORT", &port.to_string());
+    let code = code.replace("PORT", &support::closed_port().to_string());
     let out = Netsh::eval(&format!(
         r#"let out = "no error"; try {{ {code}; }} catch (e) {{ out = `${{e.kind}}|${{e.op}}|${{e.message}}|${{e}}` }} out"#
     ));
@@ -35,7 +32,7 @@ fn each_kind_from_a_real_failure() {
         ("not_found", "resolve", r#"resolve("nohost.invalid")"#),
         ("not_found", "read_file", r#"read_file("/no/such/file")"#),
         ("invalid", "listen", "listen(70000)"),
-        ("invalid", "connect", r#"connect("1.2.3:80")"#),
+        ("invalid", "connect", r#"connect("127.1:80")"#),
         (
             "closed",
             "accept",
@@ -72,15 +69,24 @@ fn each_kind_from_a_real_failure() {
 fn reset_and_protocol_from_a_real_peer() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Each connection of the script says which it is with its first byte,
+    // so a stranger's connection to this port (anything that probes
+    // loopback ports) is dropped rather than taken for the script's.
+    let ours = move |listener: &TcpListener, mark: u8| loop {
+        let mut stream = support::accept_within(listener, std::time::Duration::from_secs(10));
+        let mut first = [0u8; 1];
+        if stream.read_exact(&mut first).is_ok() && first[0] == mark {
+            return stream;
+        }
+    };
     let peer = std::thread::spawn(move || {
         // First connection: binary bytes. Second: reset (linger 0 on close).
-        let (mut binary, _) = listener.accept().unwrap();
+        let mut binary = ours(&listener, b'1');
         binary.write_all(&[0xff, 0xfe, 0xfd]).unwrap();
         let mut sink = [0u8; 1];
         let _ = binary.read(&mut sink);
         // Reset only once the client has sent a byte: it is connected by then.
-        let (mut reset, _) = listener.accept().unwrap();
-        reset.read_exact(&mut sink).unwrap();
+        let reset = ours(&listener, b'x');
         socket2::SockRef::from(&reset)
             .set_linger(Some(std::time::Duration::ZERO))
             .unwrap();
@@ -90,11 +96,12 @@ fn reset_and_protocol_from_a_real_peer() {
         r#"
         let kinds = [];
         let c = connect("127.0.0.1:{port}");
-        try {{ c.recv() }} catch (e) {{ kinds.push(e.kind) }}
+        c.send("1");
+        try {{ c.recv(10000) }} catch (e) {{ kinds.push(e.kind) }}
         c.close();
         let r = connect("127.0.0.1:{port}");
         r.send("x");
-        try {{ r.recv() }} catch (e) {{ kinds.push(e.kind) }}
+        try {{ r.recv(10000) }} catch (e) {{ kinds.push(e.kind) }}
         kinds
         "#
     ));
@@ -193,4 +200,102 @@ fn help_lists_the_kinds() {
             "{kind} missing:\n{out}"
         );
     }
+}
+
+/// A caught error still answers what its text would: `==` and `!=` with a
+/// string in both orders, the string methods, `in`; `to_json` writes it as
+/// `{op, kind, message}`; `switch` works on its text.
+#[test]
+fn caught_errors_still_behave_like_their_text() {
+    let out = Netsh::eval(
+        r#"
+        let text = "listen: port 70000 is out of range (0–65535)";
+        let out = [];
+        try { listen(70000) } catch (e) {
+            out.push(e == text); out.push(text == e);
+            out.push(e != "x"); out.push("x" != e); out.push(e != text);
+            out.push(e.contains("range")); out.push("range" in e); out.push(e.contains('('));
+            out.push(e.starts_with("listen:")); out.push(e.ends_with("65535)"));
+            out.push(e.index_of("70000")); out.push(e.index_of("0", 20));
+            out.push(e.split(": ")[1]); out.push(e.split().len()); out.push(e.split(" ", 2).len());
+            out.push(e.sub_string(0, 6)); out.push(e.sub_string(41));
+            out.push(e.to_upper().sub_string(0, 6)); out.push(e.to_lower() == text);
+            out.push(e.len == text.len()); out.push(e.len() == text.len()); out.push(e.is_empty());
+            out.push(to_json(#{err: e})); out.push(to_json(e));
+            out.push(switch "" + e { "listen: port 70000 is out of range (0–65535)" => "switched", _ => "missed" });
+        }
+        for o in out { print(o) }
+        "#,
+    );
+    let json =
+        r#"{"kind":"invalid","message":"port 70000 is out of range (0–65535)","op":"listen"}"#;
+    let expected = [
+        "true",
+        "true",
+        "true",
+        "true",
+        "false",
+        "true",
+        "true",
+        "true",
+        "true",
+        "true",
+        "13",
+        "36",
+        "port 70000 is out of range (0–65535)",
+        "8",
+        "2",
+        "listen",
+        "35)",
+        "LISTEN",
+        "true",
+        "true",
+        "true",
+        "false",
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([
+        format!(r#"{{"err":{json}}}"#),
+        json.to_string(),
+        "switched".into(),
+    ])
+    .collect::<Vec<_>>();
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+}
+
+/// The README idiom `if e.kind == … { … } else { throw e }` works whatever
+/// the try body threw: a netsh error, a plain string (kind "invalid"), or
+/// one of Rhai's own errors, which is rethrown with its own words.
+#[test]
+fn the_kind_idiom_works_for_every_thrown_value() {
+    let idiom = |body: &str| {
+        format!(
+            r#"try {{ {body} }} catch (e) {{ if e.kind == "refused" {{ print("refused") }} else {{ throw e }} }}"#
+        )
+    };
+    let port = support::closed_port();
+    assert_eq!(
+        Netsh::eval(&idiom(&format!(r#"connect("127.0.0.1:{port}")"#))),
+        "refused"
+    );
+    // Rethrown, each prints `-e:1:COL: ` and its own words.
+    let rethrown = [
+        (r#"throw "no config""#, "no config"),
+        (
+            "no_such_function(1)",
+            "no function no_such_function(int) (help() lists what exists)",
+        ),
+    ];
+    for (body, words) in rethrown {
+        let err = Netsh::eval_err(&idiom(body));
+        let (place, said) = err.split_once(": ").unwrap_or_default();
+        assert!(place.starts_with("-e:1:") && said == words, "{body}: {err}");
+    }
+    assert_eq!(
+        Netsh::eval(
+            r#"let k = []; try { throw "x" } catch (e) { k = [e.kind, e.op, e.message] } k"#
+        ),
+        r#"["invalid", "", "x"]"#
+    );
 }

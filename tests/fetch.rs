@@ -259,7 +259,7 @@ fn bad_input_gets_clear_errors() {
             "cannot resolve 'nohost.invalid'".into(),
         ),
         (
-            r#"fetch("http://1.2.3/")"#.into(),
+            r#"fetch("http://127.1/")"#.into(),
             "not an IPv4 address".into(),
         ),
         (

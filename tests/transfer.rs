@@ -5,7 +5,9 @@
 
 mod support;
 
-use support::wire::{header, read_reply, refusal_for};
+use support::wire::{
+    hash, header, header_version, read_go, read_ready, read_reply, refusal_for, start,
+};
 
 use std::{
     io::{Read, Write},
@@ -315,7 +317,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     );
 
     let long = vec![b'a'; 256];
-    let bad_names: [&[u8]; 13] = [
+    let bad_names: [&[u8]; 15] = [
         b"../escape.txt",
         b"a/../../escape.txt",
         b"/etc/passwd",
@@ -329,9 +331,11 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
         b"folder",
         b"link",
         b"\xc3\x28",
+        "report\u{202E}fdp.exe".as_bytes(),
+        "zero\u{200B}width".as_bytes(),
     ];
     for name in bad_names {
-        let (code, message) = refusal_for(server.addr(), &header(name, 10, 1));
+        let (code, message) = refusal_for(server.addr(), &header(name, 10));
         assert_eq!(
             code,
             3,
@@ -339,53 +343,54 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
             String::from_utf8_lossy(name)
         );
     }
-    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20));
     assert_eq!(code, 4, "{message}");
     assert!(message.contains("at most 1048576"), "{message}");
-    let (code, message) = refusal_for(server.addr(), &header(b"v9.bin", 10, 9));
+    let (code, message) = refusal_for(server.addr(), &header_version(b"v9.bin", 10, 9));
     assert_eq!(code, 2, "{message}");
     let (code, message) = refusal_for(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(code, 1, "{message}");
     // Stalls mid-header: the header timeout answers.
     let started = Instant::now();
-    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10, 1)[..9]);
+    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10)[..9]);
     assert_eq!(code, 10, "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Stalls mid-body: the idle timeout answers.
     let mut staller = TcpStream::connect(server.addr()).unwrap();
-    staller.write_all(&header(b"stall.bin", 10, 1)).unwrap();
-    assert_eq!(read_reply(&mut staller), Err(b'R'));
-    let mut ready = [0u8; 40];
-    staller.read_exact(&mut ready).unwrap();
-    staller.write_all(b"S\0\0\0\0\0\0\0\0ab").unwrap();
+    staller.write_all(&header(b"stall.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut staller), 0);
+    staller.write_all(&start(0)).unwrap();
+    staller.write_all(b"ab").unwrap();
+    assert_eq!(read_go(&mut staller), 0);
     let (code, message) = read_reply(&mut staller).unwrap();
     assert_eq!(code, 10, "{message}");
 
     // Lies about the size: 10 bytes promised, 4 sent, then close.
     let mut liar = TcpStream::connect(server.addr()).unwrap();
-    liar.write_all(&header(b"liar.bin", 10, 1)).unwrap();
-    assert_eq!(read_reply(&mut liar), Err(b'R'));
-    liar.read_exact(&mut ready).unwrap();
-    liar.write_all(b"S\0\0\0\0\0\0\0\0abcd").unwrap();
+    liar.write_all(&header(b"liar.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut liar), 0);
+    liar.write_all(&start(0)).unwrap();
+    liar.write_all(b"abcd").unwrap();
     liar.shutdown(Shutdown::Write).unwrap();
     let mut rest = Vec::new();
     let _ = liar.read_to_end(&mut rest);
     drop(liar);
     // Sends the body but a wrong checksum.
     let mut wrong = TcpStream::connect(server.addr()).unwrap();
-    wrong.write_all(&header(b"wrong.bin", 4, 1)).unwrap();
-    assert_eq!(read_reply(&mut wrong), Err(b'R'));
-    wrong.read_exact(&mut ready).unwrap();
-    wrong.write_all(b"S\0\0\0\0\0\0\0\0abcdH").unwrap();
-    wrong.write_all(&[0u8; 32]).unwrap();
+    wrong.write_all(&header(b"wrong.bin", 4)).unwrap();
+    assert_eq!(read_ready(&mut wrong), 0);
+    wrong.write_all(&start(0)).unwrap();
+    wrong.write_all(b"abcd").unwrap();
+    wrong.write_all(&hash(b"not abcd")).unwrap();
+    assert_eq!(read_go(&mut wrong), 0);
     let (code, message) = read_reply(&mut wrong).unwrap();
     assert_eq!(code, 7, "{message}");
 
     support::wait_until(
         Duration::from_secs(5),
         "every refusal to be counted",
-        || server.refused() >= 20,
+        || server.refused() >= 22,
     );
     assert_eq!(server.received(), 0);
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
@@ -690,16 +695,21 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
         .unwrap();
     client
         .write_all(&unhex(
-            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+            "4E534654 | 02 | 01 | 0006 | 0000000000000005 | 68692E747874",
         ))
         .unwrap();
-    let mut ready = [0u8; 41];
+    let mut ready = [0u8; 9];
     client.read_exact(&mut ready).unwrap();
-    assert_eq!(
-        ready.to_vec(),
-        unhex(&format!("52 | 0000000000000000 | {}", "00".repeat(32)))
-    );
-    client.write_all(&unhex("53 | 0000000000000000")).unwrap();
+    assert_eq!(ready.to_vec(), unhex("52 | 0000000000000000"));
+    client
+        .write_all(&unhex(&format!(
+            "53 | 0000000000000000 | {}",
+            "00".repeat(32)
+        )))
+        .unwrap();
+    let mut go = [0u8; 9];
+    client.read_exact(&mut go).unwrap();
+    assert_eq!(go.to_vec(), unhex("47 | 0000000000000000"));
     client.write_all(b"hello").unwrap();
     client
         .write_all(&unhex(&format!("48 | {hello_sha}")))
@@ -719,7 +729,7 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
     let mut again = TcpStream::connect(server.addr()).unwrap();
     again
         .write_all(&unhex(
-            "4E534654 | 01 | 01 | 0006 | 0000000000000005 | 68692E747874",
+            "4E534654 | 02 | 01 | 0006 | 0000000000000005 | 68692E747874",
         ))
         .unwrap();
     let mut reply = Vec::new();
@@ -994,4 +1004,169 @@ fn closing_the_connection_ends_a_transfer_on_it() {
     );
     let outcome = eval(&code).expect("the script").to_string();
     assert!(outcome.contains("closed"), "{outcome}");
+}
+
+/// A raw receiver of either kind: netsh's own `recv_file` (raw), or a
+/// plain socket reading to the end, like `nc -l > f`.
+enum RawReceiver {
+    Netsh(std::thread::JoinHandle<netsh::error::Result<transfer::Received>>),
+    Plain(std::thread::JoinHandle<std::io::Result<usize>>),
+}
+
+impl RawReceiver {
+    /// Starts one on loopback; returns it with its address.
+    fn start(netsh_side: bool, inbox: &Path) -> (RawReceiver, SocketAddr) {
+        if netsh_side {
+            let listener = netsh::net::tcp::listen(loopback()).unwrap();
+            let addr = listener.addr().ip().expect("a TCP listener");
+            let inbox = inbox.to_path_buf();
+            let options = ReceiveOptions {
+                raw: true,
+                name: Some("raw.bin".into()),
+                ..ReceiveOptions::default()
+            };
+            let receiving = std::thread::spawn(move || {
+                transfer::receive_once(&listener, &inbox, options, Some(Duration::from_secs(20)))
+            });
+            (RawReceiver::Netsh(receiving), addr)
+        } else {
+            let listener = TcpListener::bind(loopback()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let receiving = std::thread::spawn(move || {
+                let mut conn = support::accept_within(&listener, Duration::from_secs(20));
+                conn.set_read_timeout(Some(Duration::from_secs(20)))?;
+                let mut got = Vec::new();
+                conn.read_to_end(&mut got)
+            });
+            (RawReceiver::Plain(receiving), addr)
+        }
+    }
+
+    /// Asserts the receiver saw a broken upload, not a finished one.
+    fn assert_not_complete(self, inbox: &Path, what: &str) {
+        match self {
+            RawReceiver::Netsh(receiving) => {
+                let outcome = receiving.join().unwrap();
+                assert!(outcome.is_err(), "{what}: recv_file stored {outcome:?}");
+                assert!(!inbox.join("raw.bin").exists(), "{what}: a file was stored");
+                assert!(
+                    !inbox.join(".raw.bin.netsh-part").exists(),
+                    "{what}: the part file stayed"
+                );
+            }
+            RawReceiver::Plain(receiving) => {
+                let outcome = receiving.join().unwrap();
+                let err =
+                    outcome.expect_err(&format!("{what}: the plain receiver saw a clean end"));
+                assert_eq!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionReset,
+                    "{what}: {err}"
+                );
+            }
+        }
+    }
+}
+
+/// A raw send whose file shrinks part-way (with `sendfile` or without)
+/// fails with kind `io`, and resets the connection: neither netsh's raw
+/// `recv_file` nor a plain nc-like socket takes the part sent as the file.
+#[test]
+fn a_raw_send_of_a_shrinking_file_resets_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    for netsh_side in [true, false] {
+        for zero_copy in [true, false] {
+            let what = format!("netsh receiver: {netsh_side}, zero_copy: {zero_copy}");
+            let file = tmp.path().join("shrinking.bin");
+            std::fs::write(&file, pattern(8 << 20, 21)).unwrap();
+            let inbox = tmp.path().join("in");
+            let (receiver, addr) = RawReceiver::start(netsh_side, &inbox);
+            let options = SendOptions {
+                raw: true,
+                zero_copy,
+                rate_limit: Some(2_000_000),
+                ..SendOptions::default()
+            };
+            let target = addr::parse_target(&addr.to_string()).unwrap();
+            let source = file.clone();
+            let sending = std::thread::spawn(move || {
+                transfer::send_to(&target, &source, options, ProgressReport::Off)
+            });
+            // Well into the send (and far from its end), the file shrinks.
+            std::thread::sleep(Duration::from_millis(700));
+            std::fs::File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(100_000)
+                .unwrap();
+            let err = sending.join().unwrap().expect_err(&what);
+            assert_eq!(err.kind().as_str(), "io", "{what}: {err}");
+            assert!(err.to_string().contains("the file shrank"), "{what}: {err}");
+            receiver.assert_not_complete(&inbox, &what);
+        }
+    }
+}
+
+/// A progress closure that throws part-way through a raw send stops it
+/// with a reset: the receiver, netsh's or a plain socket, keeps nothing.
+#[test]
+fn a_raw_send_stopped_by_its_progress_closure_resets_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("stopped.bin");
+    std::fs::write(&file, pattern(8 << 20, 22)).unwrap();
+    for netsh_side in [true, false] {
+        let what = format!("netsh receiver: {netsh_side}");
+        let inbox = tmp.path().join("in");
+        let (receiver, addr) = RawReceiver::start(netsh_side, &inbox);
+        let err = eval(&format!(
+            r#"send_file("{addr}", "{}", #{{raw: true, rate_limit: 2000000,
+                progress: |p| if p.bytes > 500000 {{ throw "enough" }}}})"#,
+            file.display()
+        ))
+        .expect_err(&what);
+        assert!(err.contains("enough"), "{what}: {err}");
+        receiver.assert_not_complete(&inbox, &what);
+    }
+}
+
+/// A hostile receiver's refusal cannot drive the sender's terminal: its
+/// escape codes, bell and newlines reach the user escaped, on one line.
+#[test]
+fn a_hostile_receivers_words_are_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("f.txt");
+    std::fs::write(&file, "data").unwrap();
+    let listener = TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hostile = std::thread::spawn(move || {
+        let mut conn = support::accept_within(&listener, Duration::from_secs(10));
+        let mut header = [0u8; 16];
+        conn.read_exact(&mut header).unwrap();
+        let text = "\x1b[2J\x1b]0;pwned\x07 gone\nfake: prompt\u{202E}";
+        let mut reply = vec![b'E', 0, 5];
+        reply.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        reply.extend_from_slice(text.as_bytes());
+        conn.write_all(&reply).unwrap();
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+    });
+    let run = support::Netsh::new()
+        .arg("-e")
+        .arg(format!(r#"send_file("{addr}", "{}")"#, file.display()))
+        .output();
+    hostile.join().unwrap();
+    let stderr = &run.output.stderr;
+    assert!(
+        !stderr.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "raw escape codes reached the terminal: {}",
+        run.explain()
+    );
+    let text = String::from_utf8_lossy(stderr);
+    assert_eq!(text.trim_end().lines().count(), 1, "{}", run.explain());
+    assert!(
+        text.contains(r"\u{1b}[2J\u{1b}]0;pwned\u{7} gone\nfake: prompt\u{202e}"),
+        "{}",
+        run.explain()
+    );
 }

@@ -44,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
                     "{name} reaches the resolver as an address"
                 );
                 assert!(name.is_ascii() && !name.contains([':', '[', ']', '%', ' ']));
+                for label in name.strip_suffix('.').unwrap_or(&name).split('.') {
+                    assert!(!label.starts_with('-') && !label.ends_with('-'), "{name}");
+                    assert!(label.bytes().any(|b| b.is_ascii_alphanumeric()), "{name}");
+                }
             }
         }
     }

@@ -152,7 +152,7 @@ pub fn target(host: &str, port_number: i64) -> Result<Target> {
 fn untrimmed(text: &str) -> Result<()> {
     if text.trim() != text {
         return Err(Error::invalid(format!(
-            "'{text}' has white space around it; addresses are taken exactly as written (trim it first)"
+            "{text:?} has white space around it; addresses are taken exactly as written (trim it first)"
         )));
     }
     Ok(())
@@ -168,7 +168,7 @@ pub fn parse_host(text: &str) -> Result<Host> {
     if let Some(rest) = text.strip_prefix('[') {
         let Some((inside, after)) = rest.split_once(']') else {
             return Err(Error::invalid(format!(
-                "'{text}' has '[' without a closing ']'"
+                "{text:?} has '[' without a closing ']'"
             )));
         };
         let port_after = after.strip_prefix(':').unwrap_or("");
@@ -177,19 +177,19 @@ pub fn parse_host(text: &str) -> Result<Host> {
         }
         if !after.is_empty() {
             return Err(Error::invalid(format!(
-                "'{text}' has '{after}' after the ']'"
+                "{text:?} has {after:?} after the ']'"
             )));
         }
         return match inside.parse::<Ipv6Addr>() {
             Ok(ip) => Ok(Host::Ip(IpAddr::V6(ip))),
             Err(_) => Err(Error::invalid(format!(
-                "'{text}': brackets hold an IPv6 address, and '{inside}' is not one"
+                "{text:?}: brackets hold an IPv6 address, and {inside:?} is not one"
             ))),
         };
     }
     if text.contains(']') {
         return Err(Error::invalid(format!(
-            "'{text}' has ']' without an opening '['"
+            "{text:?} has ']' without an opening '['"
         )));
     }
     if text.contains(':') {
@@ -206,11 +206,11 @@ pub fn parse_host(text: &str) -> Result<Host> {
         }
         if text.contains('%') {
             return Err(Error::invalid(format!(
-                "'{text}': IPv6 zone indexes (%eth0) are not supported"
+                "{text:?}: IPv6 zone indexes (%eth0) are not supported"
             )));
         }
         return Err(Error::invalid(format!(
-            "'{text}' is neither an IPv6 address nor a host name"
+            "{text:?} is neither an IPv6 address nor a host name"
         )));
     }
     if looks_like_ipv4(text) {
@@ -222,7 +222,7 @@ pub fn parse_host(text: &str) -> Result<Host> {
 
 fn carries_a_port(text: &str, host: &str) -> Error {
     Error::invalid(format!(
-        "the host '{text}' already carries a port; give the host alone ('{host}') with the port apart, or the whole \"host:port\" on its own"
+        "the host {text:?} already carries a port; give the host alone ({host:?}) with the port apart, or the whole \"host:port\" on its own"
     ))
 }
 
@@ -243,7 +243,7 @@ fn parse_ipv4(text: &str) -> Result<Ipv4Addr> {
     if let Ok(ip) = text.parse::<Ipv4Addr>() {
         return Ok(ip);
     }
-    let not = |why: String| Error::invalid(format!("'{text}' is not an IPv4 address: {why}"));
+    let not = |why: String| Error::invalid(format!("{text:?} is not an IPv4 address: {why}"));
     if text.ends_with('.') {
         return Err(not("it ends with a dot".into()));
     }
@@ -253,13 +253,16 @@ fn parse_ipv4(text: &str) -> Result<Ipv4Addr> {
         .find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
     {
         return Err(not(format!(
-            "'{part}' is not a decimal number from 0 to 255"
+            "{part:?} is not a decimal number from 0 to 255"
         )));
     }
     if parts.len() != 4 {
+        let parts = match parts.len() {
+            1 => "1 part".to_string(),
+            n => format!("{n} parts"),
+        };
         return Err(not(format!(
-            "it has {} parts, not 4 (shorthand like 127.1 is not accepted)",
-            parts.len()
+            "it has {parts}, not 4 (shorthand like 127.1 is not accepted)"
         )));
     }
     if let Some(big) = parts
@@ -273,12 +276,15 @@ fn parse_ipv4(text: &str) -> Result<Ipv4Addr> {
 }
 
 /// Checks a host name: labels of letters, digits, `-` and `_`, each 1–63
-/// bytes, 253 in all, with at most one final dot.
+/// bytes, 253 in all, with at most one final dot. A label neither starts
+/// nor ends with `-` (RFC 952/1123; it would also read as a command-line
+/// option to tools a name is passed on to) and holds at least one letter
+/// or digit (`_` alone is no name).
 fn check_name(text: &str) -> Result<()> {
     let bare = text.strip_suffix('.').unwrap_or(text);
     if let Some(c) = bare.chars().find(|c| !c.is_ascii()) {
         return Err(Error::invalid(format!(
-            "'{text}' contains '{c}'; write an international name in its xn-- (punycode) form"
+            "{text:?} contains {c:?}; write an international name in its xn-- (punycode) form"
         )));
     }
     if let Some(c) = bare
@@ -286,7 +292,7 @@ fn check_name(text: &str) -> Result<()> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
         return Err(Error::invalid(format!(
-            "'{text}' contains {c:?}, which a host name cannot"
+            "{text:?} contains {c:?}, which a host name cannot"
         )));
     }
     if bare.len() > MAX_NAME {
@@ -297,12 +303,22 @@ fn check_name(text: &str) -> Result<()> {
     }
     for label in bare.split('.') {
         if label.is_empty() {
-            return Err(Error::invalid(format!("'{text}' has an empty label (..)")));
+            return Err(Error::invalid(format!("{text:?} has an empty label (..)")));
         }
         if label.len() > MAX_LABEL {
             return Err(Error::invalid(format!(
-                "'{text}' has a label of {} bytes; at most {MAX_LABEL} are allowed",
+                "{text:?} has a label of {} bytes; at most {MAX_LABEL} are allowed",
                 label.len()
+            )));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(Error::invalid(format!(
+                "{text:?} is not a host name: the label {label:?} starts or ends with '-'"
+            )));
+        }
+        if !label.bytes().any(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(format!(
+                "{text:?} is not a host name: the label {label:?} has no letter or digit"
             )));
         }
     }
@@ -313,7 +329,7 @@ fn check_name(text: &str) -> Result<()> {
 /// what is wrong with text that is not one.
 pub fn parse_ip(text: &str) -> Result<IpAddr> {
     untrimmed(text)?;
-    let not_an_ip = || Error::invalid(format!("'{text}' is not an IPv4 or IPv6 address"));
+    let not_an_ip = || Error::invalid(format!("{text:?} is not an IPv4 or IPv6 address"));
     if text.contains([':', '[', ']']) {
         return match parse_host(text)? {
             Host::Ip(ip) => Ok(ip),
@@ -332,37 +348,38 @@ pub fn parse_target(text: &str) -> Result<Target> {
     let (host, port_text) = if text.starts_with('[') {
         let Some(close) = text.find(']') else {
             return Err(Error::invalid(format!(
-                "'{text}' has '[' without a closing ']'"
+                "{text:?} has '[' without a closing ']'"
             )));
         };
         let port_text = text[close + 1..].strip_prefix(':').ok_or_else(|| {
             Error::invalid(format!(
-                "'{text}' needs a port after the ']', like [::1]:9000"
+                "{text:?} needs a port after the ']', like [::1]:9000"
             ))
         })?;
         (&text[..=close], port_text)
     } else if text.contains(']') {
         return Err(Error::invalid(format!(
-            "'{text}' has ']' without an opening '['"
+            "{text:?} has ']' without an opening '['"
         )));
     } else {
         match text.rsplit_once(':') {
             Some((host, _)) if host.contains(':') => {
                 return Err(Error::invalid(format!(
-                    "'{text}' looks like an IPv6 address: write it as [{host}]:PORT"
+                    "{text:?} looks like an IPv6 address: write it as [{}]:PORT",
+                    crate::error::printable(host)
                 )));
             }
             Some(pair) => pair,
             None => {
                 return Err(Error::invalid(format!(
-                    "'{text}' has no port: write host:port, like 127.0.0.1:9000"
+                    "{text:?} has no port: write host:port, like 127.0.0.1:9000"
                 )));
             }
         }
     };
     if host.is_empty() {
         return Err(Error::invalid(format!(
-            "'{text}' has no host before the port"
+            "{text:?} has no host before the port"
         )));
     }
     let port = parse_port_text(port_text, text)?;
@@ -373,17 +390,20 @@ pub fn parse_target(text: &str) -> Result<Target> {
 }
 
 /// Parses the port part of `whole`: decimal digits, perhaps a minus sign
-/// (so `-1` is called out of range rather than not a number).
+/// (so `-1` is called out of range rather than not a number). Leading
+/// zeros are read as decimal, as nc and getaddrinfo read them (`:080` is
+/// port 80); `-0` is not a port.
 fn parse_port_text(port_text: &str, whole: &str) -> Result<u16> {
     if port_text.is_empty() {
         return Err(Error::invalid(format!(
-            "'{whole}' has no port after the ':'"
+            "{whole:?} has no port after the ':'"
         )));
     }
     let digits = port_text.strip_prefix('-').unwrap_or(port_text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let negative_zero = digits.len() < port_text.len() && digits.bytes().all(|b| b == b'0');
+    if digits.is_empty() || negative_zero || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::invalid(format!(
-            "'{port_text}' in '{whole}' is not a port number"
+            "{port_text:?} in {whole:?} is not a port number"
         )));
     }
     match port_text.parse::<i64>() {
@@ -411,7 +431,7 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr> {
         "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
         host => host.parse::<IpAddr>().map_err(|_| {
             Error::invalid(format!(
-                "'{host}' is not a local IP address to listen on (use 0.0.0.0, ::, 127.0.0.1 or ::1)"
+                "{host:?} is not a local IP address to listen on (use 0.0.0.0, ::, 127.0.0.1 or ::1)"
             ))
         })?,
     };
@@ -423,8 +443,10 @@ pub fn any_addr(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
 }
 
-/// Refuses port 0 as a destination: it means "any free port" only when
-/// binding, and the kernel answers a send to it with a bare EINVAL.
+/// Refuses port 0 as a destination (`connect`, `send_file`, `udp_send`,
+/// `send_to`, `scan`): it means "any free port" only when binding, and the
+/// kernel answers a send to it with a bare EINVAL, or a remote host with
+/// whatever it makes of a SYN to port 0.
 pub fn destination(target: &Target) -> Result<()> {
     if target.port == 0 {
         return Err(Error::invalid(format!(
@@ -524,8 +546,14 @@ mod tests {
             ("::1]:80", "']' without an opening '['"),
             (":80", "no host"),
             ("host:", "has no port after the ':'"),
-            ("host:+80", "'+80' in 'host:+80' is not a port number"),
-            ("host:http", "'http' in 'host:http' is not a port number"),
+            ("host:+80", "\"+80\" in \"host:+80\" is not a port number"),
+            (
+                "host:http",
+                "\"http\" in \"host:http\" is not a port number",
+            ),
+            ("host:-0", "\"-0\" in \"host:-0\" is not a port number"),
+            ("host:-00", "is not a port number"),
+            ("127.0.0.1:80\n", "\"127.0.0.1:80\\n\" has white space"),
             (" example.com:0", "white space around it"),
             ("127.0.0.1:80\n", "white space around it"),
             ("[127.0.0.1]:80", "brackets hold an IPv6 address"),
@@ -543,21 +571,22 @@ mod tests {
         let cases = [
             ("1.2.3", "it has 3 parts, not 4"),
             ("127.1", "it has 2 parts, not 4"),
-            ("2130706433", "it has 1 parts, not 4"),
-            ("0x7f.1", "'0x7f' is not a decimal number"),
-            ("0x7f000001", "'0x7f000001' is not a decimal number"),
-            ("1.2.3.0x4", "'0x4' is not a decimal number"),
+            ("2130706433", "it has 1 part, not 4"),
+            ("0x7f.1", "\"0x7f\" is not a decimal number"),
+            ("0x7f000001", "\"0x7f000001\" is not a decimal number"),
+            ("1.2.3.0x4", "\"0x4\" is not a decimal number"),
             ("010.0.0.1", "leading zeros are ambiguous"),
+            ("0177.0.0.1", "leading zeros are ambiguous"),
             ("999.1.1.1", "999 is larger than 255"),
             ("1.2.3.4.", "it ends with a dot"),
-            ("1..2.3", "'' is not a decimal number"),
+            ("1..2.3", "\"\" is not a decimal number"),
             ("1.2.3.4.5", "it has 5 parts, not 4"),
-            ("a.1", "'a' is not a decimal number"),
+            ("a.1", "\"a\" is not a decimal number"),
         ];
         for (text, why) in cases {
             let err = parse_host(text).unwrap_err().to_string();
             assert!(
-                err.contains(&format!("'{text}' is not an IPv4 address: {why}")),
+                err.contains(&format!("{text:?} is not an IPv4 address: {why}")),
                 "{text}: got '{err}'"
             );
             let with_port = format!("{text}:80");
@@ -591,15 +620,22 @@ mod tests {
         let cases = [
             ("[::1", "without a closing ']'"),
             ("::1]", "']' without an opening '['"),
-            ("[::1]x", "has 'x' after the ']'"),
-            ("[::1]:abc", "has ':abc' after the ']'"),
-            ("[]", "'' is not one"),
+            ("[::1]x", "has \"x\" after the ']'"),
+            ("[::1]:abc", "has \":abc\" after the ']'"),
+            ("[]", "\"\" is not one"),
             (" 127.0.0.1 ", "white space around it"),
             ("", "the host is empty"),
             ("fe80::1%eth0", "zone indexes"),
             ("a..b", "empty label"),
             ("bücher.de", "xn--"),
             ("a/b", "contains '/'"),
+            ("-", "starts or ends with '-'"),
+            ("-a-.b-", "the label \"-a-\" starts or ends with '-'"),
+            ("a.b-", "the label \"b-\" starts or ends with '-'"),
+            ("-oProxyCommand", "starts or ends with '-'"),
+            ("_", "the label \"_\" has no letter or digit"),
+            ("a._.b", "has no letter or digit"),
+            ("line\nbreak", "\"line\\nbreak\" contains '\\n'"),
         ];
         for (text, expected) in cases {
             let err = parse_host(text).unwrap_err().to_string();
@@ -622,7 +658,7 @@ mod tests {
             parse_ip("hello")
                 .unwrap_err()
                 .to_string()
-                .contains("'hello' is not an IPv4 or IPv6 address")
+                .contains("\"hello\" is not an IPv4 or IPv6 address")
         );
     }
 
@@ -665,14 +701,55 @@ mod tests {
         assert!(parse_bind("127.1:80").is_err());
     }
 
-    /// The resolver is never asked about a host the parser refuses.
+    /// Ports are decimal: leading zeros read as nc reads them, `-0` is no port.
+    #[test]
+    fn ports_are_plain_decimal() {
+        assert_eq!(parse_target("127.0.0.1:080").unwrap().port, 80);
+        assert_eq!(parse_target("127.0.0.1:00").unwrap().port, 0);
+        assert!(parse_target("127.0.0.1:-0").is_err());
+        assert!(parse_bind("-0").is_err());
+        let zero = parse_target("127.0.0.1:0").unwrap();
+        assert!(
+            destination(&zero)
+                .unwrap_err()
+                .to_string()
+                .contains("port 0 cannot be sent to")
+        );
+    }
+
+    /// Names a DNS server would refuse never reach the resolver; the usual
+    /// ones (with `_` for service labels) still parse.
+    #[test]
+    fn host_names_follow_the_dns_label_rules() {
+        for good in [
+            "a",
+            "a-b.c",
+            "_srv._tcp.example",
+            "x1.invalid",
+            "example.com.",
+            "0a.b",
+        ] {
+            assert!(matches!(parse_host(good), Ok(Host::Name(_))), "{good}");
+        }
+    }
+
+    /// The resolver is never asked about a host the parser refuses. Each
+    /// spelling would mean loopback (or no query at all) if the parser ever
+    /// let it through, so a regression sends nothing off this machine.
     #[test]
     fn lookup_refuses_what_the_parser_refuses() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        for host in ["1.2.3", "127.1", "[::1", " localhost"] {
+        for host in [
+            "0177.0.0.1",
+            "127.1",
+            "2130706433",
+            "[::1",
+            " x.invalid",
+            "-x.invalid",
+        ] {
             let target = Target {
                 host: host.into(),
                 port: 80,
@@ -688,7 +765,7 @@ mod tests {
 
         /// A host name the strict parser must accept.
         fn name() -> impl Strategy<Value = String> {
-            "[a-z][a-z0-9-]{0,12}(\\.[a-z0-9_-]{1,12}){0,3}\\.[a-z][a-z-]{0,5}"
+            "[a-z]([a-z0-9-]{0,10}[a-z0-9])?(\\._?[a-z0-9]([a-z0-9_-]{0,10}[a-z0-9_])?){0,3}\\.[a-z]([a-z-]{0,4}[a-z])?"
         }
 
         proptest! {

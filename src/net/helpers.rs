@@ -209,6 +209,20 @@ mod api {
             .map_err(fail("to_json"))
     }
 
+    /// A map as JSON text, as `to_json(value)` writes it (a caught error in
+    /// it becomes `{"op", "kind", "message"}`). Rhai's own `to_json` for
+    /// maps would write other netsh values as their type names.
+    ///
+    /// ```rhai
+    /// to_json(#{port: 80})   // "{\"port\":80}"
+    /// ```
+    ///
+    /// Fails when: the value nests deeper than 128 levels.
+    #[rhai_fn(name = "to_json", return_raw)]
+    pub fn to_json_map(map: Map) -> ScriptResult<String> {
+        to_json(Dynamic::from_map(map))
+    }
+
     /// JSON text as Rhai values (objects become maps, `null` becomes `()`).
     ///
     /// ```rhai
@@ -447,6 +461,9 @@ pub fn to_json_value(value: &Dynamic, depth: usize) -> Result<serde_json::Value>
                 .map(|(k, v)| Ok((k.to_string(), to_json_value(v, depth + 1)?)))
                 .collect::<Result<_>>()?,
         )
+    } else if let Some(e) = value.read_lock::<crate::error::NetError>() {
+        // A caught error is data: what failed, which kind, why.
+        serde_json::json!({"op": e.op, "kind": e.kind.as_str(), "message": e.message})
     } else {
         Value::String(value.to_string())
     })

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Map};
 
-use crate::error::{Error, Result};
-use crate::net::tcp::wrong_type;
+use crate::error::{Error, Result, wrong_type};
 
 /// A timeout in milliseconds, by the one rule: `None` (no limit) for 0.
 pub fn timeout(ms: i64) -> Result<Option<Duration>> {
@@ -83,17 +82,42 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// A whole number from `min` to `max`.
+    pub fn count_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
+        let expected = format!("a whole number from {min} to {max}");
+        match self.value(key).map(|v| (v, v.as_int())) {
+            None => Ok(None),
+            Some((_, Ok(n))) => match u64::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(Error::invalid(format!(
+                    "option '{key}': expected {expected}, not {n}"
+                ))),
+            },
+            Some((v, Err(_))) => Err(Self::bad(key, &expected, v)),
+        }
+    }
+
     /// A timeout in milliseconds, by the one rule: `Some(None)` for 0.
     pub fn timeout(&self, key: &str) -> Result<Option<Option<Duration>>> {
+        self.millis(key, "means no limit")
+    }
+
+    /// A span of milliseconds, 0 or more, where 0 is special and
+    /// `zero` says how (`"keeps them forever"`): `Some(None)` for 0.
+    pub fn millis(&self, key: &str, zero: &str) -> Result<Option<Option<Duration>>> {
         match self.value(key) {
             None => Ok(None),
             Some(v) => {
                 let ms = v
                     .as_int()
                     .map_err(|_| Self::bad(key, "a number of milliseconds", v))?;
-                timeout(ms)
-                    .map(Some)
-                    .map_err(|e| Error::invalid(format!("option '{key}': {e}")))
+                match u64::try_from(ms) {
+                    Ok(0) => Ok(Some(None)),
+                    Ok(ms) => Ok(Some(Some(Duration::from_millis(ms)))),
+                    Err(_) => Err(Error::invalid(format!(
+                        "option '{key}': expected 0 or more milliseconds (0 {zero}), not {ms}"
+                    ))),
+                }
             }
         }
     }
@@ -156,5 +180,30 @@ mod tests {
         assert_eq!(o.timeout("a").unwrap(), Some(None));
         assert!(o.timeout("b").is_err());
         assert_eq!(o.timeout("c").unwrap(), None);
+    }
+
+    /// Every option error reads `option 'x': expected …, not …`.
+    #[test]
+    fn one_wording_for_every_option_error() {
+        let m = map(&[
+            ("n", Dynamic::from(5000_i64)),
+            ("t", Dynamic::from(-1_i64)),
+            ("age", Dynamic::from(-1_i64)),
+        ]);
+        let o = Options::new(&m, &["n", "t", "age"]).unwrap();
+        assert_eq!(
+            o.count_in("n", 1, 4096).unwrap_err().to_string(),
+            "option 'n': expected a whole number from 1 to 4096, not 5000"
+        );
+        assert_eq!(
+            o.timeout("t").unwrap_err().to_string(),
+            "option 't': expected 0 or more milliseconds (0 means no limit), not -1"
+        );
+        assert_eq!(
+            o.millis("age", "keeps them forever")
+                .unwrap_err()
+                .to_string(),
+            "option 'age': expected 0 or more milliseconds (0 keeps them forever), not -1"
+        );
     }
 }

@@ -217,6 +217,13 @@ pub enum Wanted {
 impl Wanted {
     /// Reads a `progress` option: `true`, `false` or a closure.
     pub fn from_option(value: Option<&Dynamic>) -> Result<Wanted> {
+        let bad = |v: &Dynamic| {
+            crate::net::options::Options::bad(
+                "progress",
+                "true, false or a closure like |p| print(p.percent)",
+                v,
+            )
+        };
         match value {
             None => Ok(Wanted::Auto),
             Some(v) if v.is_unit() => Ok(Wanted::Auto),
@@ -224,15 +231,11 @@ impl Wanted {
                 .clone()
                 .try_cast::<FnPtr>()
                 .map(Wanted::Closure)
-                .ok_or_else(|| {
-                    Error::invalid("option 'progress' must be true, false or a closure")
-                }),
+                .ok_or_else(|| bad(v)),
             Some(v) => match v.as_bool() {
                 Ok(true) => Ok(Wanted::Auto),
                 Ok(false) => Ok(Wanted::Off),
-                Err(_) => Err(Error::invalid(
-                    "option 'progress' must be true, false or a closure like |p| print(p.percent)",
-                )),
+                Err(_) => Err(bad(v)),
             },
         }
     }

@@ -13,7 +13,7 @@ use rhai::{Array, Map};
 use tokio::{net::TcpStream, sync::Semaphore, task::JoinSet};
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::{addr, options::Options};
 use crate::runtime;
 
 /// The Rhai module of this capability.
@@ -86,39 +86,18 @@ mod api {
 
 fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
     let ports = port_list(ports)?;
-    let mut settings = ScanOptions::default();
-    let mut detail = false;
-    for (key, value) in options {
-        match key.as_str() {
-            "timeout" => {
-                let ms = value.as_int().map_err(|t| {
-                    Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
-                })?;
-                settings.timeout = crate::net::options::timeout(ms)?.unwrap_or(Duration::MAX);
-            }
-            "concurrency" => {
-                let n = value.as_int().map_err(|t| {
-                    Error::invalid(format!("option 'concurrency' must be a number, not {t}"))
-                })?;
-                settings.concurrency = usize::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        Error::invalid(format!("concurrency must be 1–10000, not {n}"))
-                    })?;
-            }
-            "detail" => {
-                detail = value.as_bool().map_err(|t| {
-                    Error::invalid(format!("option 'detail' must be true or false, not {t}"))
-                })?;
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown option '{other}' (use timeout, concurrency, detail)"
-                )));
-            }
-        }
-    }
+    let o = Options::new(options, &["timeout", "concurrency", "detail"])?;
+    let defaults = ScanOptions::default();
+    let mut settings = ScanOptions {
+        timeout: match o.timeout("timeout")? {
+            None => defaults.timeout,
+            Some(limit) => limit.unwrap_or(Duration::MAX),
+        },
+        concurrency: o
+            .count_in("concurrency", 1, 10_000)?
+            .map_or(defaults.concurrency, |n| n as usize),
+    };
+    let detail = o.flag("detail", false)?;
     let target = addr::target(host, 0)?;
     settings.concurrency = settings.concurrency.min(descriptor_budget());
     let results = runtime::block_on(async move {
@@ -269,6 +248,12 @@ pub fn port_list(ports: &Dynamic) -> Result<BTreeSet<u16>> {
     if set.is_empty() {
         return Err(Error::invalid("no ports to scan"));
     }
+    // A SYN to port 0 is not a question any host can answer usefully.
+    if set.contains(&0) {
+        return Err(Error::invalid(
+            "port 0 cannot be scanned (0 means \"any free port\" only when binding); start at 1",
+        ));
+    }
     Ok(set)
 }
 
@@ -288,5 +273,13 @@ mod tests {
         assert!(port_list(&Dynamic::from("70000")).is_err());
         assert!(port_list(&Dynamic::from("90-80")).is_err());
         assert!(port_list(&Dynamic::from(0_i64..70000)).is_err());
+        for with_zero in [
+            Dynamic::from(0_i64..10),
+            Dynamic::from("0,80"),
+            Dynamic::from(0_i64),
+        ] {
+            let err = port_list(&with_zero).unwrap_err().to_string();
+            assert!(err.contains("port 0 cannot be scanned"), "{err}");
+        }
     }
 }

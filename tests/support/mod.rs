@@ -190,6 +190,28 @@ pub fn wait_until(limit: std::time::Duration, what: &str, mut check: impl FnMut(
     }
 }
 
+/// A port on 127.0.0.1 where nothing listens, for "connection refused".
+/// Picked in 20000–32767, outside the kernel's ephemeral range, so no test
+/// that binds port 0 can be given it meanwhile (a port bound and released
+/// can be), and checked to refuse.
+pub fn closed_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let first = 20000 + (random % 12768) as u16;
+    (0..12768u16)
+        .map(|i| 20000 + (first - 20000 + i) % 12768)
+        .find(|port| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            matches!(
+                TcpStream::connect_timeout(&addr, Duration::from_millis(500)),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            )
+        })
+        .expect("a port nothing listens on in 20000–32767")
+}
+
 /// A REPL in a real pseudo-terminal.
 pub type Pty =
     expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;

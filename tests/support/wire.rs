@@ -1,4 +1,4 @@
-//! A raw client for the framed upload protocol, written from
+//! A raw client for the framed upload protocol (version 2), written from
 //! `docs/PROTOCOL.md` with plain std sockets, to drive a receiver byte by
 //! byte the way a hostile or foreign sender would.
 
@@ -10,8 +10,16 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
+/// The protocol version these helpers speak.
+pub const VERSION: u8 = 2;
+
 /// The framed header (RESUME flag set) as a client writes it by hand.
-pub fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
+pub fn header(name: &[u8], size: u64) -> Vec<u8> {
+    header_version(name, size, VERSION)
+}
+
+/// A header claiming protocol `version`.
+pub fn header_version(name: &[u8], size: u64, version: u8) -> Vec<u8> {
     let mut out = b"NSFT".to_vec();
     out.push(version);
     out.push(1);
@@ -21,11 +29,23 @@ pub fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
     out
 }
 
-/// START at `offset`.
+/// START at 0 (no proof needed).
 pub fn start(offset: u64) -> Vec<u8> {
+    start_proving(offset, &[0u8; 32])
+}
+
+/// START at `offset` with `prefix_sha256` offered as the proof that the
+/// sender holds the receiver's first `offset` bytes.
+pub fn start_proving(offset: u64, prefix_sha256: &[u8; 32]) -> Vec<u8> {
     let mut out = vec![b'S'];
     out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(prefix_sha256);
     out
+}
+
+/// The SHA-256 of `bytes`, as START's proof.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// HASH of `whole_file`.
@@ -59,8 +79,9 @@ pub fn read_reply(stream: &mut TcpStream) -> Result<(u16, String), u8> {
     ))
 }
 
-/// Reads READY or DONE in full: `(offset or size, digest)`; panics on anything else.
-pub fn read_number_and_digest(stream: &mut TcpStream, expected_kind: u8) -> (u64, [u8; 32]) {
+/// Reads a message of type `expected_kind` whose body is 8 bytes (READY,
+/// GO), returning the number; panics on anything else.
+pub fn read_number(stream: &mut TcpStream, expected_kind: u8) -> u64 {
     match read_reply(stream) {
         Err(kind) if kind == expected_kind => {}
         other => panic!(
@@ -68,11 +89,27 @@ pub fn read_number_and_digest(stream: &mut TcpStream, expected_kind: u8) -> (u64
             expected_kind as char
         ),
     }
-    let mut rest = [0u8; 40];
-    stream.read_exact(&mut rest).unwrap();
+    let mut number = [0u8; 8];
+    stream.read_exact(&mut number).unwrap();
+    u64::from_be_bytes(number)
+}
+
+/// READY's offset.
+pub fn read_ready(stream: &mut TcpStream) -> u64 {
+    read_number(stream, b'R')
+}
+
+/// GO's offset.
+pub fn read_go(stream: &mut TcpStream) -> u64 {
+    read_number(stream, b'G')
+}
+
+/// DONE in full: `(size, sha256)`; panics on anything else.
+pub fn read_done(stream: &mut TcpStream) -> (u64, [u8; 32]) {
+    let size = read_number(stream, b'K');
     let mut digest = [0u8; 32];
-    digest.copy_from_slice(&rest[8..]);
-    (u64::from_be_bytes(rest[..8].try_into().unwrap()), digest)
+    stream.read_exact(&mut digest).unwrap();
+    (size, digest)
 }
 
 /// Connects to `addr`, writes `bytes` and returns the receiver's error reply.

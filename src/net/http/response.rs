@@ -112,7 +112,7 @@ impl Response {
         let parsed: serde_json::Value = serde_json::from_slice(&self.0.body).map_err(|e| {
             let kind = self
                 .header("content-type")
-                .map(|t| format!(", content-type {t}"))
+                .map(|t| format!(", content-type {}", crate::error::printable(&t)))
                 .unwrap_or_default();
             Error::invalid(format!(
                 "the body of {} is not JSON: {e} ({} bytes{kind})",

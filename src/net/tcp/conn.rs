@@ -605,11 +605,33 @@ impl Conn {
     /// is harmless. A TLS connection sends close_notify first when that can
     /// be done without waiting.
     pub fn close(&self) {
+        self.end(true);
+    }
+
+    /// Ends the connection with a reset (RST) rather than a FIN: the peer
+    /// sees the stream broken, not finished. A raw upload that fails
+    /// part-way ends so, since for a raw receiver a FIN means "that was the
+    /// whole file". Reads and sends on it then fail as closed.
+    pub fn abort(&self) {
+        if let Ok(socket) = self.0.socket.lock()
+            && let Some(socket) = socket.as_ref()
+        {
+            // SO_LINGER 0: the last close of the socket sends RST.
+            let _ = socket2::SockRef::from(&**socket).set_linger(Some(Duration::ZERO));
+        }
+        // No shutdown first: that would send the FIN this is here to avoid.
+        self.end(false);
+    }
+
+    /// Marks the connection closed and lets go of its socket; `shut` first
+    /// shuts it down both ways, which also wakes every poll on it.
+    fn end(&self, shut: bool) {
         let state = self.0.clone();
         state.is_closed.store(true, Ordering::Relaxed);
         state.closed.cancel();
         if let Ok(mut socket) = state.socket.lock()
             && let Some(socket) = socket.take()
+            && shut
         {
             if let Some(tls) = &state.tls {
                 tls.try_close_notify(socket.as_fd());

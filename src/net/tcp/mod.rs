@@ -93,22 +93,8 @@ pub fn listen_with_options(bind: &Bind, options: &Map) -> Result<Listener> {
     Ok(listener)
 }
 
-/// The error for an argument of the wrong type: what was expected, what came.
-pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
-    let got = match got.type_name() {
-        "i64" => "a number",
-        "f64" => "a decimal number",
-        "bool" => "true/false",
-        "()" => "()",
-        "char" => "a character",
-        "array" => "an array",
-        "map" => "a map",
-        "blob" => "a blob",
-        "string" => "a string",
-        other => other.rsplit("::").next().unwrap_or(other),
-    };
-    Error::invalid(format!("expected {expected}, not {got}"))
-}
+/// Kept here too, where the other capabilities first found it.
+pub use crate::error::wrong_type;
 
 #[export_module]
 mod api {

@@ -189,13 +189,7 @@ pub fn read_chunks(
         while filled < want {
             let n = file.read(&mut buf[filled..])?;
             if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "the file shrank while it was being sent (ended at byte {})",
-                        position + filled as u64
-                    ),
-                ));
+                return Err(shrank(position + filled as u64));
             }
             filled += n;
         }
@@ -208,6 +202,15 @@ pub fn read_chunks(
         }
     }
     Ok(hasher)
+}
+
+/// The error for a file that ended at byte `at`, before the size it had
+/// when the send began: the same words (and kind, `io`) however it is sent.
+pub fn shrank(at: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the file shrank while it was being sent (it ended at byte {at})"),
+    )
 }
 
 /// Hashes a whole file (raw mode with `sendfile`, where the bytes never

@@ -27,10 +27,7 @@ use std::{
 
 use rhai::plugin::*;
 use rhai::{Array, Map};
-use tokio::{
-    io::BufReader,
-    sync::{Semaphore, watch},
-};
+use tokio::{io::BufReader, sync::watch};
 
 use crate::error::{Error, Result};
 use crate::net::helpers::quoted;
@@ -43,11 +40,14 @@ use crate::net::{
 use crate::runtime::{self, CancellationToken};
 
 pub mod disk;
+pub mod gate;
 pub mod protocol;
 pub mod receiver;
 pub mod sender;
 
 pub use crate::net::progress::Progress;
+use gate::Gate;
+use protocol::Refusal;
 pub use receiver::{Cidr, ReceiveOptions, Received};
 pub use sender::{SendOptions, Sent, Source};
 
@@ -122,7 +122,8 @@ fn after_the_upload(sent: &Sent, err: Error) -> Error {
 
 /// Receives one upload over an open connection.
 pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<Received> {
-    let dir = ready_dir(dir, options.part_max_age, "recv_file")?;
+    let dir = ready_dir(dir)?;
+    remove_abandoned_parts(&dir, options.part_max_age, "recv_file");
     receive_on(conn, dir, options)
 }
 
@@ -131,12 +132,15 @@ fn receive_on(conn: Conn, dir: PathBuf, options: ReceiveOptions) -> Result<Recei
         let mut io = conn.lock_io().await?;
         let (mut reader, writer) = io.halves(&conn)?;
         let mut on_stored = |_: &receiver::Received| {};
+        // One upload at a time here: nothing to wait for.
+        let admit = async || Ok(Box::new(()) as receiver::Admission);
         let receive = receiver::receive(
             &mut reader,
             writer,
             conn.peer(),
             &dir,
             &options,
+            admit,
             &mut on_stored,
         );
         // `close()` from another task ends the upload, as it ends a blocked read.
@@ -156,16 +160,16 @@ pub fn receive_once(
     options: ReceiveOptions,
     accept_timeout: Option<Duration>,
 ) -> Result<Received> {
-    let dir = ready_dir(dir, options.part_max_age, "recv_file")?;
+    let dir = ready_dir(dir)?;
+    remove_abandoned_parts(&dir, options.part_max_age, "recv_file");
     let conn = listener.accept(accept_timeout)?;
     let result = receive_on(conn.clone(), dir, options);
     conn.close();
     result
 }
 
-/// The receiving folder, created if missing, without the part files of
-/// uploads abandoned longer than `part_max_age` ago.
-fn ready_dir(dir: &Path, part_max_age: Option<Duration>, op: &str) -> Result<PathBuf> {
+/// The receiving folder, created if missing.
+fn ready_dir(dir: &Path) -> Result<PathBuf> {
     let shown = quoted(dir);
     if dir.as_os_str().is_empty() {
         return Err(Error::invalid(format!("{shown} is not a folder")));
@@ -177,16 +181,23 @@ fn ready_dir(dir: &Path, part_max_age: Option<Duration>, op: &str) -> Result<Pat
     if !dir.is_dir() {
         return Err(Error::invalid(format!("{shown} is not a folder")));
     }
-    if let Some(max_age) = part_max_age {
-        for (part, age) in receiver::remove_abandoned_parts(dir, max_age) {
-            crate::console::warn(&format!(
-                "{op}: removed the part file of an upload abandoned {} days ago: {}",
-                age.as_secs() / 86_400,
-                quoted(&part)
-            ));
-        }
-    }
     Ok(dir.to_path_buf())
+}
+
+/// Removes the part files in `dir` of uploads abandoned longer than
+/// `max_age` ago, saying so on stderr. Called once the receiver's port is
+/// bound, so a receiver that cannot start removes nothing.
+fn remove_abandoned_parts(dir: &Path, max_age: Option<Duration>, op: &str) {
+    let Some(max_age) = max_age else {
+        return;
+    };
+    for (part, age) in receiver::remove_abandoned_parts(dir, max_age) {
+        crate::console::warn(&format!(
+            "{op}: removed the part file of an upload abandoned {} days ago: {}",
+            age.as_secs() / 86_400,
+            quoted(&part)
+        ));
+    }
 }
 
 /// The most uploads `serve_files` may be told to receive at once.
@@ -303,12 +314,13 @@ pub fn serve(
     options: ReceiveOptions,
     log: bool,
 ) -> Result<FileServer> {
-    let dir = ready_dir(dir, options.part_max_age, "serve_files")?;
+    let dir = ready_dir(dir)?;
     let listener = tcp::listen(bind)?;
     let addr = listener
         .addr()
         .ip()
         .ok_or_else(|| Error::invalid("serve_files listens on TCP only"))?;
+    remove_abandoned_parts(&dir, options.part_max_age, "serve_files");
     let state = Arc::new(ServerState {
         addr,
         dir,
@@ -323,7 +335,7 @@ pub fn serve(
         log,
         ended: watch::Sender::new(false),
     });
-    let uploads = Arc::new(Semaphore::new(options.max_uploads));
+    let gate = Gate::new(&options);
     // At the REPL, say where uploads go, as `serve` does.
     if crate::console::is_interactive() {
         crate::console::line(&format!(
@@ -345,26 +357,26 @@ pub fn serve(
             return;
         };
         loop {
-            // Past `max_uploads`, connections wait in the listen queue
-            // (their senders wait for READY) until an upload ends.
+            // Every connection is accepted at once; the gate decides what
+            // it may hold (see gate.rs), so the listen queue never fills
+            // with connections nobody looks at.
             let accepted = tokio::select! {
                 _ = state.stop.cancelled() => break,
-                accepted = async {
-                    let permit = uploads.clone().acquire_owned().await;
-                    (permit, socket.accept().await)
-                } => accepted,
+                accepted = socket.accept() => accepted,
             };
             match accepted {
-                (Ok(permit), Ok((stream, peer))) => {
-                    let (state, options) = (state.clone(), options.clone());
-                    tokio::spawn(async move {
-                        serve_one(stream, peer, state, options).await;
-                        drop(permit);
-                    });
+                Ok((stream, peer)) => {
+                    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                    // Judged here, in the order connections came.
+                    let arrival = match gate::not_allowed(&options, peer.ip()) {
+                        Some(refusal) => Err(refusal),
+                        None => gate.arrive(peer.ip()),
+                    };
+                    let (state, options, gate) = (state.clone(), options.clone(), gate.clone());
+                    tokio::spawn(serve_one(stream, peer, arrival, state, options, gate));
                 }
-                (Err(_), _) => break,
                 // Out of file descriptors and the like: pause, don't spin.
-                (Ok(_), Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
         drop(socket);
@@ -375,17 +387,57 @@ pub fn serve(
     Ok(server)
 }
 
+/// Receives one upload on an accepted connection, or tells its sender why
+/// not (`arrival` is the gate's answer for it).
 async fn serve_one(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    arrival: std::result::Result<gate::Arrival, Refusal>,
     state: Arc<ServerState>,
     options: Arc<ReceiveOptions>,
+    gate: Arc<Gate>,
 ) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
-    let mut record = |received: &Received| {
-        if state.log {
+    let peer = tcp::Endpoint::Ip(peer);
+    let refusal = match arrival {
+        Err(refusal) => refusal,
+        Ok(arrival) => {
+            let mut record = |received: &Received| state.record(received);
+            let admit = async || {
+                gate.admit(&arrival, options.idle_timeout)
+                    .await
+                    .map(|slot| Box::new(slot) as receiver::Admission)
+            };
+            tokio::select! {
+                _ = state.stop.cancelled() => return,
+                _ = arrival.evicted.cancelled() => Refusal::new(
+                    protocol::Code::Busy,
+                    "too many connections were waiting here without sending an upload; this one waited longest and was closed; try again",
+                ),
+                outcome = receiver::receive(&mut read, &mut write, &peer, &state.dir, &options, admit, &mut record) => {
+                    match outcome {
+                        Ok(_) => state.confirmed.send_modify(|n| *n += 1),
+                        Err(e) => state.refusal(&e),
+                    }
+                    return;
+                }
+            }
+        }
+    };
+    // Refused before an upload began: tell the sender why if there is
+    // leave to wait for it to read the reply, else just close.
+    state.refusal(&receiver::refused_upload(&peer, &refusal));
+    if let Some(_draining) = gate.draining() {
+        receiver::tell_sender(&mut read, &mut write, &refusal).await;
+    }
+}
+
+impl ServerState {
+    /// Counts a stored upload (before its sender hears), logging it if asked.
+    fn record(&self, received: &Received) {
+        if self.log {
             let resumed = if received.resumed_from > 0 {
                 format!(", resumed at byte {}", received.resumed_from)
             } else {
@@ -400,27 +452,21 @@ async fn serve_one(
                 received.seconds
             ));
         }
-        if let Ok(mut last) = state.last.lock() {
+        if let Ok(mut last) = self.last.lock() {
             *last = Some(received.clone());
         }
-        state.received.fetch_add(1, Ordering::SeqCst);
-    };
-    let peer = tcp::Endpoint::Ip(peer);
-    let outcome = tokio::select! {
-        _ = state.stop.cancelled() => return,
-        outcome = receiver::receive(&mut read, &mut write, &peer, &state.dir, &options, &mut record) => outcome,
-    };
-    if outcome.is_ok() {
-        state.confirmed.send_modify(|n| *n += 1);
+        self.received.fetch_add(1, Ordering::SeqCst);
     }
-    if let Err(e) = outcome {
-        if state.log {
+
+    /// Counts a refused or failed upload, logging it if asked.
+    fn refusal(&self, e: &Error) {
+        if self.log {
             crate::console::warn(&format!("serve_files: {e}"));
         }
-        if let Ok(mut last) = state.last_error.lock() {
+        if let Ok(mut last) = self.last_error.lock() {
             *last = Some(e.to_string());
         }
-        state.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -481,6 +527,8 @@ const SERVE_OPTIONS: &[&str] = &[
     "idle_timeout",
     "log",
     "max_uploads",
+    "max_per_ip",
+    "min_rate",
     "part_max_age",
 ];
 
@@ -550,16 +598,9 @@ fn recv_options(map: &Map) -> Result<(ReceiveOptions, Option<Duration>)> {
 fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
     let o = Options::new(map, SERVE_OPTIONS)?;
     let defaults = ReceiveOptions::default();
-    let max_uploads = match o.count("max_uploads")? {
-        None => defaults.max_uploads,
-        Some(n) => usize::try_from(n)
-            .ok()
-            .filter(|n| (1..=MAX_UPLOADS_LIMIT).contains(n))
-            .ok_or_else(|| {
-                Error::invalid(format!(
-                    "option 'max_uploads' must be 1–{MAX_UPLOADS_LIMIT}, not {n}"
-                ))
-            })?,
+    let limit = |key: &str, default: usize| -> Result<usize> {
+        Ok(o.count_in(key, 1, MAX_UPLOADS_LIMIT as u64)?
+            .map_or(default, |n| n as usize))
     };
     let allow = match o.value("allow") {
         None => Vec::new(),
@@ -587,11 +628,16 @@ fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
             header_timeout: wait_option(&o, "header_timeout")?.unwrap_or(defaults.header_timeout),
             idle_timeout: wait_option(&o, "idle_timeout")?.unwrap_or(defaults.idle_timeout),
             allow,
-            max_uploads,
-            part_max_age: match o.timeout("part_max_age")? {
-                None => defaults.part_max_age,
-                Some(age) => age,
+            max_uploads: limit("max_uploads", defaults.max_uploads)?,
+            max_per_ip: limit("max_per_ip", defaults.max_per_ip)?,
+            min_rate: match o.count("min_rate")? {
+                None => defaults.min_rate,
+                Some(0) => None,
+                Some(rate) => Some(rate),
             },
+            part_max_age: o
+                .millis("part_max_age", "keeps them forever")?
+                .unwrap_or(defaults.part_max_age),
         },
         o.flag("log", false)?,
     ))
@@ -658,7 +704,9 @@ mod api {
     }
 
     /// Uploads a file with options: `raw` (plain bytes then half-close, for
-    /// `nc -l`), `resume` (default true), `progress` (false, or a closure
+    /// `nc -l`; a raw send that fails part-way resets the connection
+    /// instead, so the receiver does not take the part as the file),
+    /// `resume` (default true), `progress` (false, or a closure
     /// called with `#{bytes, total, percent, rate, eta}` four times a
     /// second and once at the end), `timeout` (ms per wait, default 30000,
     /// 0 for none),
@@ -818,12 +866,15 @@ mod api {
 
     /// Starts a background receiver with options: `max_size` (bytes,
     /// checked before anything is written), `overwrite` (default false),
-    /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`),
-    /// `header_timeout` (ms, default 10000), `idle_timeout` (ms, default
-    /// 30000), `log` (print a line per upload), `max_uploads` (how many are
-    /// received at once, default 64; more wait their turn), `part_max_age`
-    /// (ms; part files of uploads abandoned this long are removed when the
-    /// receiver starts, default 7 days; 0 keeps them).
+    /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`,
+    /// checked as soon as a client connects), `header_timeout` (ms, default
+    /// 10000), `idle_timeout` (ms, default 30000), `log` (print a line per
+    /// upload), `max_uploads` (how many are received at once, default 64;
+    /// more wait their turn, at most `idle_timeout`), `max_per_ip` (how many
+    /// of those one client address may have, default 8), `min_rate` (bytes
+    /// per second a body must average, default 1024, 0 for none),
+    /// `part_max_age` (ms; part files of uploads abandoned this long are
+    /// removed when the receiver starts, default 7 days; 0 keeps them).
     ///
     /// ```rhai
     /// let s = serve_files(9000, "in", #{max_size: 100_000_000, allow: ["127.0.0.1/32"], log: true});

@@ -1,5 +1,11 @@
-//! The framed upload wire format, version 1, exactly as `docs/PROTOCOL.md`
+//! The framed upload wire format, version 2, exactly as `docs/PROTOCOL.md`
 //! describes it: message layouts, error codes, and the checks on a sent name.
+//!
+//! Version 2 exists because version 1's READY told any sender the SHA-256 of
+//! the bytes a receiver held, and SHA-256's length extension let a sender
+//! that never had those bytes finish someone else's upload. Now READY says
+//! only how many bytes are held; a sender that wants to continue proves in
+//! START that it has the same first bytes, and GO says where to send from.
 //!
 //! Everything that touches bytes on the wire lives here, so the document and
 //! the code can be compared side by side. All integers are big-endian.
@@ -13,7 +19,7 @@ use crate::error::{Error, Kind, Result};
 /// The first four bytes of every framed upload: "NSFT" (netsh file transfer).
 pub const MAGIC: [u8; 4] = *b"NSFT";
 /// The one version this code speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Header flag: the sender accepts an offer to resume from an offset.
 pub const FLAG_RESUME: u8 = 0x01;
 /// The fixed part of the header: magic, version, flags, name length, size.
@@ -29,14 +35,18 @@ pub const MAX_MESSAGE: usize = 1024;
 /// The suffix of the temporary file an upload is written to.
 pub const PART_SUFFIX: &str = ".netsh-part";
 
-/// Receiver → sender: ready, send from `offset`.
+/// Receiver → sender: the header is accepted; this many bytes are held.
 pub const MSG_READY: u8 = b'R';
+/// Receiver → sender: send the body from this offset.
+pub const MSG_GO: u8 = b'G';
 /// Receiver → sender: the file is verified and on disk.
 pub const MSG_DONE: u8 = b'K';
 /// Receiver → sender: refused or failed, with a code and a message.
 pub const MSG_ERROR: u8 = b'E';
-/// Sender → receiver: the body starts at this offset.
+/// Sender → receiver: where the sender wants to start, with its proof.
 pub const MSG_START: u8 = b'S';
+/// The length of START: type, offset, the SHA-256 of the bytes before it.
+pub const START_LEN: usize = 41;
 /// Sender → receiver: the SHA-256 of the whole file follows.
 pub const MSG_HASH: u8 = b'H';
 
@@ -146,8 +156,8 @@ pub enum Decoded<T> {
 impl Header {
     /// Decodes a header from the start of `bytes`, refusing as soon as the
     /// bytes so far cannot begin one: a wrong magic after 4 bytes, a wrong
-    /// version or an oversized name field after 16. The name is not checked
-    /// here (see [`safe_name`]).
+    /// version after 5, an oversized name field after 16. The name is not
+    /// checked here (see [`safe_name`]).
     pub fn decode(bytes: &[u8]) -> std::result::Result<Decoded<Header>, Refusal> {
         if bytes.len() < 4 {
             return Ok(Decoded::Need(4));
@@ -161,17 +171,14 @@ impl Header {
                 ),
             ));
         }
+        let Some(&version) = bytes.get(4) else {
+            return Ok(Decoded::Need(5));
+        };
+        if version != VERSION {
+            return Err(unsupported_version(version));
+        }
         if bytes.len() < HEADER_FIXED_LEN {
             return Ok(Decoded::Need(HEADER_FIXED_LEN));
-        }
-        if bytes[4] != VERSION {
-            return Err(Refusal::new(
-                Code::Version,
-                format!(
-                    "protocol version {} is not supported; this receiver speaks version {VERSION}",
-                    bytes[4]
-                ),
-            ));
         }
         let name_len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
         if name_len > MAX_NAME_FIELD {
@@ -206,14 +213,74 @@ impl Header {
     }
 }
 
-/// What the receiver answers a header with.
+/// The refusal for a header of another protocol version, saying which side
+/// to upgrade.
+fn unsupported_version(version: u8) -> Refusal {
+    let why = if version < VERSION {
+        format!(
+            "the sender speaks protocol version {version}, which this receiver no longer accepts (it let a sender finish another's upload); this receiver speaks version {VERSION}: upgrade the sender"
+        )
+    } else {
+        format!(
+            "the sender speaks protocol version {version}, newer than this receiver's version {VERSION}: upgrade the receiver"
+        )
+    };
+    Refusal::new(Code::Version, why)
+}
+
+/// The sender's START: where it wants the body to start, and the SHA-256
+/// of its own first `offset` bytes, which proves it holds the bytes the
+/// receiver kept (all zeros when `offset` is 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub offset: u64,
+    pub prefix: [u8; 32],
+}
+
+impl Start {
+    pub fn encode(&self) -> [u8; START_LEN] {
+        let mut out = [0u8; START_LEN];
+        out[0] = MSG_START;
+        out[1..9].copy_from_slice(&self.offset.to_be_bytes());
+        out[9..].copy_from_slice(&self.prefix);
+        out
+    }
+
+    /// Decodes the 41 bytes of a START, or says what they are instead.
+    pub fn decode(bytes: &[u8; START_LEN]) -> std::result::Result<Start, Refusal> {
+        if bytes[0] != MSG_START {
+            return Err(Refusal::new(
+                Code::Protocol,
+                format!(
+                    "expected START (0x{MSG_START:02x}), got a message of type 0x{:02x}",
+                    bytes[0]
+                ),
+            ));
+        }
+        let mut offset = [0u8; 8];
+        offset.copy_from_slice(&bytes[1..9]);
+        let mut prefix = [0u8; 32];
+        prefix.copy_from_slice(&bytes[9..]);
+        Ok(Start {
+            offset: u64::from_be_bytes(offset),
+            prefix,
+        })
+    }
+}
+
+/// What the receiver sends the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Send from `offset`; `prefix` is the SHA-256 of the first `offset`
-    /// bytes the receiver already holds (all zeros when `offset` is 0).
+    /// The header is accepted; `offset` bytes of this file are held (0 if
+    /// none). Nothing about those bytes is told: a sender proves in START
+    /// that it has them.
     Ready {
         offset: u64,
-        prefix: [u8; 32],
+    },
+    /// Send the body from `offset`: the offset READY gave, when START
+    /// proved the same first bytes, or 0.
+    Go {
+        offset: u64,
     },
     /// Verified and on disk under its final name.
     Done {
@@ -224,13 +291,26 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The message's name, as `docs/PROTOCOL.md` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Reply::Ready { .. } => "READY",
+            Reply::Go { .. } => "GO",
+            Reply::Done { .. } => "DONE",
+            Reply::Error(..) => "ERROR",
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(41);
         match self {
-            Reply::Ready { offset, prefix } => {
+            Reply::Ready { offset } => {
                 out.push(MSG_READY);
                 out.extend_from_slice(&offset.to_be_bytes());
-                out.extend_from_slice(prefix);
+            }
+            Reply::Go { offset } => {
+                out.push(MSG_GO);
+                out.extend_from_slice(&offset.to_be_bytes());
             }
             Reply::Done { size, sha256 } => {
                 out.push(MSG_DONE);
@@ -238,10 +318,7 @@ impl Reply {
                 out.extend_from_slice(sha256);
             }
             Reply::Error(code, message) => {
-                let mut text = message.as_bytes();
-                if text.len() > MAX_MESSAGE {
-                    text = &text[..MAX_MESSAGE];
-                }
+                let text = cut(message, MAX_MESSAGE).as_bytes();
                 out.push(MSG_ERROR);
                 out.extend_from_slice(&(*code as u16).to_be_bytes());
                 out.extend_from_slice(&(text.len() as u16).to_be_bytes());
@@ -250,37 +327,44 @@ impl Reply {
         }
         out
     }
-}
 
-impl Reply {
     /// Decodes the receiver's next message from the start of `bytes`.
     /// An ERROR's message is cut to [`MAX_MESSAGE`] bytes.
     pub fn decode(bytes: &[u8]) -> Result<Decoded<Reply>> {
         let Some(&kind) = bytes.first() else {
             return Ok(Decoded::Need(1));
         };
+        let number = |bytes: &[u8]| {
+            let mut number = [0u8; 8];
+            number.copy_from_slice(&bytes[1..9]);
+            u64::from_be_bytes(number)
+        };
         match kind {
-            MSG_READY | MSG_DONE => {
+            MSG_READY | MSG_GO => {
+                if bytes.len() < 9 {
+                    return Ok(Decoded::Need(9));
+                }
+                let offset = number(bytes);
+                let reply = if kind == MSG_READY {
+                    Reply::Ready { offset }
+                } else {
+                    Reply::Go { offset }
+                };
+                Ok(Decoded::Done(reply, 9))
+            }
+            MSG_DONE => {
                 if bytes.len() < 41 {
                     return Ok(Decoded::Need(41));
                 }
-                let mut number = [0u8; 8];
-                number.copy_from_slice(&bytes[1..9]);
-                let mut digest = [0u8; 32];
-                digest.copy_from_slice(&bytes[9..41]);
-                let number = u64::from_be_bytes(number);
-                let reply = if kind == MSG_READY {
-                    Reply::Ready {
-                        offset: number,
-                        prefix: digest,
-                    }
-                } else {
+                let mut sha256 = [0u8; 32];
+                sha256.copy_from_slice(&bytes[9..41]);
+                Ok(Decoded::Done(
                     Reply::Done {
-                        size: number,
-                        sha256: digest,
-                    }
-                };
-                Ok(Decoded::Done(reply, 41))
+                        size: number(bytes),
+                        sha256,
+                    },
+                    41,
+                ))
             }
             MSG_ERROR => {
                 if bytes.len() < 5 {
@@ -291,9 +375,9 @@ impl Reply {
                 if bytes.len() < total {
                     return Ok(Decoded::Need(total));
                 }
-                let text = &bytes[5..total];
-                let message =
-                    String::from_utf8_lossy(&text[..text.len().min(MAX_MESSAGE)]).into_owned();
+                // The receiver's words reach a terminal: no escape codes.
+                let text = crate::error::printable(&String::from_utf8_lossy(&bytes[5..total]));
+                let message = cut(&text, MAX_MESSAGE).to_string();
                 match Code::from_u16(code) {
                     Some(code) => Ok(Decoded::Done(Reply::Error(code, message), total)),
                     None => Err(Error::Protocol(format!(
@@ -306,6 +390,15 @@ impl Reply {
             ))),
         }
     }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The refusal for a name field longer than a receiver reads. It is a
@@ -425,6 +518,13 @@ pub fn safe_name(sent: &[u8]) -> std::result::Result<String, Refusal> {
     if text.chars().any(char::is_control) {
         return Err(refuse("the name contains control characters"));
     }
+    // Shown to a person, `report\u{202E}fdp.exe` reads as `reportexe.pdf`.
+    if let Some(c) = text.chars().find(|c| crate::error::is_invisible(*c)) {
+        return Err(refuse(&format!(
+            "the name contains U+{:04X}, an invisible or text-direction character",
+            u32::from(c)
+        )));
+    }
     // A Windows path (`..\..\x`, `C:\x`) would be one odd but harmless name
     // on Linux; refusing it is clearer than storing `..\..\x` literally.
     if text.contains('\\') {
@@ -458,8 +558,10 @@ pub fn safe_name(sent: &[u8]) -> std::result::Result<String, Refusal> {
 }
 
 /// The temporary file an upload of `name` is written to, in the same folder
-/// (so the final rename is atomic): `.NAME.netsh-part`, or a hash of the name
-/// when that would exceed the file-name limit.
+/// (so the final rename is atomic): `.NAME.netsh-part`, or, when that would
+/// exceed the file-name limit, `.H.netsh-part.netsh-part` with H a hash of
+/// the name. The second form cannot be the first form of any name, since a
+/// name never ends in `.netsh-part`.
 pub fn part_name(name: &str) -> String {
     let plain = format!(".{name}{PART_SUFFIX}");
     if plain.len() <= MAX_NAME_BYTES {
@@ -467,10 +569,26 @@ pub fn part_name(name: &str) -> String {
     } else {
         use sha2::{Digest, Sha256};
         format!(
-            ".{}{PART_SUFFIX}",
+            ".{}{PART_SUFFIX}{PART_SUFFIX}",
             hex::encode(&Sha256::digest(name.as_bytes())[..16])
         )
     }
+}
+
+/// Is `file_name` a part file this code makes, in either form? Only those
+/// are ever removed as abandoned: `.netsh-part`, `..netsh-part` or a name
+/// that is not what [`part_name`] gives for any name are left alone.
+pub fn is_part_name(file_name: &str) -> bool {
+    let Some(inner) = file_name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(PART_SUFFIX))
+    else {
+        return false;
+    };
+    if let Some(hash) = inner.strip_suffix(PART_SUFFIX) {
+        return hash.len() == 32 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    }
+    safe_name(inner.as_bytes()).is_ok_and(|name| name == inner && part_name(inner) == file_name)
 }
 
 #[cfg(test)]
@@ -523,13 +641,110 @@ mod tests {
         assert!(part_name(&"y".repeat(255)).len() <= MAX_NAME_BYTES);
     }
 
+    /// The hashed form of a long name's part file is never the plain form
+    /// of another name (a 32-hex-digit name, say).
+    #[test]
+    fn hashed_part_names_cannot_collide_with_plain_ones() {
+        let long = "y".repeat(250);
+        let hashed = part_name(&long);
+        assert!(hashed.ends_with(".netsh-part.netsh-part"), "{hashed}");
+        let hex = &hashed[1..33];
+        assert_ne!(part_name(hex), hashed);
+        assert_eq!(part_name(hex), format!(".{hex}.netsh-part"));
+        assert!(is_part_name(&hashed) && is_part_name(&part_name(hex)));
+    }
+
+    /// Only names this code makes count as part files: not `.netsh-part`,
+    /// `..netsh-part`, nor a name no upload could have.
+    #[test]
+    fn part_names_are_recognised_exactly() {
+        for ours in [".a.txt.netsh-part", ".my-notes.netsh-part"] {
+            assert!(is_part_name(ours), "{ours}");
+        }
+        let not_ours = [
+            ".netsh-part",
+            "..netsh-part",
+            "a.netsh-part",
+            ".a\nb.netsh-part",
+            ".x.netsh-part.netsh-part",
+            ".0123456789abcdef0123456789ABCDEF.netsh-part.netsh-part",
+            ".a.txt.netsh-part~",
+        ];
+        for name in not_ours {
+            assert!(!is_part_name(name), "{name}");
+        }
+        // A plain-form name too long for the plain form is the hashed one's.
+        assert!(!is_part_name(&format!(".{}.netsh-part", "y".repeat(244))));
+    }
+
+    /// Invisible and text-direction characters are refused in names.
+    #[test]
+    fn names_with_invisible_characters_are_refused() {
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200F}', '\u{FEFF}',
+        ] {
+            let name = format!("report{c}fdp.exe");
+            let refusal = safe_name(name.as_bytes()).expect_err(&name);
+            assert!(
+                refusal.message.contains(&format!("U+{:04X}", u32::from(c))),
+                "{}",
+                refusal.message
+            );
+        }
+        assert!(safe_name("naïve café.txt".as_bytes()).is_ok());
+    }
+
+    /// The version byte is judged as soon as it arrives, not after 16 bytes.
+    #[test]
+    fn the_version_is_checked_at_the_fifth_byte() {
+        assert_eq!(Header::decode(b"NSFT").ok(), Some(Decoded::Need(5)));
+        let future = Header::decode(b"NSFT\x09").unwrap_err();
+        assert_eq!(future.code, Code::Version);
+        assert!(
+            future.message.contains("upgrade the receiver"),
+            "{}",
+            future.message
+        );
+        let old = Header::decode(b"NSFT\x01").unwrap_err();
+        assert!(
+            old.message.contains("upgrade the sender"),
+            "{}",
+            old.message
+        );
+        assert_eq!(
+            Header::decode(b"NSFT\x02").ok(),
+            Some(Decoded::Need(HEADER_FIXED_LEN))
+        );
+    }
+
+    /// START round-trips, and anything else in its place is refused.
+    #[test]
+    fn start_messages() {
+        let start = Start {
+            offset: 9,
+            prefix: [7; 32],
+        };
+        assert_eq!(Start::decode(&start.encode()).unwrap(), start);
+        let mut other = start.encode();
+        other[0] = b'H';
+        assert_eq!(Start::decode(&other).unwrap_err().code, Code::Protocol);
+    }
+
+    /// An ERROR's text reaches the user without terminal escapes.
+    #[test]
+    fn error_text_is_made_printable() {
+        let reply = Reply::Error(Code::Exists, "a\x1b[2Jb\nc\u{202E}d".into()).encode();
+        let Ok(Decoded::Done(Reply::Error(_, text), _)) = Reply::decode(&reply) else {
+            panic!("not an ERROR");
+        };
+        assert_eq!(text, "a\\u{1b}[2Jb\\nc\\u{202e}d");
+    }
+
     #[test]
     fn replies_round_trip() {
         let replies = [
-            Reply::Ready {
-                offset: 7,
-                prefix: [1; 32],
-            },
+            Reply::Ready { offset: 7 },
+            Reply::Go { offset: 7 },
             Reply::Done {
                 size: 1 << 40,
                 sha256: [2; 32],
@@ -558,8 +773,8 @@ mod tests {
 
         fn reply() -> impl Strategy<Value = Reply> {
             prop_oneof![
-                (any::<u64>(), any::<[u8; 32]>())
-                    .prop_map(|(offset, prefix)| Reply::Ready { offset, prefix }),
+                any::<u64>().prop_map(|offset| Reply::Ready { offset }),
+                any::<u64>().prop_map(|offset| Reply::Go { offset }),
                 (any::<u64>(), any::<[u8; 32]>())
                     .prop_map(|(size, sha256)| Reply::Done { size, sha256 }),
                 (1u16..=11, "\\PC{0,60}").prop_map(|(code, message)| {

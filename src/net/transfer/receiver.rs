@@ -4,12 +4,13 @@
 //! The rule it keeps: a file appears under its final name only after every
 //! byte has arrived, the SHA-256 matches the sender's, and the data is
 //! fsync'd. Until then it lives in `.NAME.netsh-part` beside it, which is
-//! also what an interrupted upload resumes from.
+//! also what an interrupted upload resumes from, and only for a sender that
+//! proves it has the same first bytes (protocol version 2).
 
 use std::{
     fs::{File, OpenOptions},
     net::IpAddr,
-    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::mpsc as std_mpsc,
     time::{Duration, Instant},
@@ -23,9 +24,9 @@ use tokio::{
 
 use super::{
     disk::{self, CHUNK, IN_FLIGHT},
-    protocol::{self, Code, Header, ReadFail, Refusal, Reply},
+    protocol::{self, Code, Header, ReadFail, Refusal, Reply, Start},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, os_words};
 use crate::net::tcp::Endpoint;
 
 /// How a receiver behaves; built from the Rhai options map.
@@ -41,11 +42,19 @@ pub struct ReceiveOptions {
     pub header_timeout: Duration,
     /// Any later wait for the sender (between chunks) is at most this.
     pub idle_timeout: Duration,
-    /// Client addresses allowed to upload; empty means everyone.
+    /// `serve_files`: client addresses allowed to upload, checked as a
+    /// connection is accepted (see `gate.rs`); empty means everyone.
     pub allow: Vec<Cidr>,
     /// `serve_files`: how many uploads are received at once; more wait
-    /// (connected, unanswered) until one ends.
+    /// (their senders wait for READY) until one ends.
     pub max_uploads: usize,
+    /// `serve_files`: how many of those one client address (an IPv6 /64)
+    /// may hold; its further uploads wait for one of its own to end.
+    pub max_per_ip: usize,
+    /// A framed body slower than this (bytes per second, averaged over
+    /// each stretch of `idle_timeout`, at most 30 s) is dropped, so a
+    /// sender dribbling a byte now and then cannot hold a slot forever.
+    pub min_rate: Option<u64>,
     /// Part files untouched this long are abandoned uploads, removed when a
     /// receiver starts on the folder; `None` keeps them forever.
     pub part_max_age: Option<Duration>,
@@ -62,10 +71,15 @@ impl Default for ReceiveOptions {
             idle_timeout: Duration::from_secs(30),
             allow: Vec::new(),
             max_uploads: 64,
+            max_per_ip: 8,
+            min_rate: Some(1024),
             part_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
+
+/// The longest stretch a body's rate is averaged over.
+const RATE_WINDOW: Duration = Duration::from_secs(30);
 
 /// A file that arrived and is on disk under its final name.
 #[derive(Debug, Clone)]
@@ -86,13 +100,20 @@ pub struct Received {
 /// hears so: whoever counts uploads is up to date when `send_file` returns.
 pub type OnStored<'a> = &'a mut (dyn FnMut(&Received) + Send);
 
-/// Receives one upload from `peer` into `dir`.
+/// What an upload holds while it runs once its header is accepted (a slot
+/// of `serve_files`), released when the upload ends, before any refusal
+/// is told to the sender.
+pub type Admission = Box<dyn Send>;
+
+/// Receives one upload from `peer` into `dir`. `admit` runs once a valid
+/// header has arrived and waits for the upload's turn (or refuses it).
 pub async fn receive<R, W>(
     reader: &mut R,
     writer: &mut W,
     peer: &Endpoint,
     dir: &Path,
     options: &ReceiveOptions,
+    admit: impl AsyncFnOnce() -> std::result::Result<Admission, Refusal>,
     on_stored: OnStored<'_>,
 ) -> Result<Received>
 where
@@ -100,42 +121,36 @@ where
     W: AsyncWrite + Unpin,
 {
     let started = Instant::now();
-    let outcome =
-        // An allow list names IP addresses: a Unix-socket peer is not on it.
-        if !options.allow.is_empty()
-            && !peer
-                .ip()
-                .is_some_and(|ip| options.allow.iter().any(|c| c.contains(ip.ip())))
-        {
-            Err(Refusal::new(
-                Code::NotAllowed,
-                format!(
-                    "uploads from {} are not allowed here",
-                    peer.ip().map_or(peer.to_string(), |ip| ip.ip().to_canonical().to_string())
-                ),
-            ))
-        } else if options.raw {
-            receive_raw(reader, peer, dir, options, started)
-                .await
-                .inspect(|received| on_stored(received))
-        } else {
-            receive_framed(reader, writer, peer, dir, options, started, on_stored).await
-        };
+    let outcome = if options.raw {
+        receive_raw(reader, peer, dir, options, started)
+            .await
+            .inspect(|received| on_stored(received))
+    } else {
+        receive_framed(
+            reader, writer, peer, dir, options, admit, started, on_stored,
+        )
+        .await
+    };
     match outcome {
         Ok(received) => Ok(received),
         Err(refusal) => {
             if !options.raw {
                 tell_sender(reader, writer, &refusal).await;
             }
-            Err(Error::Upload {
-                kind: refusal.code.kind(),
-                message: format!(
-                    "upload from {peer} failed: {} ({})",
-                    refusal.message,
-                    refusal.code.name()
-                ),
-            })
+            Err(refused_upload(peer, &refusal))
         }
+    }
+}
+
+/// A refusal as the receiving side reports it.
+pub fn refused_upload(peer: &Endpoint, refusal: &Refusal) -> Error {
+    Error::Upload {
+        kind: refusal.code.kind(),
+        message: format!(
+            "upload from {peer} failed: {} ({})",
+            refusal.message,
+            refusal.code.name()
+        ),
     }
 }
 
@@ -143,7 +158,7 @@ where
 /// sender still has in flight for a moment. Closing with unread data would
 /// make the kernel send RST, which can destroy the reply before the sender
 /// reads it.
-async fn tell_sender<R, W>(reader: &mut R, writer: &mut W, refusal: &Refusal)
+pub async fn tell_sender<R, W>(reader: &mut R, writer: &mut W, refusal: &Refusal)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -166,12 +181,14 @@ where
 }
 
 /// The framed protocol, receiving side (see `docs/PROTOCOL.md`).
+#[allow(clippy::too_many_arguments)]
 async fn receive_framed<R, W>(
     reader: &mut R,
     writer: &mut W,
     peer: &Endpoint,
     dir: &Path,
     options: &ReceiveOptions,
+    admit: impl AsyncFnOnce() -> std::result::Result<Admission, Refusal>,
     started: Instant,
     on_stored: OnStored<'_>,
 ) -> std::result::Result<Received, Refusal>
@@ -203,57 +220,66 @@ where
             ),
         ));
     }
+    // Held until this function returns: the upload's place among the
+    // receiver's uploads at once.
+    let _admission = admit().await?;
     let target = Target::new(dir, &name);
     let resume = header.flags & protocol::FLAG_RESUME != 0;
     let size = header.size;
-    let prepared = {
+    let (file, held) = {
         let (target, overwrite) = (target.clone(), options.overwrite);
-        run_blocking(move || target.prepare(overwrite, resume.then_some(size))).await?
+        run_blocking(move || target.prepare(overwrite)).await?
     };
-    let Prepared {
-        file,
-        offset,
-        hasher,
-    } = prepared;
-
-    let ready = Reply::Ready {
-        offset,
-        prefix: if offset == 0 {
-            [0; 32]
-        } else {
-            disk::digest_of(&hasher)
-        },
+    // Offer what is held only to a sender that may resume; the part file
+    // is untouched until START says how this upload begins.
+    let offered = if resume && held > 0 && held <= size {
+        held
+    } else {
+        0
     };
-    protocol::write_all(writer, &ready.encode())
-        .await
-        .map_err(|e| cut_off(&name, format!("the answer to the sender failed ({e})")))?;
+    answer(writer, Reply::Ready { offset: offered }, &name).await?;
 
-    let mut start_message = [0u8; 9];
+    let mut start_message = [0u8; protocol::START_LEN];
     protocol::read_exact_idle(reader, &mut start_message, options.idle_timeout)
         .await
         .map_err(|f| read_refusal(f, &name, "the start message", options.idle_timeout))?;
-    let mut start_bytes = [0u8; 8];
-    start_bytes.copy_from_slice(&start_message[1..]);
-    let start = u64::from_be_bytes(start_bytes);
-    if start_message[0] != protocol::MSG_START || (start != 0 && start != offset) {
+    let start = Start::decode(&start_message)?;
+    if start.offset != 0 && start.offset != offered {
         return Err(Refusal::new(
             Code::Protocol,
-            format!("expected START at offset 0 or {offset}, got something else"),
+            format!(
+                "START asked for offset {}, but only 0 or {offered} can be used",
+                start.offset
+            ),
         ));
     }
-    // The sender found our prefix differs from its file: start over.
-    let hasher = if start == 0 { Sha256::new() } else { hasher };
+    // Continue the part file only for a sender that has the same first
+    // bytes; anyone else starts over.
+    let (file, from, hasher) = if start.offset > 0 {
+        let (file, ours) = {
+            let name = name.clone();
+            run_blocking(move || {
+                let mut file = file;
+                let hashed =
+                    disk::hash_prefix(&mut file, offered).map_err(|e| storage_error(&name, e))?;
+                Ok((file, hashed))
+            })
+            .await?
+        };
+        match ours {
+            (hasher, read)
+                if read == offered && same_digest(&disk::digest_of(&hasher), &start.prefix) =>
+            {
+                (file, offered, hasher)
+            }
+            _ => (file, 0, Sha256::new()),
+        }
+    } else {
+        (file, 0, Sha256::new())
+    };
+    answer(writer, Reply::Go { offset: from }, &name).await?;
 
-    let written = receive_body(
-        reader,
-        file,
-        hasher,
-        start,
-        size,
-        options.idle_timeout,
-        &name,
-    )
-    .await?;
+    let written = receive_body(reader, file, hasher, from, size, options, &name).await?;
     let mut trailer = [0u8; 33];
     protocol::read_exact_idle(reader, &mut trailer, options.idle_timeout)
         .await
@@ -266,10 +292,10 @@ where
     }
     let ours: [u8; 32] = written.hasher.finalize().into();
     if trailer[1..] != ours {
-        // Wrong bytes must not be resumed from either.
-        let part = target.part.clone();
+        // Wrong bytes must not be resumed from either. Removed while still
+        // locked, so no other upload can have opened it in between.
+        let _ = std::fs::remove_file(&target.part);
         drop(written.file);
-        let _ = std::fs::remove_file(&part);
         return Err(Refusal::new(
             Code::Checksum,
             format!(
@@ -289,7 +315,7 @@ where
         bytes: size,
         sha256: ours,
         verified: true,
-        resumed_from: start,
+        resumed_from: from,
         peer: peer.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -299,6 +325,27 @@ where
     let _ = protocol::write_all(writer, &done.encode()).await;
     let _ = writer.shutdown().await;
     Ok(received)
+}
+
+/// Sends the sender a message it needs before going on (READY, GO).
+async fn answer<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    reply: Reply,
+    name: &str,
+) -> std::result::Result<(), Refusal> {
+    protocol::write_all(writer, &reply.encode())
+        .await
+        .map_err(|e| {
+            cut_off(
+                name,
+                format!("the answer to the sender failed ({})", os_words(&e)),
+            )
+        })
+}
+
+/// Compares two digests in time that does not depend on where they differ.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads and checks the header, but not yet the name (see `safe_name`),
@@ -331,14 +378,16 @@ async fn receive_body<R: AsyncRead + Unpin>(
     hasher: Sha256,
     start: u64,
     size: u64,
-    idle: Duration,
+    options: &ReceiveOptions,
     name: &str,
 ) -> std::result::Result<disk::Written, Refusal> {
+    let idle = options.idle_timeout;
     let (to_disk, chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
     let writer = tokio::task::spawn_blocking(move || {
         disk::write_chunks(file, hasher, start, chunks, give_back)
     });
+    let mut rate = RateFloor::new(options.min_rate, idle, start);
     let mut position = start;
     let mut failure = None;
     while position < size {
@@ -368,7 +417,10 @@ async fn receive_body<R: AsyncRead + Unpin>(
             Ok(Err(e)) => {
                 failure = Some(cut_off(
                     name,
-                    format!("the connection broke after {position} of {size} bytes ({e})"),
+                    format!(
+                        "the connection broke after {position} of {size} bytes ({})",
+                        os_words(&e)
+                    ),
                 ));
                 break;
             }
@@ -377,6 +429,10 @@ async fn receive_body<R: AsyncRead + Unpin>(
         position += n as u64;
         if to_disk.send(buf).await.is_err() {
             break; // the disk thread stopped on an error; it reports it below
+        }
+        if let Err(slow) = rate.check(position, name) {
+            failure = Some(slow);
+            break;
         }
     }
     drop(to_disk);
@@ -389,6 +445,50 @@ async fn receive_body<R: AsyncRead + Unpin>(
     match failure {
         Some(refusal) => Err(refusal),
         None => Ok(written),
+    }
+}
+
+/// The minimum rate of a body: bytes per second averaged over stretches of
+/// the idle timeout (at most [`RATE_WINDOW`]).
+struct RateFloor {
+    min: Option<u64>,
+    window: Duration,
+    since: Instant,
+    at: u64,
+}
+
+impl RateFloor {
+    fn new(min: Option<u64>, idle: Duration, position: u64) -> RateFloor {
+        RateFloor {
+            min: min.filter(|m| *m > 0),
+            window: idle.min(RATE_WINDOW).max(Duration::from_millis(100)),
+            since: Instant::now(),
+            at: position,
+        }
+    }
+
+    /// At the end of each stretch, refuses a body that moved too little in it.
+    fn check(&mut self, position: u64, name: &str) -> std::result::Result<(), Refusal> {
+        let Some(min) = self.min else {
+            return Ok(());
+        };
+        let elapsed = self.since.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        let moved = position - self.at;
+        if (moved as f64) < min as f64 * elapsed.as_secs_f64() {
+            return Err(Refusal::new(
+                Code::Timeout,
+                format!(
+                    "'{name}' arrived too slowly: {moved} bytes in {}, under the minimum of {min} bytes per second; the part received is kept to resume",
+                    crate::error::human_duration(elapsed)
+                ),
+            ));
+        }
+        self.since = Instant::now();
+        self.at = position;
+        Ok(())
     }
 }
 
@@ -410,14 +510,14 @@ async fn receive_raw<R: AsyncRead + Unpin>(
         ),
     };
     let target = Target::new(dir, &name);
-    let prepared = {
+    let (file, _) = {
         let (target, overwrite) = (target.clone(), options.overwrite);
-        run_blocking(move || target.prepare(overwrite, None)).await?
+        run_blocking(move || target.prepare(overwrite)).await?
     };
     let (to_disk, chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
     let writer = tokio::task::spawn_blocking(move || {
-        disk::write_chunks(prepared.file, Sha256::new(), 0, chunks, give_back)
+        disk::write_chunks(file, Sha256::new(), 0, chunks, give_back)
     });
     let mut position = 0u64;
     let mut failure = None;
@@ -438,9 +538,12 @@ async fn receive_raw<R: AsyncRead + Unpin>(
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                failure = Some(cut_off(
-                    &name,
-                    format!("the connection broke after {position} bytes ({e})"),
+                failure = Some(Refusal::new(
+                    Code::Protocol,
+                    format!(
+                        "the raw upload of '{name}' broke after {position} bytes ({}); nothing was kept",
+                        os_words(&e)
+                    ),
                 ));
                 break;
             }
@@ -467,9 +570,10 @@ async fn receive_raw<R: AsyncRead + Unpin>(
     let failure = failure.or_else(|| written.error.map(|e| storage_error(&name, e)));
     if let Some(refusal) = failure {
         // Raw mode cannot resume (nothing says where the file ends), so a
-        // failed raw upload leaves nothing behind.
-        drop(written.file);
+        // failed raw upload leaves nothing behind. Removed while still
+        // locked, so no other upload can have opened it in between.
         let _ = std::fs::remove_file(&target.part);
+        drop(written.file);
         return Err(refusal);
     }
     let sha256: [u8; 32] = written.hasher.finalize().into();
@@ -498,13 +602,6 @@ struct Target {
     part: PathBuf,
 }
 
-/// An opened, locked part file and where the body starts.
-struct Prepared {
-    file: File,
-    offset: u64,
-    hasher: Sha256,
-}
-
 impl Target {
     fn new(dir: &Path, name: &str) -> Target {
         Target {
@@ -515,15 +612,10 @@ impl Target {
         }
     }
 
-    /// Checks the final name, opens and locks the part file, and works out
-    /// the resume offset: the bytes already in the part file when the sender
-    /// allows resuming (`resume_size` = the file's size) and they do not
-    /// exceed that size; otherwise the part file is emptied.
-    fn prepare(
-        &self,
-        overwrite: bool,
-        resume_size: Option<u64>,
-    ) -> std::result::Result<Prepared, Refusal> {
+    /// Checks the final name, then opens and locks the part file; returns
+    /// it with the number of bytes it holds. Nothing is cut or hashed here:
+    /// that waits until the sender says how it begins.
+    fn prepare(&self, overwrite: bool) -> std::result::Result<(File, u64), Refusal> {
         let name = &self.name;
         match std::fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -557,26 +649,44 @@ impl Target {
             }
             _ => {}
         }
+        let not_a_part_file = |what: &str| {
+            Refusal::new(
+                Code::BadName,
+                format!("the part file of '{name}' is {what} here; refusing to use it"),
+            )
+        };
+        // A folder, pipe or device at the part file's name is refused
+        // before opening it (opening a device can have effects of its own)
+        // and again after (it may have been swapped in between).
+        if let Ok(meta) = std::fs::symlink_metadata(&self.part)
+            && let Some(what) = not_regular(&meta)
+        {
+            return Err(not_a_part_file(what));
+        }
         // O_NOFOLLOW: a symlink planted at the part file's name must not
-        // redirect the write outside the folder.
+        // redirect the write outside the folder. O_NONBLOCK: a FIFO swapped
+        // in must not block the open.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&self.part)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    Refusal::new(
-                        Code::BadName,
-                        format!("the part file of '{name}' is a symbolic link; refusing"),
-                    )
-                } else {
-                    storage_error(name, e)
-                }
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Refusal::new(
+                    Code::BadName,
+                    format!("the part file of '{name}' is a symbolic link; refusing"),
+                ),
+                Some(libc::EISDIR) => not_a_part_file("a folder"),
+                Some(libc::ENXIO) => not_a_part_file("a socket or device"),
+                _ => storage_error(name, e),
             })?;
+        let meta = file.metadata().map_err(|e| storage_error(name, e))?;
+        if let Some(what) = not_regular(&meta) {
+            return Err(not_a_part_file(what));
+        }
         match disk::try_lock(&file) {
             Ok(true) => {}
             Ok(false) => {
@@ -588,9 +698,8 @@ impl Target {
             Err(e) => return Err(storage_error(name, e)),
         }
         // The lock may have been won on a part file another upload renamed
-        // into place a moment ago: then this descriptor is the finished file,
-        // not a part file, and writing to it would damage it.
-        let meta = file.metadata().map_err(|e| storage_error(name, e))?;
+        // into place (or removed) a moment ago: then this descriptor is not
+        // the part file, and writing to it would damage the finished file.
         let still_the_part = std::fs::symlink_metadata(&self.part)
             .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
         if !still_the_part {
@@ -600,45 +709,26 @@ impl Target {
             ));
         }
         // A hard link planted at the part file's name would have this
-        // upload write into (and offer to resume from) a file elsewhere.
+        // upload write into (and resume from) a file elsewhere.
         if meta.nlink() > 1 {
             return Err(hard_linked(&format!("the part file of '{name}'")));
         }
-        let mut file = file;
-        let have = meta.len();
-        match resume_size {
-            Some(size) if have > 0 && have <= size => {
-                let (hasher, read) =
-                    disk::hash_prefix(&mut file, have).map_err(|e| storage_error(name, e))?;
-                Ok(Prepared {
-                    file,
-                    offset: read,
-                    hasher,
-                })
-            }
-            _ => {
-                file.set_len(0).map_err(|e| storage_error(name, e))?;
-                Ok(Prepared {
-                    file,
-                    offset: 0,
-                    hasher: Sha256::new(),
-                })
-            }
-        }
+        Ok((file, meta.len()))
     }
 
     /// fsync, rename into place, fsync the folder.
     fn finish(&self, file: File, overwrite: bool) -> std::result::Result<(), Refusal> {
         let name = &self.name;
         file.sync_all().map_err(|e| storage_error(name, e))?;
-        // Keep the lock until the rename is done, so no second upload of
-        // this name can start writing the part file in between.
+        // The lock is kept until the rename (or the removal) is done, so
+        // no second upload of this name can start writing the part file in
+        // between.
         let renamed = disk::rename_into_place(&self.part, &self.path, overwrite);
-        drop(file);
         match renamed {
-            Ok(()) => {}
+            Ok(()) => drop(file),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let _ = std::fs::remove_file(&self.part);
+                drop(file);
                 return Err(Refusal::new(
                     Code::Exists,
                     format!("'{name}' appeared while it was being received; not overwritten"),
@@ -650,39 +740,76 @@ impl Target {
     }
 }
 
+/// What a file that is not a regular file is, in words (`None` for a
+/// regular file).
+fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a folder")
+    } else if kind.is_symlink() {
+        Some("a symbolic link")
+    } else if kind.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("a device")
+    }
+}
+
 /// Removes the part files in `dir` that nobody has written for `max_age`
 /// and no upload holds (an upload in progress, here or in another process,
-/// keeps its lock); returns each one removed with its age. Only names
-/// this code makes (`.NAME.netsh-part`) and only regular files.
+/// keeps its lock); returns each one removed with its age. Only names of
+/// the forms this code makes ([`protocol::is_part_name`]), and only
+/// regular files with no other hard links.
 pub fn remove_abandoned_parts(dir: &Path, max_age: Duration) -> Vec<(PathBuf, Duration)> {
     let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return removed;
     };
+    let age_of = |meta: &std::fs::Metadata| meta.modified().ok().and_then(|m| m.elapsed().ok());
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let is_part = name
+        if !entry
+            .file_name()
             .to_str()
-            .is_some_and(|n| n.starts_with('.') && n.ends_with(protocol::PART_SUFFIX));
+            .is_some_and(protocol::is_part_name)
+        {
+            continue;
+        }
         let path = entry.path();
-        let age = std::fs::symlink_metadata(&path)
+        let old_regular_file = std::fs::symlink_metadata(&path)
             .ok()
             .filter(|meta| meta.is_file())
-            .and_then(|meta| meta.modified().ok())
-            .and_then(|modified| modified.elapsed().ok());
-        let Some(age) = age.filter(|age| is_part && *age >= max_age) else {
+            .and_then(|meta| age_of(&meta))
+            .is_some_and(|age| age >= max_age);
+        if !old_regular_file {
             continue;
-        };
+        }
+        // O_NONBLOCK: a FIFO swapped in since the check must not block
+        // the receiver's start; the opened file is checked again below.
         let Ok(file) = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
         else {
             continue;
         };
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        let age = age_of(&meta).filter(|age| *age >= max_age);
+        let same_file = std::fs::symlink_metadata(&path)
+            .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+        let Some(age) = age.filter(|_| meta.is_file() && meta.nlink() == 1 && same_file) else {
+            continue;
+        };
+        // Removed while locked, so no upload can have opened it meanwhile.
         if disk::try_lock(&file).unwrap_or(false) && std::fs::remove_file(&path).is_ok() {
             removed.push((path, age));
         }
+        drop(file);
     }
     removed
 }
@@ -705,7 +832,10 @@ fn hard_linked(what: &str) -> Refusal {
 }
 
 fn storage_error(name: &str, err: std::io::Error) -> Refusal {
-    Refusal::new(Code::Storage, format!("cannot store '{name}': {err}"))
+    Refusal::new(
+        Code::Storage,
+        format!("cannot store '{name}': {}", os_words(&err)),
+    )
 }
 
 /// An upload that ended early: `how` is a clause saying what happened.
@@ -726,7 +856,10 @@ fn read_refusal(fail: ReadFail, name: &str, what: &str, idle: Duration) -> Refus
                 crate::error::human_duration(idle)
             ),
         ),
-        ReadFail::Io(e) => cut_off(name, format!("the connection broke before {what} ({e})")),
+        ReadFail::Io(e) => cut_off(
+            name,
+            format!("the connection broke before {what} ({})", os_words(&e)),
+        ),
     }
 }
 
@@ -753,7 +886,12 @@ impl Cidr {
             .map_err(|e| Error::invalid(format!("{}: {e}", bad())))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_text {
-            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+            // Digits only, without a leading zero: `/08` is no clearer than `/8`.
+            Some(p)
+                if !p.is_empty()
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && (p == "0" || !p.starts_with('0')) =>
+            {
                 p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?
             }
             Some(_) => return Err(bad()),
@@ -807,6 +945,7 @@ mod tests {
         assert!(block.contains(ip("::ffff:10.1.1.1")));
         assert!(!block.contains(ip("11.0.0.1")));
         assert!(Cidr::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("10.0.0.0/8").is_ok() && Cidr::parse("::/0").is_ok());
         assert!(Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.1")));
         assert!(!Cidr::parse("127.0.0.1").unwrap().contains(ip("127.0.0.2")));
         assert!(Cidr::parse("::1/128").unwrap().contains(ip("::1")));
@@ -830,6 +969,9 @@ mod tests {
             "10.0.0.0/+8",
             " 10.0.0.0/8",
             "[::1/128",
+            "10.0.0.0/08",
+            "::1/0128",
+            "10.0.0.0/",
         ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

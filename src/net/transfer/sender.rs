@@ -209,7 +209,12 @@ async fn send_on(
             .map_or(size, |n| options.offset.saturating_add(n).min(size));
         let size = end - options.offset;
         progress.total.store(size, Ordering::Relaxed);
+        // A raw receiver takes FIN as the end of the file, so a send that
+        // fails (or is dropped: Ctrl-C, a progress callback that throws)
+        // must end in RST instead, or the part sent is stored as complete.
+        let reset = ResetUnlessFinished(Some(conn));
         let sha256 = send_raw(writer, file, options.offset, end, &options, &progress, peer).await?;
+        reset.finished();
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
         if wait_close {
@@ -263,50 +268,91 @@ async fn send_framed<R: AsyncRead + Unpin>(
         name: name.clone().into_bytes(),
     };
     write_within(writer, &header.encode(), options.timeout, peer).await?;
-    let (offset, prefix) = match protocol::read_reply(reader, Some(options.timeout)).await? {
-        Reply::Ready { offset, prefix } => (offset, prefix),
+    let offered = match protocol::read_reply(reader, Some(options.timeout)).await? {
+        Reply::Ready { offset } => offset,
         Reply::Error(code, message) => return Err(refused(code, &message)),
-        Reply::Done { .. } => {
-            return Err(Error::Protocol(
-                "the receiver confirmed a file before it was sent".into(),
-            ));
+        other => {
+            return Err(Error::Protocol(format!(
+                "the receiver sent {} where READY was due",
+                other.name()
+            )));
         }
     };
-    if offset > size {
+    if offered > size {
         return Err(Error::Protocol(format!(
-            "the receiver offered to resume at byte {offset} of a {size}-byte file"
+            "the receiver offered to resume at byte {offered} of a {size}-byte file"
         )));
     }
-    // Resume only if the receiver's bytes are our bytes: hash just that
-    // prefix of our file and compare. The hash state carries on from there,
-    // so the file is still read only once in all.
-    let (hasher, start) = if offset > 0 {
+    // To continue, prove we hold the bytes the receiver kept: the SHA-256
+    // of our own first `offered` bytes. The hash state carries on from
+    // there, so the file is still read only once in all.
+    let (prefix, ours) = if offered > 0 {
         let mut prefix_file = file
             .try_clone()
             .map_err(|e| Error::io("reading the file", None, e))?;
         let (hasher, read) =
-            tokio::task::spawn_blocking(move || disk::hash_prefix(&mut prefix_file, offset))
+            tokio::task::spawn_blocking(move || disk::hash_prefix(&mut prefix_file, offered))
                 .await
                 .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
                 .map_err(|e| Error::io("reading the file", None, e))?;
-        if read == offset && disk::digest_of(&hasher) == prefix {
-            (hasher, offset)
+        if read == offered {
+            (Some(disk::digest_of(&hasher)), hasher)
         } else {
-            (Sha256::new(), 0)
+            (None, Sha256::new())
         }
     } else {
-        (Sha256::new(), 0)
+        (None, Sha256::new())
     };
-    let mut start_message = vec![protocol::MSG_START];
-    start_message.extend_from_slice(&start.to_be_bytes());
-    write_within(writer, &start_message, options.timeout, peer).await?;
+    let start_message = protocol::Start {
+        offset: if prefix.is_some() { offered } else { 0 },
+        prefix: prefix.unwrap_or_default(),
+    };
+    write_within(writer, &start_message.encode(), options.timeout, peer).await?;
+    // Starting at 0 needs no answer first: GO 0 is read later, before the
+    // final reply. Continuing waits for GO, which follows the receiver's
+    // hashing of its part file (so the longer wait).
+    let (start, hasher) = if start_message.offset > 0 {
+        let wait = options.timeout.max(MIN_CONFIRM_WAIT);
+        match protocol::read_reply(reader, Some(wait)).await? {
+            Reply::Go { offset } if offset == offered => (offered, ours),
+            Reply::Go { offset: 0 } => (0, Sha256::new()),
+            Reply::Go { offset } => {
+                return Err(Error::Protocol(format!(
+                    "the receiver said to send from byte {offset}, neither 0 nor the {offered} it offered"
+                )));
+            }
+            Reply::Error(code, message) => return Err(refused(code, &message)),
+            other => {
+                return Err(Error::Protocol(format!(
+                    "the receiver sent {} where GO was due",
+                    other.name()
+                )));
+            }
+        }
+    } else {
+        (0, Sha256::new())
+    };
     progress.resumed_from.store(start, Ordering::Relaxed);
     progress.done.store(start, Ordering::Relaxed);
 
     // The receiver may refuse in the middle (disk full, stalled too long):
     // listen for its reply while sending, so its reason is what the user
     // sees rather than "broken pipe".
-    let mut reply = std::pin::pin!(protocol::read_reply(reader, None));
+    let go_pending = start_message.offset == 0;
+    let mut reply = std::pin::pin!(async {
+        if go_pending {
+            match protocol::read_reply(reader, None).await? {
+                Reply::Go { offset: 0 } => {}
+                Reply::Go { offset } => {
+                    return Err(Error::Protocol(format!(
+                        "the receiver said to send from byte {offset} after START at 0"
+                    )));
+                }
+                other => return Ok(other),
+            }
+        }
+        protocol::read_reply(reader, None).await
+    });
     let body = async {
         let hash = send_chunks(
             writer,
@@ -330,7 +376,10 @@ async fn send_framed<R: AsyncRead + Unpin>(
         early = &mut reply => {
             return Err(match early {
                 Ok(Reply::Error(code, message)) => refused(code, &message),
-                Ok(_) => Error::Protocol("the receiver answered before the file was sent".into()),
+                Ok(other) => Error::Protocol(format!(
+                    "the receiver sent {} before the file was sent",
+                    other.name()
+                )),
                 Err(e) => e,
             });
         }
@@ -371,9 +420,10 @@ async fn send_framed<R: AsyncRead + Unpin>(
             hex::encode(sha256)
         ))),
         Reply::Error(code, message) => Err(refused(code, &message)),
-        Reply::Ready { .. } => Err(Error::Protocol(
-            "the receiver sent READY where a confirmation was due".into(),
-        )),
+        other => Err(Error::Protocol(format!(
+            "the receiver sent {} where a confirmation was due",
+            other.name()
+        ))),
     }
 }
 
@@ -490,11 +540,7 @@ async fn sendfile_all(
                 .map_err(std::io::Error::from)
         });
         match result {
-            Ok(0) => {
-                return Err(Error::invalid(format!(
-                    "the file shrank while it was being sent (ended at byte {offset} of {end})"
-                )));
-            }
+            Ok(0) => return Err(Error::io("reading the file", None, disk::shrank(offset))),
             Ok(n) => {
                 offset += n as u64;
                 progress.done.fetch_add(n as u64, Ordering::Relaxed);
@@ -505,6 +551,24 @@ async fn sendfile_all(
         }
     }
     Ok(())
+}
+
+/// Resets the connection when dropped, unless [`ResetUnlessFinished::finished`]
+/// was called: a raw send that did not finish must not look finished.
+struct ResetUnlessFinished<'a>(Option<&'a Conn>);
+
+impl ResetUnlessFinished<'_> {
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ResetUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0 {
+            conn.abort();
+        }
+    }
 }
 
 /// Reads and discards until the peer closes (or `wait` passes).
@@ -546,11 +610,18 @@ fn stalled(peer: &Endpoint, after: Duration) -> Error {
     }
 }
 
+/// A receiver's refusal as the sender reports it; `message` is the
+/// receiver's own words, already made printable by the decoder.
 fn refused(code: Code, message: &str) -> Error {
+    let hint = if code == Code::Version {
+        " (the two sides run netsh versions that speak different upload protocols)"
+    } else {
+        ""
+    };
     Error::Upload {
         kind: code.kind(),
         message: format!(
-            "the receiver refused the upload: {message} ({})",
+            "the receiver refused the upload: {message} ({}){hint}",
             code.name()
         ),
     }
