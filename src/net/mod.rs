@@ -8,6 +8,7 @@
 use rhai::{Engine, Module};
 
 pub mod addr;
+pub mod capture;
 pub mod helpers;
 pub mod names;
 pub mod ports;
@@ -32,6 +33,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "ports", about: "port ranges and well-known services (lesson 1.4)", module: ports::module },
     Capability { name: "scan", about: "which ports answer: a concurrent connect scan, like nmap -sT", module: scan::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
+    Capability { name: "capture", about: "seeing the wire: the packets of a port, like tcpdump (lesson 1.5)", module: capture::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
     Capability { name: "task", about: "background tasks and servers: task, serve", module: task::module },
     Capability { name: "udp", about: "UDP datagrams (lesson 1.7)", module: udp::module },

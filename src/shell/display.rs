@@ -1,8 +1,10 @@
 //! Printing values for people: strings as they are, maps and arrays laid
-//! out readably, blobs as a hex preview, and netsh's own types through their
-//! `to_debug` function.
+//! out readably, blobs as a hex preview, captured packets as a table, and
+//! netsh's own types through their `to_debug` function.
 
 use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
+
+use crate::net::capture::{self, Packet};
 
 /// Wider than this and a map or array is printed one item per line.
 const WIDTH: usize = 78;
@@ -25,6 +27,9 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return format!("{:?}", value.to_string());
     }
     if let Some(array) = value.read_lock::<Array>() {
+        if let Some(table) = packet_table(&array, indent) {
+            return table;
+        }
         let items: Vec<String> = array
             .iter()
             .map(|v| render(engine, v, indent + 4))
@@ -48,6 +53,24 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return custom(engine, value);
     }
     value.to_string()
+}
+
+/// Captured packets print as a table, one packet a row, under a header.
+fn packet_table(array: &Array, indent: usize) -> Option<String> {
+    let packets: Vec<Packet> = array
+        .iter()
+        .map(|v| v.read_lock::<Packet>().map(|p| p.clone()))
+        .collect::<Option<_>>()?;
+    if packets.is_empty() {
+        return None;
+    }
+    let table = capture::table(&packets);
+    if indent == 0 {
+        return Some(table);
+    }
+    let pad = " ".repeat(indent + 4);
+    let rows: Vec<String> = table.lines().map(|l| format!("{pad}{l}")).collect();
+    Some(format!("[\n{}\n{}]", rows.join("\n"), " ".repeat(indent)))
 }
 
 /// A map key, quoted only when it is not a plain identifier.

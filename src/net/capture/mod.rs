@@ -1,0 +1,505 @@
+//! Seeing the wire (lesson 1.5): `capture` records the packets of a port
+//! while a closure runs (or while the user watches), so the three-way
+//! handshake and the four-way close can be seen on the user's own
+//! connection, as tcpdump shows them but readable from a script.
+//!
+//! The parts: [`filter`] writes the kernel filter (port, host, protocol;
+//! loopback's second copy of each packet dropped), [`socket`] owns the
+//! `AF_PACKET` socket and its ring, [`packet`] turns bytes into [`Packet`]
+//! values with relative sequence numbers, [`pcap`] writes a pcap file, and
+//! [`run`] ties them together on a reader thread.
+//!
+//! Why `AF_PACKET` and not libpcap: the kernel already offers everything a
+//! capture of one port needs (a filter, a ring, drop counters), and libpcap
+//! would add a system library an installed binary then depends on.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use rhai::plugin::*;
+use rhai::{Array, FnPtr, Map};
+
+use crate::error::{Error, Result};
+use crate::net::addr::{self, Target};
+use crate::runtime;
+
+mod filter;
+mod packet;
+mod pcap;
+mod run;
+mod socket;
+
+pub use filter::{Proto, Selector};
+pub use packet::{Packet, table};
+pub use run::Summary;
+pub use socket::NEED_PRIVILEGE;
+
+/// The Rhai module of this capability.
+pub fn module() -> Module {
+    let mut module = exported_module!(api);
+    module.set_custom_type::<Packet>("Packet");
+    module
+}
+
+/// What a capture keeps and when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub selector: Selector,
+    /// The interface's name and index (`None`: every interface).
+    pub iface: Option<(String, u32)>,
+    /// Stop after this many packets.
+    pub count: Option<usize>,
+    /// Stop after this long.
+    pub timeout: Option<Duration>,
+    /// Also write the packets to this pcap file.
+    pub pcap: Option<PathBuf>,
+    /// Print each packet as it arrives (`print` is a Rhai keyword).
+    pub live: bool,
+    /// Return `#{packets, seen, dropped, result}` instead of the packets alone.
+    pub stats: bool,
+}
+
+const KNOWN: &str = "port, host, proto, iface, count, timeout, pcap, live, stats";
+
+impl Options {
+    /// Checks every option before anything is opened.
+    pub fn from_map(map: &Map) -> Result<Options> {
+        let mut o = Options::default();
+        for (key, value) in map {
+            let wrong = |what: &str| {
+                Error::invalid(format!(
+                    "option '{key}' must be {what}, not {}",
+                    value.type_name()
+                ))
+            };
+            match key.as_str() {
+                "port" => {
+                    let n = value.as_int().map_err(|_| wrong("a port number"))?;
+                    o.selector.port = Some(addr::port(n)?);
+                }
+                "host" => {
+                    let text = value
+                        .clone()
+                        .into_immutable_string()
+                        .map_err(|_| wrong("an address or host name"))?;
+                    o.selector.hosts = host_addresses(&text)?;
+                }
+                "proto" => {
+                    let text = value
+                        .clone()
+                        .into_immutable_string()
+                        .map_err(|_| wrong("\"tcp\" or \"udp\""))?;
+                    o.selector.proto = Some(match text.to_ascii_lowercase().as_str() {
+                        "tcp" => Proto::Tcp,
+                        "udp" => Proto::Udp,
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "option 'proto' must be \"tcp\" or \"udp\", not \"{text}\""
+                            )));
+                        }
+                    });
+                }
+                "iface" => {
+                    let name = value
+                        .clone()
+                        .into_immutable_string()
+                        .map_err(|_| wrong("an interface name like \"lo\""))?;
+                    o.iface = Some((name.to_string(), interface_index(&name)?));
+                }
+                "count" => {
+                    let n = value.as_int().map_err(|_| wrong("a number of packets"))?;
+                    o.count =
+                        Some(usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            Error::invalid(format!("option 'count' must be 1 or more, not {n}"))
+                        })?);
+                }
+                "timeout" => {
+                    let ms = value
+                        .as_int()
+                        .map_err(|_| wrong("a number of milliseconds"))?;
+                    if ms < 1 {
+                        return Err(Error::invalid(format!(
+                            "option 'timeout' must be 1 ms or more, not {ms}"
+                        )));
+                    }
+                    o.timeout = Some(Duration::from_millis(ms.unsigned_abs()));
+                }
+                "pcap" => {
+                    let path = value
+                        .clone()
+                        .into_immutable_string()
+                        .map_err(|_| wrong("a file name like \"out.pcap\""))?;
+                    if path.trim().is_empty() {
+                        return Err(Error::invalid("option 'pcap' needs a file name"));
+                    }
+                    o.pcap = Some(PathBuf::from(path.as_str()));
+                }
+                "live" => o.live = value.as_bool().map_err(|_| wrong("true or false"))?,
+                "stats" => o.stats = value.as_bool().map_err(|_| wrong("true or false"))?,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "unknown option '{other}' (known: {KNOWN})"
+                    )));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// The addresses of `host`: an IP literal as it is, a name through the
+/// resolver (`.invalid` names fail without a query).
+fn host_addresses(host: &str) -> Result<Vec<IpAddr>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let target = Target {
+        host: bare.to_string(),
+        port: 0,
+    };
+    let mut ips: Vec<IpAddr> = runtime::block_on(async move { addr::lookup(&target).await })?
+        .into_iter()
+        .map(|a| a.ip())
+        .collect();
+    ips.dedup();
+    if ips.len() > filter::MAX_HOSTS {
+        return Err(Error::invalid(format!(
+            "'{host}' has {} addresses; name one of them (at most {} are matched)",
+            ips.len(),
+            filter::MAX_HOSTS
+        )));
+    }
+    Ok(ips)
+}
+
+/// The index of a network interface, or an error naming the ones there are.
+fn interface_index(name: &str) -> Result<u32> {
+    match nix::net::if_::if_nametoindex(name) {
+        Ok(index) if index > 0 => Ok(index),
+        _ => {
+            let mut names: Vec<String> = nix::net::if_::if_nameindex()
+                .map(|list| {
+                    list.iter()
+                        .map(|i| i.name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            Err(Error::NotFound(format!(
+                "no network interface named '{name}' (there are: {})",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+/// What `capture` returns: the packets, or with `stats: true` a map.
+fn result(summary: Summary, stats: bool, value: Dynamic) -> Dynamic {
+    let packets: Array = summary.packets.into_iter().map(Dynamic::from).collect();
+    if !stats {
+        return packets.into();
+    }
+    let mut m = Map::new();
+    m.insert("packets".into(), packets.into());
+    m.insert("seen".into(), (summary.seen as i64).into());
+    m.insert("dropped".into(), (summary.dropped as i64).into());
+    m.insert("result".into(), value);
+    m.into()
+}
+
+#[export_module]
+mod api {
+    use super::*;
+    use crate::error::{ScriptResult, fail};
+    use crate::net::tcp::wrong_type;
+
+    /// Runs the closure while capturing the packets to and from a port,
+    /// and returns them in order as `Packet`s (`time` µs since the start,
+    /// `src`, `dst`, `proto`, `flags` like `"SYN-ACK"`, `seq`/`ack`
+    /// relative to each side's first, `window`, `len`). Options: `port`,
+    /// `host`, `proto` (`"tcp"`/`"udp"`), `iface`, `count`, `timeout` (ms),
+    /// `pcap` (a file for tcpdump/Wireshark), `live` (print each packet as
+    /// it comes), `stats` (return `#{packets, seen, dropped, result}`).
+    /// Needs CAP_NET_RAW.
+    ///
+    /// ```rhai
+    /// let l = listen(0);
+    /// let p = capture(#{port: l.port}, || { let c = connect("127.0.0.1", l.port); c.close(); });
+    /// p.map(|x| x.flags)   // ["SYN", "SYN-ACK", "ACK", "FIN-ACK", …]
+    /// ```
+    ///
+    /// Fails when: netsh lacks CAP_NET_RAW (the message says how to grant
+    /// it), an option is unknown or wrong, the interface does not exist,
+    /// the pcap file cannot be written, or the closure fails (its error).
+    #[rhai_fn(return_raw)]
+    pub fn capture(ctx: NativeCallContext, options: Map, f: FnPtr) -> ScriptResult<Dynamic> {
+        let options = Options::from_map(&options).map_err(fail("capture"))?;
+        let stats = options.stats;
+        let running = run::Running::start(options).map_err(fail("capture"))?;
+        let value = match f.call_within_context::<Dynamic>(&ctx, ()) {
+            Ok(value) => value,
+            Err(err) => {
+                running.abandon();
+                return Err(err);
+            }
+        };
+        let summary = running.settle().map_err(fail("capture"))?;
+        Ok(super::result(summary, stats, value))
+    }
+
+    /// Watches a port's traffic, tcpdump-style, until `count` packets,
+    /// `timeout` ms, or Ctrl-C (which ends the watch and returns what was
+    /// seen). Same options as with a closure.
+    ///
+    /// ```rhai
+    /// capture(#{port: 80, count: 10, timeout: 5000})
+    /// ```
+    ///
+    /// Fails when: netsh lacks CAP_NET_RAW, an option is unknown or wrong,
+    /// the interface does not exist, or the pcap file cannot be written.
+    #[rhai_fn(return_raw, name = "capture")]
+    pub fn capture_watch(options: Map) -> ScriptResult<Dynamic> {
+        let options = Options::from_map(&options).map_err(fail("capture"))?;
+        let stats = options.stats;
+        let summary = run::Running::start(options)
+            .and_then(run::Running::watch)
+            .map_err(fail("capture"))?;
+        Ok(super::result(summary, stats, Dynamic::UNIT))
+    }
+
+    /// Catches `capture` given something other than an options map.
+    ///
+    /// ```rhai
+    /// capture(#{port: 9000})   // not capture(9000)
+    /// ```
+    ///
+    /// Fails when: always: the argument is not a map of options.
+    #[rhai_fn(return_raw, name = "capture")]
+    pub fn capture_wrong_type(options: Dynamic) -> ScriptResult<Dynamic> {
+        Err(fail("capture")(wrong_type(
+            "a map of options like #{port: 9000}",
+            &options,
+        )))
+    }
+
+    /// Catches `capture` given the wrong kinds of arguments.
+    ///
+    /// ```rhai
+    /// capture(#{port: 9000}, || connect("127.0.0.1:9000"))
+    /// ```
+    ///
+    /// Fails when: always: the arguments are not a map and a closure.
+    #[rhai_fn(return_raw, name = "capture")]
+    pub fn capture_wrong_types(options: Dynamic, f: Dynamic) -> ScriptResult<Dynamic> {
+        let err = if options.is_map() {
+            wrong_type("a closure like || { … } as the second argument", &f)
+        } else {
+            wrong_type("a map of options like #{port: 9000} first", &options)
+        };
+        Err(fail("capture")(err))
+    }
+
+    /// Microseconds from the start of the capture to this packet.
+    ///
+    /// ```rhai
+    /// p.time   // 41
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "time", pure)]
+    pub fn time(p: &mut Packet) -> i64 {
+        p.time_us
+    }
+
+    /// The sender, as `"ip:port"` (`"[::1]:9000"` for IPv6).
+    ///
+    /// ```rhai
+    /// p.src   // "127.0.0.1:53211"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "src", pure)]
+    pub fn src(p: &mut Packet) -> String {
+        p.src.to_string()
+    }
+
+    /// The receiver, as `"ip:port"`.
+    ///
+    /// ```rhai
+    /// p.dst   // "127.0.0.1:9000"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "dst", pure)]
+    pub fn dst(p: &mut Packet) -> String {
+        p.dst.to_string()
+    }
+
+    /// `"tcp"` or `"udp"`.
+    ///
+    /// ```rhai
+    /// p.proto   // "tcp"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "proto", pure)]
+    pub fn proto(p: &mut Packet) -> String {
+        p.proto_name().into()
+    }
+
+    /// The TCP flags by name: `"SYN"`, `"SYN-ACK"`, `"ACK"`, `"PSH-ACK"`,
+    /// `"FIN-ACK"`, `"RST"`, `"RST-ACK"`…; `()` for UDP.
+    ///
+    /// ```rhai
+    /// p.flags   // "SYN-ACK"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "flags", pure)]
+    pub fn flags(p: &mut Packet) -> Dynamic {
+        p.field("flags").unwrap_or(Dynamic::UNIT)
+    }
+
+    /// The sequence number relative to the sender's first (the SYN is 0);
+    /// `()` for UDP.
+    ///
+    /// ```rhai
+    /// p.seq   // 1
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "seq", pure)]
+    pub fn seq(p: &mut Packet) -> Dynamic {
+        p.field("seq").unwrap_or(Dynamic::UNIT)
+    }
+
+    /// The acknowledgment number relative to the receiver's first; `()`
+    /// when the ACK flag is not set, and for UDP.
+    ///
+    /// ```rhai
+    /// p.ack   // 1
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "ack", pure)]
+    pub fn ack(p: &mut Packet) -> Dynamic {
+        p.field("ack").unwrap_or(Dynamic::UNIT)
+    }
+
+    /// The window field as sent (not scaled, as tcpdump shows it); `()` for UDP.
+    ///
+    /// ```rhai
+    /// p.window   // 65495
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "window", pure)]
+    pub fn window(p: &mut Packet) -> Dynamic {
+        p.field("window").unwrap_or(Dynamic::UNIT)
+    }
+
+    /// Payload bytes: the TCP data or the UDP datagram's contents, from the
+    /// headers (the capture keeps only headers).
+    ///
+    /// ```rhai
+    /// p.len   // 6
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "len", pure)]
+    pub fn len(p: &mut Packet) -> i64 {
+        i64::from(p.len)
+    }
+
+    /// A field by name, as on a map: `p["flags"]`.
+    ///
+    /// ```rhai
+    /// p["flags"]
+    /// ```
+    ///
+    /// Fails when: the packet has no such field.
+    #[rhai_fn(index_get, pure, return_raw)]
+    pub fn field(p: &mut Packet, name: &str) -> ScriptResult<Dynamic> {
+        p.field(name).ok_or_else(|| {
+            fail("Packet")(Error::invalid(format!(
+                "a packet has no field '{name}' (it has: time, src, dst, proto, flags, seq, ack, window, len)"
+            )))
+        })
+    }
+
+    /// The packet as a map `#{time, src, dst, proto, flags, seq, ack, window, len}`.
+    ///
+    /// ```rhai
+    /// to_json(p.to_map())
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(pure)]
+    pub fn to_map(p: &mut Packet) -> Map {
+        p.to_map()
+    }
+
+    /// A packet as one line, like tcpdump:
+    /// `+0.000041 127.0.0.1:53211 → 127.0.0.1:9000 SYN seq 0 win 65495`.
+    ///
+    /// ```rhai
+    /// for p in packets { print(p) }
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn packet_to_string(p: &mut Packet) -> String {
+        p.line()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(code: &str) -> Result<Options> {
+        let engine = rhai::Engine::new();
+        Options::from_map(&engine.eval::<Map>(code).unwrap())
+    }
+
+    #[test]
+    fn every_option_is_checked_before_anything_opens() {
+        let o =
+            options("#{port: 9000, proto: \"UDP\", count: 3, timeout: 50, host: \"::1\"}").unwrap();
+        assert_eq!(o.selector.port, Some(9000));
+        assert_eq!(o.selector.proto, Some(Proto::Udp));
+        assert_eq!(o.selector.hosts, vec!["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            (o.count, o.timeout),
+            (Some(3), Some(Duration::from_millis(50)))
+        );
+        for (code, message) in [
+            ("#{prot: 1}", "unknown option 'prot' (known: port, host"),
+            ("#{port: 70000}", "port 70000 is out of range"),
+            (
+                "#{port: \"80\"}",
+                "option 'port' must be a port number, not string",
+            ),
+            (
+                "#{proto: \"icmp\"}",
+                "must be \"tcp\" or \"udp\", not \"icmp\"",
+            ),
+            ("#{count: 0}", "option 'count' must be 1 or more, not 0"),
+            ("#{timeout: -5}", "option 'timeout' must be 1 ms or more"),
+            (
+                "#{iface: \"nosuch0\"}",
+                "no network interface named 'nosuch0' (there are: ",
+            ),
+            (
+                "#{host: \"nohost.invalid\"}",
+                "cannot resolve 'nohost.invalid'",
+            ),
+            ("#{pcap: \"\"}", "option 'pcap' needs a file name"),
+            ("#{live: 1}", "option 'live' must be true or false"),
+        ] {
+            let err = options(code).unwrap_err().to_string();
+            assert!(err.contains(message), "{code}: {err}");
+        }
+        assert_eq!(options("#{iface: \"lo\"}").unwrap().iface.unwrap().0, "lo");
+    }
+}

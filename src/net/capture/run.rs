@@ -1,0 +1,304 @@
+//! A capture in progress: the packet socket is opened and filtered on the
+//! caller's thread *before* the closure runs (so its SYN cannot be missed),
+//! a reader thread drains the ring while the closure runs on the caller's
+//! thread (Rhai's own thread, so it sees the script's variables), and after
+//! the closure returns the reader goes on until the traffic settles, so the
+//! last ACKs of a close are in.
+//!
+//! Watching without a closure ends at `count`, `timeout` or Ctrl-C. In the
+//! REPL, Ctrl-C cancels the command's token; in a script or `-e`, where
+//! Ctrl-C would end netsh, [`SigintGuard`] turns it into "stop watching"
+//! for as long as the watch lasts, so the packets seen are still returned.
+
+use std::{
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant, SystemTime},
+};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use tokio::sync::watch;
+
+use super::{
+    Options, filter,
+    packet::{Decoder, Packet},
+    pcap::PcapFile,
+    socket::{PacketSocket, SNAPLEN},
+};
+use crate::console;
+use crate::error::{Error, Result};
+use crate::runtime;
+
+/// After the closure returns, the capture ends once no packet has come for
+/// this long…
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// …or this long after the closure returned, whichever is first.
+const SETTLE_MAX: Duration = Duration::from_secs(1);
+/// How often the reader looks up from an empty ring to check for the end.
+const TICK: Duration = Duration::from_millis(20);
+/// A capture stops keeping packets past this many (about 200 MB), and says so.
+const MAX_PACKETS: usize = 2_000_000;
+
+/// What a capture saw.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub packets: Vec<Packet>,
+    /// Packets the kernel's filter passed to the capture.
+    pub seen: u64,
+    /// Packets the kernel dropped because the ring was full.
+    pub dropped: u64,
+}
+
+/// Flags the caller's thread sets for the reader.
+#[derive(Default)]
+struct Control {
+    stop: AtomicBool,
+    /// When the closure returned.
+    settle_from: OnceLock<Instant>,
+}
+
+/// A capture whose reader thread is running.
+pub struct Running {
+    control: Arc<Control>,
+    thread: Option<JoinHandle<Result<Summary>>>,
+    done: watch::Receiver<bool>,
+}
+
+impl Running {
+    /// Opens the filtered socket (and the pcap file) and starts reading.
+    pub fn start(options: Options) -> Result<Running> {
+        let program = filter::program(&options.selector, SNAPLEN);
+        let ifindex = options.iface.as_ref().map_or(0, |(_, index)| *index);
+        let socket = PacketSocket::open(ifindex, &program)?;
+        // Time 0 is when the socket is ready (a packet in the microseconds
+        // between the two counts as 0).
+        let start = SystemTime::now();
+        let pcap = match &options.pcap {
+            Some(path) => Some(PcapFile::create(path)?),
+            None => None,
+        };
+        let control = Arc::new(Control::default());
+        let (done_tx, done) = watch::channel(false);
+        let reader = Reader {
+            socket,
+            pcap,
+            decoder: Decoder::new(start),
+            control: control.clone(),
+            count: options.count,
+            deadline: options.timeout.map(|t| Instant::now() + t),
+            live: options.live,
+        };
+        let thread = std::thread::Builder::new()
+            .name("netsh-capture".into())
+            .spawn(move || {
+                let _done = DoneGuard(done_tx);
+                reader.run()
+            })
+            .map_err(|e| Error::io("starting the capture thread", None, e))?;
+        Ok(Running {
+            control,
+            thread: Some(thread),
+            done,
+        })
+    }
+
+    /// The closure has returned: read until the traffic settles, then end.
+    pub fn settle(mut self) -> Result<Summary> {
+        let _ = self.control.settle_from.set(Instant::now());
+        self.join()
+    }
+
+    /// Watches until `count`, `timeout` or Ctrl-C; Ctrl-C is not an error.
+    pub fn watch(mut self) -> Result<Summary> {
+        let _sigint = SigintGuard::install();
+        let mut done = self.done.clone();
+        let waited = runtime::block_on(async move {
+            let _ = done.wait_for(|finished| *finished).await;
+            Ok(())
+        });
+        match waited {
+            Ok(()) | Err(Error::Interrupted) => {}
+            Err(other) => return Err(other),
+        }
+        self.control.stop.store(true, Ordering::Relaxed);
+        self.join()
+    }
+
+    /// The closure failed: stop at once, keep nothing.
+    pub fn abandon(self) {
+        drop(self);
+    }
+
+    fn join(&mut self) -> Result<Summary> {
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| Error::invalid("the capture has already ended"))?;
+        let summary = thread
+            .join()
+            .map_err(|_| Error::invalid("the capture thread failed (a bug in netsh)"))??;
+        if summary.dropped > 0 {
+            console::warn(&format!(
+                "capture: the kernel dropped {} of {} packets (the capture could not keep up)",
+                summary.dropped,
+                summary.seen + summary.dropped
+            ));
+        }
+        Ok(summary)
+    }
+}
+
+impl Drop for Running {
+    /// However the capture ends, its thread ends with it.
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.control.stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Tells waiters the reader has ended, even if it panicked.
+struct DoneGuard(watch::Sender<bool>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// The reader thread's state.
+struct Reader {
+    socket: PacketSocket,
+    pcap: Option<PcapFile>,
+    decoder: Decoder,
+    control: Arc<Control>,
+    count: Option<usize>,
+    deadline: Option<Instant>,
+    live: bool,
+}
+
+impl Reader {
+    fn run(mut self) -> Result<Summary> {
+        let mut packets = Vec::new();
+        let mut last_packet = Instant::now();
+        loop {
+            let now = Instant::now();
+            if self.control.stop.load(Ordering::Relaxed)
+                || SIGINT_SEEN.load(Ordering::Relaxed)
+                || self.deadline.is_some_and(|d| now >= d)
+                || self.settled(now, last_packet)
+            {
+                break;
+            }
+            let wait = self
+                .deadline
+                .map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
+            let Some(frame) = self.socket.next(wait)? else {
+                continue;
+            };
+            last_packet = Instant::now();
+            let Some(packet) = self.decoder.decode(frame.data, frame.wire_len, frame.time) else {
+                continue;
+            };
+            if let Some(pcap) = self.pcap.as_mut() {
+                pcap.write(frame.data, frame.wire_len, frame.time)?;
+            }
+            drop(frame);
+            if self.live {
+                console::line(&packet.line());
+            }
+            packets.push(packet);
+            if self.count.is_some_and(|n| packets.len() >= n) {
+                break;
+            }
+            if packets.len() >= MAX_PACKETS {
+                console::warn(&format!(
+                    "capture: stopped after {MAX_PACKETS} packets; use `count` or a narrower filter"
+                ));
+                break;
+            }
+        }
+        let (seen, dropped) = self.socket.statistics()?;
+        if let Some(pcap) = self.pcap.take() {
+            pcap.finish()?;
+        }
+        Ok(Summary {
+            packets,
+            seen,
+            dropped,
+        })
+    }
+
+    /// Whether the closure has returned and the traffic has gone quiet.
+    fn settled(&self, now: Instant, last_packet: Instant) -> bool {
+        let Some(&from) = self.control.settle_from.get() else {
+            return false;
+        };
+        let quiet_since = from.max(last_packet);
+        now.duration_since(quiet_since) >= SETTLE_QUIET || now.duration_since(from) >= SETTLE_MAX
+    }
+}
+
+/// Set by the SIGINT handler while a watch runs outside the REPL.
+static SIGINT_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// How many watches hold the handler, and the action to restore after the last.
+static SIGINT_HOLDERS: Mutex<(usize, Option<SigAction>)> = Mutex::new((0, None));
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    SIGINT_SEEN.store(true, Ordering::Relaxed);
+}
+
+/// While alive (outside the REPL), Ctrl-C ends watches instead of netsh.
+struct SigintGuard {
+    installed: bool,
+}
+
+impl SigintGuard {
+    fn install() -> SigintGuard {
+        if console::is_interactive() {
+            // The REPL's own handler already cancels the command's token.
+            return SigintGuard { installed: false };
+        }
+        let Ok(mut holders) = SIGINT_HOLDERS.lock() else {
+            return SigintGuard { installed: false };
+        };
+        if holders.0 == 0 {
+            SIGINT_SEEN.store(false, Ordering::Relaxed);
+            let action = SigAction::new(
+                SigHandler::Handler(on_sigint),
+                SaFlags::SA_RESTART,
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only stores to an atomic, which is
+            // async-signal-safe; the previous action is restored on drop.
+            match unsafe { sigaction(Signal::SIGINT, &action) } {
+                Ok(previous) => holders.1 = Some(previous),
+                Err(_) => return SigintGuard { installed: false },
+            }
+        }
+        holders.0 += 1;
+        SigintGuard { installed: true }
+    }
+}
+
+impl Drop for SigintGuard {
+    fn drop(&mut self) {
+        if !self.installed {
+            return;
+        }
+        if let Ok(mut holders) = SIGINT_HOLDERS.lock() {
+            holders.0 -= 1;
+            if holders.0 == 0
+                && let Some(previous) = holders.1.take()
+            {
+                // SAFETY: puts back the action that was in place before.
+                let _ = unsafe { sigaction(Signal::SIGINT, &previous) };
+            }
+        }
+    }
+}
