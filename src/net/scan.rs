@@ -312,7 +312,11 @@ fn local_sweep(
                 left.extend(rest);
             }
             Ok(Err(e)) => failure = failure.or(Some(e)),
-            Err(_) => failure = failure.or(Some(Error::invalid("a scan thread failed (a bug in netsh)"))),
+            Err(_) => {
+                failure = failure.or(Some(Error::invalid(
+                    "a scan thread failed (a bug in netsh)",
+                )))
+            }
         }
     }
     if let Some(e) = failure {
@@ -322,7 +326,11 @@ fn local_sweep(
         return Err(Error::Interrupted);
     }
     // Chunks no thread took, once the host turned slow.
-    left.extend(ports.iter().skip(next.load(Ordering::Relaxed).min(ports.len())));
+    left.extend(
+        ports
+            .iter()
+            .skip(next.load(Ordering::Relaxed).min(ports.len())),
+    );
     Ok((results, left))
 }
 
@@ -406,8 +414,12 @@ impl Sweep {
     }
 
     fn socket(&self) -> Result<Socket> {
-        let socket = Socket::new(Domain::for_address(SocketAddr::new(self.host, 0)), Type::STREAM, None)
-            .map_err(|e| Error::io("opening a socket", None, e))?;
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(self.host, 0)),
+            Type::STREAM,
+            None,
+        )
+        .map_err(|e| Error::io("opening a socket", None, e))?;
         if !self.timeout.is_zero() {
             socket
                 .set_write_timeout(Some(self.timeout))

@@ -24,17 +24,54 @@ pub struct Netsh {
 
 impl Netsh {
     pub fn new() -> Self {
+        Self::wrapped(&[])
+    }
+
+    /// `netsh` started through `wrapper` (e.g. `["unshare", "-n", …]`), which
+    /// runs its last arguments as the command.
+    pub fn wrapped(wrapper: &[&str]) -> Self {
         let home = tempfile::tempdir().expect("creating a temp home");
-        let mut cmd = Command::new(netsh_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(netsh_bin());
+                cmd
+            }
+            None => Command::new(netsh_bin()),
+        };
         cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("NO_COLOR", "1")
             .current_dir(home.path());
         Netsh {
             cmd,
-            description: "netsh".into(),
+            description: wrapper
+                .iter()
+                .map(|w| format!("{w:?} "))
+                .collect::<String>()
+                + "netsh",
             _home: home,
         }
+    }
+
+    /// `netsh` as the user `nobody`, without any capability (so without
+    /// CAP_NET_RAW), from a home that user may enter.
+    pub fn nobody() -> Self {
+        let netsh = Self::wrapped(&NOBODY);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(netsh.home(), std::fs::Permissions::from_mode(0o777))
+            .expect("opening the temp home to nobody");
+        netsh
+    }
+
+    /// `netsh` in a network namespace of its own, where only a loopback
+    /// interface exists and nothing listens; `setup` (shell commands) runs
+    /// there first.
+    pub fn in_netns(setup: &[&str]) -> Self {
+        let mut steps = vec!["ip link set lo up"];
+        steps.extend_from_slice(setup);
+        let script = format!("{} && exec \"$0\" \"$@\"", steps.join(" && "));
+        Self::wrapped(&["unshare", "--net", "sh", "-c", &script])
     }
 
     /// The temporary home (working directory) of this command.
@@ -145,4 +182,56 @@ impl Run {
             self.stderr()
         )
     }
+}
+
+/// How `Netsh::nobody` runs netsh: as nobody, with no inherited capability.
+const NOBODY: [&str; 6] = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--",
+];
+
+/// Tells the person running `cargo test` that a test skipped and why.
+/// Written straight to the terminal: libtest hides a passing test's output.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// Why packets cannot be captured here, if they cannot (netsh lacks
+/// CAP_NET_RAW: the tests are not running as root).
+pub fn capture_unavailable() -> Option<String> {
+    let run = Netsh::new()
+        .args(["-e", "capture(#{port: 1, count: 1, timeout: 1}); 1"])
+        .output();
+    (run.code() != Some(0)).then(|| format!("capture is not possible here: {}", run.stderr()))
+}
+
+/// Why netsh cannot be run as `nobody` here, if it cannot.
+pub fn nobody_unavailable() -> Option<String> {
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return Some("setpriv (util-linux) is not installed".into());
+    }
+    let run = Netsh::nobody().args(["-e", "1"]).output();
+    (run.code() != Some(0)).then(|| {
+        format!(
+            "netsh cannot run as nobody here (is the build directory readable by others? are we root?): {}",
+            run.stderr()
+        )
+    })
+}
+
+/// Why a private network namespace cannot be made here, if it cannot
+/// (needs root, `unshare` from util-linux and `ip` from iproute2).
+pub fn netns_unavailable() -> Option<String> {
+    let run = Netsh::in_netns(&[]).args(["-e", "1"]).output();
+    (run.code() != Some(0)).then(|| {
+        format!(
+            "no private network namespace (needs root, unshare and ip): {}",
+            run.stderr()
+        )
+    })
 }
