@@ -1,0 +1,306 @@
+//! `scan` over every port: exactly the listeners there are, run after run,
+//! never a self-connect counted as open; why each port is what it is; a
+//! port that stays silent; and the report plugin built on it.
+//!
+//! The exact tests run in a private network namespace (root, `unshare`,
+//! `ip`), where nothing but the test's own listeners exists; the test on
+//! this machine's loopback checks against `sockets()`.
+
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    net::{TcpListener, TcpStream},
+    time::Duration,
+};
+
+use serde_json::Value;
+use support::{Netsh, skip};
+
+/// Skips the calling test (saying why) when no network namespace can be made.
+macro_rules! need_netns {
+    ($test:expr) => {
+        if let Some(why) = support::netns_unavailable() {
+            skip($test, &why);
+            return;
+        }
+    };
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn ports(v: &Value) -> BTreeSet<u64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect()
+}
+
+/// In a namespace where only the test listens, five sweeps of all 65,535
+/// ports of 127.0.0.1 and of ::1 each find exactly the test's listeners:
+/// one on 127.0.0.1, one on ::1, one on every address.
+#[test]
+fn full_sweeps_find_exactly_our_listeners() {
+    need_netns!("full_sweeps_find_exactly_our_listeners");
+    let out = Netsh::in_netns(&[])
+        .args([
+            "-e",
+            r#"
+            let v4 = listen("127.0.0.1:0");
+            let v6 = listen("[::1]:0");
+            let both = listen(0);
+            let runs = [];
+            for i in 0..5 {
+                runs.push([scan("127.0.0.1", 1..65536), scan("::1", 1..65536)]);
+            }
+            to_json(#{v4: v4.port, v6: v6.port, both: both.port, runs: runs})
+            "#,
+        ])
+        .ok()
+        .stdout();
+    let v = json(&out);
+    let (v4, v6, both) = (
+        v["v4"].as_u64().unwrap(),
+        v["v6"].as_u64().unwrap(),
+        v["both"].as_u64().unwrap(),
+    );
+    for run in v["runs"].as_array().unwrap() {
+        assert_eq!(
+            ports(&run[0]),
+            BTreeSet::from([v4, both]),
+            "127.0.0.1: {out}"
+        );
+        assert_eq!(ports(&run[1]), BTreeSet::from([v6, both]), "::1: {out}");
+    }
+}
+
+/// With a single pair of ephemeral ports, a connect to 40000 lands on its
+/// own source port: the plain `connect` shows that self-connect happening,
+/// and `scan` in the same situation reports the port closed, not open.
+#[test]
+fn a_self_connect_is_never_an_open_port() {
+    need_netns!("a_self_connect_is_never_an_open_port");
+    let narrow = "echo '40000 40001' > /proc/sys/net/ipv4/ip_local_port_range";
+    // The hazard is real: in a fresh namespace the connect meets itself.
+    let control = Netsh::in_netns(&[narrow])
+        .args([
+            "-e",
+            "let c = connect(\"127.0.0.1:40000\"); c.local == c.peer",
+        ])
+        .ok()
+        .stdout();
+    assert_eq!(
+        control, "true",
+        "the setup no longer provokes a self-connect"
+    );
+    for host in ["127.0.0.1", "::1"] {
+        let out = Netsh::in_netns(&[narrow])
+            .args([
+                "-e",
+                &format!("to_json(scan(\"{host}\", 39990..40010, #{{reason: true}}).filter(|p| p.state != \"closed\"))"),
+            ])
+            .ok()
+            .stdout();
+        assert_eq!(out, "[]", "{host}: a port reported open or filtered");
+    }
+}
+
+/// On this machine's loopback, three sweeps in a row find the test's
+/// listeners and every port `sockets()` shows listening, and nothing that
+/// was not listening before or after the sweep.
+#[test]
+fn full_sweeps_agree_with_sockets() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    let ours = BTreeSet::from([
+        u64::from(a.local_addr().unwrap().port()),
+        u64::from(b.local_addr().unwrap().port()),
+    ]);
+    let out = Netsh::eval(
+        r#"
+        // Ports taking connections to 127.0.0.1: bound to it or to every
+        // address ([::] may or may not take IPv4 too).
+        fn listening() {
+            let found = #{certain: [], maybe: []};
+            for s in sockets(#{state: "LISTEN"}) {
+                let port = parse_int(s.local.split(":").pop());
+                if s.local.starts_with("127.0.0.1:") || s.local.starts_with("0.0.0.0:") {
+                    found.certain.push(port);
+                } else if s.local.starts_with("[::]:") {
+                    found.maybe.push(port);
+                }
+            }
+            found
+        }
+        let runs = [];
+        for i in 0..3 {
+            let before = listening();
+            let open = scan("127.0.0.1", 1..65536);
+            runs.push(#{before: before, open: open, after: listening()});
+        }
+        to_json(runs)
+        "#,
+    );
+    let runs = json(&out);
+    for run in runs.as_array().unwrap() {
+        let open = ports(&run["open"]);
+        let set = |when: &str, which: &str| ports(&run[when][which]);
+        let required: BTreeSet<u64> = set("before", "certain")
+            .intersection(&set("after", "certain"))
+            .copied()
+            .chain(ours.iter().copied())
+            .collect();
+        let allowed: BTreeSet<u64> = ["before", "after"]
+            .iter()
+            .flat_map(|when| set(when, "certain").into_iter().chain(set(when, "maybe")))
+            .collect();
+        assert!(
+            required.is_subset(&open),
+            "missing {:?}",
+            required.difference(&open)
+        );
+        let strays: Vec<&u64> = open.difference(&allowed).collect();
+        assert!(
+            strays.is_empty(),
+            "open but nobody listens there: {strays:?}\n{run}"
+        );
+    }
+}
+
+/// A listener whose queue is full answers nothing: that port is
+/// `filtered` (`no-response`), its neighbours `closed` (`reset`), an open
+/// port `open` (`syn-ack`), and the sweep goes on past the silence.
+#[test]
+fn reasons_say_open_closed_or_filtered() {
+    // Backlog 0 takes one connection; later SYNs are dropped unanswered.
+    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    full.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    full.listen(0).unwrap();
+    let silent = full.local_addr().unwrap().as_socket().unwrap().port();
+    let _queued: Vec<_> = (0..3)
+        .filter_map(|_| {
+            TcpStream::connect_timeout(&([127, 0, 0, 1], silent).into(), Duration::from_millis(300))
+                .ok()
+        })
+        .collect();
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let closed = {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().port()
+    };
+    let out = Netsh::eval(&format!(
+        "to_json(scan(\"127.0.0.1\", [{closed}, {silent}, {open_port}, {}], #{{reason: true, timeout: 300}}))",
+        silent + 1
+    ));
+    let v = json(&out);
+    let outcome = |port: u16| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["port"] == port)
+            .map(|p| {
+                (
+                    p["state"].as_str().unwrap().to_string(),
+                    p["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("port {port} missing: {out}"))
+    };
+    assert_eq!(
+        outcome(silent),
+        ("filtered".into(), "no-response".into()),
+        "{out}"
+    );
+    assert_eq!(
+        outcome(open_port),
+        ("open".into(), "syn-ack".into()),
+        "{out}"
+    );
+    assert_eq!(outcome(closed), ("closed".into(), "reset".into()), "{out}");
+    assert_eq!(v.as_array().unwrap().len(), 4, "{out}");
+}
+
+/// `service: true` names the usual service of each open port; options are
+/// checked before anything is sent.
+#[test]
+fn service_names_and_bad_options() {
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    let out = Netsh::eval(&format!(
+        "scan(\"127.0.0.1\", [{port}], #{{service: true}})"
+    ));
+    assert_eq!(out, format!("[#{{port: {port}, service: ()}}]"));
+    let out = Netsh::eval(&format!(
+        "scan(\"127.0.0.1\", [{port}], #{{service: true, reason: true}})"
+    ));
+    assert_eq!(
+        out,
+        format!("[#{{port: {port}, reason: \"syn-ack\", service: (), state: \"open\"}}]")
+    );
+    for (code, message) in [
+        (
+            "scan(\"127.0.0.1\", [1], #{reasn: true})",
+            "scan: unknown option 'reasn' (known: timeout, concurrency, reason, service, detail)",
+        ),
+        (
+            "scan(\"127.0.0.1\", [1], #{reason: 1})",
+            "scan: option 'reason' must be true or false",
+        ),
+        (
+            "scan(\"127.0.0.1\", [1], #{timeout: -1})",
+            "scan: timeout must be 0 or more, not -1",
+        ),
+        (
+            "scan(\"nohost.invalid\", [1])",
+            "scan: cannot resolve 'nohost.invalid'",
+        ),
+    ] {
+        let err = Netsh::eval_err(code);
+        assert!(err.contains(message), "{code}: {err}");
+    }
+}
+
+/// `report::host` lists the open ports with their service and, on this
+/// machine, the process and pid that listen there (here: this test).
+#[test]
+fn report_names_the_owning_process() {
+    let ours = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = ours.local_addr().unwrap().port();
+    let closed = {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        t.local_addr().unwrap().port()
+    };
+    let run = Netsh::new()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "-e",
+            &format!("to_json(report::host(\"localhost\", [{port}, {closed}]))"),
+        ])
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0], "1 open TCP ports on localhost (127.0.0.1)",
+        "{out}"
+    );
+    assert!(lines[1].starts_with("port   service"), "{out}");
+    assert!(lines[2].starts_with(&format!("{port} ")), "{out}");
+    assert!(
+        lines[2].ends_with(&format!("(pid {})", std::process::id())),
+        "{out}"
+    );
+    let rows = json(lines[3]);
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(rows[0]["pid"], std::process::id(), "{out}");
+    assert_eq!(rows[0]["port"], port, "{out}");
+}
