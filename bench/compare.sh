@@ -69,7 +69,22 @@ print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f}")
 PY
 }
 
-need python3:python3
+# A port nobody uses right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until something listens on 127.0.0.1:$1.
+wait_listen() {
+  for _ in $(seq 500); do
+    ss -Hltn "sport = :$1" | grep -q . && return 0
+    sleep 0.01
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+need python3:python3 ss:iproute2
 if [ ! -x "$NETSH" ]; then
   cargo build --release --quiet
 fi

@@ -411,22 +411,6 @@ mod api {
         i64::from(p.len)
     }
 
-    /// A field by name, as on a map: `p["flags"]`.
-    ///
-    /// ```rhai
-    /// p["flags"]
-    /// ```
-    ///
-    /// Fails when: the packet has no such field.
-    #[rhai_fn(index_get, pure, return_raw)]
-    pub fn field(p: &mut Packet, name: &str) -> ScriptResult<Dynamic> {
-        p.field(name).ok_or_else(|| {
-            fail("Packet")(Error::invalid(format!(
-                "a packet has no field '{name}' (it has: time, src, dst, proto, flags, seq, ack, window, len)"
-            )))
-        })
-    }
-
     /// The packet as a map `#{time, src, dst, proto, flags, seq, ack, window, len}`.
     ///
     /// ```rhai
