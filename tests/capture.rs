@@ -470,7 +470,7 @@ fn ctrl_c_in_the_repl_ends_a_watch_with_its_packets() {
     let mut pty = expectrl::Session::spawn(cmd).unwrap();
     pty.set_expect_timeout(Some(Duration::from_secs(15)));
     pty.expect("netsh> ").unwrap();
-    pty.send_line(&format!("let p = capture(#{{port: {port}, live: true}})"))
+    pty.send_line(format!("let p = capture(#{{port: {port}, live: true}})"))
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let connector = std::thread::spawn(move || {
