@@ -461,15 +461,7 @@ fn ctrl_c_in_the_repl_ends_a_watch_with_its_packets() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .current_dir(home.path());
-    let mut pty = expectrl::Session::spawn(cmd).unwrap();
-    pty.set_expect_timeout(Some(Duration::from_secs(15)));
-    pty.expect("netsh> ").unwrap();
+    let mut pty = support::repl_in_pty(home.path());
     pty.send_line(format!("let p = capture(#{{port: {port}, live: true}})"))
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));

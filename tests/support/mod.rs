@@ -235,3 +235,21 @@ pub fn netns_unavailable() -> Option<String> {
         )
     })
 }
+
+/// The REPL in a real pseudo-terminal, with a private config and data dir
+/// under `home`, once its first prompt is showing.
+pub fn repl_in_pty(
+    home: &Path,
+) -> expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream> {
+    use expectrl::Expect;
+    let mut cmd = Command::new(netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .current_dir(home);
+    let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
+    pty.set_expect_timeout(Some(std::time::Duration::from_secs(15)));
+    pty.expect("netsh> ").expect("the first prompt");
+    pty
+}
