@@ -153,6 +153,27 @@ mod tests {
     }
 
     #[test]
+    fn packets_print_as_a_table_even_inside_a_map() {
+        let engine = Engine::new_raw();
+        let packet = Packet {
+            time_us: 41,
+            src: "127.0.0.1:50000".parse().unwrap(),
+            dst: "127.0.0.1:9000".parse().unwrap(),
+            tcp: None,
+            len: 5,
+        };
+        let packets: Array = vec![Dynamic::from(packet.clone()), Dynamic::from(packet)];
+        let top = pretty(&engine, &packets.clone().into());
+        assert!(top.starts_with("time "), "{top}");
+        assert_eq!(top.lines().count(), 3, "{top}");
+        let mut map = Map::new();
+        map.insert("packets".into(), packets.into());
+        let nested = pretty(&engine, &map.into());
+        assert!(nested.contains("packets: [\n        time "), "{nested}");
+        assert!(nested.contains("\n        +0.000041  127.0.0.1:50000"), "{nested}");
+    }
+
+    #[test]
     fn strings_print_plainly_at_the_top_and_quoted_inside() {
         let engine = Engine::new_raw();
         assert_eq!(pretty(&engine, &Dynamic::from("hi \"x\"")), "hi \"x\"");

@@ -161,6 +161,7 @@ fn host_addresses(host: &str) -> Result<Vec<IpAddr>> {
         .into_iter()
         .map(|a| a.ip())
         .collect();
+    ips.sort();
     ips.dedup();
     if ips.len() > filter::MAX_HOSTS {
         return Err(Error::invalid(format!(
