@@ -170,7 +170,10 @@ mod tests {
         map.insert("packets".into(), packets.into());
         let nested = pretty(&engine, &map.into());
         assert!(nested.contains("packets: [\n        time "), "{nested}");
-        assert!(nested.contains("\n        +0.000041  127.0.0.1:50000"), "{nested}");
+        assert!(
+            nested.contains("\n        +0.000041  127.0.0.1:50000"),
+            "{nested}"
+        );
     }
 
     #[test]
