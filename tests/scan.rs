@@ -4,13 +4,17 @@
 //!
 //! The exact tests run in a private network namespace (root, `unshare`,
 //! `ip`), where nothing but the test's own listeners exists; the test on
-//! this machine's loopback checks against `sockets()`.
+//! this machine's loopback checks against `sockets()`, sampled while it
+//! sweeps, and runs while no other test of this file holds a listener.
 
 mod support;
 
 use std::{
     collections::BTreeSet,
+    io::{BufRead, BufReader},
     net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -108,64 +112,107 @@ fn a_self_connect_is_never_an_open_port() {
     }
 }
 
+/// Listeners on this machine's loopback come and go with the other tests
+/// of this file; the full sweep of it runs while none of them does.
+static HOST_LISTENERS: Mutex<()> = Mutex::new(());
+
+fn host_listeners() -> MutexGuard<'static, ()> {
+    HOST_LISTENERS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every port `sockets()` shows listening for 127.0.0.1 (bound to it, to
+/// 0.0.0.0 or to [::]), sampled by a second netsh every few milliseconds
+/// until dropped, so that a listener another program holds only briefly
+/// is seen too.
+struct ListenSampler {
+    child: Child,
+    samples: Option<std::thread::JoinHandle<Vec<BTreeSet<u64>>>>,
+}
+
+impl ListenSampler {
+    fn start() -> ListenSampler {
+        let mut child = Command::new(support::netsh_bin())
+            .args([
+                "-e",
+                r#"loop {
+                    let ports = sockets(#{state: "LISTEN"})
+                        .filter(|s| s.local.starts_with("127.0.0.1:") || s.local.starts_with("0.0.0.0:") || s.local.starts_with("[::]:"))
+                        .map(|s| parse_int(s.local.split(":").pop()));
+                    print(to_json(ports));
+                    sleep(2);
+                }"#,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let samples = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            for line in stdout.lines().map_while(|l| l.ok()) {
+                samples.push(ports(&json(&line)));
+                let _ = first_tx.send(());
+            }
+            samples
+        });
+        first_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the sampler never printed");
+        ListenSampler {
+            child,
+            samples: Some(samples),
+        }
+    }
+
+    /// Stops sampling: every port seen listening, and those seen in every sample.
+    fn finish(mut self) -> (BTreeSet<u64>, BTreeSet<u64>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let samples = self.samples.take().unwrap().join().unwrap();
+        let ever = samples.iter().flatten().copied().collect();
+        let always = samples.iter().skip(1).fold(samples[0].clone(), |acc, s| {
+            acc.intersection(s).copied().collect()
+        });
+        (ever, always)
+    }
+}
+
+impl Drop for ListenSampler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// On this machine's loopback, three sweeps in a row find the test's
-/// listeners and every port `sockets()` shows listening, and nothing that
-/// was not listening before or after the sweep.
+/// listeners and every port `sockets()` shows listening throughout, and
+/// nothing `sockets()` did not show listening while they ran.
 #[test]
 fn full_sweeps_agree_with_sockets() {
+    let _alone = host_listeners();
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
     let b = TcpListener::bind("127.0.0.1:0").unwrap();
     let ours = BTreeSet::from([
         u64::from(a.local_addr().unwrap().port()),
         u64::from(b.local_addr().unwrap().port()),
     ]);
+    let sampler = ListenSampler::start();
     let out = Netsh::eval(
-        r#"
-        // Ports taking connections to 127.0.0.1: bound to it or to every
-        // address ([::] may or may not take IPv4 too).
-        fn listening() {
-            let found = #{certain: [], maybe: []};
-            for s in sockets(#{state: "LISTEN"}) {
-                let port = parse_int(s.local.split(":").pop());
-                if s.local.starts_with("127.0.0.1:") || s.local.starts_with("0.0.0.0:") {
-                    found.certain.push(port);
-                } else if s.local.starts_with("[::]:") {
-                    found.maybe.push(port);
-                }
-            }
-            found
-        }
-        let runs = [];
-        for i in 0..3 {
-            let before = listening();
-            let open = scan("127.0.0.1", 1..65536);
-            runs.push(#{before: before, open: open, after: listening()});
-        }
-        to_json(runs)
-        "#,
+        "let runs = []; for i in 0..3 { runs.push(scan(\"127.0.0.1\", 1..65536)) } to_json(runs)",
     );
-    let runs = json(&out);
-    for run in runs.as_array().unwrap() {
-        let open = ports(&run["open"]);
-        let set = |when: &str, which: &str| ports(&run[when][which]);
-        let required: BTreeSet<u64> = set("before", "certain")
-            .intersection(&set("after", "certain"))
-            .copied()
-            .chain(ours.iter().copied())
-            .collect();
-        let allowed: BTreeSet<u64> = ["before", "after"]
-            .iter()
-            .flat_map(|when| set(when, "certain").into_iter().chain(set(when, "maybe")))
-            .collect();
+    let (ever, always) = sampler.finish();
+    for run in json(&out).as_array().unwrap() {
+        let open = ports(run);
+        let required: BTreeSet<u64> = always.union(&ours).copied().collect();
         assert!(
             required.is_subset(&open),
             "missing {:?}",
             required.difference(&open)
         );
-        let strays: Vec<&u64> = open.difference(&allowed).collect();
+        let strays: Vec<&u64> = open.difference(&ever).collect();
         assert!(
             strays.is_empty(),
-            "open but nobody listens there: {strays:?}\n{run}"
+            "open, but sockets() never showed anyone listening there: {strays:?}\nopen: {open:?}\nlistening: {ever:?}"
         );
     }
 }
@@ -175,6 +222,7 @@ fn full_sweeps_agree_with_sockets() {
 /// port `open` (`syn-ack`), and the sweep goes on past the silence.
 #[test]
 fn reasons_say_open_closed_or_filtered() {
+    let _alone = host_listeners();
     // Backlog 0 takes one connection; later SYNs are dropped unanswered.
     let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     full.bind(
@@ -234,6 +282,7 @@ fn reasons_say_open_closed_or_filtered() {
 /// checked before anything is sent.
 #[test]
 fn service_names_and_bad_options() {
+    let _alone = host_listeners();
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = open.local_addr().unwrap().port();
     let out = Netsh::eval(&format!(
@@ -274,6 +323,7 @@ fn service_names_and_bad_options() {
 /// machine, the process and pid that listen there (here: this test).
 #[test]
 fn report_names_the_owning_process() {
+    let _alone = host_listeners();
     let ours = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = ours.local_addr().unwrap().port();
     let closed = {
