@@ -152,7 +152,11 @@ fn sockets_lists_udp_and_ipv6() {
             std::process::id()
         )
     );
-    let name = Netsh::eval(&format!("sockets(#{{port: {udp_port}}})[0].process"));
+    // proto: a TCP socket may hold the same number (a TIME_WAIT left by
+    // another test has no process).
+    let name = Netsh::eval(&format!(
+        "sockets(#{{port: {udp_port}, proto: \"udp\"}})[0].process"
+    ));
     assert!(!name.is_empty() && name != "()", "{name}");
 }
 
