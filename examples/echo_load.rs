@@ -2,10 +2,12 @@
 //! server on loopback, each sending a short line and waiting for it to come
 //! back, for a fixed time; prints round trips per second.
 //!
-//! One tokio thread drives every connection, so the client costs one core
-//! at most and the server under test gets the other.
+//! One tokio thread drives every connection by default, so the client costs
+//! one core at most and the server under test gets the other; a fourth
+//! argument spreads the connections over that many threads, for servers the
+//! single thread cannot keep busy.
 //!
-//! Usage: echo_load PORT CONNECTIONS SECONDS
+//! Usage: echo_load PORT CONNECTIONS SECONDS [THREADS]
 
 use std::time::{Duration, Instant};
 
@@ -13,31 +15,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(port), Some(conns), Some(secs)) = (
+    let (Some(port), Some(conns), Some(secs), Some(threads)) = (
         args.get(1).and_then(|a| a.parse::<u16>().ok()),
         args.get(2).and_then(|a| a.parse::<usize>().ok()),
         args.get(3).and_then(|a| a.parse::<f64>().ok()),
+        args.get(4)
+            .map_or(Some(1), |a| a.parse::<usize>().ok().filter(|&t| t >= 1)),
     ) else {
-        eprintln!("usage: echo_load PORT CONNECTIONS SECONDS");
+        eprintln!("usage: echo_load PORT CONNECTIONS SECONDS [THREADS]");
         std::process::exit(2);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("echo_load: cannot start tokio: {e}");
-            std::process::exit(1);
-        }
-    };
-    match runtime.block_on(run(port, conns, Duration::from_secs_f64(secs))) {
-        Ok(rate) => println!("{rate:.0}"),
-        Err(e) => {
-            eprintln!("echo_load: {e}");
-            std::process::exit(1);
+    let time = Duration::from_secs_f64(secs);
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            // Connections split as evenly as they go.
+            let mine = conns / threads + usize::from(i < conns % threads);
+            std::thread::spawn(move || -> std::io::Result<f64> {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(run(port, mine, time))
+            })
+        })
+        .collect();
+    let mut total = 0.0;
+    for worker in workers {
+        match worker.join() {
+            Ok(Ok(rate)) => total += rate,
+            Ok(Err(e)) => {
+                eprintln!("echo_load: {e}");
+                std::process::exit(1);
+            }
+            Err(_) => {
+                eprintln!("echo_load: a load thread failed");
+                std::process::exit(1);
+            }
         }
     }
+    println!("{total:.0}");
 }
 
 async fn run(port: u16, conns: usize, time: Duration) -> std::io::Result<f64> {

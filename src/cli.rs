@@ -1,34 +1,50 @@
-//! The command line: `netsh` (REPL), `netsh FILE.rhai [ARGS…]` (script),
-//! `netsh -e 'CODE'` (one expression), `netsh --list` (the scenario scripts).
+//! The command line: `netsh` (REPL), `netsh FILE.rhai [ARGS…]` (a script
+//! file), `netsh NAME [ARGS…]` (a bundled scenario), `netsh -e 'CODE'` (one
+//! expression), `netsh --list` and `netsh --show NAME` (the scenarios).
 //!
-//! Exit codes: 0 success, 1 the script failed, 2 the command line was wrong.
+//! Exit codes: 0 success, 1 the script failed, 2 the command line was wrong;
+//! `exit(n)` in a script, `-e` or the REPL gives `n`.
 
 use std::{
+    io::Write,
+    os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
 use clap::Parser;
 
-use crate::{console, repl, shell::Shell, shell::display};
+use crate::{
+    console, repl,
+    shell::{Outcome, Setup, Shell, bundled, display, plugins::Load},
+};
 
 /// A scriptable network shell: every line is Rhai code.
 #[derive(Debug, Parser)]
 #[command(name = "netsh", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  netsh                           open the REPL\n  netsh scripts/upload.rhai       run a scenario\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenario scripts"
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
 )]
 pub struct Cli {
     /// Evaluate CODE, print its value and exit.
-    #[arg(short = 'e', long = "eval", value_name = "CODE", conflicts_with_all = ["list"])]
+    #[arg(short = 'e', long = "eval", value_name = "CODE", conflicts_with_all = ["list", "show"])]
     pub eval: Option<String>,
 
-    /// List the scenario scripts in ./scripts with their descriptions.
-    #[arg(long)]
+    /// List the bundled scenarios (and the scripts in ./scripts, if any).
+    #[arg(long, conflicts_with_all = ["show", "script"])]
     pub list: bool,
 
-    /// A Rhai script to run; the arguments after it are its `args`.
-    #[arg(value_name = "FILE")]
+    /// Print the source of a bundled scenario (or plugin) NAME.
+    #[arg(long, value_name = "NAME", conflicts_with = "script")]
+    pub show: Option<String>,
+
+    /// Load plugins from DIR too (repeatable; the first of a name wins).
+    #[arg(long = "plugins", value_name = "DIR")]
+    pub plugins: Vec<PathBuf>,
+
+    /// A bundled scenario's NAME (`upload`), or a script FILE: a word with
+    /// a `/` or ending in `.rhai`. The words after it are its `args`.
+    #[arg(value_name = "NAME|FILE")]
     pub script: Option<PathBuf>,
 
     /// Arguments passed to the script (or, with -e, to the code) as `args`.
@@ -64,10 +80,31 @@ impl Failure {
     }
 }
 
-/// Runs what the command line asked for.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs what the command line asked for; the process exit status.
+/// Background work still running when it ends (tasks, servers) is stopped:
+/// a script ends with its main body, as a shell script's jobs end with it;
+/// `wait()` waits for them first.
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    let outcome = run_mode(cli);
+    crate::runtime::jobs::stop_all();
+    outcome
+}
+
+fn run_mode(cli: Cli) -> Result<u8, Failure> {
+    for dir in &cli.plugins {
+        if !dir.is_dir() {
+            return Err(Failure::Usage(format!(
+                "netsh: --plugins {}: no such folder",
+                dir.display()
+            )));
+        }
+    }
     if cli.list {
-        return list_scripts(Path::new("scripts"));
+        list_scripts();
+        return Ok(0);
+    }
+    if let Some(name) = cli.show {
+        return show(&name).map(|()| 0);
     }
     if let Some(code) = cli.eval {
         // With -e there is no script file: every positional word is an argument.
@@ -77,45 +114,168 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             .into_iter()
             .chain(cli.args)
             .collect();
-        let shell = Shell::new(None);
-        let value = shell.eval(&code, &args).map_err(Failure::Script)?;
-        if !value.is_unit() {
-            console::line(&display::pretty(&shell.engine, &value));
-        }
-        return Ok(());
+        let shell = Shell::new(Setup {
+            script: None,
+            plugin_dirs: &cli.plugins,
+            load: Load::UsedBy(&code),
+        });
+        return match shell.eval(&code, &args).map_err(Failure::Script)? {
+            Outcome::Exit(status) => Ok(status),
+            Outcome::Value(value) => {
+                if !value.is_unit() {
+                    console::line(&display::pretty(&shell.engine, &value));
+                }
+                Ok(0)
+            }
+        };
     }
     if let Some(script) = cli.script {
-        if !script.is_file() {
-            return Err(Failure::Usage(format!(
-                "netsh: no such script: {}",
-                script.display()
-            )));
-        }
-        let shell = Shell::new(Some(&script));
-        return shell.run_file(&script, &cli.args).map_err(Failure::Script);
+        let script = Script::find(&script)?;
+        let shell = Shell::new(Setup {
+            script: script.file.as_deref(),
+            plugin_dirs: &cli.plugins,
+            load: Load::UsedBy(&script.text),
+        });
+        return match shell
+            .run_script(&script.text, &script.name, &cli.args)
+            .map_err(Failure::Script)?
+        {
+            Outcome::Exit(status) => Ok(status),
+            Outcome::Value(_) => Ok(0),
+        };
     }
-    repl::run(Shell::new(None)).map_err(|e| Failure::Script(format!("netsh: {e}")))
+    let shell = Shell::new(Setup {
+        script: None,
+        plugin_dirs: &cli.plugins,
+        load: Load::All,
+    });
+    repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
 }
 
-/// `--list`: each script with the first line of its `//!` description.
-fn list_scripts(dir: &Path) -> Result<(), Failure> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|_| Failure::Usage(format!("netsh: no {} folder here", dir.display())))?;
-    let mut scripts: Vec<PathBuf> = entries
+/// Why `path` cannot be run as a script, if it cannot.
+fn not_a_script(path: &Path) -> Option<String> {
+    let shown = crate::net::helpers::quoted(path);
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Some(format!("no such script: {shown}"))
+        }
+        Err(e) => Some(crate::net::helpers::file_error("reading", path, e).to_string()),
+        Ok(meta) if meta.is_dir() => Some(format!("{shown} is a folder, not a script")),
+        Ok(meta) if !meta.is_file() => Some(format!(
+            "{shown} is not a regular file (a device or pipe), so it cannot be a script"
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// A script to run: a file, or a scenario bundled in netsh.
+struct Script {
+    text: String,
+    /// How messages name it: the path as given, or `netsh:scripts/NAME.rhai`.
+    name: String,
+    /// The file, whose folder may hold its plugins; `None` when bundled.
+    file: Option<PathBuf>,
+}
+
+impl Script {
+    /// A word with a `/` or ending in `.rhai` is a file; any other word is
+    /// the name of a bundled scenario, even when a file of that name is in
+    /// the working directory (which is never searched unless named).
+    fn find(word: &Path) -> Result<Script, Failure> {
+        let is_path = word.as_os_str().as_bytes().contains(&b'/')
+            || word.extension().is_some_and(|e| e == "rhai");
+        if is_path {
+            if let Some(problem) = not_a_script(word) {
+                return Err(Failure::Usage(format!("netsh: {problem}")));
+            }
+            let name = word.display().to_string();
+            let text = std::fs::read_to_string(word)
+                .map_err(|e| Failure::Script(format!("{name}: cannot read the script: {e}")))?;
+            return Ok(Script {
+                text,
+                name,
+                file: Some(word.to_path_buf()),
+            });
+        }
+        let wanted = word.to_string_lossy();
+        match bundled::script(&wanted) {
+            Some(b) => Ok(Script {
+                text: b.text.to_string(),
+                name: b.source_name(),
+                file: None,
+            }),
+            None => Err(Failure::Usage(format!(
+                "netsh: no bundled scenario '{wanted}' (known: {}); to run a file, give its path, like ./{wanted}.rhai",
+                bundled_names()
+            ))),
+        }
+    }
+}
+
+/// `names, ports, …`: the bundled scenarios, for messages.
+fn bundled_names() -> String {
+    bundled::scripts()
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `--list`: the bundled scenarios, then the scripts in `./scripts` if that
+/// folder exists, each with the first line of its `//!` description.
+fn list_scripts() {
+    console::line("Bundled scenarios (`netsh NAME` runs one, `netsh --show NAME` prints it):");
+    for script in bundled::scripts() {
+        console::line(&format!("  {:<12} {}", script.name, about(script.text)));
+    }
+    let Ok(entries) = std::fs::read_dir("scripts") else {
+        return;
+    };
+    let mut local: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "rhai"))
         .collect();
-    scripts.sort();
-    for path in scripts {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let about = text
-            .lines()
-            .map(str::trim)
-            .find(|l| l.starts_with("//!"))
-            .map(|l| l.trim_start_matches("//!").trim())
-            .unwrap_or("");
-        console::line(&format!("{:<28} {about}", path.display()));
+    local.sort();
+    if local.is_empty() {
+        return;
     }
+    console::line("");
+    console::line("In ./scripts (`netsh scripts/NAME.rhai` runs one):");
+    for path in local {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        console::line(&format!("  {:<28} {}", path.display(), about(&text)));
+    }
+}
+
+/// The first `//!` line of a script: what it is for.
+fn about(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("//!"))
+        .map_or("", |l| l.trim_start_matches("//!").trim())
+}
+
+/// `--show NAME`: the source of a bundled scenario (or, failing that, of a
+/// bundled plugin), to copy and change.
+fn show(name: &str) -> Result<(), Failure> {
+    let name = name.strip_suffix(".rhai").unwrap_or(name);
+    let found = bundled::script(name).or_else(|| {
+        bundled::plugins()
+            .into_iter()
+            .find(|p| p.name == name.trim_end_matches("::"))
+    });
+    let Some(found) = found else {
+        let plugins: Vec<&str> = bundled::plugins().iter().map(|p| p.name).collect();
+        return Err(Failure::Usage(format!(
+            "netsh: nothing bundled is called '{name}' (scenarios: {}; plugins: {})",
+            bundled_names(),
+            plugins.join(", ")
+        )));
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`netsh --show upload | head`) is not an error.
+    let _ = out.write_all(found.text.as_bytes());
+    let _ = out.flush();
     Ok(())
 }

@@ -40,19 +40,27 @@ pub fn line(text: &str) {
 
 /// Prints an error line to stderr, red when stderr is a colour terminal.
 pub fn error(text: &str) {
-    let mut err = std::io::stderr().lock();
-    if color_enabled(&std::io::stderr()) {
-        let _ = writeln!(err, "\x1b[31m{text}\x1b[0m");
-    } else {
-        let _ = writeln!(err, "{text}");
-    }
+    to_stderr(text, "31");
 }
 
-/// Prints a warning line to stderr (plugin problems and the like).
+/// Prints a warning line to stderr (plugin problems and the like), yellow
+/// on a colour terminal.
 pub fn warn(text: &str) {
+    to_stderr(text, "33");
+}
+
+/// Prints a side remark to stderr (dim on a colour terminal), so it never
+/// mixes with data on stdout.
+pub fn note(text: &str) {
+    to_stderr(text, "2");
+}
+
+/// One line on stderr, in the colour `sgr` (an ANSI style number) when
+/// stderr is a colour terminal.
+fn to_stderr(text: &str, sgr: &str) {
     let mut err = std::io::stderr().lock();
     if color_enabled(&std::io::stderr()) {
-        let _ = writeln!(err, "\x1b[33m{text}\x1b[0m");
+        let _ = writeln!(err, "\x1b[{sgr}m{text}\x1b[0m");
     } else {
         let _ = writeln!(err, "{text}");
     }

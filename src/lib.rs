@@ -16,12 +16,16 @@
 //! - [`error`] — the typed error every capability returns, turned into a
 //!   plain-words Rhai error in one place.
 //! - [`console`] — where output goes, so background work never tears the prompt.
+//! - [`limits`] — the size limits every layer shares.
 //!
-//! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`.
+//! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`;
+//! both are embedded in the binary ([`shell::bundled`]), so an installed
+//! netsh has them in any folder.
 
 pub mod cli;
 pub mod console;
 pub mod error;
+pub mod limits;
 pub mod net;
 pub mod repl;
 pub mod runtime;

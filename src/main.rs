@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         }
     };
     match netsh::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(failure) => {
             netsh::console::error(failure.message());
             failure.exit_code()

@@ -15,7 +15,7 @@ const CASES: &[(&str, &str)] = &[
         "resolve()",
         "resolve: wrong arguments (); expected resolve(host: string)",
     ),
-    ("resolve(\"\")", "resolve: the host name is empty"),
+    ("resolve(\"\")", "resolve: the host is empty"),
     (
         "resolve(\"nohost.invalid\")",
         "resolve: cannot resolve 'nohost.invalid'",
@@ -72,7 +72,7 @@ const CASES: &[(&str, &str)] = &[
     ("sleep(-5)", "sleep: ms must be 0 or more, not -5"),
     (
         "read_file(\"/no/such/file\")",
-        "read_file: /no/such/file: no such file or folder",
+        "read_file: \"/no/such/file\": no such file or folder",
     ),
     (
         "read_file(\"/proc/self/exe\")",
@@ -80,7 +80,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "write_file(\"/no/such/dir/x\", \"a\")",
-        "write_file: /no/such/dir/x: no such file or folder",
+        "write_file: \"/no/such/dir/x\": no such file or folder",
     ),
     ("parse_json(\"{\")", "parse_json: not valid JSON"),
     (
@@ -105,6 +105,50 @@ const CASES: &[(&str, &str)] = &[
         "connect(\"localhost\", 99999)",
         "connect: port 99999 is out of range",
     ),
+    (
+        "connect(\"127.0.0.1:9\", 5)",
+        "connect: the host '127.0.0.1:9' already carries a port",
+    ),
+    (
+        "scan(\"127.0.0.1:80\", [80])",
+        "scan: the host '127.0.0.1:80' already carries a port",
+    ),
+    (
+        "udp_send(\"127.0.0.1:0\", \"x\")",
+        "udp_send: 127.0.0.1:0: port 0 cannot be sent to",
+    ),
+    (
+        "serve_files(\"127.0.0.1:0\", \"\")",
+        "serve_files: \"\" is not a folder",
+    ),
+    (
+        "serve_files(\"127.0.0.1:0\", \"in\").wait(-1)",
+        "wait: the count of uploads must be 0 or more, not -1",
+    ),
+    (
+        "let l = listen(\"127.0.0.1:0\"); let c = connect(l.addr); c.timeout = 1.5",
+        "set_timeout: expected a whole number of milliseconds, not a decimal number (1.5 s is 1500)",
+    ),
+    (
+        "udp_bind(\"127.0.0.1:0\").recv(-1)",
+        "recv: a timeout is 0 or more milliseconds (0 means no limit), not -1",
+    ),
+    (
+        "scan(\"127.0.0.1\", [1], #{timeout: -5})",
+        "scan: a timeout is 0 or more milliseconds",
+    ),
+    (
+        "send_file(\"127.0.0.1:1\", \"/proc\")",
+        "send_file: \"/proc\" is a folder",
+    ),
+    (
+        "send_file(\"127.0.0.1:1\", \"/no/such\")",
+        "send_file: \"/no/such\": no such file or folder",
+    ),
+    (
+        "send_file(\"127.0.0.1:1\", \"/etc/passwd\", #{name: \"../x\"})",
+        "send_file: cannot send as '../x': the name contains '..'",
+    ),
     ("no_such_function(1)", "no function no_such_function(int)"),
     ("fn f(x) { f(x) } f(1)", "stack overflow"),
     ("let x = ;", "syntax error"),
@@ -125,4 +169,118 @@ fn bad_inputs_give_clear_errors() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every function that takes an address reads it with the same strict
+/// parser: inet_aton shorthand, unbalanced brackets and untrimmed text are
+/// refused with the same words everywhere, as `invalid`, before anything is sent.
+#[test]
+fn every_address_taking_function_refuses_the_same_bad_addresses() {
+    // (bad address, words of the error); each is tried in every function.
+    let bad = [
+        (
+            "1.2.3",
+            "'1.2.3' is not an IPv4 address: it has 3 parts, not 4",
+        ),
+        (
+            "127.1",
+            "'127.1' is not an IPv4 address: it has 2 parts, not 4",
+        ),
+        ("0x7f.1", "'0x7f' is not a decimal number from 0 to 255"),
+        ("010.0.0.1", "leading zeros are ambiguous (octal?)"),
+        ("[::1", "has '[' without a closing ']'"),
+        (" 127.0.0.1", "has white space around it"),
+    ];
+    // `ADDR` is a host:port, `HOST` a host alone.
+    let functions = [
+        "connect(\"ADDR\")",
+        "connect(\"HOST\", 80)",
+        "connect(\"ADDR\", #{timeout: 100})",
+        "listen(\"ADDR\")",
+        "serve(\"ADDR\", |c| c)",
+        "scan(\"HOST\", [80])",
+        "resolve(\"HOST\")",
+        "ip_info(\"HOST\")",
+        "reverse(\"HOST\")",
+        "udp_send(\"ADDR\", \"x\")",
+        "udp_bind(\"ADDR\")",
+        "udp_bind(0).send_to(\"ADDR\", \"x\")",
+        "send_file(\"ADDR\", \"/etc/passwd\")",
+        "serve_files(\"ADDR\", \"in\")",
+        "serve_files(0, \"in\", #{allow: [\"HOST\"]})",
+    ];
+    let mut failures = Vec::new();
+    for function in functions {
+        let mut script = String::from("let out = [];\n");
+        for (address, _) in bad {
+            let call = function
+                .replace("ADDR", &format!("{address}:80"))
+                .replace("HOST", address);
+            script.push_str(&format!(
+                "try {{ {call}; out.push(\"ACCEPTED\") }} catch (e) {{ out.push(`${{e.kind}} ${{e}}`) }}\n"
+            ));
+        }
+        script.push_str("for line in out { print(line) }");
+        let run = Netsh::new().args(["-e", &script]).output();
+        let lines: Vec<String> = run.stdout().lines().map(String::from).collect();
+        if lines.len() != bad.len() {
+            failures.push(format!("{function}: {}", run.explain()));
+            continue;
+        }
+        for ((address, words), line) in bad.iter().zip(&lines) {
+            if !line.starts_with("invalid ") || !line.contains(words) {
+                failures.push(format!(
+                    "{function} with {address:?}\n  expected: {words}\n  got: {line}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// recv_file checks its options before it waits for a sender: a bad raw
+/// name is refused at once, not after a connection (or the timeout).
+#[test]
+fn recv_file_checks_its_name_before_waiting() {
+    let started = std::time::Instant::now();
+    let err = Netsh::eval_err(
+        r#"let l = listen("127.0.0.1:0"); recv_file(l, "in", #{raw: true, name: "../x", timeout: 5000})"#,
+    );
+    assert!(
+        err.contains("recv_file: option 'name': '../x' cannot be used: the name contains '..'"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it waited"
+    );
+}
+
+/// send_file refuses a FIFO at once: opening it does not wait for a writer.
+#[test]
+fn send_file_refuses_a_fifo_without_waiting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    // Should the open ever block again, a writer turns up after 10 s, so
+    // the test fails on the elapsed time instead of hanging.
+    let unblock = fifo.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        let _ = std::fs::OpenOptions::new().write(true).open(unblock);
+    });
+    let started = std::time::Instant::now();
+    let err = Netsh::eval_err(&format!(
+        r#"send_file("127.0.0.1:1", "{}")"#,
+        fifo.display()
+    ));
+    assert!(err.contains("is not a regular file"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it waited"
+    );
 }

@@ -461,7 +461,7 @@ fn ctrl_c_in_the_repl_ends_a_watch_with_its_packets() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let home = tempfile::tempdir().unwrap();
-    let mut pty = support::repl_in_pty(home.path());
+    let mut pty = support::repl(home.path());
     pty.send_line(format!("let p = capture(#{{port: {port}, live: true}})"))
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));

@@ -33,10 +33,23 @@ fn usage_errors_exit_2() {
     let run = Netsh::new().arg("missing.rhai").output();
     run.expect_code(2);
     assert!(
-        run.stderr().contains("no such script: missing.rhai"),
+        run.stderr().contains("no such script: \"missing.rhai\""),
         "{}",
         run.explain()
     );
+}
+
+/// A folder or a device given as the script is named for what it is, not "no such script".
+#[test]
+fn a_folder_or_device_is_not_a_script() {
+    for (path, expected) in [
+        ("/", "\"/\" is a folder, not a script"),
+        ("/dev/null", "\"/dev/null\" is not a regular file"),
+    ] {
+        let run = Netsh::new().arg(path).output();
+        run.expect_code(2);
+        assert!(run.stderr().contains(expected), "{}", run.explain());
+    }
 }
 
 /// `--help` and `--version` succeed and say what netsh is.
@@ -192,4 +205,154 @@ fn values_print_readably() {
     );
     let err = Netsh::eval_err("blob(9223372036854775807)");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// `exit(n)` sets the process status from a script (also inside a function)
+/// and from `-e`; `exit()` is 0; a last value of 3 is not an exit status;
+/// a status outside 0–255 or not a number is an error (exit 1).
+#[test]
+fn exit_sets_the_status() {
+    let cmd = Netsh::new();
+    let script = cmd.home().join("exit.rhai");
+    std::fs::write(
+        &script,
+        "fn check() { exit(3) }\nprint(\"before\");\ncheck();\nprint(\"after\");\n",
+    )
+    .unwrap();
+    let run = cmd.arg(&script).output();
+    run.expect_code(3);
+    assert_eq!(run.stdout(), "before", "{}", run.explain());
+    assert_eq!(run.stderr(), "", "{}", run.explain());
+    let run = Netsh::new().args(["-e", "exit(3)"]).output();
+    run.expect_code(3);
+    assert_eq!(run.stdout(), "", "{}", run.explain());
+    Netsh::new().args(["-e", "exit()"]).output().expect_code(0);
+    Netsh::new()
+        .args(["-e", "try { exit(4) } catch { print(\"caught\") }"])
+        .output()
+        .expect_code(4);
+    assert_eq!(Netsh::eval("3"), "3");
+    let err = Netsh::eval_err("exit(256)");
+    assert_eq!(err, "-e:1:1: exit: the status must be 0–255, not 256");
+    let err = Netsh::eval_err("exit(\"failed\")");
+    assert!(
+        err.contains("exit: expected a whole number 0–255, not a string"),
+        "{err}"
+    );
+    let err = Netsh::eval_err("let t = task(|| exit(2)); t.join()");
+    assert!(
+        err.contains("exit(2) cannot end the script from here"),
+        "{err}"
+    );
+}
+
+/// `assert` and `expect_eq` failures name the file, line and column, and
+/// show the message or both values; passing checks print nothing.
+#[test]
+fn assert_failures_name_the_line() {
+    let cmd = Netsh::new();
+    let script = cmd.home().join("checks.rhai");
+    std::fs::write(
+        &script,
+        "assert(true, \"fine\");\nexpect_eq([1, \"a\"], [1, \"a\"]);\n  assert(1 + 1 == 3, \"arithmetic broke\");\n",
+    )
+    .unwrap();
+    let shown = script.display().to_string();
+    let run = cmd.arg(&script).output();
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr(),
+        format!("{shown}:3:3: assert: arithmetic broke"),
+        "{}",
+        run.explain()
+    );
+    assert_eq!(
+        Netsh::eval_err("assert(false)"),
+        "-e:1:1: assert: assertion failed"
+    );
+    assert_eq!(
+        Netsh::eval_err("let x = 4;\nexpect_eq(x, 3)"),
+        "-e:2:1: expect_eq: got 4, expected 3"
+    );
+    assert_eq!(
+        Netsh::eval_err("expect_eq(\"a\", ())"),
+        "-e:1:1: expect_eq: got \"a\", expected ()"
+    );
+    let err = Netsh::eval_err("assert(\"yes\", \"m\")");
+    assert!(
+        err.contains("assert: expected true or false as the condition, not a string"),
+        "{err}"
+    );
+    assert_eq!(
+        Netsh::eval("expect_eq(1, 1.0); expect_eq(#{a: [1]}, #{a: [1]}); \"ok\""),
+        "ok"
+    );
+}
+
+/// An empty string prints as `""`, so it is not mistaken for `()` (nothing).
+#[test]
+fn empty_string_prints_quoted() {
+    assert_eq!(Netsh::eval("\"\""), "\"\"");
+    assert_eq!(Netsh::eval("()"), "");
+}
+
+/// hex/from_hex and base64/from_base64 round-trip any bytes; separators
+/// are allowed in hex; bad input names the problem.
+#[test]
+fn hex_and_base64() {
+    assert_eq!(Netsh::eval("from_hex(\"68 69\")"), "blob(2 bytes: 68 69)");
+    assert_eq!(
+        Netsh::eval("from_hex(\"de:ad:BE:EF\") == from_hex(\"0xdeadbeef\")"),
+        "true"
+    );
+    assert_eq!(Netsh::eval("base64(\"user:pass\")"), "dXNlcjpwYXNz");
+    assert_eq!(
+        Netsh::eval(
+            "let b = blob(); for i in 0..256 { b.push(i) } from_base64(base64(b)) == b && from_hex(hex(b)) == b"
+        ),
+        "true"
+    );
+    assert_eq!(
+        Netsh::eval_err("from_hex(\"6g\")"),
+        "-e:1:1: from_hex: 'g' at position 1 is not a hex digit (0-9, a-f)"
+    );
+    let err = Netsh::eval_err("from_base64(\"!!!!\")");
+    assert!(err.starts_with("-e:1:1: from_base64: not base64:"), "{err}");
+}
+
+/// help() lists `args`, `exit`, `assert`, `expect_eq` and the helpers
+/// added with them.
+#[test]
+fn help_lists_script_functions_and_helpers() {
+    let out = Netsh::eval("help()");
+    for name in [
+        "args",
+        "exit",
+        "assert",
+        "expect_eq",
+        "from_hex",
+        "base64",
+        "from_base64",
+        "temp_dir",
+        "interact",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            "help() does not list {name}:\n{out}"
+        );
+    }
+}
+
+/// temp_dir() is a new folder that disappears with everything in it when
+/// the value goes away (here, when the function holding it returns).
+#[test]
+fn temp_dir_removes_itself() {
+    let out = Netsh::eval(
+        "fn make() { let d = temp_dir(); write_file(`${d}/f.txt`, \"x\"); expect_eq(read_file(`${d}/f.txt`), \"x\"); d.path }
+         let p = make(); let gone = false;
+         try { read_file(`${p}/f.txt`) } catch { gone = true }
+         [p, gone]",
+    );
+    assert!(out.contains("netsh-") && out.ends_with(", true]"), "{out}");
 }

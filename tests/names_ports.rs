@@ -152,8 +152,8 @@ fn sockets_lists_udp_and_ipv6() {
             std::process::id()
         )
     );
-    // proto: a TCP socket may hold the same number (a TIME_WAIT left by
-    // another test has no process).
+    // With the protocol too: a TCP socket of a concurrent test (the scan's
+    // TIME_WAIT connections have no owner) may hold the same port number.
     let name = Netsh::eval(&format!(
         "sockets(#{{port: {udp_port}, proto: \"udp\"}})[0].process"
     ));

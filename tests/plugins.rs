@@ -1,6 +1,7 @@
-//! Plugins: Rhai files loaded as namespaces from plugins/ and from the
-//! user's config dir, with their docs in help(), and broken ones reported
-//! without stopping the rest.
+//! Plugins: Rhai files loaded as namespaces from the folders named with
+//! `--plugins`, from beside the script and from the user's config dir, with
+//! their docs in help(), loaded only when the code names them (outside the
+//! REPL), and broken ones reported without stopping the rest.
 
 mod support;
 
@@ -24,19 +25,69 @@ fn plugin_from_config_dir() {
     assert_eq!(out, "hello you");
 }
 
-/// A plugin in ./plugins loads too, and `plugins()` says where each came from.
+/// A plugin in a folder named with `--plugins` loads, and `plugins()` says
+/// where each came from, beside the bundled ones.
 #[test]
-fn plugin_from_working_directory_is_listed() {
+fn plugin_from_a_named_folder_is_listed() {
     let cmd = Netsh::new();
-    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    write(&cmd.home().join("mine/greet.rhai"), GREET);
     let out = cmd
-        .args(["-e", "let p = plugins(); [p.len(), p[0].name, p[0].description, p[0].path.ends_with(\"plugins/greet.rhai\"), p[0].functions]"])
+        .args(["--plugins", "mine", "-e", "let p = plugins().filter(|p| !p.bundled); [p.len(), p[0].name, p[0].description, p[0].path.ends_with(\"mine/greet.rhai\"), p[0].functions]"])
         .ok()
         .stdout();
     assert_eq!(
         out,
         "[1, \"greet\", \"Greetings for tests.\", true, [\"greet::hello\"]]"
     );
+}
+
+/// Outside the REPL only the plugins the code names are loaded (their
+/// top-level code runs), each after the plugins it names; `help()` still
+/// shows every plugin's docs without running any of them.
+#[test]
+fn only_named_plugins_are_loaded() {
+    let folder = tempfile::tempdir().unwrap();
+    let log = folder.path().join("log");
+    let logs = |name: &str| {
+        format!(
+            "let old = \"\"; try {{ old = read_file(\"{0}\") }} catch {{}}\nwrite_file(\"{0}\", old + \"{name} \");\n",
+            log.display()
+        )
+    };
+    let plugins = folder.path().join("p");
+    write(
+        &plugins.join("a.rhai"),
+        &format!(
+            "{}let early = b::two();\nfn run() {{ `a+${{b::two()}}` }}",
+            logs("a")
+        ),
+    );
+    write(
+        &plugins.join("b.rhai"),
+        &format!("{}fn two() {{ 2 }}", logs("b")),
+    );
+    write(
+        &plugins.join("c.rhai"),
+        &format!(
+            "{}/// Never needed.\n///\n/// ```rhai\n/// c::unused()\n/// ```\nfn unused() {{ 3 }}",
+            logs("c")
+        ),
+    );
+    let netsh = || {
+        Netsh::new()
+            .current_dir(folder.path())
+            .args(["--plugins", "p"])
+    };
+    let out = netsh().args(["-e", "a::run()"]).ok().stdout();
+    assert_eq!(out, "a+2");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "b a ");
+    std::fs::remove_file(&log).unwrap();
+    let help = netsh().args(["-e", "help()"]).ok().stdout();
+    assert!(
+        help.contains("c::unused") && help.contains("Never needed."),
+        "{help}"
+    );
+    assert!(!log.exists(), "help() ran plugin code");
 }
 
 /// A plugin next to a script is found even when run from elsewhere.
@@ -62,7 +113,12 @@ fn plugin_docs_in_help() {
     let cmd = Netsh::new();
     write(&cmd.home().join("plugins/greet.rhai"), GREET);
     let out = cmd
-        .args(["-e", "help(); help(\"greet::hello\")"])
+        .args([
+            "--plugins",
+            "plugins",
+            "-e",
+            "help(); help(\"greet::hello\")",
+        ])
         .ok()
         .stdout();
     assert!(out.contains("plugin greet — Greetings for tests."), "{out}");
@@ -85,7 +141,9 @@ fn broken_plugin_is_reported_and_others_load() {
         &cmd.home().join("plugins/zzz_fails.rhai"),
         "throw \"cannot start\";\n",
     );
-    let run = cmd.args(["-e", "greet::hello(\"still\")"]).output();
+    // Outside the REPL only named plugins load: name the broken ones too.
+    let code = "if false { aaa_broken::ok(); zzz_fails::x() } greet::hello(\"still\")";
+    let run = cmd.args(["--plugins", "plugins", "-e", code]).output();
     run.expect_code(0);
     assert_eq!(run.stdout(), "hello still");
     let err = run.stderr();
@@ -105,7 +163,6 @@ fn broken_plugin_is_reported_and_others_load() {
 #[test]
 fn shipped_services_plugin() {
     let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
             "-e",
             "services::well_known().filter(|s| s.port == 22)[0].tcp",
@@ -115,8 +172,9 @@ fn shipped_services_plugin() {
     assert_eq!(out, "ssh");
 }
 
-/// The working directory's plugin wins over the config dir's of the same
-/// name; a file whose name is not an identifier is skipped with a warning.
+/// A `--plugins` folder's plugin wins over the config dir's of the same
+/// name, and the first `--plugins` folder over the second; a file whose
+/// name is not an identifier is skipped with a warning.
 #[test]
 fn precedence_and_invalid_names() {
     let cmd = Netsh::new();
@@ -125,11 +183,24 @@ fn precedence_and_invalid_names() {
         "fn hello(n) { `local ${n}` }",
     );
     write(
+        &cmd.home().join("later/greet.rhai"),
+        "fn hello(n) { `later ${n}` }",
+    );
+    write(
         &cmd.home().join("config/netsh/plugins/greet.rhai"),
         "fn hello(n) { `config ${n}` }",
     );
     write(&cmd.home().join("plugins/my-plugin.rhai"), "fn x() { 1 }");
-    let run = cmd.args(["-e", "greet::hello(1)"]).output();
+    let run = cmd
+        .args([
+            "--plugins",
+            "plugins",
+            "--plugins",
+            "later",
+            "-e",
+            "greet::hello(1)",
+        ])
+        .output();
     run.expect_code(0);
     assert_eq!(run.stdout(), "local 1");
     assert!(
@@ -145,7 +216,9 @@ fn precedence_and_invalid_names() {
 fn wrong_call_to_a_plugin_function_names_it() {
     let cmd = Netsh::new();
     write(&cmd.home().join("plugins/greet.rhai"), GREET);
-    let run = cmd.args(["-e", "greet::hello(1, 2)"]).output();
+    let run = cmd
+        .args(["--plugins", "plugins", "-e", "greet::hello(1, 2)"])
+        .output();
     run.expect_code(1);
     assert!(
         run.stderr().contains("no function greet::hello(int, int)"),

@@ -64,23 +64,61 @@ fn state_persists_between_lines() {
     line(&mut pty, "c.call(1) + add2(0)", "42");
 }
 
-/// An open brace, bracket or string continues on the next line.
+/// An open brace, bracket or string continues on the next line, behind a
+/// `...>` prompt; Ctrl-C there drops the unfinished input.
 #[test]
 fn unfinished_input_continues() {
     let home = tempfile::tempdir().unwrap();
     let mut pty = start(home.path());
     pty.send_line("fn triple(a) {").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("  a * 3").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("}; triple(111)").unwrap();
     pty.expect("333").unwrap();
     pty.expect("netsh> ").unwrap();
     line(&mut pty, "triple(1000)", "3000");
     pty.send_line("let arr = [1,").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    pty.expect("...> ").unwrap();
     pty.send_line("2]; arr.len() * 1000 + 7").unwrap();
     pty.expect("2007").unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("let s = \"open").unwrap();
+    pty.expect("...> ").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
+}
+
+/// `exit(n)` leaves the REPL with status n; a failing line that called
+/// `exit` where it cannot end anything does not.
+#[test]
+fn exit_leaves_with_its_status() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    line(
+        &mut pty,
+        "[1].map(|x| exit(9))",
+        "cannot end the script from here",
+    );
+    line(&mut pty, "\"\"", "\"\"");
+    pty.send_line("exit(7)").unwrap();
+    pty.expect(Eof).unwrap();
+    let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
+    assert!(status.ends_with(", 7)"), "{status}");
+}
+
+/// serve_files announces itself at the prompt, as serve does.
+#[test]
+fn serve_files_announces_itself() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("let f = serve_files(\"127.0.0.1:0\", \"inbox\");")
+        .unwrap();
+    pty.expect(expectrl::Regex(
+        r"serve_files \d+: listening on 127\.0\.0\.1:\d+, saving into \S*inbox",
+    ))
+    .unwrap();
 }
 
 /// Tab completes a function name, and a help topic inside help("…").
@@ -271,5 +309,99 @@ fn serve_events_print_above_the_prompt() {
     BufReader::new(&client).read_line(&mut reply).unwrap();
     assert_eq!(reply, "hi there\n");
     pty.expect("connected").unwrap();
-    line(&mut pty, "s.served", "1");
+    // The count on a line of its own: a bare "1" would also match the
+    // "127.0.0.1" of the announcement above.
+    pty.send_line("s.served").unwrap();
+    pty.expect(expectrl::Regex(r"\r\n1\r\n")).unwrap();
+    pty.expect("netsh> ").unwrap();
+}
+
+/// `sleep` with a float waits milliseconds too, and Ctrl-C ends it: the
+/// REPL reports it was blocked at least 400 ms and well short of 30 s.
+#[test]
+fn ctrl_c_ends_a_float_sleep() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line(
+        "let t0 = now(); try { sleep(30000.0) } catch (e) { print(e) }; print(`waited ${now() - t0 >= 400 && now() - t0 < 10000}`)",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    pty.send("\x03").unwrap();
+    pty.expect("sleep: interrupted").unwrap();
+    pty.expect("waited true").unwrap();
+    pty.expect("netsh> ").unwrap();
+}
+
+/// Ctrl-C on `join()` ends the wait, not the task: it is still listed by
+/// `jobs()`, and `stop_all()` stops it.
+#[test]
+fn ctrl_c_on_join_leaves_the_task_in_jobs() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    pty.send_line("task(|| loop {}).join()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    pty.send("\x03").unwrap();
+    pty.expect("join: interrupted").unwrap();
+    pty.expect("netsh> ").unwrap();
+    line(&mut pty, "jobs()", "(running)");
+    line(&mut pty, "stop_all()", "1");
+    line(&mut pty, "jobs().len()", "0");
+}
+
+/// Hundreds of clients do not bury the prompt: a server announces at most
+/// about 20 events a second, then one line counts the rest; `quiet: true`
+/// announces nothing.
+#[test]
+fn serve_announcements_are_rate_limited_and_can_be_quiet() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = start(home.path());
+    let port_of = |pty: &mut Pty, code: &str| -> u16 {
+        pty.send_line(code).unwrap();
+        let found = pty.expect(expectrl::Regex(r"port=(\d+)")).unwrap();
+        let port = String::from_utf8_lossy(found.get(1).unwrap())
+            .parse()
+            .unwrap();
+        pty.expect("netsh> ").unwrap();
+        port
+    };
+    let loud = port_of(
+        &mut pty,
+        r#"let s = serve("127.0.0.1:0", |c| c.send_line("hi")); print(`port=${s.port}`)"#,
+    );
+    for _ in 0..300 {
+        let c = std::net::TcpStream::connect(("127.0.0.1", loud)).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut &c, &mut reply).unwrap();
+    }
+    let prefix = format!("serve {loud}: ");
+    let summary = pty.expect("more in the last second").unwrap();
+    let mut events = String::from_utf8_lossy(summary.before())
+        .matches(&prefix)
+        .count();
+    // What arrives within the next 2.5 s counts against the limit too.
+    std::thread::sleep(Duration::from_millis(2500));
+    pty.send_line("print(`served=${s.served}`)").unwrap();
+    let seen = pty.expect("served=300").unwrap();
+    events += String::from_utf8_lossy(seen.before())
+        .matches(&prefix)
+        .count();
+    assert!(events < 150, "{events} announcement lines for 600 events");
+    pty.expect("netsh> ").unwrap();
+    let quiet = port_of(
+        &mut pty,
+        r#"let q = serve("127.0.0.1:0", |c| c.send_line("hi"), #{quiet: true}); print(`port=${q.port}`)"#,
+    );
+    for _ in 0..20 {
+        let c = std::net::TcpStream::connect(("127.0.0.1", quiet)).unwrap();
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut &c, &mut reply).unwrap();
+    }
+    pty.send_line("print(`quiet=${q.served}`)").unwrap();
+    let seen = pty.expect("quiet=20").unwrap();
+    let text = String::from_utf8_lossy(seen.before());
+    assert!(
+        !text.contains(&format!("serve {quiet}: ")),
+        "a quiet server announced: {text}"
+    );
 }

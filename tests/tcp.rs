@@ -212,18 +212,19 @@ fn text_reads_check_utf8() {
     assert_eq!(out[1..], ["fffe", "é"]);
 }
 
-/// close() while another task is blocked in recv() on the same connection wakes it with a "closed" error.
+/// close() while another task is blocked in recv() on the same connection (captured by the task) wakes it with a "closed" error; the task was still waiting just before.
 #[test]
 fn close_wakes_a_blocked_reader() {
     let out = Netsh::eval(
         r#"let l = listen("[::1]:0"); let c = connect(l.addr); let s = l.accept(5000);
-           let theirs = c; let t = task(|| theirs.recv());
-           sleep(100); c.close(); print(c.closed);
+           let t = task(|| c.recv());
+           sleep(200); print(t.done);
+           c.close(); print(c.closed);
            try { t.join(5000) } catch (e) { print(e) }"#,
     );
     let lines: Vec<_> = out.lines().collect();
-    assert_eq!(lines[0], "true");
-    assert!(lines[1].contains("is closed"), "{out}");
+    assert_eq!(lines[..2], ["false", "true"], "{out}");
+    assert!(lines[2].contains("is closed"), "{out}");
 }
 
 /// task(|| …).join() returns the closure's value; a failing closure's error is re-raised with its place; join(ms) times out; .done flips.
@@ -248,45 +249,61 @@ fn task_join_returns_values_and_errors() {
     assert_eq!(lines[4], "false");
 }
 
-/// stop() ends a task blocked in accept() and one spinning in a Rhai loop; join then says it was stopped.
+/// stop() ends a task blocked in accept() and one spinning in a Rhai loop, both still running just before; join then says it was stopped.
 #[test]
 fn task_stop_interrupts_blocking_calls_and_loops() {
     let out = Netsh::eval(
         r#"let l = listen("127.0.0.1:0");
            let waiting = task(|| l.accept());
            let spinning = task(|| { let n = 0; loop { n += 1 } });
-           sleep(100); waiting.stop(); spinning.stop();
+           sleep(200); print(waiting.done); print(spinning.done);
+           waiting.stop(); spinning.stop();
            for t in [waiting, spinning] { try { t.join(5000) } catch (e) { print(e) } }"#,
     );
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [
+            "false",
+            "false",
             "join: the task was stopped with stop()",
             "join: the task was stopped with stop()"
         ]
     );
 }
 
-/// A closure error in one connection is printed with the peer and place, and the server goes on serving the next client.
+/// A closure error in one connection is printed with the peer and place, and the server goes on serving the next client (the report comes from the server's thread, so no line order is assumed).
 #[test]
 fn serve_reports_a_closure_error_and_keeps_serving() {
     let out = Netsh::eval(
         r#"let s = serve("127.0.0.1:0", |c| { let l = c.recv_line(); if l == "bad" { throw "bad input" } c.send_line(l) });
-           let a = connect(s.addr); a.send_line("bad"); print(a.recv_line() == ());
-           let b = connect(s.addr); b.send_line("good"); print(b.recv_line());
-           print(s.served); s.stop(); print(s);"#,
+           print(`port ${s.port}`);
+           let a = connect(s.addr); a.send_line("bad"); print(`bad: ${a.recv_line() == ()}`);
+           let b = connect(s.addr); b.send_line("good"); print(`good: ${b.recv_line()}`);
+           // Each handler reports before it stops counting as active.
+           while s.active > 0 { sleep(10) }
+           print(`served ${s.served}`); s.stop(); print(s);"#,
     );
-    let port = out
-        .lines()
-        .find_map(|l| l.strip_prefix("serve "))
-        .and_then(|l| l.split(':').next())
-        .unwrap_or_else(|| panic!("no error report in: {out}"));
+    let lines: Vec<&str> = out.lines().collect();
+    let port = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("port "))
+        .unwrap_or_else(|| panic!("no port in: {out}"));
+    let report = format!("serve {port}: 127.0.0.1:");
     assert!(
-        out.contains(&format!("serve {port}: 127.0.0.1:")) && out.contains("bad input"),
+        lines
+            .iter()
+            .any(|l| l.starts_with(&report) && l.contains("-e:1:") && l.contains("bad input")),
+        "no error report in: {out}"
+    );
+    for expected in ["bad: true", "good: good", "served 2"] {
+        assert!(lines.contains(&expected), "no {expected:?} in: {out}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Server #") && l.contains("stopped")),
         "{out}"
     );
-    assert!(out.contains("true\ngood\n2\nServer(127.0.0.1:"), "{out}");
-    assert!(out.contains("stopped"), "{out}");
 }
 
 /// A serve closure can recurse to Rhai's call-depth limit: 60 levels work, and going past 64 is a Rhai error, not a stack overflow.
@@ -296,6 +313,8 @@ fn serve_closures_reach_the_call_depth_limit_safely() {
         r#"fn deep(n) { if n == 0 { 0 } else { let a = [1]; for x in a { return x + deep(n - 1) } } }
            let s = serve("127.0.0.1:0", |c| c.send_line(`${deep(parse_int(c.recv_line()))}`));
            for n in [60, 100] { let c = connect(s.addr); c.send_line(`${n}`); print(c.recv_line()); }
+           // The failed handler reports from its own thread; wait for it.
+           while s.active > 0 { sleep(10) }
            print(task(|| deep(60)).join());"#,
     );
     assert!(out.starts_with("60\n"), "{out}");
@@ -522,10 +541,15 @@ fn ctrl_c_interrupts_waits_but_not_background_work() {
     pty.set_expect_timeout(Some(Duration::from_secs(15)));
     pty.expect("netsh> ").expect("the first prompt");
     // rustyline drops typed-ahead input (its issue #690): wait for each prompt.
+    // An interrupted line prints "blocking" (built at run time, so the echo
+    // of the typed line cannot match) just before its blocking call, so
+    // Ctrl-C is sent only once the line runs: sent while rustyline still
+    // reads the line, it would be a keystroke, lost on a busy machine.
     let mut step = |input: &str, expected: &str, interrupt: bool| {
         pty.send_line(input).unwrap();
         if interrupt {
-            thread::sleep(Duration::from_millis(400));
+            pty.expect("blocking").unwrap();
+            thread::sleep(Duration::from_millis(100));
             pty.send("\x03").unwrap();
         }
         if let Err(e) = pty.expect(expected) {
@@ -539,17 +563,17 @@ fn ctrl_c_interrupts_waits_but_not_background_work() {
         false,
     );
     step(
-        "let t = task(|| sleep(60000)); t.join()",
+        "let t = task(|| sleep(60000)); print(\"block\" + \"ing\"); t.join()",
         "join: interrupted",
         true,
     );
     step(
-        r#"let l = listen("127.0.0.1:0"); l.accept()"#,
+        r#"let l = listen("127.0.0.1:0"); print("block" + "ing"); l.accept()"#,
         "accept: interrupted",
         true,
     );
     step(
-        "let c = connect(l.addr); let a = l.accept(); c.recv()",
+        "let c = connect(l.addr); let a = l.accept(); print(\"block\" + \"ing\"); c.recv()",
         "recv: interrupted",
         true,
     );
@@ -583,4 +607,130 @@ fn concurrent_sends_do_not_interleave() {
         "the two blobs were interleaved"
     );
     assert_ne!(first[0], second[0]);
+}
+
+/// Every read takes a per-call timeout, as `ms` or `#{timeout: ms}`, in
+/// place of `c.timeout` for that call: each times out while the peer is
+/// silent, keeps what arrived, and `0` (or `#{timeout: 0}`) waits as long
+/// as it takes even when `c.timeout` is short.
+#[test]
+fn per_call_timeouts_on_every_read() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(b"par").unwrap();
+        // Until netsh says it has seen every timeout.
+        let mut go = [0u8; 1];
+        s.read_exact(&mut go).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        s.write_all(b"tial\nrest").unwrap();
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR"); c.timeout = 60000;
+           for read in [|| c.recv_line(100), || c.recv_line(#{timeout: 100}), || c.recv_until("\n", 100),
+                        || c.recv_until("\n", #{timeout: 100}), || c.read(10, 100), || c.read(10, #{timeout: 100}),
+                        || c.read_all(100), || c.read_all(#{timeout: 100})] {
+               try { read.call(); print("no timeout") } catch (e) { print(e) }
+           }
+           c.send("go"); c.timeout = 50;
+           print(c.recv_line(0)); print(c.recv(#{timeout: 0}));"#,
+        addr,
+    );
+    peer.join().unwrap();
+    let (timeouts, rest) = out.split_at(8);
+    for (line, op) in timeouts.iter().zip([
+        "recv_line",
+        "recv_line",
+        "recv_until",
+        "recv_until",
+        "read",
+        "read",
+        "read_all",
+        "read_all",
+    ]) {
+        assert!(
+            line.starts_with(&format!("{op}: timed out after 100 ms")),
+            "{line} ({out:?})"
+        );
+    }
+    assert_eq!(rest, ["partial", "rest"]);
+}
+
+/// recv(ms) and recv(#{timeout}) time out on a silent peer; accept and
+/// join take `#{timeout}` too; a misspelt option or a negative timeout is
+/// refused before anything waits.
+#[test]
+fn per_call_timeouts_on_recv_accept_and_join() {
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        let mut done = [0u8; 1];
+        let _ = s.read(&mut done);
+    });
+    let out = eval_lines(
+        r#"let c = connect("ADDR");
+           try { c.recv(100) } catch (e) { print(e) }
+           try { c.recv(#{timeout: 100}) } catch (e) { print(e) }
+           try { c.recv(#{tiemout: 100}) } catch (e) { print(e) }
+           try { c.recv_line(-1) } catch (e) { print(e) }
+           try { c.read(1, #{timeout: "soon"}) } catch (e) { print(e) }
+           try { listen("127.0.0.1:0").accept(#{timeout: 100}) } catch (e) { print(e) }
+           let t = task(|| sleep(5000));
+           try { t.join(#{timeout: 100}) } catch (e) { print(e) }
+           t.stop(); c.close();"#,
+        addr,
+    );
+    peer.join().unwrap();
+    assert!(
+        out[0].starts_with("recv: timed out after 100 ms"),
+        "{out:?}"
+    );
+    assert!(
+        out[1].starts_with("recv: timed out after 100 ms"),
+        "{out:?}"
+    );
+    assert_eq!(out[2], "recv: unknown option 'tiemout' (known: timeout)");
+    assert_eq!(
+        out[3],
+        "recv_line: a timeout is 0 or more milliseconds (0 means no limit), not -1"
+    );
+    assert_eq!(
+        out[4],
+        "read: option 'timeout': expected a number of milliseconds, not a string"
+    );
+    assert!(
+        out[5].starts_with("accept: timed out after 100 ms"),
+        "{out:?}"
+    );
+    assert!(
+        out[6].starts_with("join: timed out after 100 ms"),
+        "{out:?}"
+    );
+}
+
+/// `c.timeout` applies to a send the peer takes no data for: 50 MB to a
+/// peer that never reads fails with a timeout that says how much went out.
+#[test]
+fn send_timeout_when_the_peer_does_not_read() {
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (addr, peer) = peer_on("127.0.0.1:0", move |s| {
+        // Never read; hold the connection until netsh has given up (or,
+        // if it never does, 20 s, so the test fails instead of hanging).
+        let _ = finished.recv_timeout(Duration::from_secs(20));
+        drop(s);
+    });
+    let out = Netsh::new()
+        .arg("-e")
+        .arg(format!(
+            r#"let c = connect("{addr}"); c.timeout = 300;
+               try {{ c.send(blob(50000000)); print("sent it all") }} catch (e) {{ print(e) }}
+               c.close();"#
+        ))
+        .ok()
+        .stdout();
+    done.send(()).unwrap();
+    peer.join().unwrap();
+    assert!(
+        out.starts_with(&format!(
+            "send: timed out after 300 ms while sending to {addr}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("of 50000000 bytes sent"), "{out}");
 }

@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::wire::{header, read_reply, refusal_for};
+
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
@@ -30,7 +32,11 @@ fn loopback() -> SocketAddr {
 
 /// Runs Rhai code in this process with a fresh shell; its value, or the error text.
 fn eval(code: &str) -> Result<Dynamic, String> {
-    netsh::shell::Shell::new(None).eval(code, &[])
+    use netsh::shell::{Outcome, Setup, Shell};
+    match Shell::new(Setup::for_code(code)).eval(code, &[])? {
+        Outcome::Value(value) => Ok(value),
+        Outcome::Exit(status) => Err(format!("exit({status})")),
+    }
 }
 
 fn eval_map(code: &str) -> Map {
@@ -76,15 +82,6 @@ fn send(
 ) -> netsh::error::Result<transfer::Sent> {
     let target = addr::parse_target(&server.addr().to_string()).unwrap();
     transfer::send_to(&target, path, options, ProgressReport::Off)
-}
-
-/// Waits until `check` holds, up to `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Empty, 1-byte and odd-sized files (around the 256 KiB chunk size) arrive intact through the Rhai API.
@@ -184,7 +181,7 @@ fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     // The receiver notices the closed connection and gives up on it.
-    wait_until(
+    support::wait_until(
         Duration::from_secs(10),
         "the receiver to drop the upload",
         || server.refused() > refused_before,
@@ -280,53 +277,6 @@ fn stale_part_bytes_never_survive_under_zeros() {
     server.stop();
 }
 
-/// The framed header as a hostile client writes it by hand.
-fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
-    let mut out = b"NSFT".to_vec();
-    out.push(version);
-    out.push(1);
-    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    out.extend_from_slice(&size.to_be_bytes());
-    out.extend_from_slice(name);
-    out
-}
-
-/// Reads one receiver message: `Ok((code, message))` for an error reply,
-/// `Err(kind)` for READY/DONE (the message type byte).
-fn read_reply(stream: &mut TcpStream) -> Result<(u16, String), u8> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut kind = [0u8; 1];
-    stream
-        .read_exact(&mut kind)
-        .expect("a reply from the receiver");
-    if kind[0] != b'E' {
-        return Err(kind[0]);
-    }
-    let mut fixed = [0u8; 4];
-    stream.read_exact(&mut fixed).unwrap();
-    let len = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
-    let mut text = vec![0u8; len];
-    stream.read_exact(&mut text).unwrap();
-    Ok((
-        u16::from_be_bytes([fixed[0], fixed[1]]),
-        String::from_utf8_lossy(&text).into_owned(),
-    ))
-}
-
-/// Sends `bytes` as a client and returns the receiver's error reply.
-fn refusal_for(server: &FileServer, bytes: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(server.addr()).unwrap();
-    stream.write_all(bytes).unwrap();
-    read_reply(&mut stream).unwrap_or_else(|kind| {
-        panic!(
-            "expected a refusal for {:?}, got message type {kind}",
-            String::from_utf8_lossy(bytes)
-        )
-    })
-}
-
 /// Every file under `root`, recursively (symlinks not followed).
 fn files_under(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -381,7 +331,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
         b"\xc3\x28",
     ];
     for name in bad_names {
-        let (code, message) = refusal_for(&server, &header(name, 10, 1));
+        let (code, message) = refusal_for(server.addr(), &header(name, 10, 1));
         assert_eq!(
             code,
             3,
@@ -389,16 +339,16 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
             String::from_utf8_lossy(name)
         );
     }
-    let (code, message) = refusal_for(&server, &header(b"huge.bin", 2 << 20, 1));
+    let (code, message) = refusal_for(server.addr(), &header(b"huge.bin", 2 << 20, 1));
     assert_eq!(code, 4, "{message}");
     assert!(message.contains("at most 1048576"), "{message}");
-    let (code, message) = refusal_for(&server, &header(b"v9.bin", 10, 9));
+    let (code, message) = refusal_for(server.addr(), &header(b"v9.bin", 10, 9));
     assert_eq!(code, 2, "{message}");
-    let (code, message) = refusal_for(&server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (code, message) = refusal_for(server.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(code, 1, "{message}");
     // Stalls mid-header: the header timeout answers.
     let started = Instant::now();
-    let (code, message) = refusal_for(&server, &header(b"slow.bin", 10, 1)[..9]);
+    let (code, message) = refusal_for(server.addr(), &header(b"slow.bin", 10, 1)[..9]);
     assert_eq!(code, 10, "{message}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -432,7 +382,7 @@ fn hostile_clients_are_refused_and_the_server_keeps_serving() {
     let (code, message) = read_reply(&mut wrong).unwrap();
     assert_eq!(code, 7, "{message}");
 
-    wait_until(
+    support::wait_until(
         Duration::from_secs(5),
         "every refusal to be counted",
         || server.refused() >= 20,
@@ -636,7 +586,8 @@ fn raw_receive_from_a_plain_sender_like_nc() {
     assert!(std::fs::read(inbox.join("f")).unwrap() == data);
 }
 
-/// A progress closure sees the figures and a final 100 percent.
+/// A progress closure sees the figures and a final 100 percent; like every
+/// callback it works on copies, so it collects them in a `share()`.
 #[test]
 fn progress_closure_gets_figures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -645,9 +596,9 @@ fn progress_closure_gets_figures() {
     let code = format!(
         r#"
         let s = serve_files("127.0.0.1:0", "{dir}");
-        let seen = [];
-        send_file(`127.0.0.1:${{s.port}}`, "{file}", #{{progress: |p| seen.push(p.percent)}});
-        seen
+        let seen = share([]);
+        send_file(`127.0.0.1:${{s.port}}`, "{file}", #{{progress: |p| seen.add(p.percent)}});
+        seen.get()
         "#,
         dir = tmp.path().join("in").display(),
         file = file.display()
@@ -915,7 +866,7 @@ fn a_second_upload_of_the_same_name_is_busy() {
     let (first_server, first_file) = (server.clone(), file.clone());
     let first = std::thread::spawn(move || send(&first_server, &first_file, slow));
     let part = inbox.join(".same.bin.netsh-part");
-    wait_until(Duration::from_secs(10), "the first upload to start", || {
+    support::wait_until(Duration::from_secs(10), "the first upload to start", || {
         std::fs::metadata(&part)
             .map(|m| m.len() > 0)
             .unwrap_or(false)
@@ -984,7 +935,7 @@ fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
         file.display()
     ))
     .unwrap();
-    wait_until(
+    support::wait_until(
         Duration::from_secs(15),
         "part of the upload to arrive",
         || {
@@ -997,7 +948,7 @@ fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
     pty.expect("interrupted")
         .expect("the upload to say it was interrupted");
     pty.expect("netsh> ").expect("the prompt back");
-    wait_until(
+    support::wait_until(
         Duration::from_secs(10),
         "the receiver to drop the upload",
         || server.refused() >= 1,

@@ -70,6 +70,34 @@ fn datagrams_to_nobody_are_lost_silently() {
     assert_eq!(out, "7\ntrue\ntrue\ntrue");
 }
 
+/// recv and recv_blob take a per-call timeout as `ms` or `#{timeout: ms}`
+/// and give `()` when nothing comes; `0` means no limit, so a datagram sent
+/// later still arrives.
+#[test]
+fn per_call_timeouts_on_recv() {
+    let out = Netsh::eval(
+        r#"let u = udp_bind("127.0.0.1:0");
+           print(u.recv(#{timeout: 100}) == ()); print(u.recv_blob(100) == ());
+           print(u.recv_blob(#{timeout: 100}) == ());
+           let to = u.addr;
+           let sender = task(|| { sleep(200); udp_send(to, "late"); sleep(200); udp_send(to, "late") });
+           print(u.recv(0).data); print(hex(u.recv_blob(#{timeout: 0}).data));
+           sender.join();
+           try { u.recv(#{wait: 1}) } catch (e) { print(e) }"#,
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "true",
+            "true",
+            "true",
+            "late",
+            "6c617465",
+            "recv: unknown option 'wait' (known: timeout)"
+        ]
+    );
+}
+
 /// close() wakes a recv() blocked in a task and later use says the socket is closed.
 #[test]
 fn close_ends_a_blocked_recv() {
@@ -134,7 +162,10 @@ fn bad_input_gives_clear_errors() {
             r#"udp_bind("127.0.0.1:0").send_to("[::1]:9", "x")"#,
             "cannot reach [::1]:9",
         ),
-        ("udp_bind(0).recv(-5)", "recv: timeout must be 0 or more"),
+        (
+            "udp_bind(0).recv(-5)",
+            "recv: a timeout is 0 or more milliseconds (0 means no limit), not -5",
+        ),
     ];
     for (code, expected) in cases {
         let err = Netsh::eval_err(code);

@@ -1,73 +1,134 @@
-# Echo through `serve` (issue 3): round trips per second with 100 concurrent
-# clients against `socat TCP-LISTEN,fork EXEC:cat`, and the memory one serve
-# needs per idle connection (1,000 held at once). The load generator is
-# examples/echo_load.rs (one tokio thread, so it costs one core at most), the
-# same for both servers; bench/hold_idle.py holds the idle connections.
+# Echo servers (the concurrency issue): round trips per second with 100
+# concurrent clients through netsh's two `serve` shapes, beside the ceiling
+# of this machine and the tools people use today:
+#   - the closure shape `serve(port, |c| …)` vs a Rust thread-per-connection
+#     server (examples/echo_threads.rs), the same shape in plain Rust;
+#   - the event shape `serve(port, #{on_data: …})` vs a plain tokio server
+#     (examples/echo_tokio.rs) and Python asyncio (bench/echo_asyncio.py);
+#   - both vs socat fork/cat.
+# The load generator is examples/echo_load.rs (ECHO_THREADS tokio threads,
+# default 1, so it costs one core at most and the server gets the other),
+# the same for every server, run alternately, best of $ROUNDS.
+# Then memory: 10,000 idle connections on the event shape, 1,000 on the
+# closure shape, and what an idle server holds after 2,000 connections came
+# and went.
 need socat:socat python3:python3
 
-ECHO_SECONDS=${ECHO_SECONDS:-5}
+ECHO_SECONDS=${ECHO_SECONDS:-4}
+ECHO_THREADS=${ECHO_THREADS:-1}
 ECHO_LOAD=target/release/examples/echo_load
-[ -x "$ECHO_LOAD" ] || cargo build --release --quiet --example echo_load
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+for example in echo_load echo_tokio echo_threads; do
+  [ -x "target/release/examples/$example" ] || cargo build --release --quiet --example "$example"
+done
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+CLOSURE='serve("127.0.0.1:0", |c| { loop { let d = c.recv(); if d == "" { break } c.send(d) } }, #{quiet: true})'
+EVENTS='serve("127.0.0.1:0", #{on_data: |c, d| c.send(d), quiet: true})'
+LINES='serve("127.0.0.1:0", #{on_line: |c, l| c.send_line(l), quiet: true})'
 
-# Waits until something accepts on 127.0.0.1:$1.
-wait_port() {
+# Starts server $1 (a name below) in the background; sets $server_pid and
+# $server_port (every server prints its port first).
+start_server() {
+  local out="$WORK/port.$1"
+  rm -f "$out"
+  case $1 in
+    closure) "$NETSH" -e "let s = $CLOSURE; print(s.port); s.wait()" >"$out" & ;;
+    events) "$NETSH" -e "let s = $EVENTS; print(s.port); s.wait()" >"$out" & ;;
+    lines) "$NETSH" -e "let s = $LINES; print(s.port); s.wait()" >"$out" & ;;
+    threads) target/release/examples/echo_threads 0 >"$out" & ;;
+    tokio) target/release/examples/echo_tokio 0 >"$out" & ;;
+    asyncio) "$PYTHON" bench/echo_asyncio.py 0 >"$out" & ;;
+    socat)
+      local port
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1" EXEC:cat & echo "$port" >"$out" ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 200); do [ -s "$out" ] && break; sleep 0.05; done
+  server_port=$(head -1 "$out")
   for _ in $(seq 100); do
-    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+    python3 -c "import socket; socket.create_connection(('127.0.0.1',$server_port),0.2)" 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "nothing listens on $1" >&2; return 1
+  echo "server $1 never listened" >&2; return 1
 }
 
-# The best of $ROUNDS runs: round trips per second against port $1.
-best_rate() {
-  local best=0 r
-  for _ in $(seq "$ROUNDS"); do
-    r=$("$ECHO_LOAD" "$1" 100 "$ECHO_SECONDS")
-    best=$(python3 -c "print(max(float('$best'), float('$r')))")
+stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; }
+
+# Best rate per server over $ROUNDS rounds, the servers taking turns.
+declare -A best
+servers=(closure threads events lines tokio asyncio socat)
+for _ in $(seq "$ROUNDS"); do
+  for s in "${servers[@]}"; do
+    start_server "$s" || continue
+    r=$("$ECHO_LOAD" "$server_port" 100 "$ECHO_SECONDS" "$ECHO_THREADS" || echo 0)
+    stop_server
+    best[$s]=$(python3 -c "print(max(float('${best[$s]:-0}'), float('$r')))")
   done
-  echo "$best"
-}
+done
+echo "round trips/s, 100 clients, load generator threads: $ECHO_THREADS"
+ratio "serve |c| closure vs Rust thread per conn" "${best[closure]}" "threads" "${best[threads]}" rt/s higher
+ratio "serve #{on_data} events vs Python asyncio" "${best[events]}" "asyncio" "${best[asyncio]}" rt/s higher
+ratio "serve #{on_data} events vs plain tokio" "${best[events]}" "tokio" "${best[tokio]}" rt/s higher
+ratio "serve #{on_line} events vs Python asyncio" "${best[lines]}" "asyncio" "${best[asyncio]}" rt/s higher
+ratio "serve |c| closure vs socat fork" "${best[closure]}" "socat" "${best[socat]}" rt/s higher
+ratio "serve #{on_data} events vs socat fork" "${best[events]}" "socat" "${best[socat]}" rt/s higher
 
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+threads_of() { awk '/^Threads/ {print $2}' "/proc/$1/status"; }
 
-ECHO_CODE='serve("127.0.0.1:PORT", |c| { loop { let d = c.recv(); if d == "" { break } c.send(d) } }).wait()'
-
-port=$(free_port)
-"$NETSH" -e "${ECHO_CODE//PORT/$port}" & netsh_pid=$!
-wait_port "$port"
-ours=$(best_rate "$port")
-kill "$netsh_pid"; wait "$netsh_pid" 2>/dev/null || true
-
-port=$(free_port)
-socat "TCP-LISTEN:$port,fork,reuseaddr" EXEC:cat & socat_pid=$!
-wait_port "$port"
-theirs=$(best_rate "$port")
-kill "$socat_pid"; wait "$socat_pid" 2>/dev/null || true
-ratio "echo round trips/s, 100 clients: serve vs socat" "$ours" "socat" "$theirs" rt/s higher
-
-# 1,000 idle connections held by one serve: memory and threads.
-port=$(free_port)
-"$NETSH" -e "serve(\"127.0.0.1:$port\", |c| c.recv_line()).wait()" & netsh_pid=$!
-wait_port "$port"
-sleep 0.5
-before=$(rss_kb "$netsh_pid")
-mkfifo "$WORK/hold.in"
-python3 bench/hold_idle.py "$port" 1000 < "$WORK/hold.in" > "$WORK/hold.out" & hold_pid=$!
-exec 7>"$WORK/hold.in"
-for _ in $(seq 200); do grep -q ready "$WORK/hold.out" 2>/dev/null && break; sleep 0.05; done
-sleep 1
-after=$(rss_kb "$netsh_pid")
-threads=$(awk '/^Threads/ {print $2}' "/proc/$netsh_pid/status")
-exec 7>&-
-wait "$hold_pid" 2>/dev/null || true
-kill "$netsh_pid"; wait "$netsh_pid" 2>/dev/null || true
-python3 - "$before" "$after" "$threads" <<'PY'
+# Holds $2 idle connections to the server named $1 and prints the memory
+# and threads they cost it.
+idle_cost() {
+  start_server "$1" || return
+  sleep 0.5
+  local before after threads
+  before=$(rss_kb "$server_pid")
+  mkfifo "$WORK/hold.in.$1"
+  python3 bench/hold_idle.py "$server_port" "$2" <"$WORK/hold.in.$1" >"$WORK/hold.out.$1" & local hold_pid=$!
+  exec 7>"$WORK/hold.in.$1"
+  for _ in $(seq 600); do grep -q ready "$WORK/hold.out.$1" 2>/dev/null && break; sleep 0.05; done
+  sleep 1
+  after=$(rss_kb "$server_pid")
+  threads=$(threads_of "$server_pid")
+  exec 7>&-
+  wait "$hold_pid" 2>/dev/null || true
+  stop_server
+  python3 - "$1" "$2" "$before" "$after" "$threads" <<'PY'
 import sys
-before, after, threads = (int(x) for x in sys.argv[1:4])
-print(f"1,000 idle connections on one serve: VmRSS {before/1024:.1f} MB -> {after/1024:.1f} MB, "
-      f"{(after-before)/1000:.1f} KiB per connection, {threads} threads")
+name, n, before, after, threads = sys.argv[1], int(sys.argv[2]), *(int(x) for x in sys.argv[3:6])
+print(f"{n:,} idle connections on serve ({name}): VmRSS {before/1024:.1f} MB -> {after/1024:.1f} MB, "
+      f"{(after-before)/n:.1f} KiB per connection, {threads} threads")
 PY
+}
+# 10,000 sockets each side: the holder needs the file limit for them.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+idle_cost events 10000
+idle_cost closure 1000
+
+# 2,000 short connections (50 at a time), then the idle server's memory.
+after_churn() {
+  start_server "$1" || return
+  sleep 0.5
+  local idle busy
+  idle=$(rss_kb "$server_pid")
+  python3 - "$server_port" <<'PY'
+import socket, sys, threading
+port = int(sys.argv[1])
+def client(n):
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"hello\n")
+            s.recv(16)
+threads = [threading.Thread(target=client, args=(40,)) for _ in range(50)]
+for t in threads: t.start()
+for t in threads: t.join()
+PY
+  sleep 1
+  busy=$(rss_kb "$server_pid")
+  stop_server
+  echo "after 2,000 connections came and went ($1): VmRSS $((idle / 1024)) MB idle -> $((busy / 1024)) MB"
+}
+after_churn closure
+after_churn events

@@ -1,9 +1,27 @@
-//! Host, port and `host:port` parsing shared by every capability.
+//! Host, port and `host:port` parsing shared by every capability: the one
+//! strict parser every function that takes an address goes through.
 //!
 //! Users write addresses as `"host:port"`, `"[v6]:port"`, a bare port
 //! (`9000`, meaning every local address), or `(host, port)`. These helpers
 //! turn all of them into a checked [`Target`] and then into socket addresses,
 //! with messages that say exactly what was wrong.
+//!
+//! Strict means nothing is silently reinterpreted, because a reinterpreted
+//! address sends packets to a host nobody named:
+//!
+//! - IPv4 is the canonical dotted quad only. The C resolver would take
+//!   `1.2.3` as 1.2.0.3, `127.1` as 127.0.0.1, `0x7f.1` in hex and
+//!   `010.0.0.1` in octal (inet_aton's shorthand); here a host whose last
+//!   label is a number must be a dotted quad, and is refused otherwise. No
+//!   top-level domain is numeric (RFC 3696 §2), so no real name is lost.
+//! - Brackets are balanced and hold an IPv6 address: `[::1` is an error.
+//! - Nothing is trimmed, anywhere: `" 127.0.0.1"` is an error that says so,
+//!   rather than a guess at what was meant.
+//! - A host given apart from its port must not carry one:
+//!   `connect("127.0.0.1:9", 5)` says so instead of failing to resolve.
+//!
+//! [`lookup`], the only way from a [`Target`] to the resolver, checks the
+//! host again, so no path can send anything for a host that does not parse.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -12,6 +30,8 @@ use crate::error::{Error, Result};
 /// A host (name or literal IP) and a port, checked but not yet resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// A checked host: an IP address in its canonical form, or a host name
+    /// as written.
     pub host: String,
     pub port: u16,
 }
@@ -26,31 +46,240 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// A host as a user wrote it, checked: an IP literal or a host name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The longest host name DNS can carry (RFC 1035), without a trailing dot.
+const MAX_NAME: usize = 253;
+/// The longest label of a host name (RFC 1035).
+const MAX_LABEL: usize = 63;
+
 /// Checks that a Rhai integer is a port number (0–65535).
 pub fn port(value: i64) -> Result<u16> {
     u16::try_from(value)
         .map_err(|_| Error::invalid(format!("port {value} is out of range (0–65535)")))
 }
 
-/// Parses `"host:port"`, `"[v6]:port"` or a literal socket address.
-pub fn parse_target(text: &str) -> Result<Target> {
-    let text = text.trim();
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(Target {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        });
+/// A host and a port given apart, as in `connect(host, port)`; the host may
+/// be an IPv6 address in brackets, and must not carry a port of its own.
+pub fn target(host: &str, port_number: i64) -> Result<Target> {
+    let port = port(port_number)?;
+    Ok(Target {
+        host: parse_host(host)?.to_string(),
+        port,
+    })
+}
+
+/// Refuses text with spaces, tabs or newlines around it: nothing is trimmed.
+fn untrimmed(text: &str) -> Result<()> {
+    if text.trim() != text {
+        return Err(Error::invalid(format!(
+            "'{text}' has white space around it; addresses are taken exactly as written (trim it first)"
+        )));
     }
-    let (host, port_text) = if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest
-            .split_once(']')
-            .ok_or_else(|| Error::invalid(format!("'{text}' has '[' without a closing ']'")))?;
-        let port_text = after.strip_prefix(':').ok_or_else(|| {
+    Ok(())
+}
+
+/// Parses a host on its own: `"example.com"`, `"127.0.0.1"`, `"::1"` or
+/// `"[::1]"`.
+pub fn parse_host(text: &str) -> Result<Host> {
+    untrimmed(text)?;
+    if text.is_empty() {
+        return Err(Error::invalid("the host is empty"));
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        let Some((inside, after)) = rest.split_once(']') else {
+            return Err(Error::invalid(format!(
+                "'{text}' has '[' without a closing ']'"
+            )));
+        };
+        let port_after = after.strip_prefix(':').unwrap_or("");
+        if !port_after.is_empty() && port_after.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(carries_a_port(text, &format!("[{inside}]")));
+        }
+        if !after.is_empty() {
+            return Err(Error::invalid(format!(
+                "'{text}' has '{after}' after the ']'"
+            )));
+        }
+        return match inside.parse::<Ipv6Addr>() {
+            Ok(ip) => Ok(Host::Ip(IpAddr::V6(ip))),
+            Err(_) => Err(Error::invalid(format!(
+                "'{text}': brackets hold an IPv6 address, and '{inside}' is not one"
+            ))),
+        };
+    }
+    if text.contains(']') {
+        return Err(Error::invalid(format!(
+            "'{text}' has ']' without an opening '['"
+        )));
+    }
+    if text.contains(':') {
+        if let Ok(ip) = text.parse::<Ipv6Addr>() {
+            return Ok(Host::Ip(IpAddr::V6(ip)));
+        }
+        if let Some((host, port_text)) = text.rsplit_once(':')
+            && !host.contains(':')
+            && parse_host(host).is_ok()
+            && !port_text.is_empty()
+            && port_text.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(carries_a_port(text, host));
+        }
+        if text.contains('%') {
+            return Err(Error::invalid(format!(
+                "'{text}': IPv6 zone indexes (%eth0) are not supported"
+            )));
+        }
+        return Err(Error::invalid(format!(
+            "'{text}' is neither an IPv6 address nor a host name"
+        )));
+    }
+    if looks_like_ipv4(text) {
+        return parse_ipv4(text).map(|ip| Host::Ip(IpAddr::V4(ip)));
+    }
+    check_name(text)?;
+    Ok(Host::Name(text.to_string()))
+}
+
+fn carries_a_port(text: &str, host: &str) -> Error {
+    Error::invalid(format!(
+        "the host '{text}' already carries a port; give the host alone ('{host}') with the port apart, or the whole \"host:port\" on its own"
+    ))
+}
+
+/// Would the C resolver read this as an IPv4 address? It does whenever the
+/// last label is a number (decimal, octal or hex), which no real top-level
+/// domain is.
+fn looks_like_ipv4(text: &str) -> bool {
+    let last = text.rsplit('.').find(|l| !l.is_empty()).unwrap_or("");
+    let hex = last
+        .strip_prefix("0x")
+        .or_else(|| last.strip_prefix("0X"))
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A canonical dotted quad, or the reason the text is not one.
+fn parse_ipv4(text: &str) -> Result<Ipv4Addr> {
+    if let Ok(ip) = text.parse::<Ipv4Addr>() {
+        return Ok(ip);
+    }
+    let not = |why: String| Error::invalid(format!("'{text}' is not an IPv4 address: {why}"));
+    if text.ends_with('.') {
+        return Err(not("it ends with a dot".into()));
+    }
+    let parts: Vec<&str> = text.split('.').collect();
+    if let Some(part) = parts
+        .iter()
+        .find(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(not(format!(
+            "'{part}' is not a decimal number from 0 to 255"
+        )));
+    }
+    if parts.len() != 4 {
+        return Err(not(format!(
+            "it has {} parts, not 4 (shorthand like 127.1 is not accepted)",
+            parts.len()
+        )));
+    }
+    if let Some(big) = parts
+        .iter()
+        .find(|p| p.parse::<u64>().map_or(true, |n| n > 255))
+    {
+        return Err(not(format!("{big} is larger than 255")));
+    }
+    // Like inet_pton, refuse leading zeros: 010 could mean octal 8.
+    Err(not("leading zeros are ambiguous (octal?)".into()))
+}
+
+/// Checks a host name: labels of letters, digits, `-` and `_`, each 1–63
+/// bytes, 253 in all, with at most one final dot.
+fn check_name(text: &str) -> Result<()> {
+    let bare = text.strip_suffix('.').unwrap_or(text);
+    if let Some(c) = bare.chars().find(|c| !c.is_ascii()) {
+        return Err(Error::invalid(format!(
+            "'{text}' contains '{c}'; write an international name in its xn-- (punycode) form"
+        )));
+    }
+    if let Some(c) = bare
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(Error::invalid(format!(
+            "'{text}' contains {c:?}, which a host name cannot"
+        )));
+    }
+    if bare.len() > MAX_NAME {
+        return Err(Error::invalid(format!(
+            "the host name is {} bytes long; at most {MAX_NAME} are allowed",
+            bare.len()
+        )));
+    }
+    for label in bare.split('.') {
+        if label.is_empty() {
+            return Err(Error::invalid(format!("'{text}' has an empty label (..)")));
+        }
+        if label.len() > MAX_LABEL {
+            return Err(Error::invalid(format!(
+                "'{text}' has a label of {} bytes; at most {MAX_LABEL} are allowed",
+                label.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parses an IP address, `"127.0.0.1"`, `"::1"` or `"[::1]"`, explaining
+/// what is wrong with text that is not one.
+pub fn parse_ip(text: &str) -> Result<IpAddr> {
+    untrimmed(text)?;
+    let not_an_ip = || Error::invalid(format!("'{text}' is not an IPv4 or IPv6 address"));
+    if text.contains([':', '[', ']']) {
+        return match parse_host(text)? {
+            Host::Ip(ip) => Ok(ip),
+            Host::Name(_) => Err(not_an_ip()),
+        };
+    }
+    if looks_like_ipv4(text) {
+        return parse_ipv4(text).map(IpAddr::V4);
+    }
+    Err(not_an_ip())
+}
+
+/// Parses `"host:port"` or `"[v6]:port"`.
+pub fn parse_target(text: &str) -> Result<Target> {
+    untrimmed(text)?;
+    let (host, port_text) = if text.starts_with('[') {
+        let Some(close) = text.find(']') else {
+            return Err(Error::invalid(format!(
+                "'{text}' has '[' without a closing ']'"
+            )));
+        };
+        let port_text = text[close + 1..].strip_prefix(':').ok_or_else(|| {
             Error::invalid(format!(
                 "'{text}' needs a port after the ']', like [::1]:9000"
             ))
         })?;
-        (host, port_text)
+        (&text[..=close], port_text)
+    } else if text.contains(']') {
+        return Err(Error::invalid(format!(
+            "'{text}' has ']' without an opening '['"
+        )));
     } else {
         match text.rsplit_once(':') {
             Some((host, _)) if host.contains(':') => {
@@ -71,31 +300,46 @@ pub fn parse_target(text: &str) -> Result<Target> {
             "'{text}' has no host before the port"
         )));
     }
+    let port = parse_port_text(port_text, text)?;
     Ok(Target {
-        host: host.to_string(),
-        port: parse_port_text(port_text, text)?,
+        host: parse_host(host)?.to_string(),
+        port,
     })
 }
 
-/// Parses the port part of `whole`.
+/// Parses the port part of `whole`: decimal digits, perhaps a minus sign
+/// (so `-1` is called out of range rather than not a number).
 fn parse_port_text(port_text: &str, whole: &str) -> Result<u16> {
-    let number: i64 = port_text
-        .parse()
-        .map_err(|_| Error::invalid(format!("'{port_text}' in '{whole}' is not a port number")))?;
-    port(number)
+    if port_text.is_empty() {
+        return Err(Error::invalid(format!(
+            "'{whole}' has no port after the ':'"
+        )));
+    }
+    let digits = port_text.strip_prefix('-').unwrap_or(port_text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::invalid(format!(
+            "'{port_text}' in '{whole}' is not a port number"
+        )));
+    }
+    match port_text.parse::<i64>() {
+        Ok(n) => port(n),
+        Err(_) => Err(Error::invalid(format!(
+            "port {port_text} is out of range (0–65535)"
+        ))),
+    }
 }
 
 /// A local address to bind: a bare port (`"9000"`), `"host:port"` or `"[v6]:port"`.
 /// A bare port binds every IPv4 and IPv6 address where the OS allows it.
 pub fn parse_bind(text: &str) -> Result<SocketAddr> {
-    let text = text.trim();
+    untrimmed(text)?;
     // `9000`, `:9000` and `*:9000` all mean every address.
     let bare = text
         .strip_prefix("*:")
         .or_else(|| text.strip_prefix(':'))
         .unwrap_or(text);
-    if let Ok(number) = bare.parse::<i64>() {
-        return Ok(any_addr(port(number)?));
+    if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return Ok(any_addr(parse_port_text(bare, text)?));
     }
     let target = parse_target(text)?;
     let ip = match target.host.as_str() {
@@ -114,26 +358,40 @@ pub fn any_addr(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
 }
 
+/// Refuses port 0 as a destination: it means "any free port" only when
+/// binding, and the kernel answers a send to it with a bare EINVAL.
+pub fn destination(target: &Target) -> Result<()> {
+    if target.port == 0 {
+        return Err(Error::invalid(format!(
+            "{target}: port 0 cannot be sent to (0 means \"any free port\" only when binding)"
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves a target to socket addresses through the system resolver
 /// (so `/etc/hosts` is honoured), without blocking a runtime thread.
 /// IPv4 addresses come first.
 pub async fn lookup(target: &Target) -> Result<Vec<SocketAddr>> {
-    if let Ok(ip) = target.host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
-    }
+    // Checked again here, where names reach the resolver, so no caller can
+    // hand it a host the strict parser would refuse.
+    let host = match parse_host(&target.host)? {
+        Host::Ip(ip) => return Ok(vec![SocketAddr::new(ip, target.port)]),
+        Host::Name(name) => name,
+    };
     // RFC 6761: resolvers should answer `.invalid` names negatively at once,
     // without asking a DNS server.
-    let lower = target.host.trim_end_matches('.').to_ascii_lowercase();
+    let lower = host.trim_end_matches('.').to_ascii_lowercase();
     if lower == "invalid" || lower.ends_with(".invalid") {
         return Err(Error::Resolve {
-            host: target.host.clone(),
+            host,
             reason: "no such host (.invalid names never exist, RFC 6761)".into(),
         });
     }
-    let found = tokio::net::lookup_host((target.host.as_str(), target.port))
+    let found = tokio::net::lookup_host((host.as_str(), target.port))
         .await
         .map_err(|e| Error::Resolve {
-            host: target.host.clone(),
+            host: host.clone(),
             reason: resolver_reason(&e),
         })?;
     // getaddrinfo lists an address once per socket type; keep each once,
@@ -147,7 +405,7 @@ pub async fn lookup(target: &Target) -> Result<Vec<SocketAddr>> {
     addrs.sort_by_key(|a| a.is_ipv6());
     if addrs.is_empty() {
         return Err(Error::Resolve {
-            host: target.host.clone(),
+            host,
             reason: "the name has no addresses".into(),
         });
     }
@@ -176,8 +434,11 @@ mod tests {
             ("127.0.0.1:9000", "127.0.0.1", 9000),
             ("localhost:80", "localhost", 80),
             ("[::1]:9000", "::1", 9000),
-            (" example.com:0 ", "example.com", 0),
+            ("example.com:0", "example.com", 0),
+            ("example.com.:1", "example.com.", 1),
             ("[fe80::1]:65535", "fe80::1", 65535),
+            ("[::ffff:127.0.0.1]:5", "::ffff:127.0.0.1", 5),
+            ("_srv.example:5", "_srv.example", 5),
         ];
         for (text, host, port) in cases {
             let t = parse_target(text).unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -191,15 +452,113 @@ mod tests {
             ("localhost", "has no port"),
             ("localhost:70000", "port 70000 is out of range"),
             ("localhost:-1", "port -1 is out of range"),
+            ("localhost:99999999999999999999", "is out of range"),
             ("::1:80", "write it as [::1]:PORT"),
             ("[::1]80", "needs a port after the ']'"),
+            ("[::1", "without a closing ']'"),
+            ("::1]:80", "']' without an opening '['"),
             (":80", "no host"),
+            ("host:", "has no port after the ':'"),
+            ("host:+80", "'+80' in 'host:+80' is not a port number"),
             ("host:http", "'http' in 'host:http' is not a port number"),
+            (" example.com:0", "white space around it"),
+            ("127.0.0.1:80\n", "white space around it"),
+            ("[127.0.0.1]:80", "brackets hold an IPv6 address"),
+            ("a b:80", "contains ' '"),
         ];
         for (text, expected) in cases {
             let err = parse_target(text).unwrap_err().to_string();
             assert!(err.contains(expected), "{text}: got '{err}'");
         }
+    }
+
+    /// inet_aton's shorthand and octal/hex forms are refused, each with its reason.
+    #[test]
+    fn only_canonical_dotted_quads() {
+        let cases = [
+            ("1.2.3", "it has 3 parts, not 4"),
+            ("127.1", "it has 2 parts, not 4"),
+            ("2130706433", "it has 1 parts, not 4"),
+            ("0x7f.1", "'0x7f' is not a decimal number"),
+            ("0x7f000001", "'0x7f000001' is not a decimal number"),
+            ("1.2.3.0x4", "'0x4' is not a decimal number"),
+            ("010.0.0.1", "leading zeros are ambiguous"),
+            ("999.1.1.1", "999 is larger than 255"),
+            ("1.2.3.4.", "it ends with a dot"),
+            ("1..2.3", "'' is not a decimal number"),
+            ("1.2.3.4.5", "it has 5 parts, not 4"),
+            ("a.1", "'a' is not a decimal number"),
+        ];
+        for (text, why) in cases {
+            let err = parse_host(text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("'{text}' is not an IPv4 address: {why}")),
+                "{text}: got '{err}'"
+            );
+            let with_port = format!("{text}:80");
+            assert!(parse_target(&with_port).is_err(), "{with_port}");
+            assert!(target(text, 80).is_err(), "{text}, 80");
+        }
+        assert_eq!(
+            parse_host("1.2.3.4").unwrap(),
+            Host::Ip("1.2.3.4".parse().unwrap())
+        );
+        // A name that merely contains digits is still a name.
+        assert_eq!(
+            parse_host("1.2.3.example").unwrap(),
+            Host::Name("1.2.3.example".into())
+        );
+    }
+
+    #[test]
+    fn a_host_given_apart_must_not_carry_a_port() {
+        for text in ["127.0.0.1:9", "localhost:80", "[::1]:80"] {
+            let err = target(text, 5).unwrap_err().to_string();
+            assert!(err.contains("already carries a port"), "{text}: {err}");
+        }
+        // `::1:80` is a valid IPv6 address (::0.1.0.128), not ::1 and a port.
+        assert!(matches!(parse_host("::1:80"), Ok(Host::Ip(_))));
+        assert_eq!(target("[::1]", 5).unwrap().host, "::1");
+    }
+
+    #[test]
+    fn hosts_have_balanced_brackets_and_no_spaces() {
+        let cases = [
+            ("[::1", "without a closing ']'"),
+            ("::1]", "']' without an opening '['"),
+            ("[::1]x", "has 'x' after the ']'"),
+            ("[::1]:abc", "has ':abc' after the ']'"),
+            ("[]", "'' is not one"),
+            (" 127.0.0.1 ", "white space around it"),
+            ("", "the host is empty"),
+            ("fe80::1%eth0", "zone indexes"),
+            ("a..b", "empty label"),
+            ("bücher.de", "xn--"),
+            ("a/b", "contains '/'"),
+        ];
+        for (text, expected) in cases {
+            let err = parse_host(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: got '{err}'");
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        assert!(parse_host(&long_label).is_err());
+        let long_name = ["abcdefghi"; 26].join(".");
+        assert!(parse_host(&long_name).is_err());
+    }
+
+    #[test]
+    fn ip_addresses() {
+        assert_eq!(parse_ip("[::1]").unwrap().to_string(), "::1");
+        assert_eq!(parse_ip("10.0.0.1").unwrap().to_string(), "10.0.0.1");
+        for bad in ["hello", "", "[::1", "127.1", " ::1", "a b"] {
+            assert!(parse_ip(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_ip("hello")
+                .unwrap_err()
+                .to_string()
+                .contains("'hello' is not an IPv4 or IPv6 address")
+        );
     }
 
     #[test]
@@ -213,5 +572,107 @@ mod tests {
         );
         assert_eq!(parse_bind("[::1]:5").unwrap().to_string(), "[::1]:5");
         assert!(parse_bind("example.com:80").is_err());
+        assert!(parse_bind("70000").is_err());
+        assert!(parse_bind(" 9000").is_err());
+        assert!(parse_bind("127.1:80").is_err());
+    }
+
+    /// The resolver is never asked about a host the parser refuses.
+    #[test]
+    fn lookup_refuses_what_the_parser_refuses() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for host in ["1.2.3", "127.1", "[::1", " localhost"] {
+            let target = Target {
+                host: host.into(),
+                port: 80,
+            };
+            let err = rt.block_on(lookup(&target)).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{host}: {err}");
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// A host name the strict parser must accept.
+        fn name() -> impl Strategy<Value = String> {
+            "[a-z][a-z0-9-]{0,12}(\\.[a-z0-9_-]{1,12}){0,3}\\.[a-z][a-z-]{0,5}"
+        }
+
+        proptest! {
+            /// No text makes any address parser panic.
+            #[test]
+            fn parsers_never_panic(text in "\\PC{0,40}") {
+                let _ = parse_target(&text);
+                let _ = parse_host(&text);
+                let _ = parse_bind(&text);
+                let _ = parse_ip(&text);
+            }
+
+            /// Address-like text (digits, dots, colons, brackets, hex) never panics either.
+            #[test]
+            fn address_like_text_never_panics(text in "[0-9a-fx.:\\[\\]% -]{0,30}") {
+                let _ = parse_target(&text);
+                let _ = parse_bind(&text);
+                let _ = parse_ip(&text);
+            }
+
+            /// Every socket address, printed, parses back to itself.
+            #[test]
+            fn socket_addresses_round_trip(ip in any::<IpAddr>(), port in any::<u16>()) {
+                let text = SocketAddr::new(ip, port).to_string();
+                let target = parse_target(&text).unwrap();
+                prop_assert_eq!(&target.host, &ip.to_string());
+                prop_assert_eq!(target.port, port);
+                prop_assert_eq!(target.to_string(), text);
+            }
+
+            /// Host names with a port round-trip through Display.
+            #[test]
+            fn names_round_trip(host in name(), port in any::<u16>()) {
+                let target = parse_target(&format!("{host}:{port}")).unwrap();
+                prop_assert_eq!(&target.host, &host);
+                prop_assert_eq!(parse_target(&target.to_string()).unwrap(), target.clone());
+                prop_assert_eq!(super::super::target(&host, i64::from(port)).unwrap(), target);
+            }
+
+            /// What is accepted is strict: an IPv4 host is exactly its
+            /// canonical dotted quad, and a name never ends in a numeric label
+            /// (so the C resolver cannot read it as an address).
+            #[test]
+            fn accepted_hosts_are_canonical(text in "[0-9a-z.x:_-]{1,24}") {
+                match parse_host(&text) {
+                    Ok(Host::Ip(IpAddr::V4(ip))) => prop_assert_eq!(ip.to_string(), text),
+                    Ok(Host::Ip(IpAddr::V6(ip))) => prop_assert_eq!(text.parse::<Ipv6Addr>().ok(), Some(ip)),
+                    Ok(Host::Name(name)) => {
+                        prop_assert!(!looks_like_ipv4(&name));
+                        prop_assert!(name.parse::<IpAddr>().is_err());
+                    }
+                    Err(_) => {}
+                }
+            }
+
+            /// inet_aton's shorthand (fewer than four parts) is never an address.
+            #[test]
+            fn shorthand_is_refused(parts in proptest::collection::vec(0u32..70000, 1..4)) {
+                let text = parts.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+                let with_port = format!("{text}:80");
+                prop_assert!(parse_host(&text).is_err(), "{}", text);
+                prop_assert!(parse_target(&with_port).is_err());
+            }
+
+            /// Text with white space around it is refused, never trimmed.
+            #[test]
+            fn nothing_is_trimmed(ip in any::<std::net::Ipv4Addr>(), pad in "[ \\t\\n]{1,3}") {
+                let (before, after, port) = (format!("{pad}{ip}"), format!("{ip}{pad}"), format!("{ip}:80{pad}"));
+                prop_assert!(parse_host(&before).is_err());
+                prop_assert!(parse_target(&port).is_err());
+                prop_assert!(parse_ip(&after).is_err());
+            }
+        }
     }
 }

@@ -1,7 +1,11 @@
-//! Small helpers every script needs: waiting, time, hashing, files, JSON,
-//! environment variables.
+//! Small helpers every script needs: waiting, time, hashing, files and
+//! temporary folders, JSON, environment variables; and the parsing of
+//! timeouts that every blocking call shares.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use rhai::plugin::*;
 use rhai::{Array, Blob, Map};
@@ -12,7 +16,20 @@ use crate::runtime;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
-    exported_module!(api)
+    let mut module = exported_module!(api);
+    module.set_custom_type::<TempDir>("TempDir");
+    module
+}
+
+/// A temporary folder, removed with everything in it when the last copy
+/// of the value is gone (at the end of the function or script holding it).
+#[derive(Clone)]
+pub struct TempDir(std::sync::Arc<tempfile::TempDir>);
+
+impl TempDir {
+    pub fn path(&self) -> String {
+        self.0.path().display().to_string()
+    }
 }
 
 #[export_module]
@@ -29,6 +46,22 @@ mod api {
     #[rhai_fn(return_raw)]
     pub fn sleep(ms: i64) -> ScriptResult<()> {
         super::millis(ms, "ms")
+            .and_then(runtime::sleep)
+            .map_err(fail("sleep"))
+    }
+
+    /// Waits `ms` milliseconds, a fraction allowed (`sleep(0.5)` is half a
+    /// millisecond: milliseconds, like every netsh time, not Rhai's seconds).
+    /// Ctrl-C and `.stop()` end the wait early.
+    ///
+    /// ```rhai
+    /// sleep(1.5);
+    /// ```
+    ///
+    /// Fails when: `ms` is negative or not a number, or the wait is interrupted.
+    #[rhai_fn(return_raw, name = "sleep")]
+    pub fn sleep_float(ms: f64) -> ScriptResult<()> {
+        super::millis_f64(ms, "ms")
             .and_then(runtime::sleep)
             .map_err(fail("sleep"))
     }
@@ -62,26 +95,6 @@ mod api {
     #[rhai_fn(name = "sha256", pure)]
     pub fn sha256_blob(data: &mut Blob) -> String {
         hex::encode(Sha256::digest(data.as_slice()))
-    }
-
-    /// A blob as lowercase hex digits.
-    ///
-    /// ```rhai
-    /// hex(blob(3, 255))   // "ffffff"
-    /// ```
-    #[rhai_fn(pure)]
-    pub fn hex(data: &mut Blob) -> String {
-        hex::encode(data.as_slice())
-    }
-
-    /// A string's UTF-8 bytes as lowercase hex digits.
-    ///
-    /// ```rhai
-    /// hex("hi")   // "6869"
-    /// ```
-    #[rhai_fn(name = "hex")]
-    pub fn hex_str(data: &str) -> String {
-        hex::encode(data.as_bytes())
     }
 
     /// The contents of a text file as a string.
@@ -133,6 +146,49 @@ mod api {
         super::write(path, &data).map_err(fail("write_file"))
     }
 
+    /// Facts about a path, without reading it: `#{size, modified, kind}`
+    /// (`kind` is "file", "folder" or "other"; `modified` in milliseconds
+    /// since 1970), or `()` when nothing is there. Symbolic links are followed.
+    ///
+    /// ```rhai
+    /// let i = file_info("/etc/hosts"); print(`${i.size} bytes`);
+    /// ```
+    ///
+    /// Fails when: the path cannot be examined (permission denied).
+    #[rhai_fn(return_raw)]
+    pub fn file_info(path: &str) -> ScriptResult<Dynamic> {
+        super::info(path).map_err(fail("file_info"))
+    }
+
+    /// Creates a folder and any missing parents (like `mkdir -p`); an
+    /// existing folder is fine.
+    ///
+    /// ```rhai
+    /// make_dir("/tmp/netsh-demo/site");
+    /// ```
+    ///
+    /// Fails when: a file is in the way, or permission is denied.
+    #[rhai_fn(return_raw)]
+    pub fn make_dir(path: &str) -> ScriptResult<()> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| super::file_error("creating", path, e))
+            .map_err(fail("make_dir"))
+    }
+
+    /// Removes a file, or an empty folder (like `rm` and `rmdir`; never a
+    /// whole tree).
+    ///
+    /// ```rhai
+    /// remove("/tmp/netsh-demo/site/sample.bin"); remove("/tmp/netsh-demo/site");
+    /// ```
+    ///
+    /// Fails when: nothing is there, the folder is not empty, or permission
+    /// is denied.
+    #[rhai_fn(return_raw)]
+    pub fn remove(path: &str) -> ScriptResult<()> {
+        super::remove_path(path).map_err(fail("remove"))
+    }
+
     /// Any value as JSON text (maps become objects, blobs arrays of numbers).
     ///
     /// ```rhai
@@ -162,6 +218,50 @@ mod api {
             .map_err(fail("parse_json"))
     }
 
+    /// A new empty folder under the system's temporary folder (`$TMPDIR`,
+    /// else `/tmp`), removed with everything in it once the value is no
+    /// longer held: at the end of the function or script that made it. It
+    /// prints as its path, so `${dir}/file` names a file in it.
+    ///
+    /// ```rhai
+    /// let dir = temp_dir(); write_file(`${dir}/note.txt`, "hi");
+    /// ```
+    ///
+    /// Fails when: the temporary folder is missing or not writable.
+    #[rhai_fn(return_raw)]
+    pub fn temp_dir() -> ScriptResult<super::TempDir> {
+        tempfile::Builder::new()
+            .prefix("netsh-")
+            .tempdir()
+            .map(|dir| super::TempDir(std::sync::Arc::new(dir)))
+            .map_err(|e| Error::io("creating a temporary folder", None, e))
+            .map_err(fail("temp_dir"))
+    }
+
+    /// The path of a temporary folder.
+    ///
+    /// ```rhai
+    /// temp_dir().path   // "/tmp/netsh-a1B2c3"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "path", pure)]
+    pub fn temp_dir_path(dir: &mut super::TempDir) -> String {
+        dir.path()
+    }
+
+    /// A temporary folder prints as its path.
+    ///
+    /// ```rhai
+    /// print(`saving into ${dir}`)
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn temp_dir_to_string(dir: &mut super::TempDir) -> String {
+        dir.path()
+    }
+
     /// An environment variable, or `()` when it is not set.
     ///
     /// ```rhai
@@ -179,25 +279,40 @@ pub fn millis(ms: i64, what: &str) -> Result<Duration> {
         .map_err(|_| Error::invalid(format!("{what} must be 0 or more, not {ms}")))
 }
 
+/// A fractional number of milliseconds as a duration.
+pub fn millis_f64(ms: f64, what: &str) -> Result<Duration> {
+    if ms.is_nan() || ms < 0.0 {
+        return Err(Error::invalid(format!(
+            "{what} must be 0 or more, not {ms}"
+        )));
+    }
+    // Beyond what a Duration holds (about 585 million years) is forever.
+    Ok(Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX))
+}
+
 /// Reads a whole regular file off the Rhai thread, so Ctrl-C can abandon a
 /// slow read. Pipes and devices are refused: `/dev/zero` never ends and a
 /// FIFO may never answer.
 fn read_bytes(path: &str) -> Result<Vec<u8>> {
-    let owned = path.to_string();
+    let owned = PathBuf::from(path);
     runtime::block_on(async move {
         let meta = tokio::fs::metadata(&owned)
             .await
             .map_err(|e| file_error("reading", &owned, e))?;
+        let shown = quoted(&owned);
+        if meta.is_dir() {
+            return Err(Error::invalid(format!("{shown} is a folder, not a file")));
+        }
         if !meta.is_file() {
             return Err(Error::invalid(format!(
-                "{owned} is not a regular file (a folder, pipe or device)"
+                "{shown} is not a regular file (a pipe or device)"
             )));
         }
-        if meta.len() > crate::shell::MAX_STRING_BYTES as u64 {
-            return Err(Error::invalid(format!(
-                "{owned} is {} bytes, more than a script value may hold ({} bytes)",
+        if meta.len() > crate::limits::MAX_STRING_BYTES as u64 {
+            return Err(Error::TooBig(format!(
+                "{shown} is {} bytes, more than a script value may hold ({} bytes)",
                 meta.len(),
-                crate::shell::MAX_STRING_BYTES
+                crate::limits::MAX_STRING_BYTES
             )));
         }
         tokio::fs::read(&owned)
@@ -210,13 +325,15 @@ fn read_text(path: &str) -> Result<String> {
     let bytes = read_bytes(path)?;
     String::from_utf8(bytes).map_err(|_| {
         Error::invalid(format!(
-            "{path} is not UTF-8 text; use read_blob(\"{path}\") for binary files"
+            "{} is not UTF-8 text; use read_blob({:?}) for binary files",
+            quoted(Path::new(path)),
+            path
         ))
     })
 }
 
 fn write(path: &str, data: &[u8]) -> Result<i64> {
-    let (owned, data) = (path.to_string(), data.to_vec());
+    let (owned, data) = (PathBuf::from(path), data.to_vec());
     let len = data.len() as i64;
     runtime::block_on(async move {
         tokio::fs::write(&owned, data)
@@ -226,14 +343,62 @@ fn write(path: &str, data: &[u8]) -> Result<i64> {
     Ok(len)
 }
 
+/// A path as messages show it: in double quotes, so an empty or odd one
+/// stands out (`serve_files: "" is not a folder`).
+pub fn quoted(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
+}
+
+fn info(path: &str) -> Result<Dynamic> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dynamic::UNIT),
+        Err(e) => return Err(file_error("examining", path, e)),
+    };
+    let kind = if meta.is_file() {
+        "file"
+    } else if meta.is_dir() {
+        "folder"
+    } else {
+        "other"
+    };
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut map = Map::new();
+    map.insert("size".into(), (meta.len() as i64).into());
+    map.insert("modified".into(), modified.into());
+    map.insert("kind".into(), kind.into());
+    Ok(map.into())
+}
+
+fn remove_path(path: &str) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
+    let removed = if meta.is_dir() {
+        std::fs::remove_dir(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    removed.map_err(|e| match e.kind() {
+        std::io::ErrorKind::DirectoryNotEmpty => Error::invalid(format!(
+            "{} is a folder that is not empty",
+            quoted(Path::new(path))
+        )),
+        _ => file_error("removing", path, e),
+    })
+}
+
 /// An I/O error on a file, worded for a user.
-pub fn file_error(doing: &str, path: &str, err: std::io::Error) -> Error {
+pub fn file_error(doing: &str, path: impl AsRef<Path>, err: std::io::Error) -> Error {
+    let shown = quoted(path.as_ref());
     match err.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("{path}: no such file or folder")),
+        std::io::ErrorKind::NotFound => Error::NotFound(format!("{shown}: no such file or folder")),
         std::io::ErrorKind::PermissionDenied => {
-            Error::Permission(format!("{path}: permission denied"))
+            Error::Permission(format!("{shown}: permission denied"))
         }
-        _ => Error::io(format!("{doing} {path}"), None, err),
+        _ => Error::io(format!("{doing} {shown}"), None, err),
     }
 }
 

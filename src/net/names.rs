@@ -7,7 +7,7 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr;
 use crate::runtime;
 
 /// The Rhai module of this capability.
@@ -94,7 +94,7 @@ mod api {
     /// Fails when: the text is not an IPv4 or IPv6 address.
     #[rhai_fn(return_raw)]
     pub fn ip_info(ip: &str) -> ScriptResult<Map> {
-        super::parse_ip(ip)
+        crate::net::addr::parse_ip(ip)
             .map(|ip| super::classify(ip).into_map())
             .map_err(fail("ip_info"))
     }
@@ -181,14 +181,7 @@ pub fn interfaces() -> Result<Array> {
 }
 
 pub fn resolve(host: &str) -> Result<Array> {
-    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(Error::invalid("the host name is empty"));
-    }
-    let target = Target {
-        host: host.to_string(),
-        port: 0,
-    };
+    let target = addr::target(host, 0)?;
     let addrs = runtime::block_on(async { addr::lookup(&target).await })?;
     Ok(addrs
         .into_iter()
@@ -197,38 +190,12 @@ pub fn resolve(host: &str) -> Result<Array> {
 }
 
 pub fn reverse(ip: &str) -> Result<String> {
-    let ip = parse_ip(ip)?;
+    let ip = addr::parse_ip(ip)?;
     runtime::block_on(async move {
         tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip))
             .await
             .map_err(|e| Error::invalid(format!("lookup task failed: {e}")))?
             .map_err(|e| Error::NotFound(format!("no name found for {ip} ({e})")))
-    })
-}
-
-/// Parses an IP address, explaining what is wrong with text that is not one.
-pub fn parse_ip(text: &str) -> Result<IpAddr> {
-    let text = text.trim();
-    let bare = text.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().map_err(|_| {
-        let octets: Vec<&str> = bare.split('.').collect();
-        let numeric = |o: &&str| !o.is_empty() && o.chars().all(|c| c.is_ascii_digit());
-        if octets.len() == 4 && octets.iter().all(numeric) {
-            match octets
-                .iter()
-                .find(|o| o.parse::<u64>().map_or(true, |n| n > 255))
-            {
-                Some(big) => Error::invalid(format!(
-                    "'{text}' is not an IPv4 address: {big} is larger than 255"
-                )),
-                // Like inet_pton, Rust refuses leading zeros: 010 could mean octal 8.
-                None => Error::invalid(format!(
-                    "'{text}' is not an IPv4 address: leading zeros are ambiguous (octal?)"
-                )),
-            }
-        } else {
-            Error::invalid(format!("'{text}' is not an IPv4 or IPv6 address"))
-        }
     })
 }
 
@@ -429,7 +396,7 @@ mod tests {
             ("::ffff:192.168.1.1", 6, Some('C'), "private"),
         ];
         for (text, version, class, kind) in table {
-            let facts = classify(parse_ip(text).unwrap());
+            let facts = classify(addr::parse_ip(text).unwrap());
             assert_eq!(
                 (facts.version, facts.class, facts.kind),
                 (version, class, kind),
@@ -441,23 +408,15 @@ mod tests {
 
     #[test]
     fn invalid_ips_say_why() {
-        assert!(
-            parse_ip("999.1.1.1")
-                .unwrap_err()
-                .to_string()
-                .contains("999 is larger than 255")
-        );
-        assert!(
-            parse_ip("010.0.0.1")
-                .unwrap_err()
-                .to_string()
-                .contains("leading zeros")
-        );
-        assert!(
-            parse_ip("hello")
-                .unwrap_err()
-                .to_string()
-                .contains("not an IPv4 or IPv6")
-        );
+        for (text, why) in [
+            ("999.1.1.1", "999 is larger than 255"),
+            ("010.0.0.1", "leading zeros"),
+            ("hello", "not an IPv4 or IPv6"),
+            (" 127.0.0.1 ", "white space around it"),
+            ("[::1", "without a closing ']'"),
+        ] {
+            let err = addr::parse_ip(text).unwrap_err().to_string();
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
     }
 }

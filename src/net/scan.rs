@@ -38,7 +38,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::{net::TcpStream, sync::Semaphore, task::JoinSet};
 
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr;
 use crate::runtime::{self, CancellationToken};
 
 /// The Rhai module of this capability.
@@ -194,7 +194,14 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
             })
         };
         match key.as_str() {
-            "timeout" => settings.timeout = crate::net::tcp::option_millis("timeout", value)?,
+            "timeout" => {
+                let ms = value.as_int().map_err(|t| {
+                    Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
+                })?;
+                // The one timeout rule: 0 is no limit, which the engines
+                // spell as a zero duration.
+                settings.timeout = crate::net::options::timeout(ms)?.unwrap_or(Duration::ZERO);
+            }
             "concurrency" => {
                 let n = value.as_int().map_err(|t| {
                     Error::invalid(format!("option 'concurrency' must be a number, not {t}"))
@@ -224,18 +231,12 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
             }
         }
     }
-    let target = Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: 0,
-    };
+    let target = addr::target(host, 0)?;
     // lookup puts IPv4 first and never returns an empty list.
-    let host = runtime::block_on(async move { addr::lookup(&target).await })?
+    let host = runtime::block_on(async { addr::lookup(&target).await })?
         .first()
         .map(SocketAddr::ip)
-        .ok_or_else(|| Error::NotFound(format!("{host} has no addresses")))?;
+        .ok_or_else(|| Error::NotFound(format!("{} has no addresses", target.host)))?;
     let results = scan_ports(host, ports, settings)?;
     Ok(results
         .into_iter()

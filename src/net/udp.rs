@@ -114,6 +114,7 @@ impl Udp {
 
     /// Sends one datagram to `target`; returns the bytes sent.
     pub fn send_to(&self, target: &addr::Target, data: &[u8]) -> Result<usize> {
+        check_before_sending(target, data)?;
         let socket = self.socket()?;
         let local = self.0.addr;
         runtime::block_on(async move {
@@ -210,13 +211,17 @@ fn check_size(len: usize, to: SocketAddr) -> Result<()> {
         (MAX_DATAGRAM_V6, "IPv6")
     };
     if len > limit {
-        return Err(Error::invalid(format!(
-            "a UDP datagram over {family} holds at most {} bytes; this one has {} (split it, or use TCP)",
-            thousands(limit),
-            thousands(len)
-        )));
+        return Err(too_big(len, limit, family));
     }
     Ok(())
+}
+
+fn too_big(len: usize, limit: usize, family: &str) -> Error {
+    Error::TooBig(format!(
+        "a UDP datagram over {family} holds at most {} bytes; this one has {} (split it, or use TCP)",
+        thousands(limit),
+        thousands(len)
+    ))
 }
 
 /// 65507 → "65,507".
@@ -232,8 +237,21 @@ fn thousands(n: usize) -> String {
     out
 }
 
+/// What can be refused before a name is resolved or a socket made: port 0,
+/// and data no datagram of either family holds.
+fn check_before_sending(target: &addr::Target, data: &[u8]) -> Result<()> {
+    addr::destination(target)?;
+    match target.host.parse::<IpAddr>() {
+        Ok(ip) => check_size(data.len(), SocketAddr::new(ip, target.port)),
+        // A name: its family is known once resolved; nothing fits either.
+        Err(_) if data.len() > MAX_DATAGRAM_V6 => Err(too_big(data.len(), MAX_DATAGRAM_V6, "IPv6")),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Sends one datagram from a fresh socket of the target's family.
 pub fn send_once(target: &addr::Target, data: &[u8]) -> Result<usize> {
+    check_before_sending(target, data)?;
     let target = target.clone();
     runtime::block_on(async move {
         let to = *addr::lookup(&target)
@@ -289,9 +307,15 @@ fn bytes_of(data: &Dynamic) -> Result<Vec<u8>> {
     }
 }
 
+/// A datagram that may not have come in time: its map, or `()`.
+fn maybe_datagram(datagram: Option<Datagram>, as_blob: bool) -> Dynamic {
+    datagram.map_or(Dynamic::UNIT, |d| datagram_map(d, as_blob).into())
+}
+
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
+    use crate::net::options::{timeout as wait_limit, wait_option};
 
     /// Sends one UDP datagram (a string or a blob) and returns the bytes
     /// sent. Nothing tells you whether it arrived: to a port nobody listens
@@ -301,9 +325,9 @@ mod api {
     /// udp_send("127.0.0.1:9999", "hello")   // 5
     /// ```
     ///
-    /// Fails when: the address is malformed or does not resolve, the data is
-    /// larger than one datagram holds (65,507 bytes over IPv4, 65,527 over
-    /// IPv6), or the data is not a string or blob.
+    /// Fails when: the address is malformed, has port 0 or does not
+    /// resolve, the data is larger than one datagram holds (65,507 bytes
+    /// over IPv4, 65,527 over IPv6), or the data is not a string or blob.
     #[rhai_fn(return_raw)]
     pub fn udp_send(target: &str, data: Dynamic) -> ScriptResult<i64> {
         addr::parse_target(target)
@@ -357,8 +381,9 @@ mod api {
             .map_err(fail("recv"))
     }
 
-    /// Waits at most `timeout_ms` for a datagram; `()` if none arrives (a
-    /// lost datagram is normal for UDP, so this is not an error).
+    /// Waits at most `timeout_ms` for a datagram (0: no limit); `()` if
+    /// none arrives (a lost datagram is normal for UDP, so this is not an
+    /// error).
     ///
     /// ```rhai
     /// let m = u.recv(1000); if m == () { print("nothing arrived") }
@@ -367,10 +392,60 @@ mod api {
     /// Fails when: `timeout_ms` is negative, the socket is closed, or Ctrl-C.
     #[rhai_fn(return_raw, pure, name = "recv")]
     pub fn recv_timeout(u: &mut Udp, timeout_ms: i64) -> ScriptResult<Dynamic> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|t| u.recv(Some(t)))
-            .map(|d| d.map_or(Dynamic::UNIT, |d| super::datagram_map(d, false).into()))
+        wait_limit(timeout_ms)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, false))
             .map_err(fail("recv"))
+    }
+
+    /// `recv()` with options: `timeout` (milliseconds, 0: no limit); `()`
+    /// if nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv(#{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the socket is
+    /// closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv")]
+    pub fn recv_options(u: &mut Udp, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, None)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, false))
+            .map_err(fail("recv"))
+    }
+
+    /// `recv_blob()` waiting at most `timeout_ms` (0: no limit); `()` if
+    /// nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv_blob(1000);
+    /// ```
+    ///
+    /// Fails when: `timeout_ms` is negative, the socket is closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv_blob")]
+    pub fn recv_blob_timeout(u: &mut Udp, timeout_ms: i64) -> ScriptResult<Dynamic> {
+        wait_limit(timeout_ms)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, true))
+            .map_err(fail("recv_blob"))
+    }
+
+    /// `recv_blob()` with options: `timeout` (milliseconds, 0: no limit);
+    /// `()` if nothing arrives in time.
+    ///
+    /// ```rhai
+    /// let m = u.recv_blob(#{timeout: 1000});
+    /// ```
+    ///
+    /// Fails when: an option is unknown or not a number, the socket is
+    /// closed, or Ctrl-C.
+    #[rhai_fn(return_raw, pure, name = "recv_blob")]
+    pub fn recv_blob_options(u: &mut Udp, options: Map) -> ScriptResult<Dynamic> {
+        wait_option(&options, None)
+            .and_then(|t| u.recv(t))
+            .map(|d| super::maybe_datagram(d, true))
+            .map_err(fail("recv_blob"))
     }
 
     /// Like `recv()`, but `data` is always a blob.

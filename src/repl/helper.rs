@@ -12,7 +12,7 @@ use rustyline::{
     completion::{Completer, Pair},
     highlight::{CmdKind, Highlighter},
     hint::{Hint, Hinter},
-    validate::{ValidationContext, ValidationResult, Validator},
+    validate::Validator,
 };
 
 use crate::{console, shell::Session};
@@ -211,15 +211,17 @@ impl Highlighter for ReplHelper {
     }
 }
 
-impl Validator for ReplHelper {
-    /// Unfinished input — an open `{`, `[`, `(` or string — continues on the
-    /// next line instead of being reported as an error.
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        let input = ctx.input();
-        Ok(match self.engine.compile(input) {
-            Err(e) if is_unfinished(e.err_type(), input) => ValidationResult::Incomplete,
-            _ => ValidationResult::Valid(None),
-        })
+/// Enter always hands the line over: the REPL itself decides whether the
+/// input is complete (see [`is_unfinished`]), so continuation lines get
+/// their own prompt.
+impl Validator for ReplHelper {}
+
+/// Is `input` unfinished — an open `{`, `[`, `(` or string — so that it
+/// continues on the next line instead of being reported as an error?
+pub fn is_unfinished(engine: &Engine, input: &str) -> bool {
+    match engine.compile(input) {
+        Err(e) => is_unfinished_error(e.err_type(), input),
+        Ok(_) => false,
     }
 }
 
@@ -227,7 +229,7 @@ impl Validator for ReplHelper {
 /// string, or — inside a block — whatever token it expected next (`;`, `}`).
 /// So besides the first two, any error while a bracket is still open at the
 /// end of the text means "more to come"; `foo(1;)` is simply wrong.
-fn is_unfinished(kind: &ParseErrorType, input: &str) -> bool {
+fn is_unfinished_error(kind: &ParseErrorType, input: &str) -> bool {
     matches!(
         kind,
         ParseErrorType::UnexpectedEOF | ParseErrorType::BadInput(LexError::UnterminatedString)
@@ -285,11 +287,7 @@ mod tests {
     use super::*;
 
     fn unfinished(input: &str) -> bool {
-        let engine = Engine::new();
-        match engine.compile(input) {
-            Err(e) => is_unfinished(e.err_type(), input),
-            Ok(_) => false,
-        }
+        is_unfinished(&Engine::new(), input)
     }
 
     #[test]

@@ -13,7 +13,7 @@ use rustyline::{Config, Editor, error::ReadlineError, history::FileHistory};
 
 use crate::{
     console, runtime,
-    shell::{self, Shell, display},
+    shell::{self, Shell, control, display},
 };
 
 mod helper;
@@ -21,9 +21,12 @@ mod helper;
 use helper::ReplHelper;
 
 const PROMPT: &str = "netsh> ";
+/// The prompt while a bracket or string is still open: input continues.
+const CONTINUATION: &str = "  ...> ";
 
-/// Runs the REPL until Ctrl-D (or `exit`). Errors only if the terminal fails.
-pub fn run(shell: Shell) -> std::io::Result<()> {
+/// Runs the REPL until Ctrl-D, `exit` or `exit(n)`; returns the process
+/// exit status. Errors only if the terminal fails.
+pub fn run(shell: Shell) -> std::io::Result<u8> {
     let config = Config::builder()
         .auto_add_history(false)
         .completion_type(rustyline::CompletionType::List)
@@ -62,38 +65,65 @@ pub fn run(shell: Shell) -> std::io::Result<()> {
     };
     if let Some(init) = shell::plugins::config_dir().map(|d| d.join("init.rhai"))
         && init.is_file()
+        && let Some(status) = repl.run_init(&init)
     {
-        repl.run_init(&init);
+        return Ok(status);
     }
     repl.publish_variables(&variables);
 
-    loop {
-        match editor.readline(PROMPT) {
+    // Lines typed while a bracket or string is open, waiting for the rest.
+    // Read one line at a time (rather than rustyline's multi-line buffer)
+    // so each continuation line can show its own prompt.
+    let mut pending = String::new();
+    let status = loop {
+        let prompt = if pending.is_empty() {
+            PROMPT
+        } else {
+            CONTINUATION
+        };
+        match editor.readline(prompt) {
             Ok(line) => {
-                if line.trim().is_empty() {
+                // A fresh token for what this line will run, taken at once:
+                // a Ctrl-C pressed while it is still being parsed must stop
+                // it, not the line before.
+                runtime::begin_foreground();
+                if pending.is_empty() && line.trim().is_empty() {
                     continue;
                 }
-                let _ = editor.add_history_entry(line.as_str());
+                if !pending.is_empty() {
+                    pending.push('\n');
+                }
+                pending.push_str(&line);
+                if helper::is_unfinished(&repl.shell.engine, &pending) {
+                    continue;
+                }
+                let input = std::mem::take(&mut pending);
+                let _ = editor.add_history_entry(input.as_str());
                 // Appended at once, so a killed session keeps what was typed.
                 if let Some(path) = &history {
                     let _ = editor.append_history(path);
                 }
-                if matches!(line.trim(), "exit" | "quit" | "exit()" | "quit()") {
-                    break;
+                if matches!(input.trim(), "exit" | "quit" | "quit()") {
+                    break 0;
                 }
-                repl.eval_line(&line);
+                if let Some(status) = repl.eval_line(&input) {
+                    break status;
+                }
                 repl.publish_variables(&variables);
             }
-            // Ctrl-C at the prompt clears the line, like bash.
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
+            // Ctrl-C at the prompt clears the line (and any unfinished
+            // input above it), like bash.
+            Err(ReadlineError::Interrupted) => pending.clear(),
+            // Ctrl-D leaves, except under an unfinished input, which it drops.
+            Err(ReadlineError::Eof) if !pending.is_empty() => pending.clear(),
+            Err(ReadlineError::Eof) => break 0,
             Err(e) => {
                 console::error(&format!("netsh: terminal error: {e}"));
-                break;
+                break 1;
             }
         }
-    }
-    Ok(())
+    };
+    Ok(status)
 }
 
 /// History lives in the user's data dir, never in the working directory.
@@ -141,45 +171,56 @@ struct Repl {
 }
 
 impl Repl {
-    fn eval_line(&mut self, line: &str) {
+    /// Evaluates typed input and prints its value or error; the status to
+    /// leave with if it called `exit(n)`.
+    fn eval_line(&mut self, line: &str) -> Option<u8> {
         let engine = &self.shell.engine;
         let ast = match engine.compile_with_scope(&self.scope, line) {
             Ok(ast) => ast,
             Err(e) => {
                 console::error(&repl_error(&e.into(), line));
-                return;
+                return None;
             }
         };
-        self.main_ast += ast;
-        self.shell.session.set_ast(&self.main_ast);
-        runtime::begin_foreground();
-        let result = engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.main_ast);
-        self.main_ast.clear_statements();
+        let result = self.run(ast);
+        let exit = control::take_exit_request();
         match result {
+            Ok(_) if exit.is_some() => return exit,
             Ok(value) if value.is_unit() => {}
-            Ok(value) => console::line(&display::pretty(engine, &value)),
+            Ok(value) => console::line(&display::pretty(&self.shell.engine, &value)),
             Err(e) => console::error(&repl_error(&e, line)),
         }
+        None
+    }
+
+    /// Runs `ast` against the REPL's scope, keeping its functions.
+    fn run(&mut self, ast: AST) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        self.main_ast += ast;
+        self.shell.session.set_ast(&self.main_ast);
+        control::clear_exit_request();
+        let result = self
+            .shell
+            .engine
+            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.main_ast);
+        self.main_ast.clear_statements();
+        result
     }
 
     /// `init.rhai` runs like typed lines: its variables and functions stay.
-    fn run_init(&mut self, path: &std::path::Path) {
+    fn run_init(&mut self, path: &std::path::Path) -> Option<u8> {
         let name = path.display().to_string();
-        match self.shell.engine.compile_file(path.to_path_buf()) {
-            Ok(ast) => {
-                self.main_ast += ast;
-                self.shell.session.set_ast(&self.main_ast);
-                runtime::begin_foreground();
-                let result = self
-                    .shell
-                    .engine
-                    .run_ast_with_scope(&mut self.scope, &self.main_ast);
-                self.main_ast.clear_statements();
-                if let Err(e) = result {
-                    console::error(&shell::describe(&e, &name));
-                }
+        runtime::begin_foreground();
+        let result = match self.shell.engine.compile_file(path.to_path_buf()) {
+            Ok(ast) => self.run(ast).map(drop),
+            Err(e) => Err(e),
+        };
+        let exit = control::take_exit_request();
+        match result {
+            Ok(()) => exit,
+            Err(e) => {
+                console::error(&shell::describe(&e, &name));
+                None
             }
-            Err(e) => console::error(&shell::describe(&e, &name)),
         }
     }
 

@@ -12,10 +12,19 @@ const WIDTH: usize = 78;
 const MAX_DEPTH: usize = 32;
 
 /// The REPL's and `-e`'s rendering of a result.
+/// A string prints as it is, except the empty string, which prints as
+/// `""` so it is not mistaken for `()` (which prints nothing).
 pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
     if value.is_string() {
-        return value.to_string();
+        let text = value.to_string();
+        return if text.is_empty() { "\"\"".into() } else { text };
     }
+    render(engine, value, 0)
+}
+
+/// A value as it would be written in a script: strings quoted. For
+/// messages that show a value, like `expect_eq`'s.
+pub fn literal(engine: &Engine, value: &Dynamic) -> String {
     render(engine, value, 0)
 }
 

@@ -23,6 +23,8 @@ mod api {
     /// ```rhai
     /// help()
     /// ```
+    ///
+    /// Fails when: never.
     pub fn help(ctx: NativeCallContext) {
         if let Some(session) = Session::of(&ctx) {
             crate::console::line(&session.help().overview());
@@ -51,11 +53,16 @@ mod api {
         Ok(())
     }
 
-    /// The loaded plugins: maps `#{name, path, description, functions}`.
+    /// The plugins this shell can use: maps `#{name, path, description,
+    /// functions, bundled, overrides}`. `path` is the file, or
+    /// `netsh:plugins/NAME.rhai` for one bundled in netsh; `overrides` names
+    /// the plugin of the same name this one hides, if any.
     ///
     /// ```rhai
     /// for p in plugins() { print(`${p.name}: ${p.description}`) }
     /// ```
+    ///
+    /// Fails when: never.
     pub fn plugins(ctx: NativeCallContext) -> Array {
         let Some(session) = Session::of(&ctx) else {
             return Array::new();
@@ -71,9 +78,14 @@ mod api {
                     .unwrap_or_default();
                 let mut m = Map::new();
                 m.insert("name".into(), p.name.clone().into());
-                m.insert("path".into(), p.path.display().to_string().into());
+                m.insert("path".into(), p.source_name().into());
                 m.insert("description".into(), p.description.clone().into());
                 m.insert("functions".into(), functions.into());
+                m.insert("bundled".into(), p.is_bundled().into());
+                m.insert(
+                    "overrides".into(),
+                    p.overrides.clone().map_or(Dynamic::UNIT, Dynamic::from),
+                );
                 m.into()
             })
             .collect()
@@ -113,6 +125,9 @@ pub struct Group {
     pub name: String,
     pub about: String,
     pub is_plugin: bool,
+    /// Text `help("name")` shows before the functions, for topics that
+    /// are more than a list (`help("errors")`).
+    pub intro: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -132,28 +147,60 @@ impl HelpIndex {
                 name: capability.name.to_string(),
                 about: capability.about.to_string(),
                 is_plugin: false,
+                intro: None,
                 entries: entries(&engine, None),
             });
         }
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(crate::error::module().into());
+        groups.push(Group {
+            name: "errors".into(),
+            about: "what a caught error holds: e.kind, e.op, e.message".into(),
+            is_plugin: false,
+            intro: Some(crate::error::help_text()),
+            entries: entries(&engine, None),
+        });
         let mut engine = Engine::new_raw();
         engine.register_global_module(module().into());
         groups.push(Group {
             name: "shell".into(),
             about: "help and plugins".into(),
             is_plugin: false,
+            intro: None,
             entries: entries(&engine, None),
+        });
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(super::control::module().into());
+        let mut script = entries(&engine, None);
+        script.insert(
+            0,
+            Entry {
+                name: "args".into(),
+                signature: "args: Array".into(),
+                doc: super::control::ARGS_DOC.into(),
+            },
+        );
+        groups.push(Group {
+            name: "script".into(),
+            about: "script arguments, exit status and checks".into(),
+            is_plugin: false,
+            intro: None,
+            entries: script,
         });
         for plugin in plugins {
             let mut engine = Engine::new_raw();
-            engine.register_static_module(plugin.name.as_str(), plugin.module.clone());
+            if let Some(module) = plugin.functions() {
+                engine.register_static_module(plugin.name.as_str(), module);
+            }
             groups.push(Group {
                 name: plugin.name.clone(),
                 about: if plugin.description.is_empty() {
-                    format!("plugin from {}", plugin.path.display())
+                    format!("plugin from {}", plugin.source_name())
                 } else {
                     plugin.description.clone()
                 },
                 is_plugin: true,
+                intro: None,
                 entries: entries(&engine, Some(&plugin.name)),
             });
         }
@@ -171,8 +218,11 @@ impl HelpIndex {
 
     /// The `help()` text.
     pub fn overview(&self) -> String {
-        let mut out =
-            String::from("Every line is Rhai code. help(\"name\") shows a function in full.\n");
+        let mut out = String::from(concat!(
+            "Every line is Rhai code. help(\"name\") shows a function in full.\n",
+            "Addresses are taken exactly as written (\"host:port\", \"[v6]:port\"; nothing is trimmed).\n",
+            "Timeouts are whole milliseconds; 0 means no limit. Errors: help(\"errors\").\n",
+        ));
         for group in &self.groups {
             let kind = if group.is_plugin { "plugin " } else { "" };
             out.push_str(&format!("\n{kind}{} — {}\n", group.name, group.about));
@@ -215,6 +265,9 @@ impl HelpIndex {
         }
         if let Some(group) = self.group(topic) {
             let mut out = format!("{} — {}\n", group.name, group.about);
+            if let Some(intro) = &group.intro {
+                out.push_str(&format!("\n{intro}\n\n"));
+            }
             for entry in &group.entries {
                 out.push_str(&format!("  {:<40} {}\n", entry.signature, entry.summary()));
             }
@@ -454,6 +507,33 @@ mod tests {
             "functions without a doc and example: {missing:?}"
         );
         assert!(index.entries().any(|e| e.name == "resolve"));
+    }
+
+    /// The functions this shell adds for scripts, interact and encodings
+    /// each say when they fail, and their examples are valid Rhai.
+    #[test]
+    fn script_interact_and_encoding_docs_are_complete() {
+        let index = HelpIndex::build(&[]);
+        let engine = Engine::new();
+        let mut problems = Vec::new();
+        for name in ["script", "interact", "encoding"] {
+            let group = index.group(name).expect("the group is registered");
+            for entry in group.entries.iter().filter(|e| e.name != "args") {
+                if !entry.doc.contains("Fails when:") {
+                    problems.push(format!("{}: no 'Fails when:'", entry.signature));
+                }
+                let Some(start) = entry.doc.find("```rhai") else {
+                    problems.push(format!("{}: no example", entry.signature));
+                    continue;
+                };
+                let code = &entry.doc[start + "```rhai".len()..];
+                let code = &code[..code.find("```").unwrap_or(code.len())];
+                if let Err(e) = engine.compile(code) {
+                    problems.push(format!("{}: example does not parse: {e}", entry.signature));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

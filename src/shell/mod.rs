@@ -1,13 +1,20 @@
 //! The Rhai engine: built once with explicit limits, every native capability
-//! and every plugin; then used to run a script file, one expression, or REPL
-//! lines. Errors leave here as `FILE:LINE:COL: message`.
+//! and the plugins the code needs; then used to run a script, one
+//! expression, or REPL lines. Errors leave here as `FILE:LINE:COL: message`.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Scope};
+use rhai::{Array, Dynamic, Engine, Scope};
+
+pub use crate::error::{describe, message_of};
 
 use crate::{console, net, runtime};
 
+pub mod bundled;
+pub mod control;
 pub mod display;
 pub mod help;
 pub mod plugins;
@@ -15,10 +22,7 @@ mod session;
 
 pub use session::Session;
 
-/// The longest string (and, through Rhai, blob) a script may build: 1 GiB.
-pub const MAX_STRING_BYTES: usize = 1 << 30;
-/// The most items in one array, blob or map.
-pub const MAX_ARRAY_ITEMS: usize = 1 << 30;
+pub use crate::limits::{MAX_ARRAY_ITEMS, MAX_STRING_BYTES};
 
 /// The engine and the state shared with functions that run closures later.
 pub struct Shell {
@@ -26,22 +30,59 @@ pub struct Shell {
     pub session: Session,
 }
 
+/// What a shell is built for.
+pub struct Setup<'a> {
+    /// The script file being run: the `plugins/` beside it is searched.
+    pub script: Option<&'a Path>,
+    /// Folders named with `--plugins`.
+    pub plugin_dirs: &'a [PathBuf],
+    /// Which plugins to load before anything runs.
+    pub load: plugins::Load<'a>,
+}
+
+impl<'a> Setup<'a> {
+    /// For `code` run on its own: no script folder, no `--plugins`.
+    pub fn for_code(code: &'a str) -> Setup<'a> {
+        Setup {
+            script: None,
+            plugin_dirs: &[],
+            load: plugins::Load::UsedBy(code),
+        }
+    }
+}
+
+/// How an evaluation ended, when it did not fail.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran to its end; this is the value of its last expression.
+    Value(Dynamic),
+    /// It called `exit(n)`.
+    Exit(u8),
+}
+
 impl Shell {
-    /// Builds the engine. Plugins are looked up next to `script` (if any),
-    /// in the working directory and in the user's config dir.
-    pub fn new(script: Option<&Path>) -> Shell {
+    /// Builds the engine with every capability and the plugins `setup`
+    /// asks for (see [`plugins`] for where they are looked up).
+    pub fn new(setup: Setup<'_>) -> Shell {
+        crate::error::explain_missing_functions_with(help::explain_not_found);
         let mut engine = Engine::new();
         configure(&mut engine);
         net::register(&mut engine);
+        engine.register_global_module(crate::error::module().into());
         engine.register_global_module(help::module().into());
+        engine.register_global_module(control::module().into());
 
         let session = Session::default();
-        engine.set_default_tag(Dynamic::from(session.clone()));
-        let loaded = plugins::load_all(&mut engine, &plugins::search_path(script));
-        for problem in &loaded.problems {
+        engine.set_default_tag(Dynamic::from(session.host().clone()));
+        let env = std::env::var_os("NETSH_PLUGINS");
+        let dirs = plugins::search_path(setup.script, setup.plugin_dirs, env.as_deref());
+        let catalog = plugins::discover(&dirs);
+        let mut problems = catalog.problems;
+        problems.extend(plugins::register(&mut engine, &catalog.plugins, setup.load));
+        for problem in &problems {
             console::warn(&format!("netsh: {problem}"));
         }
-        session.set_plugins(loaded.plugins);
+        session.set_plugins(catalog.plugins);
 
         let engine = Arc::new(engine);
         session.attach(&engine);
@@ -56,24 +97,18 @@ impl Shell {
         scope
     }
 
-    /// Runs a script file; on failure, the message is `FILE:LINE:COL: …`.
-    pub fn run_file(&self, path: &Path, args: &[String]) -> Result<(), String> {
-        let name = path.display().to_string();
-        let mut ast = self
-            .engine
-            .compile_file(path.to_path_buf())
-            .map_err(|e| describe(&e, &name))?;
-        ast.set_source(name.as_str());
-        self.session.set_ast(&ast);
-        let mut scope = Self::scope_with_args(args);
-        self.engine
-            .run_ast_with_scope(&mut scope, &ast)
-            .map_err(|e| describe(&e, &name))
+    /// Runs a script's `text`; `name` is how messages name it, as
+    /// `NAME:LINE:COL: …`.
+    pub fn run_script(&self, text: &str, name: &str, args: &[String]) -> Result<Outcome, String> {
+        self.evaluate(without_shebang(text), name, args)
     }
 
-    /// Evaluates one piece of code (`netsh -e`) and returns its value.
-    pub fn eval(&self, code: &str, args: &[String]) -> Result<Dynamic, String> {
-        let name = "-e";
+    /// Evaluates one piece of code (`netsh -e`).
+    pub fn eval(&self, code: &str, args: &[String]) -> Result<Outcome, String> {
+        self.evaluate(code, "-e", args)
+    }
+
+    fn evaluate(&self, code: &str, name: &str, args: &[String]) -> Result<Outcome, String> {
         let mut ast = self
             .engine
             .compile(code)
@@ -81,9 +116,24 @@ impl Shell {
         ast.set_source(name);
         self.session.set_ast(&ast);
         let mut scope = Self::scope_with_args(args);
-        self.engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, &ast)
-            .map_err(|e| describe(&e, name))
+        control::clear_exit_request();
+        let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
+        let exit = control::take_exit_request();
+        let value = result.map_err(|e| describe(&e, name))?;
+        Ok(match exit {
+            Some(status) => Outcome::Exit(status),
+            None => Outcome::Value(value),
+        })
+    }
+}
+
+/// A first line `#!/usr/bin/env netsh` is for the kernel, not Rhai; it is
+/// blanked, not removed, so line numbers stay right.
+fn without_shebang(text: &str) -> &str {
+    if text.starts_with("#!") {
+        text.find('\n').map_or("", |n| &text[n..])
+    } else {
+        text
     }
 }
 
@@ -99,7 +149,12 @@ fn configure(engine: &mut Engine) {
     engine.set_max_array_size(MAX_ARRAY_ITEMS);
     engine.set_max_map_size(MAX_ARRAY_ITEMS);
     // Ctrl-C and `.stop()` cancel the thread's token; this stops Rhai loops.
-    engine.on_progress(|_| runtime::is_cancelled().then(|| Dynamic::from("interrupted")));
+    // Checking the token takes a lock, so look every 64 operations only: a
+    // few microseconds of delay, and no cost on every message a server loop
+    // handles.
+    engine.on_progress(|ops| {
+        (ops % 64 == 0 && runtime::is_cancelled()).then(|| Dynamic::from("interrupted"))
+    });
     engine.on_print(console::line);
     engine.on_debug(|text, source, pos| {
         let place = match (source, pos.line()) {
@@ -109,68 +164,4 @@ fn configure(engine: &mut Engine) {
         };
         console::line(&format!("{place}{text}"));
     });
-}
-
-/// An error as `FILE:LINE:COL: message`, naming the innermost place it
-/// happened (inside a called function or plugin if that is where it was).
-pub fn describe(err: &EvalAltResult, file: &str) -> String {
-    let (file, message, pos) = innermost(err, file);
-    match (pos.line(), pos.position()) {
-        (Some(line), Some(col)) => format!("{file}:{line}:{col}: {message}"),
-        (Some(line), None) => format!("{file}:{line}: {message}"),
-        _ => format!("{file}: {message}"),
-    }
-}
-
-/// The message of an error without Rhai's framing and position suffix.
-pub fn message_of(err: &EvalAltResult) -> String {
-    innermost(err, "").1
-}
-
-fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position) {
-    let mut err = err;
-    let mut file = file.to_string();
-    let mut called = Vec::new();
-    loop {
-        match err {
-            EvalAltResult::ErrorInFunctionCall(name, source, inner, _) => {
-                if !source.is_empty() {
-                    file = source.clone();
-                }
-                if !name.starts_with("anon$") {
-                    called.push(name.clone());
-                }
-                err = inner;
-            }
-            EvalAltResult::ErrorInModule(name, inner, _) => {
-                if !name.is_empty() {
-                    file = name.clone();
-                }
-                err = inner;
-            }
-            _ => break,
-        }
-    }
-    let mut message = match err {
-        EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
-        EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
-        EvalAltResult::ErrorFunctionNotFound(signature, _) => help::explain_not_found(signature),
-        EvalAltResult::ErrorStackOverflow(_) => {
-            "stack overflow: functions nested more than 64 calls deep".to_string()
-        }
-        EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
-        other => strip_position(&other.to_string()),
-    };
-    if let Some(name) = called.last() {
-        message.push_str(&format!(" (in function '{name}')"));
-    }
-    (file, message, err.position())
-}
-
-/// Rhai's Display appends ` (line L, position P)`; we print our own.
-fn strip_position(text: &str) -> String {
-    match text.rfind(" (line ") {
-        Some(i) if text.ends_with(')') => text[..i].to_string(),
-        _ => text.to_string(),
-    }
 }

@@ -4,10 +4,34 @@
 //! Each integration test file does `mod support;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod http;
+pub mod nginx;
+pub mod wire;
+
 use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
+
+/// The variables reqwest (and curl) take proxies from.
+pub const PROXY_VARIABLES: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+];
 
 /// The netsh binary cargo built for these tests.
 pub fn netsh_bin() -> PathBuf {
@@ -43,6 +67,10 @@ impl Netsh {
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("NO_COLOR", "1")
             .current_dir(home.path());
+        // Tests talk to loopback peers directly, whatever proxy the machine has.
+        for proxy in PROXY_VARIABLES {
+            cmd.env_remove(proxy);
+        }
         Netsh {
             cmd,
             description: wrapper
@@ -99,6 +127,12 @@ impl Netsh {
 
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(key, value);
+        self
+    }
+
+    /// What the command reads as stdin (by default, nothing: `/dev/null`).
+    pub fn stdin(mut self, stdin: impl Into<Stdio>) -> Self {
+        self.cmd.stdin(stdin);
         self
     }
 
@@ -236,20 +270,142 @@ pub fn netns_unavailable() -> Option<String> {
     })
 }
 
-/// The REPL in a real pseudo-terminal, with a private config and data dir
-/// under `home`, once its first prompt is showing.
-pub fn repl_in_pty(
-    home: &Path,
-) -> expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream> {
+/// Waits until `check` holds, polling; fails the test after `limit`.
+pub fn wait_until(limit: std::time::Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A REPL in a real pseudo-terminal.
+pub type Pty =
+    expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
+
+/// Starts the REPL (with `args`) in a pseudo-terminal, working in `home`
+/// with a private config and data dir there and no colour, and waits for
+/// its first prompt.
+pub fn repl_in(home: &Path, args: &[&str]) -> Pty {
     use expectrl::Expect;
     let mut cmd = Command::new(netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+    cmd.args(args)
+        .env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_DATA_HOME", home.join("data"))
         .env("NO_COLOR", "1")
         .env("TERM", "xterm")
         .current_dir(home);
+    for proxy in PROXY_VARIABLES {
+        cmd.env_remove(proxy);
+    }
     let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
-    pty.set_expect_timeout(Some(std::time::Duration::from_secs(15)));
+    pty.set_expect_timeout(Some(Duration::from_secs(15)));
     pty.expect("netsh> ").expect("the first prompt");
     pty
+}
+
+/// The REPL with no arguments: [`repl_in`] `home`.
+pub fn repl(home: &Path) -> Pty {
+    repl_in(home, &[])
+}
+
+/// Accepts one connection on `listener` within `timeout`, or panics saying
+/// nobody came; the stream it returns gives up reads after 10 s.
+pub fn accept_within(listener: &TcpListener, timeout: Duration) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("a blocking stream");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("a read timeout");
+                return stream;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("nobody connected to the test peer within {timeout:?}: {e}"),
+        }
+    }
+}
+
+/// A TCP echo peer on 127.0.0.1: it sends back what one client sends, until
+/// that client half-closes, then closes. [`EchoPeer::received`] is what it
+/// got, or why it gave up (it waits 10 s at most, so a test never hangs).
+pub struct EchoPeer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<Vec<u8>, String>>>,
+}
+
+impl EchoPeer {
+    pub fn start() -> EchoPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the echo peer");
+        let addr = listener.local_addr().expect("the echo peer's address");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut stream = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(_) if stopping.load(Ordering::SeqCst) => {
+                        return Err("stopped before anyone connected".to_string());
+                    }
+                    Err(_) if Instant::now() > deadline => {
+                        return Err("nobody connected within 10 s".to_string());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            };
+            stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?;
+            let mut received = Vec::new();
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => return Ok(received),
+                    Ok(n) => {
+                        received.extend_from_slice(&buf[..n]);
+                        stream.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "no end of stream from the client ({e}) after {} bytes",
+                            received.len()
+                        ));
+                    }
+                }
+            }
+        });
+        EchoPeer {
+            addr,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the peer to finish: the bytes it received and echoed.
+    pub fn received(mut self) -> Result<Vec<u8>, String> {
+        self.handle
+            .take()
+            .expect("received() is called once")
+            .join()
+            .expect("the echo peer panicked")
+    }
+}
+
+impl Drop for EchoPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }

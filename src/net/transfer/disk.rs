@@ -60,12 +60,32 @@ fn is_all_zero(chunk: &[u8]) -> bool {
             .all(|w| w == 0)
 }
 
+/// What the bytes written are hashed with: a SHA-256, or nothing at all
+/// (`Option::None`) when the caller asked for no hash.
+pub trait HashSink: Send + 'static {
+    fn absorb(&mut self, data: &[u8]);
+}
+
+impl HashSink for Sha256 {
+    fn absorb(&mut self, data: &[u8]) {
+        Digest::update(self, data);
+    }
+}
+
+impl HashSink for Option<Sha256> {
+    fn absorb(&mut self, data: &[u8]) {
+        if let Some(hasher) = self {
+            Digest::update(hasher, data);
+        }
+    }
+}
+
 /// What the writer thread hands back: the file (to sync and rename, or to
 /// keep for a resume), the hash of everything from offset 0, the position
 /// reached, and the first error if writing failed.
-pub struct Written {
+pub struct Written<H = Sha256> {
     pub file: File,
-    pub hasher: Sha256,
+    pub hasher: H,
     pub position: u64,
     pub error: Option<io::Error>,
 }
@@ -73,39 +93,67 @@ pub struct Written {
 /// Writes chunks from `chunks` into `file` from `position` on, hashing them
 /// into `hasher`; returns when the channel closes or a write fails. Emptied
 /// buffers go back through `spare` to be reused.
-pub fn write_chunks(
+pub fn write_chunks<H: HashSink, C: AsRef<[u8]>>(
+    file: File,
+    hasher: H,
+    position: u64,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    write_into(file, hasher, Some(position), chunks, spare)
+}
+
+/// Like [`write_chunks`] for a file that cannot seek or be cut (a pipe, a
+/// terminal, `/dev/null`): the bytes are written in order as they come.
+pub fn write_stream<H: HashSink, C: AsRef<[u8]>>(
+    file: File,
+    hasher: H,
+    chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    write_into(file, hasher, None, chunks, spare)
+}
+
+/// `start`: where a regular file is written from; `None` for a stream.
+fn write_into<H: HashSink, C: AsRef<[u8]>>(
     mut file: File,
-    mut hasher: Sha256,
-    mut position: u64,
-    mut chunks: mpsc::Receiver<Vec<u8>>,
-    spare: std_mpsc::Sender<Vec<u8>>,
-) -> Written {
+    mut hasher: H,
+    start: Option<u64>,
+    mut chunks: mpsc::Receiver<C>,
+    spare: std_mpsc::Sender<C>,
+) -> Written<H> {
+    let seekable = start.is_some();
+    let mut position = start.unwrap_or(0);
     // Everything from `position` on is written afresh. Cutting the file
     // there first matters: zero chunks become holes (seeks), and a hole over
     // bytes left by an earlier, different upload would keep those bytes.
-    let mut error = file
-        .set_len(position)
-        .and_then(|()| file.seek(SeekFrom::Start(position)))
-        .err();
+    let mut error = if seekable {
+        file.set_len(position)
+            .and_then(|()| file.seek(SeekFrom::Start(position)))
+            .err()
+    } else {
+        None
+    };
     while error.is_none() {
-        let Some(chunk) = chunks.blocking_recv() else {
+        let Some(item) = chunks.blocking_recv() else {
             break;
         };
-        hasher.update(&chunk);
-        let result = if is_all_zero(&chunk) {
+        let chunk = item.as_ref();
+        hasher.absorb(chunk);
+        let result = if seekable && is_all_zero(chunk) {
             file.seek(SeekFrom::Current(chunk.len() as i64)).map(|_| ())
         } else {
-            file.write_all(&chunk)
+            file.write_all(chunk)
         };
         match result {
             Ok(()) => position += chunk.len() as u64,
             Err(e) => error = Some(e),
         }
-        let _ = spare.send(chunk);
+        let _ = spare.send(item);
     }
     // Trailing holes are only seeks: give the file its real length, so a
     // resume sees exactly how many bytes arrived.
-    if error.is_none() {
+    if error.is_none() && seekable {
         match file.metadata() {
             Ok(meta) if meta.len() < position => error = file.set_len(position).err(),
             Ok(_) => {}
@@ -173,39 +221,24 @@ pub fn hash_file(mut file: File) -> io::Result<[u8; 32]> {
 /// The existence check and the rename are one atomic step (`renameat2`
 /// with `RENAME_NOREPLACE`), so two uploads racing for a name cannot both win.
 pub fn rename_into_place(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+    use nix::{
+        errno::Errno,
+        fcntl::{AT_FDCWD, RenameFlags, renameat2},
+    };
     if overwrite {
         return std::fs::rename(from, to);
     }
-    use std::{ffi::CString, os::unix::ffi::OsStrExt};
-    let c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
-    };
-    let (from_c, to_c) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from_c.as_ptr(),
-            libc::AT_FDCWD,
-            to_c.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: check, then rename.
-        Some(libc::EINVAL | libc::ENOSYS) => {
+        Err(Errno::EINVAL | Errno::ENOSYS) => {
             if std::fs::symlink_metadata(to).is_ok() {
                 Err(io::ErrorKind::AlreadyExists.into())
             } else {
                 std::fs::rename(from, to)
             }
         }
-        _ => Err(err),
+        Err(errno) => Err(errno.into()),
     }
 }
 
@@ -215,21 +248,55 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Takes an exclusive lock on an open part file, or says it is busy.
-/// `flock` locks belong to the open file, so this also keeps two uploads of
-/// one name apart inside the same process.
+/// The lock (`flock`) belongs to the open file, so this also keeps two
+/// uploads of one name apart inside the same process.
 pub fn try_lock(file: &File) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a valid open descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(err)
+}
+
+/// The most a file that does not report its size is read ahead to be sent.
+pub const MAX_SNAPSHOT: u64 = 16 << 20;
+
+/// Does the kernel's size for this file say nothing about its content?
+/// True for an empty size (`/proc` files report 0 and hold text) and on the
+/// pseudo-filesystems where every file reports a page whatever it holds.
+pub fn size_is_unreliable(file: &File, len: u64) -> bool {
+    use nix::sys::statfs::{
+        CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, DEBUGFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC,
+        TRACEFS_MAGIC, fstatfs,
+    };
+    len == 0
+        || fstatfs(file).is_ok_and(|fs| {
+            [
+                PROC_SUPER_MAGIC,
+                SYSFS_MAGIC,
+                DEBUGFS_MAGIC,
+                TRACEFS_MAGIC,
+                CGROUP_SUPER_MAGIC,
+                CGROUP2_SUPER_MAGIC,
+            ]
+            .contains(&fs.filesystem_type())
+        })
+}
+
+/// Reads `file` to its end into an anonymous in-memory file, so it can be
+/// sent as it is now, with a size. `None` when it holds more than
+/// [`MAX_SNAPSHOT`] bytes.
+pub fn snapshot(file: &mut File) -> io::Result<Option<(File, u64)>> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let mut bytes = Vec::new();
+    file.take(MAX_SNAPSHOT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SNAPSHOT {
+        return Ok(None);
     }
+    let mut copy = File::from(memfd_create(c"netsh-send", MFdFlags::MFD_CLOEXEC)?);
+    copy.write_all(&bytes)?;
+    copy.seek(SeekFrom::Start(0))?;
+    Ok(Some((copy, bytes.len() as u64)))
 }
 
 #[cfg(test)]

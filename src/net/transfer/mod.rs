@@ -16,23 +16,28 @@
 //! stops any transfer (a framed one resumes later).
 
 use std::{
-    io::IsTerminal,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use rhai::plugin::*;
 use rhai::{Array, Map};
-use tokio::{io::BufReader, sync::watch};
+use tokio::{
+    io::BufReader,
+    sync::{Semaphore, watch},
+};
 
 use crate::error::{Error, Result};
+use crate::net::helpers::quoted;
 use crate::net::{
     addr,
+    options::Options,
+    progress,
     tcp::{self, Conn, Listener},
 };
 use crate::runtime::{self, CancellationToken};
@@ -42,8 +47,9 @@ pub mod protocol;
 pub mod receiver;
 pub mod sender;
 
+pub use crate::net::progress::Progress;
 pub use receiver::{Cidr, ReceiveOptions, Received};
-pub use sender::{Progress, SendOptions, Sent};
+pub use sender::{SendOptions, Sent, Source};
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -53,151 +59,74 @@ pub fn module() -> Module {
 }
 
 /// Uploads `path` to `target` (connecting first), reporting progress
-/// through `report` every quarter second from the calling thread.
+/// through `report` every quarter second from the calling thread. The file
+/// and its name are checked before anything is sent.
 pub fn send_to(
     target: &addr::Target,
     path: &Path,
     options: SendOptions,
     report: ProgressReport<'_>,
 ) -> Result<Sent> {
+    addr::destination(target)?;
+    let source = Source::open(path, &options)?;
     let conn = tcp::connect(target, options.timeout)?;
-    send_over(conn, path, options, report, true)
+    send_source(conn, source, options, report, true)
 }
 
-/// How the caller wants to hear about progress.
-pub enum ProgressReport<'a> {
-    /// A progress bar on stderr when stderr is a terminal, else nothing.
-    Auto,
-    Off,
-    /// Called with the figures (and once more at the end).
-    Callback(&'a mut dyn FnMut(&ProgressFigures) -> Result<()>),
-}
-
-/// A snapshot of a running upload.
-#[derive(Debug, Clone)]
-pub struct ProgressFigures {
-    pub bytes: u64,
-    pub total: u64,
-    pub percent: f64,
-    /// Bytes per second since the start.
-    pub rate: f64,
-    /// Seconds left at that rate.
-    pub eta: f64,
-}
+pub use crate::net::progress::{Figures as ProgressFigures, Report as ProgressReport};
 
 /// Uploads `path` over an open connection.
 pub fn send_over(
     conn: Conn,
     path: &Path,
     options: SendOptions,
-    mut report: ProgressReport<'_>,
+    report: ProgressReport<'_>,
+    wait_close: bool,
+) -> Result<Sent> {
+    let source = Source::open(path, &options)?;
+    send_source(conn, source, options, report, wait_close)
+}
+
+fn send_source(
+    conn: Conn,
+    source: Source,
+    options: SendOptions,
+    report: ProgressReport<'_>,
     wait_close: bool,
 ) -> Result<Sent> {
     let progress = Arc::new(Progress::default());
-    let started = Instant::now();
-    let mut task = AbortOnDrop(runtime::handle().spawn(sender::send(
-        conn,
-        path.to_path_buf(),
-        options,
-        progress.clone(),
-        wait_close,
-    )));
-    let bar = match report {
-        ProgressReport::Auto if std::io::stderr().is_terminal() => Some(progress_bar()),
-        _ => None,
-    };
-    let figures = |progress: &Progress| {
-        let bytes = progress.done.load(Ordering::Relaxed);
-        let total = progress.total.load(Ordering::Relaxed);
-        let seconds = started.elapsed().as_secs_f64().max(1e-6);
-        // A resumed prefix was not sent now; it must not inflate the rate.
-        let moved = bytes.saturating_sub(progress.resumed_from.load(Ordering::Relaxed));
-        let rate = moved as f64 / seconds;
-        ProgressFigures {
-            bytes,
-            total,
-            percent: if total == 0 {
-                100.0
-            } else {
-                bytes as f64 * 100.0 / total as f64
-            },
-            rate,
-            eta: if rate > 0.0 {
-                total.saturating_sub(bytes) as f64 / rate
-            } else {
-                0.0
-            },
-        }
-    };
-    loop {
-        let step = runtime::block_on(async {
-            tokio::select! {
-                joined = &mut task.0 => Ok(Some(joined)),
-                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(None),
-            }
-        });
-        let step = match step {
-            Ok(step) => step,
-            Err(e) => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(e);
-            }
-        };
-        match step {
-            Some(joined) => {
-                let sent =
-                    joined.map_err(|e| Error::Protocol(format!("the upload task failed: {e}")))?;
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                let sent = sent?;
-                if let ProgressReport::Callback(callback) = &mut report {
-                    let mut last = figures(&progress);
-                    last.rate = sent.sent as f64 / sent.seconds.max(1e-6);
-                    callback(&last)?;
-                }
-                return Ok(sent);
-            }
-            None => {
-                let now = figures(&progress);
-                if let Some(bar) = &bar {
-                    bar.set_length(now.total);
-                    bar.set_position(now.bytes);
-                }
-                if let ProgressReport::Callback(callback) = &mut report {
-                    callback(&now)?;
-                }
-            }
-        }
-    }
+    let work = sender::send(conn, source, options, progress.clone(), wait_close);
+    progress::watch(
+        work,
+        &progress,
+        report,
+        |sent: &Sent| sent.sent as f64 / sent.seconds.max(1e-6),
+        after_the_upload,
+    )
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-    ) {
-        bar.set_style(style);
-    }
-    bar
-}
-
-/// Aborts a spawned task when dropped: Ctrl-C returns from the wait, and
-/// the upload must stop with it rather than run on unobserved.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+/// A progress callback that failed once the upload was complete: its error,
+/// with what became of the file (the script must not send again what
+/// arrived safely).
+fn after_the_upload(sent: &Sent, err: Error) -> Error {
+    let done = if sent.verified {
+        "was stored and verified by the receiver"
+    } else {
+        "was sent in full"
+    };
+    Error::Script {
+        kind: err.kind(),
+        message: format!("'{}' {done} ({} bytes), but {err}", sent.name, sent.bytes),
     }
 }
 
 /// Receives one upload over an open connection.
 pub fn receive_over(conn: Conn, dir: &Path, options: ReceiveOptions) -> Result<Received> {
-    let dir = ready_dir(dir)?;
+    let dir = ready_dir(dir, options.part_max_age, "recv_file")?;
+    receive_on(conn, dir, options)
+}
+
+fn receive_on(conn: Conn, dir: PathBuf, options: ReceiveOptions) -> Result<Received> {
     runtime::block_on(async move {
         let mut io = conn.lock_io().await?;
         let (mut reader, writer) = io.halves(&conn)?;
@@ -227,29 +156,41 @@ pub fn receive_once(
     options: ReceiveOptions,
     accept_timeout: Option<Duration>,
 ) -> Result<Received> {
-    let dir = ready_dir(dir)?;
+    let dir = ready_dir(dir, options.part_max_age, "recv_file")?;
     let conn = listener.accept(accept_timeout)?;
-    let result = receive_over(conn.clone(), &dir, options);
-    close_quietly(&conn);
+    let result = receive_on(conn.clone(), dir, options);
+    conn.close();
     result
 }
 
-fn close_quietly(conn: &Conn) {
-    conn.close();
-}
-
-/// The receiving folder, created if missing.
-fn ready_dir(dir: &Path) -> Result<PathBuf> {
-    let shown = dir.display().to_string();
+/// The receiving folder, created if missing, without the part files of
+/// uploads abandoned longer than `part_max_age` ago.
+fn ready_dir(dir: &Path, part_max_age: Option<Duration>, op: &str) -> Result<PathBuf> {
+    let shown = quoted(dir);
+    if dir.as_os_str().is_empty() {
+        return Err(Error::invalid(format!("{shown} is not a folder")));
+    }
     if !dir.exists() {
         std::fs::create_dir_all(dir)
-            .map_err(|e| crate::net::helpers::file_error("creating", &shown, e))?;
+            .map_err(|e| crate::net::helpers::file_error("creating", dir, e))?;
     }
     if !dir.is_dir() {
         return Err(Error::invalid(format!("{shown} is not a folder")));
     }
+    if let Some(max_age) = part_max_age {
+        for (part, age) in receiver::remove_abandoned_parts(dir, max_age) {
+            crate::console::warn(&format!(
+                "{op}: removed the part file of an upload abandoned {} days ago: {}",
+                age.as_secs() / 86_400,
+                quoted(&part)
+            ));
+        }
+    }
     Ok(dir.to_path_buf())
 }
+
+/// The most uploads `serve_files` may be told to receive at once.
+const MAX_UPLOADS_LIMIT: usize = 4096;
 
 /// A background receiver started by `serve_files`.
 #[derive(Clone)]
@@ -271,6 +212,26 @@ struct ServerState {
     last: Mutex<Option<Received>>,
     last_error: Mutex<Option<String>>,
     log: bool,
+    /// Flips to `true` when the accept loop has ended.
+    ended: watch::Sender<bool>,
+}
+
+impl runtime::jobs::Job for FileServer {
+    fn is_running(&self) -> bool {
+        !*self.0.ended.borrow()
+    }
+
+    fn stop(&self) {
+        FileServer::stop(self);
+    }
+
+    fn ended(&self) -> watch::Receiver<bool> {
+        self.0.ended.subscribe()
+    }
+
+    fn handle(&self) -> Dynamic {
+        Dynamic::from(self.clone())
+    }
 }
 
 impl FileServer {
@@ -342,12 +303,13 @@ pub fn serve(
     options: ReceiveOptions,
     log: bool,
 ) -> Result<FileServer> {
-    let dir = ready_dir(dir)?;
+    let dir = ready_dir(dir, options.part_max_age, "serve_files")?;
     let listener = tcp::listen(bind)?;
     let state = Arc::new(ServerState {
         addr: listener.addr(),
         dir,
-        stop: CancellationToken::new(),
+        // A child of the starting task's token: stopping the task stops it.
+        stop: runtime::child_token(),
         listener: listener.clone(),
         received: AtomicU64::new(0),
         confirmed: watch::Sender::new(0),
@@ -355,30 +317,56 @@ pub fn serve(
         last: Mutex::new(None),
         last_error: Mutex::new(None),
         log,
+        ended: watch::Sender::new(false),
     });
+    let uploads = Arc::new(Semaphore::new(options.max_uploads));
+    // At the REPL, say where uploads go, as `serve` does.
+    if crate::console::is_interactive() {
+        crate::console::line(&format!(
+            "serve_files {}: listening on {}, saving into {}",
+            state.addr.port(),
+            state.addr,
+            state.dir.display()
+        ));
+    }
     let options = Arc::new(options);
     let accepting = state.clone();
     runtime::handle().spawn(async move {
         let state = accepting;
         // Owned by this task, so the port is released as soon as it ends.
         let Some(socket) = state.listener.state().socket.lock().await.take() else {
+            state.ended.send_replace(true);
             return;
         };
         loop {
+            // Past `max_uploads`, connections wait in the listen queue
+            // (their senders wait for READY) until an upload ends.
             let accepted = tokio::select! {
                 _ = state.stop.cancelled() => break,
-                accepted = socket.accept() => accepted,
+                accepted = async {
+                    let permit = uploads.clone().acquire_owned().await;
+                    (permit, socket.accept().await)
+                } => accepted,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(serve_one(stream, peer, state.clone(), options.clone()));
+                (Ok(permit), Ok((stream, peer))) => {
+                    let (state, options) = (state.clone(), options.clone());
+                    tokio::spawn(async move {
+                        serve_one(stream, peer, state, options).await;
+                        drop(permit);
+                    });
                 }
+                (Err(_), _) => break,
                 // Out of file descriptors and the like: pause, don't spin.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                (Ok(_), Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+        drop(socket);
+        state.ended.send_replace(true);
     });
-    Ok(FileServer(state))
+    let server = FileServer(state);
+    runtime::jobs::add(Arc::new(server.clone()));
+    Ok(server)
 }
 
 async fn serve_one(
@@ -464,99 +452,6 @@ pub fn received_map(received: &Received) -> Map {
     map
 }
 
-fn figures_map(p: &ProgressFigures) -> Map {
-    let mut map = Map::new();
-    map.insert("bytes".into(), (p.bytes as i64).into());
-    map.insert("total".into(), (p.total as i64).into());
-    map.insert("percent".into(), p.percent.into());
-    map.insert("rate".into(), p.rate.into());
-    map.insert("eta".into(), p.eta.into());
-    map
-}
-
-/// Reads an options map, refusing keys the function does not know, so a
-/// typo (`#{overwite: true}`) is an error rather than silently ignored.
-struct Options<'a> {
-    map: &'a Map,
-}
-
-impl<'a> Options<'a> {
-    fn new(map: &'a Map, known: &[&str]) -> Result<Options<'a>> {
-        for key in map.keys() {
-            if !known.contains(&key.as_str()) {
-                return Err(Error::invalid(format!(
-                    "unknown option '{key}' (known: {})",
-                    known.join(", ")
-                )));
-            }
-        }
-        Ok(Options { map })
-    }
-
-    fn flag(&self, key: &str, default: bool) -> Result<bool> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(v) if v.is_unit() => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .map_err(|_| Error::invalid(format!("option '{key}' must be true or false"))),
-        }
-    }
-
-    fn count(&self, key: &str) -> Result<Option<u64>> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(v) if v.is_unit() => Ok(None),
-            Some(v) => v
-                .as_int()
-                .ok()
-                .and_then(|n| u64::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| {
-                    Error::invalid(format!("option '{key}' must be a whole number, 0 or more"))
-                }),
-        }
-    }
-
-    /// Milliseconds; 0 means no limit (as for a connection's read timeout).
-    fn millis(&self, key: &str) -> Result<Option<Duration>> {
-        Ok(self.count(key)?.map(|ms| match ms {
-            0 => Duration::MAX,
-            ms => Duration::from_millis(ms),
-        }))
-    }
-
-    fn text(&self, key: &str) -> Result<Option<String>> {
-        match self.map.get(key) {
-            None => Ok(None),
-            Some(v) if v.is_unit() => Ok(None),
-            Some(v) => v
-                .clone()
-                .into_string()
-                .map(Some)
-                .map_err(|_| Error::invalid(format!("option '{key}' must be a string"))),
-        }
-    }
-
-    /// `allow`: one block as a string, or an array of them.
-    fn cidrs(&self, key: &str) -> Result<Vec<Cidr>> {
-        match self.map.get(key) {
-            None => Ok(Vec::new()),
-            Some(v) if v.is_unit() => Ok(Vec::new()),
-            Some(v) if v.is_string() => Ok(vec![Cidr::parse(&v.to_string())?]),
-            Some(v) => match v.clone().try_cast::<Array>() {
-                Some(list) => list
-                    .iter()
-                    .map(|item| Cidr::parse(&item.to_string()))
-                    .collect(),
-                None => Err(Error::invalid(format!(
-                    "option '{key}' must be an address block like \"10.0.0.0/8\" or an array of them"
-                ))),
-            },
-        }
-    }
-}
-
 const SEND_OPTIONS: &[&str] = &[
     "raw",
     "resume",
@@ -566,6 +461,8 @@ const SEND_OPTIONS: &[&str] = &[
     "rate_limit",
     "zero_copy",
     "hash",
+    "offset",
+    "length",
 ];
 const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
 const SERVE_OPTIONS: &[&str] = &[
@@ -575,97 +472,138 @@ const SERVE_OPTIONS: &[&str] = &[
     "header_timeout",
     "idle_timeout",
     "log",
+    "max_uploads",
+    "part_max_age",
 ];
 
-fn send_options(map: &Map) -> Result<(SendOptions, Option<rhai::FnPtr>, bool)> {
+/// A timeout option by the one rule (0: no limit), as the `Duration` the
+/// transfer code waits with.
+fn wait_option(o: &Options, key: &str) -> Result<Option<Duration>> {
+    Ok(o.timeout(key)?.map(|t| t.unwrap_or(Duration::MAX)))
+}
+
+fn send_options(map: &Map) -> Result<(SendOptions, progress::Wanted)> {
     let o = Options::new(map, SEND_OPTIONS)?;
     let defaults = SendOptions::default();
-    let (callback, show) = match map.get("progress") {
-        Some(v) if v.is_fnptr() => (v.clone().try_cast::<rhai::FnPtr>(), true),
-        _ => (None, o.flag("progress", true)?),
-    };
     Ok((
         SendOptions {
             raw: o.flag("raw", false)?,
             resume: o.flag("resume", defaults.resume)?,
-            timeout: o.millis("timeout")?.unwrap_or(defaults.timeout),
+            timeout: wait_option(&o, "timeout")?.unwrap_or(defaults.timeout),
             name: o.text("name")?,
             rate_limit: o.count("rate_limit")?,
             zero_copy: o.flag("zero_copy", defaults.zero_copy)?,
             hash: o.flag("hash", defaults.hash)?,
+            offset: o.count("offset")?.unwrap_or(0),
+            length: o.count("length")?,
         },
-        callback,
-        show,
+        progress::Wanted::from_option(o.value("progress"))?,
     ))
 }
 
 /// Receive options and the accept timeout (`timeout` covers both).
 fn recv_options(map: &Map) -> Result<(ReceiveOptions, Option<Duration>)> {
     let o = Options::new(map, RECV_OPTIONS)?;
+    let raw = o.flag("raw", false)?;
+    let name = match o.text("name")? {
+        // Checked now, not once a sender has connected.
+        Some(name) => Some(protocol::safe_name(name.as_bytes()).map_err(|r| {
+            Error::invalid(format!(
+                "option 'name': '{name}' cannot be used: {}",
+                r.message
+            ))
+        })?),
+        None => None,
+    };
+    if name.is_some() && !raw {
+        return Err(Error::invalid(
+            "option 'name' is for raw mode (raw: true); a framed upload carries its own name",
+        ));
+    }
     let mut options = ReceiveOptions {
-        raw: o.flag("raw", false)?,
-        name: o.text("name")?,
+        raw,
+        name,
         overwrite: o.flag("overwrite", false)?,
         max_size: o.count("max_size")?,
         ..ReceiveOptions::default()
     };
-    let timeout = o.millis("timeout")?;
+    let timeout = wait_option(&o, "timeout")?;
     if let Some(t) = timeout {
         options.header_timeout = t;
         options.idle_timeout = t;
     }
-    Ok((options, timeout))
+    Ok((options, timeout.filter(|t| *t != Duration::MAX)))
 }
 
 fn serve_options(map: &Map) -> Result<(ReceiveOptions, bool)> {
     let o = Options::new(map, SERVE_OPTIONS)?;
     let defaults = ReceiveOptions::default();
+    let max_uploads = match o.count("max_uploads")? {
+        None => defaults.max_uploads,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_UPLOADS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "option 'max_uploads' must be 1–{MAX_UPLOADS_LIMIT}, not {n}"
+                ))
+            })?,
+    };
+    let allow = match o.value("allow") {
+        None => Vec::new(),
+        Some(v) if v.is_string() => vec![Cidr::parse(&v.to_string())?],
+        Some(v) => match v.clone().try_cast::<Array>() {
+            Some(list) => list
+                .iter()
+                .map(|item| Cidr::parse(&item.to_string()))
+                .collect::<Result<_>>()?,
+            None => {
+                return Err(Options::bad(
+                    "allow",
+                    "an address block like \"10.0.0.0/8\" or an array of them",
+                    v,
+                ));
+            }
+        },
+    };
     Ok((
         ReceiveOptions {
             raw: false,
             name: None,
             overwrite: o.flag("overwrite", false)?,
             max_size: o.count("max_size")?,
-            header_timeout: o
-                .millis("header_timeout")?
-                .unwrap_or(defaults.header_timeout),
-            idle_timeout: o.millis("idle_timeout")?.unwrap_or(defaults.idle_timeout),
-            allow: o.cidrs("allow")?,
+            header_timeout: wait_option(&o, "header_timeout")?.unwrap_or(defaults.header_timeout),
+            idle_timeout: wait_option(&o, "idle_timeout")?.unwrap_or(defaults.idle_timeout),
+            allow,
+            max_uploads,
+            part_max_age: match o.timeout("part_max_age")? {
+                None => defaults.part_max_age,
+                Some(age) => age,
+            },
         },
         o.flag("log", false)?,
     ))
 }
 
+/// The `count` of `wait(count)`: 0 or more.
+fn upload_count(count: i64) -> Result<u64> {
+    u64::try_from(count).map_err(|_| {
+        Error::invalid(format!(
+            "the count of uploads must be 0 or more, not {count}"
+        ))
+    })
+}
+
 /// Runs a send from a Rhai call: options, progress bar or callback, result map.
 fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -> Result<Map> {
-    let (options, callback, show) = send_options(map)?;
-    let mut call = |figures: &ProgressFigures| -> Result<()> {
-        if let Some(f) = &callback {
-            f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))
-                .map(|_| ())
-                .map_err(|e| {
-                    Error::invalid(format!(
-                        "the progress callback failed: {}",
-                        crate::shell::message_of(&e)
-                    ))
-                })?;
-        }
-        Ok(())
-    };
-    let report = if callback.is_some() {
-        ProgressReport::Callback(&mut call)
-    } else if show {
-        ProgressReport::Auto
-    } else {
-        ProgressReport::Off
-    };
-    let sent = match to {
+    let (options, wanted) = send_options(map)?;
+    let sent = progress::with_report(ctx, &wanted, |report| match to {
         Either::Target(text) => {
             let target = addr::parse_target(text)?;
-            send_to(&target, Path::new(path), options, report)?
+            send_to(&target, Path::new(path), options, report)
         }
-        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false)?,
-    };
+        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false),
+    })?;
     Ok(sent_map(&sent))
 }
 
@@ -690,9 +628,11 @@ mod api {
     /// print(`${r.bytes} bytes, sha256 ${r.sha256}`);
     /// ```
     ///
-    /// Fails when: the file is missing or a folder, the receiver cannot be
-    /// reached, it refuses (name, size limit, file exists, not allowed…),
-    /// the checksums differ, or the connection breaks.
+    /// Fails when: the address is malformed or has port 0, the file is
+    /// missing or a folder (or does not report its size and holds more than
+    /// 16 MiB), the receiver cannot be reached, it refuses (name, size
+    /// limit, file exists, not allowed…), the checksums differ, or the
+    /// connection breaks. All but the last four are found before connecting.
     #[rhai_fn(return_raw, name = "send_file")]
     pub fn send_file(ctx: NativeCallContext, addr: &str, path: &str) -> ScriptResult<Map> {
         super::script_send(&ctx, Either::Target(addr), path, &Map::new()).map_err(fail("send_file"))
@@ -707,7 +647,8 @@ mod api {
     /// `zero_copy` (raw mode's `sendfile`, default true), `hash` (raw mode:
     /// also compute the SHA-256 to compare with `sha256sum` at the other
     /// end; default false, which leaves `sha256` as `()` and the transfer
-    /// as fast as nc).
+    /// as fast as nc), `offset` and `length` (raw mode: send only that part
+    /// of the file, e.g. an HTTP range).
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
@@ -856,7 +797,10 @@ mod api {
     /// checked before anything is written), `overwrite` (default false),
     /// `allow` (client address blocks, e.g. `["127.0.0.1", "10.0.0.0/8"]`),
     /// `header_timeout` (ms, default 10000), `idle_timeout` (ms, default
-    /// 30000), `log` (print a line per upload).
+    /// 30000), `log` (print a line per upload), `max_uploads` (how many are
+    /// received at once, default 64; more wait their turn), `part_max_age`
+    /// (ms; part files of uploads abandoned this long are removed when the
+    /// receiver starts, default 7 days; 0 keeps them).
     ///
     /// ```rhai
     /// let s = serve_files(9000, "in", #{max_size: 100_000_000, allow: ["127.0.0.1/32"], log: true});
@@ -1001,30 +945,32 @@ mod api {
     /// s.wait(3);
     /// ```
     ///
-    /// Fails when: the server is stopped, or the wait is interrupted.
+    /// Fails when: `count` is negative, the server is stopped, or the wait
+    /// is interrupted.
     #[rhai_fn(return_raw, pure, name = "wait")]
     pub fn server_wait(s: &mut FileServer, count: i64) -> ScriptResult<i64> {
-        s.wait(count.max(0) as u64, None)
+        super::upload_count(count)
+            .and_then(|count| s.wait(count, None))
             .map(|n| n as i64)
             .map_err(fail("wait"))
     }
 
-    /// Waits at most `timeout_ms` for `count` uploads in all.
+    /// Waits at most `timeout_ms` for `count` uploads in all (0: no limit).
     ///
     /// ```rhai
     /// s.wait(1, 5000);
     /// ```
     ///
-    /// Fails when: they do not arrive in time, the server is stopped, or
-    /// the wait is interrupted.
+    /// Fails when: `count` or `timeout_ms` is negative, they do not arrive
+    /// in time, the server is stopped, or the wait is interrupted.
     #[rhai_fn(return_raw, pure, name = "wait")]
     pub fn server_wait_timeout(
         s: &mut FileServer,
         count: i64,
         timeout_ms: i64,
     ) -> ScriptResult<i64> {
-        crate::net::helpers::millis(timeout_ms, "timeout")
-            .and_then(|t| s.wait(count.max(0) as u64, Some(t)))
+        super::upload_count(count)
+            .and_then(|count| s.wait(count, crate::net::options::timeout(timeout_ms)?))
             .map(|n| n as i64)
             .map_err(fail("wait"))
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 
 /// The first four bytes of every framed upload: "NSFT" (netsh file transfer).
 pub const MAGIC: [u8; 4] = *b"NSFT";
@@ -76,6 +76,20 @@ impl Code {
         })
     }
 
+    /// What kind of error (`e.kind`) a refusal with this code is.
+    pub fn kind(self) -> Kind {
+        use Code::*;
+        match self {
+            BadName => Kind::Invalid,
+            TooLarge => Kind::TooBig,
+            Exists | Busy => Kind::Exists,
+            NotAllowed => Kind::Permission,
+            Storage => Kind::Io,
+            Timeout => Kind::Timeout,
+            BadHeader | Version | Checksum | Protocol => Kind::Protocol,
+        }
+    }
+
     /// The short name used in messages and in `docs/PROTOCOL.md`.
     pub fn name(self) -> &'static str {
         use Code::*;
@@ -120,7 +134,65 @@ pub struct Header {
     pub name: Vec<u8>,
 }
 
+/// What a decoder makes of the bytes so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// Not complete: at least this many bytes in all are needed.
+    Need(usize),
+    /// Complete, using this many bytes.
+    Done(T, usize),
+}
+
 impl Header {
+    /// Decodes a header from the start of `bytes`, refusing as soon as the
+    /// bytes so far cannot begin one: a wrong magic after 4 bytes, a wrong
+    /// version or an oversized name field after 16. The name is not checked
+    /// here (see [`safe_name`]).
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Decoded<Header>, Refusal> {
+        if bytes.len() < 4 {
+            return Ok(Decoded::Need(4));
+        }
+        if bytes[..4] != MAGIC {
+            return Err(Refusal::new(
+                Code::BadHeader,
+                format!(
+                    "not a netsh upload: it starts with {:?} instead of \"NSFT\" (plain bytes need raw mode)",
+                    String::from_utf8_lossy(&bytes[..4])
+                ),
+            ));
+        }
+        if bytes.len() < HEADER_FIXED_LEN {
+            return Ok(Decoded::Need(HEADER_FIXED_LEN));
+        }
+        if bytes[4] != VERSION {
+            return Err(Refusal::new(
+                Code::Version,
+                format!(
+                    "protocol version {} is not supported; this receiver speaks version {VERSION}",
+                    bytes[4]
+                ),
+            ));
+        }
+        let name_len = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
+        if name_len > MAX_NAME_FIELD {
+            return Err(name_field_too_long(name_len));
+        }
+        let total = HEADER_FIXED_LEN + name_len;
+        if bytes.len() < total {
+            return Ok(Decoded::Need(total));
+        }
+        let mut size = [0u8; 8];
+        size.copy_from_slice(&bytes[8..16]);
+        Ok(Decoded::Done(
+            Header {
+                flags: bytes[5],
+                size: u64::from_be_bytes(size),
+                name: bytes[HEADER_FIXED_LEN..total].to_vec(),
+            },
+            total,
+        ))
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_FIXED_LEN + self.name.len());
         out.extend_from_slice(&MAGIC);
@@ -180,6 +252,73 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// Decodes the receiver's next message from the start of `bytes`.
+    /// An ERROR's message is cut to [`MAX_MESSAGE`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Decoded<Reply>> {
+        let Some(&kind) = bytes.first() else {
+            return Ok(Decoded::Need(1));
+        };
+        match kind {
+            MSG_READY | MSG_DONE => {
+                if bytes.len() < 41 {
+                    return Ok(Decoded::Need(41));
+                }
+                let mut number = [0u8; 8];
+                number.copy_from_slice(&bytes[1..9]);
+                let mut digest = [0u8; 32];
+                digest.copy_from_slice(&bytes[9..41]);
+                let number = u64::from_be_bytes(number);
+                let reply = if kind == MSG_READY {
+                    Reply::Ready {
+                        offset: number,
+                        prefix: digest,
+                    }
+                } else {
+                    Reply::Done {
+                        size: number,
+                        sha256: digest,
+                    }
+                };
+                Ok(Decoded::Done(reply, 41))
+            }
+            MSG_ERROR => {
+                if bytes.len() < 5 {
+                    return Ok(Decoded::Need(5));
+                }
+                let code = u16::from_be_bytes([bytes[1], bytes[2]]);
+                let total = 5 + usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
+                if bytes.len() < total {
+                    return Ok(Decoded::Need(total));
+                }
+                let text = &bytes[5..total];
+                let message =
+                    String::from_utf8_lossy(&text[..text.len().min(MAX_MESSAGE)]).into_owned();
+                match Code::from_u16(code) {
+                    Some(code) => Ok(Decoded::Done(Reply::Error(code, message), total)),
+                    None => Err(Error::Protocol(format!(
+                        "the receiver refused with unknown code {code}: {message}"
+                    ))),
+                }
+            }
+            other => Err(Error::Protocol(format!(
+                "the receiver answered with an unknown message type 0x{other:02x}; is it a netsh receiver in framed mode?"
+            ))),
+        }
+    }
+}
+
+/// The refusal for a name field longer than a receiver reads. It is a
+/// bad name (code 3), refused before the name's bytes are read.
+pub fn name_field_too_long(len: usize) -> Refusal {
+    Refusal::new(
+        Code::BadName,
+        format!(
+            "the name field is {len} bytes long; a receiver reads at most {MAX_NAME_FIELD} (and keeps a file name of at most {MAX_NAME_BYTES})"
+        ),
+    )
+}
+
 /// A read that ended early or broke, in wire terms.
 #[derive(Debug)]
 pub enum ReadFail {
@@ -230,55 +369,33 @@ pub async fn read_reply<R: AsyncRead + Unpin>(
         ReadFail::Io(e) => Error::io("reading the receiver's answer", None, e),
     }
     };
-    let mut kind = [0u8; 1];
-    read_exact_idle(reader, &mut kind, wait)
-        .await
-        .map_err(broken)?;
-    match kind[0] {
-        MSG_READY | MSG_DONE => {
-            let mut body = [0u8; 40];
-            read_exact_idle(reader, &mut body, wait)
-                .await
-                .map_err(broken)?;
-            let mut number = [0u8; 8];
-            number.copy_from_slice(&body[..8]);
-            let mut digest = [0u8; 32];
-            digest.copy_from_slice(&body[8..]);
-            let number = u64::from_be_bytes(number);
-            Ok(if kind[0] == MSG_READY {
-                Reply::Ready {
-                    offset: number,
-                    prefix: digest,
-                }
-            } else {
-                Reply::Done {
-                    size: number,
-                    sha256: digest,
-                }
-            })
-        }
-        MSG_ERROR => {
-            let mut fixed = [0u8; 4];
-            read_exact_idle(reader, &mut fixed, wait)
-                .await
-                .map_err(broken)?;
-            let code = u16::from_be_bytes([fixed[0], fixed[1]]);
-            let len = usize::from(u16::from_be_bytes([fixed[2], fixed[3]])).min(MAX_MESSAGE);
-            let mut text = vec![0u8; len];
-            read_exact_idle(reader, &mut text, wait)
-                .await
-                .map_err(broken)?;
-            let message = String::from_utf8_lossy(&text).into_owned();
-            match Code::from_u16(code) {
-                Some(code) => Ok(Reply::Error(code, message)),
-                None => Err(Error::Protocol(format!(
-                    "the receiver refused with unknown code {code}: {message}"
-                ))),
+    read_decoded(reader, wait, Reply::decode, |fail, _| broken(fail)).await
+}
+
+/// Reads one message with `decode`, exactly as many bytes as it asks for
+/// (nothing beyond the message is consumed), each wait at most `idle`.
+/// `broken` words a failed read, given how many bytes had arrived.
+pub async fn read_decoded<R, T, E>(
+    reader: &mut R,
+    idle: Duration,
+    decode: impl Fn(&[u8]) -> std::result::Result<Decoded<T>, E>,
+    broken: impl Fn(ReadFail, usize) -> E,
+) -> std::result::Result<T, E>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut bytes = Vec::with_capacity(64);
+    loop {
+        match decode(&bytes)? {
+            Decoded::Done(message, _) => return Ok(message),
+            Decoded::Need(total) => {
+                let have = bytes.len();
+                bytes.resize(total, 0);
+                read_exact_idle(reader, &mut bytes[have..], idle)
+                    .await
+                    .map_err(|fail| broken(fail, have))?;
             }
         }
-        other => Err(Error::Protocol(format!(
-            "the receiver answered with an unknown message type 0x{other:02x}; is it a netsh receiver in framed mode?"
-        ))),
     }
 }
 
@@ -319,11 +436,12 @@ pub fn safe_name(sent: &[u8]) -> std::result::Result<String, Refusal> {
     if text.split('/').any(|part| part == "..") {
         return Err(refuse("the name contains '..'"));
     }
-    let Some(last) = text.split('/').rev().find(|part| !part.is_empty()) else {
-        return Err(refuse("the name has no file name part"));
-    };
-    if last == "." {
-        return Err(refuse("the name has no file name part"));
+    // The part after the last `/` is the file name; `dir/` and `a/.` have none.
+    let last = text.rsplit('/').next().unwrap_or(text);
+    if last.is_empty() || last == "." {
+        return Err(refuse(
+            "the name has no file name part (it ends in '/' or '.')",
+        ));
     }
     if last.len() > MAX_NAME_BYTES {
         return Err(refuse(&format!(
@@ -388,8 +506,15 @@ mod tests {
             let refusal = safe_name(case).expect_err(&String::from_utf8_lossy(case));
             assert_eq!(refusal.code, Code::BadName);
         }
-        assert!(safe_name(b"/").is_err());
-        assert!(safe_name(b".").is_err());
+        for no_file_part in [&b"."[..], b"dir/", b"a//", b"a/.", b"./"] {
+            let refusal =
+                safe_name(no_file_part).expect_err(&String::from_utf8_lossy(no_file_part));
+            assert!(
+                refusal.message.contains("no file name part"),
+                "{}",
+                refusal.message
+            );
+        }
     }
 
     #[test]
@@ -424,6 +549,101 @@ mod tests {
                 ))
                 .unwrap();
             assert_eq!(got, reply);
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn reply() -> impl Strategy<Value = Reply> {
+            prop_oneof![
+                (any::<u64>(), any::<[u8; 32]>())
+                    .prop_map(|(offset, prefix)| Reply::Ready { offset, prefix }),
+                (any::<u64>(), any::<[u8; 32]>())
+                    .prop_map(|(size, sha256)| Reply::Done { size, sha256 }),
+                (1u16..=11, "\\PC{0,60}").prop_map(|(code, message)| {
+                    Reply::Error(Code::from_u16(code).unwrap(), message)
+                }),
+            ]
+        }
+
+        proptest! {
+            /// Any bytes: the header decoder never panics, and what it
+            /// decodes is exactly what encoding gives back.
+            #[test]
+            fn header_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+                if let Ok(Decoded::Done(header, used)) = Header::decode(&bytes) {
+                    prop_assert_eq!(header.encode(), bytes[..used].to_vec());
+                }
+            }
+
+            /// Bytes that start like a header reach every later check.
+            #[test]
+            fn header_like_bytes_never_panic(
+                version in 0u8..3, flags in any::<u8>(), len in 0u16..5000,
+                size in any::<u64>(), tail in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let mut bytes = MAGIC.to_vec();
+                bytes.extend([version, flags]);
+                bytes.extend(len.to_be_bytes());
+                bytes.extend(size.to_be_bytes());
+                bytes.extend(tail);
+                let _ = Header::decode(&bytes);
+            }
+
+            /// A header round-trips, and every strict prefix of it asks for
+            /// more bytes rather than failing.
+            #[test]
+            fn headers_round_trip(
+                flags in any::<u8>(), size in any::<u64>(),
+                name in proptest::collection::vec(any::<u8>(), 0..300),
+            ) {
+                let header = Header { flags, size, name };
+                let bytes = header.encode();
+                prop_assert_eq!(Header::decode(&bytes).unwrap(), Decoded::Done(header, bytes.len()));
+                for cut in 0..bytes.len() {
+                    match Header::decode(&bytes[..cut]) {
+                        Ok(Decoded::Need(n)) => prop_assert!(n > cut && n <= bytes.len()),
+                        other => prop_assert!(false, "prefix {} gave {:?}", cut, other),
+                    }
+                }
+            }
+
+            /// Replies round-trip (messages cut to 1024 bytes), their prefixes
+            /// ask for more, and arbitrary bytes never panic the decoder.
+            #[test]
+            fn replies_round_trip(reply in reply(), noise in proptest::collection::vec(any::<u8>(), 0..60)) {
+                let bytes = reply.encode();
+                prop_assert_eq!(Reply::decode(&bytes).unwrap(), Decoded::Done(reply, bytes.len()));
+                for cut in 0..bytes.len() {
+                    prop_assert!(matches!(Reply::decode(&bytes[..cut]), Ok(Decoded::Need(n)) if n > cut));
+                }
+                let _ = Reply::decode(&noise);
+            }
+
+            /// A name the receiver accepts is one plain file name, kept as it is.
+            #[test]
+            fn accepted_names_are_plain_file_names(name in proptest::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(kept) = safe_name(&name) {
+                    prop_assert!(!kept.is_empty() && kept.len() <= MAX_NAME_BYTES);
+                    prop_assert!(!kept.contains(['/', '\\', '\0']));
+                    prop_assert!(kept != "." && kept != "..");
+                    prop_assert!(!kept.chars().any(char::is_control));
+                    prop_assert!(!kept.ends_with(PART_SUFFIX));
+                    prop_assert_eq!(safe_name(kept.as_bytes()).unwrap(), kept.clone());
+                    prop_assert!(part_name(&kept).len() <= MAX_NAME_BYTES);
+                }
+            }
+
+            /// Path-like names: never a `..` or an empty last part gets through.
+            #[test]
+            fn path_like_names_never_escape(name in "[a./\\\\]{0,12}") {
+                if let Ok(kept) = safe_name(name.as_bytes()) {
+                    prop_assert!(kept != ".." && !kept.is_empty() && !kept.contains('/'));
+                    prop_assert!(!name.split('/').any(|p| p == ".."));
+                }
+            }
         }
     }
 }

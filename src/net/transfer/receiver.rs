@@ -42,6 +42,12 @@ pub struct ReceiveOptions {
     pub idle_timeout: Duration,
     /// Client addresses allowed to upload; empty means everyone.
     pub allow: Vec<Cidr>,
+    /// `serve_files`: how many uploads are received at once; more wait
+    /// (connected, unanswered) until one ends.
+    pub max_uploads: usize,
+    /// Part files untouched this long are abandoned uploads, removed when a
+    /// receiver starts on the folder; `None` keeps them forever.
+    pub part_max_age: Option<Duration>,
 }
 
 impl Default for ReceiveOptions {
@@ -54,6 +60,8 @@ impl Default for ReceiveOptions {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             allow: Vec::new(),
+            max_uploads: 64,
+            part_max_age: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -113,11 +121,14 @@ where
             if !options.raw {
                 tell_sender(reader, writer, &refusal).await;
             }
-            Err(Error::Protocol(format!(
-                "upload from {peer} failed: {} ({})",
-                refusal.message,
-                refusal.code.name()
-            )))
+            Err(Error::Upload {
+                kind: refusal.code.kind(),
+                message: format!(
+                    "upload from {peer} failed: {} ({})",
+                    refusal.message,
+                    refusal.code.name()
+                ),
+            })
         }
     }
 }
@@ -209,7 +220,7 @@ where
     };
     protocol::write_all(writer, &ready.encode())
         .await
-        .map_err(|e| cut_off(&name, format!("cannot answer the sender: {e}")))?;
+        .map_err(|e| cut_off(&name, format!("the answer to the sender failed ({e})")))?;
 
     let mut start_message = [0u8; 9];
     protocol::read_exact_idle(reader, &mut start_message, options.idle_timeout)
@@ -284,68 +295,25 @@ where
     Ok(received)
 }
 
-/// Reads and checks the header, but not yet the name (see `safe_name`).
+/// Reads and checks the header, but not yet the name (see `safe_name`),
+/// refusing as soon as the bytes so far cannot begin a header.
 async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> std::result::Result<Header, Refusal> {
-    let mut fixed = [0u8; protocol::HEADER_FIXED_LEN];
-    let idle = Duration::MAX;
-    read_fixed(reader, &mut fixed[..4], idle, "the header").await?;
-    if fixed[..4] != protocol::MAGIC {
-        return Err(Refusal::new(
-            Code::BadHeader,
-            format!(
-                "not a netsh upload: it starts with {:?} instead of \"NSFT\" (plain bytes need raw mode)",
-                String::from_utf8_lossy(&fixed[..4])
-            ),
-        ));
-    }
-    read_fixed(reader, &mut fixed[4..], idle, "the header").await?;
-    if fixed[4] != protocol::VERSION {
-        return Err(Refusal::new(
-            Code::Version,
-            format!(
-                "protocol version {} is not supported; this receiver speaks version {}",
-                fixed[4],
-                protocol::VERSION
-            ),
-        ));
-    }
-    let name_len = usize::from(u16::from_be_bytes([fixed[6], fixed[7]]));
-    if name_len > protocol::MAX_NAME_FIELD {
-        return Err(Refusal::new(
-            Code::BadName,
-            format!(
-                "the name is {name_len} bytes long; at most {} are allowed",
-                protocol::MAX_NAME_BYTES
-            ),
-        ));
-    }
-    let mut size = [0u8; 8];
-    size.copy_from_slice(&fixed[8..16]);
-    let mut name = vec![0u8; name_len];
-    read_fixed(reader, &mut name, idle, "the name").await?;
-    Ok(Header {
-        flags: fixed[5],
-        size: u64::from_be_bytes(size),
-        name,
-    })
-}
-
-async fn read_fixed<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    buf: &mut [u8],
-    idle: Duration,
-    what: &str,
-) -> std::result::Result<(), Refusal> {
-    protocol::read_exact_idle(reader, buf, idle)
-        .await
-        .map_err(|fail| match fail {
+    protocol::read_decoded(reader, Duration::MAX, Header::decode, |fail, have| {
+        let what = if have >= protocol::HEADER_FIXED_LEN {
+            "the name"
+        } else {
+            "the header"
+        };
+        match fail {
             ReadFail::Closed { .. } => Refusal::new(
                 Code::BadHeader,
                 format!("the sender closed the connection in the middle of {what}"),
             ),
             ReadFail::TimedOut => Refusal::new(Code::Timeout, format!("timed out reading {what}")),
             ReadFail::Io(e) => Refusal::new(Code::Protocol, format!("reading {what}: {e}")),
-        })
+        }
+    })
+    .await
 }
 
 /// Streams `size - start` bytes from the socket into the part file.
@@ -394,7 +362,7 @@ async fn receive_body<R: AsyncRead + Unpin>(
             Ok(Err(e)) => {
                 failure = Some(cut_off(
                     name,
-                    format!("after {position} of {size} bytes: {e}"),
+                    format!("the connection broke after {position} of {size} bytes ({e})"),
                 ));
                 break;
             }
@@ -464,7 +432,10 @@ async fn receive_raw<R: AsyncRead + Unpin>(
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                failure = Some(cut_off(&name, format!("after {position} bytes: {e}")));
+                failure = Some(cut_off(
+                    &name,
+                    format!("the connection broke after {position} bytes ({e})"),
+                ));
                 break;
             }
         };
@@ -573,6 +544,11 @@ impl Target {
                     format!("'{name}' already exists and this receiver does not overwrite files"),
                 ));
             }
+            // Replaced, not written through, but another name would still
+            // show the old file: refuse rather than half-replace.
+            Ok(meta) if meta.nlink() > 1 => {
+                return Err(hard_linked(&format!("'{name}'")));
+            }
             _ => {}
         }
         // O_NOFOLLOW: a symlink planted at the part file's name must not
@@ -616,6 +592,11 @@ impl Target {
                 Code::Busy,
                 format!("another upload of '{name}' just finished; send again to retry"),
             ));
+        }
+        // A hard link planted at the part file's name would have this
+        // upload write into (and offer to resume from) a file elsewhere.
+        if meta.nlink() > 1 {
+            return Err(hard_linked(&format!("the part file of '{name}'")));
         }
         let mut file = file;
         let have = meta.len();
@@ -663,6 +644,43 @@ impl Target {
     }
 }
 
+/// Removes the part files in `dir` that nobody has written for `max_age`
+/// and no upload holds (an upload in progress, here or in another process,
+/// keeps its lock); returns each one removed with its age. Only names
+/// this code makes (`.NAME.netsh-part`) and only regular files.
+pub fn remove_abandoned_parts(dir: &Path, max_age: Duration) -> Vec<(PathBuf, Duration)> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_part = name
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(protocol::PART_SUFFIX));
+        let path = entry.path();
+        let age = std::fs::symlink_metadata(&path)
+            .ok()
+            .filter(|meta| meta.is_file())
+            .and_then(|meta| meta.modified().ok())
+            .and_then(|modified| modified.elapsed().ok());
+        let Some(age) = age.filter(|age| is_part && *age >= max_age) else {
+            continue;
+        };
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        else {
+            continue;
+        };
+        if disk::try_lock(&file).unwrap_or(false) && std::fs::remove_file(&path).is_ok() {
+            removed.push((path, age));
+        }
+    }
+    removed
+}
+
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::result::Result<T, Refusal> + Send + 'static,
 ) -> std::result::Result<T, Refusal> {
@@ -671,20 +689,30 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|e| Refusal::new(Code::Storage, format!("a disk task failed: {e}")))?
 }
 
+/// The refusal for a name whose file has other hard links: writing or
+/// replacing it would reach a file outside the folder's control.
+fn hard_linked(what: &str) -> Refusal {
+    Refusal::new(
+        Code::BadName,
+        format!("{what} has other hard links here; refusing to write through it"),
+    )
+}
+
 fn storage_error(name: &str, err: std::io::Error) -> Refusal {
     Refusal::new(Code::Storage, format!("cannot store '{name}': {err}"))
 }
 
+/// An upload that ended early: `how` is a clause saying what happened.
 fn cut_off(name: &str, how: String) -> Refusal {
     Refusal::new(
         Code::Protocol,
-        format!("the upload of '{name}' was cut off {how}; the part received is kept to resume"),
+        format!("the upload of '{name}' was cut off: {how}; the part received is kept to resume"),
     )
 }
 
 fn read_refusal(fail: ReadFail, name: &str, what: &str, idle: Duration) -> Refusal {
     match fail {
-        ReadFail::Closed { .. } => cut_off(name, format!("before {what}")),
+        ReadFail::Closed { .. } => cut_off(name, format!("the connection closed before {what}")),
         ReadFail::TimedOut => Refusal::new(
             Code::Timeout,
             format!(
@@ -692,7 +720,7 @@ fn read_refusal(fail: ReadFail, name: &str, what: &str, idle: Duration) -> Refus
                 crate::error::human_duration(idle)
             ),
         ),
-        ReadFail::Io(e) => cut_off(name, format!("before {what}: {e}")),
+        ReadFail::Io(e) => cut_off(name, format!("the connection broke before {what} ({e})")),
     }
 }
 
@@ -706,7 +734,6 @@ pub struct Cidr {
 
 impl Cidr {
     pub fn parse(text: &str) -> Result<Cidr> {
-        let text = text.trim();
         let bad = || {
             Error::invalid(format!(
                 "'{text}' is not an address block like 10.0.0.0/8 or ::1/128"
@@ -716,14 +743,14 @@ impl Cidr {
             Some((ip, prefix)) => (ip, Some(prefix)),
             None => (text, None),
         };
-        let ip: IpAddr = ip_text
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| bad())?;
+        let ip = crate::net::addr::parse_ip(ip_text)
+            .map_err(|e| Error::invalid(format!("{}: {e}", bad())))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix_text {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
             None => max,
         };
         let network = ip.to_canonical();
@@ -793,6 +820,10 @@ mod tests {
             "1.2.3.4/x",
             "::/129",
             "::ffff:10.0.0.0/64",
+            "127.1",
+            "10.0.0.0/+8",
+            " 10.0.0.0/8",
+            "[::1/128",
         ] {
             assert!(Cidr::parse(bad).is_err(), "{bad}");
         }

@@ -8,13 +8,9 @@
 
 use std::{
     fs::File,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-        mpsc as std_mpsc,
-    },
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
 
@@ -30,7 +26,7 @@ use super::{
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
-use crate::net::tcp::Conn;
+use crate::net::{progress::Progress, tcp::Conn};
 
 /// How a sender behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -48,6 +44,10 @@ pub struct SendOptions {
     pub zero_copy: bool,
     /// Compute the SHA-256 in raw mode (framed mode always does); off by default.
     pub hash: bool,
+    /// Raw mode: send the file from this byte on (like `dd skip=`).
+    pub offset: u64,
+    /// Raw mode: send at most this many bytes (like `dd count=`).
+    pub length: Option<u64>,
 }
 
 impl Default for SendOptions {
@@ -62,6 +62,8 @@ impl Default for SendOptions {
             // Raw mode is nc's job: bytes only, at full speed. Hashing on the
             // side costs a core, which on a 2-core machine is 30% of the rate.
             hash: false,
+            offset: 0,
+            length: None,
         }
     }
 }
@@ -88,22 +90,90 @@ pub struct Sent {
     pub verified: bool,
 }
 
-/// Figures the caller's thread reads while the transfer runs.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Bytes of the file the receiver has or is being sent, resumed prefix included.
-    pub done: AtomicU64,
-    pub total: AtomicU64,
-    /// Where this upload started (non-zero when resuming).
-    pub resumed_from: AtomicU64,
+/// The file an upload sends: open, its size known, its name checked.
+#[derive(Debug)]
+pub struct Source {
+    file: File,
+    size: u64,
+    name: String,
 }
 
-/// Sends `path` over `conn`. With `wait_close` (a connection this upload
+impl Source {
+    /// Opens `path` and settles everything about it before any connection
+    /// is made: a missing file or an unusable name must not cost the
+    /// receiver a refused upload. A file whose size the kernel does not
+    /// know (`/proc`, `/sys`) is read ahead, so what is sent is exactly
+    /// what a read returns.
+    pub fn open(path: &Path, options: &SendOptions) -> Result<Source> {
+        let shown = crate::net::helpers::quoted(path);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+        // refused below); regular files ignore the flag.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!(
+                "{shown} is a folder; send_file sends one file (send each file in it)"
+            )));
+        }
+        if !meta.is_file() {
+            return Err(Error::invalid(format!(
+                "{shown} is not a regular file, so its size is unknown"
+            )));
+        }
+        let (file, size) = if disk::size_is_unreliable(&file, meta.len()) {
+            disk::snapshot(&mut file)
+                .map_err(|e| crate::net::helpers::file_error("reading", path, e))?
+                .ok_or_else(|| {
+                    Error::TooBig(format!(
+                        "{shown} does not report its size (a /proc or /sys file?) and holds more than {} MiB; copy it to a regular file and send that",
+                        disk::MAX_SNAPSHOT >> 20
+                    ))
+                })?
+        } else {
+            (file, meta.len())
+        };
+        if !options.raw && (options.offset > 0 || options.length.is_some()) {
+            return Err(Error::invalid(
+                "'offset' and 'length' send part of a file, which only raw mode can (add raw: true)",
+            ));
+        }
+        if options.offset > size {
+            return Err(Error::invalid(format!(
+                "offset {} is past the end of {shown} ({size} bytes)",
+                options.offset
+            )));
+        }
+        let name = match &options.name {
+            Some(name) => name.clone(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Error::invalid(format!("{shown} has no file name")))?,
+        };
+        // Raw mode sends no name; framed mode checks it here too, since a
+        // clear local error beats a refusal.
+        let name = if options.raw {
+            name
+        } else {
+            protocol::safe_name(name.as_bytes())
+                .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?
+        };
+        Ok(Source { file, size, name })
+    }
+}
+
+/// Sends `source` over `conn`. With `wait_close` (a connection this upload
 /// opened itself), raw mode waits briefly for the peer to close after the
 /// half-close, so the caller returns once the receiver has everything.
 pub async fn send(
     conn: Conn,
-    path: PathBuf,
+    source: Source,
     options: SendOptions,
     progress: Arc<Progress>,
     wait_close: bool,
@@ -112,32 +182,31 @@ pub async fn send(
     tokio::select! {
         biased;
         _ = conn.until_closed() => Err(conn.closed_error()),
-        sent = send_on(&conn, path, options, progress, wait_close) => sent,
+        sent = send_on(&conn, source, options, progress, wait_close) => sent,
     }
 }
 
 async fn send_on(
     conn: &Conn,
-    path: PathBuf,
+    source: Source,
     options: SendOptions,
     progress: Arc<Progress>,
     wait_close: bool,
 ) -> Result<Sent> {
     let started = Instant::now();
-    let (file, size) = open_regular(&path)?;
-    let name = match &options.name {
-        Some(name) => name.clone(),
-        None => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Error::invalid(format!("{} has no file name", path.display())))?,
-    };
+    let Source { file, size, name } = source;
     progress.total.store(size, Ordering::Relaxed);
     let mut io = conn.lock_io().await?;
     let (mut reader, writer) = io.halves(conn)?;
     let peer = conn.peer();
     let mut sent = if options.raw {
-        let sha256 = send_raw(writer, file, size, &options, &progress, peer).await?;
+        // Source::open checked that the offset lies within the file.
+        let end = options
+            .length
+            .map_or(size, |n| options.offset.saturating_add(n).min(size));
+        let size = end - options.offset;
+        progress.total.store(size, Ordering::Relaxed);
+        let sha256 = send_raw(writer, file, options.offset, end, &options, &progress, peer).await?;
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
         if wait_close {
@@ -154,9 +223,6 @@ async fn send_on(
             verified: false,
         }
     } else {
-        // Check the name here too: a clear local error beats a refusal.
-        let name = protocol::safe_name(name.as_bytes())
-            .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?;
         send_framed(
             &mut reader,
             writer,
@@ -171,27 +237,6 @@ async fn send_on(
     };
     sent.seconds = started.elapsed().as_secs_f64();
     Ok(sent)
-}
-
-/// Opens a regular file and returns it with its size.
-fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let shown = path.display().to_string();
-    let file =
-        File::open(path).map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| crate::net::helpers::file_error("reading", &shown, e))?;
-    if meta.is_dir() {
-        return Err(Error::invalid(format!(
-            "{shown} is a folder; send_file sends one file (send each file in it)"
-        )));
-    }
-    if !meta.is_file() {
-        return Err(Error::invalid(format!(
-            "{shown} is not a regular file, so its size is unknown"
-        )));
-    }
-    Ok((file, meta.len()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -365,19 +410,24 @@ async fn send_chunks(
     Ok(hasher.map(|h| h.finalize().into()))
 }
 
-/// Raw mode: the file's bytes and nothing else. Returns their SHA-256
-/// unless told not to compute it.
+/// Raw mode: bytes `start..end` of the file and nothing else. Returns
+/// their SHA-256 unless told not to compute it.
+#[allow(clippy::too_many_arguments)]
 async fn send_raw(
     writer: &mut OwnedWriteHalf,
     file: File,
-    size: u64,
+    start: u64,
+    end: u64,
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
 ) -> Result<Option<[u8; 32]>> {
-    if !options.zero_copy {
+    // Hashing on the side reads the whole file; a part of it is hashed
+    // as it is read instead.
+    let part = start > 0 || options.length.is_some();
+    if !options.zero_copy || (options.hash && part) {
         let hasher = options.hash.then(Sha256::new);
-        return send_chunks(writer, file, hasher, 0, size, options, progress, peer).await;
+        return send_chunks(writer, file, hasher, start, end, options, progress, peer).await;
     }
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
@@ -392,7 +442,7 @@ async fn send_raw(
         None
     };
     let socket: &TcpStream = writer.as_ref();
-    sendfile_all(socket, &file, size, options, progress, peer).await?;
+    sendfile_all(socket, &file, start, end, options, progress, peer).await?;
     match hashing {
         Some(hashing) => hashing
             .await
@@ -403,17 +453,17 @@ async fn send_raw(
     }
 }
 
-/// `sendfile(2)` from `file` to the socket until `size` bytes are sent,
-/// waiting for tokio's write readiness whenever the socket buffer is full.
+/// `sendfile(2)` of bytes `start..end` of `file` to the socket, waiting
+/// for tokio's write readiness whenever the socket buffer is full.
 async fn sendfile_all(
     socket: &TcpStream,
     file: &File,
-    size: u64,
+    start: u64,
+    end: u64,
     options: &SendOptions,
     progress: &Progress,
     peer: std::net::SocketAddr,
 ) -> Result<()> {
-    let (socket_fd, file_fd) = (socket.as_raw_fd(), file.as_raw_fd());
     // Smaller steps when pacing, so the rate limit is smooth.
     let step = if options.rate_limit.is_some() {
         CHUNK
@@ -421,34 +471,28 @@ async fn sendfile_all(
         16 << 20
     };
     let pacer = Pacer::new(options.rate_limit);
-    let mut offset = 0u64;
-    while offset < size {
-        let want = (size - offset).min(step as u64) as usize;
+    let mut offset = start;
+    while offset < end {
+        let want = (end - offset).min(step as u64) as usize;
         tokio::time::timeout(options.timeout, socket.writable())
             .await
             .map_err(|_| stalled(peer, options.timeout))?
             .map_err(|e| Error::io("sending", Some(peer), e))?;
         let result = socket.try_io(Interest::WRITABLE, || {
             let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
-            // SAFETY: both descriptors are open for the duration of the call
-            // and `at` is a valid offset variable.
-            let n = unsafe { libc::sendfile(socket_fd, file_fd, &mut at, want) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            nix::sys::sendfile::sendfile(socket, file, Some(&mut at), want)
+                .map_err(std::io::Error::from)
         });
         match result {
             Ok(0) => {
                 return Err(Error::invalid(format!(
-                    "the file shrank while it was being sent (ended at byte {offset} of {size})"
+                    "the file shrank while it was being sent (ended at byte {offset} of {end})"
                 )));
             }
             Ok(n) => {
                 offset += n as u64;
                 progress.done.fetch_add(n as u64, Ordering::Relaxed);
-                pacer.pace(offset).await;
+                pacer.pace(offset - start).await;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(Error::io("sending", Some(peer), e)),
@@ -491,10 +535,13 @@ fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
 }
 
 fn refused(code: Code, message: &str) -> Error {
-    Error::Protocol(format!(
-        "the receiver refused the upload: {message} ({})",
-        code.name()
-    ))
+    Error::Upload {
+        kind: code.kind(),
+        message: format!(
+            "the receiver refused the upload: {message} ({})",
+            code.name()
+        ),
+    }
 }
 
 /// Keeps an average rate at or under a limit by sleeping when ahead.

@@ -18,7 +18,7 @@
 //! spawning worker threads.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     future::Future,
     sync::{Mutex, OnceLock},
     time::Duration,
@@ -44,8 +44,30 @@ pub fn handle() -> &'static Handle {
         .handle()
 }
 
+pub mod closure;
+pub mod jobs;
+mod wake;
+
+pub use wake::{Ready, wait_fd};
+
 thread_local! {
     static CANCEL: RefCell<CancellationToken> = RefCell::new(CancellationToken::new());
+    /// Counts token changes on this thread, so [`wake`] knows when the
+    /// token it watches is stale.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// The token under which work this thread starts (`task`, `serve`) runs:
+    /// a task's own token, so stopping a task stops what it started; on the
+    /// main thread, the process's root, so Ctrl-C never stops background work.
+    static PARENT: RefCell<Option<CancellationToken>> = const { RefCell::new(None) };
+    /// Set on the threads that run event handlers, which must never block.
+    static EVENT_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The root of every background job's token.
+static ROOT: OnceLock<CancellationToken> = OnceLock::new();
+
+fn root() -> &'static CancellationToken {
+    ROOT.get_or_init(CancellationToken::new)
 }
 
 /// The token of the command in the foreground, which Ctrl-C cancels.
@@ -59,6 +81,53 @@ pub fn cancel_token() -> CancellationToken {
 /// Makes `token` the current thread's cancellation token.
 pub fn set_cancel_token(token: CancellationToken) {
     CANCEL.with(|c| *c.borrow_mut() = token);
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+fn generation() -> u64 {
+    GENERATION.with(Cell::get)
+}
+
+/// A token for background work started from this thread: a child of the
+/// starting task's token (so `stop()` on a task also stops the tasks and
+/// servers it started), or of the process root on the main thread.
+pub fn child_token() -> CancellationToken {
+    PARENT.with(|p| match p.borrow().as_ref() {
+        Some(parent) => parent.child_token(),
+        None => root().child_token(),
+    })
+}
+
+/// Makes `token` this thread's token, and the parent of the work it starts.
+pub fn adopt(token: CancellationToken) {
+    PARENT.with(|p| *p.borrow_mut() = Some(token.clone()));
+    set_cancel_token(token);
+}
+
+/// Marks this thread as one that runs event handlers: every wait refuses.
+pub fn set_event_handler_thread() {
+    EVENT_HANDLER.with(|e| e.set(true));
+}
+
+/// Fails when this thread must not block: an event handler (which would
+/// stall every connection of its server) or a runtime thread (where tokio
+/// would panic).
+pub fn ensure_may_block() -> Result<()> {
+    if EVENT_HANDLER.with(Cell::get) {
+        return Err(Error::invalid(
+            "cannot wait inside an event handler (on_line, on_data, on_open, on_close): \
+             handlers run only when data is ready and must return quickly; \
+             use the closure shape serve(port, |c| { … }) for code that waits",
+        ));
+    }
+    if Handle::try_current().is_ok() {
+        // Rhai code never runs on a runtime thread; if it somehow did,
+        // tokio would panic. Say so instead.
+        return Err(Error::invalid(
+            "a blocking network call was made from inside the I/O runtime",
+        ));
+    }
+    Ok(())
 }
 
 /// Has the current thread's work been cancelled (Ctrl-C or `.stop()`)?
@@ -104,13 +173,7 @@ pub fn install_ctrl_c_handler() -> std::io::Result<()> {
 /// Runs `fut` to completion on the runtime, blocking this (non-runtime)
 /// thread, unless the thread's token is cancelled first.
 pub fn block_on<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
-    if Handle::try_current().is_ok() {
-        // Rhai code never runs on a runtime thread; if it somehow did,
-        // tokio would panic here. Say so instead.
-        return Err(Error::invalid(
-            "a blocking network call was made from inside the I/O runtime",
-        ));
-    }
+    ensure_may_block()?;
     let token = cancel_token();
     if token.is_cancelled() {
         return Err(Error::Interrupted);
@@ -147,16 +210,27 @@ pub fn sleep(duration: Duration) -> Result<()> {
     })
 }
 
-/// Starts a plain OS thread that runs Rhai code under its own `token`.
-pub fn spawn_thread<T: Send + 'static>(
-    name: &str,
+/// The stack of each thread that runs Rhai code. Rhai evaluates
+/// recursively, so this bounds the script's call depth: the engine allows 64
+/// nested calls, and a test checks that reaching that limit is a Rhai error,
+/// not a stack overflow. Measured: a call level with a loop in it takes about
+/// 16 KiB of stack in debug builds and more in release builds, where inlining
+/// makes frames larger (512 KiB overflowed at depth 62 in both). Untouched
+/// stack pages cost no memory, so this is reserved address space, not RSS.
+pub const RHAI_THREAD_STACK: usize = 2 * 1024 * 1024;
+
+/// Starts an OS thread that runs Rhai code under `token`; work it starts
+/// in turn (tasks, servers) runs under children of `token`.
+pub fn spawn_rhai_thread<T: Send + 'static>(
+    name: impl Into<String>,
     token: CancellationToken,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<std::thread::JoinHandle<T>> {
     std::thread::Builder::new()
-        .name(name.to_string())
+        .name(name.into())
+        .stack_size(RHAI_THREAD_STACK)
         .spawn(move || {
-            set_cancel_token(token);
+            adopt(token);
             work()
         })
         .map_err(|e| Error::io("starting a thread", None, e))

@@ -1,0 +1,300 @@
+//! The reqwest clients `fetch` sends through, and how their errors read.
+//!
+//! A client owns the connection pool, so one shared client per process is
+//! what lets 1,000 fetches in a loop reuse one connection. Some options can
+//! only be set on a client (certificates, redirect policy, decoding, the
+//! connect and idle timeouts); each distinct set of those gets its own
+//! client, kept in a small cache so a loop with `#{insecure: true}` still
+//! reuses its connections. Per-request settings (method, headers, body, the
+//! total `timeout`) go on the request.
+//!
+//! Names resolve through [`addr::lookup`], the resolver every other netsh
+//! function uses: `/etc/hosts` is honoured and `.invalid` names fail without
+//! a DNS query. Proxies come from `http_proxy`, `https_proxy` and `no_proxy`
+//! (reqwest reads them when a client is built).
+
+use std::{
+    collections::HashMap,
+    error::Error as StdError,
+    net::SocketAddr,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use reqwest::{Client, Url, redirect};
+
+use crate::error::{Error, Result};
+use crate::net::addr::{self, Target};
+
+/// How long to wait for a connection unless told otherwise (as `connect`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a response may go without a byte before it counts as stalled,
+/// unless a `timeout` is given.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Redirects followed unless `max_redirects` says otherwise (curl's `-L`
+/// follows 50, browsers about 20; reqwest's default is 10).
+pub const DEFAULT_MAX_REDIRECTS: usize = 10;
+/// Distinct option sets kept before the cache starts over.
+const MAX_CACHED_CLIENTS: usize = 16;
+
+/// The options that need a client of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub insecure: bool,
+    /// PEM text of extra trusted certificates (`ca:`).
+    pub ca: Option<Arc<Vec<u8>>>,
+    pub follow_redirects: bool,
+    pub max_redirects: usize,
+    pub connect_timeout: Duration,
+    /// `None` when a total `timeout` was given (it covers stalls too).
+    pub idle_timeout: Option<Duration>,
+    /// Ask for and decode gzip, brotli and deflate.
+    pub decode: bool,
+}
+
+impl Default for ClientKey {
+    fn default() -> Self {
+        ClientKey {
+            insecure: false,
+            ca: None,
+            follow_redirects: true,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            decode: true,
+        }
+    }
+}
+
+/// The client for these options, built on first use and then shared.
+pub fn client(key: &ClientKey) -> Result<Client> {
+    static DEFAULT: OnceLock<Client> = OnceLock::new();
+    static OTHERS: OnceLock<Mutex<HashMap<ClientKey, Client>>> = OnceLock::new();
+    if *key == ClientKey::default() {
+        if let Some(client) = DEFAULT.get() {
+            return Ok(client.clone());
+        }
+        let built = build(key)?;
+        return Ok(DEFAULT.get_or_init(|| built).clone());
+    }
+    let cache = OTHERS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(cache) = cache.lock()
+        && let Some(client) = cache.get(key)
+    {
+        return Ok(client.clone());
+    }
+    let built = build(key)?;
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= MAX_CACHED_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key.clone(), built.clone());
+    }
+    Ok(built)
+}
+
+fn build(key: &ClientKey) -> Result<Client> {
+    // reqwest is built without a crypto provider of its own (the default
+    // one, aws-lc, needs cmake and a C toolchain); ring is installed once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = Client::builder()
+        .user_agent(concat!("netsh/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(key.connect_timeout)
+        .redirect(policy(key.follow_redirects, key.max_redirects))
+        .gzip(key.decode)
+        .brotli(key.decode)
+        .deflate(key.decode)
+        .tcp_nodelay(true)
+        .dns_resolver(Arc::new(Resolver))
+        .tls_danger_accept_invalid_certs(key.insecure);
+    if let Some(timeout) = key.idle_timeout {
+        builder = builder.read_timeout(timeout);
+    }
+    if let Some(pem) = &key.ca {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+            Error::invalid(format!("option 'ca' is not a PEM certificate file: {e}"))
+        })?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Protocol(format!("cannot set up the HTTP client: {}", chain(&e))))
+}
+
+/// Follows redirects up to `max`, and stops a loop as soon as a URL
+/// comes round again instead of only after `max` hops.
+fn policy(follow: bool, max: usize) -> redirect::Policy {
+    if !follow {
+        return redirect::Policy::none();
+    }
+    redirect::Policy::custom(move |attempt| {
+        let next = attempt.url().to_string();
+        if attempt.previous().iter().any(|seen| seen.as_str() == next) {
+            let mut hops: Vec<String> = attempt.previous().iter().map(Url::to_string).collect();
+            hops.push(next);
+            return attempt.error(Error::Protocol(format!(
+                "redirect loop: {}",
+                hops.join(" → ")
+            )));
+        }
+        if attempt.previous().len() > max {
+            return attempt.error(Error::Protocol(format!(
+                "too many redirects (more than {max}; raise max_redirects to follow more)"
+            )));
+        }
+        attempt.follow()
+    })
+}
+
+/// reqwest's resolver hook, answered by netsh's own lookup.
+struct Resolver;
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let target = Target {
+            host: name.as_str().to_string(),
+            port: 0,
+        };
+        Box::pin(async move {
+            let addrs = addr::lookup(&target)
+                .await
+                .map_err(|e| Box::new(e) as Box<dyn StdError + Send + Sync>)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// What a request was waiting under, so a timeout can say which limit hit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connect: Duration,
+    pub total: Option<Duration>,
+    pub idle: Option<Duration>,
+}
+
+/// A reqwest error in plain words, naming the URL.
+pub fn explain(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
+    Error::Fetch {
+        url: url.to_string(),
+        source: Box::new(cause(err, url, limits)),
+    }
+}
+
+fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
+    // Our own errors (the resolver's, the redirect policy's) come back
+    // wrapped; they already say the right thing.
+    if let Some(ours) = find::<Error>(err) {
+        return copy_of(ours);
+    }
+    if err.is_timeout() {
+        let (what, after) = if err.is_connect() {
+            (format!("connecting to {}", host_port(url)), limits.connect)
+        } else if let Some(total) = limits.total {
+            (format!("fetching {url}"), total)
+        } else {
+            (
+                format!("waiting for data from {}", host_port(url)),
+                limits.idle.unwrap_or_default(),
+            )
+        };
+        return Error::Timeout { what, after };
+    }
+    if let Some(tls) = find::<rustls::Error>(err) {
+        return Error::Protocol(format!(
+            "TLS failed: {tls} (for a server with a self-signed certificate, pass #{{ca: \"cert.pem\"}}, or #{{insecure: true}} to skip the check)"
+        ));
+    }
+    if let Some(io) = find::<std::io::Error>(err) {
+        let peer = url
+            .host_str()
+            .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+            .zip(url.port_or_known_default())
+            .map(|(ip, port)| SocketAddr::new(ip, port));
+        let classified = Error::io(format!("talking to {}", host_port(url)), peer, copy_io(io));
+        if matches!(classified, Error::Io { .. })
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return Error::Protocol(format!("connection refused by {}", host_port(url)));
+        }
+        return classified;
+    }
+    if err.is_decode() {
+        return Error::Protocol(format!(
+            "the body could not be decoded: {} (pass #{{decode: false}} to keep it as sent)",
+            chain(err)
+        ));
+    }
+    let text = chain(err);
+    if text.contains("connection closed before message completed")
+        || text.contains("end of file before message length reached")
+        || text.contains("IncompleteMessage")
+        || text.contains("incomplete")
+    {
+        return Error::Protocol(format!(
+            "the server closed the connection before the response was complete ({text})"
+        ));
+    }
+    Error::Protocol(text)
+}
+
+/// `host:port` of a URL, for messages.
+pub fn host_port(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        _ => url.to_string(),
+    }
+}
+
+/// The first error of type `T` in `err`'s chain of causes.
+fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        // An io::Error's `source()` skips the error it wraps; look inside.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && let Some(found) = find::<T>(inner)
+        {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The whole chain of causes, without repeats, as one line.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// An owned copy of one of our errors found by reference in a chain.
+fn copy_of(err: &Error) -> Error {
+    match err {
+        Error::Resolve { host, reason } => Error::Resolve {
+            host: host.clone(),
+            reason: reason.clone(),
+        },
+        Error::InvalidArgument(text) => Error::InvalidArgument(text.clone()),
+        other => Error::Protocol(other.to_string()),
+    }
+}
+
+fn copy_io(err: &std::io::Error) -> std::io::Error {
+    match err.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(err.kind(), err.to_string()),
+    }
+}

@@ -1,0 +1,208 @@
+//! Moving a body to disk: the socket's bytes handed to the writer thread
+//! ([`disk::write_chunks`], which hashes as it writes) without a copy when
+//! they come in big pieces, gathered when small, and decoded on the way
+//! when the server compressed them.
+
+use std::{
+    fs::File,
+    sync::{atomic::Ordering, mpsc as std_mpsc},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, Stream, StreamExt};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::net::{
+    helpers::file_error,
+    progress::Progress,
+    transfer::disk::{self, CHUNK, IN_FLIGHT},
+};
+
+/// Moves bytes from `stream` to `file` (from `offset`) through the writer
+/// thread, decoding them first if asked; returns the end position and the
+/// hash. Whatever arrived before an error is written, so a resume starts
+/// after it.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn pump(
+    mut stream: impl Stream<Item = Result<Bytes>> + Unpin,
+    mut decoder: Option<Decoder>,
+    file: File,
+    hasher: Option<Sha256>,
+    offset: u64,
+    seekable: bool,
+    progress: &Progress,
+    shown: &str,
+) -> Result<(u64, Option<Sha256>)> {
+    let (to_disk, chunks) = mpsc::channel::<Bytes>(IN_FLIGHT);
+    // Buffers are not handed back: a `Bytes` from the socket is not ours to reuse.
+    let (give_back, _) = std_mpsc::channel::<Bytes>();
+    let writer = tokio::task::spawn_blocking(move || {
+        if seekable {
+            disk::write_chunks(file, hasher, offset, chunks, give_back)
+        } else {
+            disk::write_stream(file, hasher, chunks, give_back)
+        }
+    });
+    let mut batch = Batch {
+        buf: BytesMut::new(),
+        to_disk,
+        progress,
+    };
+    let mut failure = None;
+    loop {
+        // Before waiting on the network, the bytes gathered so far go to
+        // disk: a stalled or interrupted download keeps all it received.
+        let item = match stream.next().now_or_never() {
+            Some(item) => item,
+            None => {
+                if !batch.send_buffered().await {
+                    break;
+                }
+                stream.next().await
+            }
+        };
+        let Some(item) = item else {
+            break;
+        };
+        let sent = match (item, decoder.as_mut()) {
+            (Ok(bytes), None) => batch.push(bytes).await,
+            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes) {
+                Ok(plain) => batch.push(Bytes::from(plain)).await,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            },
+            (Err(e), _) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        // A closed channel means the writer failed; it says why below.
+        if !sent {
+            break;
+        }
+    }
+    if failure.is_none()
+        && let Some(decoder) = decoder
+    {
+        match decoder.finish() {
+            Ok(rest) => {
+                batch.push(Bytes::from(rest)).await;
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    batch.flush().await;
+    let written = writer
+        .await
+        .map_err(|e| Error::Protocol(format!("the file writer failed: {e}")))?;
+    if let Some(e) = written.error {
+        return Err(file_error("writing", shown, e));
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((written.position, written.hasher)),
+    }
+}
+
+/// Sends bytes to the writer thread: big pieces as they came (no copy),
+/// small ones gathered into [`CHUNK`]-sized buffers so the disk sees few,
+/// large writes.
+struct Batch<'a> {
+    buf: BytesMut,
+    to_disk: mpsc::Sender<Bytes>,
+    progress: &'a Progress,
+}
+
+/// Pieces at least this big go to the writer as they are.
+const PASS_THROUGH: usize = CHUNK / 4;
+
+impl Batch<'_> {
+    /// Adds `data`; false once the writer has gone away.
+    async fn push(&mut self, data: Bytes) -> bool {
+        self.progress
+            .done
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if data.len() >= PASS_THROUGH {
+            return self.send_buffered().await && self.to_disk.send(data).await.is_ok();
+        }
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(CHUNK);
+        }
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= CHUNK - PASS_THROUGH {
+            return self.send_buffered().await;
+        }
+        true
+    }
+
+    async fn send_buffered(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        let full = self.buf.split().freeze();
+        self.to_disk.send(full).await.is_ok()
+    }
+
+    /// Sends what is left; dropping the sender then closes the channel.
+    async fn flush(mut self) {
+        self.send_buffered().await;
+    }
+}
+
+/// A streaming decoder for a `Content-Encoding` (gzip, deflate, br).
+pub(super) enum Decoder {
+    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+}
+
+impl Decoder {
+    pub(super) fn for_encoding(name: &str) -> Option<Decoder> {
+        Some(match name {
+            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(
+                Vec::new(),
+                64 * 1024,
+            ))),
+            _ => return None,
+        })
+    }
+
+    /// Decodes `data`; returns what came out of it so far.
+    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        use std::io::Write;
+        let (written, out) = match self {
+            Decoder::Gzip(d) => (d.write_all(data), d.get_mut()),
+            Decoder::Deflate(d) => (d.write_all(data), d.get_mut()),
+            Decoder::Brotli(d) => (d.write_all(data), d.get_mut()),
+        };
+        written.map_err(Self::broken)?;
+        Ok(std::mem::take(out))
+    }
+
+    /// The last decoded bytes, once the body has ended.
+    fn finish(self) -> Result<Vec<u8>> {
+        match self {
+            Decoder::Gzip(d) => d.finish(),
+            Decoder::Deflate(d) => d.finish(),
+            Decoder::Brotli(d) => d.into_inner().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the brotli stream is incomplete",
+                )
+            }),
+        }
+        .map_err(Self::broken)
+    }
+
+    fn broken(e: std::io::Error) -> Error {
+        Error::Protocol(format!(
+            "the compressed body could not be decoded: {e} (pass #{{decode: false}} to save it as sent)"
+        ))
+    }
+}

@@ -1,0 +1,571 @@
+//! Servers in the background, in two shapes.
+//!
+//! - The closure shape, the lesson's: `serve(port, |c| { … })` runs the
+//!   closure on a thread of its own for each connection, so it may block
+//!   (`c.recv_line()`, `sleep`, `connect`…) as a thread-per-connection
+//!   server does ([`threads`]).
+//! - The event shape, for many connections: `serve(port, #{on_line: |c,
+//!   line| …})` calls handlers on a few worker threads only when data is
+//!   ready; `c.send` buffers and never blocks ([`events`], [`peer`]).
+//!
+//! Both accept on a tokio task ([`accept_loop`]), honour `max_connections`
+//! (extra clients wait in the listen backlog), count what they serve, are
+//! listed in `jobs()`, and announce connections in the REPL through a
+//! rate-limited [`Announcer`] that `quiet: true` silences.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use rhai::plugin::*;
+use rhai::{FnPtr, Map};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+};
+
+use crate::error::{Error, Result};
+use crate::net::addr;
+use crate::runtime::{
+    self, CancellationToken,
+    closure::Callback,
+    jobs::{self, Job},
+};
+
+mod announce;
+mod events;
+mod peer;
+mod threads;
+
+pub use announce::Announcer;
+pub use peer::EventConn;
+
+/// The Rhai module of this capability.
+pub fn module() -> Module {
+    let mut module = exported_module!(api);
+    module.set_custom_type::<Server>("Server");
+    module.combine_flatten(peer::module());
+    module
+}
+
+/// A background server.
+#[derive(Clone)]
+pub struct Server(Arc<ServerState>);
+
+pub struct ServerState {
+    id: u64,
+    addr: SocketAddr,
+    /// Cancelled by `stop()`; each connection's token is a child of it.
+    token: CancellationToken,
+    served: AtomicU64,
+    active: AtomicU64,
+    /// Flips to `true` when the accept loop has ended and the port is free.
+    stopped: watch::Sender<bool>,
+    announce: Arc<Announcer>,
+    /// The event shape's own runtime, shut down when the server stops.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+/// What `serve`'s options map may say, for both shapes.
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    max_connections: Option<usize>,
+    quiet: bool,
+    /// Event shape only: threads that run handlers.
+    workers: Option<usize>,
+}
+
+const CLOSURE_OPTIONS: &[&str] = &["max_connections", "quiet"];
+const EVENT_OPTIONS: &[&str] = &[
+    "on_open",
+    "on_line",
+    "on_data",
+    "on_close",
+    "max_connections",
+    "workers",
+    "quiet",
+];
+
+impl Settings {
+    fn parse(options: &Map, known: &[&str]) -> Result<Settings> {
+        let mut settings = Settings::default();
+        for (key, value) in options {
+            if !known.contains(&key.as_str()) {
+                return Err(Error::invalid(format!(
+                    "unknown option '{key}' (known: {})",
+                    known.join(", ")
+                )));
+            }
+            match key.as_str() {
+                "max_connections" => settings.max_connections = Some(count(key, value, 1)?),
+                "workers" => settings.workers = Some(count(key, value, 1)?.min(256)),
+                "quiet" => {
+                    settings.quiet = value.as_bool().map_err(|_| {
+                        Error::invalid(format!(
+                            "option 'quiet' must be true or false, not {}",
+                            value.type_name()
+                        ))
+                    })?
+                }
+                // Handlers, read by the event shape itself.
+                _ => {}
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// A whole number option of at least `min`.
+fn count(name: &str, value: &Dynamic, min: i64) -> Result<usize> {
+    value
+        .as_int()
+        .ok()
+        .filter(|n| *n >= min)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "option '{name}' must be a whole number of at least {min}, not {value}"
+            ))
+        })
+}
+
+/// Which addresses `serve` binds: a port (every address) or `"ip:port"`.
+fn bind_of(bind: &Dynamic) -> Result<SocketAddr> {
+    if let Ok(port) = bind.as_int() {
+        return addr::port(port).map(addr::any_addr);
+    }
+    if let Some(text) = bind.read_lock::<rhai::ImmutableString>() {
+        return addr::parse_bind(&text);
+    }
+    Err(crate::net::tcp::wrong_type(
+        "a port number or an address like \"127.0.0.1:9000\"",
+        bind,
+    ))
+}
+
+impl Server {
+    /// Binds `bind` on `runtime` and starts accepting; `on_conn` is given
+    /// each connection (already counted as active).
+    fn start(
+        bind: SocketAddr,
+        settings: &Settings,
+        token: CancellationToken,
+        runtime: Option<tokio::runtime::Runtime>,
+        on_conn: impl FnMut(&Arc<ServerState>, TcpStream, Active) + Send + 'static,
+    ) -> Result<Server> {
+        raise_open_file_limit();
+        let handle = match &runtime {
+            Some(rt) => rt.handle().clone(),
+            None => runtime::handle().clone(),
+        };
+        let listener = {
+            let _entered = handle.enter();
+            crate::net::tcp::bind_listener(bind)?
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", None, e))?;
+        let label = format!("serve {}", addr.port());
+        let state = Arc::new(ServerState {
+            id: jobs::next_id(),
+            addr,
+            token,
+            served: AtomicU64::new(0),
+            active: AtomicU64::new(0),
+            stopped: watch::Sender::new(false),
+            announce: Arc::new(Announcer::new(label, settings.quiet)),
+            runtime: Mutex::new(runtime),
+        });
+        let limit = settings
+            .max_connections
+            .map(|n| Arc::new(Semaphore::new(n)));
+        handle.spawn(accept_loop(state.clone(), listener, limit, on_conn));
+        state.announce.event(&format!("listening on {addr}"));
+        let server = Server(state);
+        jobs::add(Arc::new(server.clone()));
+        Ok(server)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn served(&self) -> u64 {
+        self.0.served.load(Ordering::Relaxed)
+    }
+
+    pub fn active(&self) -> u64 {
+        self.0.active.load(Ordering::Relaxed)
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.stopped.borrow()
+    }
+
+    /// Stops accepting and interrupts every connection's work; waits (up to
+    /// 2 s) until the listening port is free again.
+    pub fn stop(&self) {
+        self.0.token.cancel();
+        let mut stopped = self.0.stopped.subscribe();
+        // Not `runtime::block_on`: `stop()` must work on a thread whose own
+        // token was cancelled (a handler stopping its own server), and may
+        // be called from an event handler, which must not wait at all.
+        if runtime::ensure_may_block().is_ok() {
+            runtime::handle().block_on(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), stopped.wait_for(|done| *done))
+                        .await;
+            });
+        }
+        // An event server's runtime ends on a thread of its own: a runtime
+        // cannot be shut down from one of its own workers.
+        if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
+            let _ = std::thread::Builder::new()
+                .name("netsh-serve-end".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_secs(2)));
+        }
+    }
+
+    /// Blocks until the server is stopped (by `stop()` from a connection
+    /// closure or a task), or Ctrl-C.
+    pub fn wait(&self) -> Result<()> {
+        let mut stopped = self.0.stopped.subscribe();
+        runtime::block_on(async move {
+            let _ = stopped.wait_for(|done| *done).await;
+            Ok(())
+        })
+    }
+}
+
+impl Job for Server {
+    fn is_running(&self) -> bool {
+        !self.is_stopped()
+    }
+
+    fn stop(&self) {
+        Server::stop(self);
+    }
+
+    fn ended(&self) -> watch::Receiver<bool> {
+        self.0.stopped.subscribe()
+    }
+
+    fn handle(&self) -> Dynamic {
+        Dynamic::from(self.clone())
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_stopped() {
+            "stopped"
+        } else {
+            "running"
+        };
+        write!(
+            f,
+            "Server #{} ({}, {state}, {} served, {} active)",
+            self.0.id,
+            self.0.addr,
+            self.served(),
+            self.active()
+        )
+    }
+}
+
+/// A connection counted as active (and holding its `max_connections` slot)
+/// until dropped.
+pub struct Active {
+    state: Arc<ServerState>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.state.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until stopped, handing each connection to `on_conn`. With a
+/// `limit`, a slot is taken before accepting, so extra clients wait in the
+/// listen backlog rather than being refused.
+async fn accept_loop(
+    state: Arc<ServerState>,
+    listener: TcpListener,
+    limit: Option<Arc<Semaphore>>,
+    mut on_conn: impl FnMut(&Arc<ServerState>, TcpStream, Active),
+) {
+    loop {
+        let slot = match &limit {
+            Some(limit) => tokio::select! {
+                biased;
+                _ = state.token.cancelled() => break,
+                slot = limit.clone().acquire_owned() => slot.ok(),
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = state.token.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                state.served.fetch_add(1, Ordering::Relaxed);
+                state.active.fetch_add(1, Ordering::Relaxed);
+                let active = Active {
+                    state: state.clone(),
+                    _slot: slot,
+                };
+                on_conn(&state, stream, active);
+            }
+            Err(e) => {
+                // Usually out of file descriptors: say so, and pause rather
+                // than spin, since the pending connection stays queued.
+                state.announce.error(&accept_error(e));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    state.stopped.send_replace(true);
+    state.announce.event("stopped");
+}
+
+/// Why accepting failed, in words; running out of descriptors says how
+/// many this process may have.
+fn accept_error(e: std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::EMFILE) {
+        let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.to_string())
+            .unwrap_or_else(|_| "?".into());
+        return format!(
+            "cannot accept more connections: this process has all the files it may open ({limit}); \
+             clients wait until some close (raise the limit with ulimit -n)"
+        );
+    }
+    Error::io("accepting", None, e).to_string()
+}
+
+/// Lifts the soft limit on open files to the hard limit, once, so a server
+/// can hold thousands of connections (the soft limit is often 1024).
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+            && soft < hard
+            && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+        {
+            crate::console::warn(&format!(
+                "netsh: could not raise the open-file limit from {soft} to {hard}: {e}"
+            ));
+        }
+    });
+}
+
+/// Starts a server of the shape `handler` asks for.
+fn serve(ctx: &NativeCallContext, bind: &Dynamic, handler: Handler) -> Result<Server> {
+    let bind = bind_of(bind)?;
+    match handler {
+        Handler::Closure(f, options) => {
+            let settings = Settings::parse(&options, CLOSURE_OPTIONS)?;
+            let callback = Callback::new(ctx, f, "the handler", &["conn"])?;
+            threads::start(bind, &settings, callback)
+        }
+        Handler::Events(options) => {
+            let settings = Settings::parse(&options, EVENT_OPTIONS)?;
+            let handlers = events::Handlers::from_options(ctx, &options)?;
+            events::start(bind, &settings, handlers)
+        }
+    }
+}
+
+enum Handler {
+    Closure(FnPtr, Map),
+    Events(Map),
+}
+
+#[export_module]
+mod api {
+    use crate::error::{ScriptResult, fail};
+    use crate::net::tcp::wrong_type;
+
+    /// Serves a port in the background: accepts every connection and runs
+    /// the closure with it on a thread of its own, so clients are served
+    /// concurrently and the closure may block (`c.recv_line()`, `sleep`…).
+    /// The connection is closed when the closure returns. An error in one
+    /// connection is printed and the server goes on. `bind` is a port
+    /// (every address) or `"ip:port"`.
+    ///
+    /// ```rhai
+    /// let s = serve(9000, |c| { loop { let line = c.recv_line(); if line == () { break } c.send_line(line) } });
+    /// ```
+    ///
+    /// Fails when: the port is out of range or in use, the address is
+    /// malformed or not local, or the closure does not take one parameter.
+    #[rhai_fn(return_raw)]
+    pub fn serve(ctx: NativeCallContext, bind: Dynamic, f: FnPtr) -> ScriptResult<Server> {
+        super::serve(&ctx, &bind, Handler::Closure(f, Map::new())).map_err(fail("serve"))
+    }
+
+    /// The closure shape with options: `max_connections` (more clients wait
+    /// in the backlog until one ends) and `quiet: true` (no announcements
+    /// in the REPL).
+    ///
+    /// ```rhai
+    /// let s = serve("127.0.0.1:0", |c| c.send_line("hi"), #{max_connections: 10, quiet: true});
+    /// ```
+    ///
+    /// Fails when: as `serve(bind, closure)`, or an option is unknown or
+    /// has the wrong type.
+    #[rhai_fn(return_raw, name = "serve")]
+    pub fn serve_with(
+        ctx: NativeCallContext,
+        bind: Dynamic,
+        f: FnPtr,
+        options: Map,
+    ) -> ScriptResult<Server> {
+        super::serve(&ctx, &bind, Handler::Closure(f, options)).map_err(fail("serve"))
+    }
+
+    /// The event shape, for many connections: handlers are called on a few
+    /// worker threads (`workers`, default the number of cores) only when
+    /// something happens — `on_open: |c|`, `on_line: |c, line|` (each line,
+    /// without its newline) or `on_data: |c, blob|` (bytes as they arrive),
+    /// `on_close: |c|`. `c.send(…)` buffers and returns at once; keep state
+    /// in `c.state`. Handlers must not wait (`recv`, `sleep`, `connect`…
+    /// fail there; use the closure shape for that). Options:
+    /// `max_connections`, `workers`, `quiet`. A handler that fails is
+    /// reported and its connection closed; the server goes on.
+    ///
+    /// ```rhai
+    /// let s = serve(9000, #{
+    ///     on_open: |c| c.state = 0,
+    ///     on_line: |c, line| { c.state += 1; c.send_line(`${c.state}: ${line}`) },
+    /// });
+    /// ```
+    ///
+    /// Fails when: the port is out of range or in use, no handler is
+    /// given, both `on_line` and `on_data` are, a handler has the wrong
+    /// number of parameters, or an option is unknown or has the wrong type.
+    #[rhai_fn(return_raw, name = "serve")]
+    pub fn serve_events(
+        ctx: NativeCallContext,
+        bind: Dynamic,
+        handlers: Map,
+    ) -> ScriptResult<Server> {
+        super::serve(&ctx, &bind, Handler::Events(handlers)).map_err(fail("serve"))
+    }
+
+    /// Catches `serve` with arguments of the wrong type.
+    ///
+    /// ```rhai
+    /// serve(9000, |c| c.send_line("hi"))
+    /// ```
+    ///
+    /// Fails when: always: it needs a port or address, then a closure or a
+    /// map of handlers.
+    #[rhai_fn(return_raw, name = "serve")]
+    pub fn serve_wrong_type(bind: Dynamic, f: Dynamic) -> ScriptResult<Server> {
+        let err = match super::bind_of(&bind) {
+            Err(e) => e,
+            Ok(_) => wrong_type(
+                "a closure like |conn| { … } or a map of handlers like #{on_line: |c, line| …} as the second argument",
+                &f,
+            ),
+        };
+        Err(fail("serve")(err))
+    }
+
+    /// The port the server listens on.
+    ///
+    /// ```rhai
+    /// serve(0, |c| ()).port
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "port", pure)]
+    pub fn server_port(s: &mut Server) -> i64 {
+        s.addr().port() as i64
+    }
+
+    /// The address the server listens on, as `"ip:port"`.
+    ///
+    /// ```rhai
+    /// s.addr   // "[::]:9000"
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "addr", pure)]
+    pub fn server_addr(s: &mut Server) -> String {
+        s.addr().to_string()
+    }
+
+    /// How many connections the server has accepted so far.
+    ///
+    /// ```rhai
+    /// s.served
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "served", pure)]
+    pub fn server_served(s: &mut Server) -> i64 {
+        s.served() as i64
+    }
+
+    /// How many connections are being served right now.
+    ///
+    /// ```rhai
+    /// s.active
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "active", pure)]
+    pub fn server_active(s: &mut Server) -> i64 {
+        s.active() as i64
+    }
+
+    /// Stops the server: no more connections are accepted, the running
+    /// closures are interrupted, and the port is free when this returns.
+    ///
+    /// ```rhai
+    /// s.stop();
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(pure, name = "stop")]
+    pub fn server_stop(s: &mut Server) {
+        s.stop();
+    }
+
+    /// Blocks until the server stops (a closure or a task calls `.stop()`),
+    /// or Ctrl-C. Lets a script keep its server running.
+    ///
+    /// ```rhai
+    /// serve(9000, |c| c.send_line("hi")).wait();
+    /// ```
+    ///
+    /// Fails when: interrupted by Ctrl-C.
+    #[rhai_fn(return_raw, pure)]
+    pub fn wait(s: &mut Server) -> ScriptResult<()> {
+        s.wait().map_err(fail("wait"))
+    }
+
+    /// How a server prints: `Server #2 ([::]:9000, running, 3 served, 1 active)`.
+    ///
+    /// ```rhai
+    /// print(s)
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn server_to_string(s: &mut Server) -> String {
+        format!("{s:?}")
+    }
+}

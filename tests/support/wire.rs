@@ -1,0 +1,88 @@
+//! A raw client for the framed upload protocol, written from
+//! `docs/PROTOCOL.md` with plain std sockets, to drive a receiver byte by
+//! byte the way a hostile or foreign sender would.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use sha2::{Digest, Sha256};
+
+/// The framed header (RESUME flag set) as a client writes it by hand.
+pub fn header(name: &[u8], size: u64, version: u8) -> Vec<u8> {
+    let mut out = b"NSFT".to_vec();
+    out.push(version);
+    out.push(1);
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(name);
+    out
+}
+
+/// START at `offset`.
+pub fn start(offset: u64) -> Vec<u8> {
+    let mut out = vec![b'S'];
+    out.extend_from_slice(&offset.to_be_bytes());
+    out
+}
+
+/// HASH of `whole_file`.
+pub fn hash(whole_file: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'H'];
+    out.extend_from_slice(&Sha256::digest(whole_file));
+    out
+}
+
+/// Reads one receiver message: `Ok((code, message))` for an error reply,
+/// `Err(kind)` for READY/DONE (the message type byte; the rest is unread).
+pub fn read_reply(stream: &mut TcpStream) -> Result<(u16, String), u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut kind = [0u8; 1];
+    stream
+        .read_exact(&mut kind)
+        .expect("a reply from the receiver");
+    if kind[0] != b'E' {
+        return Err(kind[0]);
+    }
+    let mut fixed = [0u8; 4];
+    stream.read_exact(&mut fixed).unwrap();
+    let len = u16::from_be_bytes([fixed[2], fixed[3]]) as usize;
+    let mut text = vec![0u8; len];
+    stream.read_exact(&mut text).unwrap();
+    Ok((
+        u16::from_be_bytes([fixed[0], fixed[1]]),
+        String::from_utf8_lossy(&text).into_owned(),
+    ))
+}
+
+/// Reads READY or DONE in full: `(offset or size, digest)`; panics on anything else.
+pub fn read_number_and_digest(stream: &mut TcpStream, expected_kind: u8) -> (u64, [u8; 32]) {
+    match read_reply(stream) {
+        Err(kind) if kind == expected_kind => {}
+        other => panic!(
+            "expected message {:?}, got {other:?}",
+            expected_kind as char
+        ),
+    }
+    let mut rest = [0u8; 40];
+    stream.read_exact(&mut rest).unwrap();
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(&rest[8..]);
+    (u64::from_be_bytes(rest[..8].try_into().unwrap()), digest)
+}
+
+/// Connects to `addr`, writes `bytes` and returns the receiver's error reply.
+pub fn refusal_for(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(bytes).unwrap();
+    read_reply(&mut stream).unwrap_or_else(|kind| {
+        panic!(
+            "expected a refusal for {:?}, got message type {kind}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
+}
