@@ -480,3 +480,78 @@ fn ctrl_c_in_the_repl_ends_a_watch_with_its_packets() {
     pty.expect("[true, \"SYN\"]")
         .expect("p holds the packets seen");
 }
+
+/// After Ctrl-C ends a watch in `netsh -e`, a later closure capture in the
+/// same run still sees its packets (the Ctrl-C belonged to the watch alone).
+#[test]
+fn a_closure_capture_after_a_ctrl_c_watch_sees_its_packets() {
+    need_capture!("a_closure_capture_after_a_ctrl_c_watch_sees_its_packets");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+        let watched = capture(#{{port: {port}, timeout: 30000, live: true}});
+        print(`watch ended with ${{watched.len()}} packets`);
+        let l = listen("127.0.0.1:0");
+        let p = capture(#{{port: l.port}}, || connect("127.0.0.1", l.port).close());
+        print(`closure capture: ${{p.map(|x| x.flags)}}`);
+        "#
+    );
+    let mut child = Command::new(support::netsh_bin())
+        .args(["-e", &code])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains(" SYN seq 0") {
+                let _ = seen_tx.send(());
+            }
+            lines.push(std::mem::take(&mut line));
+        }
+        lines
+    });
+    // The watch is running (and blocked) once it prints a SYN it saw.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = false;
+    while !seen && Instant::now() < deadline {
+        let _ = TcpStream::connect(("127.0.0.1", port));
+        seen = seen_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+    }
+    assert!(seen, "the watch never printed a SYN");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let text = reader.join().unwrap().concat();
+    assert!(status.success(), "{status:?}\n{text}");
+    assert!(text.contains("watch ended with "), "{text}");
+    let closure = text
+        .lines()
+        .find(|l| l.starts_with("closure capture: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        closure.starts_with("closure capture: [\"SYN\", \"SYN-ACK\", \"ACK\""),
+        "the closure capture lost its packets: {text}"
+    );
+}
+
+/// The closure works on copies of what it captured, like every callback:
+/// its value comes back through `stats: true`'s `result`, the script's
+/// variable stays as it was.
+#[test]
+fn the_closure_captures_by_value() {
+    need_capture!("the_closure_captures_by_value");
+    let out = Netsh::eval(
+        "let n = 0; let r = capture(#{port: 1, stats: true}, || { n += 1; n }); [n, r.result]",
+    );
+    assert_eq!(out, "[0, 1]");
+}

@@ -236,7 +236,10 @@ mod api {
     pub fn capture(ctx: NativeCallContext, options: Map, f: FnPtr) -> ScriptResult<Dynamic> {
         let options = Options::from_map(&options).map_err(fail("capture"))?;
         let stats = options.stats;
-        let running = run::Running::start(options).map_err(fail("capture"))?;
+        let running =
+            run::Running::start(options, run::Mode::Closure).map_err(fail("capture"))?;
+        // Like every callback, the closure works on copies of what it captured.
+        let f = crate::runtime::closure::detached_fn(f);
         let value = match f.call_within_context::<Dynamic>(&ctx, ()) {
             Ok(value) => value,
             Err(err) => {
@@ -262,7 +265,7 @@ mod api {
     pub fn capture_watch(options: Map) -> ScriptResult<Dynamic> {
         let options = Options::from_map(&options).map_err(fail("capture"))?;
         let stats = options.stats;
-        let summary = run::Running::start(options)
+        let summary = run::Running::start(options, run::Mode::Watch)
             .and_then(run::Running::watch)
             .map_err(fail("capture"))?;
         Ok(super::result(summary, stats, Dynamic::UNIT))

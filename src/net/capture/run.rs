@@ -9,11 +9,14 @@
 //! REPL, Ctrl-C cancels the command's token; in a script or `-e`, where
 //! Ctrl-C would end netsh, [`SigintGuard`] turns it into "stop watching"
 //! for as long as the watch lasts, so the packets seen are still returned.
+//! Each watch notes how many SIGINTs had come when it started and ends when
+//! another comes: a Ctrl-C belongs to the watches running then, never to a
+//! later capture, and a capture around a closure never looks at it.
 
 use std::{
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant, SystemTime},
@@ -60,16 +63,27 @@ struct Control {
     settle_from: OnceLock<Instant>,
 }
 
+/// How a capture ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Around a closure: once the traffic settles after it returns.
+    Closure,
+    /// Watching: at `count`, `timeout` or Ctrl-C.
+    Watch,
+}
+
 /// A capture whose reader thread is running.
 pub struct Running {
     control: Arc<Control>,
     thread: Option<JoinHandle<Result<Summary>>>,
     done: watch::Receiver<bool>,
+    /// Held while a watch runs outside the REPL: Ctrl-C ends the watch.
+    _sigint: Option<SigintGuard>,
 }
 
 impl Running {
     /// Opens the filtered socket (and the pcap file) and starts reading.
-    pub fn start(options: Options) -> Result<Running> {
+    pub fn start(options: Options, mode: Mode) -> Result<Running> {
         let program = filter::program(&options.selector, SNAPLEN);
         let ifindex = options.iface.as_ref().map_or(0, |(_, index)| *index);
         let socket = PacketSocket::open(ifindex, &program)?;
@@ -82,6 +96,12 @@ impl Running {
         };
         let control = Arc::new(Control::default());
         let (done_tx, done) = watch::channel(false);
+        // Installed before the reader starts, so a Ctrl-C from now on ends
+        // this watch, and none from before it does.
+        let sigint = match mode {
+            Mode::Watch => SigintGuard::install(),
+            Mode::Closure => None,
+        };
         let reader = Reader {
             socket,
             pcap,
@@ -90,6 +110,7 @@ impl Running {
             count: options.count,
             deadline: options.timeout.map(|t| Instant::now() + t),
             live: options.live,
+            sigints_before: sigint.as_ref().map(|guard| guard.seen_before),
         };
         let thread = std::thread::Builder::new()
             .name("netsh-capture".into())
@@ -102,6 +123,7 @@ impl Running {
             control,
             thread: Some(thread),
             done,
+            _sigint: sigint,
         })
     }
 
@@ -113,7 +135,6 @@ impl Running {
 
     /// Watches until `count`, `timeout` or Ctrl-C; Ctrl-C is not an error.
     pub fn watch(mut self) -> Result<Summary> {
-        let _sigint = SigintGuard::install();
         let mut done = self.done.clone();
         let waited = runtime::block_on(async move {
             let _ = done.wait_for(|finished| *finished).await;
@@ -179,6 +200,9 @@ struct Reader {
     count: Option<usize>,
     deadline: Option<Instant>,
     live: bool,
+    /// For a watch outside the REPL: the SIGINTs counted when it started
+    /// (one more ends it).
+    sigints_before: Option<u64>,
 }
 
 impl Reader {
@@ -188,7 +212,9 @@ impl Reader {
         loop {
             let now = Instant::now();
             if self.control.stop.load(Ordering::Relaxed)
-                || SIGINT_SEEN.load(Ordering::Relaxed)
+                || self
+                    .sigints_before
+                    .is_some_and(|before| SIGINTS.load(Ordering::Relaxed) != before)
                 || self.deadline.is_some_and(|d| now >= d)
                 || self.settled(now, last_packet)
             {
@@ -243,54 +269,52 @@ impl Reader {
     }
 }
 
-/// Set by the SIGINT handler while a watch runs outside the REPL.
-static SIGINT_SEEN: AtomicBool = AtomicBool::new(false);
+/// SIGINTs received while a watch held the handler, counted for ever: a
+/// watch compares with the count at its start, so no flag has to be reset.
+static SIGINTS: AtomicU64 = AtomicU64::new(0);
 
 /// How many watches hold the handler, and the action to restore after the last.
 static SIGINT_HOLDERS: Mutex<(usize, Option<SigAction>)> = Mutex::new((0, None));
 
 extern "C" fn on_sigint(_: libc::c_int) {
-    SIGINT_SEEN.store(true, Ordering::Relaxed);
+    SIGINTS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// While alive (outside the REPL), Ctrl-C ends watches instead of netsh.
 struct SigintGuard {
-    installed: bool,
+    /// The count of SIGINTs before this guard was installed.
+    seen_before: u64,
 }
 
 impl SigintGuard {
-    fn install() -> SigintGuard {
+    /// `None` in the REPL, whose own handler cancels the command's token,
+    /// or when the handler cannot be installed (Ctrl-C then ends netsh).
+    fn install() -> Option<SigintGuard> {
         if console::is_interactive() {
-            // The REPL's own handler already cancels the command's token.
-            return SigintGuard { installed: false };
+            return None;
         }
-        let Ok(mut holders) = SIGINT_HOLDERS.lock() else {
-            return SigintGuard { installed: false };
-        };
+        let mut holders = SIGINT_HOLDERS.lock().ok()?;
+        // Read before the handler is in place: every SIGINT it catches
+        // comes after.
+        let seen_before = SIGINTS.load(Ordering::Relaxed);
         if holders.0 == 0 {
-            SIGINT_SEEN.store(false, Ordering::Relaxed);
             let action = SigAction::new(
                 SigHandler::Handler(on_sigint),
                 SaFlags::SA_RESTART,
                 SigSet::empty(),
             );
-            // SAFETY: the handler only stores to an atomic, which is
+            // SAFETY: the handler only adds to an atomic, which is
             // async-signal-safe; the previous action is restored on drop.
-            match unsafe { sigaction(Signal::SIGINT, &action) } {
-                Ok(previous) => holders.1 = Some(previous),
-                Err(_) => return SigintGuard { installed: false },
-            }
+            let previous = unsafe { sigaction(Signal::SIGINT, &action) }.ok()?;
+            holders.1 = Some(previous);
         }
         holders.0 += 1;
-        SigintGuard { installed: true }
+        Some(SigintGuard { seen_before })
     }
 }
 
 impl Drop for SigintGuard {
     fn drop(&mut self) {
-        if !self.installed {
-            return;
-        }
         if let Ok(mut holders) = SIGINT_HOLDERS.lock() {
             holders.0 -= 1;
             if holders.0 == 0
