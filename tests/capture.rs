@@ -30,9 +30,7 @@ macro_rules! need_capture {
 
 /// Runs `code`, whose value is an array of packets, and returns them as JSON maps.
 fn packets(code: &str) -> Vec<Value> {
-    let out = Netsh::eval(&format!(
-        "let packets = {{ {code} }}; to_json(packets.map(|p| p.to_map()))"
-    ));
+    let out = Netsh::eval(&format!("to_json({{ {code} }})"));
     serde_json::from_str::<Vec<Value>>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
@@ -58,7 +56,7 @@ fn conversation(bind: &str, host: &str) -> (u16, Vec<Value>) {
             sleep(100);
             s.close();
         }});
-        to_json(#{{port: port, packets: p.map(|x| x.to_map())}})
+        to_json(#{{port: port, packets: p}})
         "#
     ));
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -184,7 +182,7 @@ fn udp_datagram_and_the_proto_filter() {
             u.recv(2000);
             if tcp != () { connect("127.0.0.1", port).close(); }
         });
-        to_json(#{tcp: tcp != (), packets: p.map(|x| x.to_map())})
+        to_json(#{tcp: tcp != (), packets: p})
         "#,
     );
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -215,7 +213,7 @@ fn the_filter_keeps_only_what_was_asked_for() {
             connect("::1", w).close();
             sleep(50);
         });
-        to_json(#{port: w, packets: p.map(|x| x.to_map())})
+        to_json(#{port: w, packets: p})
         "#,
     );
     let v: Value = serde_json::from_str(&out).unwrap();
@@ -314,7 +312,8 @@ fn watching_ends_at_count_or_timeout() {
     assert_eq!(out, "[[\"SYN\", \"SYN-ACK\", \"ACK\"], 0]");
 }
 
-/// Packets print as tcpdump-like lines, and an array of them as a table.
+/// Packets print as tcpdump-like lines, and an array of them as a table
+/// (in the REPL and with `-e`).
 #[test]
 fn packets_print_as_lines_and_tables() {
     need_capture!("packets_print_as_lines_and_tables");
@@ -333,7 +332,7 @@ fn packets_print_as_lines_and_tables() {
         lines[1].starts_with("+0.") && lines[1].contains(" SYN "),
         "{table}"
     );
-    let line = Netsh::eval(&format!("let p = {{ {code} }}; `${{p[1]}}`"));
+    let line = Netsh::eval(&format!("let p = {{ {code} }}; p[1]"));
     assert!(line.starts_with("+0."), "{line}");
     assert!(line.contains(" → 127.0.0.1:"), "{line}");
     assert!(line.contains(" SYN-ACK seq 0 ack 1 win "), "{line}");
@@ -554,4 +553,51 @@ fn the_closure_captures_by_value() {
         "let n = 0; let r = capture(#{port: 1, stats: true}, || { n += 1; n }); [n, r.result]",
     );
     assert_eq!(out, "[0, 1]");
+}
+
+/// Packets are plain maps: `to_json` writes their fields, they index by
+/// key, list their keys, and compare with `==`.
+#[test]
+fn packets_are_maps() {
+    need_capture!("packets_are_maps");
+    let out = Netsh::eval(
+        r#"
+        let l = listen("127.0.0.1:0");
+        let port = l.port;
+        let p = capture(#{port: port}, || connect("127.0.0.1", port).close());
+        let keys = p[0].keys();
+        keys.sort();
+        to_json(#{
+            json: parse_json(to_json(p)),
+            flags: p[0]["flags"],
+            keys: keys,
+            same: p[0] == p[0],
+            different: p[0] == p[1],
+            kind: type_of(p[0]),
+            port: port,
+        })
+        "#,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["flags"], "SYN", "{out}");
+    assert_eq!(
+        v["keys"],
+        serde_json::json!([
+            "ack", "dst", "flags", "len", "proto", "seq", "src", "time", "window"
+        ]),
+        "{out}"
+    );
+    assert_eq!(
+        (v["same"].as_bool(), v["different"].as_bool()),
+        (Some(true), Some(false)),
+        "{out}"
+    );
+    assert_eq!(v["kind"], "map", "{out}");
+    let first = &v["json"][0];
+    assert_eq!(first["flags"], "SYN", "{out}");
+    assert_eq!(first["proto"], "tcp", "{out}");
+    assert_eq!(first["seq"], 0, "{out}");
+    assert!(first["ack"].is_null(), "{out}");
+    assert_eq!(first["dst"], format!("127.0.0.1:{}", v["port"]), "{out}");
+    assert!(first["time"].is_i64() && first["window"].is_i64(), "{out}");
 }

@@ -4,7 +4,7 @@
 
 use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
 
-use crate::net::capture::{self, Packet};
+use crate::net::capture;
 
 /// Wider than this and a map or array is printed one item per line.
 const WIDTH: usize = 78;
@@ -46,6 +46,9 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return layout("[", "]", &items, indent);
     }
     if let Some(map) = value.read_lock::<Map>() {
+        if let Some(line) = capture::packet_line(&map) {
+            return line;
+        }
         let items: Vec<String> = map
             .iter()
             .map(|(k, v)| format!("{}: {}", key(k), render(engine, v, indent + 4)))
@@ -64,16 +67,10 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
     value.to_string()
 }
 
-/// Captured packets print as a table, one packet a row, under a header.
+/// Captured packets (maps of a packet's shape) print as a table, one
+/// packet a row, under a header.
 fn packet_table(array: &Array, indent: usize) -> Option<String> {
-    let packets: Vec<Packet> = array
-        .iter()
-        .map(|v| v.read_lock::<Packet>().map(|p| p.clone()))
-        .collect::<Option<_>>()?;
-    if packets.is_empty() {
-        return None;
-    }
-    let table = capture::table(&packets);
+    let table = capture::packet_table(array)?;
     if indent == 0 {
         return Some(table);
     }
@@ -164,14 +161,23 @@ mod tests {
     #[test]
     fn packets_print_as_a_table_even_inside_a_map() {
         let engine = Engine::new_raw();
-        let packet = Packet {
+        let packet = capture::Packet {
             time_us: 41,
             src: "127.0.0.1:50000".parse().unwrap(),
             dst: "127.0.0.1:9000".parse().unwrap(),
             tcp: None,
             len: 5,
-        };
-        let packets: Array = vec![Dynamic::from(packet.clone()), Dynamic::from(packet)];
+        }
+        .to_map();
+        assert_eq!(
+            pretty(&engine, &packet.clone().into()),
+            "+0.000041 127.0.0.1:50000 → 127.0.0.1:9000 UDP len 5"
+        );
+        // A map of another shape is a map.
+        let mut other = packet.clone();
+        other.insert("note".into(), "mine".into());
+        assert!(pretty(&engine, &other.into()).starts_with("#{"));
+        let packets: Array = vec![packet.clone().into(), packet.into()];
         let top = pretty(&engine, &packets.clone().into());
         assert!(top.starts_with("time "), "{top}");
         assert_eq!(top.lines().count(), 3, "{top}");

@@ -5,8 +5,8 @@
 //!
 //! The parts: [`filter`] writes the kernel filter (port, host, protocol;
 //! loopback's second copy of each packet dropped), [`socket`] owns the
-//! `AF_PACKET` socket and its ring, [`packet`] turns bytes into [`Packet`]
-//! values with relative sequence numbers, [`pcap`] writes a pcap file, and
+//! `AF_PACKET` socket and its ring, [`packet`] turns bytes into [`Packet`]s
+//! with relative sequence numbers (a script gets each as a map), [`pcap`] writes a pcap file, and
 //! [`run`] ties them together on a reader thread.
 //!
 //! Why `AF_PACKET` and not libpcap: the kernel already offers everything a
@@ -29,15 +29,29 @@ mod run;
 mod socket;
 
 pub use filter::{Proto, Selector};
-pub use packet::{Packet, table};
+pub use packet::Packet;
 pub use run::Summary;
 pub use socket::NEED_PRIVILEGE;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
-    let mut module = exported_module!(api);
-    module.set_custom_type::<Packet>("Packet");
-    module
+    exported_module!(api)
+}
+
+/// A captured packet's map as one tcpdump-like line, if `m` has exactly a
+/// packet's shape (the REPL prints packets this way).
+pub fn packet_line(m: &Map) -> Option<String> {
+    packet::Shown::from_map(m).map(|p| p.line())
+}
+
+/// An array of captured packets' maps as a table under a header, if every
+/// item has a packet's shape and there is at least one.
+pub fn packet_table(items: &Array) -> Option<String> {
+    let shown: Vec<packet::Shown> = items
+        .iter()
+        .map(|v| packet::Shown::from_map(&*v.read_lock::<Map>()?))
+        .collect::<Option<_>>()?;
+    (!shown.is_empty()).then(|| packet::table(&shown))
 }
 
 /// What a capture keeps and when it ends.
@@ -196,7 +210,11 @@ fn interface_index(name: &str) -> Result<u32> {
 
 /// What `capture` returns: the packets, or with `stats: true` a map.
 fn result(summary: Summary, stats: bool, value: Dynamic) -> Dynamic {
-    let packets: Array = summary.packets.into_iter().map(Dynamic::from).collect();
+    let packets: Array = summary
+        .packets
+        .iter()
+        .map(|p| Dynamic::from_map(p.to_map()))
+        .collect();
     if !stats {
         return packets.into();
     }
@@ -215,9 +233,11 @@ mod api {
     use crate::net::tcp::wrong_type;
 
     /// Runs the closure while capturing the packets to and from a port,
-    /// and returns them in order as `Packet`s (`time` µs since the start,
-    /// `src`, `dst`, `proto`, `flags` like `"SYN-ACK"`, `seq`/`ack`
-    /// relative to each side's first, `window`, `len`). Options: `port`,
+    /// and returns them in order as maps `#{time, src, dst, proto, flags,
+    /// seq, ack, window, len}` (`time` µs since the start, `flags` like
+    /// `"SYN-ACK"`, `seq`/`ack` relative to each side's first; the TCP
+    /// fields are `()` for UDP). The closure works on copies of what it
+    /// captures, like every callback: return what you need. Options: `port`,
     /// `host`, `proto` (`"tcp"`/`"udp"`), `iface`, `count`, `timeout` (ms),
     /// `pcap` (a file for tcpdump/Wireshark), `live` (print each packet as
     /// it comes), `stats` (return `#{packets, seen, dropped, result}`).
@@ -236,8 +256,7 @@ mod api {
     pub fn capture(ctx: NativeCallContext, options: Map, f: FnPtr) -> ScriptResult<Dynamic> {
         let options = Options::from_map(&options).map_err(fail("capture"))?;
         let stats = options.stats;
-        let running =
-            run::Running::start(options, run::Mode::Closure).map_err(fail("capture"))?;
+        let running = run::Running::start(options, run::Mode::Closure).map_err(fail("capture"))?;
         // Like every callback, the closure works on copies of what it captured.
         let f = crate::runtime::closure::detached_fn(f);
         let value = match f.call_within_context::<Dynamic>(&ctx, ()) {
@@ -301,143 +320,6 @@ mod api {
             wrong_type("a map of options like #{port: 9000} first", &options)
         };
         Err(fail("capture")(err))
-    }
-
-    /// Microseconds from the start of the capture to this packet.
-    ///
-    /// ```rhai
-    /// p.time   // 41
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "time", pure)]
-    pub fn time(p: &mut Packet) -> i64 {
-        p.time_us
-    }
-
-    /// The sender, as `"ip:port"` (`"[::1]:9000"` for IPv6).
-    ///
-    /// ```rhai
-    /// p.src   // "127.0.0.1:53211"
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "src", pure)]
-    pub fn src(p: &mut Packet) -> String {
-        p.src.to_string()
-    }
-
-    /// The receiver, as `"ip:port"`.
-    ///
-    /// ```rhai
-    /// p.dst   // "127.0.0.1:9000"
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "dst", pure)]
-    pub fn dst(p: &mut Packet) -> String {
-        p.dst.to_string()
-    }
-
-    /// `"tcp"` or `"udp"`.
-    ///
-    /// ```rhai
-    /// p.proto   // "tcp"
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "proto", pure)]
-    pub fn proto(p: &mut Packet) -> String {
-        p.proto_name().into()
-    }
-
-    /// The TCP flags by name: `"SYN"`, `"SYN-ACK"`, `"ACK"`, `"PSH-ACK"`,
-    /// `"FIN-ACK"`, `"RST"`, `"RST-ACK"`…; `()` for UDP.
-    ///
-    /// ```rhai
-    /// p.flags   // "SYN-ACK"
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "flags", pure)]
-    pub fn flags(p: &mut Packet) -> Dynamic {
-        p.field("flags").unwrap_or(Dynamic::UNIT)
-    }
-
-    /// The sequence number relative to the sender's first (the SYN is 0);
-    /// `()` for UDP.
-    ///
-    /// ```rhai
-    /// p.seq   // 1
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "seq", pure)]
-    pub fn seq(p: &mut Packet) -> Dynamic {
-        p.field("seq").unwrap_or(Dynamic::UNIT)
-    }
-
-    /// The acknowledgment number relative to the receiver's first; `()`
-    /// when the ACK flag is not set, and for UDP.
-    ///
-    /// ```rhai
-    /// p.ack   // 1
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "ack", pure)]
-    pub fn ack(p: &mut Packet) -> Dynamic {
-        p.field("ack").unwrap_or(Dynamic::UNIT)
-    }
-
-    /// The window field as sent (not scaled, as tcpdump shows it); `()` for UDP.
-    ///
-    /// ```rhai
-    /// p.window   // 65495
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "window", pure)]
-    pub fn window(p: &mut Packet) -> Dynamic {
-        p.field("window").unwrap_or(Dynamic::UNIT)
-    }
-
-    /// Payload bytes: the TCP data or the UDP datagram's contents, from the
-    /// headers (the capture keeps only headers).
-    ///
-    /// ```rhai
-    /// p.len   // 6
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(get = "len", pure)]
-    pub fn len(p: &mut Packet) -> i64 {
-        i64::from(p.len)
-    }
-
-    /// The packet as a map `#{time, src, dst, proto, flags, seq, ack, window, len}`.
-    ///
-    /// ```rhai
-    /// to_json(p.to_map())
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(pure)]
-    pub fn to_map(p: &mut Packet) -> Map {
-        p.to_map()
-    }
-
-    /// A packet as one line, like tcpdump:
-    /// `+0.000041 127.0.0.1:53211 → 127.0.0.1:9000 SYN seq 0 win 65495`.
-    ///
-    /// ```rhai
-    /// for p in packets { print(p) }
-    /// ```
-    ///
-    /// Fails when: never.
-    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
-    pub fn packet_to_string(p: &mut Packet) -> String {
-        p.line()
     }
 }
 

@@ -97,46 +97,115 @@ impl Packet {
         }
     }
 
-    /// The flags by name (`SYN-ACK`), or `UDP` for a datagram.
-    pub fn flags_name(&self) -> String {
-        self.tcp
-            .as_ref()
-            .map_or_else(|| "UDP".into(), |t| t.flags.name())
-    }
-
-    /// The packet as a Rhai map: `time, src, dst, proto, flags, seq, ack,
-    /// window, len` (the TCP fields are `()` for UDP, `ack` without ACK).
+    /// The packet as a script sees it: a map `time, src, dst, proto, flags,
+    /// seq, ack, window, len` (the TCP fields are `()` for UDP, `ack`
+    /// without ACK).
     pub fn to_map(&self) -> Map {
+        let tcp = self.tcp.as_ref();
         let mut m = Map::new();
         m.insert("time".into(), self.time_us.into());
         m.insert("src".into(), self.src.to_string().into());
         m.insert("dst".into(), self.dst.to_string().into());
         m.insert("proto".into(), self.proto_name().into());
-        for field in ["flags", "seq", "ack", "window"] {
-            m.insert(field.into(), self.field(field).unwrap_or(Dynamic::UNIT));
-        }
+        m.insert(
+            "flags".into(),
+            tcp.map_or(Dynamic::UNIT, |t| t.flags.name().into()),
+        );
+        m.insert(
+            "seq".into(),
+            tcp.map_or(Dynamic::UNIT, |t| i64::from(t.seq).into()),
+        );
+        m.insert(
+            "ack".into(),
+            tcp.and_then(|t| t.ack)
+                .map_or(Dynamic::UNIT, |a| i64::from(a).into()),
+        );
+        m.insert(
+            "window".into(),
+            tcp.map_or(Dynamic::UNIT, |t| i64::from(t.window).into()),
+        );
         m.insert("len".into(), i64::from(self.len).into());
         m
     }
 
-    /// One field by name, as `p.flags` and `p["flags"]` read it.
-    pub fn field(&self, name: &str) -> Option<Dynamic> {
-        let tcp = self.tcp.as_ref();
-        let value = match name {
-            "time" => self.time_us.into(),
-            "src" => self.src.to_string().into(),
-            "dst" => self.dst.to_string().into(),
-            "proto" => self.proto_name().into(),
-            "len" => i64::from(self.len).into(),
-            "flags" => tcp.map_or(Dynamic::UNIT, |t| t.flags.name().into()),
-            "seq" => tcp.map_or(Dynamic::UNIT, |t| i64::from(t.seq).into()),
-            "ack" => tcp
-                .and_then(|t| t.ack)
-                .map_or(Dynamic::UNIT, |a| i64::from(a).into()),
-            "window" => tcp.map_or(Dynamic::UNIT, |t| i64::from(t.window).into()),
+    /// `+0.000041 127.0.0.1:53211 → 127.0.0.1:9000 SYN seq 0 win 65495`
+    pub fn line(&self) -> String {
+        Shown::from(self).line()
+    }
+}
+
+/// A packet as printed, read from a [`Packet`] or recognised in a map of
+/// exactly a packet's shape (the REPL prints captured packets from their
+/// maps, so a script's own copy or filter of them prints the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    time_us: i64,
+    src: String,
+    dst: String,
+    /// Flags, seq, ack and window; `None` for UDP.
+    tcp: Option<(String, i64, Option<i64>, i64)>,
+    len: i64,
+}
+
+/// The keys of a packet's map, in the order a table shows them.
+const KEYS: [&str; 9] = [
+    "time", "src", "dst", "proto", "flags", "seq", "ack", "window", "len",
+];
+
+impl From<&Packet> for Shown {
+    fn from(p: &Packet) -> Shown {
+        Shown {
+            time_us: p.time_us,
+            src: p.src.to_string(),
+            dst: p.dst.to_string(),
+            tcp: p.tcp.as_ref().map(|t| {
+                (
+                    t.flags.name(),
+                    i64::from(t.seq),
+                    t.ack.map(i64::from),
+                    i64::from(t.window),
+                )
+            }),
+            len: i64::from(p.len),
+        }
+    }
+}
+
+impl Shown {
+    /// The packet `m` is, if it has exactly a packet's keys and types:
+    /// `time` and `len` numbers, `src` and `dst` socket addresses, `proto`
+    /// `"tcp"` with `flags`, `seq`, `window` (and `ack` or `()`), or
+    /// `"udp"` with those four `()`.
+    pub fn from_map(m: &Map) -> Option<Shown> {
+        if m.len() != KEYS.len() || !KEYS.iter().all(|k| m.contains_key(*k)) {
+            return None;
+        }
+        let int = |k: &str| m.get(k)?.as_int().ok();
+        let text = |k: &str| m.get(k)?.clone().into_string().ok();
+        let unit = |k: &str| m.get(k).is_some_and(Dynamic::is_unit);
+        let address = |k: &str| text(k).filter(|a| a.parse::<SocketAddr>().is_ok());
+        let tcp = match text("proto")?.as_str() {
+            "tcp" => Some((
+                text("flags")?,
+                int("seq")?,
+                if unit("ack") { None } else { Some(int("ack")?) },
+                int("window")?,
+            )),
+            "udp" if ["flags", "seq", "ack", "window"].iter().all(|k| unit(k)) => None,
             _ => return None,
         };
-        Some(value)
+        Some(Shown {
+            time_us: int("time")?,
+            src: address("src")?,
+            dst: address("dst")?,
+            tcp,
+            len: int("len")?,
+        })
+    }
+
+    /// The flags by name (`SYN-ACK`), or `UDP` for a datagram.
+    fn flags_name(&self) -> &str {
+        self.tcp.as_ref().map_or("UDP", |t| t.0.as_str())
     }
 
     /// `+0.000041 127.0.0.1:53211 → 127.0.0.1:9000 SYN seq 0 win 65495`
@@ -148,12 +217,12 @@ impl Packet {
             self.dst,
             self.flags_name()
         );
-        if let Some(t) = &self.tcp {
-            out.push_str(&format!(" seq {}", t.seq));
-            if let Some(ack) = t.ack {
+        if let Some((_, seq, ack, window)) = &self.tcp {
+            out.push_str(&format!(" seq {seq}"));
+            if let Some(ack) = ack {
                 out.push_str(&format!(" ack {ack}"));
             }
-            out.push_str(&format!(" win {}", t.window));
+            out.push_str(&format!(" win {window}"));
         }
         if self.len > 0 || self.tcp.is_none() {
             out.push_str(&format!(" len {}", self.len));
@@ -164,24 +233,26 @@ impl Packet {
 
 /// `+1.000041`: seconds with microseconds, as tcpdump's `-ttttt`.
 fn seconds(us: i64) -> String {
-    format!("+{}.{:06}", us / 1_000_000, us % 1_000_000)
+    let sign = if us < 0 { "-" } else { "+" };
+    let us = us.unsigned_abs();
+    format!("{sign}{}.{:06}", us / 1_000_000, us % 1_000_000)
 }
 
 /// Many packets as aligned columns under a header, one packet a row.
-pub fn table(packets: &[Packet]) -> String {
+pub fn table(packets: &[Shown]) -> String {
     let rows: Vec<[String; 8]> = packets
         .iter()
         .map(|p| {
             let tcp = p.tcp.as_ref();
-            let num = |v: Option<u32>| v.map_or_else(|| "-".into(), |v| v.to_string());
+            let num = |v: Option<i64>| v.map_or_else(|| "-".into(), |v| v.to_string());
             [
                 seconds(p.time_us),
-                p.src.to_string(),
-                p.dst.to_string(),
-                p.flags_name(),
-                num(tcp.map(|t| t.seq)),
-                num(tcp.and_then(|t| t.ack)),
-                num(tcp.map(|t| u32::from(t.window))),
+                p.src.clone(),
+                p.dst.clone(),
+                p.flags_name().to_string(),
+                num(tcp.map(|t| t.1)),
+                num(tcp.and_then(|t| t.2)),
+                num(tcp.map(|t| t.3)),
                 p.len.to_string(),
             ]
         })
@@ -402,10 +473,10 @@ mod tests {
                 at(90),
             )
             .unwrap();
-        assert_eq!(syn.flags_name(), "SYN");
-        assert_eq!(syn_ack.flags_name(), "SYN-ACK");
-        assert_eq!(ack.flags_name(), "ACK");
         let t = |p: &Packet| p.tcp.clone().unwrap();
+        assert_eq!(t(&syn).flags.name(), "SYN");
+        assert_eq!(t(&syn_ack).flags.name(), "SYN-ACK");
+        assert_eq!(t(&ack).flags.name(), "ACK");
         assert_eq!((t(&syn).seq, t(&syn).ack), (0, None));
         assert_eq!((t(&syn_ack).seq, t(&syn_ack).ack), (0, Some(1)));
         // The server's sequence numbers wrapped past 2^32 and still count from 0.
@@ -483,7 +554,7 @@ mod tests {
                 SystemTime::UNIX_EPOCH,
             )
             .unwrap();
-        let text = table(&[a.clone(), a]);
+        let text = table(&[Shown::from(&a), Shown::from(&a)]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("time "), "{text}");
@@ -491,6 +562,51 @@ mod tests {
             lines[1].find("127.0.0.1:9000"),
             lines[0].find("dst"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn packet_maps_are_recognised_by_their_shape_alone() {
+        let mut d = Decoder::new(SystemTime::UNIX_EPOCH);
+        let p = d
+            .decode(
+                &segment(50000, 9000, 5, Some(7), false, b"hi"),
+                62,
+                SystemTime::UNIX_EPOCH + Duration::from_micros(41),
+            )
+            .unwrap();
+        let m = p.to_map();
+        assert_eq!(Shown::from_map(&m), Some(Shown::from(&p)));
+        assert_eq!(
+            Shown::from_map(&m).unwrap().line(),
+            "+0.000041 127.0.0.1:50000 → 127.0.0.1:9000 ACK seq 0 ack 1 win 65495 len 2"
+        );
+        let changed = |key: &str, value: Option<Dynamic>| {
+            let mut m = m.clone();
+            match value {
+                Some(v) => m.insert(key.into(), v),
+                None => m.remove(key),
+            };
+            Shown::from_map(&m)
+        };
+        assert!(changed("ack", Some(Dynamic::UNIT)).is_some());
+        assert!(changed("len", None).is_none());
+        assert!(changed("note", Some("x".into())).is_none());
+        assert!(changed("src", Some("somewhere".into())).is_none());
+        assert!(changed("seq", Some("0".into())).is_none());
+        assert!(changed("proto", Some("icmp".into())).is_none());
+        // UDP has no TCP fields at all.
+        assert!(changed("proto", Some("udp".into())).is_none());
+        let mut udp = Vec::new();
+        PacketBuilder::ipv4(C, C, 64)
+            .udp(5, 6)
+            .write(&mut udp, b"abc")
+            .unwrap();
+        let u = d.decode(&udp, 31, SystemTime::UNIX_EPOCH).unwrap();
+        let shown = Shown::from_map(&u.to_map()).unwrap();
+        assert_eq!(
+            shown.line(),
+            "+0.000000 127.0.0.1:5 → 127.0.0.1:6 UDP len 3"
         );
     }
 }
