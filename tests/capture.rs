@@ -4,7 +4,8 @@
 //! Ctrl-C, and the clear refusal without CAP_NET_RAW.
 //!
 //! Capturing needs CAP_NET_RAW (CI runs as root). Where it is missing, each
-//! test says so on the terminal and returns.
+//! test says so on the terminal and returns; as root, a capture that fails
+//! for any other reason fails the test.
 
 mod support;
 
@@ -600,4 +601,36 @@ fn packets_are_maps() {
     assert!(first["ack"].is_null(), "{out}");
     assert_eq!(first["dst"], format!("127.0.0.1:{}", v["port"]), "{out}");
     assert!(first["time"].is_i64() && first["window"].is_i64(), "{out}");
+}
+
+/// Only a missing privilege lets a capture test skip: as root, a capture
+/// that fails for any other reason fails the test (CI runs as root).
+#[test]
+fn only_a_missing_privilege_skips_a_capture_test() {
+    use std::os::unix::process::ExitStatusExt;
+    let failed = |stderr: &str| support::Run {
+        description: "netsh -e capture(…)".into(),
+        output: std::process::Output {
+            status: std::process::ExitStatus::from_raw(1 << 8),
+            stdout: Vec::new(),
+            stderr: stderr.into(),
+        },
+    };
+    let check = |run: &support::Run, root: bool| {
+        support::skip_unless_broken("capturing packets", run, root, "CAP_NET_RAW")
+    };
+    let unprivileged =
+        failed("-e:1:1: capture: capturing packets needs the CAP_NET_RAW capability: …");
+    assert!(check(&unprivileged, true).is_some());
+    assert!(check(&unprivileged, false).is_some());
+    let broken = failed("-e:1:1: capture: attaching the packet filter: Invalid argument");
+    assert!(
+        check(&broken, false).is_some(),
+        "not root: any failure skips"
+    );
+    let as_root = std::panic::catch_unwind(|| check(&broken, true));
+    assert!(
+        as_root.is_err(),
+        "as root, a broken capture must fail the test"
+    );
 }

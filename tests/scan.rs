@@ -21,7 +21,8 @@ use std::{
 use serde_json::Value;
 use support::{Netsh, skip};
 
-/// Skips the calling test (saying why) when no network namespace can be made.
+/// Skips the calling test (saying why) when no network namespace can be
+/// made because the tests are not root; as root, failing to make one fails.
 macro_rules! need_netns {
     ($test:expr) => {
         if let Some(why) = support::netns_unavailable() {

@@ -54,14 +54,20 @@ impl Netsh {
     /// `netsh` started through `wrapper` (e.g. `["unshare", "-n", …]`), which
     /// runs its last arguments as the command.
     pub fn wrapped(wrapper: &[&str]) -> Self {
+        Self::build(wrapper, |_| netsh_bin())
+    }
+
+    /// `netsh` (the binary `bin` gives, given the temp home) through `wrapper`.
+    fn build(wrapper: &[&str], bin: impl FnOnce(&Path) -> PathBuf) -> Self {
         let home = tempfile::tempdir().expect("creating a temp home");
+        let bin = bin(home.path());
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(rest).arg(netsh_bin());
+                cmd.args(rest).arg(&bin);
                 cmd
             }
-            None => Command::new(netsh_bin()),
+            None => Command::new(&bin),
         };
         cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_DATA_HOME", home.path().join("data"))
@@ -83,13 +89,16 @@ impl Netsh {
     }
 
     /// `netsh` as the user `nobody`, without any capability (so without
-    /// CAP_NET_RAW), from a home that user may enter.
+    /// CAP_NET_RAW), from a home that user may enter, running the binary
+    /// from there: the checkout may lie under a folder nobody cannot enter
+    /// (CI checks out wherever it likes).
     pub fn nobody() -> Self {
-        let netsh = Self::wrapped(&NOBODY);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(netsh.home(), std::fs::Permissions::from_mode(0o777))
-            .expect("opening the temp home to nobody");
-        netsh
+        Self::build(&NOBODY, |home| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o777))
+                .expect("opening the temp home to nobody");
+            world_readable_copy(&netsh_bin(), home)
+        })
     }
 
     /// `netsh` in a network namespace of its own, where only a loopback
@@ -235,39 +244,75 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
-/// Why packets cannot be captured here, if they cannot (netsh lacks
-/// CAP_NET_RAW: the tests are not running as root).
+/// `bin` reachable and runnable by anyone, in `dir`: a hard link where
+/// the file's own mode allows that (no 200 MB copy), else a copy.
+fn world_readable_copy(bin: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let target = dir.join("netsh");
+    let linked = std::fs::hard_link(bin, &target).is_ok()
+        && std::fs::metadata(&target).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005);
+    if !linked {
+        let _ = std::fs::remove_file(&target);
+        std::fs::copy(bin, &target).expect("copying netsh into the temp home");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+            .expect("making the copy of netsh runnable by anyone");
+    }
+    target
+}
+
+/// Whether the tests run as root, as CI does.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Why a check run that failed lets a test skip: the tests do not run as
+/// root, or stderr names the missing privilege (`privilege`). As root, any
+/// other failure is a broken feature, and the test fails with it.
+pub fn skip_unless_broken(what: &str, run: &Run, root: bool, privilege: &str) -> Option<String> {
+    if run.code() == Some(0) {
+        return None;
+    }
+    if !root || run.stderr().contains(privilege) {
+        return Some(format!("{what} is not possible here: {}", run.stderr()));
+    }
+    panic!(
+        "{what} failed although the tests run as root: a bug, not a reason to skip\n{}",
+        run.explain()
+    );
+}
+
+/// Why packets cannot be captured here, if netsh lacks CAP_NET_RAW (the
+/// tests are not running as root); any other failure fails the test.
 pub fn capture_unavailable() -> Option<String> {
     let run = Netsh::new()
         .args(["-e", "capture(#{port: 1, count: 1, timeout: 1}); 1"])
         .output();
-    (run.code() != Some(0)).then(|| format!("capture is not possible here: {}", run.stderr()))
+    skip_unless_broken("capturing packets", &run, is_root(), "CAP_NET_RAW")
 }
 
-/// Why netsh cannot be run as `nobody` here, if it cannot.
+/// Why netsh cannot be run as `nobody` here: only root may change user.
+/// As root, any failure (setpriv missing, the binary unreadable) fails.
 pub fn nobody_unavailable() -> Option<String> {
-    if Command::new("setpriv").arg("--version").output().is_err() {
-        return Some("setpriv (util-linux) is not installed".into());
-    }
     let run = Netsh::nobody().args(["-e", "1"]).output();
-    (run.code() != Some(0)).then(|| {
-        format!(
-            "netsh cannot run as nobody here (is the build directory readable by others? are we root?): {}",
-            run.stderr()
-        )
-    })
+    skip_unless_broken(
+        "running netsh as nobody (setpriv)",
+        &run,
+        is_root(),
+        "Operation not permitted",
+    )
 }
 
-/// Why a private network namespace cannot be made here, if it cannot
-/// (needs root, `unshare` from util-linux and `ip` from iproute2).
+/// Why a private network namespace cannot be made here: only root may.
+/// As root, failing to make one (`unshare`, `ip`) fails the test.
 pub fn netns_unavailable() -> Option<String> {
     let run = Netsh::in_netns(&[]).args(["-e", "1"]).output();
-    (run.code() != Some(0)).then(|| {
-        format!(
-            "no private network namespace (needs root, unshare and ip): {}",
-            run.stderr()
-        )
-    })
+    skip_unless_broken(
+        "a private network namespace (unshare, ip)",
+        &run,
+        is_root(),
+        "Operation not permitted",
+    )
 }
 
 /// Waits until `check` holds, polling; fails the test after `limit`.
