@@ -218,29 +218,54 @@ fn full_sweeps_agree_with_sockets() {
     }
 }
 
+/// A listener on 127.0.0.1 whose accept queue is full: the kernel drops
+/// further SYNs unanswered, as a firewall would.
+struct FullListener {
+    port: u16,
+    _socket: socket2::Socket,
+    _queued: Vec<TcpStream>,
+}
+
+impl FullListener {
+    fn start() -> FullListener {
+        // Backlog 0 takes one connection; later SYNs are dropped unanswered.
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(0).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        let queued = (0..3)
+            .filter_map(|_| {
+                TcpStream::connect_timeout(
+                    &([127, 0, 0, 1], port).into(),
+                    Duration::from_millis(300),
+                )
+                .ok()
+            })
+            .collect();
+        FullListener {
+            port,
+            _socket: socket,
+            _queued: queued,
+        }
+    }
+}
+
 /// A listener whose queue is full answers nothing: that port is
 /// `filtered` (`no-response`), its neighbours `closed` (`reset`), an open
 /// port `open` (`syn-ack`), and the sweep goes on past the silence.
 #[test]
 fn reasons_say_open_closed_or_filtered() {
     let _alone = host_listeners();
-    // Backlog 0 takes one connection; later SYNs are dropped unanswered.
-    let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    full.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    full.listen(0).unwrap();
-    let silent = full.local_addr().unwrap().as_socket().unwrap().port();
-    let _queued: Vec<_> = (0..3)
-        .filter_map(|_| {
-            TcpStream::connect_timeout(&([127, 0, 0, 1], silent).into(), Duration::from_millis(300))
-                .ok()
-        })
-        .collect();
+    let full = FullListener::start();
+    let silent = full.port;
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let open_port = open.local_addr().unwrap().port();
     let closed = {
@@ -354,4 +379,38 @@ fn report_names_the_owning_process() {
     assert_eq!(rows.as_array().unwrap().len(), 1, "{out}");
     assert_eq!(rows[0]["pid"], std::process::id(), "{out}");
     assert_eq!(rows[0]["port"], port, "{out}");
+}
+
+/// `timeout: 0` (no limit) on a port that never answers waits — here until
+/// the kernel gives up, about two minutes — and Ctrl-C in the REPL ends
+/// that wait at once.
+#[test]
+fn ctrl_c_ends_a_scan_without_a_time_limit() {
+    use expectrl::Expect;
+    let _alone = host_listeners();
+    let full = FullListener::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::repl(home.path());
+    // The words the line prints once the scan returns are not in its echo.
+    pty.send_line(format!(
+        "scan(\"127.0.0.1\", [{}], #{{timeout: 0}}); \"scan \" + \"returned\"",
+        full.port
+    ))
+    .unwrap();
+    pty.set_expect_timeout(Some(Duration::from_millis(1500)));
+    assert!(
+        pty.expect("scan returned").is_err(),
+        "the scan of a silent port returned before Ctrl-C"
+    );
+    let interrupted = std::time::Instant::now();
+    pty.send("\x03").unwrap();
+    pty.set_expect_timeout(Some(Duration::from_secs(20)));
+    pty.expect("scan: interrupted")
+        .expect("Ctrl-C interrupts the scan");
+    pty.expect("netsh> ").expect("and the prompt returns");
+    let took = interrupted.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "Ctrl-C took {took:?} to end the scan"
+    );
 }

@@ -10,11 +10,14 @@
 //! are as fast as the kernel allows: one system call per closed port, the
 //! socket reused after each refusal (Linux lets a refused socket connect
 //! again), no event loop in between. A 65,535-port sweep of 127.0.0.1 takes
-//! 0.2–0.4 s on two busy cores. A remote host answers after a round trip or never, so there
-//! many connects wait at once on the tokio runtime, up to `concurrency`. If
-//! this machine ever stays silent (a firewall rule dropping SYNs), the
-//! ports left over move to the concurrent engine, so a filtered local
-//! port costs one `timeout`, not one per port.
+//! 0.2–0.4 s on two busy cores. A remote host answers after a round trip or
+//! never, so there many connects wait at once on the tokio runtime, up to
+//! `concurrency`. A blocking connect waits [`LOCAL_WAIT`] at most: if this
+//! machine stays silent that long (a firewall rule dropping SYNs, a full
+//! accept queue), that port and the ones left over move to the concurrent
+//! engine, which waits out the user's `timeout` (or none) and obeys Ctrl-C,
+//! so a filtered local port costs one `timeout`, not one per port. The
+//! sweep threads stop at Ctrl-C too, and the caller does not wait for them.
 //!
 //! A connect can land on its own source port: on loopback, connecting to a
 //! port in the ephemeral range where nobody listens may pick that same port
@@ -35,7 +38,11 @@ use std::{
 use rhai::plugin::*;
 use rhai::{Array, Map};
 use socket2::{Domain, SockAddr, Socket, Type};
-use tokio::{net::TcpStream, sync::Semaphore, task::JoinSet};
+use tokio::{
+    net::TcpStream,
+    sync::{Semaphore, oneshot},
+    task::JoinSet,
+};
 
 use crate::error::{Error, Result};
 use crate::net::addr;
@@ -49,8 +56,9 @@ pub fn module() -> Module {
 /// How a scan is run.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// How long to wait for each handshake (zero: the kernel's own limit).
-    pub timeout: Duration,
+    /// How long to wait for each handshake (`None`: no limit of ours, the
+    /// kernel gives up after its SYN retries, about two minutes).
+    pub timeout: Option<Duration>,
     /// How many connects may be in flight at once.
     pub concurrency: usize,
 }
@@ -58,7 +66,7 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
-            timeout: Duration::from_millis(1000),
+            timeout: Some(Duration::from_millis(1000)),
             concurrency: 512,
         }
     }
@@ -123,8 +131,9 @@ mod api {
     /// `filtered`/`no-response`); `service: true` adds the usual service
     /// (`#{port, service}` for the open ports alone); `detail: true` is both
     /// for the ports that are not closed. `timeout` (ms per port, default
-    /// 1000; 0 leaves it to the kernel), `concurrency` (connects at once for
-    /// remote hosts, default 512).
+    /// 1000; 0 is no limit: the kernel gives up after about two minutes,
+    /// and Ctrl-C ends it), `concurrency` (connects at once for remote
+    /// hosts, default 512).
     ///
     /// ```rhai
     /// scan("127.0.0.1", "1-65535", #{service: true})
@@ -198,9 +207,7 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
                 let ms = value.as_int().map_err(|t| {
                     Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
                 })?;
-                // The one timeout rule: 0 is no limit, which the engines
-                // spell as a zero duration.
-                settings.timeout = crate::net::options::timeout(ms)?.unwrap_or(Duration::ZERO);
+                settings.timeout = crate::net::options::timeout(ms)?;
             }
             "concurrency" => {
                 let n = value.as_int().map_err(|t| {
@@ -275,8 +282,15 @@ pub fn scan_ports(
 /// Ports handed to a sweep thread at a time.
 const CHUNK: usize = 64;
 
+/// The longest one blocking connect of the local sweep waits. This machine
+/// answers a connect at once (open or refused); one still unanswered after
+/// this is filtered or meets a full queue, and goes with the ports left to
+/// the concurrent engine, which waits the user's whole `timeout` and obeys
+/// Ctrl-C. It also bounds how long a sweep thread outlives a Ctrl-C.
+const LOCAL_WAIT: Duration = Duration::from_millis(250);
+
 /// What a sweep of this machine found, and the ports it left for the
-/// concurrent engine once a port stayed silent.
+/// concurrent engine once a port did not answer within [`LOCAL_WAIT`].
 #[derive(Default)]
 struct Swept {
     done: Vec<(u16, Outcome)>,
@@ -285,7 +299,8 @@ struct Swept {
 
 /// Blocking connects from a few threads, for a host that answers at once.
 /// Returns what was probed, and the ports left when the host stopped
-/// answering in time.
+/// answering at once. Ctrl-C ends the wait for the threads at once; they
+/// stop by themselves within one [`LOCAL_WAIT`].
 fn local_sweep(host: IpAddr, ports: Vec<u16>, options: &ScanOptions) -> Result<Swept> {
     // Two threads per core: each spends part of its time waiting in the
     // kernel for the answer, and on a busy machine more threads get a
@@ -295,47 +310,56 @@ fn local_sweep(host: IpAddr, ports: Vec<u16>, options: &ScanOptions) -> Result<S
         .map_or(2, |n| n.get() * 2)
         .clamp(2, 8)
         .min(options.concurrency);
+    // The user's timeout decides a port only when it is this short;
+    // otherwise running out of LOCAL_WAIT hands the port over undecided.
+    let (wait, decisive) = match options.timeout {
+        Some(t) if t <= LOCAL_WAIT => (t, true),
+        _ => (LOCAL_WAIT, false),
+    };
     let ports = Arc::new(ports);
     let next = Arc::new(AtomicUsize::new(0));
     let slow = Arc::new(AtomicBool::new(false));
     let token = runtime::cancel_token();
-    let workers: Vec<_> = (0..threads)
-        .map(|_| {
-            let sweep = Sweep {
-                host,
-                timeout: options.timeout,
-                ports: ports.clone(),
-                next: next.clone(),
-                slow: slow.clone(),
-                token: token.clone(),
-            };
-            std::thread::Builder::new()
-                .name("netsh-scan".into())
-                .spawn(move || sweep.run())
-                .map_err(|e| Error::io("starting a scan thread", None, e))
-        })
-        .collect::<Result<_>>()?;
-    let mut all = Swept::default();
-    let mut failure = None;
-    for worker in workers {
-        match worker.join() {
-            Ok(Ok(swept)) => {
-                all.done.extend(swept.done);
-                all.left.extend(swept.left);
-            }
-            Ok(Err(e)) => failure = failure.or(Some(e)),
-            Err(_) => {
-                failure = failure.or(Some(Error::invalid(
-                    "a scan thread failed (a bug in netsh)",
-                )))
-            }
+    let mut results = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let sweep = Sweep {
+            host,
+            wait,
+            decisive,
+            ports: ports.clone(),
+            next: next.clone(),
+            slow: slow.clone(),
+            token: token.clone(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let started = std::thread::Builder::new()
+            .name("netsh-scan".into())
+            .spawn(move || {
+                let _ = tx.send(sweep.run());
+            });
+        if let Err(e) = started {
+            // The threads already running stop after their current port.
+            slow.store(true, Ordering::Relaxed);
+            return Err(Error::io("starting a scan thread", None, e));
         }
+        results.push(rx);
     }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if token.is_cancelled() {
-        return Err(Error::Interrupted);
+    // Waiting for the threads races Ctrl-C, which they notice on their own.
+    let swept = runtime::block_on(async move {
+        let mut all = Vec::with_capacity(results.len());
+        for rx in results {
+            all.push(
+                rx.await
+                    .map_err(|_| Error::invalid("a scan thread failed (a bug in netsh)"))?,
+            );
+        }
+        Ok(all)
+    })?;
+    let mut all = Swept::default();
+    for part in swept {
+        let part = part?;
+        all.done.extend(part.done);
+        all.left.extend(part.left);
     }
     // Chunks no thread took, once the host turned slow.
     let taken = next.load(Ordering::Relaxed).min(ports.len());
@@ -346,10 +370,15 @@ fn local_sweep(host: IpAddr, ports: Vec<u16>, options: &ScanOptions) -> Result<S
 /// One sweep thread's share of the work.
 struct Sweep {
     host: IpAddr,
-    timeout: Duration,
+    /// How long one connect may wait (`SO_SNDTIMEO`).
+    wait: Duration,
+    /// Whether running out of `wait` makes a port filtered (it is the
+    /// user's own timeout) rather than handing it over undecided.
+    decisive: bool,
     ports: Arc<Vec<u16>>,
     next: Arc<AtomicUsize>,
-    /// Set once any thread waited out a timeout: the rest goes concurrent.
+    /// Set once any thread met a port that did not answer at once: the
+    /// rest goes concurrent.
     slow: Arc<AtomicBool>,
     token: CancellationToken,
 }
@@ -361,7 +390,7 @@ impl Sweep {
         // close() per closed port.
         let mut spare = None;
         loop {
-            if self.token.is_cancelled() || self.slow.load(Ordering::Relaxed) {
+            if self.slow.load(Ordering::Relaxed) {
                 break;
             }
             let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
@@ -369,22 +398,34 @@ impl Sweep {
                 break;
             };
             for (i, &port) in chunk.iter().enumerate() {
+                if self.token.is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
                 if self.slow.load(Ordering::Relaxed) {
                     swept.left.extend_from_slice(&chunk[i..]);
                     break;
                 }
-                let outcome = self.probe(SocketAddr::new(self.host, port), &mut spare)?;
-                if outcome == Outcome::Silent {
-                    self.slow.store(true, Ordering::Relaxed);
+                match self.probe(SocketAddr::new(self.host, port), &mut spare)? {
+                    Some(outcome) => {
+                        if outcome == Outcome::Silent {
+                            self.slow.store(true, Ordering::Relaxed);
+                        }
+                        swept.done.push((port, outcome));
+                    }
+                    None => {
+                        self.slow.store(true, Ordering::Relaxed);
+                        swept.left.extend_from_slice(&chunk[i..]);
+                        break;
+                    }
                 }
-                swept.done.push((port, outcome));
             }
         }
         Ok(swept)
     }
 
-    /// One port, with a blocking connect bounded by `SO_SNDTIMEO`.
-    fn probe(&self, addr: SocketAddr, spare: &mut Option<Socket>) -> Result<Outcome> {
+    /// One port, with a blocking connect bounded by `SO_SNDTIMEO`; `None`
+    /// when it ran out of [`LOCAL_WAIT`] undecided.
+    fn probe(&self, addr: SocketAddr, spare: &mut Option<Socket>) -> Result<Option<Outcome>> {
         let peer = SockAddr::from(addr);
         // A self-connect says nothing about the port; a fresh socket gets
         // another source port. Three in a row: nobody listens there.
@@ -399,26 +440,27 @@ impl Sweep {
                     if local == Some(addr) {
                         continue;
                     }
-                    return Ok(Outcome::Open);
+                    return Ok(Some(Outcome::Open));
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::ECONNREFUSED) => {
                         *spare = Some(socket);
-                        return Ok(Outcome::Refused);
+                        return Ok(Some(Outcome::Refused));
                     }
                     // SO_SNDTIMEO ran out with the SYN unanswered.
                     Some(libc::EINPROGRESS | libc::EAGAIN | libc::ETIMEDOUT) => {
-                        return Ok(Outcome::Silent);
+                        return Ok(self.decisive.then_some(Outcome::Silent));
                     }
                     Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => {
-                        return Ok(Outcome::Unreachable);
+                        return Ok(Some(Outcome::Unreachable));
                     }
                     Some(libc::EINTR) if !self.token.is_cancelled() => continue,
+                    Some(libc::EINTR) => return Err(Error::Interrupted),
                     _ => return Err(Error::io(format!("probing {addr}"), None, e)),
                 },
             }
         }
-        Ok(Outcome::Refused)
+        Ok(Some(Outcome::Refused))
     }
 
     fn socket(&self) -> Result<Socket> {
@@ -428,11 +470,9 @@ impl Sweep {
             None,
         )
         .map_err(|e| Error::io("opening a socket", None, e))?;
-        if !self.timeout.is_zero() {
-            socket
-                .set_write_timeout(Some(self.timeout))
-                .map_err(|e| Error::io("setting the connect timeout", None, e))?;
-        }
+        socket
+            .set_write_timeout(Some(self.wait))
+            .map_err(|e| Error::io("setting the connect timeout", None, e))?;
         Ok(socket)
     }
 }
@@ -480,13 +520,12 @@ async fn concurrent_sweep(
 /// One connect. Refused means closed; silence or "unreachable" means a
 /// filter is in the way (as nmap reports it); running out of local
 /// resources is our failure, not the port's, and stops the scan.
-async fn probe(addr: SocketAddr, timeout: Duration) -> Result<Outcome> {
+async fn probe(addr: SocketAddr, timeout: Option<Duration>) -> Result<Outcome> {
     for _ in 0..3 {
         let connect = TcpStream::connect(addr);
-        let result = if timeout.is_zero() {
-            Ok(connect.await)
-        } else {
-            tokio::time::timeout(timeout, connect).await
+        let result = match timeout {
+            None => Ok(connect.await),
+            Some(timeout) => tokio::time::timeout(timeout, connect).await,
         };
         return match result {
             Ok(Ok(stream)) => {
