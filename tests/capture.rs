@@ -634,3 +634,59 @@ fn only_a_missing_privilege_skips_a_capture_test() {
         "as root, a broken capture must fail the test"
     );
 }
+
+/// A UDP datagram bigger than the MTU leaves in IPv4 fragments (here in a
+/// private namespace whose loopback has an MTU of 1280): capture shows it
+/// once with its whole length, and the pcap file holds its first fragment,
+/// the one with the ports.
+#[test]
+fn a_fragmented_udp_datagram_is_seen_whole() {
+    need_capture!("a_fragmented_udp_datagram_is_seen_whole");
+    if let Some(why) = support::netns_unavailable() {
+        skip("a_fragmented_udp_datagram_is_seen_whole", &why);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fragments.pcap");
+    let out = Netsh::in_netns(&["ip link set lo mtu 1280"])
+        .args([
+            "-e",
+            &format!(
+                r#"
+                let u = udp_bind("127.0.0.1:0");
+                let r = capture(#{{port: u.port, pcap: {file:?}, stats: true}}, || {{
+                    udp_send(u.addr, blob(3000, 65));
+                    u.recv(2000).data.len()
+                }});
+                to_json(r)
+                "#
+            ),
+        ])
+        .ok()
+        .stdout();
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["result"], 3000, "the datagram arrived whole: {out}");
+    let p = v["packets"].as_array().unwrap();
+    assert_eq!(p.len(), 1, "{out}");
+    assert_eq!(
+        (p[0]["proto"].as_str(), p[0]["len"].as_i64()),
+        (Some("udp"), Some(3000)),
+        "{out}"
+    );
+    if Command::new("tcpdump").arg("--version").output().is_err() {
+        skip(
+            "a_fragmented_udp_datagram_is_seen_whole (the pcap part)",
+            "tcpdump is not installed (apt-get install tcpdump)",
+        );
+        return;
+    }
+    let tcpdump = Command::new("tcpdump")
+        .args(["-n", "-v", "-r"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tcpdump.stdout);
+    assert!(tcpdump.status.success(), "{text}");
+    assert!(text.contains("flags [+]"), "the first fragment: {text}");
+    assert!(text.contains("UDP, "), "{text}");
+}

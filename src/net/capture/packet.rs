@@ -4,8 +4,8 @@
 //! and how it prints: one tcpdump-like line, or a table for many.
 //!
 //! Headers are read by etherparse's lax slicer, which accepts packets cut
-//! short by the capture's snap length; the payload length comes from the IP
-//! and UDP length fields, not from the bytes kept.
+//! short by the capture's snap length, and its header slices; the payload
+//! length comes from the IP and UDP length fields, not from the bytes kept.
 
 use std::{
     collections::HashMap,
@@ -13,7 +13,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{
+    IpNumber, LaxIpPayloadSlice, LaxNetSlice, LaxSlicedPacket, TcpHeaderSlice, UdpHeaderSlice,
+};
 use rhai::{Dynamic, Map};
 
 pub use super::filter::Proto;
@@ -306,42 +308,59 @@ impl Decoder {
 
     /// The packet in `data` (from its IP header on, possibly cut short),
     /// whose full length was `wire_len`; `None` for anything that is not a
-    /// readable TCP or UDP packet.
+    /// readable TCP or UDP packet, or the first fragment of one.
+    ///
+    /// The transport header is read from the IP payload here rather than by
+    /// etherparse's slicer, which leaves a fragmented payload unparsed: the
+    /// first fragment of a big UDP datagram carries the UDP header, whose
+    /// length field gives the whole datagram's length. Later fragments
+    /// carry no header (the kernel filter already drops them).
     pub fn decode(&mut self, data: &[u8], wire_len: u32, time: SystemTime) -> Option<Packet> {
         let parsed = LaxSlicedPacket::from_ip(data).ok()?;
-        let (src_ip, dst_ip, ip_total): (IpAddr, IpAddr, usize) = match parsed.net.as_ref()? {
-            LaxNetSlice::Ipv4(v4) => {
-                let h = v4.header();
-                // A zero total length (a large segment handed over before
-                // segmentation) leaves the kernel's count as the length.
-                let total = match h.total_len() {
-                    0 => wire_len as usize,
-                    n => usize::from(n),
-                };
-                (h.source_addr().into(), h.destination_addr().into(), total)
-            }
-            LaxNetSlice::Ipv6(v6) => {
-                let h = v6.header();
-                let total = match h.payload_length() {
-                    0 => wire_len as usize,
-                    n => 40 + usize::from(n),
-                };
-                (h.source_addr().into(), h.destination_addr().into(), total)
-            }
-            LaxNetSlice::Arp(_) => return None,
-        };
+        let (src_ip, dst_ip, ip_total, payload): (IpAddr, IpAddr, usize, &LaxIpPayloadSlice) =
+            match parsed.net.as_ref()? {
+                LaxNetSlice::Ipv4(v4) => {
+                    let h = v4.header();
+                    if h.fragments_offset().value() != 0 {
+                        return None;
+                    }
+                    // A zero total length (a large segment handed over before
+                    // segmentation) leaves the kernel's count as the length.
+                    let total = match h.total_len() {
+                        0 => wire_len as usize,
+                        n => usize::from(n),
+                    };
+                    let ips = (h.source_addr().into(), h.destination_addr().into());
+                    (ips.0, ips.1, total, v4.payload())
+                }
+                LaxNetSlice::Ipv6(v6) => {
+                    // Fragments behind an IPv6 extension header are not
+                    // followed (nor let through by the filter).
+                    if v6.is_payload_fragmented() {
+                        return None;
+                    }
+                    let h = v6.header();
+                    let total = match h.payload_length() {
+                        0 => wire_len as usize,
+                        n => 40 + usize::from(n),
+                    };
+                    let ips = (h.source_addr().into(), h.destination_addr().into());
+                    (ips.0, ips.1, total, v6.payload())
+                }
+                LaxNetSlice::Arp(_) => return None,
+            };
         let time_us = time
             .duration_since(self.start)
             .unwrap_or(Duration::ZERO)
             .as_micros();
         let time_us = i64::try_from(time_us).unwrap_or(i64::MAX);
         // Bytes from the IP header to the transport header.
-        let offset_of = |header: &[u8]| header.as_ptr() as usize - data.as_ptr() as usize;
-        match parsed.transport.as_ref()? {
-            TransportSlice::Tcp(tcp) => {
+        let ip_header_len = payload.payload.as_ptr() as usize - data.as_ptr() as usize;
+        match payload.ip_number {
+            IpNumber::TCP => {
+                let tcp = TcpHeaderSlice::from_slice(payload.payload).ok()?;
                 let src = SocketAddr::new(src_ip, tcp.source_port());
                 let dst = SocketAddr::new(dst_ip, tcp.destination_port());
-                let header_end = offset_of(tcp.slice()) + tcp.header_slice().len();
                 let flags = Flags {
                     syn: tcp.syn(),
                     fin: tcp.fin(),
@@ -369,16 +388,19 @@ impl Decoder {
                         ack,
                         window: tcp.window_size(),
                     }),
-                    len: ip_total.saturating_sub(header_end) as u32,
+                    len: ip_total.saturating_sub(ip_header_len + tcp.slice().len()) as u32,
                 })
             }
-            TransportSlice::Udp(udp) => Some(Packet {
-                time_us,
-                src: SocketAddr::new(src_ip, udp.source_port()),
-                dst: SocketAddr::new(dst_ip, udp.destination_port()),
-                tcp: None,
-                len: u32::from(udp.length()).saturating_sub(8),
-            }),
+            IpNumber::UDP => {
+                let udp = UdpHeaderSlice::from_slice(payload.payload).ok()?;
+                Some(Packet {
+                    time_us,
+                    src: SocketAddr::new(src_ip, udp.source_port()),
+                    dst: SocketAddr::new(dst_ip, udp.destination_port()),
+                    tcp: None,
+                    len: u32::from(udp.length()).saturating_sub(8),
+                })
+            }
             _ => None,
         }
     }
@@ -607,6 +629,41 @@ mod tests {
         assert_eq!(
             shown.line(),
             "+0.000000 127.0.0.1:5 → 127.0.0.1:6 UDP len 3"
+        );
+    }
+
+    #[test]
+    fn the_first_fragment_of_a_big_datagram_shows_it_whole() {
+        use etherparse::{IpFragOffset, Ipv4Header, UdpHeader};
+        let udp = UdpHeader {
+            source_port: 5,
+            destination_port: 6,
+            length: 8 + 3000,
+            checksum: 0,
+        };
+        let mut ip = Ipv4Header::new(8 + 1000, 64, IpNumber::UDP, C, C).unwrap();
+        ip.more_fragments = true;
+        let mut first = Vec::new();
+        ip.write(&mut first).unwrap();
+        udp.write(&mut first).unwrap();
+        first.extend([0u8; 1000]);
+        let mut d = Decoder::new(SystemTime::UNIX_EPOCH);
+        let p = d
+            .decode(&first[..176], first.len() as u32, SystemTime::UNIX_EPOCH)
+            .expect("the first fragment is a packet");
+        assert_eq!(
+            (p.proto_name(), p.len, p.dst.to_string().as_str()),
+            ("udp", 3000, "127.0.0.1:6")
+        );
+        // A later fragment has no UDP header, only data.
+        let mut later_ip = Ipv4Header::new(1000, 64, IpNumber::UDP, C, C).unwrap();
+        later_ip.fragment_offset = IpFragOffset::try_new(1008 / 8).unwrap();
+        let mut later = Vec::new();
+        later_ip.write(&mut later).unwrap();
+        later.extend([0u8; 1000]);
+        assert!(
+            d.decode(&later[..176], 1020, SystemTime::UNIX_EPOCH)
+                .is_none()
         );
     }
 }

@@ -227,12 +227,14 @@ impl Reader {
                 continue;
             };
             last_packet = Instant::now();
-            let Some(packet) = self.decoder.decode(frame.data, frame.wire_len, frame.time) else {
-                continue;
-            };
+            // The file holds everything the filter passed, even what is not
+            // shown (a fragment, a header cut too short to read).
             if let Some(pcap) = self.pcap.as_mut() {
                 pcap.write(frame.data, frame.wire_len, frame.time)?;
             }
+            let Some(packet) = self.decoder.decode(frame.data, frame.wire_len, frame.time) else {
+                continue;
+            };
             drop(frame);
             if self.live {
                 console::line(&packet.line());
