@@ -690,3 +690,47 @@ fn a_fragmented_udp_datagram_is_seen_whole() {
     assert!(text.contains("flags [+]"), "the first fragment: {text}");
     assert!(text.contains("UDP, "), "{text}");
 }
+
+/// A watch on an interface that goes down ends with an error saying so
+/// (before, the reader spun on the socket's error until the timeout).
+/// In a private namespace, on one end of a veth pair.
+#[test]
+fn a_watch_ends_when_its_interface_goes_down() {
+    need_capture!("a_watch_ends_when_its_interface_goes_down");
+    if let Some(why) = support::netns_unavailable() {
+        skip("a_watch_ends_when_its_interface_goes_down", &why);
+        return;
+    }
+    let veth = [
+        "ip link add v0 type veth peer name v1",
+        "ip link set v0 up",
+        "ip link set v1 up",
+    ];
+    let probe = Netsh::in_netns(&veth).args(["-e", "1"]).output();
+    if probe.code() != Some(0) {
+        skip(
+            "a_watch_ends_when_its_interface_goes_down",
+            &format!("no veth interfaces here: {}", probe.stderr()),
+        );
+        return;
+    }
+    let mut setup = veth.to_vec();
+    setup.push("sh -c '(sleep 1; ip link set v0 down) &'");
+    let started = Instant::now();
+    let run = Netsh::in_netns(&setup)
+        .args(["-e", "capture(#{port: 1, iface: \"v0\", timeout: 30000})"])
+        .output();
+    let took = started.elapsed();
+    run.expect_code(1);
+    assert_eq!(
+        run.stderr(),
+        "-e:1:1: capture: interface v0 went down",
+        "{}",
+        run.explain()
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(20),
+        "the watch ran {took:?}: {}",
+        run.explain()
+    );
+}

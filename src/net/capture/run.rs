@@ -85,8 +85,7 @@ impl Running {
     /// Opens the filtered socket (and the pcap file) and starts reading.
     pub fn start(options: Options, mode: Mode) -> Result<Running> {
         let program = filter::program(&options.selector, SNAPLEN);
-        let ifindex = options.iface.as_ref().map_or(0, |(_, index)| *index);
-        let socket = PacketSocket::open(ifindex, &program)?;
+        let socket = PacketSocket::open(options.iface.as_ref(), &program)?;
         // Time 0 is when the socket is ready (a packet in the microseconds
         // between the two counts as 0).
         let start = SystemTime::now();

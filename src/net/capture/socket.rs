@@ -84,6 +84,8 @@ impl Drop for Frame<'_> {
 /// A bound, filtered packet socket and its ring.
 pub struct PacketSocket {
     socket: Socket,
+    /// The interface it is bound to, if one (for messages).
+    iface: Option<String>,
     ring: NonNull<c_void>,
     ring_len: usize,
     next: usize,
@@ -94,10 +96,10 @@ pub struct PacketSocket {
 unsafe impl Send for PacketSocket {}
 
 impl PacketSocket {
-    /// Opens a packet socket on interface `ifindex` (0: every interface),
-    /// keeping what `program` accepts. Nothing is received before the
-    /// filter is in place.
-    pub fn open(ifindex: u32, program: &[Insn]) -> Result<PacketSocket> {
+    /// Opens a packet socket on an interface (its name and index; `None`:
+    /// every interface), keeping what `program` accepts. Nothing is
+    /// received before the filter is in place.
+    pub fn open(iface: Option<&(String, u32)>, program: &[Insn]) -> Result<PacketSocket> {
         // Protocol 0: the socket receives nothing until `bind` names one,
         // so no unfiltered packet slips in while it is being set up.
         let socket =
@@ -140,11 +142,12 @@ impl PacketSocket {
         .map_err(|e| Error::io("mapping the capture ring", None, e.into()))?;
         let mut this = PacketSocket {
             socket,
+            iface: iface.map(|(name, _)| name.clone()),
             ring,
             ring_len,
             next: 0,
         };
-        this.bind(ifindex)?;
+        this.bind(iface.map_or(0, |(_, index)| *index))?;
         Ok(this)
     }
 
@@ -185,8 +188,17 @@ impl PacketSocket {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(Error::io("waiting for packets", None, e.into())),
             }
+            let failed = fds[0].revents().is_some_and(|r| {
+                r.intersects(nix::poll::PollFlags::POLLERR | nix::poll::PollFlags::POLLNVAL)
+            });
             if !self.ready() {
-                return Ok(None);
+                // A pending error makes every poll return at once: end the
+                // capture with it rather than spin.
+                return if failed {
+                    Err(self.failure())
+                } else {
+                    Ok(None)
+                };
             }
         }
         let at = self.next * FRAME_SIZE;
@@ -207,6 +219,22 @@ impl PacketSocket {
                     + Duration::new(u64::from(header.tp_sec), header.tp_nsec),
                 status: AtomicU32::from_ptr(base.cast::<u32>()),
             }))
+        }
+    }
+
+    /// The error the kernel reported on the socket: for one bound to an
+    /// interface, that the interface went down (or went away).
+    fn failure(&self) -> Error {
+        match (self.socket.take_error(), &self.iface) {
+            (Ok(Some(e)), Some(name)) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                Error::Closed(format!("interface {name} went down"))
+            }
+            (Ok(Some(e)), _) | (Err(e), _) => Error::io("reading packets", None, e),
+            (Ok(None), _) => Error::io(
+                "reading packets",
+                None,
+                std::io::Error::other("the packet socket reported an error"),
+            ),
         }
     }
 
