@@ -19,7 +19,7 @@ use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr;
 use crate::runtime;
 
 mod filter;
@@ -160,16 +160,16 @@ impl Options {
     }
 }
 
-/// The addresses of `host`: an IP literal as it is, a name through the
-/// resolver (`.invalid` names fail without a query).
+/// The addresses of `host`, parsed as strictly as every address in netsh
+/// (`"[::1"` is an error, not `::1`): an IP literal as it is, a name
+/// through the resolver (`.invalid` names fail without a query).
 fn host_addresses(host: &str) -> Result<Vec<IpAddr>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    let target = Target {
-        host: bare.to_string(),
-        port: 0,
+    let target = match addr::parse_host(host)? {
+        addr::Host::Ip(ip) => return Ok(vec![ip]),
+        addr::Host::Name(name) => addr::Target {
+            host: name,
+            port: 0,
+        },
     };
     let mut ips: Vec<IpAddr> = runtime::block_on(async move { addr::lookup(&target).await })?
         .into_iter()
@@ -365,11 +365,19 @@ mod tests {
                 "cannot resolve 'nohost.invalid'",
             ),
             ("#{pcap: \"\"}", "option 'pcap' needs a file name"),
+            ("#{host: \"[::1\"}", "'[::1' has '[' without a closing ']'"),
+            ("#{host: \"::1]\"}", "'::1]' has ']' without an opening '['"),
+            ("#{host: \"[[::1]]]\"}", "'[[::1]]]' has ']]' after the ']'"),
+            ("#{host: \"127.1\"}", "127.1"),
             ("#{live: 1}", "option 'live' must be true or false"),
         ] {
             let err = options(code).unwrap_err().to_string();
             assert!(err.contains(message), "{code}: {err}");
         }
         assert_eq!(options("#{iface: \"lo\"}").unwrap().iface.unwrap().0, "lo");
+        assert_eq!(
+            options("#{host: \"[::1]\"}").unwrap().selector.hosts,
+            vec!["::1".parse::<IpAddr>().unwrap()]
+        );
     }
 }
