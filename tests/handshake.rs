@@ -94,13 +94,20 @@ fn handshake_demo_without_privileges_shows_the_states() {
     assert!(out.contains("client → server  SYN\n"), "{out}");
 }
 
+/// A port in 20000–32767 for the `tries`-th attempt: below the ephemeral
+/// range, spread by this process's id so parallel runs differ.
+fn fixed_port(tries: u32) -> u16 {
+    let port = 20000 + (std::process::id() + tries * 997) % 12768;
+    u16::try_from(port).expect("a port below 32768")
+}
+
 /// `handshake.rhai PORT` serves on that port; a wrong argument prints the usage.
 #[test]
 fn handshake_demo_takes_a_port_and_explains_its_arguments() {
     let mut tries = 0;
     let out = loop {
         // A fixed port below the ephemeral range, retried if taken.
-        let port = 20000 + (std::process::id() as u16 + tries * 997) % 12000;
+        let port = fixed_port(tries);
         let run = Netsh::new().args([SCRIPT, &port.to_string()]).output();
         if run.code() == Some(0) {
             let out = run.stdout();
@@ -130,4 +137,64 @@ fn handshake_demo_takes_a_port_and_explains_its_arguments() {
     }
     let run = Netsh::new().args([SCRIPT, "1", "2"]).output();
     assert!(run.stderr().contains("usage:"), "{}", run.explain());
+}
+
+/// The demo captures its own connection only: traffic to the same port
+/// number on ::1, going on all through the run, never shows up in it.
+#[test]
+fn handshake_demo_ignores_the_same_port_on_another_address() {
+    if let Some(why) = support::capture_unavailable() {
+        skip(
+            "handshake_demo_ignores_the_same_port_on_another_address",
+            &why,
+        );
+        return;
+    }
+    let mut tries = 0;
+    let (port, other) = loop {
+        let port = fixed_port(tries);
+        match std::net::TcpListener::bind(("::1", port)) {
+            Ok(other) => break (port, other),
+            Err(e) => {
+                tries += 1;
+                assert!(tries < 5, "no free port on ::1: {e}");
+            }
+        }
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut connections = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(c) = std::net::TcpStream::connect(("::1", port)) {
+                    connections += 1;
+                    drop(c);
+                    let _ = other.accept();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            connections
+        })
+    };
+    let run = Netsh::new().args([SCRIPT, &port.to_string()]).output();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let connections = noise.join().unwrap();
+    let out = run.stdout();
+    if run.code() != Some(0) && run.stderr().contains("in use") {
+        skip(
+            "handshake_demo_ignores_the_same_port_on_another_address",
+            &format!("127.0.0.1:{port} is taken: {}", run.stderr()),
+        );
+        return;
+    }
+    run.expect_code(0);
+    assert!(connections > 5, "the noise never ran ({connections})");
+    check_dialogue(&out);
+    assert!(!out.contains("[::1]"), "traffic on ::1 got in:\n{out}");
+    assert_eq!(
+        out.matches(" SYN seq 0").count(),
+        2,
+        "one SYN for the conversation, one for the closed port:\n{out}"
+    );
 }
