@@ -172,21 +172,36 @@ fn closed_port_answers_syn_with_rst() {
 #[test]
 fn udp_datagram_and_the_proto_filter() {
     need_capture!("udp_datagram_and_the_proto_filter");
-    let out = Netsh::eval(
+    // One port number held for both TCP and UDP by this test.
+    let (_tcp, udp, port) = (0..50)
+        .find_map(|_| {
+            let tcp = TcpListener::bind("127.0.0.1:0").ok()?;
+            let port = tcp.local_addr().ok()?.port();
+            let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).ok()?;
+            Some((tcp, udp, port))
+        })
+        .expect("a port number free for both TCP and UDP");
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let out = Netsh::eval(&format!(
         r#"
-        let u = udp_bind("127.0.0.1:0");
-        let port = u.port;
-        let tcp = ();
-        try { tcp = listen(`127.0.0.1:${port}`); } catch { }
-        let p = capture(#{port: port, proto: "udp"}, || {
-            udp_send(u.addr, "hello");
-            u.recv(2000);
-            if tcp != () { connect("127.0.0.1", port).close(); }
-        });
-        to_json(#{tcp: tcp != (), packets: p})
-        "#,
-    );
+        let p = capture(#{{port: {port}, proto: "udp", stats: true}}, || {{
+            udp_send("127.0.0.1:{port}", "hello");
+            let c = connect("127.0.0.1", {port});
+            c.close();
+            c.peer
+        }});
+        to_json(p)
+        "#
+    ));
+    let mut buf = [0u8; 16];
+    let (n, _) = udp.recv_from(&mut buf).expect("the datagram arrived");
+    assert_eq!(&buf[..n], b"hello");
     let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["result"],
+        format!("127.0.0.1:{port}"),
+        "the TCP connect happened: {out}"
+    );
     let p = v["packets"].as_array().unwrap();
     assert_eq!(p.len(), 1, "{out}");
     assert_eq!(

@@ -36,8 +36,8 @@ use crate::error::{Error, Result};
 use crate::runtime;
 
 /// After the closure returns, the capture ends once no packet has come for
-/// this long…
-const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// this long (a delayed ACK may wait up to 200 ms on Linux)…
+const SETTLE_QUIET: Duration = Duration::from_millis(250);
 /// …or this long after the closure returned, whichever is first.
 const SETTLE_MAX: Duration = Duration::from_secs(1);
 /// How often the reader looks up from an empty ring to check for the end.
