@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use socket2::SockFilter;
 
+use crate::error::{Error, Result};
+
 /// Which packets a capture keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selector {
@@ -112,31 +114,41 @@ impl Assembler {
         }
     }
 
-    /// Resolves jumps; every target lies ahead and within 255 instructions
-    /// (the programs built here are far shorter than that).
-    fn finish(self, snaplen: u32) -> Vec<Insn> {
+    /// Resolves jumps. Classic BPF jumps only forward, at most 255
+    /// instructions; a program that needs more is refused rather than
+    /// given a jump to the wrong place (the programs built here are far
+    /// shorter, so this would be a bug in netsh).
+    fn finish(self, snaplen: u32) -> Result<Vec<Insn>> {
         let accept = self.code.len();
         let drop = accept + 1;
-        let resolve = |at: usize, target: Target| -> u8 {
+        let resolve = |at: usize, target: Target| -> Result<u8> {
             let to = match target {
-                Target::Next => at + 1,
-                Target::Accept => accept,
-                Target::Drop => drop,
-                Target::Label(i) => self.labels[i].unwrap_or(drop),
+                Target::Next => Some(at + 1),
+                Target::Accept => Some(accept),
+                Target::Drop => Some(drop),
+                Target::Label(i) => self.labels.get(i).copied().flatten(),
             };
-            u8::try_from(to - at - 1).unwrap_or(u8::MAX)
+            to.and_then(|to| to.checked_sub(at + 1))
+                .and_then(|offset| u8::try_from(offset).ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "the packet filter needs a jump it cannot make at instruction {at} (a bug in netsh)"
+                    ))
+                })
         };
         let mut out: Vec<Insn> = self
             .code
             .iter()
             .enumerate()
-            .map(|(at, &(code, jt, jf, k))| Insn {
-                code,
-                jt: resolve(at, jt),
-                jf: resolve(at, jf),
-                k,
+            .map(|(at, &(code, jt, jf, k))| {
+                Ok(Insn {
+                    code,
+                    jt: resolve(at, jt)?,
+                    jf: resolve(at, jf)?,
+                    k,
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         out.push(Insn {
             code: RET_K,
             jt: 0,
@@ -149,7 +161,7 @@ impl Assembler {
             jf: 0,
             k: 0,
         });
-        out
+        Ok(out)
     }
 }
 
@@ -160,7 +172,7 @@ pub const MAX_HOSTS: usize = 8;
 /// The program that keeps the packets `selector` wants, each cut to
 /// `snaplen` bytes. Loopback shows every packet twice (as it leaves and as
 /// it arrives); the leaving copy is dropped so each appears once.
-pub fn program(selector: &Selector, snaplen: u32) -> Vec<Insn> {
+pub fn program(selector: &Selector, snaplen: u32) -> Result<Vec<Insn>> {
     let mut a = Assembler::default();
     let ip = a.new_label();
     let v4 = a.new_label();
@@ -381,7 +393,8 @@ mod tests {
                 ..Selector::default()
             },
             160,
-        );
+        )
+        .unwrap();
         let lo = [127, 0, 0, 1];
         assert_eq!(run(&prog, &tcp4(lo, 50000, lo, 9000), &HOST_IN), 160);
         assert_eq!(run(&prog, &tcp4(lo, 9000, lo, 50000), &HOST_IN), 160);
@@ -392,7 +405,7 @@ mod tests {
 
     #[test]
     fn loopback_keeps_one_copy_other_links_keep_outgoing() {
-        let prog = program(&Selector::default(), 96);
+        let prog = program(&Selector::default(), 96).unwrap();
         let packet = tcp4([127, 0, 0, 1], 1, [127, 0, 0, 1], 2);
         let out_lo = Meta {
             pkttype: libc::PACKET_OUTGOING as u32,
@@ -415,7 +428,8 @@ mod tests {
                 ..Selector::default()
             },
             96,
-        );
+        )
+        .unwrap();
         assert_eq!(run(&tcp_only, &udp6(LOOP6, 1, LOOP6, 2), &v6meta()), 0);
         let a = [127, 0, 0, 1];
         let b = [127, 0, 0, 2];
@@ -427,7 +441,8 @@ mod tests {
                 ..Selector::default()
             },
             96,
-        );
+        )
+        .unwrap();
         assert_eq!(run(&host_b, &tcp4(a, 1, b, 2), &HOST_IN), 96);
         assert_eq!(run(&host_b, &tcp4(b, 1, a, 2), &HOST_IN), 96);
         assert_eq!(run(&host_b, &tcp4(a, 1, a, 2), &HOST_IN), 0);
@@ -449,7 +464,8 @@ mod tests {
                 ..Selector::default()
             },
             96,
-        );
+        )
+        .unwrap();
         let mut fragment = tcp4([127, 0, 0, 1], 1, [127, 0, 0, 1], 9000);
         fragment[7] = 0x10; // fragment offset 16 (× 8 bytes)
         assert_eq!(run(&prog, &fragment, &HOST_IN), 0);
@@ -472,7 +488,8 @@ mod tests {
                 proto: None,
             },
             96,
-        );
+        )
+        .unwrap();
         for (at, insn) in prog.iter().enumerate() {
             if insn.code == JEQ_K || insn.code == JSET_K {
                 assert!(at + 1 + usize::from(insn.jt.max(insn.jf)) < prog.len());
@@ -482,5 +499,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_jump_out_of_reach_is_an_error_not_a_wrong_jump() {
+        let mut a = Assembler::default();
+        let far = a.new_label();
+        a.jump(JEQ_K, 0, far, Target::Next);
+        for _ in 0..300 {
+            a.op(LD_B_ABS, 0);
+        }
+        a.place(far);
+        assert!(a.finish(96).is_err());
+        let mut a = Assembler::default();
+        let never = a.new_label();
+        a.jump(JEQ_K, 0, never, Target::Next);
+        assert!(a.finish(96).is_err(), "a label never placed");
     }
 }

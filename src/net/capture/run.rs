@@ -84,7 +84,7 @@ pub struct Running {
 impl Running {
     /// Opens the filtered socket (and the pcap file) and starts reading.
     pub fn start(options: Options, mode: Mode) -> Result<Running> {
-        let program = filter::program(&options.selector, SNAPLEN);
+        let program = filter::program(&options.selector, SNAPLEN)?;
         let socket = PacketSocket::open(options.iface.as_ref(), &program)?;
         // Time 0 is when the socket is ready (a packet in the microseconds
         // between the two counts as 0).
