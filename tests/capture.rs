@@ -461,6 +461,10 @@ fn bad_options_say_what_is_wrong() {
             "capture(#{port: -1})",
             "capture: port -1 is out of range (0–65535)",
         ),
+        (
+            "capture(#{port: 0})",
+            "capture: option 'port': no packet is sent to or from port 0; leave 'port' out to see every port",
+        ),
     ] {
         let err = Netsh::eval_err(code);
         assert!(err.contains(message), "{code}: {err}");

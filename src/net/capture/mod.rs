@@ -19,7 +19,7 @@ use rhai::plugin::*;
 use rhai::{Array, FnPtr, Map};
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::{addr, options};
 use crate::runtime;
 
 mod filter;
@@ -72,90 +72,60 @@ pub struct Options {
     pub stats: bool,
 }
 
-const KNOWN: &str = "port, host, proto, iface, count, timeout, pcap, live, stats";
+const KNOWN: &[&str] = &[
+    "port", "host", "proto", "iface", "count", "timeout", "pcap", "live", "stats",
+];
 
 impl Options {
     /// Checks every option before anything is opened.
     pub fn from_map(map: &Map) -> Result<Options> {
+        let given = options::Options::new(map, KNOWN)?;
         let mut o = Options::default();
-        for (key, value) in map {
-            let wrong = |what: &str| {
-                Error::invalid(format!(
-                    "option '{key}' must be {what}, not {}",
-                    value.type_name()
-                ))
-            };
-            match key.as_str() {
-                "port" => {
-                    let n = value.as_int().map_err(|_| wrong("a port number"))?;
-                    o.selector.port = Some(addr::port(n)?);
-                }
-                "host" => {
-                    let text = value
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| wrong("an address or host name"))?;
-                    o.selector.hosts = host_addresses(&text)?;
-                }
-                "proto" => {
-                    let text = value
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| wrong("\"tcp\" or \"udp\""))?;
-                    o.selector.proto = Some(match text.to_ascii_lowercase().as_str() {
-                        "tcp" => Proto::Tcp,
-                        "udp" => Proto::Udp,
-                        _ => {
-                            return Err(Error::invalid(format!(
-                                "option 'proto' must be \"tcp\" or \"udp\", not \"{text}\""
-                            )));
-                        }
-                    });
-                }
-                "iface" => {
-                    let name = value
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| wrong("an interface name like \"lo\""))?;
-                    o.iface = Some((name.to_string(), interface_index(&name)?));
-                }
-                "count" => {
-                    let n = value.as_int().map_err(|_| wrong("a number of packets"))?;
-                    o.count =
-                        Some(usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                            Error::invalid(format!("option 'count' must be 1 or more, not {n}"))
-                        })?);
-                }
-                "timeout" => {
-                    let ms = value
-                        .as_int()
-                        .map_err(|_| wrong("a number of milliseconds"))?;
-                    if ms < 1 {
-                        return Err(Error::invalid(format!(
-                            "option 'timeout' must be 1 ms or more, not {ms}"
-                        )));
-                    }
-                    o.timeout = Some(Duration::from_millis(ms.unsigned_abs()));
-                }
-                "pcap" => {
-                    let path = value
-                        .clone()
-                        .into_immutable_string()
-                        .map_err(|_| wrong("a file name like \"out.pcap\""))?;
-                    if path.trim().is_empty() {
-                        return Err(Error::invalid("option 'pcap' needs a file name"));
-                    }
-                    o.pcap = Some(PathBuf::from(path.as_str()));
-                }
-                "live" => o.live = value.as_bool().map_err(|_| wrong("true or false"))?,
-                "stats" => o.stats = value.as_bool().map_err(|_| wrong("true or false"))?,
-                other => {
+        if let Some(value) = given.value("port") {
+            let n = value
+                .as_int()
+                .map_err(|_| options::Options::bad("port", "a port number", value))?;
+            if n == 0 {
+                return Err(Error::invalid(
+                    "option 'port': no packet is sent to or from port 0; \
+                     leave 'port' out to see every port",
+                ));
+            }
+            o.selector.port = Some(addr::port(n)?);
+        }
+        if let Some(host) = given.text("host")? {
+            o.selector.hosts = host_addresses(&host)?;
+        }
+        if let Some(proto) = given.text("proto")? {
+            o.selector.proto = Some(match proto.to_ascii_lowercase().as_str() {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                _ => {
                     return Err(Error::invalid(format!(
-                        "unknown option '{other}' (known: {KNOWN})"
+                        "option 'proto' must be \"tcp\" or \"udp\", not \"{proto}\""
                     )));
                 }
-            }
+            });
         }
+        if let Some(name) = given.text("iface")? {
+            let index = interface_index(&name)?;
+            o.iface = Some((name, index));
+        }
+        if let Some(n) = given.count("count")? {
+            o.count = Some(usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
+                Error::invalid(format!("option 'count' must be 1 or more, not {n}"))
+            })?);
+        }
+        // The one timeout rule: 0 (like leaving it out) is no limit.
+        o.timeout = given.timeout("timeout")?.flatten();
+        if let Some(path) = given.text("pcap")? {
+            if path.trim().is_empty() {
+                return Err(Error::invalid("option 'pcap' needs a file name"));
+            }
+            o.pcap = Some(PathBuf::from(path));
+        }
+        o.live = given.flag("live", false)?;
+        o.stats = given.flag("stats", false)?;
         Ok(o)
     }
 }
@@ -348,14 +318,21 @@ mod tests {
             ("#{port: 70000}", "port 70000 is out of range"),
             (
                 "#{port: \"80\"}",
-                "option 'port' must be a port number, not string",
+                "option 'port': expected a port number, not a string",
+            ),
+            (
+                "#{port: 0}",
+                "option 'port': no packet is sent to or from port 0",
             ),
             (
                 "#{proto: \"icmp\"}",
                 "must be \"tcp\" or \"udp\", not \"icmp\"",
             ),
             ("#{count: 0}", "option 'count' must be 1 or more, not 0"),
-            ("#{timeout: -5}", "option 'timeout' must be 1 ms or more"),
+            (
+                "#{timeout: -5}",
+                "option 'timeout': a timeout is 0 or more milliseconds",
+            ),
             (
                 "#{iface: \"nosuch0\"}",
                 "no network interface named 'nosuch0' (there are: ",
@@ -369,12 +346,17 @@ mod tests {
             ("#{host: \"::1]\"}", "'::1]' has ']' without an opening '['"),
             ("#{host: \"[[::1]]]\"}", "'[[::1]]]' has ']]' after the ']'"),
             ("#{host: \"127.1\"}", "127.1"),
-            ("#{live: 1}", "option 'live' must be true or false"),
+            (
+                "#{live: 1}",
+                "option 'live': expected true or false, not a number",
+            ),
         ] {
             let err = options(code).unwrap_err().to_string();
             assert!(err.contains(message), "{code}: {err}");
         }
         assert_eq!(options("#{iface: \"lo\"}").unwrap().iface.unwrap().0, "lo");
+        // The one timeout rule: 0 is no limit.
+        assert_eq!(options("#{timeout: 0}").unwrap().timeout, None);
         assert_eq!(
             options("#{host: \"[::1]\"}").unwrap().selector.hosts,
             vec!["::1".parse::<IpAddr>().unwrap()]
