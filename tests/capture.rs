@@ -354,23 +354,18 @@ fn packets_print_as_lines_and_tables() {
     assert!(line.contains(" SYN-ACK seq 0 ack 1 win "), "{line}");
 }
 
-/// In `netsh -e`, Ctrl-C (SIGINT) ends a watch and the packets seen are
-/// still printed, instead of netsh dying with them.
-#[test]
-fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
-    need_capture!("ctrl_c_ends_a_watch_and_keeps_the_packets");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// Runs `netsh -e code`, whose watch of `port` prints live, connects to
+/// that port until the watch shows a SYN (so it is running and blocked),
+/// then sends SIGINT; returns how netsh ended and the lines it printed.
+fn interrupt_a_watch(code: &str, port: u16) -> (std::process::ExitStatus, Vec<String>) {
     let mut child = Command::new(support::netsh_bin())
-        .args(["-e", &format!("capture(#{{port: {port}, live: true}})")])
+        .args(["-e", code])
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // Connect until the watch shows it: the capture is running and blocked.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let (seen_tx, seen_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
@@ -383,10 +378,14 @@ fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
         }
         lines
     });
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = false;
     while !seen && Instant::now() < deadline {
         let _ = TcpStream::connect(("127.0.0.1", port));
         seen = seen_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+    }
+    if !seen {
+        let _ = child.kill();
     }
     assert!(seen, "the watch never printed a SYN");
     nix::sys::signal::kill(
@@ -395,7 +394,18 @@ fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
     )
     .unwrap();
     let status = child.wait().unwrap();
-    let lines = reader.join().unwrap();
+    (status, reader.join().unwrap())
+}
+
+/// In `netsh -e`, Ctrl-C (SIGINT) ends a watch and the packets seen are
+/// still printed, instead of netsh dying with them.
+#[test]
+fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
+    need_capture!("ctrl_c_ends_a_watch_and_keeps_the_packets");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (status, lines) =
+        interrupt_a_watch(&format!("capture(#{{port: {port}, live: true}})"), port);
     let text = lines.concat();
     assert!(status.success(), "{status:?}\n{text}");
     // The live lines, then the returned packets as a table.
@@ -516,41 +526,8 @@ fn a_closure_capture_after_a_ctrl_c_watch_sees_its_packets() {
         print(`closure capture: ${{p.map(|x| x.flags)}}`);
         "#
     );
-    let mut child = Command::new(support::netsh_bin())
-        .args(["-e", &code])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.contains(" SYN seq 0") {
-                let _ = seen_tx.send(());
-            }
-            lines.push(std::mem::take(&mut line));
-        }
-        lines
-    });
-    // The watch is running (and blocked) once it prints a SYN it saw.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = false;
-    while !seen && Instant::now() < deadline {
-        let _ = TcpStream::connect(("127.0.0.1", port));
-        seen = seen_rx.recv_timeout(Duration::from_millis(200)).is_ok();
-    }
-    assert!(seen, "the watch never printed a SYN");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    let text = reader.join().unwrap().concat();
+    let (status, lines) = interrupt_a_watch(&code, port);
+    let text = lines.concat();
     assert!(status.success(), "{status:?}\n{text}");
     assert!(text.contains("watch ended with "), "{text}");
     let closure = text

@@ -1,6 +1,6 @@
 # Port scan of all 65,535 loopback TCP ports: netsh `scan` against
 # `nmap -sT -T5` (an unprivileged connect scan, the same technique) and
-# `nc -z` (one blocking connect after another), best of 3 each, and the
+# `nc -z` (one blocking connect after another), best of $ROUNDS (default 5) each, and the
 # open ports each one found. Three listeners of our own make sure there is
 # something to find; on a shared machine other listeners may come and go
 # between the runs, so differences are printed rather than hidden.
@@ -25,13 +25,13 @@ nc_open() { nc -z -v 127.0.0.1 1-65535 2>&1 | awk '/succeeded/ {print $4}' | sor
 # What one list has that the other lacks.
 only_in() { comm -23 <(tr ' ' '\n' <<<"$1" | sort) <(tr ' ' '\n' <<<"$2" | sort) | sort -n | xargs; }
 
-ours=$(ROUNDS=3 best_time "$NETSH" -e 'scan("127.0.0.1", 1..65536)')
+ours=$(best_time "$NETSH" -e 'scan("127.0.0.1", 1..65536)')
 if command -v nmap >/dev/null; then
-  theirs=$(ROUNDS=3 best_time nmap -sT -p- -T5 -n 127.0.0.1)
+  theirs=$(best_time nmap -sT -p- -T5 -n 127.0.0.1)
   ratio "scan 65535 ports on 127.0.0.1 vs nmap -sT -T5" "$ours" "nmap" "$theirs" s lower
 fi
 if command -v nc >/dev/null; then
-  theirs=$(ROUNDS=3 best_time nc -z 127.0.0.1 1-65535)
+  theirs=$(best_time nc -z 127.0.0.1 1-65535)
   ratio "scan 65535 ports on 127.0.0.1 vs nc -z" "$ours" "nc" "$theirs" s lower
 fi
 found_netsh=$(netsh_open)

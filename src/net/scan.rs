@@ -45,7 +45,7 @@ use tokio::{
 };
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::{addr, options::Options};
 use crate::runtime::{self, CancellationToken};
 
 /// The Rhai module of this capability.
@@ -194,50 +194,31 @@ impl View {
 
 fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
     let ports = port_list(ports)?;
+    let given = Options::new(
+        options,
+        &["timeout", "concurrency", "reason", "service", "detail"],
+    )?;
     let mut settings = ScanOptions::default();
-    let mut view = View::default();
-    for (key, value) in options {
-        let flag = || {
-            value.as_bool().map_err(|t| {
-                Error::invalid(format!("option '{key}' must be true or false, not {t}"))
-            })
-        };
-        match key.as_str() {
-            "timeout" => {
-                let ms = value.as_int().map_err(|t| {
-                    Error::invalid(format!("option 'timeout' must be a number of ms, not {t}"))
-                })?;
-                settings.timeout = crate::net::options::timeout(ms)?;
-            }
-            "concurrency" => {
-                let n = value.as_int().map_err(|t| {
-                    Error::invalid(format!("option 'concurrency' must be a number, not {t}"))
-                })?;
-                settings.concurrency = usize::try_from(n)
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        Error::invalid(format!("concurrency must be 1–10000, not {n}"))
-                    })?;
-            }
-            "reason" => view.reason |= flag()?,
-            "service" => view.service |= flag()?,
-            "detail" => {
-                if flag()? {
-                    view = View {
-                        reason: true,
-                        service: true,
-                        skip_closed: true,
-                    };
-                }
-            }
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown option '{other}' (known: timeout, concurrency, reason, service, detail)"
-                )));
-            }
-        }
+    if let Some(timeout) = given.timeout("timeout")? {
+        settings.timeout = timeout;
     }
+    if let Some(value) = given.value("concurrency") {
+        let n = value
+            .as_int()
+            .map_err(|_| Options::bad("concurrency", "a number", value))?;
+        settings.concurrency = usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| Error::invalid(format!("concurrency must be 1–10000, not {n}")))?;
+    }
+    let (reason, service) = (given.flag("reason", false)?, given.flag("service", false)?);
+    // `detail`: state, reason and service of the ports that are not closed.
+    let detail = given.flag("detail", false)?;
+    let view = View {
+        reason: reason || detail,
+        service: service || detail,
+        skip_closed: detail,
+    };
     let target = addr::target(host, 0)?;
     // lookup puts IPv4 first and never returns an empty list.
     let host = runtime::block_on(async { addr::lookup(&target).await })?
