@@ -6,8 +6,9 @@
 //! The parts: [`filter`] writes the kernel filter (port, host, protocol;
 //! loopback's second copy of each packet dropped), [`socket`] owns the
 //! `AF_PACKET` socket and its ring, [`packet`] turns bytes into [`Packet`]s
-//! with relative sequence numbers (a script gets each as a map), [`pcap`] writes a pcap file, and
-//! [`run`] ties them together on a reader thread.
+//! with relative sequence numbers (a script gets each as a plain map),
+//! [`pcap`] writes a pcap file, and [`run`] ties them together on a reader
+//! thread.
 //!
 //! Why `AF_PACKET` and not libpcap: the kernel already offers everything a
 //! capture of one port needs (a filter, a ring, drop counters), and libpcap

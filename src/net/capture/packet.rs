@@ -149,7 +149,7 @@ pub struct Shown {
     len: i64,
 }
 
-/// The keys of a packet's map, in the order a table shows them.
+/// The keys of a packet's map.
 const KEYS: [&str; 9] = [
     "time", "src", "dst", "proto", "flags", "seq", "ack", "window", "len",
 ];
