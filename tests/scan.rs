@@ -338,7 +338,7 @@ fn service_names_and_bad_options() {
         ),
         (
             "scan(\"127.0.0.1\", [1], #{timeout: -1})",
-            "scan: option 'timeout': a timeout is 0 or more milliseconds (0 means no limit), not -1",
+            "scan: a timeout is 0 or more milliseconds (0 means no limit), not -1",
         ),
         (
             "scan(\"nohost.invalid\", [1])",

@@ -199,8 +199,11 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
         &["timeout", "concurrency", "reason", "service", "detail"],
     )?;
     let mut settings = ScanOptions::default();
-    if let Some(timeout) = given.timeout("timeout")? {
-        settings.timeout = timeout;
+    if let Some(value) = given.value("timeout") {
+        let ms = value
+            .as_int()
+            .map_err(|_| Options::bad("timeout", "a number of milliseconds", value))?;
+        settings.timeout = crate::net::options::timeout(ms)?;
     }
     if let Some(value) = given.value("concurrency") {
         let n = value
