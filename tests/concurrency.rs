@@ -55,7 +55,7 @@ fn captured_handles_work_from_two_threads() {
     let out = Netsh::eval(
         r#"let s = serve("[::1]:0", |c| { loop { let l = c.recv_line(); if l == () { break } c.send_line(l) } }, #{quiet: true});
            let c = connect(s.addr);
-           let t = task(|| { c.send_line("from task"); s.active });
+           let t = task(|| { c.send_line("from task"); while s.active < 1 { sleep(5) } s.active });
            print(t.join(5000) >= 1);
            print(c.recv_line());
            let u = udp_bind("127.0.0.1:0");
@@ -148,15 +148,15 @@ fn closures_with_the_wrong_parameters_are_refused_up_front() {
         ),
         (
             r#"serve("127.0.0.1:0", #{on_line: |c, l| 1, workers: 0})"#,
-            "option 'workers' must be a whole number of at least 1",
+            "option 'workers': expected a whole number of at least 1, not 0",
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{quiet: 1})"#,
-            "option 'quiet' must be true or false",
+            "option 'quiet': expected true or false, not a number",
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{workers: 2})"#,
-            "unknown option 'workers' (known: max_connections, quiet)",
+            "unknown option 'workers' (known: max_connections, quiet, tls)",
         ),
         ("sleep(-1.5)", "sleep: ms must be 0 or more"),
         ("channel(0)", "channel: the capacity must be 1 or more"),

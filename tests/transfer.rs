@@ -562,7 +562,7 @@ fn raw_receive_from_a_plain_sender_like_nc() {
     let data = pattern(1_500_001, 11);
     let inbox = tmp.path().join("in");
     let listener = netsh::net::tcp::listen(loopback()).unwrap();
-    let addr = listener.addr();
+    let addr = listener.addr().ip().expect("a TCP listener");
     let payload = data.clone();
     let nc = std::thread::spawn(move || {
         let mut conn = TcpStream::connect(addr).unwrap();
@@ -617,7 +617,7 @@ fn send_file_on_a_conn_and_recv_file_on_a_listener() {
     let inbox = tmp.path().join("in");
 
     let listener = netsh::net::tcp::listen(loopback()).unwrap();
-    let addr = listener.addr();
+    let addr = listener.addr().ip().expect("a TCP listener");
     let dir = inbox.clone();
     let receiver = std::thread::spawn(move || {
         let conn = listener.accept(Some(Duration::from_secs(10)))?;
@@ -790,7 +790,12 @@ fn raw_mode_interoperates_with_real_nc() {
 
     // `nc -N 127.0.0.1 PORT < file` → recv_file raw
     let listener = netsh::net::tcp::listen(loopback()).unwrap();
-    let port = listener.addr().port().to_string();
+    let port = listener
+        .addr()
+        .ip()
+        .expect("a TCP listener")
+        .port()
+        .to_string();
     let sender = Command::new("nc")
         .args(["-N", "127.0.0.1", &port])
         .stdin(std::fs::File::open(&file).unwrap())

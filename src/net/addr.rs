@@ -62,10 +62,75 @@ impl std::fmt::Display for Host {
     }
 }
 
+/// A Unix-domain socket: `unix:/path` (or a path relative to the working
+/// folder), or `unix:@name` in Linux's abstract namespace (no file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixAddr {
+    Path(std::path::PathBuf),
+    Abstract(String),
+}
+
+impl std::fmt::Display for UnixAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnixAddr::Path(path) => write!(f, "unix:{}", path.display()),
+            UnixAddr::Abstract(name) => write!(f, "unix:@{name}"),
+        }
+    }
+}
+
 /// The longest host name DNS can carry (RFC 1035), without a trailing dot.
 const MAX_NAME: usize = 253;
 /// The longest label of a host name (RFC 1035).
 const MAX_LABEL: usize = 63;
+
+impl UnixAddr {
+    /// The socket address to bind or connect (an abstract name starts with
+    /// a NUL byte there).
+    pub fn sockaddr(&self) -> Result<socket2::SockAddr> {
+        let raw = match self {
+            UnixAddr::Path(path) => path.clone(),
+            UnixAddr::Abstract(name) => format!("\0{name}").into(),
+        };
+        socket2::SockAddr::unix(raw)
+            .map_err(|_| Error::invalid(format!("'{self}' is too long for a socket address")))
+    }
+}
+
+/// The longest `sun_path` Linux takes: 108 bytes with the path's final NUL.
+const MAX_UNIX_PATH: usize = 107;
+
+/// `Some` when `text` names a Unix-domain socket (it starts with `unix:`),
+/// checked; `None` when it does not, so it is a host and port.
+pub fn parse_unix(text: &str) -> Option<Result<UnixAddr>> {
+    let rest = text.strip_prefix("unix:")?;
+    let checked = if rest.is_empty() {
+        Err(Error::invalid(format!(
+            "'{text}' names no socket: write unix:/path/to.sock (or unix:@name for an abstract one)"
+        )))
+    } else if rest.contains('\0') {
+        Err(Error::invalid(format!(
+            "'{}' contains a NUL byte",
+            text.escape_debug()
+        )))
+    } else if rest.len() > MAX_UNIX_PATH {
+        Err(Error::invalid(format!(
+            "'{text}' is {} bytes long; a Unix socket's name may have at most {MAX_UNIX_PATH}",
+            rest.len()
+        )))
+    } else if let Some(name) = rest.strip_prefix('@') {
+        if name.is_empty() {
+            Err(Error::invalid(format!(
+                "'{text}' has no name after the '@'"
+            )))
+        } else {
+            Ok(UnixAddr::Abstract(name.to_string()))
+        }
+    } else {
+        Ok(UnixAddr::Path(rest.into()))
+    };
+    Some(checked)
+}
 
 /// Checks that a Rhai integer is a port number (0–65535).
 pub fn port(value: i64) -> Result<u16> {
@@ -559,6 +624,29 @@ mod tests {
                 .to_string()
                 .contains("'hello' is not an IPv4 or IPv6 address")
         );
+    }
+
+    #[test]
+    fn unix_addresses() {
+        assert!(parse_unix("127.0.0.1:80").is_none());
+        assert_eq!(
+            parse_unix("unix:/tmp/a.sock").unwrap().unwrap(),
+            UnixAddr::Path("/tmp/a.sock".into())
+        );
+        assert_eq!(
+            parse_unix("unix:@netsh").unwrap().unwrap().to_string(),
+            "unix:@netsh"
+        );
+        let long = format!("unix:/{}", "x".repeat(200));
+        for (text, expected) in [
+            ("unix:", "names no socket"),
+            ("unix:@", "no name after the '@'"),
+            ("unix:/a\0b", "NUL"),
+            (long.as_str(), "at most 107"),
+        ] {
+            let err = parse_unix(text).unwrap().unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: got '{err}'");
+        }
     }
 
     #[test]

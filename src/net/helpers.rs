@@ -71,6 +71,8 @@ mod api {
     /// ```rhai
     /// let t = now(); sleep(100); print(now() - t);   // about 100
     /// ```
+    ///
+    /// Fails when: never.
     pub fn now() -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -82,6 +84,8 @@ mod api {
     /// ```rhai
     /// sha256("abc")   // "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(name = "sha256")]
     pub fn sha256_str(data: &str) -> String {
         hex::encode(Sha256::digest(data.as_bytes()))
@@ -92,6 +96,8 @@ mod api {
     /// ```rhai
     /// sha256(read_blob("file.bin"))
     /// ```
+    ///
+    /// Fails when: never.
     #[rhai_fn(name = "sha256", pure)]
     pub fn sha256_blob(data: &mut Blob) -> String {
         hex::encode(Sha256::digest(data.as_slice()))
@@ -267,6 +273,8 @@ mod api {
     /// ```rhai
     /// let home = env("HOME");
     /// ```
+    ///
+    /// Fails when: never.
     pub fn env(name: &str) -> Dynamic {
         std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)
     }

@@ -38,6 +38,8 @@ mod api {
     /// ```rhai
     /// local_ip()          // "192.168.4.24"
     /// ```
+    ///
+    /// Fails when: never (with no route, it answers 127.0.0.1).
     #[rhai_fn()]
     pub fn local_ip() -> String {
         super::local_ip().to_string()
@@ -87,7 +89,7 @@ mod api {
     /// `info["private"]`.)
     ///
     /// ```rhai
-    /// ip_info("192.168.4.24").kind    // "private"
+    /// ip_info("192.168.4.24").kind;   // "private"
     /// ip_info("8.8.8.8").class        // "A"
     /// ```
     ///

@@ -27,7 +27,7 @@ mod api {
     /// and the usual service on it for `tcp` and for `udp` (or `()` if none).
     ///
     /// ```rhai
-    /// port_info(80)       // #{port: 80, range: "well-known", tcp: "http", udp: "http"}
+    /// port_info(80);      // #{port: 80, range: "well-known", tcp: "http", udp: "http"}
     /// port_info(5432).tcp // "postgresql"
     /// ```
     ///

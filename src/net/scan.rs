@@ -116,7 +116,7 @@ mod api {
     /// answered itself (a loopback self-connect).
     ///
     /// ```rhai
-    /// scan("127.0.0.1", 1..1024)       // [22, 631]
+    /// scan("127.0.0.1", 1..1024);      // [22, 631]
     /// scan("localhost", [22, 80, 443])
     /// ```
     ///
@@ -136,7 +136,7 @@ mod api {
     /// hosts, default 512).
     ///
     /// ```rhai
-    /// scan("127.0.0.1", "1-65535", #{service: true})
+    /// scan("127.0.0.1", "1-65535", #{service: true});
     /// scan("127.0.0.1", [22, 9], #{reason: true})   // [#{port: 9, reason: "reset", state: "closed"}, …]
     /// ```
     ///

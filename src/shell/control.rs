@@ -39,7 +39,7 @@ pub fn module() -> Module {
 }
 
 /// What `help()` says about `args`, which is a constant, not a function.
-pub const ARGS_DOC: &str = "The script's arguments, an array of strings: `netsh x.rhai a b` gives `[\"a\", \"b\"]`; with `-e`, the words after the code. Empty in the REPL.\n\n```rhai\nlet host = if args.is_empty() { \"localhost\" } else { args[0] };\n```";
+pub const ARGS_DOC: &str = "The script's arguments, an array of strings: `netsh x.rhai a b` gives `[\"a\", \"b\"]`; with `-e`, the words after the code. Empty in the REPL.\n\n```rhai\nlet host = if args.is_empty() { \"localhost\" } else { args[0] };\n```\n\nFails when: never (it is a constant).";
 
 #[export_module]
 mod api {

@@ -454,3 +454,171 @@ impl Drop for EchoPeer {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// A peer program (openssl, socat, a netsh script) running in the
+/// background: its stdout and stderr are collected line by line, and it
+/// is killed when dropped.
+pub struct Peer {
+    pub description: String,
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Peer {
+    /// Starts `cmd` with stdin piped and stdout/stderr collected.
+    pub fn start(mut cmd: Command) -> Peer {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let description = format!("{cmd:?}");
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {description}: {e}"));
+        let (send, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        for out in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let send = send.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    if send.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Peer {
+            description,
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Writes to the peer's stdin.
+    pub fn write(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped stdin");
+        stdin
+            .write_all(text.as_bytes())
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to {}: {e}", self.description));
+    }
+
+    /// Closes the peer's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.child.stdin.take();
+    }
+
+    /// Waits up to `limit` for an output line containing `needle`; returns
+    /// it, or `None` (the output so far is in [`Peer::output`]).
+    pub fn wait_for(&mut self, needle: &str, limit: std::time::Duration) -> Option<String> {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Like [`Peer::wait_for`], but a missing line fails the test with
+    /// everything the peer printed.
+    pub fn expect(&mut self, needle: &str) -> String {
+        match self.wait_for(needle, std::time::Duration::from_secs(20)) {
+            Some(line) => line,
+            None => {
+                let output = self.output();
+                panic!(
+                    "{} never printed {needle:?}; it printed:\n{output}",
+                    self.description
+                )
+            }
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Waits for the peer to exit (up to `limit`); its exit code.
+    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `program` is installed (it runs with `args`); when it is not,
+/// says that `test` skips, and which Debian package to install.
+pub fn has_tool(test: &str, program: &str, args: &[&str], package: &str) -> bool {
+    let found = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        eprintln!("SKIPPED {test}: {program} is not installed (apt-get install {package})");
+    }
+    found
+}
+
+/// A `netsh` process running `code` in the background (as [`Peer`]),
+/// with a private home like [`Netsh::new`]'s.
+pub fn netsh_peer(code: &str, dir: &Path) -> Peer {
+    let mut cmd = Command::new(netsh_bin());
+    cmd.env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("NO_COLOR", "1")
+        .current_dir(dir)
+        .arg("-e")
+        .arg(code);
+    Peer::start(cmd)
+}
+
+/// A port in 20000–32767 for a peer that cannot be told to bind port 0
+/// (openssl s_server): free when checked; the caller retries on a clash.
+pub fn fixed_port(attempt: u32) -> u16 {
+    let seed = std::process::id()
+        .wrapping_mul(2654435761)
+        .wrapping_add(attempt.wrapping_mul(40503))
+        .wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        );
+    20000 + (seed % 12768) as u16
+}

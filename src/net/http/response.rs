@@ -15,8 +15,8 @@ use rhai::{Dynamic, Map};
 use super::client::explain;
 use super::request::Request;
 use crate::error::{Error, Result};
+use crate::limits::MAX_STRING_BYTES;
 use crate::net::helpers;
-use crate::shell::MAX_STRING_BYTES;
 
 /// A finished HTTP exchange (or a file read through a `file://` URL).
 #[derive(Clone)]

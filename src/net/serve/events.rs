@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use super::{Active, Server, ServerState, Settings, peer::EventConn};
 use crate::error::{Error, Result, describe};
 use crate::limits::MAX_LINE;
+use crate::net::tcp::{Accepted, Bind};
 use crate::runtime::{self, closure::Callback};
 
 /// The script's handlers.
@@ -92,13 +93,17 @@ pub fn start(bind: SocketAddr, settings: &Settings, handlers: Handlers) -> Resul
         .map_err(|e| Error::io("starting the event server's threads", None, e))?;
     let handlers = Arc::new(handlers);
     Server::start(
-        bind,
+        &Bind::Ip(bind),
         settings,
         token,
         Some(rt),
         move |state, stream, active| {
-            let handlers = handlers.clone();
-            tokio::spawn(serve_peer(state.clone(), handlers, stream, active));
+            // Only TCP gets here: `serve` refuses a Unix bind for the
+            // event shape.
+            if let Accepted::Tcp(stream) = stream {
+                let handlers = handlers.clone();
+                tokio::spawn(serve_peer(state.clone(), handlers, stream, active));
+            }
         },
     )
 }
@@ -141,10 +146,11 @@ async fn serve_peer(
     };
     if matches!(end, End::Closed) {
         // Made once and polled again each turn: registering a waiter anew
-        // on every message costs more than the handler call.
-        let stopped = state.token.cancelled();
+        // on every message costs more than the handler call. The server's
+        // stop needs no branch here: it shuts this runtime down, which
+        // drops every connection's task where it waits.
         let woken = conn.woken();
-        tokio::pin!(stopped, woken);
+        tokio::pin!(woken);
         end = loop {
             if !write_unsent(&state, &stream, &conn).await {
                 break End::Stopped;
@@ -154,7 +160,6 @@ async fn serve_peer(
             }
             tokio::select! {
                 biased;
-                _ = &mut stopped => break End::Stopped,
                 _ = &mut woken => {
                     woken.set(conn.woken());
                     continue;

@@ -14,7 +14,6 @@
 //! rate-limited [`Announcer`] that `quiet: true` silences.
 
 use std::{
-    net::SocketAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -24,13 +23,12 @@ use std::{
 
 use rhai::plugin::*;
 use rhai::{FnPtr, Map};
-use tokio::{
-    net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
-};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::tcp::{Accepted, Bind, Endpoint, ListenSocket};
+use crate::net::tls::ServerTls;
+use crate::net::{addr, options::Options};
 use crate::runtime::{
     self, CancellationToken,
     closure::Callback,
@@ -59,7 +57,7 @@ pub struct Server(Arc<ServerState>);
 
 pub struct ServerState {
     id: u64,
-    addr: SocketAddr,
+    addr: Endpoint,
     /// Cancelled by `stop()`; each connection's token is a child of it.
     token: CancellationToken,
     served: AtomicU64,
@@ -78,9 +76,11 @@ struct Settings {
     quiet: bool,
     /// Event shape only: threads that run handlers.
     workers: Option<usize>,
+    /// Closure shape only: every connection is TLS, with this certificate.
+    tls: Option<Arc<ServerTls>>,
 }
 
-const CLOSURE_OPTIONS: &[&str] = &["max_connections", "quiet"];
+const CLOSURE_OPTIONS: &[&str] = &["max_connections", "quiet", "tls"];
 const EVENT_OPTIONS: &[&str] = &[
     "on_open",
     "on_line",
@@ -93,54 +93,36 @@ const EVENT_OPTIONS: &[&str] = &[
 
 impl Settings {
     fn parse(options: &Map, known: &[&str]) -> Result<Settings> {
-        let mut settings = Settings::default();
-        for (key, value) in options {
-            if !known.contains(&key.as_str()) {
-                return Err(Error::invalid(format!(
-                    "unknown option '{key}' (known: {})",
-                    known.join(", ")
-                )));
+        let o = Options::new(options, known)?;
+        // A count of at least 1: none would serve nobody.
+        let positive = |key: &str| -> Result<Option<usize>> {
+            match o.count(key)? {
+                Some(0) => Err(Error::invalid(format!(
+                    "option '{key}': expected a whole number of at least 1, not 0"
+                ))),
+                n => Ok(n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))),
             }
-            match key.as_str() {
-                "max_connections" => settings.max_connections = Some(count(key, value, 1)?),
-                "workers" => settings.workers = Some(count(key, value, 1)?.min(256)),
-                "quiet" => {
-                    settings.quiet = value.as_bool().map_err(|_| {
-                        Error::invalid(format!(
-                            "option 'quiet' must be true or false, not {}",
-                            value.type_name()
-                        ))
-                    })?
-                }
-                // Handlers, read by the event shape itself.
-                _ => {}
-            }
-        }
-        Ok(settings)
+        };
+        Ok(Settings {
+            max_connections: positive("max_connections")?,
+            workers: positive("workers")?.map(|n| n.min(256)),
+            quiet: o.flag("quiet", false)?,
+            tls: match o.value("tls") {
+                Some(value) => ServerTls::from_option(value)?,
+                None => None,
+            },
+        })
     }
 }
 
-/// A whole number option of at least `min`.
-fn count(name: &str, value: &Dynamic, min: i64) -> Result<usize> {
-    value
-        .as_int()
-        .ok()
-        .filter(|n| *n >= min)
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "option '{name}' must be a whole number of at least {min}, not {value}"
-            ))
-        })
-}
-
-/// Which addresses `serve` binds: a port (every address) or `"ip:port"`.
-fn bind_of(bind: &Dynamic) -> Result<SocketAddr> {
+/// Which addresses `serve` binds: a port (every address), `"ip:port"` or
+/// `"unix:/path"`.
+fn bind_of(bind: &Dynamic) -> Result<Bind> {
     if let Ok(port) = bind.as_int() {
-        return addr::port(port).map(addr::any_addr);
+        return addr::port(port).map(|port| Bind::Ip(addr::any_addr(port)));
     }
     if let Some(text) = bind.read_lock::<rhai::ImmutableString>() {
-        return addr::parse_bind(&text);
+        return crate::net::tcp::parse_listen(&text);
     }
     Err(crate::net::tcp::wrong_type(
         "a port number or an address like \"127.0.0.1:9000\"",
@@ -152,25 +134,25 @@ impl Server {
     /// Binds `bind` on `runtime` and starts accepting; `on_conn` is given
     /// each connection (already counted as active).
     fn start(
-        bind: SocketAddr,
+        bind: &Bind,
         settings: &Settings,
         token: CancellationToken,
         runtime: Option<tokio::runtime::Runtime>,
-        on_conn: impl FnMut(&Arc<ServerState>, TcpStream, Active) + Send + 'static,
+        on_conn: impl FnMut(&Arc<ServerState>, Accepted, Active) + Send + 'static,
     ) -> Result<Server> {
         raise_open_file_limit();
         let handle = match &runtime {
             Some(rt) => rt.handle().clone(),
             None => runtime::handle().clone(),
         };
-        let listener = {
+        let (listener, addr) = {
             let _entered = handle.enter();
-            crate::net::tcp::bind_listener(bind)?
+            ListenSocket::bind(bind)?
         };
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the bound address", None, e))?;
-        let label = format!("serve {}", addr.port());
+        let label = match addr.ip() {
+            Some(ip) => format!("serve {}", ip.port()),
+            None => format!("serve {addr}"),
+        };
         let state = Arc::new(ServerState {
             id: jobs::next_id(),
             addr,
@@ -185,14 +167,16 @@ impl Server {
             .max_connections
             .map(|n| Arc::new(Semaphore::new(n)));
         handle.spawn(accept_loop(state.clone(), listener, limit, on_conn));
-        state.announce.event(&format!("listening on {addr}"));
+        state
+            .announce
+            .event(&format!("listening on {}", state.addr));
         let server = Server(state);
         jobs::add(Arc::new(server.clone()));
         Ok(server)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.0.addr
+    pub fn addr(&self) -> &Endpoint {
+        &self.0.addr
     }
 
     pub fn served(&self) -> u64 {
@@ -296,9 +280,9 @@ impl Drop for Active {
 /// listen backlog rather than being refused.
 async fn accept_loop(
     state: Arc<ServerState>,
-    listener: TcpListener,
+    listener: ListenSocket,
     limit: Option<Arc<Semaphore>>,
-    mut on_conn: impl FnMut(&Arc<ServerState>, TcpStream, Active),
+    mut on_conn: impl FnMut(&Arc<ServerState>, Accepted, Active),
 ) {
     loop {
         let slot = match &limit {
@@ -315,7 +299,7 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok(stream) => {
                 state.served.fetch_add(1, Ordering::Relaxed);
                 state.active.fetch_add(1, Ordering::Relaxed);
                 let active = Active {
@@ -376,9 +360,19 @@ fn serve(ctx: &NativeCallContext, bind: &Dynamic, handler: Handler) -> Result<Se
         Handler::Closure(f, options) => {
             let settings = Settings::parse(&options, CLOSURE_OPTIONS)?;
             let callback = Callback::new(ctx, f, "the handler", &["conn"])?;
-            threads::start(bind, &settings, callback)
+            threads::start(&bind, &settings, callback)
         }
         Handler::Events(options) => {
+            if options.contains_key("tls") {
+                return Err(Error::invalid(
+                    "the event shape does not speak TLS; use the closure shape: serve(addr, |c| …, #{tls: …})",
+                ));
+            }
+            let Bind::Ip(bind) = bind else {
+                return Err(Error::invalid(
+                    "the event shape serves TCP; use the closure shape serve(\"unix:…\", |c| …) for a Unix socket",
+                ));
+            };
             let settings = Settings::parse(&options, EVENT_OPTIONS)?;
             let handlers = events::Handlers::from_options(ctx, &options)?;
             events::start(bind, &settings, handlers)
@@ -415,11 +409,14 @@ mod api {
     }
 
     /// The closure shape with options: `max_connections` (more clients wait
-    /// in the backlog until one ends) and `quiet: true` (no announcements
-    /// in the REPL).
+    /// in the backlog until one ends), `quiet: true` (no announcements
+    /// in the REPL) and `tls` (as `listen`'s: every connection is TLS; the
+    /// handshake runs on the connection's thread before the closure).
+    /// `bind` may be `"unix:/path"` too.
     ///
     /// ```rhai
     /// let s = serve("127.0.0.1:0", |c| c.send_line("hi"), #{max_connections: 10, quiet: true});
+    /// let t = serve(8443, |c| c.send_line("secret"), #{tls: #{self_signed: true}});
     /// ```
     ///
     /// Fails when: as `serve(bind, closure)`, or an option is unknown or
@@ -483,7 +480,7 @@ mod api {
         Err(fail("serve")(err))
     }
 
-    /// The port the server listens on.
+    /// The port the server listens on; `()` on a Unix socket.
     ///
     /// ```rhai
     /// serve(0, |c| ()).port
@@ -491,8 +488,10 @@ mod api {
     ///
     /// Fails when: never.
     #[rhai_fn(get = "port", pure)]
-    pub fn server_port(s: &mut Server) -> i64 {
-        s.addr().port() as i64
+    pub fn server_port(s: &mut Server) -> Dynamic {
+        s.addr()
+            .ip()
+            .map_or(Dynamic::UNIT, |a| Dynamic::from_int(a.port() as i64))
     }
 
     /// The address the server listens on, as `"ip:port"`.

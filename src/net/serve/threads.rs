@@ -7,52 +7,72 @@
 //! descriptors; the connection's reads and sends wait on the thread itself
 //! (see `tcp::conn`), so a message costs one wake-up, as in the baseline.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use rhai::Dynamic;
-use tokio::net::TcpStream;
 
 use super::{Active, Server, ServerState, Settings};
-use crate::error::{Result, describe};
-use crate::net::tcp::Conn;
+use crate::error::{Error, Kind, Result, describe, kind_of};
+use crate::net::tcp::{ACCEPT_HANDSHAKE_TIMEOUT, Bind, Conn};
 use crate::runtime::{self, closure::Callback};
 
 /// Binds `bind` and serves each connection with `handler` on its own thread.
-pub fn start(bind: SocketAddr, settings: &Settings, handler: Callback) -> Result<Server> {
+pub fn start(bind: &Bind, settings: &Settings, handler: Callback) -> Result<Server> {
+    let tls = settings.tls.clone();
     Server::start(
         bind,
         settings,
         runtime::child_token(),
         None,
         move |state, stream, active| {
-            if let Err(e) = start_connection(state, stream, &handler, active) {
+            let session = tls.as_ref().map(|tls| tls.session()).transpose();
+            let started = session.and_then(|session| {
+                let stream = stream
+                    .into_stream()
+                    .map_err(|e| Error::io("taking over the socket", None, e))?;
+                start_connection(state, Conn::over(stream, session)?, &handler, active)
+            });
+            if let Err(e) = started {
                 state.announce.error(&e.to_string());
             }
         },
     )
 }
 
-/// Starts the thread that serves one connection.
+/// Did this error come from the server being stopped (an interrupted wait,
+/// or the connection stop() closed)?
+fn stopped_by_it(err: &rhai::EvalAltResult) -> bool {
+    matches!(kind_of(err), Kind::Interrupted | Kind::Closed)
+}
+
+/// Starts the thread that serves one connection: the TLS handshake (on a
+/// TLS server), then the closure.
 fn start_connection(
     state: &Arc<ServerState>,
-    stream: TcpStream,
+    conn: Conn,
     handler: &Callback,
     active: Active,
 ) -> Result<()> {
-    let conn = Conn::new(stream)?;
-    let peer = conn.peer();
+    let peer = conn.peer().clone();
     let token = state.token.child_token();
     let handler = handler.clone();
     let handler_conn = conn.clone();
     let started =
         runtime::spawn_rhai_thread(format!("netsh-conn-{peer}"), token.clone(), move || {
             let announce = active.state.announce.clone();
+            if let Err(e) = handler_conn.handshake(ACCEPT_HANDSHAKE_TIMEOUT) {
+                handler_conn.close();
+                announce.error(&format!("{peer}: {e}"));
+                return;
+            }
             announce.event(&format!("{peer} connected"));
             let result = handler.call(vec![Dynamic::from(handler_conn.clone())]);
             // The peer sees end of stream when the closure is done with it.
             handler_conn.close();
             match result {
-                Err(_) if token.is_cancelled() => {}
+                // What stop() interrupted is no error to report; a failure
+                // of the closure's own that came first still is.
+                Err(err) if token.is_cancelled() && stopped_by_it(&err) => {}
                 Err(err) => {
                     announce.error(&format!("{peer}: {}", describe(&err, handler.source())))
                 }

@@ -1,5 +1,6 @@
-//! An open TCP connection as a script uses it: reads that return lines,
-//! text or bytes, sends, half-close and close, from any thread.
+//! An open connection as a script uses it: reads that return lines, text
+//! or bytes, sends, half-close and close, from any thread. One type for
+//! TCP and Unix-domain sockets, plain or TLS.
 //!
 //! A [`Conn`] is shared (`Clone` is an `Arc`), because Rhai copies values and
 //! a script hands connections to tasks. Its read and write halves have
@@ -22,9 +23,15 @@
 //! of `pending`. A read that times out or is interrupted halfway (a line
 //! without its newline yet) leaves what it gathered in `pending`, so the next
 //! read sees it: a timeout never loses data.
+//!
+//! A TLS connection keeps its rustls session beside the socket
+//! ([`tls::Session`]). Its reads and sends take the same path with a step
+//! of the session in place of the syscall: the step moves what it can
+//! without blocking and says what it waits for, and the wait is the same
+//! `wait_fd`. A plain connection checks one `Option` and goes on as before.
 
 use std::{
-    net::SocketAddr,
+    io,
     os::fd::{AsFd, AsRawFd, BorrowedFd},
     sync::{
         Arc,
@@ -38,15 +45,14 @@ use nix::{
     poll::PollFlags,
     sys::socket::{MsgFlags, Shutdown},
 };
-use std::net::TcpStream;
 
-use tokio::{
-    net::tcp::{OwnedReadHalf, OwnedWriteHalf},
-    sync::{Mutex, MutexGuard},
-};
+use tokio::sync::{Mutex, MutexGuard};
 
+use super::io::{IoReader, IoWriter};
+use super::stream::{Endpoint, Stream};
 use crate::error::{Error, Result};
 use crate::limits::{MAX_LINE, MAX_STRING_BYTES};
+use crate::net::tls::{self, Fault, Session, Wait};
 use crate::runtime::{self, CancellationToken, Ready};
 
 /// How much one read syscall may take off the socket.
@@ -58,7 +64,7 @@ thread_local! {
     static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
 }
 
-/// An open TCP connection.
+/// An open connection (TCP or Unix-domain, plain or TLS).
 #[derive(Clone)]
 pub struct Conn(Arc<ConnState>);
 
@@ -71,11 +77,13 @@ struct ReadSide {
 
 /// The socket, shared by the two halves (and `info()`): it closes when the
 /// last of them lets go, never while a read or send waits on it.
-type Socket = Arc<TcpStream>;
+type Socket = Arc<Stream>;
 
 struct ConnState {
-    local: SocketAddr,
-    peer: SocketAddr,
+    local: Endpoint,
+    peer: Endpoint,
+    /// The TLS session of a TLS connection.
+    tls: Option<Session>,
     /// The socket for reading, and what was read ahead; `None` once closed.
     reader: Mutex<Option<ReadSide>>,
     /// The socket for sending; `None` once closed or after `shutdown()`.
@@ -95,37 +103,32 @@ struct ConnState {
 }
 
 impl Conn {
-    /// A connection over a socket tokio accepted or connected; it leaves
-    /// tokio's reactor here.
+    /// A plain connection over a TCP socket tokio accepted or connected; it
+    /// leaves tokio's reactor here.
     pub fn new(stream: tokio::net::TcpStream) -> Result<Conn> {
         let stream = stream
             .into_std()
             .map_err(|e| Error::io("taking over the socket", None, e))?;
-        Conn::from_std(stream)
+        let _ = stream.set_nodelay(true);
+        Conn::over(Stream::Tcp(stream), None)
     }
 
-    /// A connection over a connected, non-blocking socket.
-    pub fn from_std(stream: TcpStream) -> Result<Conn> {
-        let local = stream
-            .local_addr()
-            .map_err(|e| Error::io("reading the local address", None, e))?;
-        let peer = stream
-            .peer_addr()
-            .map_err(|e| Error::io("reading the peer address", None, e))?;
-        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`; show
-        // them as the IPv4 addresses they are.
-        let local = SocketAddr::new(local.ip().to_canonical(), local.port());
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let _ = stream.set_nodelay(true);
+    /// A connection over a connected socket, with a TLS session to drive
+    /// over it (see [`Conn::handshake`]) or none.
+    pub fn over(stream: Stream, tls: Option<Session>) -> Result<Conn> {
+        let (local, peer) = stream.endpoints()?;
         // Reads and sends never block in a syscall (they poll first); a
         // transfer's tokio copy needs the mode too.
-        stream
-            .set_nonblocking(true)
-            .map_err(|e| Error::io("setting up the socket", None, e))?;
+        let nonblocking = match &stream {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        };
+        nonblocking.map_err(|e| Error::io("setting up the socket", None, e))?;
         let socket = Arc::new(stream);
         Ok(Conn(Arc::new(ConnState {
             local,
             peer,
+            tls,
             reader: Mutex::new(Some(ReadSide {
                 socket: socket.clone(),
                 pending: Vec::new(),
@@ -139,12 +142,72 @@ impl Conn {
         })))
     }
 
-    pub fn local(&self) -> SocketAddr {
-        self.0.local
+    /// Runs the TLS handshake (nothing for a plain connection) on this
+    /// thread, within `timeout`, under Ctrl-C: certificate errors surface
+    /// here, in `connect` and `accept`.
+    pub fn handshake(&self, timeout: Duration) -> Result<()> {
+        let Some(tls) = &self.0.tls else {
+            return Ok(());
+        };
+        let socket = self.socket()?;
+        let fd = socket.as_fd();
+        let deadline = Instant::now() + timeout;
+        let peer = &self.0.peer;
+        loop {
+            let wait = match tls.handshake_step(fd) {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => wait,
+                Err(Fault::Tls(e)) => {
+                    return Err(Error::Protocol(format!(
+                        "TLS handshake with {peer} failed: {}",
+                        tls::words(&e)
+                    )));
+                }
+                Err(Fault::Eof) => {
+                    return Err(Error::Protocol(format!(
+                        "TLS handshake with {peer} failed: it closed the connection (it does not speak TLS, or refused our hello)"
+                    )));
+                }
+                Err(Fault::Io(e)) => {
+                    return Err(Error::io(
+                        format!("TLS handshake with {peer}"),
+                        peer.ip(),
+                        e,
+                    ));
+                }
+            };
+            if runtime::wait_fd(fd, poll_flags(wait), Some(deadline))? == Ready::TimedOut {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "the TLS handshake with {peer} (does it speak TLS on this port?)"
+                    ),
+                    after: timeout,
+                });
+            }
+        }
     }
 
-    pub fn peer(&self) -> SocketAddr {
-        self.0.peer
+    /// The TLS session of a TLS connection.
+    pub fn tls(&self) -> Option<&Session> {
+        self.0.tls.as_ref()
+    }
+
+    /// The socket, while the connection is open.
+    fn socket(&self) -> Result<Socket> {
+        let guard = self
+            .0
+            .socket
+            .lock()
+            .map_err(|_| Error::invalid("the connection's state is unavailable"))?;
+        guard.clone().ok_or_else(|| self.closed_error())
+    }
+
+    pub fn local(&self) -> &Endpoint {
+        &self.0.local
+    }
+
+    pub fn peer(&self) -> &Endpoint {
+        &self.0.peer
     }
 
     /// The timeout of reads (and of sends that cannot progress), if set.
@@ -173,13 +236,7 @@ impl Conn {
     /// Runs `f` with the socket's descriptor (for `info()`), or fails when
     /// the connection is closed.
     pub fn with_socket<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> Result<T>) -> Result<T> {
-        let guard = self
-            .0
-            .socket
-            .lock()
-            .map_err(|_| Error::invalid("the connection's state is unavailable"))?;
-        let socket = guard.as_ref().ok_or_else(|| self.closed_error())?;
-        f(socket.as_fd())
+        f(self.socket()?.as_fd())
     }
 }
 
@@ -214,7 +271,7 @@ impl Conn {
         let mut guard = self.lock_half(&self.0.reader, deadline, waited)?;
         let side = guard.as_mut().ok_or_else(|| self.closed_error())?;
         let fd = side.socket.as_fd();
-        gather(&mut side.pending, &want, self.0.peer, |acc| {
+        gather(&mut side.pending, &want, &self.0.peer, |acc| {
             self.fill(fd, acc, deadline, waited)
         })
     }
@@ -260,7 +317,10 @@ impl Conn {
         deadline: Option<Instant>,
         waited: impl Fn() -> Error,
     ) -> Result<usize> {
-        let peer = self.0.peer;
+        if let Some(tls) = &self.0.tls {
+            return self.fill_tls(tls, fd, acc, deadline, waited);
+        }
+        let peer = &self.0.peer;
         loop {
             if self.is_closed() {
                 return Err(self.closed_error());
@@ -282,10 +342,55 @@ impl Conn {
                 Err(e) => {
                     return Err(Error::io(
                         format!("receiving from {peer}"),
-                        Some(peer),
+                        peer.ip(),
                         e.into(),
                     ));
                 }
+            }
+        }
+    }
+
+    /// `fill` for a TLS connection: decrypted bytes first (the session
+    /// may hold some already), then a wait for the socket when it needs
+    /// more.
+    fn fill_tls(
+        &self,
+        tls: &Session,
+        fd: BorrowedFd<'_>,
+        acc: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        waited: impl Fn() -> Error,
+    ) -> Result<usize> {
+        let peer = &self.0.peer;
+        loop {
+            if self.is_closed() {
+                return Err(self.closed_error());
+            }
+            let step = CHUNK.with_borrow_mut(|chunk| {
+                let step = tls.read_step(fd, chunk);
+                if let Ok(Some(n)) = step {
+                    acc.extend_from_slice(&chunk[..n]);
+                }
+                step
+            });
+            match step {
+                Ok(Some(0)) if self.is_closed() => return Err(self.closed_error()),
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(_) if self.is_closed() => return Err(self.closed_error()),
+                Err(Fault::Tls(e)) => {
+                    return Err(Error::Protocol(format!(
+                        "receiving from {peer}: {}",
+                        tls::words(&e)
+                    )));
+                }
+                Err(Fault::Io(e)) => {
+                    return Err(Error::io(format!("receiving from {peer}"), peer.ip(), e));
+                }
+                Err(Fault::Eof) => return Ok(0),
+            }
+            if runtime::wait_fd(fd, PollFlags::POLLIN, deadline)? == Ready::TimedOut {
+                return Err(waited());
             }
         }
     }
@@ -296,7 +401,7 @@ impl Conn {
             None => Ok(None),
             Some(bytes) => String::from_utf8(bytes)
                 .map(Some)
-                .map_err(|_| not_text(self.0.peer)),
+                .map_err(|_| not_text(&self.0.peer)),
         }
     }
 
@@ -375,7 +480,7 @@ impl Conn {
     /// connection's timeout counts from the last progress: a peer that reads
     /// slowly is fine, one that stops reading is not.
     pub fn send(&self, data: &[u8]) -> Result<usize> {
-        let peer = self.0.peer;
+        let peer = &self.0.peer;
         let timeout = self.timeout();
         let stuck = |sent: usize| Error::Timeout {
             what: format!(
@@ -395,31 +500,39 @@ impl Conn {
         let fd = socket.as_fd();
         let mut sent = 0;
         let mut deadline = deadline;
-        while sent < data.len() {
-            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-            match nix::sys::socket::send(fd.as_raw_fd(), &data[sent..], flags) {
-                Ok(n) => {
-                    sent += n;
-                    deadline = timeout.map(|t| Instant::now() + t);
-                    continue;
+        loop {
+            // A TLS session takes what it can encrypt and writes what the
+            // socket takes; a plain socket is written directly.
+            let (taken, blocked) = match &self.0.tls {
+                Some(tls) => tls
+                    .write_step(fd, &data[sent..])
+                    .map_err(|fault| match fault {
+                        Fault::Io(e) => self.send_failed(e),
+                        Fault::Tls(e) => {
+                            Error::Protocol(format!("sending to {peer}: {}", tls::words(&e)))
+                        }
+                        Fault::Eof => self.send_failed(io::ErrorKind::BrokenPipe.into()),
+                    })?,
+                None if sent == data.len() => (0, false),
+                None => {
+                    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+                    match nix::sys::socket::send(fd.as_raw_fd(), &data[sent..], flags) {
+                        Ok(n) => (n, false),
+                        Err(Errno::EAGAIN) => (0, true),
+                        Err(Errno::EINTR) => continue,
+                        Err(e) => return Err(self.send_failed(e.into())),
+                    }
                 }
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::EINTR) => continue,
-                Err(_) if self.is_closed() => return Err(self.closed_error()),
-                // The usual cause: the peer closed its socket, so the kernel
-                // answered our earlier bytes with RST. Say so.
-                Err(Errno::EPIPE | Errno::ECONNRESET) => {
-                    return Err(Error::Reset(format!(
-                        "{peer} (the peer has closed the connection)"
-                    )));
+            };
+            if taken > 0 {
+                sent += taken;
+                deadline = timeout.map(|t| Instant::now() + t);
+            }
+            if !blocked {
+                if sent == data.len() {
+                    return Ok(sent);
                 }
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("sending to {peer}"),
-                        Some(peer),
-                        e.into(),
-                    ));
-                }
+                continue;
             }
             if runtime::wait_fd(fd, PollFlags::POLLOUT, deadline)? == Ready::TimedOut {
                 return Err(stuck(sent));
@@ -428,24 +541,60 @@ impl Conn {
                 return Err(self.closed_error());
             }
         }
-        Ok(sent)
     }
 
-    /// Half-close: sends FIN, so the peer reads end of stream, while this
-    /// side can still read the peer's reply. Doing it twice is harmless.
+    /// Why a send failed, from the socket's error.
+    fn send_failed(&self, e: io::Error) -> Error {
+        let peer = &self.0.peer;
+        if self.is_closed() {
+            return self.closed_error();
+        }
+        match Errno::from_raw(e.raw_os_error().unwrap_or(0)) {
+            // The usual cause: the peer closed its socket, so the kernel
+            // answered our earlier bytes with RST. Say so.
+            Errno::EPIPE | Errno::ECONNRESET => {
+                Error::Reset(format!("{peer} (the peer has closed the connection)"))
+            }
+            _ => Error::io(format!("sending to {peer}"), peer.ip(), e),
+        }
+    }
+
+    /// Half-close: sends FIN (after close_notify on TLS), so the peer reads
+    /// end of stream, while this side can still read the peer's reply.
+    /// Doing it twice is harmless.
     pub fn shutdown(&self) -> Result<()> {
-        let peer = self.0.peer;
+        let peer = &self.0.peer;
         let guard = self.lock_half(&self.0.writer, None, || self.closed_error());
         let mut guard = guard?;
         if self.0.shut_down.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        let socket = guard.as_ref().ok_or_else(|| self.closed_error())?;
+        if let Some(tls) = &self.0.tls {
+            // close_notify must reach the socket before FIN, and may have
+            // to wait for room there, as a send does.
+            tls.close_notify();
+            let deadline = self.timeout().map(|t| Instant::now() + t);
+            while !tls
+                .flush_step(socket.as_fd())
+                .map_err(|f| self.send_failed(f.into_io()))?
+            {
+                if runtime::wait_fd(socket.as_fd(), PollFlags::POLLOUT, deadline)?
+                    == Ready::TimedOut
+                {
+                    return Err(Error::Timeout {
+                        what: format!("sending close_notify to {peer}: it is not reading"),
+                        after: self.timeout().unwrap_or_default(),
+                    });
+                }
+            }
         }
         let socket = guard.take().ok_or_else(|| self.closed_error())?;
         self.0.shut_down.store(true, Ordering::Relaxed);
         nix::sys::socket::shutdown(socket.as_raw_fd(), Shutdown::Write).map_err(|e| {
             Error::io(
                 format!("shutting down the connection to {peer}"),
-                Some(peer),
+                peer.ip(),
                 e.into(),
             )
         })
@@ -453,7 +602,8 @@ impl Conn {
 
     /// Closes both directions: the FIN leaves at once, and a read or send
     /// blocked in another thread returns with a "closed" error. Closing twice
-    /// is harmless.
+    /// is harmless. A TLS connection sends close_notify first when that can
+    /// be done without waiting.
     pub fn close(&self) {
         let state = self.0.clone();
         state.is_closed.store(true, Ordering::Relaxed);
@@ -461,6 +611,9 @@ impl Conn {
         if let Ok(mut socket) = state.socket.lock()
             && let Some(socket) = socket.take()
         {
+            if let Some(tls) = &state.tls {
+                tls.try_close_notify(socket.as_fd());
+            }
             // Wakes every poll on this socket, in any thread.
             let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), Shutdown::Both);
         }
@@ -481,19 +634,16 @@ impl Conn {
     /// Locks both halves for an exchange that owns the whole connection (a
     /// file transfer), taking any bytes an earlier read fetched ahead. The
     /// exchange runs on tokio, over a duplicate of the socket that tokio
-    /// lets go of when the exchange ends. Call it inside the runtime.
+    /// lets go of when the exchange ends (on TLS, through the connection's
+    /// own session: see `tls::stream`). Call it inside the runtime.
     pub async fn lock_io(&self) -> Result<ConnIo<'_>> {
         let mut reader = self.0.reader.lock().await;
         let writer = self.0.writer.lock().await;
         let (Some(side), Some(_)) = (reader.as_mut(), writer.as_ref()) else {
             return Err(self.closed_error());
         };
-        let lent = side
-            .socket
-            .try_clone()
-            .and_then(tokio::net::TcpStream::from_std)
+        let (read, write) = super::io::lend(&side.socket, self.0.tls.as_ref())
             .map_err(|e| Error::io("lending the socket to the transfer", None, e))?;
-        let (read, write) = lent.into_split();
         let pending = std::mem::take(&mut side.pending);
         Ok(ConnIo {
             _reader: reader,
@@ -524,8 +674,16 @@ impl Conn {
     }
 }
 
+/// What `poll(2)` waits for, for a TLS step that waits.
+fn poll_flags(wait: Wait) -> PollFlags {
+    match wait {
+        Wait::Readable => PollFlags::POLLIN,
+        Wait::Writable => PollFlags::POLLOUT,
+    }
+}
+
 /// The error for text methods given bytes that are not UTF-8.
-fn not_text(peer: SocketAddr) -> Error {
+fn not_text(peer: &Endpoint) -> Error {
     Error::Protocol(format!(
         "the data from {peer} is not UTF-8 text; use read(n) or read_all() to get bytes"
     ))
@@ -537,7 +695,7 @@ fn not_text(peer: SocketAddr) -> Error {
 fn gather(
     acc: &mut Vec<u8>,
     want: &Want<'_>,
-    peer: SocketAddr,
+    peer: &Endpoint,
     mut fill: impl FnMut(&mut Vec<u8>) -> Result<usize>,
 ) -> Result<Option<Vec<u8>>> {
     // Splits `acc` at `at`: returns the front, keeps the rest for later.
@@ -622,7 +780,7 @@ fn gather(
 }
 
 /// The error for reading more than a script value may hold.
-fn too_big(peer: SocketAddr) -> Error {
+fn too_big(peer: &Endpoint) -> Error {
     Error::TooBig(format!(
         "reading over {} MiB from {peer} at once is more than a blob may hold; read in parts with read(n), or receive it as a file with recv_file",
         MAX_STRING_BYTES >> 20
@@ -636,26 +794,29 @@ impl std::fmt::Debug for Conn {
 }
 
 /// A connection's reading side: bytes read ahead earlier, then the socket.
-pub type PendingThenSocket<'a> = tokio::io::Chain<&'a [u8], &'a mut OwnedReadHalf>;
+pub type PendingThenSocket<'a, 'c> = tokio::io::Chain<&'a [u8], &'a mut IoReader<'c>>;
 
 /// Both halves of a connection, locked by [`Conn::lock_io`], and the
 /// socket's tokio copy.
 pub struct ConnIo<'a> {
     _reader: MutexGuard<'a, Option<ReadSide>>,
     writer: MutexGuard<'a, Option<Socket>>,
-    read: OwnedReadHalf,
+    read: IoReader<'a>,
     /// `None` once [`ConnIo::close_writer`] dropped it.
-    write: Option<OwnedWriteHalf>,
+    write: Option<IoWriter<'a>>,
     /// Read ahead by an earlier `recv_line()`: the first bytes of this exchange.
     pending: Vec<u8>,
     /// The connection's half-closed flag, so later sends say "shut down".
     shut_down: &'a AtomicBool,
 }
 
-impl ConnIo<'_> {
+impl<'a> ConnIo<'a> {
     /// The reading side (pending bytes first) and the writing side, or the
     /// closed error once the writer was dropped by [`ConnIo::close_writer`].
-    pub fn halves(&mut self, conn: &Conn) -> Result<(PendingThenSocket<'_>, &mut OwnedWriteHalf)> {
+    pub fn halves(
+        &mut self,
+        conn: &Conn,
+    ) -> Result<(PendingThenSocket<'_, 'a>, &mut IoWriter<'a>)> {
         let Some(writer) = self.write.as_mut() else {
             return Err(conn.closed_error());
         };
@@ -664,7 +825,8 @@ impl ConnIo<'_> {
     }
 
     /// Drops the write half, which sends FIN (tokio shuts the socket's
-    /// sending side down); later sends on the connection say so.
+    /// sending side down; a TLS writer was shut down by its user, which
+    /// sent close_notify and FIN); later sends on the connection say so.
     pub fn close_writer(&mut self) {
         self.write.take();
         self.writer.take();

@@ -15,7 +15,13 @@ use crate::error::{Error, Result};
 impl Conn {
     /// The kernel's view of the connection (Linux `TCP_INFO`).
     pub fn info(&self) -> Result<Map> {
-        self.with_socket(|fd| info_map(fd, self.local(), self.peer()))
+        let (Some(local), Some(peer)) = (self.local().ip(), self.peer().ip()) else {
+            return Err(Error::invalid(format!(
+                "TCP_INFO is not available on a Unix socket ({}); it has no TCP state",
+                self.peer()
+            )));
+        };
+        self.with_socket(|fd| info_map(fd, local, peer))
     }
 }
 

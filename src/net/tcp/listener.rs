@@ -1,5 +1,6 @@
 //! Where connections come from: `listen` and `accept` on the server side,
-//! `connect` on the client side.
+//! `connect` on the client side, over TCP or a Unix-domain socket, with a
+//! TLS handshake when asked for.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -9,37 +10,135 @@ use tokio::{
 };
 
 use super::Conn;
+use super::stream::{Endpoint, Stream};
+use super::unix::{self, UnixSocketFile};
 use crate::error::{Error, Result};
-use crate::net::addr::{self, Target};
+use crate::net::addr::{self, Target, UnixAddr};
+use crate::net::tls::{ClientTls, ServerTls};
 use crate::runtime::{self, CancellationToken};
 
 /// How long `connect` waits unless told otherwise.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A listening TCP socket.
+/// How long `accept` gives a TLS client to finish its handshake.
+pub const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to connect or listen: a host and port, or a Unix-domain socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Net(Target),
+    Unix(UnixAddr),
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Net(target) => write!(f, "{target}"),
+            Dest::Unix(path) => write!(f, "{path}"),
+        }
+    }
+}
+
+impl From<&Target> for Dest {
+    fn from(target: &Target) -> Dest {
+        Dest::Net(target.clone())
+    }
+}
+
+/// Parses `"unix:/path"`, `"unix:@name"` or `"host:port"`.
+pub fn parse_dest(text: &str) -> Result<Dest> {
+    match addr::parse_unix(text) {
+        Some(unix) => unix.map(Dest::Unix),
+        None => addr::parse_target(text).map(Dest::Net),
+    }
+}
+
+/// A listening socket.
 #[derive(Clone)]
 pub struct Listener(Arc<ListenerState>);
 
 pub struct ListenerState {
-    pub addr: SocketAddr,
-    pub socket: Mutex<Option<TcpListener>>,
+    pub addr: Endpoint,
+    pub socket: Mutex<Option<ListenSocket>>,
     /// Cancelled by `close()`, so a blocked `accept()` elsewhere returns.
     pub closed: CancellationToken,
+    /// The certificate a TLS listener presents.
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// A bound, listening socket, registered with tokio.
+pub enum ListenSocket {
+    Tcp(TcpListener),
+    /// The socket file goes when this does.
+    Unix(tokio::net::UnixListener, Option<UnixSocketFile>),
+}
+
+/// A connection a [`ListenSocket`] accepted, still registered with tokio.
+pub enum Accepted {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Accepted {
+    /// The socket for a [`Conn`], out of tokio's reactor.
+    pub fn into_stream(self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Accepted::Tcp(s) => {
+                let stream = s.into_std()?;
+                let _ = stream.set_nodelay(true);
+                Stream::Tcp(stream)
+            }
+            Accepted::Unix(s) => Stream::Unix(s.into_std()?),
+        })
+    }
+}
+
+impl ListenSocket {
+    /// Binds `bind` and listens. Must run inside a runtime, which registers
+    /// the socket.
+    pub fn bind(bind: &Bind) -> Result<(ListenSocket, Endpoint)> {
+        match bind {
+            Bind::Ip(ip) => {
+                let socket = bind_listener(*ip)?;
+                let addr = socket
+                    .local_addr()
+                    .map_err(|e| Error::io("reading the bound address", None, e))?;
+                Ok((ListenSocket::Tcp(socket), Endpoint::Ip(addr)))
+            }
+            Bind::Unix(path) => {
+                let (socket, file) = unix::bind(path)?;
+                Ok((
+                    ListenSocket::Unix(socket, file),
+                    Endpoint::Unix(path.to_string()),
+                ))
+            }
+        }
+    }
+
+    /// The next connection.
+    pub async fn accept(&self) -> std::io::Result<Accepted> {
+        Ok(match self {
+            ListenSocket::Tcp(l) => Accepted::Tcp(l.accept().await?.0),
+            ListenSocket::Unix(l, _) => Accepted::Unix(l.accept().await?.0),
+        })
+    }
 }
 
 impl Listener {
-    pub fn addr(&self) -> SocketAddr {
-        self.0.addr
+    pub fn addr(&self) -> &Endpoint {
+        &self.0.addr
     }
 
     pub fn state(&self) -> &ListenerState {
         &self.0
     }
 
-    /// Waits for the next connection, up to `timeout` if given.
+    /// Waits for the next connection, up to `timeout` if given; on a TLS
+    /// listener, then runs the handshake (which fails `accept` when the
+    /// client does not speak TLS or refuses the certificate).
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Conn> {
         let state = self.0.clone();
-        runtime::block_on(async move {
+        let stream = runtime::block_on(async move {
             let mut guard = state.socket.lock().await;
             let Some(socket) = guard.as_ref() else {
                 return Err(Error::Closed(format!(
@@ -50,14 +149,14 @@ impl Listener {
             let accept = async {
                 tokio::select! {
                     _ = state.closed.cancelled() => Err(Error::Closed(format!("the listener on {} was closed", state.addr))),
-                    accepted = socket.accept() => accepted.map_err(|e| Error::io("accepting", None, e)),
+                    accepted = socket.accept() => accepted.and_then(Accepted::into_stream).map_err(|e| Error::io("accepting", None, e)),
                 }
             };
             let accepted = match timeout {
                 Some(after) => {
                     runtime::within(
                         after,
-                        || format!("waiting for a connection on port {}", state.addr.port()),
+                        || format!("waiting for a connection on {}", state.addr),
                         accept,
                     )
                     .await
@@ -69,9 +168,12 @@ impl Listener {
             if state.closed.is_cancelled() {
                 guard.take();
             }
-            let (stream, _) = accepted?;
-            Conn::new(stream)
-        })
+            accepted
+        })?;
+        let session = self.0.tls.as_ref().map(|tls| tls.session()).transpose()?;
+        let conn = Conn::over(stream, session)?;
+        conn.handshake(ACCEPT_HANDSHAKE_TIMEOUT)?;
+        Ok(conn)
     }
 
     pub fn close(&self) {
@@ -84,20 +186,42 @@ impl Listener {
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Listener({})", self.0.addr)
+        let tls = if self.0.tls.is_some() { ", TLS" } else { "" };
+        write!(f, "Listener({}{tls})", self.0.addr)
     }
 }
 
-/// Binds a listening socket. A bare port listens on every address, IPv4 and IPv6.
+/// What to listen on: a local address and port, or a Unix socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Ip(SocketAddr),
+    Unix(UnixAddr),
+}
+
+/// Parses `"unix:/path"`, `"unix:@name"`, or what [`addr::parse_bind`] takes.
+pub fn parse_listen(text: &str) -> Result<Bind> {
+    match addr::parse_unix(text) {
+        Some(unix) => unix.map(Bind::Unix),
+        None => addr::parse_bind(text).map(Bind::Ip),
+    }
+}
+
+/// Binds a plain TCP listening socket. A bare port listens on every
+/// address, IPv4 and IPv6.
 pub fn listen(bind: SocketAddr) -> Result<Listener> {
-    let socket = runtime::block_on(async move { bind_listener(bind) })?;
-    let addr = socket
-        .local_addr()
-        .map_err(|e| Error::io("reading the bound address", None, e))?;
+    listen_on(&Bind::Ip(bind), None)
+}
+
+/// Binds a listening socket on a local address or a Unix socket, TLS when
+/// `tls` says so.
+pub fn listen_on(bind: &Bind, tls: Option<Arc<ServerTls>>) -> Result<Listener> {
+    let bind = bind.clone();
+    let (socket, addr) = runtime::block_on(async move { ListenSocket::bind(&bind) })?;
     Ok(Listener(Arc::new(ListenerState {
         addr,
         socket: Mutex::new(Some(socket)),
         closed: CancellationToken::new(),
+        tls,
     })))
 }
 
@@ -129,9 +253,28 @@ pub fn bind_listener(bind: SocketAddr) -> Result<TcpListener> {
     TcpListener::from_std(socket.into()).map_err(in_use)
 }
 
-/// Connects to `target`, trying each resolved address in turn (IPv4 first
-/// when a name has both), each within `timeout`.
+/// Connects to `target` over TCP, trying each resolved address in turn
+/// (IPv4 first when a name has both), each within `timeout`.
 pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
+    connect_to(&Dest::Net(target.clone()), timeout, None)
+}
+
+/// Connects to `dest`, each attempt within `timeout`; with `tls`, the
+/// handshake follows (within `timeout` too), so a certificate the client
+/// refuses fails the connect.
+pub fn connect_to(dest: &Dest, timeout: Duration, tls: Option<&ClientTls>) -> Result<Conn> {
+    let (stream, host) = match dest {
+        Dest::Net(target) => (connect_tcp(target, timeout)?, Some(target.host.as_str())),
+        Dest::Unix(path) => (unix::connect(path, timeout)?, None),
+    };
+    let session = tls.map(|tls| tls.session(host)).transpose()?;
+    let conn = Conn::over(stream, session)?;
+    conn.handshake(timeout)?;
+    Ok(conn)
+}
+
+fn connect_tcp(target: &Target, timeout: Duration) -> Result<Stream> {
+    addr::destination(target)?;
     let target = target.clone();
     runtime::block_on(async move {
         let addrs = addr::lookup(&target).await?;
@@ -145,7 +288,13 @@ pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
                 })
                 .await;
             match attempt {
-                Ok(stream) => return Conn::new(stream),
+                Ok(stream) => {
+                    let stream = stream
+                        .into_std()
+                        .map_err(|e| Error::io("taking over the socket", None, e))?;
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Stream::Tcp(stream));
+                }
                 Err(e) => last = Some(e),
             }
         }

@@ -1,8 +1,13 @@
 //! TCP client and server (lessons 1.5, 1.6): `listen`, `accept`, `connect`,
 //! and the `Conn` methods to talk over a connection, as Rhai functions.
+//! The same functions speak TLS (`#{tls: …}`) and Unix-domain sockets
+//! (`"unix:/path"`), with the same `Conn`.
 //!
 //! - [`conn`] — an open connection: reads, sends, half-close, close.
 //! - [`listener`] — `listen`/`accept` and `connect`.
+//! - [`stream`] — what a connection runs over (TCP or Unix) and its ends.
+//! - [`unix`] — Unix-domain sockets: socket files, stale ones, abstract names.
+//! - [`io`] — a connection lent to tokio for a file transfer.
 //! - [`info`] — the kernel's view of a connection (`TCP_INFO`).
 
 use std::time::Duration;
@@ -15,13 +20,20 @@ use crate::net::addr;
 
 mod conn;
 mod info;
+mod io;
 mod listener;
+mod stream;
+mod unix;
 
 pub use conn::{Conn, ConnIo, PendingThenSocket};
 pub use info::info_map;
+pub use io::{IoReader, IoWriter, ZeroCopy};
 pub use listener::{
-    DEFAULT_CONNECT_TIMEOUT, Listener, ListenerState, bind_listener, connect, listen,
+    ACCEPT_HANDSHAKE_TIMEOUT, Accepted, Bind, DEFAULT_CONNECT_TIMEOUT, Dest, ListenSocket,
+    Listener, ListenerState, bind_listener, connect, connect_to, listen, listen_on, parse_dest,
+    parse_listen,
 };
+pub use stream::{Endpoint, Stream};
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -46,6 +58,39 @@ pub fn option_millis(name: &str, value: &Dynamic) -> Result<Duration> {
 fn byte_count(n: i64) -> Result<usize> {
     usize::try_from(n)
         .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
+}
+
+/// `listen` with its options map (`tls`). A self-signed certificate's
+/// fingerprint is printed, so whoever connects can check or pin it.
+pub fn listen_with_options(bind: &Bind, options: &Map) -> Result<Listener> {
+    let mut tls = None;
+    for (key, value) in options {
+        match key.as_str() {
+            "tls" => tls = crate::net::tls::ServerTls::from_option(value)?,
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown option '{other}' (known: tls)"
+                )));
+            }
+        }
+    }
+    let self_signed = tls.as_ref().is_some_and(|t| t.self_signed);
+    let listener = listen_on(bind, tls)?;
+    if self_signed && let Some(tls) = &listener.state().tls {
+        let note = format!(
+            "listen: {} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {}",
+            listener.addr(),
+            tls.fingerprint
+        );
+        // Above the prompt in the REPL; on stderr from a script, so its
+        // output stays its own.
+        if crate::console::is_interactive() {
+            crate::console::line(&note);
+        } else {
+            crate::console::warn(&note);
+        }
+    }
+    Ok(listener)
 }
 
 /// The error for an argument of the wrong type: what was expected, what came.
@@ -88,22 +133,66 @@ mod api {
             .map_err(fail("listen"))
     }
 
-    /// Opens a TCP listening socket on one local address.
+    /// Opens a listening socket on one local address, or on a Unix-domain
+    /// socket: `"unix:/path"` creates the socket file (replacing a stale
+    /// one nobody listens on, never anything else) and removes it on
+    /// `close()`; `"unix:@name"` is a Linux abstract socket (no file).
     ///
     /// ```rhai
     /// let l = listen("127.0.0.1:0"); print(l.port);
     /// let l6 = listen("[::1]:9000");
+    /// let u = listen("unix:/tmp/app.sock");
     /// ```
     ///
-    /// Fails when: the address is malformed or not local, or the port is in use.
+    /// Fails when: the address is malformed or not local, the port or
+    /// socket is in use, or the path exists and is not a socket.
     #[rhai_fn(return_raw, name = "listen")]
     pub fn listen_addr(addr: &str) -> ScriptResult<Listener> {
-        addr::parse_bind(addr)
-            .and_then(super::listen)
+        super::parse_listen(addr)
+            .and_then(|bind| super::listen_on(&bind, None))
             .map_err(fail("listen"))
     }
 
-    /// The port a listener is bound to.
+    /// Listens with options: `tls` makes every accepted connection TLS,
+    /// with `#{cert: "cert.pem", key: "key.pem"}` (PEM files) or
+    /// `#{self_signed: true}` (a certificate for localhost, 127.0.0.1 and
+    /// ::1 made now; its SHA-256 is printed, and is `.fingerprint`), and
+    /// `alpn` (protocols offered, like `["h2", "http/1.1"]`). `accept()`
+    /// then runs the handshake.
+    ///
+    /// ```rhai
+    /// let l = listen("127.0.0.1:8443", #{tls: #{self_signed: true}});
+    /// write_file("ca.pem", l.cert);   // what a client passes as ca
+    /// let c = l.accept();
+    /// ```
+    ///
+    /// Fails when: as `listen(addr)`, or an option is unknown, a PEM file
+    /// is missing or holds no certificate or key, or the key does not
+    /// belong to the certificate.
+    #[rhai_fn(return_raw, name = "listen")]
+    pub fn listen_with(addr: &str, options: Map) -> ScriptResult<Listener> {
+        super::parse_listen(addr)
+            .and_then(|bind| super::listen_with_options(&bind, &options))
+            .map_err(fail("listen"))
+    }
+
+    /// Listens on a port (every address) with options, as
+    /// `listen(addr, options)`.
+    ///
+    /// ```rhai
+    /// let l = listen(8443, #{tls: #{cert: "cert.pem", key: "key.pem"}});
+    /// ```
+    ///
+    /// Fails when: as `listen(addr, options)`.
+    #[rhai_fn(return_raw, name = "listen")]
+    pub fn listen_port_with(port: i64, options: Map) -> ScriptResult<Listener> {
+        addr::port(port)
+            .map(|port| super::Bind::Ip(addr::any_addr(port)))
+            .and_then(|bind| super::listen_with_options(&bind, &options))
+            .map_err(fail("listen"))
+    }
+
+    /// The port a listener is bound to; `()` for a Unix socket.
     ///
     /// ```rhai
     /// listen(0).port
@@ -111,11 +200,13 @@ mod api {
     ///
     /// Fails when: never.
     #[rhai_fn(get = "port", pure)]
-    pub fn listener_port(l: &mut Listener) -> i64 {
-        l.addr().port() as i64
+    pub fn listener_port(l: &mut Listener) -> Dynamic {
+        l.addr()
+            .ip()
+            .map_or(Dynamic::UNIT, |a| Dynamic::from_int(a.port() as i64))
     }
 
-    /// The address a listener is bound to, as `"ip:port"`.
+    /// The address a listener is bound to, as `"ip:port"` or `"unix:/path"`.
     ///
     /// ```rhai
     /// listen("127.0.0.1:0").addr    // "127.0.0.1:40123"
@@ -125,6 +216,40 @@ mod api {
     #[rhai_fn(get = "addr", pure)]
     pub fn listener_addr(l: &mut Listener) -> String {
         l.addr().to_string()
+    }
+
+    /// The SHA-256 of a TLS listener's certificate (`AB:CD:…`), which a
+    /// client can pin with `#{tls: #{pin: …}}`; `()` for a plain listener.
+    ///
+    /// ```rhai
+    /// print(listen("127.0.0.1:0", #{tls: #{self_signed: true}}).fingerprint)
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "fingerprint", pure)]
+    pub fn listener_fingerprint(l: &mut Listener) -> Dynamic {
+        l.state()
+            .tls
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| t.fingerprint.clone().into())
+    }
+
+    /// A TLS listener's certificate as PEM text, which a client can trust
+    /// with `#{tls: #{ca: "file.pem"}}` once written to a file; `()` for a
+    /// plain listener.
+    ///
+    /// ```rhai
+    /// let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+    /// write_file("server.pem", l.cert);
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "cert", pure)]
+    pub fn listener_cert(l: &mut Listener) -> Dynamic {
+        l.state()
+            .tls
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| t.cert_pem.clone().into())
     }
 
     /// Waits for the next connection and returns it. Ctrl-C stops the wait.
@@ -167,18 +292,21 @@ mod api {
         l.close();
     }
 
-    /// Connects to `"host:port"` or `"[v6]:port"` (10 s timeout).
+    /// Connects to `"host:port"`, `"[v6]:port"` or a Unix-domain socket
+    /// `"unix:/path"` (or `"unix:@name"`), 10 s timeout.
     ///
     /// ```rhai
     /// let c = connect("127.0.0.1:9000");
+    /// let u = connect("unix:/run/app.sock");
     /// ```
     ///
     /// Fails when: the name does not resolve, the port is closed (refused),
-    /// the host is unreachable, or nothing answers in time.
+    /// the host is unreachable, nothing answers in time, or no socket
+    /// listens at the Unix path.
     #[rhai_fn(return_raw)]
     pub fn connect(addr: &str) -> ScriptResult<Conn> {
-        addr::parse_target(addr)
-            .and_then(|t| super::connect(&t, super::DEFAULT_CONNECT_TIMEOUT))
+        super::parse_dest(addr)
+            .and_then(|d| super::connect_to(&d, super::DEFAULT_CONNECT_TIMEOUT, None))
             .map_err(fail("connect"))
     }
 
@@ -197,19 +325,30 @@ mod api {
     }
 
     /// Connects with options: `timeout` (milliseconds to wait for the
-    /// connection, default 10000; 0 leaves it to the kernel, about 2 min).
+    /// connection, and then for the TLS handshake; default 10000; 0 leaves
+    /// it to the kernel, about 2 min) and `tls`: `true` checks the server's
+    /// certificate against the system's trusted roots and the host name;
+    /// a map may say `ca` (trust this PEM file's certificates instead),
+    /// `pin` (trust exactly the certificate with this SHA-256), `insecure:
+    /// true` (trust anything), `sni` (the name to ask for and check, e.g.
+    /// when connecting by IP), `alpn` (protocols to offer). `c.tls_info()`
+    /// tells what was agreed.
     ///
     /// ```rhai
     /// let c = connect("[::1]:9000", #{timeout: 2000});
+    /// let t = connect("example.org:443", #{tls: true});
+    /// let s = connect("127.0.0.1:8443", #{tls: #{ca: "server.pem", sni: "localhost"}});
     /// ```
     ///
-    /// Fails when: as `connect(addr)`, or an option is unknown or not a
-    /// number of milliseconds.
+    /// Fails when: as `connect(addr)`, or an option is unknown or of the
+    /// wrong type, or the TLS handshake fails (the message says why:
+    /// unknown issuer, expired, name mismatch, not TLS on the other side…).
     #[rhai_fn(return_raw, name = "connect")]
     pub fn connect_with(addr: &str, options: Map) -> ScriptResult<Conn> {
         let run = || -> Result<Conn> {
-            let target = addr::parse_target(addr)?;
+            let dest = super::parse_dest(addr)?;
             let mut timeout = super::DEFAULT_CONNECT_TIMEOUT;
+            let mut tls = None;
             for (key, value) in &options {
                 match key.as_str() {
                     // 0: no limit of ours; the kernel gives up after its
@@ -220,14 +359,15 @@ mod api {
                             timeout = Duration::from_secs(24 * 3600);
                         }
                     }
+                    "tls" => tls = crate::net::tls::ClientTls::from_option(value)?,
                     other => {
                         return Err(Error::invalid(format!(
-                            "unknown option '{other}' (known: timeout)"
+                            "unknown option '{other}' (known: timeout, tls)"
                         )));
                     }
                 }
             }
-            super::connect(&target, timeout)
+            super::connect_to(&dest, timeout, tls.as_ref())
         };
         run().map_err(fail("connect"))
     }
@@ -418,6 +558,24 @@ mod api {
         c.is_closed()
     }
 
+    /// What a TLS connection agreed on: `version` ("TLSv1.3"), `cipher`,
+    /// `alpn`, `sni`, and the peer's certificate: `peer_subject`,
+    /// `peer_issuer`, `peer_not_before`, `peer_not_after`, `peer_names`
+    /// (its DNS names and IPs), `peer_fingerprint` (SHA-256). `()` for a
+    /// plain connection; peer fields are `()` when the peer sent no
+    /// certificate (a client, usually).
+    ///
+    /// ```rhai
+    /// let t = c.tls_info(); print(`${t.version} ${t.cipher}, valid until ${t.peer_not_after}`);
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(pure)]
+    pub fn tls_info(c: &mut Conn) -> Dynamic {
+        c.tls()
+            .map_or(Dynamic::UNIT, |s| crate::net::tls::info_map(s).into())
+    }
+
     /// The kernel's view of the connection (Linux TCP_INFO): `state`
     /// (ESTABLISHED, FIN_WAIT2, CLOSE_WAIT…), `rtt_us`, `rttvar_us`,
     /// `retransmits`, `total_retrans`, `snd_cwnd`, `unacked`, bytes and
@@ -427,7 +585,8 @@ mod api {
     /// let i = c.info(); print(`${i.state} rtt ${i.rtt_us} µs`);
     /// ```
     ///
-    /// Fails when: the connection is closed.
+    /// Fails when: the connection is closed, or is a Unix socket (which has
+    /// no TCP state).
     #[rhai_fn(return_raw, pure)]
     pub fn info(c: &mut Conn) -> ScriptResult<Map> {
         c.info().map_err(fail("info"))
@@ -493,7 +652,8 @@ mod api {
         Ok(())
     }
 
-    /// The local end of a connection, as `"ip:port"`.
+    /// The local end of a connection, as `"ip:port"`; for a Unix socket its
+    /// path, or `"unix:(pid N)"` for an unnamed end (N is its process).
     ///
     /// ```rhai
     /// c.local
@@ -505,7 +665,8 @@ mod api {
         c.local().to_string()
     }
 
-    /// The remote end of a connection, as `"ip:port"`.
+    /// The remote end of a connection, as `"ip:port"`; for a Unix socket its
+    /// path, or `"unix:(pid N)"` for an unnamed end (N is its process).
     ///
     /// ```rhai
     /// c.peer

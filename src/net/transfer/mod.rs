@@ -58,18 +58,18 @@ pub fn module() -> Module {
     module
 }
 
-/// Uploads `path` to `target` (connecting first), reporting progress
-/// through `report` every quarter second from the calling thread. The file
-/// and its name are checked before anything is sent.
+/// Uploads `path` to `dest` (connecting first, over TLS when the options
+/// say so), reporting progress through `report` every quarter second from
+/// the calling thread. The file and its name are checked before anything
+/// is sent.
 pub fn send_to(
-    target: &addr::Target,
+    dest: impl Into<tcp::Dest>,
     path: &Path,
     options: SendOptions,
     report: ProgressReport<'_>,
 ) -> Result<Sent> {
-    addr::destination(target)?;
     let source = Source::open(path, &options)?;
-    let conn = tcp::connect(target, options.timeout)?;
+    let conn = tcp::connect_to(&dest.into(), options.timeout, options.tls.as_ref())?;
     send_source(conn, source, options, report, true)
 }
 
@@ -305,8 +305,12 @@ pub fn serve(
 ) -> Result<FileServer> {
     let dir = ready_dir(dir, options.part_max_age, "serve_files")?;
     let listener = tcp::listen(bind)?;
+    let addr = listener
+        .addr()
+        .ip()
+        .ok_or_else(|| Error::invalid("serve_files listens on TCP only"))?;
     let state = Arc::new(ServerState {
-        addr: listener.addr(),
+        addr,
         dir,
         // A child of the starting task's token: stopping the task stops it.
         stop: runtime::child_token(),
@@ -334,7 +338,9 @@ pub fn serve(
     runtime::handle().spawn(async move {
         let state = accepting;
         // Owned by this task, so the port is released as soon as it ends.
-        let Some(socket) = state.listener.state().socket.lock().await.take() else {
+        let Some(tcp::ListenSocket::Tcp(socket)) =
+            state.listener.state().socket.lock().await.take()
+        else {
             state.ended.send_replace(true);
             return;
         };
@@ -399,9 +405,10 @@ async fn serve_one(
         }
         state.received.fetch_add(1, Ordering::SeqCst);
     };
+    let peer = tcp::Endpoint::Ip(peer);
     let outcome = tokio::select! {
         _ = state.stop.cancelled() => return,
-        outcome = receiver::receive(&mut read, &mut write, peer, &state.dir, &options, &mut record) => outcome,
+        outcome = receiver::receive(&mut read, &mut write, &peer, &state.dir, &options, &mut record) => outcome,
     };
     if outcome.is_ok() {
         state.confirmed.send_modify(|n| *n += 1);
@@ -463,6 +470,7 @@ const SEND_OPTIONS: &[&str] = &[
     "hash",
     "offset",
     "length",
+    "tls",
 ];
 const RECV_OPTIONS: &[&str] = &["raw", "name", "overwrite", "max_size", "timeout"];
 const SERVE_OPTIONS: &[&str] = &[
@@ -496,6 +504,10 @@ fn send_options(map: &Map) -> Result<(SendOptions, progress::Wanted)> {
             hash: o.flag("hash", defaults.hash)?,
             offset: o.count("offset")?.unwrap_or(0),
             length: o.count("length")?,
+            tls: match o.value("tls") {
+                Some(tls) => crate::net::tls::ClientTls::from_option(tls)?,
+                None => None,
+            },
         },
         progress::Wanted::from_option(o.value("progress"))?,
     ))
@@ -599,10 +611,17 @@ fn script_send(ctx: &NativeCallContext, to: Either<'_>, path: &str, map: &Map) -
     let (options, wanted) = send_options(map)?;
     let sent = progress::with_report(ctx, &wanted, |report| match to {
         Either::Target(text) => {
-            let target = addr::parse_target(text)?;
-            send_to(&target, Path::new(path), options, report)
+            let dest = tcp::parse_dest(text)?;
+            send_to(dest, Path::new(path), options, report)
         }
-        Either::Conn(conn) => send_over(conn, Path::new(path), options, report, false),
+        Either::Conn(conn) => {
+            if options.tls.is_some() {
+                return Err(Error::invalid(
+                    "option 'tls' is for an address; a connection is TLS or not as it was opened",
+                ));
+            }
+            send_over(conn, Path::new(path), options, report, false)
+        }
     })?;
     Ok(sent_map(&sent))
 }
@@ -648,11 +667,15 @@ mod api {
     /// also compute the SHA-256 to compare with `sha256sum` at the other
     /// end; default false, which leaves `sha256` as `()` and the transfer
     /// as fast as nc), `offset` and `length` (raw mode: send only that part
-    /// of the file, e.g. an HTTP range).
+    /// of the file, e.g. an HTTP range), `tls` (as `connect`'s: upload over
+    /// TLS to a receiver listening with `listen(addr, #{tls: …})`; raw mode
+    /// then reads and writes instead of `sendfile`, since every byte is
+    /// encrypted). The address may be `"unix:/path"` too.
     ///
     /// ```rhai
     /// send_file("127.0.0.1:9000", "big.iso", #{progress: |p| print(`${p.percent.to_int()}%`)});
     /// send_file("127.0.0.1:9000", "notes.txt", #{raw: true});   // to `nc -l 9000 > notes.txt`
+    /// send_file("127.0.0.1:9443", "notes.txt", #{tls: #{ca: "server.pem"}});
     /// ```
     ///
     /// Fails when: as `send_file(addr, path)`, or an option is unknown or

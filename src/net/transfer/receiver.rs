@@ -8,7 +8,7 @@
 
 use std::{
     fs::{File, OpenOptions},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     os::unix::fs::{MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::mpsc as std_mpsc,
@@ -26,6 +26,7 @@ use super::{
     protocol::{self, Code, Header, ReadFail, Refusal, Reply},
 };
 use crate::error::{Error, Result};
+use crate::net::tcp::Endpoint;
 
 /// How a receiver behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -77,7 +78,7 @@ pub struct Received {
     pub verified: bool,
     /// Bytes that were already here from an earlier, interrupted upload.
     pub resumed_from: u64,
-    pub peer: SocketAddr,
+    pub peer: Endpoint,
     pub seconds: f64,
 }
 
@@ -89,7 +90,7 @@ pub type OnStored<'a> = &'a mut (dyn FnMut(&Received) + Send);
 pub async fn receive<R, W>(
     reader: &mut R,
     writer: &mut W,
-    peer: SocketAddr,
+    peer: &Endpoint,
     dir: &Path,
     options: &ReceiveOptions,
     on_stored: OnStored<'_>,
@@ -100,12 +101,17 @@ where
 {
     let started = Instant::now();
     let outcome =
-        if !options.allow.is_empty() && !options.allow.iter().any(|c| c.contains(peer.ip())) {
+        // An allow list names IP addresses: a Unix-socket peer is not on it.
+        if !options.allow.is_empty()
+            && !peer
+                .ip()
+                .is_some_and(|ip| options.allow.iter().any(|c| c.contains(ip.ip())))
+        {
             Err(Refusal::new(
                 Code::NotAllowed,
                 format!(
                     "uploads from {} are not allowed here",
-                    peer.ip().to_canonical()
+                    peer.ip().map_or(peer.to_string(), |ip| ip.ip().to_canonical().to_string())
                 ),
             ))
         } else if options.raw {
@@ -163,7 +169,7 @@ where
 async fn receive_framed<R, W>(
     reader: &mut R,
     writer: &mut W,
-    peer: SocketAddr,
+    peer: &Endpoint,
     dir: &Path,
     options: &ReceiveOptions,
     started: Instant,
@@ -284,7 +290,7 @@ where
         sha256: ours,
         verified: true,
         resumed_from: start,
-        peer,
+        peer: peer.clone(),
         seconds: started.elapsed().as_secs_f64(),
     };
     on_stored(&received);
@@ -389,7 +395,7 @@ async fn receive_body<R: AsyncRead + Unpin>(
 /// Raw mode: every byte until the sender half-closes is the file.
 async fn receive_raw<R: AsyncRead + Unpin>(
     reader: &mut R,
-    peer: SocketAddr,
+    peer: &Endpoint,
     dir: &Path,
     options: &ReceiveOptions,
     started: Instant,
@@ -478,7 +484,7 @@ async fn receive_raw<R: AsyncRead + Unpin>(
         sha256,
         verified: false,
         resumed_from: 0,
-        peer,
+        peer: peer.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

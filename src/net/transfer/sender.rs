@@ -16,8 +16,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest},
-    net::{TcpStream, tcp::OwnedWriteHalf},
+    io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
 };
 
@@ -26,7 +25,8 @@ use super::{
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
-use crate::net::{progress::Progress, tcp::Conn};
+use crate::net::progress::Progress;
+use crate::net::tcp::{Conn, Endpoint, IoWriter, ZeroCopy};
 
 /// How a sender behaves; built from the Rhai options map.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct SendOptions {
     pub offset: u64,
     /// Raw mode: send at most this many bytes (like `dd count=`).
     pub length: Option<u64>,
+    /// Connect with TLS (a connection given to `send_file` is as it is).
+    pub tls: Option<crate::net::tls::ClientTls>,
 }
 
 impl Default for SendOptions {
@@ -64,6 +66,7 @@ impl Default for SendOptions {
             hash: false,
             offset: 0,
             length: None,
+            tls: None,
         }
     }
 }
@@ -242,13 +245,13 @@ async fn send_on(
 #[allow(clippy::too_many_arguments)]
 async fn send_framed<R: AsyncRead + Unpin>(
     reader: &mut R,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     size: u64,
     name: String,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Sent> {
     let header = Header {
         flags: if options.resume {
@@ -378,14 +381,14 @@ async fn send_framed<R: AsyncRead + Unpin>(
 /// given a hasher) on a blocking thread; returns the SHA-256 of the whole file.
 #[allow(clippy::too_many_arguments)]
 async fn send_chunks(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     hasher: Option<Sha256>,
     start: u64,
     end: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Option<[u8; 32]>> {
     let (to_socket, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
@@ -414,21 +417,25 @@ async fn send_chunks(
 /// their SHA-256 unless told not to compute it.
 #[allow(clippy::too_many_arguments)]
 async fn send_raw(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     file: File,
     start: u64,
     end: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<Option<[u8; 32]>> {
-    // Hashing on the side reads the whole file; a part of it is hashed
-    // as it is read instead.
+    // Hashing on the side reads the whole file, so a part of it is hashed
+    // as it is read instead; TLS has no zero-copy path (every byte is
+    // encrypted on its way).
     let part = start > 0 || options.length.is_some();
-    if !options.zero_copy || (options.hash && part) {
-        let hasher = options.hash.then(Sha256::new);
-        return send_chunks(writer, file, hasher, start, end, options, progress, peer).await;
-    }
+    let socket = match writer.zero_copy() {
+        Some(socket) if options.zero_copy && !(options.hash && part) => socket,
+        _ => {
+            let hasher = options.hash.then(Sha256::new);
+            return send_chunks(writer, file, hasher, start, end, options, progress, peer).await;
+        }
+    };
     // The bytes never enter this process, so hash them on the other core
     // from the page cache while the kernel sends them.
     let hashing = if options.hash {
@@ -441,7 +448,6 @@ async fn send_raw(
     } else {
         None
     };
-    let socket: &TcpStream = writer.as_ref();
     sendfile_all(socket, &file, start, end, options, progress, peer).await?;
     match hashing {
         Some(hashing) => hashing
@@ -456,13 +462,13 @@ async fn send_raw(
 /// `sendfile(2)` of bytes `start..end` of `file` to the socket, waiting
 /// for tokio's write readiness whenever the socket buffer is full.
 async fn sendfile_all(
-    socket: &TcpStream,
+    socket: ZeroCopy<'_>,
     file: &File,
     start: u64,
     end: u64,
     options: &SendOptions,
     progress: &Progress,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<()> {
     // Smaller steps when pacing, so the rate limit is smooth.
     let step = if options.rate_limit.is_some() {
@@ -477,8 +483,8 @@ async fn sendfile_all(
         tokio::time::timeout(options.timeout, socket.writable())
             .await
             .map_err(|_| stalled(peer, options.timeout))?
-            .map_err(|e| Error::io("sending", Some(peer), e))?;
-        let result = socket.try_io(Interest::WRITABLE, || {
+            .map_err(|e| Error::io("sending", peer.ip(), e))?;
+        let result = socket.try_write(|| {
             let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
             nix::sys::sendfile::sendfile(socket, file, Some(&mut at), want)
                 .map_err(std::io::Error::from)
@@ -495,7 +501,7 @@ async fn sendfile_all(
                 pacer.pace(offset - start).await;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(Error::io("sending", Some(peer), e)),
+            Err(e) => return Err(Error::io("sending", peer.ip(), e)),
         }
     }
     Ok(())
@@ -516,18 +522,24 @@ async fn wait_for_close<R: AsyncRead + Unpin>(reader: &mut R, wait: Duration) ->
 }
 
 async fn write_within(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut IoWriter<'_>,
     bytes: &[u8],
     timeout: Duration,
-    peer: std::net::SocketAddr,
+    peer: &Endpoint,
 ) -> Result<()> {
-    tokio::time::timeout(timeout, writer.write_all(bytes))
+    // The flush matters on TLS, where written bytes may wait in the
+    // session until flushed; on plain TCP it does nothing.
+    let write = async {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    };
+    tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| stalled(peer, timeout))?
-        .map_err(|e| Error::io("sending", Some(peer), e))
+        .map_err(|e| Error::io("sending", peer.ip(), e))
 }
 
-fn stalled(peer: std::net::SocketAddr, after: Duration) -> Error {
+fn stalled(peer: &Endpoint, after: Duration) -> Error {
     Error::Timeout {
         what: format!("sending to {peer} (the receiver stopped reading)"),
         after,

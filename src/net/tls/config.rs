@@ -1,0 +1,434 @@
+//! What a `tls` option says, checked before anything is sent, as rustls
+//! settings: for a client, which certificates to trust and which name to
+//! ask for; for a server, which certificate to present.
+//!
+//! A client trusts the system's roots (read once, through
+//! rustls-native-certs: `/etc/ssl/certs` on Debian) unless told otherwise:
+//! `ca` trusts one PEM file's certificates instead (as curl's `--cacert`),
+//! `pin` trusts exactly one certificate by its SHA-256 (as ssh's known
+//! hosts: the name and issuer then do not matter), `insecure` trusts
+//! anything. A server presents a certificate from PEM files, or one made on
+//! the spot with rcgen for `localhost`, `127.0.0.1` and `::1`, whose
+//! fingerprint it prints so a client can pin it.
+
+use std::{
+    path::Path,
+    sync::{Arc, OnceLock},
+};
+
+use rhai::{Dynamic, Map};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, WebPkiSupportedAlgorithms},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
+};
+use sha2::{Digest, Sha256};
+
+use super::Session;
+use crate::error::{Error, Result};
+use crate::net::helpers::file_error;
+
+const CLIENT_OPTIONS: &[&str] = &["insecure", "ca", "pin", "sni", "alpn"];
+const SERVER_OPTIONS: &[&str] = &["cert", "key", "self_signed", "alpn"];
+
+/// The names a self-signed certificate is made for.
+const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+/// A client's TLS settings, from `connect(addr, #{tls: …})`.
+#[derive(Clone)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+    /// The name to ask for and check, instead of the host connected to.
+    sni: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientTls(sni: {:?})", self.sni)
+    }
+}
+
+impl ClientTls {
+    /// Reads a client's `tls` option: `true`, `false`, or a map of
+    /// `insecure`, `ca`, `pin`, `sni`, `alpn`.
+    pub fn from_option(value: &Dynamic) -> Result<Option<ClientTls>> {
+        let Some(map) = option_map(value, CLIENT_OPTIONS)? else {
+            return Ok(None);
+        };
+        let insecure = flag(&map, "insecure")?;
+        let ca = text(&map, "ca")?;
+        let pin = text(&map, "pin")?.map(|p| parse_pin(&p)).transpose()?;
+        let sni = text(&map, "sni")?;
+        if let Some(name) = &sni {
+            ServerName::try_from(name.as_str()).map_err(|_| {
+                Error::invalid(format!(
+                    "option 'sni': '{name}' is not a host name or IP address"
+                ))
+            })?;
+        }
+        let chosen = [insecure, ca.is_some(), pin.is_some()];
+        if chosen.iter().filter(|c| **c).count() > 1 {
+            return Err(Error::invalid(
+                "options 'insecure', 'ca' and 'pin' each decide whom to trust: give one of them",
+            ));
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid(format!("TLS set-up failed: {e}")))?;
+        let trust = match pin {
+            Some(sha256) => Some(Trust::Pinned(sha256)),
+            None => insecure.then_some(Trust::Anything),
+        };
+        let mut config = if let Some(trust) = trust {
+            let verifier = Verifier {
+                trust,
+                algorithms: provider().signature_verification_algorithms,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
+        } else {
+            let roots = match &ca {
+                Some(path) => Arc::new(roots_from_file(path)?),
+                None => system_roots()?,
+            };
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        config.alpn_protocols = alpn(&map)?;
+        Ok(Some(ClientTls {
+            config: Arc::new(config),
+            sni,
+        }))
+    }
+
+    /// A new session for a connection to `host` (a name or an IP; `None`
+    /// for a Unix socket, which asks for `localhost`), or to the `sni`
+    /// name when one was given.
+    pub fn session(&self, host: Option<&str>) -> Result<Session> {
+        let name = self.sni.as_deref().or(host).unwrap_or("localhost");
+        let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+            Error::invalid(format!(
+                "'{name}' is not a name a certificate can be checked against; give one with #{{tls: #{{sni: \"name\"}}}}"
+            ))
+        })?;
+        let tls = rustls::ClientConnection::new(self.config.clone(), server_name)
+            .map_err(|e| Error::Protocol(super::words(&e)))?;
+        Ok(Session::new(tls, Some(name.to_string())))
+    }
+}
+
+/// A server's TLS settings, from `listen(addr, #{tls: …})`.
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    /// The certificate presented, as PEM: what a client passes as `ca`.
+    pub cert_pem: String,
+    /// Its SHA-256, what a client passes as `pin`.
+    pub fingerprint: String,
+    /// Made on the spot (`self_signed: true`) rather than read from files.
+    pub self_signed: bool,
+}
+
+impl ServerTls {
+    /// Reads a server's `tls` option: a map with `cert` and `key` (PEM
+    /// files) or `self_signed: true`, and `alpn`.
+    pub fn from_option(value: &Dynamic) -> Result<Option<Arc<ServerTls>>> {
+        if value.as_bool() == Ok(true) {
+            return Err(Error::invalid(
+                "a TLS server needs a certificate: #{tls: #{cert: \"cert.pem\", key: \"key.pem\"}} or #{tls: #{self_signed: true}}",
+            ));
+        }
+        let Some(map) = option_map(value, SERVER_OPTIONS)? else {
+            return Ok(None);
+        };
+        let self_signed = flag(&map, "self_signed")?;
+        let (cert, key) = (text(&map, "cert")?, text(&map, "key")?);
+        let (chain, key, cert_pem) = match (self_signed, cert, key) {
+            (true, None, None) => make_self_signed()?,
+            (true, _, _) => {
+                return Err(Error::invalid(
+                    "give either self_signed or cert and key, not both",
+                ));
+            }
+            (false, Some(cert), Some(key)) => certificate_from_files(&cert, &key)?,
+            (false, _, _) => {
+                return Err(Error::invalid(
+                    "a TLS server needs both 'cert' and 'key' (PEM files), or self_signed: true",
+                ));
+            }
+        };
+        let fingerprint = super::fingerprint(chain[0].as_ref());
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::invalid(format!("TLS set-up failed: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "the certificate and key cannot be used together: {}",
+                    super::words(&e)
+                ))
+            })?;
+        config.alpn_protocols = alpn(&map)?;
+        Ok(Some(Arc::new(ServerTls {
+            config: Arc::new(config),
+            cert_pem,
+            fingerprint,
+            self_signed,
+        })))
+    }
+
+    /// A new session for an accepted connection.
+    pub fn session(&self) -> Result<Session> {
+        let tls = rustls::ServerConnection::new(self.config.clone())
+            .map_err(|e| Error::Protocol(super::words(&e)))?;
+        Ok(Session::new(tls, None))
+    }
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServerTls(sha256 {})", self.fingerprint)
+    }
+}
+
+/// `true` → an empty map, `false` / `()` → `None`, a map → its keys checked.
+fn option_map(value: &Dynamic, known: &[&str]) -> Result<Option<Map>> {
+    if value.is_unit() {
+        return Ok(None);
+    }
+    if let Ok(on) = value.as_bool() {
+        return Ok(on.then(Map::new));
+    }
+    let Some(map) = value.clone().try_cast::<Map>() else {
+        return Err(Error::invalid(format!(
+            "option 'tls' must be true or a map like #{{ca: \"ca.pem\"}}, not {}",
+            value.type_name()
+        )));
+    };
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            return Err(Error::invalid(format!(
+                "unknown tls option '{key}' (known: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(Some(map))
+}
+
+fn flag(map: &Map, key: &str) -> Result<bool> {
+    match map.get(key) {
+        None => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .map_err(|_| Error::invalid(format!("tls option '{key}' must be true or false"))),
+    }
+}
+
+fn text(map: &Map, key: &str) -> Result<Option<String>> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) => match v.clone().into_string() {
+            Ok(s) if !s.is_empty() => Ok(Some(s)),
+            _ => Err(Error::invalid(format!(
+                "tls option '{key}' must be a non-empty string"
+            ))),
+        },
+    }
+}
+
+/// `alpn`: one protocol name (`"h2"`) or an array of them, most wanted first.
+fn alpn(map: &Map) -> Result<Vec<Vec<u8>>> {
+    let bad =
+        || Error::invalid("tls option 'alpn' must be a string like \"h2\" or an array of them");
+    let names: Vec<String> = match map.get("alpn") {
+        None => return Ok(Vec::new()),
+        Some(v) if v.is_string() => vec![v.to_string()],
+        Some(v) => v
+            .clone()
+            .try_cast::<rhai::Array>()
+            .ok_or_else(bad)?
+            .into_iter()
+            .map(|item| item.into_string().map_err(|_| bad()))
+            .collect::<Result<_>>()?,
+    };
+    if names.iter().any(|n| n.is_empty() || n.len() > 255) {
+        return Err(Error::invalid(
+            "tls option 'alpn': each protocol name has 1 to 255 bytes",
+        ));
+    }
+    Ok(names.into_iter().map(String::into_bytes).collect())
+}
+
+/// A fingerprint as `openssl x509 -fingerprint -sha256` or netsh prints it
+/// (colons and case do not matter).
+fn parse_pin(text: &str) -> Result<[u8; 32]> {
+    let digits: String = text
+        .strip_prefix("sha256:")
+        .unwrap_or(text)
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "tls option 'pin' must be a SHA-256 fingerprint (64 hex digits, colons allowed), not '{text}'"
+            ))
+        })
+}
+
+/// The system's trusted roots, read once.
+fn system_roots() -> Result<Arc<RootCertStore>> {
+    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    let roots = ROOTS.get_or_init(|| {
+        let mut store = RootCertStore::empty();
+        store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        Arc::new(store)
+    });
+    if roots.is_empty() {
+        return Err(Error::NotFound(
+            "no trusted root certificates were found on this system (install the ca-certificates package), so no server can be checked; trust one with #{tls: #{ca: \"ca.pem\"}}".into(),
+        ));
+    }
+    Ok(roots.clone())
+}
+
+fn read_file(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(Path::new(path)).map_err(|e| file_error("reading", path, e))
+}
+
+fn certificates_in(path: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let pem = read_file(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::invalid(format!("{path} is not a valid PEM file: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{path} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')"
+        )));
+    }
+    Ok(certs)
+}
+
+fn roots_from_file(path: &str) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    let (_, refused) = store.add_parsable_certificates(certificates_in(path)?);
+    if store.is_empty() {
+        return Err(Error::invalid(format!(
+            "none of the {refused} certificates in {path} can serve as a trusted root"
+        )));
+    }
+    Ok(store)
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
+
+fn certificate_from_files(cert: &str, key: &str) -> Result<Identity> {
+    let chain = certificates_in(cert)?;
+    let key_pem = read_file(key)?;
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+        Error::invalid(format!(
+            "{key} holds no private key (a PEM block '-----BEGIN PRIVATE KEY-----' or an RSA or EC key)"
+        ))
+    })?;
+    let pem = String::from_utf8_lossy(&read_file(cert)?).into_owned();
+    Ok((chain, private, pem))
+}
+
+/// A fresh certificate for localhost, 127.0.0.1 and ::1, valid for a year
+/// (from a day ago, so a peer whose clock is a little behind accepts it).
+fn make_self_signed() -> Result<Identity> {
+    let failed =
+        |e: rcgen::Error| Error::invalid(format!("making a self-signed certificate failed: {e}"));
+    let mut params = rcgen::CertificateParams::new(SELF_SIGNED_NAMES.map(String::from).to_vec())
+        .map_err(failed)?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, "netsh self-signed (localhost)");
+    params.distinguished_name = name;
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&key).map_err(failed)?;
+    let private = PrivateKeyDer::try_from(key.serialize_der())
+        .map_err(|e| Error::invalid(format!("making a self-signed certificate failed: {e}")))?;
+    Ok((vec![cert.der().clone()], private, cert.pem()))
+}
+
+/// Whom a client trusts instead of the usual chain-and-name check.
+#[derive(Debug)]
+enum Trust {
+    /// `insecure: true`: any certificate.
+    Anything,
+    /// `pin`: exactly the certificate with this SHA-256.
+    Pinned([u8; 32]),
+}
+
+/// A verifier for `insecure` and `pin`. The handshake's signatures are
+/// still checked either way, so the session is encrypted with whoever
+/// holds the certificate's key.
+#[derive(Debug)]
+struct Verifier {
+    trust: Trust,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match &self.trust {
+            Trust::Anything => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(pin) => {
+                let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+                if got == *pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "the certificate is not the pinned one: its SHA-256 is {}, the pin is {}",
+                        super::colon_hex(&got),
+                        super::colon_hex(pin)
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}

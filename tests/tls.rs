@@ -1,0 +1,499 @@
+//! TLS on raw connections, against real peers on 127.0.0.1: netsh talking
+//! to itself, `openssl s_client` and `openssl s_server` in both directions,
+//! and certificates this file makes with rcgen (a CA, a server certificate
+//! it signed, an expired one, an unrelated CA).
+
+mod support;
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    path::PathBuf,
+    process::Command,
+    time::Duration,
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+};
+use support::{Netsh, Peer, has_tool, netsh_peer};
+
+/// Certificates for the tests, as PEM files in a temporary folder.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let (ca_params, ca_key) = ca("netsh test CA");
+        write("ca.pem", &ca_params.self_signed(&ca_key).unwrap().pem());
+        let issuer = Issuer::new(ca_params, ca_key);
+        let now = time::OffsetDateTime::now_utc();
+        let leaf = |name: &str, not_before, not_after| {
+            let key = KeyPair::generate().unwrap();
+            let mut params =
+                CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                    .unwrap();
+            params.not_before = not_before;
+            params.not_after = not_after;
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, name);
+            params.distinguished_name = dn;
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let day = time::Duration::days(1);
+        let (cert, key) = leaf("netsh test server", now - day, now + 30 * day);
+        write("server.pem", &cert);
+        write("server.key", &key);
+        let (cert, key) = leaf("netsh expired server", now - 400 * day, now - 35 * day);
+        write("expired.pem", &cert);
+        write("expired.key", &key);
+        let (other, other_key) = ca("some other CA");
+        write(
+            "other-ca.pem",
+            &other.self_signed(&other_key).unwrap().pem(),
+        );
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `code` with `DIR` replaced by the folder of the PEM files.
+    fn script(&self, code: &str) -> String {
+        code.replace("DIR", &self.dir.path().display().to_string())
+    }
+}
+
+fn ca(name: &str) -> (CertificateParams, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    (params, key)
+}
+
+/// `openssl` is installed (CI installs it); tests that need it say why
+/// they skip without it.
+fn has_openssl(test: &str) -> bool {
+    has_tool(test, "openssl", &["version"], "openssl")
+}
+
+/// A netsh TLS server with a self-signed certificate and a netsh client trusting it with `ca`: lines, read(n), read_all and a half-close cross the session, and tls_info() on both ends says what was agreed.
+#[test]
+fn netsh_server_and_client_with_a_self_signed_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Netsh::new()
+        .current_dir(home.path())
+        .arg("-e")
+        .arg(
+            r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+               write_file("server.pem", l.cert);
+               let port = l.port; let fingerprint = l.fingerprint;
+               let t = task(|| {
+                   let c = l.accept();
+                   let line = c.recv_line();
+                   c.send_line(`echo ${line}`);
+                   c.send(blob(3, 0x41));
+                   let rest = c.read_all();     // until the client's close_notify + FIN
+                   c.send_line(`got ${rest.len()} bytes after the line`);
+                   let i = c.tls_info();
+                   c.close();
+                   i
+               });
+               let c = connect(`127.0.0.1:${port}`, #{tls: #{ca: "server.pem"}});
+               c.send_line("hello");
+               print(c.recv_line());
+               print(c.read(3).as_string());
+               c.send(blob(70000, 7)); c.shutdown();
+               print(c.recv_line());
+               print(c.recv_line() == ());
+               let i = c.tls_info();
+               print(i.version); print(i.sni); print(i.peer_names);
+               print(i.peer_fingerprint == fingerprint);
+               print(i.peer_subject);
+               let s = t.join();
+               print(s.sni == ()); print(s.peer_subject == ());"#,
+        )
+        .ok();
+    let out = out.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "echo hello",
+            "AAA",
+            "got 70000 bytes after the line",
+            "true",
+            "TLSv1.3",
+            "127.0.0.1",
+            r#"["localhost", "127.0.0.1", "::1"]"#,
+            "true",
+            "CN=netsh self-signed (localhost)",
+            "true",
+            "true",
+        ]
+    );
+}
+
+/// `openssl s_client` verifies a netsh TLS server's certificate (signed by a test CA, loaded from PEM files) and exchanges a line with it.
+#[test]
+fn openssl_s_client_talks_to_a_netsh_server() {
+    if !has_openssl("openssl_s_client_talks_to_a_netsh_server") {
+        return;
+    }
+    let pki = Pki::new();
+    let mut server = netsh_peer(
+        &pki.script(
+            r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "DIR/server.pem", key: "DIR/server.key"}});
+               print(`port ${l.port}`);
+               let c = l.accept(20000);
+               let line = c.recv_line();
+               c.send_line(`netsh heard: ${line}`);
+               print(`tls ${c.tls_info().version}`);
+               c.close();"#,
+        ),
+        pki.dir.path(),
+    );
+    let port = server
+        .expect("port ")
+        .trim_start_matches("port ")
+        .to_string();
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost", "-verify_return_error"])
+        .arg("-CAfile")
+        .arg(pki.path("ca.pem"));
+    let mut client = Peer::start(cmd);
+    client.expect("Verify return code: 0 (ok)");
+    client.write("hello from openssl\n");
+    client.expect("netsh heard: hello from openssl");
+    server.expect("tls TLSv1.3");
+}
+
+/// A netsh client checks `openssl s_server`'s certificate against a CA file and exchanges lines with it both ways.
+#[test]
+fn netsh_client_talks_to_openssl_s_server() {
+    if !has_openssl("netsh_client_talks_to_openssl_s_server") {
+        return;
+    }
+    let pki = Pki::new();
+    let (mut server, port) = s_server(&pki, "server");
+    let mut client = netsh_peer(
+        &pki.script(&format!(
+            r#"let c = connect("localhost:{port}", #{{tls: #{{ca: "DIR/ca.pem"}}}});
+               c.send_line("hello from netsh");
+               print(`reply ${{c.recv_line()}}`);
+               let i = c.tls_info();
+               print(`info ${{i.sni}} ${{i.peer_subject}} ${{i.peer_issuer}}`);"#
+        )),
+        pki.dir.path(),
+    );
+    server.expect("hello from netsh");
+    server.write("hello from openssl\n");
+    client.expect("reply hello from openssl");
+    client.expect("info localhost CN=netsh test server CN=netsh test CA");
+}
+
+/// Starts `openssl s_server` with `NAME.pem`/`NAME.key` on a free fixed port (retrying on a clash); returns it once it accepts.
+fn s_server(pki: &Pki, name: &str) -> (Peer, u16) {
+    for attempt in 0..20 {
+        let port = support::fixed_port(attempt);
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+            .arg("-cert")
+            .arg(pki.path(&format!("{name}.pem")))
+            .arg("-key")
+            .arg(pki.path(&format!("{name}.key")));
+        let mut server = Peer::start(cmd);
+        if server.wait_for("ACCEPT", Duration::from_secs(10)).is_some() {
+            return (server, port);
+        }
+        if !server.output().contains("in use") {
+            panic!("openssl s_server did not start:\n{}", server.output());
+        }
+    }
+    panic!("no free port for openssl s_server");
+}
+
+/// `netsh -e CODE` (run in the PKI folder) that must fail; its stderr.
+fn refused(pki: &Pki, code: &str) -> String {
+    let run = Netsh::new()
+        .current_dir(pki.dir.path())
+        .arg("-e")
+        .arg(pki.script(code))
+        .output();
+    run.expect_code(1);
+    run.stderr()
+}
+
+/// A certificate for another name is refused with "name mismatch", naming the names it is for; the server's accept() hears that the client refused it.
+#[test]
+fn a_wrong_name_is_refused() {
+    let pki = Pki::new();
+    let err = refused(
+        &pki,
+        r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "server.key"}});
+           let port = l.port;
+           let t = task(|| { let r = "accepted"; try { l.accept(10000) } catch (e) { r = `${e}` } r });
+           try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem", sni: "example.org"}}) }
+           catch (e) { print(`server: ${t.join()}`); throw e }"#,
+    );
+    assert!(
+        err.contains("connect: TLS handshake with 127.0.0.1:")
+            && err.contains(
+                "name mismatch: the certificate is for localhost, 127.0.0.1, not example.org"
+            ),
+        "{err}"
+    );
+}
+
+/// An expired certificate is refused with a message saying it expired and when.
+#[test]
+fn an_expired_certificate_is_refused() {
+    let pki = Pki::new();
+    let err = refused(
+        &pki,
+        r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "expired.pem", key: "expired.key"}});
+           let port = l.port;
+           task(|| l.accept(10000));
+           connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem"}})"#,
+    );
+    assert!(
+        err.contains("the certificate has expired: it was valid until"),
+        "{err}"
+    );
+}
+
+/// A certificate from a CA the client does not trust is refused as "unknown issuer", and the server's accept() fails saying the client refused its certificate.
+#[test]
+fn an_untrusted_certificate_is_refused() {
+    let pki = Pki::new();
+    let home = pki.dir.path();
+    let out = Netsh::new()
+        .current_dir(home)
+        .arg("-e")
+        .arg(
+            r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "server.key"}});
+               let port = l.port;
+               let t = task(|| { let r = "accepted"; try { l.accept(10000) } catch (e) { r = `${e}` } r });
+               try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "other-ca.pem"}}) } catch (e) { print(e) }
+               print(t.join());"#,
+        )
+        .ok()
+        .stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("the certificate is not trusted: unknown issuer"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("accept: TLS handshake with 127.0.0.1:")
+            && lines[1].contains("it does not accept our certificate"),
+        "{out}"
+    );
+}
+
+/// A pinned fingerprint is trusted whatever the name and issuer; another fingerprint is refused, naming both.
+#[test]
+fn a_pinned_fingerprint_decides_trust() {
+    let out = Netsh::eval(
+        r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+           let port = l.port; let pin = l.fingerprint;
+           task(|| { loop { try { l.accept(10000).send_line("pinned ok") } catch { break } } });
+           let c = connect(`127.0.0.1:${port}`, #{tls: #{pin: pin, sni: "not-the-name.example"}});
+           print(c.recv_line());
+           let wrong = "00" + pin.sub_string(2);
+           try { connect(`127.0.0.1:${port}`, #{tls: #{pin: wrong}}) } catch (e) { print(e) }"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pinned ok");
+    assert!(
+        lines[1].contains("the certificate is not the pinned one"),
+        "{out}"
+    );
+}
+
+/// A client that does not speak TLS fails the server's accept() with words that say so; a TLS client meeting a plain service fails connect() the same way.
+#[test]
+fn plain_peers_are_recognised() {
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let banner = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
+        let mut sink = [0u8; 1024];
+        let _ = s.read(&mut sink);
+    });
+    let out = Netsh::eval(&format!(
+        r#"try {{ connect("127.0.0.1:{port}", #{{tls: #{{insecure: true}}}}) }} catch (e) {{ print(e) }}
+           let l = listen("127.0.0.1:0", #{{tls: #{{self_signed: true}}}});
+           let p = l.port;
+           let t = task(|| {{ let r = "accepted"; try {{ l.accept(10000) }} catch (e) {{ r = `${{e}}` }} r }});
+           let plain = connect(`127.0.0.1:${{p}}`); plain.send_line("GET / HTTP/1.0");
+           print(t.join());"#
+    ));
+    banner.join().unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("connect: TLS handshake with 127.0.0.1:")
+            && lines[0].contains("does not speak TLS"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("accept: ") && lines[1].contains("does not speak TLS"),
+        "{out}"
+    );
+}
+
+/// send_file and recv_file run over TLS when both sides say so: framed (verified) and raw uploads arrive byte for byte, and so does one over an open TLS connection.
+#[test]
+fn send_file_over_tls() {
+    let home = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(home.path().join("data.bin"), &data).unwrap();
+    let out = Netsh::new()
+        .current_dir(home.path())
+        .arg("-e")
+        .arg(
+            r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+               write_file("server.pem", l.cert);
+               let port = l.port;
+               let t = task(|| [recv_file(l, "framed"), recv_file(l, "raw", #{raw: true, name: "raw.bin"})]);
+               let a = send_file(`127.0.0.1:${port}`, "data.bin", #{tls: #{ca: "server.pem"}, progress: false});
+               let b = send_file(`127.0.0.1:${port}`, "data.bin", #{tls: #{ca: "server.pem"}, raw: true, progress: false});
+               let got = t.join();
+               print(a.verified); print(got[0].verified); print(got[1].bytes);
+               // Over connections already open: a line first, then the file.
+               let l2 = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+               let p2 = l2.port; let pin = l2.fingerprint;
+               let t2 = task(|| { let c = l2.accept(); let hello = c.recv_line(); let r = recv_file(c, "conn"); [hello, r.verified] });
+               let c = connect(`127.0.0.1:${p2}`, #{tls: #{pin: pin}});
+               c.send_line("hello"); print(send_file(c, "data.bin", #{progress: false}).verified);
+               print(c.recv_line() == ());   // the receiver's close_notify, after its answer
+               print(t2.join());"#,
+        )
+        .ok();
+    let stdout = out.stdout();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "true",
+            "true",
+            "3000017",
+            "true",
+            "true",
+            r#"["hello", true]"#
+        ],
+        "{}",
+        out.explain()
+    );
+    for file in ["framed/data.bin", "raw/raw.bin", "conn/data.bin"] {
+        assert!(
+            std::fs::read(home.path().join(file)).unwrap() == data,
+            "{file} differs"
+        );
+    }
+}
+
+/// A blocked TLS read obeys the connection's timeout (and the data that came later is still read), and close() from another task wakes it.
+#[test]
+fn tls_reads_time_out_and_close_wakes_them() {
+    let out = Netsh::eval(
+        r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
+           let port = l.port; let pin = l.fingerprint;
+           let t = task(|| { let c = l.accept(); sleep(600); c.send_line("late"); sleep(3000); });
+           let c = connect(`127.0.0.1:${port}`, #{tls: #{pin: pin}});
+           c.timeout = 200;
+           try { c.recv_line() } catch (e) { print(e) }
+           c.timeout = 5000;
+           print(c.recv_line());
+           c.timeout = 0;
+           let closer = task(|| { sleep(300); c.close(); });
+           let started = timestamp();
+           try { c.recv_line() } catch (e) { print(e) }
+           print(started.elapsed < 2.5);"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("recv_line: timed out after 200 ms"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "late");
+    assert!(lines[2].contains("is closed"), "{out}");
+    assert_eq!(lines[3], "true");
+}
+
+/// serve's closure shape with `tls` runs the handshake on each connection's thread, then the closure.
+#[test]
+fn serve_speaks_tls() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| c.send_line(`hello ${c.tls_info().version}`), #{tls: #{self_signed: true}, quiet: true});
+           let port = s.port;
+           let c = connect(`127.0.0.1:${port}`, #{tls: #{insecure: true}});
+           print(c.recv_line());
+           s.stop();"#,
+    );
+    assert_eq!(out, "hello TLSv1.3");
+}
+
+/// Bad tls options fail with what was wrong, before anything is sent.
+#[test]
+fn bad_tls_options_say_what_is_wrong() {
+    let pki = Pki::new();
+    let cases = [
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{verify: false}})"#,
+            "unknown tls option 'verify' (known: insecure, ca, pin, sni, alpn)",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: 1})"#,
+            "option 'tls' must be true or a map",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{ca: "missing.pem"}})"#,
+            "\"missing.pem\": no such file",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{ca: "server.key"}})"#,
+            "holds no certificate",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{pin: "abc"}})"#,
+            "must be a SHA-256 fingerprint",
+        ),
+        (
+            r#"connect("127.0.0.1:9", #{tls: #{insecure: true, ca: "ca.pem"}})"#,
+            "give one of them",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: true})"#,
+            "a TLS server needs a certificate",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem"}})"#,
+            "needs both 'cert' and 'key'",
+        ),
+        (
+            r#"listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "expired.key"}})"#,
+            "cannot be used together",
+        ),
+        (
+            r#"serve("127.0.0.1:0", #{on_line: |c, l| c.send(l), tls: #{self_signed: true}})"#,
+            "the event shape does not speak TLS",
+        ),
+    ];
+    for (code, expected) in cases {
+        let err = refused(&pki, code);
+        assert!(err.contains(expected), "{code}: {err}");
+    }
+}
