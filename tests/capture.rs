@@ -258,11 +258,12 @@ fn the_filter_keeps_only_what_was_asked_for() {
 #[test]
 fn pcap_file_reads_back_in_tcpdump() {
     need_capture!("pcap_file_reads_back_in_tcpdump");
-    if Command::new("tcpdump").arg("--version").output().is_err() {
-        skip(
-            "pcap_file_reads_back_in_tcpdump",
-            "tcpdump is not installed (apt-get install tcpdump)",
-        );
+    if !support::has_tool(
+        "pcap_file_reads_back_in_tcpdump",
+        "tcpdump",
+        &["--version"],
+        "tcpdump",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -669,11 +670,12 @@ fn a_fragmented_udp_datagram_is_seen_whole() {
         (Some("udp"), Some(3000)),
         "{out}"
     );
-    if Command::new("tcpdump").arg("--version").output().is_err() {
-        skip(
-            "a_fragmented_udp_datagram_is_seen_whole (the pcap part)",
-            "tcpdump is not installed (apt-get install tcpdump)",
-        );
+    if !support::has_tool(
+        "a_fragmented_udp_datagram_is_seen_whole (the pcap part)",
+        "tcpdump",
+        &["--version"],
+        "tcpdump",
+    ) {
         return;
     }
     let tcpdump = Command::new("tcpdump")
