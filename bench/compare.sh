@@ -69,6 +69,11 @@ print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f}")
 PY
 }
 
+# A port nobody uses right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
 # Waits until something listens on 127.0.0.1:$1.
 wait_listen() {
   for _ in $(seq 500); do

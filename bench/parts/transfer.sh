@@ -10,10 +10,6 @@ XFER_FILE="$WORK/upload-1g.bin"
 XFER_MB=1024
 head -c $((XFER_MB << 20)) /dev/urandom >"$XFER_FILE"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 mb_per_s() { python3 -c "print($XFER_MB / $1)"; }
 
 if command -v nc >/dev/null && command -v socat >/dev/null; then

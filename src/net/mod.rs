@@ -8,6 +8,7 @@
 use rhai::{Engine, Module};
 
 pub mod addr;
+pub mod capture;
 pub mod encoding;
 pub mod helpers;
 pub mod http;
@@ -38,8 +39,9 @@ pub struct Capability {
 pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "names", about: "host names and IP addresses (lesson 1.3)", module: names::module },
     Capability { name: "ports", about: "port ranges and well-known services (lesson 1.4)", module: ports::module },
-    Capability { name: "scan", about: "which ports answer: a concurrent connect scan, like nmap -sT", module: scan::module },
+    Capability { name: "scan", about: "which ports answer, and why: a connect scan, like nmap -sT", module: scan::module },
     Capability { name: "sockets", about: "who holds which port, like netstat -ano (lesson 1.4)", module: sockets::module },
+    Capability { name: "capture", about: "seeing the wire: the packets of a port, like tcpdump (lesson 1.5)", module: capture::module },
     Capability { name: "tcp", about: "TCP client and server (lessons 1.5, 1.6)", module: tcp::module },
     Capability { name: "interact", about: "a connection joined to the terminal or to stdin/stdout, like nc", module: interact::module },
     Capability { name: "task", about: "background tasks, and the jobs table: task, jobs, stop_all, wait", module: task::module },

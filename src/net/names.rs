@@ -131,6 +131,15 @@ fn first_interface_address() -> Option<IpAddr> {
         .find(|ip| !ip.is_loopback() && ip.is_ipv4())
 }
 
+/// Whether `ip` is this machine's: loopback, or an address of one of its
+/// interfaces (traffic to either never leaves the machine).
+pub fn is_this_machine(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || nix::ifaddrs::getifaddrs().is_ok_and(|mut addrs| {
+            addrs.any(|ifa| ifa.address.and_then(|a| sockaddr_ip(&a)) == Some(ip))
+        })
+}
+
 fn sockaddr_ip(addr: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
     if let Some(v4) = addr.as_sockaddr_in() {
         return Some(IpAddr::V4(v4.ip()));

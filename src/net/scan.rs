@@ -1,20 +1,52 @@
-//! Which ports answer (lesson 1.4): a concurrent TCP connect scan, like
-//! `nmap -sT`, for hosts you are allowed to probe.
+//! Which ports answer (lesson 1.4): a TCP connect scan, like `nmap -sT`,
+//! for hosts you are allowed to probe.
 //!
 //! A connect scan needs no privileges: a port is open when the three-way
 //! handshake completes, closed when the host answers with RST, and filtered
-//! when nothing answers in time. Up to `concurrency` connects are in flight
-//! at once; on loopback a full 65,535-port sweep takes well under a second.
+//! when nothing answers in time.
+//!
+//! Two engines. This machine (loopback or one of its own addresses) answers
+//! inside the `connect` call itself, so a few threads of blocking connects
+//! are as fast as the kernel allows: one system call per closed port, the
+//! socket reused after each refusal (Linux lets a refused socket connect
+//! again), no event loop in between. A 65,535-port sweep of 127.0.0.1 takes
+//! 0.2–0.4 s on two busy cores. A remote host answers after a round trip or
+//! never, so there many connects wait at once on the tokio runtime, up to
+//! `concurrency`. A blocking connect waits [`LOCAL_WAIT`] at most: if this
+//! machine stays silent that long (a firewall rule dropping SYNs, a full
+//! accept queue), that port and the ones left over move to the concurrent
+//! engine, which waits out the user's `timeout` (or none) and obeys Ctrl-C,
+//! so a filtered local port costs one `timeout`, not one per port. The
+//! sweep threads stop at Ctrl-C too, and the caller does not wait for them.
+//!
+//! A connect can land on its own source port: on loopback, connecting to a
+//! port in the ephemeral range where nobody listens may pick that same port
+//! as the source, and the SYN meets itself (a "simultaneous open"). A naive
+//! scanner reports such a port as open. Here a connection whose local
+//! address is its peer's is discarded and the port probed again.
 
-use std::{collections::BTreeSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use rhai::plugin::*;
 use rhai::{Array, Map};
-use tokio::{net::TcpStream, sync::Semaphore, task::JoinSet};
+use socket2::{Domain, SockAddr, Socket, Type};
+use tokio::{
+    net::TcpStream,
+    sync::{Semaphore, oneshot},
+    task::JoinSet,
+};
 
 use crate::error::{Error, Result};
 use crate::net::{addr, options::Options};
-use crate::runtime;
+use crate::runtime::{self, CancellationToken};
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -24,8 +56,9 @@ pub fn module() -> Module {
 /// How a scan is run.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
-    /// How long to wait for each handshake.
-    pub timeout: Duration,
+    /// How long to wait for each handshake (`None`: no limit of ours, the
+    /// kernel gives up after its SYN retries, about two minutes).
+    pub timeout: Option<Duration>,
     /// How many connects may be in flight at once.
     pub concurrency: usize,
 }
@@ -33,7 +66,7 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
-            timeout: Duration::from_millis(1000),
+            timeout: Some(Duration::from_millis(1000)),
             concurrency: 512,
         }
     }
@@ -41,12 +74,36 @@ impl Default for ScanOptions {
 
 /// What one port said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PortState {
+pub enum Outcome {
+    /// The handshake completed (SYN answered by SYN-ACK).
     Open,
     /// The host answered with RST: nobody listens.
-    Closed,
+    Refused,
     /// Nothing answered in time (a firewall dropped the SYN).
-    Filtered,
+    Silent,
+    /// The network said the host cannot be reached.
+    Unreachable,
+}
+
+impl Outcome {
+    /// `open`, `closed` or `filtered`, as nmap says it.
+    pub fn state(self) -> &'static str {
+        match self {
+            Outcome::Open => "open",
+            Outcome::Refused => "closed",
+            Outcome::Silent | Outcome::Unreachable => "filtered",
+        }
+    }
+
+    /// Why: what came back, as nmap's `--reason` says it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Outcome::Open => "syn-ack",
+            Outcome::Refused => "reset",
+            Outcome::Silent => "no-response",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
 }
 
 #[export_module]
@@ -55,7 +112,8 @@ mod api {
 
     /// The open TCP ports of a host among `ports`: an array of port numbers,
     /// a range (`1..1024`), or a string like `"22,80,8000-8100"`.
-    /// Connects concurrently (a TCP connect scan, like `nmap -sT`).
+    /// A TCP connect scan, like `nmap -sT`; never reports a port that only
+    /// answered itself (a loopback self-connect).
     ///
     /// ```rhai
     /// scan("127.0.0.1", 1..1024);      // [22, 631]
@@ -68,70 +126,330 @@ mod api {
         super::run(host, &ports, &Map::new()).map_err(fail("scan"))
     }
 
-    /// A scan with options: `timeout` (ms per port, default 1000),
-    /// `concurrency` (default 512), `detail: true` to get a map per port
-    /// `#{port, state, service}` for every port that is not closed.
+    /// A scan with options: `reason: true` gives every port as
+    /// `#{port, state, reason}` (`open`/`syn-ack`, `closed`/`reset`,
+    /// `filtered`/`no-response`); `service: true` adds the usual service
+    /// (`#{port, service}` for the open ports alone); `detail: true` is both
+    /// for the ports that are not closed. `timeout` (ms per port, default
+    /// 1000; 0 is no limit: the kernel gives up after about two minutes,
+    /// and Ctrl-C ends it), `concurrency` (connects at once for remote
+    /// hosts, default 512).
     ///
     /// ```rhai
-    /// scan("127.0.0.1", "1-65535", #{timeout: 300, concurrency: 1000})
+    /// scan("127.0.0.1", "1-65535", #{service: true});
+    /// scan("127.0.0.1", [22, 9], #{reason: true})   // [#{port: 9, reason: "reset", state: "closed"}, …]
     /// ```
     ///
     /// Fails when: the host does not resolve, a port is out of range, or an
-    /// option has the wrong type.
+    /// option is unknown or has the wrong type.
     #[rhai_fn(return_raw, name = "scan")]
     pub fn scan_with(host: &str, ports: Dynamic, options: Map) -> ScriptResult<Array> {
         super::run(host, &ports, &options).map_err(fail("scan"))
     }
 }
 
+/// What each port of the result shows.
+#[derive(Debug, Clone, Copy, Default)]
+struct View {
+    /// `state` and `reason`, for every port scanned.
+    reason: bool,
+    /// The usual service on the port.
+    service: bool,
+    /// Leave closed ports out even with `reason` (`detail`).
+    skip_closed: bool,
+}
+
+impl View {
+    fn maps(&self) -> bool {
+        self.reason || self.service
+    }
+
+    fn shows(&self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Open => true,
+            Outcome::Refused => self.reason && !self.skip_closed,
+            Outcome::Silent | Outcome::Unreachable => self.reason,
+        }
+    }
+
+    fn render(&self, port: u16, outcome: Outcome) -> Dynamic {
+        if !self.maps() {
+            return (port as i64).into();
+        }
+        let mut m = Map::new();
+        m.insert("port".into(), (port as i64).into());
+        if self.reason {
+            m.insert("state".into(), outcome.state().into());
+            m.insert("reason".into(), outcome.reason().into());
+        }
+        if self.service {
+            m.insert(
+                "service".into(),
+                crate::net::ports::service_name(port, "tcp").map_or(Dynamic::UNIT, Dynamic::from),
+            );
+        }
+        m.into()
+    }
+}
+
 fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
     let ports = port_list(ports)?;
-    let o = Options::new(options, &["timeout", "concurrency", "detail"])?;
-    let defaults = ScanOptions::default();
-    let mut settings = ScanOptions {
-        timeout: match o.timeout("timeout")? {
-            None => defaults.timeout,
-            Some(limit) => limit.unwrap_or(Duration::MAX),
-        },
-        concurrency: o
-            .count_in("concurrency", 1, 10_000)?
-            .map_or(defaults.concurrency, |n| n as usize),
+    let given = Options::new(
+        options,
+        &["timeout", "concurrency", "reason", "service", "detail"],
+    )?;
+    let mut settings = ScanOptions::default();
+    if let Some(limit) = given.timeout("timeout")? {
+        settings.timeout = limit;
+    }
+    if let Some(n) = given.count_in("concurrency", 1, 10_000)? {
+        settings.concurrency = n as usize;
+    }
+    let (reason, service) = (given.flag("reason", false)?, given.flag("service", false)?);
+    // `detail`: state, reason and service of the ports that are not closed.
+    let detail = given.flag("detail", false)?;
+    let view = View {
+        reason: reason || detail,
+        service: service || detail,
+        skip_closed: detail,
     };
-    let detail = o.flag("detail", false)?;
     let target = addr::target(host, 0)?;
-    settings.concurrency = settings.concurrency.min(descriptor_budget());
-    let results = runtime::block_on(async move {
-        // lookup puts IPv4 first and never returns an empty list.
-        let host = addr::lookup(&target)
-            .await?
-            .first()
-            .copied()
-            .ok_or_else(|| Error::NotFound(format!("{} has no addresses", target.host)))?;
-        scan_ports(host, ports, settings).await
-    })?;
+    // lookup puts IPv4 first and never returns an empty list.
+    let host = runtime::block_on(async { addr::lookup(&target).await })?
+        .first()
+        .map(SocketAddr::ip)
+        .ok_or_else(|| Error::NotFound(format!("{} has no addresses", target.host)))?;
+    let results = scan_ports(host, ports, settings)?;
     Ok(results
         .into_iter()
-        .filter_map(|(port, state)| match (detail, state) {
-            (false, PortState::Open) => Some((port as i64).into()),
-            (false, _) | (true, PortState::Closed) => None,
-            (true, state) => {
-                let mut m = Map::new();
-                m.insert("port".into(), (port as i64).into());
-                let name = match state {
-                    PortState::Open => "open",
-                    PortState::Filtered => "filtered",
-                    PortState::Closed => "closed",
-                };
-                m.insert("state".into(), name.into());
-                m.insert(
-                    "service".into(),
-                    crate::net::ports::service_name(port, "tcp")
-                        .map_or(Dynamic::UNIT, Dynamic::from),
-                );
-                Some(m.into())
-            }
-        })
+        .filter(|&(_, outcome)| view.shows(outcome))
+        .map(|(port, outcome)| view.render(port, outcome))
         .collect())
+}
+
+/// Probes every port of `host`, sorted by port. Fails only when this
+/// machine cannot make the probes (out of file handles or local ports), or
+/// on Ctrl-C.
+pub fn scan_ports(
+    host: IpAddr,
+    ports: BTreeSet<u16>,
+    options: ScanOptions,
+) -> Result<Vec<(u16, Outcome)>> {
+    let ports: Vec<u16> = ports.into_iter().collect();
+    let swept = if crate::net::names::is_this_machine(host) {
+        local_sweep(host, ports, &options)?
+    } else {
+        Swept {
+            done: Vec::new(),
+            left: ports,
+        }
+    };
+    let (mut results, left) = (swept.done, swept.left);
+    if !left.is_empty() {
+        let mut options = options;
+        options.concurrency = options.concurrency.min(descriptor_budget());
+        results.extend(runtime::block_on(concurrent_sweep(host, left, options))?);
+    }
+    results.sort_unstable_by_key(|(port, _)| *port);
+    Ok(results)
+}
+
+/// Ports handed to a sweep thread at a time.
+const CHUNK: usize = 64;
+
+/// The longest one blocking connect of the local sweep waits. This machine
+/// answers a connect at once (open or refused); one still unanswered after
+/// this is filtered or meets a full queue, and goes with the ports left to
+/// the concurrent engine, which waits the user's whole `timeout` and obeys
+/// Ctrl-C. It also bounds how long a sweep thread outlives a Ctrl-C.
+const LOCAL_WAIT: Duration = Duration::from_millis(250);
+
+/// What a sweep of this machine found, and the ports it left for the
+/// concurrent engine once a port did not answer within [`LOCAL_WAIT`].
+#[derive(Default)]
+struct Swept {
+    done: Vec<(u16, Outcome)>,
+    left: Vec<u16>,
+}
+
+/// Blocking connects from a few threads, for a host that answers at once.
+/// Returns what was probed, and the ports left when the host stopped
+/// answering at once. Ctrl-C ends the wait for the threads at once; they
+/// stop by themselves within one [`LOCAL_WAIT`].
+fn local_sweep(host: IpAddr, ports: Vec<u16>, options: &ScanOptions) -> Result<Swept> {
+    // Two threads per core: each spends part of its time waiting in the
+    // kernel for the answer, and on a busy machine more threads get a
+    // fairer share of the CPU. Measured on 2 cores: 1 thread 0.20 s,
+    // 2 threads 0.16 s, 4 threads 0.15 s for 65,535 ports.
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 8)
+        .min(options.concurrency);
+    // The user's timeout decides a port only when it is this short;
+    // otherwise running out of LOCAL_WAIT hands the port over undecided.
+    let (wait, decisive) = match options.timeout {
+        Some(t) if t <= LOCAL_WAIT => (t, true),
+        _ => (LOCAL_WAIT, false),
+    };
+    let ports = Arc::new(ports);
+    let next = Arc::new(AtomicUsize::new(0));
+    let slow = Arc::new(AtomicBool::new(false));
+    let token = runtime::cancel_token();
+    let mut results = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let sweep = Sweep {
+            host,
+            wait,
+            decisive,
+            ports: ports.clone(),
+            next: next.clone(),
+            slow: slow.clone(),
+            token: token.clone(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let started = std::thread::Builder::new()
+            .name("netsh-scan".into())
+            .spawn(move || {
+                let _ = tx.send(sweep.run());
+            });
+        if let Err(e) = started {
+            // The threads already running stop after their current port.
+            slow.store(true, Ordering::Relaxed);
+            return Err(Error::io("starting a scan thread", None, e));
+        }
+        results.push(rx);
+    }
+    // Waiting for the threads races Ctrl-C, which they notice on their own.
+    let swept = runtime::block_on(async move {
+        let mut all = Vec::with_capacity(results.len());
+        for rx in results {
+            all.push(
+                rx.await
+                    .map_err(|_| Error::invalid("a scan thread failed (a bug in netsh)"))?,
+            );
+        }
+        Ok(all)
+    })?;
+    let mut all = Swept::default();
+    for part in swept {
+        let part = part?;
+        all.done.extend(part.done);
+        all.left.extend(part.left);
+    }
+    // Chunks no thread took, once the host turned slow.
+    let taken = next.load(Ordering::Relaxed).min(ports.len());
+    all.left.extend_from_slice(&ports[taken..]);
+    Ok(all)
+}
+
+/// One sweep thread's share of the work.
+struct Sweep {
+    host: IpAddr,
+    /// How long one connect may wait (`SO_SNDTIMEO`).
+    wait: Duration,
+    /// Whether running out of `wait` makes a port filtered (it is the
+    /// user's own timeout) rather than handing it over undecided.
+    decisive: bool,
+    ports: Arc<Vec<u16>>,
+    next: Arc<AtomicUsize>,
+    /// Set once any thread met a port that did not answer at once: the
+    /// rest goes concurrent.
+    slow: Arc<AtomicBool>,
+    token: CancellationToken,
+}
+
+impl Sweep {
+    fn run(self) -> Result<Swept> {
+        let mut swept = Swept::default();
+        // A socket refused once may connect again, saving a socket() and
+        // close() per closed port.
+        let mut spare = None;
+        loop {
+            if self.slow.load(Ordering::Relaxed) {
+                break;
+            }
+            let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
+            let Some(chunk) = self.ports.get(start..(start + CHUNK).min(self.ports.len())) else {
+                break;
+            };
+            for (i, &port) in chunk.iter().enumerate() {
+                if self.token.is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
+                if self.slow.load(Ordering::Relaxed) {
+                    swept.left.extend_from_slice(&chunk[i..]);
+                    break;
+                }
+                match self.probe(SocketAddr::new(self.host, port), &mut spare)? {
+                    Some(outcome) => {
+                        if outcome == Outcome::Silent {
+                            self.slow.store(true, Ordering::Relaxed);
+                        }
+                        swept.done.push((port, outcome));
+                    }
+                    None => {
+                        self.slow.store(true, Ordering::Relaxed);
+                        swept.left.extend_from_slice(&chunk[i..]);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(swept)
+    }
+
+    /// One port, with a blocking connect bounded by `SO_SNDTIMEO`; `None`
+    /// when it ran out of [`LOCAL_WAIT`] undecided.
+    fn probe(&self, addr: SocketAddr, spare: &mut Option<Socket>) -> Result<Option<Outcome>> {
+        let peer = SockAddr::from(addr);
+        // A self-connect says nothing about the port; a fresh socket gets
+        // another source port. Three in a row: nobody listens there.
+        for _ in 0..3 {
+            let socket = match spare.take() {
+                Some(socket) => socket,
+                None => self.socket()?,
+            };
+            match socket.connect(&peer) {
+                Ok(()) => {
+                    let local = socket.local_addr().ok().and_then(|a| a.as_socket());
+                    if local == Some(addr) {
+                        continue;
+                    }
+                    return Ok(Some(Outcome::Open));
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::ECONNREFUSED) => {
+                        *spare = Some(socket);
+                        return Ok(Some(Outcome::Refused));
+                    }
+                    // SO_SNDTIMEO ran out with the SYN unanswered.
+                    Some(libc::EINPROGRESS | libc::EAGAIN | libc::ETIMEDOUT) => {
+                        return Ok(self.decisive.then_some(Outcome::Silent));
+                    }
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH) => {
+                        return Ok(Some(Outcome::Unreachable));
+                    }
+                    Some(libc::EINTR) if !self.token.is_cancelled() => continue,
+                    Some(libc::EINTR) => return Err(Error::Interrupted),
+                    _ => return Err(Error::io(format!("probing {addr}"), None, e)),
+                },
+            }
+        }
+        Ok(Some(Outcome::Refused))
+    }
+
+    fn socket(&self) -> Result<Socket> {
+        let socket = Socket::new(
+            Domain::for_address(SocketAddr::new(self.host, 0)),
+            Type::STREAM,
+            None,
+        )
+        .map_err(|e| Error::io("opening a socket", None, e))?;
+        socket
+            .set_write_timeout(Some(self.wait))
+            .map_err(|e| Error::io("setting the connect timeout", None, e))?;
+        Ok(socket)
+    }
 }
 
 /// How many sockets a scan may hold open at once: what the process's
@@ -148,18 +466,18 @@ fn descriptor_budget() -> usize {
     soft.saturating_sub(64).max(1)
 }
 
-/// Probes every port of `host` (its port is ignored), sorted by port.
-/// Fails only when this machine cannot make the probes (out of file handles).
-pub async fn scan_ports(
-    host: SocketAddr,
-    ports: BTreeSet<u16>,
+/// Many connects in flight at once on the runtime, for hosts that answer
+/// after a round trip (or never).
+async fn concurrent_sweep(
+    host: IpAddr,
+    ports: Vec<u16>,
     options: ScanOptions,
-) -> Result<Vec<(u16, PortState)>> {
+) -> Result<Vec<(u16, Outcome)>> {
     let permits = Arc::new(Semaphore::new(options.concurrency));
     let mut probes = JoinSet::new();
     for port in ports {
         let permits = permits.clone();
-        let addr = SocketAddr::new(host.ip(), port);
+        let addr = SocketAddr::new(host, port);
         probes.spawn(async move {
             let _permit = permits.acquire_owned().await;
             (port, probe(addr, options.timeout).await)
@@ -167,33 +485,52 @@ pub async fn scan_ports(
     }
     let mut results = Vec::new();
     while let Some(joined) = probes.join_next().await {
-        if let Ok((port, state)) = joined {
-            results.push((port, state?));
+        if let Ok((port, outcome)) = joined {
+            results.push((port, outcome?));
         }
     }
-    results.sort_unstable_by_key(|(port, _)| *port);
     Ok(results)
 }
 
 /// One connect. Refused means closed; silence or "unreachable" means a
 /// filter is in the way (as nmap reports it); running out of local
 /// resources is our failure, not the port's, and stops the scan.
-async fn probe(addr: SocketAddr, timeout: Duration) -> Result<PortState> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_stream)) => Ok(PortState::Open),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(PortState::Closed),
-        Ok(Err(e))
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS)
-            ) =>
-        {
-            Err(Error::io(format!("probing {addr}"), None, e))
-        }
-        Ok(Err(_)) | Err(_) => Ok(PortState::Filtered),
+async fn probe(addr: SocketAddr, timeout: Option<Duration>) -> Result<Outcome> {
+    for _ in 0..3 {
+        let connect = TcpStream::connect(addr);
+        let result = match timeout {
+            None => Ok(connect.await),
+            Some(timeout) => tokio::time::timeout(timeout, connect).await,
+        };
+        return match result {
+            Ok(Ok(stream)) => {
+                if stream.local_addr().ok() == Some(addr) {
+                    continue; // a self-connect: see the module docs
+                }
+                Ok(Outcome::Open)
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(Outcome::Refused),
+            Ok(Err(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                Err(Error::io(format!("probing {addr}"), None, e))
+            }
+            Ok(Err(e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH)
+                ) =>
+            {
+                Ok(Outcome::Unreachable)
+            }
+            Ok(Err(_)) | Err(_) => Ok(Outcome::Silent),
+        };
     }
+    Ok(Outcome::Refused)
 }
-
 /// Ports from an array, a Rhai range, or text like `"22,80,8000-8100"`.
 pub fn port_list(ports: &Dynamic) -> Result<BTreeSet<u16>> {
     let mut set = BTreeSet::new();

@@ -1,8 +1,10 @@
 //! Printing values for people: strings as they are, maps and arrays laid
-//! out readably, blobs as a hex preview, and netsh's own types through their
-//! `to_debug` function.
+//! out readably, blobs as a hex preview, captured packets as a table, and
+//! netsh's own types through their `to_debug` function.
 
 use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
+
+use crate::net::capture;
 
 /// Wider than this and a map or array is printed one item per line.
 const WIDTH: usize = 78;
@@ -34,6 +36,9 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return format!("{:?}", value.to_string());
     }
     if let Some(array) = value.read_lock::<Array>() {
+        if let Some(table) = packet_table(&array, indent) {
+            return table;
+        }
         let items: Vec<String> = array
             .iter()
             .map(|v| render(engine, v, indent + 4))
@@ -41,6 +46,9 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return layout("[", "]", &items, indent);
     }
     if let Some(map) = value.read_lock::<Map>() {
+        if let Some(line) = capture::packet_line(&map) {
+            return line;
+        }
         let items: Vec<String> = map
             .iter()
             .map(|(k, v)| format!("{}: {}", key(k), render(engine, v, indent + 4)))
@@ -57,6 +65,18 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         return custom(engine, value);
     }
     value.to_string()
+}
+
+/// Captured packets (maps of a packet's shape) print as a table, one
+/// packet a row, under a header.
+fn packet_table(array: &Array, indent: usize) -> Option<String> {
+    let table = capture::packet_table(array)?;
+    if indent == 0 {
+        return Some(table);
+    }
+    let pad = " ".repeat(indent + 4);
+    let rows: Vec<String> = table.lines().map(|l| format!("{pad}{l}")).collect();
+    Some(format!("[\n{}\n{}]", rows.join("\n"), " ".repeat(indent)))
 }
 
 /// A map key, quoted only when it is not a plain identifier.
@@ -136,6 +156,39 @@ mod tests {
             .eval::<Dynamic>("let a = []; for i in 0..5000 { a = [a] } a")
             .unwrap();
         assert!(pretty(&engine, &deep).contains('…'));
+    }
+
+    #[test]
+    fn packets_print_as_a_table_even_inside_a_map() {
+        let engine = Engine::new_raw();
+        let packet = capture::Packet {
+            time_us: 41,
+            src: "127.0.0.1:50000".parse().unwrap(),
+            dst: "127.0.0.1:9000".parse().unwrap(),
+            tcp: None,
+            len: 5,
+        }
+        .to_map();
+        assert_eq!(
+            pretty(&engine, &packet.clone().into()),
+            "+0.000041 127.0.0.1:50000 → 127.0.0.1:9000 UDP len 5"
+        );
+        // A map of another shape is a map.
+        let mut other = packet.clone();
+        other.insert("note".into(), "mine".into());
+        assert!(pretty(&engine, &other.into()).starts_with("#{"));
+        let packets: Array = vec![packet.clone().into(), packet.into()];
+        let top = pretty(&engine, &packets.clone().into());
+        assert!(top.starts_with("time "), "{top}");
+        assert_eq!(top.lines().count(), 3, "{top}");
+        let mut map = Map::new();
+        map.insert("packets".into(), packets.into());
+        let nested = pretty(&engine, &map.into());
+        assert!(nested.contains("packets: [\n        time "), "{nested}");
+        assert!(
+            nested.contains("\n        +0.000041  127.0.0.1:50000"),
+            "{nested}"
+        );
     }
 
     #[test]

@@ -48,8 +48,27 @@ pub struct Netsh {
 
 impl Netsh {
     pub fn new() -> Self {
+        Self::wrapped(&[])
+    }
+
+    /// `netsh` started through `wrapper` (e.g. `["unshare", "-n", …]`), which
+    /// runs its last arguments as the command.
+    pub fn wrapped(wrapper: &[&str]) -> Self {
+        Self::build(wrapper, |_| netsh_bin())
+    }
+
+    /// `netsh` (the binary `bin` gives, given the temp home) through `wrapper`.
+    fn build(wrapper: &[&str], bin: impl FnOnce(&Path) -> PathBuf) -> Self {
         let home = tempfile::tempdir().expect("creating a temp home");
-        let mut cmd = Command::new(netsh_bin());
+        let bin = bin(home.path());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(&bin);
+                cmd
+            }
+            None => Command::new(&bin),
+        };
         cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("NO_COLOR", "1")
@@ -60,9 +79,36 @@ impl Netsh {
         }
         Netsh {
             cmd,
-            description: "netsh".into(),
+            description: wrapper
+                .iter()
+                .map(|w| format!("{w:?} "))
+                .collect::<String>()
+                + "netsh",
             _home: home,
         }
+    }
+
+    /// `netsh` as the user `nobody`, without any capability (so without
+    /// CAP_NET_RAW), from a home that user may enter, running the binary
+    /// from there: the checkout may lie under a folder nobody cannot enter
+    /// (CI checks out wherever it likes).
+    pub fn nobody() -> Self {
+        Self::build(&NOBODY, |home| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o777))
+                .expect("opening the temp home to nobody");
+            world_readable_copy(&netsh_bin(), home)
+        })
+    }
+
+    /// `netsh` in a network namespace of its own, where only a loopback
+    /// interface exists and nothing listens; `setup` (shell commands) runs
+    /// there first.
+    pub fn in_netns(setup: &[&str]) -> Self {
+        let mut steps = vec!["ip link set lo up"];
+        steps.extend_from_slice(setup);
+        let script = format!("{} && exec \"$0\" \"$@\"", steps.join(" && "));
+        Self::wrapped(&["unshare", "--net", "sh", "-c", &script])
     }
 
     /// The temporary home (working directory) of this command.
@@ -179,6 +225,94 @@ impl Run {
             self.stderr()
         )
     }
+}
+
+/// How `Netsh::nobody` runs netsh: as nobody, with no inherited capability.
+const NOBODY: [&str; 6] = [
+    "setpriv",
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--",
+];
+
+/// Tells the person running `cargo test` that a test skipped and why.
+/// Written straight to the terminal: libtest hides a passing test's output.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// `bin` reachable and runnable by anyone, in `dir`: a hard link where
+/// the file's own mode allows that (no 200 MB copy), else a copy.
+fn world_readable_copy(bin: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let target = dir.join("netsh");
+    let linked = std::fs::hard_link(bin, &target).is_ok()
+        && std::fs::metadata(&target).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005);
+    if !linked {
+        let _ = std::fs::remove_file(&target);
+        std::fs::copy(bin, &target).expect("copying netsh into the temp home");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+            .expect("making the copy of netsh runnable by anyone");
+    }
+    target
+}
+
+/// Whether the tests run as root, as CI does.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Why a check run that failed lets a test skip: the tests do not run as
+/// root, or stderr names the missing privilege (`privilege`). As root, any
+/// other failure is a broken feature, and the test fails with it.
+pub fn skip_unless_broken(what: &str, run: &Run, root: bool, privilege: &str) -> Option<String> {
+    if run.code() == Some(0) {
+        return None;
+    }
+    if !root || run.stderr().contains(privilege) {
+        return Some(format!("{what} is not possible here: {}", run.stderr()));
+    }
+    panic!(
+        "{what} failed although the tests run as root: a bug, not a reason to skip\n{}",
+        run.explain()
+    );
+}
+
+/// Why packets cannot be captured here, if netsh lacks CAP_NET_RAW (the
+/// tests are not running as root); any other failure fails the test.
+pub fn capture_unavailable() -> Option<String> {
+    let run = Netsh::new()
+        .args(["-e", "capture(#{port: 1, count: 1, timeout: 1}); 1"])
+        .output();
+    skip_unless_broken("capturing packets", &run, is_root(), "CAP_NET_RAW")
+}
+
+/// Why netsh cannot be run as `nobody` here: only root may change user.
+/// As root, any failure (setpriv missing, the binary unreadable) fails.
+pub fn nobody_unavailable() -> Option<String> {
+    let run = Netsh::nobody().args(["-e", "1"]).output();
+    skip_unless_broken(
+        "running netsh as nobody (setpriv)",
+        &run,
+        is_root(),
+        "Operation not permitted",
+    )
+}
+
+/// Why a private network namespace cannot be made here: only root may.
+/// As root, failing to make one (`unshare`, `ip`) fails the test.
+pub fn netns_unavailable() -> Option<String> {
+    let run = Netsh::in_netns(&[]).args(["-e", "1"]).output();
+    skip_unless_broken(
+        "a private network namespace (unshare, ip)",
+        &run,
+        is_root(),
+        "Operation not permitted",
+    )
 }
 
 /// Waits until `check` holds, polling; fails the test after `limit`.
