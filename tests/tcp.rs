@@ -498,7 +498,7 @@ fn bad_input_gives_clear_errors() {
         ),
         (
             r#"connect("127.0.0.1:1", #{timeout: "soon"})"#.to_string(),
-            "option 'timeout' must be a number of milliseconds",
+            "option 'timeout': expected a number of milliseconds, not a string",
         ),
         (
             r#"connect("127.0.0.1:1", #{wait: 1})"#.to_string(),

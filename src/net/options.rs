@@ -35,21 +35,30 @@ pub fn wait_option(map: &Map, default: Option<Duration>) -> Result<Option<Durati
 /// An options map whose keys were checked against the ones a function knows.
 pub struct Options<'a> {
     map: &'a Map,
+    /// What its keys are called in messages: `option`, or `tls option` for
+    /// the map inside `#{tls: #{…}}`.
+    what: &'static str,
 }
 
 impl<'a> Options<'a> {
     /// Refuses any key not in `known`, so a typo (`#{overwite: true}`) is an
     /// error rather than silently ignored.
     pub fn new(map: &'a Map, known: &[&str]) -> Result<Options<'a>> {
+        Self::nested(map, "option", known)
+    }
+
+    /// As [`Options::new`], for a map inside an option (`#{tls: #{ca: …}}`),
+    /// whose keys messages call `what` (`"tls option"`).
+    pub fn nested(map: &'a Map, what: &'static str, known: &[&str]) -> Result<Options<'a>> {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 return Err(Error::invalid(format!(
-                    "unknown option '{key}' (known: {})",
+                    "unknown {what} '{key}' (known: {})",
                     known.join(", ")
                 )));
             }
         }
-        Ok(Options { map })
+        Ok(Options { map, what })
     }
 
     /// The value of `key`, if given and not `()`.
@@ -59,13 +68,18 @@ impl<'a> Options<'a> {
 
     /// The error for an option of the wrong type or value.
     pub fn bad(key: &str, expected: &str, got: &Dynamic) -> Error {
-        Error::invalid(format!("option '{key}': {}", wrong_type(expected, got)))
+        wrong("option", key, expected, got)
+    }
+
+    /// The error for one of this map's values of the wrong type or value.
+    pub fn wrong(&self, key: &str, expected: &str, got: &Dynamic) -> Error {
+        wrong(self.what, key, expected, got)
     }
 
     pub fn flag(&self, key: &str, default: bool) -> Result<bool> {
         match self.value(key) {
             None => Ok(default),
-            Some(v) => v.as_bool().map_err(|_| Self::bad(key, "true or false", v)),
+            Some(v) => v.as_bool().map_err(|_| self.wrong(key, "true or false", v)),
         }
     }
 
@@ -78,7 +92,7 @@ impl<'a> Options<'a> {
                 .ok()
                 .and_then(|n| u64::try_from(n).ok())
                 .map(Some)
-                .ok_or_else(|| Self::bad(key, "a whole number, 0 or more", v)),
+                .ok_or_else(|| self.wrong(key, "a whole number, 0 or more", v)),
         }
     }
 
@@ -90,10 +104,11 @@ impl<'a> Options<'a> {
             Some((_, Ok(n))) => match u64::try_from(n) {
                 Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(Error::invalid(format!(
-                    "option '{key}': expected {expected}, not {n}"
+                    "{} '{key}': expected {expected}, not {n}",
+                    self.what
                 ))),
             },
-            Some((v, Err(_))) => Err(Self::bad(key, &expected, v)),
+            Some((v, Err(_))) => Err(self.wrong(key, &expected, v)),
         }
     }
 
@@ -110,12 +125,13 @@ impl<'a> Options<'a> {
             Some(v) => {
                 let ms = v
                     .as_int()
-                    .map_err(|_| Self::bad(key, "a number of milliseconds", v))?;
+                    .map_err(|_| self.wrong(key, "a number of milliseconds", v))?;
                 match u64::try_from(ms) {
                     Ok(0) => Ok(Some(None)),
                     Ok(ms) => Ok(Some(Some(Duration::from_millis(ms)))),
                     Err(_) => Err(Error::invalid(format!(
-                        "option '{key}': expected 0 or more milliseconds (0 {zero}), not {ms}"
+                        "{} '{key}': expected 0 or more milliseconds (0 {zero}), not {ms}",
+                        self.what
                     ))),
                 }
             }
@@ -129,9 +145,15 @@ impl<'a> Options<'a> {
                 .clone()
                 .into_string()
                 .map(Some)
-                .map_err(|_| Self::bad(key, "a string", v)),
+                .map_err(|_| self.wrong(key, "a string", v)),
         }
     }
+}
+
+/// The one wording of a wrong option value: `option 'x': expected …, not …`
+/// (`what` is `option`, or `tls option` for a map inside one).
+pub fn wrong(what: &str, key: &str, expected: &str, got: &Dynamic) -> Error {
+    Error::invalid(format!("{what} '{key}': {}", wrong_type(expected, got)))
 }
 
 #[cfg(test)]

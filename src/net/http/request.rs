@@ -15,7 +15,7 @@ use rhai::{Array, Dynamic, Map};
 
 use super::client::{ClientKey, Limits};
 use crate::error::{Error, Result};
-use crate::net::{helpers, progress::Wanted, tcp::wrong_type};
+use crate::net::{helpers, options::Options, progress::Wanted};
 
 /// Every option `fetch` knows.
 pub const OPTIONS: &[&str] = &[
@@ -155,15 +155,8 @@ fn check_numeric_host(text: &str, url: &Url) -> Result<()> {
 /// Reads a whole options map. `output` (a path given as the second
 /// argument, or the `output` option) makes it a download.
 pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request> {
-    for key in map.keys() {
-        if !OPTIONS.contains(&key.as_str()) {
-            return Err(Error::invalid(format!(
-                "unknown option '{key}' (known: {})",
-                OPTIONS.join(", ")
-            )));
-        }
-    }
-    let get = |key: &str| map.get(key).filter(|v| !v.is_unit());
+    let o = Options::new(map, OPTIONS)?;
+    let get = |key: &str| o.value(key);
     let mut url = parse_url(url)?;
 
     let output = match (path, get("output")) {
@@ -200,7 +193,7 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     if let Some(v) = get("headers") {
         let given = v
             .read_lock::<Map>()
-            .ok_or_else(|| option_type("headers", "a map like #{\"x-token\": \"abc\"}", v))?;
+            .ok_or_else(|| Options::bad("headers", "a map like #{\"x-token\": \"abc\"}", v))?;
         for (name, value) in given.iter() {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Error::invalid(format!("'{name}' is not a valid header name")))?;
@@ -267,7 +260,7 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         } else if let Some(b) = v.read_lock::<rhai::Blob>() {
             b.to_vec()
         } else {
-            return Err(option_type("body", "a string or a blob", v));
+            return Err(Options::bad("body", "a string or a blob", v));
         });
     }
     if let Some(v) = get("json") {
@@ -293,32 +286,22 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         method
     };
     let mut client = ClientKey::default();
-    let timeout = match get("timeout") {
+    let timeout = match o.timeout("timeout")? {
         None => None,
-        Some(v) => {
-            let t = millis(v, "timeout")?;
+        Some(t) => {
             // A total limit covers stalls too; 0 means no limit at all.
             client.idle_timeout = None;
-            (!t.is_zero()).then_some(t)
+            t
         }
     };
-    if let Some(v) = get("connect_timeout") {
-        let t = millis(v, "connect_timeout")?;
-        client.connect_timeout = if t.is_zero() {
-            Duration::from_secs(24 * 3600)
-        } else {
-            t
-        };
+    if let Some(t) = o.timeout("connect_timeout")? {
+        client.connect_timeout = t.unwrap_or(Duration::from_secs(24 * 3600));
     }
     if let Some(v) = get("follow_redirects") {
         client.follow_redirects = flag(v, "follow_redirects")?;
     }
-    if let Some(v) = get("max_redirects") {
-        client.max_redirects = v
-            .as_int()
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| option_type("max_redirects", "a whole number, 0 or more", v))?;
+    if let Some(n) = o.count("max_redirects")? {
+        client.max_redirects = usize::try_from(n).unwrap_or(usize::MAX);
     }
     if let Some(v) = get("insecure") {
         client.insecure = flag(v, "insecure")?;
@@ -364,34 +347,22 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     })
 }
 
-fn option_type(key: &str, expected: &str, got: &Dynamic) -> Error {
-    let said = wrong_type(expected, got).to_string();
-    Error::invalid(format!("option '{key}': {said}"))
-}
-
 fn text(v: &Dynamic, key: &str) -> Result<String> {
     v.read_lock::<rhai::ImmutableString>()
         .map(|s| s.to_string())
-        .ok_or_else(|| option_type(key, "a string", v))
+        .ok_or_else(|| Options::bad(key, "a string", v))
 }
 
 fn flag(v: &Dynamic, key: &str) -> Result<bool> {
     v.as_bool()
-        .map_err(|_| option_type(key, "true or false", v))
-}
-
-fn millis(v: &Dynamic, key: &str) -> Result<Duration> {
-    let ms = v
-        .as_int()
-        .map_err(|_| option_type(key, "a number of milliseconds", v))?;
-    helpers::millis(ms, key)
+        .map_err(|_| Options::bad(key, "true or false", v))
 }
 
 /// A map of strings, numbers and bools (`query`, `form`) as name/value pairs.
 fn pairs(v: &Dynamic, key: &str, expected: &str) -> Result<Vec<(String, String)>> {
     let map = v
         .read_lock::<Map>()
-        .ok_or_else(|| option_type(key, expected, v))?;
+        .ok_or_else(|| Options::bad(key, expected, v))?;
     map.iter()
         .map(|(name, value)| {
             scalar_text(value)
@@ -436,7 +407,7 @@ fn basic_auth(v: &Dynamic) -> Result<(String, String)> {
     {
         return Ok((pair[0].to_string(), pair[1].to_string()));
     }
-    Err(option_type(
+    Err(Options::bad(
         "basic_auth",
         "\"user:password\" or [\"user\", \"password\"]",
         v,

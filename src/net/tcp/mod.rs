@@ -17,6 +17,7 @@ use rhai::{Blob, Map};
 
 use crate::error::{Error, Result};
 use crate::net::addr;
+use crate::net::options::Options;
 
 mod conn;
 mod info;
@@ -43,17 +44,6 @@ pub fn module() -> Module {
     module
 }
 
-/// A millisecond option from an options map.
-pub fn option_millis(name: &str, value: &Dynamic) -> Result<Duration> {
-    let ms = value.as_int().map_err(|_| {
-        Error::invalid(format!(
-            "option '{name}' must be a number of milliseconds, not {}",
-            value.type_name()
-        ))
-    })?;
-    crate::net::helpers::millis(ms, name)
-}
-
 /// A byte count from a script: 0 or more.
 fn byte_count(n: i64) -> Result<usize> {
     usize::try_from(n)
@@ -63,17 +53,10 @@ fn byte_count(n: i64) -> Result<usize> {
 /// `listen` with its options map (`tls`). A self-signed certificate's
 /// fingerprint is printed, so whoever connects can check or pin it.
 pub fn listen_with_options(bind: &Bind, options: &Map) -> Result<Listener> {
-    let mut tls = None;
-    for (key, value) in options {
-        match key.as_str() {
-            "tls" => tls = crate::net::tls::ServerTls::from_option(value)?,
-            other => {
-                return Err(Error::invalid(format!(
-                    "unknown option '{other}' (known: tls)"
-                )));
-            }
-        }
-    }
+    let tls = match Options::new(options, &["tls"])?.value("tls") {
+        Some(value) => crate::net::tls::ServerTls::from_option(value)?,
+        None => None,
+    };
     let self_signed = tls.as_ref().is_some_and(|t| t.self_signed);
     let listener = listen_on(bind, tls)?;
     if self_signed && let Some(tls) = &listener.state().tls {
@@ -99,7 +82,7 @@ pub use crate::error::wrong_type;
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
-    use crate::net::options::{timeout as wait_limit, wait_option};
+    use crate::net::options::{Options, timeout as wait_limit, wait_option};
 
     /// Opens a TCP listening socket on a port, on every address (IPv4 and IPv6).
     /// Port 0 picks a free port; read it from `.port`.
@@ -333,26 +316,18 @@ mod api {
     pub fn connect_with(addr: &str, options: Map) -> ScriptResult<Conn> {
         let run = || -> Result<Conn> {
             let dest = super::parse_dest(addr)?;
-            let mut timeout = super::DEFAULT_CONNECT_TIMEOUT;
-            let mut tls = None;
-            for (key, value) in &options {
-                match key.as_str() {
-                    // 0: no limit of ours; the kernel gives up after its
-                    // SYN retries (about two minutes on Linux).
-                    "timeout" => {
-                        timeout = super::option_millis("timeout", value)?;
-                        if timeout.is_zero() {
-                            timeout = Duration::from_secs(24 * 3600);
-                        }
-                    }
-                    "tls" => tls = crate::net::tls::ClientTls::from_option(value)?,
-                    other => {
-                        return Err(Error::invalid(format!(
-                            "unknown option '{other}' (known: timeout, tls)"
-                        )));
-                    }
-                }
-            }
+            let o = Options::new(&options, &["timeout", "tls"])?;
+            let timeout = match o.timeout("timeout")? {
+                None => super::DEFAULT_CONNECT_TIMEOUT,
+                // 0: no limit of ours; the kernel gives up after its SYN
+                // retries (about two minutes on Linux).
+                Some(None) => Duration::from_secs(24 * 3600),
+                Some(Some(t)) => t,
+            };
+            let tls = match o.value("tls") {
+                Some(value) => crate::net::tls::ClientTls::from_option(value)?,
+                None => None,
+            };
             super::connect_to(&dest, timeout, tls.as_ref())
         };
         run().map_err(fail("connect"))
@@ -633,8 +608,8 @@ mod api {
     /// Fails when: `ms` is negative.
     #[rhai_fn(return_raw)]
     pub fn set_timeout(c: &mut Conn, ms: i64) -> ScriptResult<()> {
-        let timeout = crate::net::helpers::millis(ms, "timeout").map_err(fail("set_timeout"))?;
-        c.set_timeout((!timeout.is_zero()).then_some(timeout));
+        let timeout = wait_limit(ms).map_err(fail("set_timeout"))?;
+        c.set_timeout(timeout);
         Ok(())
     }
 

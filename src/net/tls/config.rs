@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use super::Session;
 use crate::error::{Error, Result};
 use crate::net::helpers::file_error;
+use crate::net::options::{self, Options};
 
 const CLIENT_OPTIONS: &[&str] = &["insecure", "ca", "pin", "sni", "alpn"];
 const SERVER_OPTIONS: &[&str] = &["cert", "key", "self_signed", "alpn"];
@@ -214,14 +215,7 @@ fn option_map(value: &Dynamic, known: &[&str]) -> Result<Option<Map>> {
             value.type_name()
         )));
     };
-    for key in map.keys() {
-        if !known.contains(&key.as_str()) {
-            return Err(Error::invalid(format!(
-                "unknown tls option '{key}' (known: {})",
-                known.join(", ")
-            )));
-        }
-    }
+    Options::nested(&map, "tls option", known)?;
     Ok(Some(map))
 }
 
@@ -230,7 +224,7 @@ fn flag(map: &Map, key: &str) -> Result<bool> {
         None => Ok(false),
         Some(v) => v
             .as_bool()
-            .map_err(|_| Error::invalid(format!("tls option '{key}' must be true or false"))),
+            .map_err(|_| options::wrong("tls option", key, "true or false", v)),
     }
 }
 
@@ -239,9 +233,8 @@ fn text(map: &Map, key: &str) -> Result<Option<String>> {
         None => Ok(None),
         Some(v) => match v.clone().into_string() {
             Ok(s) if !s.is_empty() => Ok(Some(s)),
-            _ => Err(Error::invalid(format!(
-                "tls option '{key}' must be a non-empty string"
-            ))),
+            Ok(_) => Err(Error::invalid(format!("tls option '{key}' is empty"))),
+            Err(_) => Err(options::wrong("tls option", key, "a string", v)),
         },
     }
 }
