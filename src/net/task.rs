@@ -164,10 +164,6 @@ impl Task {
 }
 
 impl Job for Task {
-    fn is_running(&self) -> bool {
-        !self.is_done()
-    }
-
     fn stop(&self) {
         Task::stop(self);
     }

@@ -18,12 +18,14 @@ use crate::error::Result;
 
 /// Something that runs in the background until it finishes or is stopped.
 pub trait Job: Send + Sync {
-    /// Still running (not finished, not stopped)?
-    fn is_running(&self) -> bool;
     /// Asks it to stop: its blocking calls and loops end.
     fn stop(&self);
     /// Flips to `true` when it has ended.
     fn ended(&self) -> watch::Receiver<bool>;
+    /// Still running (not finished, not stopped)?
+    fn is_running(&self) -> bool {
+        !*self.ended().borrow()
+    }
     /// The handle a script sees (`Task`, `Server`, `FileServer`).
     fn handle(&self) -> Dynamic;
 }

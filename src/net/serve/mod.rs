@@ -227,10 +227,6 @@ impl Server {
 }
 
 impl Job for Server {
-    fn is_running(&self) -> bool {
-        !self.is_stopped()
-    }
-
     fn stop(&self) {
         Server::stop(self);
     }

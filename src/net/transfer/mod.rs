@@ -228,10 +228,6 @@ struct ServerState {
 }
 
 impl runtime::jobs::Job for FileServer {
-    fn is_running(&self) -> bool {
-        !*self.0.ended.borrow()
-    }
-
     fn stop(&self) {
         FileServer::stop(self);
     }
