@@ -120,16 +120,18 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let started = Instant::now();
+    let incoming = Incoming {
+        peer,
+        dir,
+        options,
+        started: Instant::now(),
+    };
     let outcome = if options.raw {
-        receive_raw(reader, peer, dir, options, started)
+        receive_raw(reader, incoming)
             .await
             .inspect(|received| on_stored(received))
     } else {
-        receive_framed(
-            reader, writer, peer, dir, options, admit, started, on_stored,
-        )
-        .await
+        receive_framed(reader, writer, incoming, admit, on_stored).await
     };
     match outcome {
         Ok(received) => Ok(received),
@@ -180,22 +182,35 @@ where
     .await;
 }
 
+/// What both modes of one upload share: who sends it, where it goes, the
+/// options it runs under, and when it began.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    peer: &'a Endpoint,
+    dir: &'a Path,
+    options: &'a ReceiveOptions,
+    started: Instant,
+}
+
+impl<'a> Incoming<'a> {
+    fn parts(self) -> (&'a Endpoint, &'a Path, &'a ReceiveOptions, Instant) {
+        (self.peer, self.dir, self.options, self.started)
+    }
+}
+
 /// The framed protocol, receiving side (see `docs/PROTOCOL.md`).
-#[allow(clippy::too_many_arguments)]
 async fn receive_framed<R, W>(
     reader: &mut R,
     writer: &mut W,
-    peer: &Endpoint,
-    dir: &Path,
-    options: &ReceiveOptions,
+    incoming: Incoming<'_>,
     admit: impl AsyncFnOnce() -> std::result::Result<Admission, Refusal>,
-    started: Instant,
     on_stored: OnStored<'_>,
 ) -> std::result::Result<Received, Refusal>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let (peer, dir, options, started) = incoming.parts();
     let header = match tokio::time::timeout(options.header_timeout, read_header(reader)).await {
         Ok(header) => header?,
         Err(_) => {
@@ -495,11 +510,9 @@ impl RateFloor {
 /// Raw mode: every byte until the sender half-closes is the file.
 async fn receive_raw<R: AsyncRead + Unpin>(
     reader: &mut R,
-    peer: &Endpoint,
-    dir: &Path,
-    options: &ReceiveOptions,
-    started: Instant,
+    incoming: Incoming<'_>,
 ) -> std::result::Result<Received, Refusal> {
+    let (peer, dir, options, started) = incoming.parts();
     let name = match &options.name {
         Some(name) => protocol::safe_name(name.as_bytes())?,
         None => format!(

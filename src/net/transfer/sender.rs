@@ -8,6 +8,7 @@
 
 use std::{
     fs::File,
+    ops::Range,
     os::unix::fs::OpenOptionsExt,
     path::Path,
     sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
@@ -202,6 +203,11 @@ async fn send_on(
     let mut io = conn.lock_io().await?;
     let (mut reader, writer) = io.halves(conn)?;
     let peer = conn.peer();
+    let out = Outgoing {
+        options: &options,
+        progress: &progress,
+        peer,
+    };
     let mut sent = if options.raw {
         // Source::open checked that the offset lies within the file.
         let end = options
@@ -213,7 +219,7 @@ async fn send_on(
         // fails (or is dropped: Ctrl-C, a progress callback that throws)
         // must end in RST instead, or the part sent is stored as complete.
         let reset = ResetUnlessFinished(Some(conn));
-        let sha256 = send_raw(writer, file, options.offset, end, &options, &progress, peer).await?;
+        let sha256 = send_raw(writer, file, options.offset..end, out).await?;
         reset.finished();
         // Half-close: the receiver sees EOF, which is where a raw file ends.
         let _ = writer.shutdown().await;
@@ -231,33 +237,36 @@ async fn send_on(
             verified: false,
         }
     } else {
-        send_framed(
-            &mut reader,
-            writer,
-            file,
-            size,
-            name,
-            &options,
-            &progress,
-            peer,
-        )
-        .await?
+        send_framed(&mut reader, writer, file, size, name, out).await?
     };
     sent.seconds = started.elapsed().as_secs_f64();
     Ok(sent)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every stage of one send shares: its options, the progress it
+/// counts, and the peer its errors name.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    options: &'a SendOptions,
+    progress: &'a Progress,
+    peer: &'a Endpoint,
+}
+
+impl<'a> Outgoing<'a> {
+    fn parts(self) -> (&'a SendOptions, &'a Progress, &'a Endpoint) {
+        (self.options, self.progress, self.peer)
+    }
+}
+
 async fn send_framed<R: AsyncRead + Unpin>(
     reader: &mut R,
     writer: &mut IoWriter<'_>,
     file: File,
     size: u64,
     name: String,
-    options: &SendOptions,
-    progress: &Progress,
-    peer: &Endpoint,
+    out: Outgoing<'_>,
 ) -> Result<Sent> {
+    let (options, progress, peer) = out.parts();
     let header = Header {
         flags: if options.resume {
             protocol::FLAG_RESUME
@@ -354,18 +363,9 @@ async fn send_framed<R: AsyncRead + Unpin>(
         protocol::read_reply(reader, None).await
     });
     let body = async {
-        let hash = send_chunks(
-            writer,
-            file,
-            Some(hasher),
-            start,
-            size,
-            options,
-            progress,
-            peer,
-        )
-        .await?
-        .ok_or_else(|| Error::Protocol("the file was not hashed".into()))?;
+        let hash = send_chunks(writer, file, Some(hasher), start..size, out)
+            .await?
+            .ok_or_else(|| Error::Protocol("the file was not hashed".into()))?;
         let mut trailer = vec![protocol::MSG_HASH];
         trailer.extend_from_slice(&hash);
         write_within(writer, &trailer, options.timeout, peer).await?;
@@ -429,17 +429,14 @@ async fn send_framed<R: AsyncRead + Unpin>(
 
 /// Streams `start..end` of `file` to the socket, reading and hashing (when
 /// given a hasher) on a blocking thread; returns the SHA-256 of the whole file.
-#[allow(clippy::too_many_arguments)]
 async fn send_chunks(
     writer: &mut IoWriter<'_>,
     file: File,
     hasher: Option<Sha256>,
-    start: u64,
-    end: u64,
-    options: &SendOptions,
-    progress: &Progress,
-    peer: &Endpoint,
+    Range { start, end }: Range<u64>,
+    out: Outgoing<'_>,
 ) -> Result<Option<[u8; 32]>> {
+    let (options, progress, peer) = out.parts();
     let (to_socket, mut chunks) = mpsc::channel::<Vec<u8>>(IN_FLIGHT);
     let (give_back, spare) = std_mpsc::channel::<Vec<u8>>();
     let reading = tokio::task::spawn_blocking(move || {
@@ -465,16 +462,13 @@ async fn send_chunks(
 
 /// Raw mode: bytes `start..end` of the file and nothing else. Returns
 /// their SHA-256 unless told not to compute it.
-#[allow(clippy::too_many_arguments)]
 async fn send_raw(
     writer: &mut IoWriter<'_>,
     file: File,
-    start: u64,
-    end: u64,
-    options: &SendOptions,
-    progress: &Progress,
-    peer: &Endpoint,
+    Range { start, end }: Range<u64>,
+    out: Outgoing<'_>,
 ) -> Result<Option<[u8; 32]>> {
+    let options = out.options;
     // Hashing on the side reads the whole file, so a part of it is hashed
     // as it is read instead; TLS has no zero-copy path (every byte is
     // encrypted on its way).
@@ -483,7 +477,7 @@ async fn send_raw(
         Some(socket) if options.zero_copy && !(options.hash && part) => socket,
         _ => {
             let hasher = options.hash.then(Sha256::new);
-            return send_chunks(writer, file, hasher, start, end, options, progress, peer).await;
+            return send_chunks(writer, file, hasher, start..end, out).await;
         }
     };
     // The bytes never enter this process, so hash them on the other core
@@ -498,7 +492,7 @@ async fn send_raw(
     } else {
         None
     };
-    sendfile_all(socket, &file, start, end, options, progress, peer).await?;
+    sendfile_all(socket, &file, start..end, out).await?;
     match hashing {
         Some(hashing) => hashing
             .await
@@ -514,12 +508,10 @@ async fn send_raw(
 async fn sendfile_all(
     socket: ZeroCopy<'_>,
     file: &File,
-    start: u64,
-    end: u64,
-    options: &SendOptions,
-    progress: &Progress,
-    peer: &Endpoint,
+    Range { start, end }: Range<u64>,
+    out: Outgoing<'_>,
 ) -> Result<()> {
+    let (options, progress, peer) = out.parts();
     // Smaller steps when pacing, so the rate limit is smooth.
     let step = if options.rate_limit.is_some() {
         CHUNK
