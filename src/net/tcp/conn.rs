@@ -29,6 +29,9 @@
 //! of the session in place of the syscall: the step moves what it can
 //! without blocking and says what it waits for, and the wait is the same
 //! `wait_fd`. A plain connection checks one `Option` and goes on as before.
+//!
+//! This file holds the connection, its sends and its close; `conn/read.rs`
+//! its reads, `conn/lend.rs` the loan to tokio ([`Conn::lock_io`]).
 
 use std::{
     io,
@@ -48,21 +51,15 @@ use nix::{
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::io::{IoReader, IoWriter};
 use super::stream::{Endpoint, Stream};
 use crate::error::{Error, Result};
-use crate::limits::{MAX_LINE, MAX_STRING_BYTES};
 use crate::net::tls::{self, Fault, Session, Wait};
 use crate::runtime::{self, CancellationToken, Ready};
 
-/// How much one read syscall may take off the socket.
-const READ_CHUNK: usize = 16 * 1024;
+mod lend;
+mod read;
 
-thread_local! {
-    /// Where a read lands before it joins the connection's pending bytes:
-    /// one buffer per thread, not zeroed again for every read.
-    static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
-}
+pub use lend::{ConnIo, PendingThenSocket};
 
 /// An open connection (TCP or Unix-domain, plain or TLS).
 #[derive(Clone)]
@@ -240,42 +237,7 @@ impl Conn {
     }
 }
 
-/// What a read wants from the byte stream; see [`gather`].
-enum Want<'a> {
-    /// Whatever arrives next, cut at a UTF-8 character boundary (`recv`).
-    Text,
-    /// Everything up to `delim`, which is consumed but not returned.
-    Until(&'a [u8]),
-    /// `n` bytes, or fewer at end of stream.
-    Exactly(usize),
-    /// Everything until the peer closes its side.
-    All,
-    /// Whatever bytes are there or arrive next, at least one.
-    Some,
-}
-
 impl Conn {
-    /// Takes bytes off the connection as `want` says, within `timeout`
-    /// (`None`: as long as it takes), under Ctrl-C and `close()`. `None`
-    /// means end of stream with nothing left to return.
-    fn take(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>> {
-        runtime::ensure_may_block()?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let waited = || Error::Timeout {
-            what: format!(
-                "waiting for data from {} (the connection is still open)",
-                self.0.peer
-            ),
-            after: timeout.unwrap_or_default(),
-        };
-        let mut guard = self.lock_half(&self.0.reader, deadline, waited)?;
-        let side = guard.as_mut().ok_or_else(|| self.closed_error())?;
-        let fd = side.socket.as_fd();
-        gather(&mut side.pending, &want, &self.0.peer, |acc| {
-            self.fill(fd, acc, deadline, waited)
-        })
-    }
-
     /// Locks one half: at once when it is free (the usual case), else waits
     /// for the other reader or sender, as long as the read itself would.
     fn lock_half<'a, T>(
@@ -303,177 +265,6 @@ impl Conn {
                 guard = lock => guard,
             }
         })
-    }
-
-    /// Moves the next chunk from the socket into `acc`; 0 means end of stream.
-    ///
-    /// It waits first and reads second: when data is already there the wait
-    /// returns at once, and when it is not, this saves a read that would
-    /// only say so (a syscall per message, in a ping-pong).
-    fn fill(
-        &self,
-        fd: BorrowedFd<'_>,
-        acc: &mut Vec<u8>,
-        deadline: Option<Instant>,
-        waited: impl Fn() -> Error,
-    ) -> Result<usize> {
-        if let Some(tls) = &self.0.tls {
-            return self.fill_tls(tls, fd, acc, deadline, waited);
-        }
-        let peer = &self.0.peer;
-        loop {
-            if self.is_closed() {
-                return Err(self.closed_error());
-            }
-            if runtime::wait_fd(fd, PollFlags::POLLIN, deadline)? == Ready::TimedOut {
-                return Err(waited());
-            }
-            let received = CHUNK.with_borrow_mut(|chunk| {
-                let n = nix::sys::socket::recv(fd.as_raw_fd(), chunk, MsgFlags::MSG_DONTWAIT)?;
-                acc.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            });
-            match received {
-                // `close()` elsewhere shuts the socket down: that reads as
-                // end of stream, but it is a close.
-                Ok(0) if self.is_closed() => return Err(self.closed_error()),
-                Ok(n) => return Ok(n),
-                Err(Errno::EAGAIN | Errno::EINTR) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("receiving from {peer}"),
-                        peer.ip(),
-                        e.into(),
-                    ));
-                }
-            }
-        }
-    }
-
-    /// `fill` for a TLS connection: decrypted bytes first (the session
-    /// may hold some already), then a wait for the socket when it needs
-    /// more.
-    fn fill_tls(
-        &self,
-        tls: &Session,
-        fd: BorrowedFd<'_>,
-        acc: &mut Vec<u8>,
-        deadline: Option<Instant>,
-        waited: impl Fn() -> Error,
-    ) -> Result<usize> {
-        let peer = &self.0.peer;
-        loop {
-            if self.is_closed() {
-                return Err(self.closed_error());
-            }
-            let step = CHUNK.with_borrow_mut(|chunk| {
-                let step = tls.read_step(fd, chunk);
-                if let Ok(Some(n)) = step {
-                    acc.extend_from_slice(&chunk[..n]);
-                }
-                step
-            });
-            match step {
-                Ok(Some(0)) if self.is_closed() => return Err(self.closed_error()),
-                Ok(Some(n)) => return Ok(n),
-                Ok(None) => {}
-                Err(_) if self.is_closed() => return Err(self.closed_error()),
-                Err(Fault::Tls(e)) => {
-                    return Err(Error::Protocol(format!(
-                        "receiving from {peer}: {}",
-                        tls::words(&e)
-                    )));
-                }
-                Err(Fault::Io(e)) => {
-                    return Err(Error::io(format!("receiving from {peer}"), peer.ip(), e));
-                }
-                Err(Fault::Eof) => return Ok(0),
-            }
-            if runtime::wait_fd(fd, PollFlags::POLLIN, deadline)? == Ready::TimedOut {
-                return Err(waited());
-            }
-        }
-    }
-
-    /// Reads text: the bytes `want` selects, which must be UTF-8.
-    fn take_text(&self, want: Want<'_>, timeout: Option<Duration>) -> Result<Option<String>> {
-        match self.take(want, timeout)? {
-            None => Ok(None),
-            Some(bytes) => String::from_utf8(bytes)
-                .map(Some)
-                .map_err(|_| not_text(&self.0.peer)),
-        }
-    }
-
-    /// Whatever arrives next as text; `""` at end of stream.
-    pub fn recv(&self) -> Result<String> {
-        self.recv_within(self.timeout())
-    }
-
-    /// [`Conn::recv`] waiting at most `timeout` (`None`: no limit).
-    pub fn recv_within(&self, timeout: Option<Duration>) -> Result<String> {
-        Ok(self.take_text(Want::Text, timeout)?.unwrap_or_default())
-    }
-
-    /// The text before `delim` (which is consumed); what is left at end of
-    /// stream if the delimiter never comes; `None` at end of stream.
-    pub fn recv_until(&self, delim: &str) -> Result<Option<String>> {
-        self.recv_until_within(delim, self.timeout())
-    }
-
-    /// [`Conn::recv_until`] waiting at most `timeout` (`None`: no limit).
-    pub fn recv_until_within(
-        &self,
-        delim: &str,
-        timeout: Option<Duration>,
-    ) -> Result<Option<String>> {
-        if delim.is_empty() {
-            return Err(Error::invalid("the delimiter is empty"));
-        }
-        self.take_text(Want::Until(delim.as_bytes()), timeout)
-    }
-
-    /// One line without its `\n` (or `\r\n`); `None` at end of stream.
-    pub fn recv_line(&self) -> Result<Option<String>> {
-        self.recv_line_within(self.timeout())
-    }
-
-    /// [`Conn::recv_line`] waiting at most `timeout` (`None`: no limit).
-    pub fn recv_line_within(&self, timeout: Option<Duration>) -> Result<Option<String>> {
-        let line = self.recv_until_within("\n", timeout)?;
-        Ok(line.map(|mut l| {
-            if l.ends_with('\r') {
-                l.pop();
-            }
-            l
-        }))
-    }
-
-    /// Exactly `n` bytes, or fewer if the peer closes first.
-    pub fn read(&self, n: usize) -> Result<Vec<u8>> {
-        self.read_within(n, self.timeout())
-    }
-
-    /// [`Conn::read`] waiting at most `timeout` (`None`: no limit).
-    pub fn read_within(&self, n: usize, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        Ok(self.take(Want::Exactly(n), timeout)?.unwrap_or_default())
-    }
-
-    /// Every byte until the peer closes its side.
-    pub fn read_all(&self) -> Result<Vec<u8>> {
-        self.read_all_within(self.timeout())
-    }
-
-    /// [`Conn::read_all`] waiting at most `timeout` (`None`: no limit)
-    /// between two chunks.
-    pub fn read_all_within(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        Ok(self.take(Want::All, timeout)?.unwrap_or_default())
-    }
-
-    /// Whatever bytes arrive next (at least one), text or not; empty at end
-    /// of stream. For relaying a connection as it comes (`interact`).
-    pub fn read_some(&self, timeout: Option<Duration>) -> Result<Vec<u8>> {
-        Ok(self.take(Want::Some, timeout)?.unwrap_or_default())
     }
 
     /// Sends all of `data`; returns how many bytes that was. The
@@ -653,30 +444,6 @@ impl Conn {
         }
     }
 
-    /// Locks both halves for an exchange that owns the whole connection (a
-    /// file transfer), taking any bytes an earlier read fetched ahead. The
-    /// exchange runs on tokio, over a duplicate of the socket that tokio
-    /// lets go of when the exchange ends (on TLS, through the connection's
-    /// own session: see `tls::stream`). Call it inside the runtime.
-    pub async fn lock_io(&self) -> Result<ConnIo<'_>> {
-        let mut reader = self.0.reader.lock().await;
-        let writer = self.0.writer.lock().await;
-        let (Some(side), Some(_)) = (reader.as_mut(), writer.as_ref()) else {
-            return Err(self.closed_error());
-        };
-        let (read, write) = super::io::lend(&side.socket, self.0.tls.as_ref())
-            .map_err(|e| Error::io("lending the socket to the transfer", None, e))?;
-        let pending = std::mem::take(&mut side.pending);
-        Ok(ConnIo {
-            _reader: reader,
-            writer,
-            read,
-            write: Some(write),
-            pending,
-            shut_down: &self.0.shut_down,
-        })
-    }
-
     /// Resolves when `close()` is called, so whole-connection work (a file
     /// transfer) can stop as a blocked read would.
     pub async fn until_closed(&self) {
@@ -704,165 +471,8 @@ fn poll_flags(wait: Wait) -> PollFlags {
     }
 }
 
-/// The error for text methods given bytes that are not UTF-8.
-fn not_text(peer: &Endpoint) -> Error {
-    Error::Protocol(format!(
-        "the data from {peer} is not UTF-8 text; use read(n) or read_all() to get bytes"
-    ))
-}
-
-/// Reads (with `fill`, which appends a chunk and returns its length, 0 at
-/// end of stream) until `acc` holds what `want` asks for, and takes that
-/// out of it.
-fn gather(
-    acc: &mut Vec<u8>,
-    want: &Want<'_>,
-    peer: &Endpoint,
-    mut fill: impl FnMut(&mut Vec<u8>) -> Result<usize>,
-) -> Result<Option<Vec<u8>>> {
-    // Splits `acc` at `at`: returns the front, keeps the rest for later.
-    fn split_front(acc: &mut Vec<u8>, at: usize) -> Vec<u8> {
-        let rest = acc.split_off(at.min(acc.len()));
-        std::mem::replace(acc, rest)
-    }
-    match *want {
-        Want::Text => loop {
-            if !acc.is_empty() {
-                match std::str::from_utf8(acc) {
-                    Ok(_) => return Ok(Some(std::mem::take(acc))),
-                    Err(e) if e.valid_up_to() > 0 => {
-                        return Ok(Some(split_front(acc, e.valid_up_to())));
-                    }
-                    // Invalid from the first byte: leave it for read(n).
-                    Err(e) if e.error_len().is_some() => return Err(not_text(peer)),
-                    // The start of a character whose other bytes are still
-                    // in flight: wait for them.
-                    Err(_) => {}
-                }
-            }
-            if fill(acc)? == 0 {
-                return if acc.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(not_text(peer))
-                };
-            }
-        },
-        Want::Until(delim) => {
-            let mut searched = 0;
-            loop {
-                if let Some(found) = acc[searched..]
-                    .windows(delim.len())
-                    .position(|w| w == delim)
-                {
-                    let at = searched + found;
-                    let piece = split_front(acc, at + delim.len());
-                    return Ok(Some(piece[..at].to_vec()));
-                }
-                if acc.len() > MAX_LINE {
-                    return Err(Error::Protocol(format!(
-                        "{peer} sent over {} KiB without the delimiter; use read(n) for data this long",
-                        MAX_LINE / 1024
-                    )));
-                }
-                // The delimiter may straddle the old end and the next chunk.
-                searched = acc.len().saturating_sub(delim.len() - 1);
-                if fill(acc)? == 0 {
-                    return Ok((!acc.is_empty()).then(|| std::mem::take(acc)));
-                }
-            }
-        }
-        Want::Exactly(n) => {
-            if n > MAX_STRING_BYTES {
-                return Err(too_big(peer));
-            }
-            while acc.len() < n {
-                if fill(acc)? == 0 {
-                    break;
-                }
-            }
-            Ok(Some(split_front(acc, n)))
-        }
-        Want::Some => {
-            if acc.is_empty() && fill(acc)? == 0 {
-                return Ok(None);
-            }
-            Ok(Some(std::mem::take(acc)))
-        }
-        Want::All => {
-            while fill(acc)? > 0 {
-                // A peer that never stops must not eat all memory.
-                if acc.len() > MAX_STRING_BYTES {
-                    return Err(too_big(peer));
-                }
-            }
-            Ok(Some(std::mem::take(acc)))
-        }
-    }
-}
-
-/// The error for reading more than a script value may hold.
-fn too_big(peer: &Endpoint) -> Error {
-    Error::TooBig(format!(
-        "reading over {} MiB from {peer} at once is more than a blob may hold; read in parts with read(n), or receive it as a file with recv_file",
-        MAX_STRING_BYTES >> 20
-    ))
-}
-
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Conn({} → {})", self.0.local, self.0.peer)
-    }
-}
-
-/// A connection's reading side: bytes read ahead earlier, then the socket.
-pub type PendingThenSocket<'a, 'c> = tokio::io::Chain<&'a [u8], &'a mut IoReader<'c>>;
-
-/// Both halves of a connection, locked by [`Conn::lock_io`], and the
-/// socket's tokio copy.
-pub struct ConnIo<'a> {
-    _reader: MutexGuard<'a, Option<ReadSide>>,
-    writer: MutexGuard<'a, Option<Socket>>,
-    read: IoReader<'a>,
-    /// `None` once [`ConnIo::close_writer`] dropped it.
-    write: Option<IoWriter<'a>>,
-    /// Read ahead by an earlier `recv_line()`: the first bytes of this exchange.
-    pending: Vec<u8>,
-    /// The connection's half-closed flag, so later sends say "shut down".
-    shut_down: &'a AtomicBool,
-}
-
-impl<'a> ConnIo<'a> {
-    /// The reading side (pending bytes first) and the writing side, or the
-    /// closed error once the writer was dropped by [`ConnIo::close_writer`].
-    pub fn halves(
-        &mut self,
-        conn: &Conn,
-    ) -> Result<(PendingThenSocket<'_, 'a>, &mut IoWriter<'a>)> {
-        let Some(writer) = self.write.as_mut() else {
-            return Err(conn.closed_error());
-        };
-        let reader = tokio::io::AsyncReadExt::chain(self.pending.as_slice(), &mut self.read);
-        Ok((reader, writer))
-    }
-
-    /// Drops the write half, which sends FIN (tokio shuts the socket's
-    /// sending side down; a TLS writer was shut down by its user, which
-    /// sent close_notify and FIN); later sends on the connection say so.
-    pub fn close_writer(&mut self) {
-        self.write.take();
-        self.writer.take();
-        self.shut_down.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Drop for ConnIo<'_> {
-    /// Gives the socket back: dropping tokio's write half would shut the
-    /// connection's sending side down, so it is forgotten instead (closing
-    /// only tokio's duplicate of the descriptor).
-    fn drop(&mut self) {
-        if let Some(write) = self.write.take() {
-            write.forget();
-        }
     }
 }

@@ -1,0 +1,89 @@
+//! A connection lent whole to tokio for an exchange that owns it (a file
+//! transfer): both halves locked, bytes read ahead handed over first, and
+//! the socket given back, not closed, when the exchange ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::MutexGuard;
+
+use super::{Conn, ReadSide, Socket};
+use crate::error::{Error, Result};
+use crate::net::tcp::io::{IoReader, IoWriter};
+
+impl Conn {
+    /// Locks both halves for an exchange that owns the whole connection (a
+    /// file transfer), taking any bytes an earlier read fetched ahead. The
+    /// exchange runs on tokio, over a duplicate of the socket that tokio
+    /// lets go of when the exchange ends (on TLS, through the connection's
+    /// own session: see `tls::stream`). Call it inside the runtime.
+    pub async fn lock_io(&self) -> Result<ConnIo<'_>> {
+        let mut reader = self.0.reader.lock().await;
+        let writer = self.0.writer.lock().await;
+        let (Some(side), Some(_)) = (reader.as_mut(), writer.as_ref()) else {
+            return Err(self.closed_error());
+        };
+        let (read, write) = crate::net::tcp::io::lend(&side.socket, self.0.tls.as_ref())
+            .map_err(|e| Error::io("lending the socket to the transfer", None, e))?;
+        let pending = std::mem::take(&mut side.pending);
+        Ok(ConnIo {
+            _reader: reader,
+            writer,
+            read,
+            write: Some(write),
+            pending,
+            shut_down: &self.0.shut_down,
+        })
+    }
+}
+
+/// A connection's reading side: bytes read ahead earlier, then the socket.
+pub type PendingThenSocket<'a, 'c> = tokio::io::Chain<&'a [u8], &'a mut IoReader<'c>>;
+
+/// Both halves of a connection, locked by [`Conn::lock_io`], and the
+/// socket's tokio copy.
+pub struct ConnIo<'a> {
+    _reader: MutexGuard<'a, Option<ReadSide>>,
+    writer: MutexGuard<'a, Option<Socket>>,
+    read: IoReader<'a>,
+    /// `None` once [`ConnIo::close_writer`] dropped it.
+    write: Option<IoWriter<'a>>,
+    /// Read ahead by an earlier `recv_line()`: the first bytes of this exchange.
+    pending: Vec<u8>,
+    /// The connection's half-closed flag, so later sends say "shut down".
+    shut_down: &'a AtomicBool,
+}
+
+impl<'a> ConnIo<'a> {
+    /// The reading side (pending bytes first) and the writing side, or the
+    /// closed error once the writer was dropped by [`ConnIo::close_writer`].
+    pub fn halves(
+        &mut self,
+        conn: &Conn,
+    ) -> Result<(PendingThenSocket<'_, 'a>, &mut IoWriter<'a>)> {
+        let Some(writer) = self.write.as_mut() else {
+            return Err(conn.closed_error());
+        };
+        let reader = tokio::io::AsyncReadExt::chain(self.pending.as_slice(), &mut self.read);
+        Ok((reader, writer))
+    }
+
+    /// Drops the write half, which sends FIN (tokio shuts the socket's
+    /// sending side down; a TLS writer was shut down by its user, which
+    /// sent close_notify and FIN); later sends on the connection say so.
+    pub fn close_writer(&mut self) {
+        self.write.take();
+        self.writer.take();
+        self.shut_down.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ConnIo<'_> {
+    /// Gives the socket back: dropping tokio's write half would shut the
+    /// connection's sending side down, so it is forgotten instead (closing
+    /// only tokio's duplicate of the descriptor).
+    fn drop(&mut self) {
+        if let Some(write) = self.write.take() {
+            write.forget();
+        }
+    }
+}
