@@ -5,12 +5,13 @@
 //! go to the socket without passing through this process; framed mode reads
 //! and hashes in one pass on a blocking thread instead, because its bytes
 //! must be hashed anyway and reading them twice costs more than it saves.
+//!
+//! `sender/source.rs` holds the options and the file to send, `sender/raw.rs`
+//! raw mode's `sendfile(2)` path.
 
 use std::{
     fs::File,
     ops::Range,
-    os::unix::fs::OpenOptionsExt,
-    path::Path,
     sync::{Arc, atomic::Ordering, mpsc as std_mpsc},
     time::{Duration, Instant},
 };
@@ -22,155 +23,23 @@ use tokio::{
 };
 
 use super::{
-    disk::{self, CHUNK, IN_FLIGHT},
+    disk::{self, IN_FLIGHT},
     protocol::{self, Code, Header, Reply},
 };
 use crate::error::{Error, Result};
 use crate::net::progress::Progress;
-use crate::net::tcp::{Conn, Endpoint, IoWriter, ZeroCopy};
+use crate::net::tcp::{Conn, Endpoint, IoWriter};
 
-/// How a sender behaves; built from the Rhai options map.
-#[derive(Debug, Clone)]
-pub struct SendOptions {
-    pub raw: bool,
-    /// Offer to continue an interrupted upload (framed mode).
-    pub resume: bool,
-    /// The longest any single wait may take (connect, a reply, a write).
-    pub timeout: Duration,
-    /// The name to send instead of the file's own.
-    pub name: Option<String>,
-    /// Bytes per second at most, like curl's `--limit-rate`.
-    pub rate_limit: Option<u64>,
-    /// Use `sendfile(2)` in raw mode.
-    pub zero_copy: bool,
-    /// Compute the SHA-256 in raw mode (framed mode always does); off by default.
-    pub hash: bool,
-    /// Raw mode: send the file from this byte on (like `dd skip=`).
-    pub offset: u64,
-    /// Raw mode: send at most this many bytes (like `dd count=`).
-    pub length: Option<u64>,
-    /// Connect with TLS (a connection given to `send_file` is as it is).
-    pub tls: Option<crate::net::tls::ClientTls>,
-}
+mod raw;
+mod source;
 
-impl Default for SendOptions {
-    fn default() -> Self {
-        SendOptions {
-            raw: false,
-            resume: true,
-            timeout: Duration::from_secs(30),
-            name: None,
-            rate_limit: None,
-            zero_copy: true,
-            // Raw mode is nc's job: bytes only, at full speed. Hashing on the
-            // side costs a core, which on a 2-core machine is 30% of the rate.
-            hash: false,
-            offset: 0,
-            length: None,
-            tls: None,
-        }
-    }
-}
+use raw::{ResetUnlessFinished, send_raw};
+pub use source::{SendOptions, Sent, Source};
 
 /// The longest the sender waits for the receiver's confirmation after the
 /// last byte: the receiver fsyncs the whole file first, which on a slow disk
 /// takes a while for a big file.
 const MIN_CONFIRM_WAIT: Duration = Duration::from_secs(120);
-
-/// What a finished upload reports.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub name: String,
-    /// The file's size.
-    pub bytes: u64,
-    /// The bytes of file data put on the wire this time.
-    pub sent: u64,
-    /// Where the body started (non-zero when an earlier upload was resumed).
-    pub resumed_from: u64,
-    /// `None` in raw mode with `hash: false`.
-    pub sha256: Option<[u8; 32]>,
-    pub seconds: f64,
-    /// True when the receiver confirmed the same SHA-256 (framed mode).
-    pub verified: bool,
-}
-
-/// The file an upload sends: open, its size known, its name checked.
-#[derive(Debug)]
-pub struct Source {
-    file: File,
-    size: u64,
-    name: String,
-}
-
-impl Source {
-    /// Opens `path` and settles everything about it before any connection
-    /// is made: a missing file or an unusable name must not cost the
-    /// receiver a refused upload. A file whose size the kernel does not
-    /// know (`/proc`, `/sys`) is read ahead, so what is sent is exactly
-    /// what a read returns.
-    pub fn open(path: &Path, options: &SendOptions) -> Result<Source> {
-        let shown = crate::net::helpers::quoted(path);
-        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
-        // refused below); regular files ignore the flag.
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| crate::net::helpers::file_error("reading", path, e))?;
-        if meta.is_dir() {
-            return Err(Error::invalid(format!(
-                "{shown} is a folder; send_file sends one file (send each file in it)"
-            )));
-        }
-        if !meta.is_file() {
-            return Err(Error::invalid(format!(
-                "{shown} is not a regular file, so its size is unknown"
-            )));
-        }
-        let (file, size) = if disk::size_is_unreliable(&file, meta.len()) {
-            disk::snapshot(&mut file)
-                .map_err(|e| crate::net::helpers::file_error("reading", path, e))?
-                .ok_or_else(|| {
-                    Error::TooBig(format!(
-                        "{shown} does not report its size (a /proc or /sys file?) and holds more than {} MiB; copy it to a regular file and send that",
-                        disk::MAX_SNAPSHOT >> 20
-                    ))
-                })?
-        } else {
-            (file, meta.len())
-        };
-        if !options.raw && (options.offset > 0 || options.length.is_some()) {
-            return Err(Error::invalid(
-                "'offset' and 'length' send part of a file, which only raw mode can (add raw: true)",
-            ));
-        }
-        if options.offset > size {
-            return Err(Error::invalid(format!(
-                "offset {} is past the end of {shown} ({size} bytes)",
-                options.offset
-            )));
-        }
-        let name = match &options.name {
-            Some(name) => name.clone(),
-            None => path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| Error::invalid(format!("{shown} has no file name")))?,
-        };
-        // Raw mode sends no name; framed mode checks it here too, since a
-        // clear local error beats a refusal.
-        let name = if options.raw {
-            name
-        } else {
-            protocol::safe_name(name.as_bytes())
-                .map_err(|r| Error::invalid(format!("cannot send as '{name}': {}", r.message)))?
-        };
-        Ok(Source { file, size, name })
-    }
-}
 
 /// Sends `source` over `conn`. With `wait_close` (a connection this upload
 /// opened itself), raw mode waits briefly for the peer to close after the
@@ -458,109 +327,6 @@ async fn send_chunks(
         .map_err(|e| Error::Protocol(format!("the file reader failed: {e}")))?
         .map_err(|e| Error::io("reading the file", None, e))?;
     Ok(hasher.map(|h| h.finalize().into()))
-}
-
-/// Raw mode: bytes `start..end` of the file and nothing else. Returns
-/// their SHA-256 unless told not to compute it.
-async fn send_raw(
-    writer: &mut IoWriter<'_>,
-    file: File,
-    Range { start, end }: Range<u64>,
-    out: Outgoing<'_>,
-) -> Result<Option<[u8; 32]>> {
-    let options = out.options;
-    // Hashing on the side reads the whole file, so a part of it is hashed
-    // as it is read instead; TLS has no zero-copy path (every byte is
-    // encrypted on its way).
-    let part = start > 0 || options.length.is_some();
-    let socket = match writer.zero_copy() {
-        Some(socket) if options.zero_copy && !(options.hash && part) => socket,
-        _ => {
-            let hasher = options.hash.then(Sha256::new);
-            return send_chunks(writer, file, hasher, start..end, out).await;
-        }
-    };
-    // The bytes never enter this process, so hash them on the other core
-    // from the page cache while the kernel sends them.
-    let hashing = if options.hash {
-        let hash_file = file
-            .try_clone()
-            .map_err(|e| Error::io("reading the file", None, e))?;
-        Some(tokio::task::spawn_blocking(move || {
-            disk::hash_file(hash_file)
-        }))
-    } else {
-        None
-    };
-    sendfile_all(socket, &file, start..end, out).await?;
-    match hashing {
-        Some(hashing) => hashing
-            .await
-            .map_err(|e| Error::Protocol(format!("hashing failed: {e}")))?
-            .map_err(|e| Error::io("reading the file", None, e))
-            .map(Some),
-        None => Ok(None),
-    }
-}
-
-/// `sendfile(2)` of bytes `start..end` of `file` to the socket, waiting
-/// for tokio's write readiness whenever the socket buffer is full.
-async fn sendfile_all(
-    socket: ZeroCopy<'_>,
-    file: &File,
-    Range { start, end }: Range<u64>,
-    out: Outgoing<'_>,
-) -> Result<()> {
-    let (options, progress, peer) = out.parts();
-    // Smaller steps when pacing, so the rate limit is smooth.
-    let step = if options.rate_limit.is_some() {
-        CHUNK
-    } else {
-        16 << 20
-    };
-    let pacer = Pacer::new(options.rate_limit);
-    let mut offset = start;
-    while offset < end {
-        let want = (end - offset).min(step as u64) as usize;
-        tokio::time::timeout(options.timeout, socket.writable())
-            .await
-            .map_err(|_| stalled(peer, options.timeout))?
-            .map_err(|e| Error::io("sending", peer.ip(), e))?;
-        let result = socket.try_write(|| {
-            let mut at = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
-            nix::sys::sendfile::sendfile(socket, file, Some(&mut at), want)
-                .map_err(std::io::Error::from)
-        });
-        match result {
-            Ok(0) => return Err(Error::io("reading the file", None, disk::shrank(offset))),
-            Ok(n) => {
-                offset += n as u64;
-                progress.done.fetch_add(n as u64, Ordering::Relaxed);
-                pacer.pace(offset - start).await;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(Error::io("sending", peer.ip(), e)),
-        }
-    }
-    Ok(())
-}
-
-/// Resets the connection when dropped, unless [`ResetUnlessFinished::finished`]
-/// was called: a raw send that did not finish must not look finished.
-struct ResetUnlessFinished<'a>(Option<&'a Conn>);
-
-impl ResetUnlessFinished<'_> {
-    fn finished(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for ResetUnlessFinished<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0 {
-            conn.abort();
-        }
-    }
 }
 
 /// Reads and discards until the peer closes (or `wait` passes).
