@@ -12,9 +12,15 @@
 //! - [`runtime`] — the bridge from blocking Rhai to async tokio, and the
 //!   cancellation (Ctrl-C, `.stop()`) every blocking call races.
 //! - [`net`] — one file per capability, each a Rhai module, registered by one
-//!   line in [`net::CAPABILITIES`].
+//!   line in [`net::CAPABILITIES`]. A big capability is a folder whose
+//!   `mod.rs` opens with the map of its files: [`net::tcp`] (connection
+//!   internals, listen/connect, the `Conn` API), [`net::transfer`] (facade,
+//!   wire format, sender, receiver, `serve_files`, options, API),
+//!   [`net::http`], [`net::serve`], [`net::capture`], [`net::tls`].
+//!   [`net::options`] reads every function's trailing options map.
 //! - [`error`] — the typed error every capability returns, turned into a
-//!   plain-words Rhai error in one place.
+//!   plain-words Rhai error in one place; `error/describe.rs` prints an
+//!   uncaught one, `error/script.rs` is what a script reads off a caught one.
 //! - [`console`] — where output goes, so background work never tears the prompt.
 //! - [`limits`] — the size limits every layer shares.
 //!
