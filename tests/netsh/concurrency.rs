@@ -2,7 +2,7 @@
 //! (no deadlock, no "Data race detected"), stop that always stops, the jobs
 //! table, shared state on purpose, and both shapes of `serve` under load.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// The snippet a new user writes first: a task captures the listener the
 /// main thread accepts on. It used to hang forever; on both families it

@@ -1,10 +1,8 @@
 //! UDP from scripts against real sockets on 127.0.0.1 and ::1.
 
-mod support;
-
 use std::{net::UdpSocket, thread, time::Duration};
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// udp_send delivers a datagram to a std socket over IPv4 and IPv6 and returns the bytes sent.
 #[test]

@@ -4,7 +4,7 @@
 //! rustyline drops input typed ahead of the prompt (its issue #690), so each
 //! step waits for output before typing the next line.
 
-mod support;
+use crate::support;
 
 use std::{path::Path, process::Command, time::Duration};
 

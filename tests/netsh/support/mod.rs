@@ -1,7 +1,7 @@
 //! Shared test support: run the real `netsh` binary and explain failures,
 //! and small real peers on loopback.
 //!
-//! Each integration test file does `mod support;` and uses what it needs.
+//! `main.rs` declares it once; each test file uses what it needs.
 #![allow(dead_code)]
 
 pub mod http;

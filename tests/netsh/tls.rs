@@ -3,7 +3,7 @@
 //! and certificates this file makes with rcgen (a CA, a server certificate
 //! it signed, an expired one, an unrelated CA).
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},
@@ -13,10 +13,10 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{Netsh, Peer, has_tool, netsh_peer};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
-use support::{Netsh, Peer, has_tool, netsh_peer};
 
 /// Certificates for the tests, as PEM files in a temporary folder.
 struct Pki {

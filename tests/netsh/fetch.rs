@@ -3,11 +3,11 @@
 //! and chunked bodies, slow servers, HTTPS with a self-signed certificate,
 //! a proxy) and nginx (gzip as a real server does it).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::{
+use crate::support::{
     Netsh,
     http::{HttpServer, TEXT},
     nginx::Nginx,

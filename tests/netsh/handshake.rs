@@ -3,9 +3,9 @@
 //! still runs and shows the TCP states; a port argument is honoured and a
 //! wrong one gets the usage line.
 
-mod support;
+use crate::support;
 
-use support::{Netsh, skip};
+use crate::support::{Netsh, skip};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/handshake.rhai");
 

@@ -7,7 +7,7 @@
 //! test says so on the terminal and returns; as root, a capture that fails
 //! for any other reason fails the test.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{BufRead, BufReader},
@@ -16,8 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{Netsh, skip};
 use serde_json::Value;
-use support::{Netsh, skip};
 
 /// Skips the calling test (saying why) when packets cannot be captured here.
 macro_rules! need_capture {

@@ -3,11 +3,9 @@
 //! their docs in help(), loaded only when the code names them (outside the
 //! REPL), and broken ones reported without stopping the rest.
 
-mod support;
-
 use std::path::Path;
 
-use support::Netsh;
+use crate::support::Netsh;
 
 const GREET: &str = "//! Greetings for tests.\n\n/// Says hello to someone.\n///\n/// ```rhai\n/// greet::hello(\"you\")\n/// ```\nfn hello(name) { `hello ${name}` }\n";
 

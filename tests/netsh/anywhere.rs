@@ -4,11 +4,11 @@
 //!
 //! `.ci/installed.sh` checks the same with a `cargo install`ed binary.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// The bundled scenarios and a plugin namespace, as `--list` and `-e` see
 /// them from a folder with nothing in it.

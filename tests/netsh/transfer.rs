@@ -3,9 +3,9 @@
 //! interoperates with plain sockets the way `nc` does. Real sockets on
 //! loopback, real files in temporary folders.
 
-mod support;
+use crate::support;
 
-use support::wire::{
+use crate::support::wire::{
     hash, header, header_version, read_go, read_ready, read_reply, refusal_for, start,
 };
 

@@ -1,7 +1,7 @@
 //! TCP, `task` and `serve` from scripts, against real peers on 127.0.0.1
 //! and ::1: std sockets in test threads, or netsh talking to itself.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// A std listener on `addr` whose one connection is handled by `peer` in a
 /// thread; returns the address to give netsh and the thread to join.

@@ -1,9 +1,7 @@
 //! A table of bad inputs: each gives a clear error that names the function
 //! and the cause, exits 1, and never panics.
 
-mod support;
-
-use support::Netsh;
+use crate::support::Netsh;
 
 /// Every entry: the code, and words the error must contain.
 const CASES: &[(&str, &str)] = &[

@@ -1,11 +1,11 @@
 //! The command line: exit codes, `-e`, script arguments, the
 //! `FILE:LINE:COL: message` error format, shebang scripts, `--list`.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// `-e` prints the value of the expression and exits 0.
 #[test]

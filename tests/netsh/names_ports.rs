@@ -1,11 +1,9 @@
 //! Names, addresses and ports on real data: the system resolver, this
 //! machine's interfaces and its live socket table.
 
-mod support;
-
 use std::net::{TcpListener, UdpSocket};
 
-use support::Netsh;
+use crate::support::Netsh;
 
 /// `resolve("localhost")` goes through the system resolver and finds 127.0.0.1.
 #[test]

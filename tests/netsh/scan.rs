@@ -7,7 +7,7 @@
 //! this machine's loopback checks against `sockets()`, sampled while it
 //! sweeps, and runs while no other test of this file holds a listener.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeSet,
@@ -18,8 +18,8 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{Netsh, skip};
 use serde_json::Value;
-use support::{Netsh, skip};
 
 /// Skips the calling test (saying why) when no network namespace can be
 /// made because the tests are not root; as root, failing to make one fails.

@@ -8,7 +8,7 @@
 //! numerous connections cannot take every place, and what the cleanup of
 //! abandoned part files may touch.
 
-mod support;
+use crate::support;
 
 use std::{
     io::{Read, Write},
@@ -17,15 +17,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use netsh::net::transfer::{self, FileServer, ReceiveOptions};
-use sha2::{Digest, Sha256};
-use support::{
+use crate::support::{
     Netsh,
     wire::{
         hash, header, read_done, read_go, read_ready, read_reply, refusal_for, sha256, start,
         start_proving,
     },
 };
+use netsh::net::transfer::{self, FileServer, ReceiveOptions};
+use sha2::{Digest, Sha256};
 
 fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -3,7 +3,7 @@
 //! (typing, escaped output, Ctrl-C back to the prompt with the connection
 //! open, Ctrl-D half-close).
 
-mod support;
+use crate::support;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{EchoPeer, Netsh};
 use expectrl::Expect;
-use support::{EchoPeer, Netsh};
 
 /// Every byte value, text and a last line without a newline: what `nc` users pipe.
 fn awkward_bytes() -> Vec<u8> {

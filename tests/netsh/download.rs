@@ -4,19 +4,19 @@
 //! file names, non-regular destinations, progress closures, nginx's Range
 //! and ETag, and Ctrl-C in the REPL.
 
-mod support;
+use crate::support;
 
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use support::{
+use crate::support::{
     Netsh,
     http::{HttpServer, Resource, pseudo_random, sha256_file, sha256_hex},
     nginx::Nginx,
 };
+use bytes::Bytes;
 
 /// `netsh -e CODE` (success expected), stdout.
 fn eval(code: &str) -> String {
