@@ -117,11 +117,7 @@ fn close_ends_a_blocked_recv() {
 /// scripts/udp.rhai with no arguments shows delivery and the silent loss, next to TCP's refusal.
 #[test]
 fn udp_script_runs_on_loopback() {
-    let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("scripts/udp.rhai")
-        .ok()
-        .stdout();
+    let out = Netsh::in_checkout().arg("scripts/udp.rhai").ok().stdout();
     assert!(out.contains("receiver: 14 bytes from 127.0.0.1:"), "{out}");
     assert!(out.contains("the datagram is simply lost"), "{out}");
     assert!(out.contains("connection refused"), "{out}");
