@@ -150,10 +150,7 @@ fn handshake_and_close_on_ipv6() {
 #[test]
 fn closed_port_answers_syn_with_rst() {
     need_capture!("closed_port_answers_syn_with_rst");
-    let port = {
-        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap().port()
-    };
+    let port = support::closed_port();
     let p = packets(&format!(
         "capture(#{{port: {port}}}, || {{ try {{ connect(\"127.0.0.1\", {port}); }} catch {{ }} }})"
     ));

@@ -133,7 +133,7 @@ fn interact_in_the_repl() {
     assert_eq!(read_line(&mut from_netsh), "still open\n");
     pty.expect("netsh> ").unwrap();
     // A stray reader of the terminal would take this line instead.
-    support::enter(&mut pty, "6 * 7", "42");
+    support::enter_value(&mut pty, "6 * 7", "42");
 
     pty.send_line("c.interact(); \"interact returned\"")
         .unwrap();

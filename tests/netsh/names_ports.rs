@@ -3,7 +3,7 @@
 
 use std::net::{TcpListener, UdpSocket};
 
-use crate::support::Netsh;
+use crate::support::{self, Netsh};
 
 /// `resolve("localhost")` goes through the system resolver and finds 127.0.0.1.
 #[test]
@@ -168,10 +168,7 @@ fn scan_finds_our_listeners() {
         a.local_addr().unwrap().port(),
         b.local_addr().unwrap().port(),
     );
-    let closed = {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     let out = Netsh::eval(&format!("scan(\"127.0.0.1\", [{pa}, {pb}, {closed}])"));
     let mut expected = [pa, pb];
     expected.sort();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use expectrl::{Eof, Expect};
 
-use crate::support::{Pty, Terminal, enter, repl};
+use crate::support::{Pty, Terminal, enter, enter_value, expect_value, repl};
 
 /// Variables and functions persist from line to line.
 #[test]
@@ -19,9 +19,9 @@ fn state_persists_between_lines() {
     pty.expect("netsh> ").unwrap();
     pty.send_line("fn add2(v) { v + 2 }").unwrap();
     pty.expect("netsh> ").unwrap();
-    enter(&mut pty, "add2(x)", "42");
-    enter(&mut pty, "let c = |a| a * x; c.call(3)", "120");
-    enter(&mut pty, "c.call(1) + add2(0)", "42");
+    enter_value(&mut pty, "add2(x)", "42");
+    enter_value(&mut pty, "let c = |a| a * x; c.call(3)", "120");
+    enter_value(&mut pty, "c.call(1) + add2(0)", "42");
 }
 
 /// An open brace, bracket or string continues on the next line, behind a
@@ -35,13 +35,13 @@ fn unfinished_input_continues() {
     pty.send_line("  a * 3").unwrap();
     pty.expect("...> ").unwrap();
     pty.send_line("}; triple(111)").unwrap();
-    pty.expect("333").unwrap();
+    expect_value(&mut pty, "333");
     pty.expect("netsh> ").unwrap();
-    enter(&mut pty, "triple(1000)", "3000");
+    enter_value(&mut pty, "triple(1000)", "3000");
     pty.send_line("let arr = [1,").unwrap();
     pty.expect("...> ").unwrap();
     pty.send_line("2]; arr.len() * 1000 + 7").unwrap();
-    pty.expect("2007").unwrap();
+    expect_value(&mut pty, "2007");
     pty.expect("netsh> ").unwrap();
     pty.send_line("let s = \"open").unwrap();
     pty.expect("...> ").unwrap();
@@ -61,7 +61,7 @@ fn exit_leaves_with_its_status() {
         "[1].map(|x| exit(9))",
         "cannot end the script from here",
     );
-    enter(&mut pty, "\"\"", "\"\"");
+    enter_value(&mut pty, "\"\"", "\"\"");
     pty.send_line("exit(7)").unwrap();
     pty.expect(Eof).unwrap();
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
@@ -118,7 +118,7 @@ fn ctrl_c_interrupts_and_keeps_the_scope() {
     pty.expect("sleep: interrupted").unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     pty.expect("netsh> ").unwrap();
-    enter(&mut pty, "kept + 1", "1235");
+    enter_value(&mut pty, "kept + 1", "1235");
 }
 
 /// Ctrl-C at an empty prompt does not exit; errors do not end the session.
@@ -130,7 +130,7 @@ fn errors_and_ctrl_c_at_the_prompt_keep_the_session() {
     std::thread::sleep(Duration::from_millis(200));
     enter(&mut pty, "port_info(70000)", "port 70000 is out of range");
     enter(&mut pty, "let = ;", "error:");
-    enter(&mut pty, "6 * 7", "42");
+    enter_value(&mut pty, "6 * 7", "42");
 }
 
 /// Ctrl-D exits cleanly, and history lands in the data dir, not the cwd.
@@ -174,7 +174,7 @@ fn init_script_runs_at_start() {
     .unwrap();
     let mut pty = repl(home.path());
     enter(&mut pty, "greeting", "hello from init");
-    enter(&mut pty, "twice(21)", "42");
+    enter_value(&mut pty, "twice(21)", "42");
 }
 
 /// After `name(` a hint shows the rest of the signature; Tab offers variables.
@@ -193,7 +193,7 @@ fn hints_show_signatures_and_tab_knows_variables() {
     pty.send("\t").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     pty.send_line(" + 1").unwrap();
-    pty.expect("31338").unwrap();
+    expect_value(&mut pty, "31338");
 }
 
 /// Errors are red on a colour terminal, and plain when NO_COLOR is set.
@@ -230,7 +230,7 @@ fn non_ascii_input_is_harmless() {
     pty.send("\t").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("netsh> ").unwrap();
-    enter(&mut pty, "\"naïve → ok\".len()", "10");
+    enter_value(&mut pty, "\"naïve → ok\".len()", "10");
 }
 
 /// A failing init.rhai is reported with its path and line; the REPL still starts.
@@ -244,7 +244,7 @@ fn failing_init_script_is_reported() {
     pty.expect("init.rhai:2:1: resolve: wrong arguments")
         .unwrap();
     pty.expect("netsh> ").unwrap();
-    enter(&mut pty, "ok + 41", "42");
+    enter_value(&mut pty, "ok + 41", "42");
 }
 
 /// A server started at the prompt announces each connection above the
@@ -294,7 +294,8 @@ fn ctrl_c_ends_a_float_sleep() {
 }
 
 /// Ctrl-C on `join()` ends the wait, not the task: it is still listed by
-/// `jobs()`, and `stop_all()` stops it.
+/// `jobs()`, and `stop_all()` stops it. (A stopped task stays listed until
+/// its thread has noticed, a moment later: `wait()` waits for that.)
 #[test]
 fn ctrl_c_on_join_leaves_the_task_in_jobs() {
     let home = tempfile::tempdir().unwrap();
@@ -305,8 +306,8 @@ fn ctrl_c_on_join_leaves_the_task_in_jobs() {
     pty.expect("join: interrupted").unwrap();
     pty.expect("netsh> ").unwrap();
     enter(&mut pty, "jobs()", "(running)");
-    enter(&mut pty, "stop_all()", "1");
-    enter(&mut pty, "jobs().len()", "0");
+    enter_value(&mut pty, "stop_all()", "1");
+    enter_value(&mut pty, "wait(); jobs().len()", "0");
 }
 
 /// Hundreds of clients do not bury the prompt: a server announces at most
@@ -342,7 +343,13 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
     // What arrives within the next 2.5 s counts against the limit too.
     std::thread::sleep(Duration::from_millis(2500));
     pty.send_line("print(`served=${s.served}`)").unwrap();
-    let seen = pty.expect("served=300").unwrap();
+    let seen = pty.expect("served=300").unwrap_or_else(|e| {
+        let shown = pty
+            .check(expectrl::Regex("(?s).+"))
+            .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
+            .unwrap_or_default();
+        panic!("no served=300 ({e}): {shown:?}")
+    });
     events += String::from_utf8_lossy(seen.before())
         .matches(&prefix)
         .count();

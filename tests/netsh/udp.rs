@@ -2,7 +2,7 @@
 
 use std::{net::UdpSocket, thread, time::Duration};
 
-use crate::support::Netsh;
+use crate::support::{self, Netsh};
 
 /// udp_send delivers a datagram to a std socket over IPv4 and IPv6 and returns the bytes sent.
 #[test]
@@ -59,12 +59,14 @@ fn bound_socket_receives_and_answers() {
 /// A datagram to a port nobody listens on is simply lost: udp_send succeeds, and recv(ms) returns () when nothing arrives.
 #[test]
 fn datagrams_to_nobody_are_lost_silently() {
-    let out = Netsh::eval(
-        r#"let gone = udp_bind("127.0.0.1:0"); let port = gone.port; gone.close();
-           print(udp_send(`127.0.0.1:${port}`, "anyone?"));
+    // A port outside the ephemeral range: a socket bound to port 0 by a
+    // test running meanwhile cannot be given it.
+    let port = support::closed_port();
+    let out = Netsh::eval(&format!(
+        r#"print(udp_send("127.0.0.1:{port}", "anyone?"));
            let u = udp_bind("[::1]:0"); print(u.recv(100) == ());
-           print(u.port > 0); print(u.addr.starts_with("[::1]:"));"#,
-    );
+           print(u.port > 0); print(u.addr.starts_with("[::1]:"));"#
+    ));
     assert_eq!(out, "7\ntrue\ntrue\ntrue");
 }
 

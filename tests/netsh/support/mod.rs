@@ -444,6 +444,43 @@ pub fn enter(pty: &mut Pty, input: &str, expected: &str) {
         .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
 }
 
+/// Like [`enter`], but `value` must be printed on a line of its own
+/// ([`expect_value`]).
+pub fn enter_value(pty: &mut Pty, input: &str, value: &str) {
+    use expectrl::Expect;
+    pty.send_line(input).unwrap();
+    expect_value(pty, value);
+    pty.expect("netsh> ")
+        .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
+}
+
+/// Waits for `value` printed on a line of its own: a bare `1` would also
+/// be found in the `127.0.0.1` of an announcement, in the echo of the
+/// typed line, or in the terminal's escape sequences (`\x1b[?2026l`).
+pub fn expect_value(pty: &mut Pty, value: &str) {
+    use expectrl::Expect;
+    let alone = format!(r"\n{}\r\n", regex_escape(value));
+    if let Err(e) = pty.expect(expectrl::Regex(alone.as_str())) {
+        let shown = pty
+            .check(expectrl::Regex("(?s).+"))
+            .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
+            .unwrap_or_default();
+        panic!("the REPL never printed {value:?} alone on a line ({e}); it showed {shown:?}");
+    }
+}
+
+/// `text` with the characters a regex gives a meaning escaped.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Accepts one connection on `listener` within `timeout`, or panics saying
 /// nobody came; the stream it returns gives up reads after 10 s.
 pub fn accept_within(listener: &TcpListener, timeout: Duration) -> TcpStream {
@@ -745,7 +782,10 @@ pub fn has_tool(test: &str, program: &str, args: &[&str], package: &str) -> bool
         .status()
         .is_ok();
     if !found {
-        eprintln!("SKIPPED {test}: {program} is not installed (apt-get install {package})");
+        skip(
+            test,
+            &format!("{program} is not installed (apt-get install {package})"),
+        );
     }
     found
 }

@@ -37,7 +37,10 @@ impl Nginx {
     /// Serves `root` over HTTP/1.1 on 127.0.0.1, with gzip for text/plain.
     pub fn start(test: &str, root: &Path) -> Option<Nginx> {
         let Some(nginx) = binary() else {
-            eprintln!("SKIPPED {test}: nginx is not installed (.ci/run installs it with apt)");
+            super::skip(
+                test,
+                "nginx is not installed (.ci/run installs it with apt)",
+            );
             return None;
         };
         for attempt in 0..20 {
