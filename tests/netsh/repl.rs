@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use expectrl::{Eof, Expect};
 
-use crate::support::{Pty, Terminal, enter, enter_value, expect_value, repl};
+use crate::support::{Pty, Terminal, enter, enter_value, expect_value, repl, shown};
 
 /// Variables and functions persist from line to line.
 #[test]
@@ -343,13 +343,9 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
     // What arrives within the next 2.5 s counts against the limit too.
     std::thread::sleep(Duration::from_millis(2500));
     pty.send_line("print(`served=${s.served}`)").unwrap();
-    let seen = pty.expect("served=300").unwrap_or_else(|e| {
-        let shown = pty
-            .check(expectrl::Regex("(?s).+"))
-            .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
-            .unwrap_or_default();
-        panic!("no served=300 ({e}): {shown:?}")
-    });
+    let seen = pty
+        .expect("served=300")
+        .unwrap_or_else(|e| panic!("no served=300 ({e}); the REPL showed {:?}", shown(&mut pty)));
     events += String::from_utf8_lossy(seen.before())
         .matches(&prefix)
         .count();

@@ -108,7 +108,9 @@ fn a_self_connect_is_never_an_open_port() {
 }
 
 /// Listeners on this machine's loopback come and go with the other tests
-/// of this file; the full sweep of it runs while none of them does.
+/// of this file; the full sweep of it runs while none of them does. Those
+/// of other files' tests, which share this process, and of other programs
+/// are the sampler's to see.
 static HOST_LISTENERS: Mutex<()> = Mutex::new(());
 
 fn host_listeners() -> MutexGuard<'static, ()> {
@@ -117,8 +119,8 @@ fn host_listeners() -> MutexGuard<'static, ()> {
 
 /// Every port `sockets()` shows listening for 127.0.0.1 (bound to it, to
 /// 0.0.0.0 or to [::]), sampled by a second netsh every few milliseconds
-/// until dropped, so that a listener another program holds only briefly
-/// is seen too.
+/// until finished, so that a listener another test or program holds only
+/// briefly is seen too.
 struct ListenSampler(Peer);
 
 impl ListenSampler {

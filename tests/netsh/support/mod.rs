@@ -438,7 +438,10 @@ pub fn enter(pty: &mut Pty, input: &str, expected: &str) {
     use expectrl::Expect;
     pty.send_line(input).unwrap();
     if let Err(e) = pty.expect(expected) {
-        panic!("after typing {input:?} the REPL never printed {expected:?}: {e}");
+        panic!(
+            "after typing {input:?} the REPL never printed {expected:?} ({e}); it showed {:?}",
+            shown(pty)
+        );
     }
     pty.expect("netsh> ")
         .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
@@ -461,12 +464,20 @@ pub fn expect_value(pty: &mut Pty, value: &str) {
     use expectrl::Expect;
     let alone = format!(r"\n{}\r\n", regex_escape(value));
     if let Err(e) = pty.expect(expectrl::Regex(alone.as_str())) {
-        let shown = pty
-            .check(expectrl::Regex("(?s).+"))
-            .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
-            .unwrap_or_default();
-        panic!("the REPL never printed {value:?} alone on a line ({e}); it showed {shown:?}");
+        panic!(
+            "the REPL never printed {value:?} alone on a line ({e}); it showed {:?}",
+            shown(pty)
+        );
     }
+}
+
+/// What the terminal shows that no expectation has taken yet, to explain
+/// a failed one.
+pub fn shown(pty: &mut Pty) -> String {
+    use expectrl::Expect;
+    pty.check(expectrl::Regex("(?s).+"))
+        .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 /// `text` with the characters a regex gives a meaning escaped.
