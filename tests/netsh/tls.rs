@@ -15,7 +15,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
 
-use crate::support::{self, Netsh, Peer, has_tool, netsh_peer, peer_on};
+use crate::support::{self, Netsh, Peer, Run, has_tool, netsh_peer, peer_on};
 
 /// Certificates for the tests, as PEM files in a temporary folder.
 struct Pki {
@@ -233,15 +233,15 @@ fn s_server(pki: &Pki, name: &str) -> (Peer, u16) {
     panic!("no free port for openssl s_server");
 }
 
-/// `netsh -e CODE` (run in the PKI folder) that must fail; its stderr.
-fn refused(pki: &Pki, code: &str) -> String {
+/// `netsh -e CODE` (run in the PKI folder) that must fail (exit 1).
+fn refused(pki: &Pki, code: &str) -> Run {
     let run = Netsh::new()
         .current_dir(pki.dir.path())
         .arg("-e")
         .arg(pki.script(code))
         .output();
     run.expect_code(1);
-    run.stderr()
+    run
 }
 
 /// `code` after Rhai that opens `l`, a TLS listener on 127.0.0.1 with the
@@ -257,17 +257,25 @@ fn tls_server(name: &str, code: &str) -> String {
 }
 
 /// [`refused`] for `code` after [`tls_server`] with the certificate `name`.
-fn refused_with(name: &str, code: &str) -> String {
+fn refused_with(name: &str, code: &str) -> Run {
     refused(&Pki::new(), &tls_server(name, code))
 }
 
 /// A certificate for another name is refused with "name mismatch", naming the names it is for; the server's accept() hears that the client refused it.
 #[test]
 fn a_wrong_name_is_refused() {
-    let err = refused_with(
+    let run = refused_with(
         "server",
         r#"try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem", sni: "example.org"}}) }
            catch (e) { print(`server: ${t.join()}`); throw e }"#,
+    );
+    let err = run.stderr();
+    let server = run.stdout();
+    assert!(
+        server.starts_with("server: accept: TLS handshake with 127.0.0.1:")
+            && server.contains("it does not accept our certificate"),
+        "{}",
+        run.explain()
     );
     assert!(
         err.contains("connect: TLS handshake with 127.0.0.1:")
@@ -284,7 +292,8 @@ fn an_expired_certificate_is_refused() {
     let err = refused_with(
         "expired",
         r#"connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem"}})"#,
-    );
+    )
+    .stderr();
     assert!(
         err.contains("the certificate has expired: it was valid until"),
         "{err}"
@@ -497,7 +506,7 @@ fn bad_tls_options_say_what_is_wrong() {
         ),
     ];
     for (code, expected) in cases {
-        let err = refused(&pki, code);
+        let err = refused(&pki, code).stderr();
         assert!(err.contains(expected), "{code}: {err}");
     }
 }
