@@ -1,10 +1,8 @@
 //! UDP from scripts against real sockets on 127.0.0.1 and ::1.
 
-mod support;
-
 use std::{net::UdpSocket, thread, time::Duration};
 
-use support::Netsh;
+use crate::support::{self, Netsh};
 
 /// udp_send delivers a datagram to a std socket over IPv4 and IPv6 and returns the bytes sent.
 #[test]
@@ -61,12 +59,14 @@ fn bound_socket_receives_and_answers() {
 /// A datagram to a port nobody listens on is simply lost: udp_send succeeds, and recv(ms) returns () when nothing arrives.
 #[test]
 fn datagrams_to_nobody_are_lost_silently() {
-    let out = Netsh::eval(
-        r#"let gone = udp_bind("127.0.0.1:0"); let port = gone.port; gone.close();
-           print(udp_send(`127.0.0.1:${port}`, "anyone?"));
+    // A port outside the ephemeral range: a socket bound to port 0 by a
+    // test running meanwhile cannot be given it.
+    let port = support::closed_port();
+    let out = Netsh::eval(&format!(
+        r#"print(udp_send("127.0.0.1:{port}", "anyone?"));
            let u = udp_bind("[::1]:0"); print(u.recv(100) == ());
-           print(u.port > 0); print(u.addr.starts_with("[::1]:"));"#,
-    );
+           print(u.port > 0); print(u.addr.starts_with("[::1]:"));"#
+    ));
     assert_eq!(out, "7\ntrue\ntrue\ntrue");
 }
 
@@ -119,11 +119,7 @@ fn close_ends_a_blocked_recv() {
 /// scripts/udp.rhai with no arguments shows delivery and the silent loss, next to TCP's refusal.
 #[test]
 fn udp_script_runs_on_loopback() {
-    let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("scripts/udp.rhai")
-        .ok()
-        .stdout();
+    let out = Netsh::in_checkout().arg("scripts/udp.rhai").ok().stdout();
     assert!(out.contains("receiver: 14 bytes from 127.0.0.1:"), "{out}");
     assert!(out.contains("the datagram is simply lost"), "{out}");
     assert!(out.contains("connection refused"), "{out}");

@@ -1,9 +1,7 @@
 //! A table of bad inputs: each gives a clear error that names the function
 //! and the cause, exits 1, and never panics.
 
-mod support;
-
-use support::Netsh;
+use crate::support::{self, Netsh};
 
 /// Every entry: the code, and words the error must contain.
 const CASES: &[(&str, &str)] = &[
@@ -307,11 +305,7 @@ fn recv_file_checks_its_name_before_waiting() {
 fn send_file_refuses_a_fifo_without_waiting() {
     let tmp = tempfile::tempdir().unwrap();
     let fifo = tmp.path().join("pipe");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("running mkfifo");
-    assert!(made.success());
+    support::mkfifo(&fifo);
     // Should the open ever block again, a writer turns up after 10 s, so
     // the test fails on the elapsed time instead of hanging.
     let unblock = fifo.clone();

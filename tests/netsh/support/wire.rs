@@ -5,13 +5,30 @@
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
+    path::Path,
     time::Duration,
 };
 
+use netsh::net::transfer::{self, FileServer, ReceiveOptions};
 use sha2::{Digest, Sha256};
 
 /// The protocol version these helpers speak.
 pub const VERSION: u8 = 2;
+
+/// netsh's upload receiver, in this process, on 127.0.0.1:0 saving into `dir`.
+pub fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    transfer::serve(any, dir, options, false).expect("starting serve_files")
+}
+
+/// A connection to `server`; its reads give up after 10 s.
+pub fn connect(server: &FileServer) -> TcpStream {
+    let stream = TcpStream::connect(server.addr()).expect("connecting to the receiver");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
 
 /// The framed header (RESUME flag set) as a client writes it by hand.
 pub fn header(name: &[u8], size: u64) -> Vec<u8> {

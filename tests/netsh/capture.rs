@@ -7,25 +7,20 @@
 //! test says so on the terminal and returns; as root, a capture that fails
 //! for any other reason fails the test.
 
-mod support;
-
 use std::{
-    io::{BufRead, BufReader},
     net::{TcpListener, TcpStream},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use support::{Netsh, skip};
+
+use crate::support::{self, Netsh, Peer, skip};
 
 /// Skips the calling test (saying why) when packets cannot be captured here.
 macro_rules! need_capture {
     ($test:expr) => {
-        if let Some(why) = support::capture_unavailable() {
-            skip($test, &why);
-            return;
-        }
+        support::skip_if!($test, support::capture_unavailable())
     };
 }
 
@@ -155,10 +150,7 @@ fn handshake_and_close_on_ipv6() {
 #[test]
 fn closed_port_answers_syn_with_rst() {
     need_capture!("closed_port_answers_syn_with_rst");
-    let port = {
-        let gone = TcpListener::bind("127.0.0.1:0").unwrap();
-        gone.local_addr().unwrap().port()
-    };
+    let port = support::closed_port();
     let p = packets(&format!(
         "capture(#{{port: {port}}}, || {{ try {{ connect(\"127.0.0.1\", {port}); }} catch {{ }} }})"
     ));
@@ -358,44 +350,20 @@ fn packets_print_as_lines_and_tables() {
 /// Runs `netsh -e code`, whose watch of `port` prints live, connects to
 /// that port until the watch shows a SYN (so it is running and blocked),
 /// then sends SIGINT; returns how netsh ended and the lines it printed.
-fn interrupt_a_watch(code: &str, port: u16) -> (std::process::ExitStatus, Vec<String>) {
-    let mut child = Command::new(support::netsh_bin())
-        .args(["-e", code])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.contains(" SYN seq 0") {
-                let _ = seen_tx.send(());
-            }
-            lines.push(std::mem::take(&mut line));
-        }
-        lines
-    });
+fn interrupt_a_watch(code: &str, port: u16) -> (Option<i32>, Vec<String>) {
+    let mut netsh = Peer::netsh(code);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = false;
     while !seen && Instant::now() < deadline {
         let _ = TcpStream::connect(("127.0.0.1", port));
-        seen = seen_rx.recv_timeout(Duration::from_millis(200)).is_ok();
+        seen = netsh
+            .wait_for(" SYN seq 0", Duration::from_millis(200))
+            .is_some();
     }
-    if !seen {
-        let _ = child.kill();
-    }
-    assert!(seen, "the watch never printed a SYN");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    (status, reader.join().unwrap())
+    assert!(seen, "the watch never printed a SYN:\n{}", netsh.output());
+    netsh.interrupt();
+    let code = netsh.wait_exit(Duration::from_secs(20));
+    (code, netsh.output().lines().map(str::to_string).collect())
 }
 
 /// In `netsh -e`, Ctrl-C (SIGINT) ends a watch and the packets seen are
@@ -407,8 +375,8 @@ fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
     let port = listener.local_addr().unwrap().port();
     let (status, lines) =
         interrupt_a_watch(&format!("capture(#{{port: {port}, live: true}})"), port);
-    let text = lines.concat();
-    assert!(status.success(), "{status:?}\n{text}");
+    let text = lines.join("\n");
+    assert_eq!(status, Some(0), "{text}");
     // The live lines, then the returned packets as a table.
     let header = lines
         .iter()
@@ -424,10 +392,10 @@ fn ctrl_c_ends_a_watch_and_keeps_the_packets() {
 /// before the closure runs.
 #[test]
 fn without_cap_net_raw_the_error_says_how_to_grant_it() {
-    if let Some(why) = support::nobody_unavailable() {
-        skip("without_cap_net_raw_the_error_says_how_to_grant_it", &why);
-        return;
-    }
+    support::skip_if!(
+        "without_cap_net_raw_the_error_says_how_to_grant_it",
+        support::nobody_unavailable()
+    );
     let run = Netsh::nobody()
         .args(["-e", "capture(#{port: 9}, || print(\"the closure ran\"))"])
         .output();
@@ -528,8 +496,8 @@ fn a_closure_capture_after_a_ctrl_c_watch_sees_its_packets() {
         "#
     );
     let (status, lines) = interrupt_a_watch(&code, port);
-    let text = lines.concat();
-    assert!(status.success(), "{status:?}\n{text}");
+    let text = lines.join("\n");
+    assert_eq!(status, Some(0), "{text}");
     assert!(text.contains("watch ended with "), "{text}");
     let closure = text
         .lines()
@@ -639,10 +607,10 @@ fn only_a_missing_privilege_skips_a_capture_test() {
 #[test]
 fn a_fragmented_udp_datagram_is_seen_whole() {
     need_capture!("a_fragmented_udp_datagram_is_seen_whole");
-    if let Some(why) = support::netns_unavailable() {
-        skip("a_fragmented_udp_datagram_is_seen_whole", &why);
-        return;
-    }
+    support::skip_if!(
+        "a_fragmented_udp_datagram_is_seen_whole",
+        support::netns_unavailable()
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("fragments.pcap");
     let out = Netsh::in_netns(&["ip link set lo mtu 1280"])
@@ -695,10 +663,10 @@ fn a_fragmented_udp_datagram_is_seen_whole() {
 #[test]
 fn a_watch_ends_when_its_interface_goes_down() {
     need_capture!("a_watch_ends_when_its_interface_goes_down");
-    if let Some(why) = support::netns_unavailable() {
-        skip("a_watch_ends_when_its_interface_goes_down", &why);
-        return;
-    }
+    support::skip_if!(
+        "a_watch_ends_when_its_interface_goes_down",
+        support::netns_unavailable()
+    );
     let veth = [
         "ip link add v0 type veth peer name v1",
         "ip link set v0 up",

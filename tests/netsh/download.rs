@@ -4,24 +4,19 @@
 //! file names, non-regular destinations, progress closures, nginx's Range
 //! and ETag, and Ctrl-C in the REPL.
 
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use support::{
-    Netsh,
-    http::{HttpServer, Resource, pseudo_random, sha256_file, sha256_hex},
-    nginx::Nginx,
-};
 
-/// `netsh -e CODE` (success expected), stdout.
-fn eval(code: &str) -> String {
-    Netsh::eval(code)
-}
+use crate::support::{
+    self, Netsh, Terminal,
+    http::{HttpServer, Resource},
+    nginx::Nginx,
+    pseudo_random, sha256_file, sha256_hex,
+};
 
 /// A value from a printed result map: `key: value`.
 fn field(out: &str, key: &str) -> String {
@@ -77,7 +72,7 @@ fn a_256_mib_download_is_checked_by_sha256() {
     server.put("big.bin", resource(data));
     let dir = scratch();
     let path = dir.path().join("big.bin");
-    let out = eval(&fetch_code(&server.url("files/big.bin"), &path));
+    let out = Netsh::eval(&fetch_code(&server.url("files/big.bin"), &path));
     assert_eq!(field(&out, "bytes"), (256u64 << 20).to_string(), "{out}");
     assert_eq!(
         field(&out, "sha256"),
@@ -129,7 +124,7 @@ fn a_cut_off_download_resumes_to_the_identical_file() {
     let kept: u64 = 3 << 20;
 
     server.update("f.bin", |r| r.cut_after = None);
-    let out = eval(&code);
+    let out = Netsh::eval(&code);
     assert_eq!(field(&out, "resumed_from"), kept.to_string(), "{out}");
     assert_eq!(field(&out, "status"), "206");
     assert_eq!(field(&out, "sha256"), sha256_hex(&data));
@@ -157,7 +152,7 @@ fn a_server_ignoring_range_starts_over_cleanly() {
         r.cut_after = None;
         r.ignore_range = true;
     });
-    let out = eval(&code);
+    let out = Netsh::eval(&code);
     assert_eq!(field(&out, "status"), "200");
     assert_eq!(field(&out, "resumed_from"), "0");
     assert!(std::fs::read(&path).unwrap() == data);
@@ -180,7 +175,7 @@ fn a_changed_resource_is_downloaded_afresh() {
         r.data = Bytes::from(new.clone());
         r.version = 1;
     });
-    let out = eval(&code);
+    let out = Netsh::eval(&code);
     assert_eq!(
         field(&out, "status"),
         "200",
@@ -203,7 +198,7 @@ fn a_complete_part_is_finished_not_failed() {
     let dir = scratch();
     let path = dir.path().join("c.bin");
     std::fs::write(part_of(&path), &data).unwrap();
-    let out = eval(&fetch_code(&server.url("files/c.bin"), &path));
+    let out = Netsh::eval(&fetch_code(&server.url("files/c.bin"), &path));
     assert_eq!(field(&out, "status"), "416", "{out}");
     assert_eq!(field(&out, "bytes"), data.len().to_string());
     assert_eq!(field(&out, "resumed_from"), data.len().to_string());
@@ -235,7 +230,7 @@ fn hostile_content_disposition_names_stay_in_the_folder() {
             server.url("cd"),
             url::form_urlencoded::byte_serialize(disposition.as_bytes()).collect::<String>()
         );
-        let out = eval(&format!(
+        let out = Netsh::eval(&format!(
             r#"fetch("{url}", "{}", #{{progress: false, hash: true}}).path"#,
             inner.display()
         ));
@@ -302,7 +297,7 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
     let data = pseudo_random(3 << 20, 41);
     let server = HttpServer::start();
     server.put("n.bin", resource(data.clone()));
-    let out = eval(&format!(
+    let out = Netsh::eval(&format!(
         r#"fetch("{}", "/dev/null", #{{progress: false, hash: true}})"#,
         server.url("files/n.bin")
     ));
@@ -310,7 +305,7 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
     assert_eq!(field(&out, "path"), "/dev/null");
     assert_eq!(field(&out, "sha256"), sha256_hex(&data));
     assert!(!Path::new("/dev/null.part").exists());
-    let unhashed = eval(&format!(
+    let unhashed = Netsh::eval(&format!(
         r#"let d = fetch("{}", "/dev/null", #{{progress: false, hash: false}}); [d.bytes, d.sha256]"#,
         server.url("files/n.bin")
     ));
@@ -322,14 +317,10 @@ fn non_regular_paths_are_streamed_into_without_a_part() {
 
     let dir = scratch();
     let fifo = dir.path().join("pipe");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success(), "mkfifo failed");
+    support::mkfifo(&fifo);
     let reader_path = fifo.clone();
     let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
-    eval(&fetch_code(&server.url("files/n.bin"), &fifo));
+    Netsh::eval(&fetch_code(&server.url("files/n.bin"), &fifo));
     assert!(reader.join().unwrap() == data, "the reader got every byte");
     let listing: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(listing.len(), 1, "only the FIFO: no .part");
@@ -369,7 +360,7 @@ fn a_progress_closure_can_stop_a_download_and_it_resumes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     server.update("p.bin", |r| r.stall_after = None);
-    let out = eval(&format!(
+    let out = Netsh::eval(&format!(
         r#"let seen = share([]); let r = fetch("{}", "{}", #{{progress: |p| seen.add(p.percent)}}); r.seen = seen.get().len(); r.last = seen.get()[-1]; r"#,
         server.url("files/p.bin"),
         path.display()
@@ -395,7 +386,7 @@ fn compressed_downloads_are_decoded_unless_told_not_to() {
     let dir = scratch();
     for route in ["gzip", "br", "deflate"] {
         let path = dir.path().join(route);
-        eval(&format!(
+        Netsh::eval(&format!(
             r#"fetch("{}", "{}", #{{progress: false, hash: true}})"#,
             server.url(route),
             path.display()
@@ -407,7 +398,7 @@ fn compressed_downloads_are_decoded_unless_told_not_to() {
         );
     }
     let raw = dir.path().join("raw.gz");
-    eval(&format!(
+    Netsh::eval(&format!(
         r#"fetch("{}", "{}", #{{progress: false, decode: false, hash: true}})"#,
         server.url("gzip"),
         raw.display()
@@ -437,7 +428,7 @@ fn nginx_range_and_etag() {
             path.display()
         )
     };
-    let etag = eval(&format!(
+    let etag = Netsh::eval(&format!(
         r#"fetch("{url}", #{{method: "HEAD"}}).headers.etag"#
     ));
 
@@ -445,7 +436,7 @@ fn nginx_range_and_etag() {
     let resumed = dir.path().join("resumed.bin");
     std::fs::write(part_of(&resumed), &data[..2 << 20]).unwrap();
     set_validator(&part_of(&resumed), &format!("etag:{etag}"));
-    let out = eval(&code(&resumed));
+    let out = Netsh::eval(&code(&resumed));
     assert_eq!(field(&out, "status"), "206", "{out}");
     assert_eq!(field(&out, "resumed_from"), (2u64 << 20).to_string());
     assert!(std::fs::read(&resumed).unwrap() == data);
@@ -454,7 +445,7 @@ fn nginx_range_and_etag() {
     let stale = dir.path().join("stale.bin");
     std::fs::write(part_of(&stale), vec![b'x'; 1 << 20]).unwrap();
     set_validator(&part_of(&stale), "etag:\"0-stale\"");
-    let out = eval(&code(&stale));
+    let out = Netsh::eval(&code(&stale));
     assert_eq!(field(&out, "status"), "200", "{out}");
     assert_eq!(field(&out, "resumed_from"), "0");
     assert!(
@@ -466,7 +457,7 @@ fn nginx_range_and_etag() {
     let text = "nginx gzips text/plain for clients that accept it.\n".repeat(200);
     std::fs::write(root.path().join("t.txt"), &text).unwrap();
     let saved = dir.path().join("t.txt");
-    eval(&format!(
+    Netsh::eval(&format!(
         r#"fetch("{}", "{}", #{{progress: false, hash: true}})"#,
         nginx.url("t.txt"),
         saved.display()
@@ -476,7 +467,7 @@ fn nginx_range_and_etag() {
     // A complete part: nginx's 416 with `bytes */SIZE`.
     let complete = dir.path().join("complete.bin");
     std::fs::write(part_of(&complete), &data).unwrap();
-    let out = eval(&code(&complete));
+    let out = Netsh::eval(&code(&complete));
     assert_eq!(field(&out, "status"), "416", "{out}");
     assert_eq!(field(&out, "sha256"), sha256_hex(&data));
     assert!(!part_of(&complete).exists());
@@ -579,11 +570,7 @@ fn the_http_plugin_serves_a_folder() {
            s.stop();"#,
         dir = site.path().display()
     );
-    let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["-e", &code])
-        .ok()
-        .stdout();
+    let out = Netsh::in_checkout().args(["-e", &code]).ok().stdout();
     let expected = [
         format!("206 bytes 100-199/300000 {}", sha256_hex(&data[100..200])),
         "200 300000 0 true".to_string(),
@@ -606,8 +593,7 @@ fn the_http_plugin_serves_a_folder() {
 #[test]
 fn the_download_script_runs_on_loopback() {
     let tmp = scratch();
-    let run = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let run = Netsh::in_checkout()
         .env("TMPDIR", tmp.path())
         .arg("scripts/download.rhai")
         .output();
@@ -688,20 +674,12 @@ fn a_terminal_gets_a_progress_bar_or_a_spinner() {
     }
     let dir = scratch();
     for (name, shows, never) in [("sized.bin", "ETA", ""), ("unsized.bin", "1.00 MiB", "ETA")] {
-        let mut cmd = std::process::Command::new(support::netsh_bin());
-        cmd.arg("-e")
-            .arg(format!(
-                r#"fetch("{}", "{}", #{{hash: true}})"#,
-                server.url(&format!("files/{name}")),
-                dir.path().join(name).display()
-            ))
-            .env("TERM", "xterm")
-            .env("NO_COLOR", "1");
-        for proxy in support::PROXY_VARIABLES {
-            cmd.env_remove(proxy);
-        }
-        let mut pty = expectrl::Session::spawn(cmd).expect("netsh in a pty");
-        pty.set_expect_timeout(Some(Duration::from_secs(15)));
+        let code = format!(
+            r#"fetch("{}", "{}", #{{hash: true}})"#,
+            server.url(&format!("files/{name}")),
+            dir.path().join(name).display()
+        );
+        let mut pty = Terminal::new(dir.path()).args(["-e", &code]).spawn();
         let seen = pty
             .expect(shows)
             .unwrap_or_else(|e| panic!("{name}: no '{shows}' on the terminal: {e}"));

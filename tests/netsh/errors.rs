@@ -2,14 +2,12 @@
 //! `e.message`, while its printed form stays the `op: cause` text. Each
 //! kind that can be provoked on loopback is provoked here.
 
-mod support;
-
 use std::{
     io::{Read, Write},
     net::TcpListener,
 };
 
-use support::Netsh;
+use crate::support::{self, Netsh};
 
 /// Runs `code` with `PORT` standing for a port nobody listens on, catches
 /// its error and returns `kind|op|message|printed`.

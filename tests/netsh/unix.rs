@@ -1,11 +1,9 @@
 //! Unix-domain sockets (`"unix:/path"`, `"unix:@name"`) from scripts:
 //! netsh talking to itself, and `socat` as the peer in both directions.
 
-mod support;
-
 use std::process::Command;
 
-use support::{Netsh, Peer, has_tool, netsh_peer};
+use crate::support::{Netsh, Peer, has_tool, netsh_peer};
 
 /// socat is installed (CI installs it); tests that need it say why they
 /// skip without it.

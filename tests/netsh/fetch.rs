@@ -3,12 +3,10 @@
 //! and chunked bodies, slow servers, HTTPS with a self-signed certificate,
 //! a proxy) and nginx (gzip as a real server does it).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{
-    Netsh,
+use crate::support::{
+    self, Netsh,
     http::{HttpServer, TEXT},
     nginx::Nginx,
 };
@@ -28,10 +26,9 @@ fn eval(code: &str) -> String {
     one_line(&Netsh::eval(code))
 }
 
-/// An address on 127.0.0.1 where nothing listens: bound, then released.
-fn closed_port() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+/// An address on 127.0.0.1 where nothing listens.
+fn closed_addr() -> std::net::SocketAddr {
+    ([127, 0, 0, 1], support::closed_port()).into()
 }
 
 /// Each status code comes back as a normal result, `ok` only for 2xx.
@@ -238,7 +235,7 @@ fn https_with_a_self_signed_certificate() {
 /// Bad input fails with a clear error before anything is sent; nothing panics.
 #[test]
 fn bad_input_gets_clear_errors() {
-    let closed = closed_port();
+    let closed = closed_addr();
     let server = HttpServer::start();
     let url = server.url("json");
     let cases = [
@@ -383,7 +380,7 @@ fn file_urls_work() {
 #[test]
 fn proxies_come_from_the_environment() {
     let proxy = HttpServer::start();
-    let closed = closed_port();
+    let closed = closed_addr();
     let target = format!("http://{closed}/through");
     let out = Netsh::new()
         .env("http_proxy", format!("http://{}", proxy.addr))

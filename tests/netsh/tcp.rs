@@ -1,41 +1,14 @@
 //! TCP, `task` and `serve` from scripts, against real peers on 127.0.0.1
 //! and ::1: std sockets in test threads, or netsh talking to itself.
 
-mod support;
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
     thread,
     time::Duration,
 };
 
-use support::Netsh;
-
-/// A std listener on `addr` whose one connection is handled by `peer` in a
-/// thread; returns the address to give netsh and the thread to join.
-fn peer_on<T: Send + 'static>(
-    addr: &str,
-    peer: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (SocketAddr, thread::JoinHandle<T>) {
-    let listener = TcpListener::bind(addr).expect("binding the test peer");
-    let local = listener.local_addr().expect("the test peer's address");
-    let handle = thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accepting netsh");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("setting a read timeout");
-        peer(stream)
-    });
-    (local, handle)
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
-    listener.local_addr().expect("address").port()
-}
+use crate::support::{self, Netsh, Peer, ask, closed_port, line_client, many_clients, peer_on};
 
 /// `netsh -e CODE` with `ADDR` replaced by `addr`; returns stdout lines.
 fn eval_lines(code: &str, addr: SocketAddr) -> Vec<String> {
@@ -325,8 +298,7 @@ fn serve_closures_reach_the_call_depth_limit_safely() {
 /// The echo plugin, built only on serve/connect, answers over IPv4 and IPv6.
 #[test]
 fn echo_plugin_serves_both_families() {
-    let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let out = Netsh::in_checkout()
         .arg("-e")
         .arg(
             r#"let s = echo::serve(0);
@@ -340,86 +312,22 @@ fn echo_plugin_serves_both_families() {
 /// scripts/tcp_chat.rhai with no arguments runs server and client in one process.
 #[test]
 fn tcp_chat_script_runs_on_loopback() {
-    let run = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("scripts/tcp_chat.rhai")
-        .ok();
+    let run = Netsh::in_checkout().arg("scripts/tcp_chat.rhai").ok();
     let out = run.stdout();
     assert!(out.contains(r#"server: got "hi from the client""#), "{out}");
     assert!(out.contains(r#"client: reply "hello 127.0.0.1:"#), "{out}");
 }
 
-/// A netsh script running in the background, whose first stdout line is read.
-struct Background {
-    child: Child,
-    first_line: String,
-}
-
-impl Background {
-    fn start(code: &str) -> Background {
-        let mut child = Command::new(support::netsh_bin())
-            .arg("-e")
-            .arg(code)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting netsh");
-        let mut first_line = String::new();
-        let stdout = child.stdout.take().expect("netsh stdout");
-        BufReader::new(stdout)
-            .read_line(&mut first_line)
-            .expect("reading netsh's first line");
-        Background {
-            child,
-            first_line: first_line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One echo round trip over a std connection.
-fn round_trip(reader: &mut BufReader<TcpStream>, line: &str) -> String {
-    reader.get_mut().write_all(line.as_bytes()).unwrap();
-    let mut reply = String::new();
-    reader.read_line(&mut reply).unwrap();
-    reply
-}
-
 /// serve with an echo closure under 200 concurrent std clients doing 50 round trips each: every reply is right, and the server still answers afterwards.
 #[test]
 fn serve_echoes_for_200_concurrent_clients() {
-    let server = Background::start(
+    let mut server = Peer::netsh(
         r#"let s = serve("127.0.0.1:0", |c| { loop { let l = c.recv_line(); if l == () { break } c.send_line(l) } });
            print(s.port); s.wait();"#,
     );
-    let port: u16 = server.first_line.parse().expect("the port netsh printed");
-    let clients: Vec<_> = (0..200)
-        .map(|client| {
-            thread::spawn(move || {
-                let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(30)))
-                    .unwrap();
-                let mut reader = BufReader::new(stream);
-                for trip in 0..50 {
-                    let line = format!("client {client} trip {trip}\n");
-                    assert_eq!(round_trip(&mut reader, &line), line);
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().expect("a client saw a wrong reply");
-    }
-    let mut after = BufReader::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
-    assert_eq!(round_trip(&mut after, "still there?\n"), "still there?\n");
+    let port = server.port();
+    many_clients(port, 200, 50, |line, _| line.to_string());
+    assert_eq!(ask(&mut line_client(port), "still there?"), "still there?");
 }
 
 /// One serve holds 1,000 simultaneous idle connections (one thread each), counts them in .active, and stop() ends them all.
@@ -529,17 +437,9 @@ fn bad_input_gives_clear_errors() {
 /// In the REPL, Ctrl-C interrupts a blocking join(), accept() and recv(), while background tasks and servers keep running.
 #[test]
 fn ctrl_c_interrupts_waits_but_not_background_work() {
-    use expectrl::{Expect, Session};
+    use expectrl::Expect;
     let home = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .current_dir(home.path());
-    let mut pty = Session::spawn(cmd).expect("starting netsh in a pty");
-    pty.set_expect_timeout(Some(Duration::from_secs(15)));
-    pty.expect("netsh> ").expect("the first prompt");
+    let mut pty = support::repl(home.path());
     // rustyline drops typed-ahead input (its issue #690): wait for each prompt.
     // An interrupted line prints "blocking" (built at run time, so the echo
     // of the typed line cannot match) just before its blocking call, so

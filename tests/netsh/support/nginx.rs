@@ -33,27 +33,19 @@ fn binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A port in 20000–32767 (below the kernel's ephemeral range), varied per
-/// process and attempt so parallel tests rarely collide.
-fn pick_port(attempt: u64) -> u16 {
-    let seed = u64::from(std::process::id())
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into());
-    let mixed = (seed.wrapping_add(attempt * 7919)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
-    20000 + (mixed % 12768) as u16
-}
-
 impl Nginx {
     /// Serves `root` over HTTP/1.1 on 127.0.0.1, with gzip for text/plain.
     pub fn start(test: &str, root: &Path) -> Option<Nginx> {
         let Some(nginx) = binary() else {
-            eprintln!("SKIPPED {test}: nginx is not installed (.ci/run installs it with apt)");
+            super::skip(
+                test,
+                "nginx is not installed (.ci/run installs it with apt)",
+            );
             return None;
         };
         for attempt in 0..20 {
             let dir = tempfile::tempdir().expect("a temp dir for nginx");
-            let port = pick_port(attempt);
+            let port = super::fixed_port(attempt);
             let conf = dir.path().join("nginx.conf");
             let tmp = dir.path().display().to_string();
             std::fs::write(

@@ -1,11 +1,9 @@
 //! Names, addresses and ports on real data: the system resolver, this
 //! machine's interfaces and its live socket table.
 
-mod support;
-
 use std::net::{TcpListener, UdpSocket};
 
-use support::Netsh;
+use crate::support::{self, Netsh};
 
 /// `resolve("localhost")` goes through the system resolver and finds 127.0.0.1.
 #[test]
@@ -170,10 +168,7 @@ fn scan_finds_our_listeners() {
         a.local_addr().unwrap().port(),
         b.local_addr().unwrap().port(),
     );
-    let closed = {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     let out = Netsh::eval(&format!("scan(\"127.0.0.1\", [{pa}, {pb}, {closed}])"));
     let mut expected = [pa, pb];
     expected.sort();

@@ -1,15 +1,15 @@
 //! Shared test support: run the real `netsh` binary and explain failures,
-//! and small real peers on loopback.
+//! drive it in a pseudo-terminal or in the background, and small real
+//! peers on loopback.
 //!
-//! Each integration test file does `mod support;` and uses what it needs.
-#![allow(dead_code)]
+//! `main.rs` declares it once; each test file uses what it needs.
 
 pub mod http;
 pub mod nginx;
 pub mod wire;
 
 use std::{
-    io::{Read, Write},
+    io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
@@ -36,6 +36,19 @@ pub const PROXY_VARIABLES: &[&str] = &[
 /// The netsh binary cargo built for these tests.
 pub fn netsh_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_netsh"))
+}
+
+/// Gives `cmd` a private config and data dir under `home`, works there,
+/// turns colour off and drops the proxy variables: tests talk to loopback
+/// peers directly, whatever proxy the machine has.
+fn private_env(cmd: &mut Command, home: &Path) {
+    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("NO_COLOR", "1")
+        .current_dir(home);
+    for proxy in PROXY_VARIABLES {
+        cmd.env_remove(proxy);
+    }
 }
 
 /// A `netsh` command with a private config and data dir, so the user's
@@ -69,14 +82,7 @@ impl Netsh {
             }
             None => Command::new(&bin),
         };
-        cmd.env("XDG_CONFIG_HOME", home.path().join("config"))
-            .env("XDG_DATA_HOME", home.path().join("data"))
-            .env("NO_COLOR", "1")
-            .current_dir(home.path());
-        // Tests talk to loopback peers directly, whatever proxy the machine has.
-        for proxy in PROXY_VARIABLES {
-            cmd.env_remove(proxy);
-        }
+        private_env(&mut cmd, home.path());
         Netsh {
             cmd,
             description: wrapper
@@ -86,6 +92,11 @@ impl Netsh {
                 + "netsh",
             _home: home,
         }
+    }
+
+    /// `netsh` working in the checkout, where `scripts/` and `plugins/` are.
+    pub fn in_checkout() -> Self {
+        Self::new().current_dir(env!("CARGO_MANIFEST_DIR"))
     }
 
     /// `netsh` as the user `nobody`, without any capability (so without
@@ -244,6 +255,19 @@ pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Returns from the calling test, saying why on the terminal, when `why`
+/// (an `Option<String>`, such as [`capture_unavailable`]'s) says it cannot
+/// run here.
+macro_rules! skip_if {
+    ($test:expr, $why:expr) => {
+        if let Some(why) = $why {
+            $crate::support::skip($test, &why);
+            return;
+        }
+    };
+}
+pub(crate) use skip_if;
+
 /// `bin` reachable and runnable by anyone, in `dir`: a hard link where
 /// the file's own mode allows that (no 200 MB copy), else a copy.
 fn world_readable_copy(bin: &Path, dir: &Path) -> PathBuf {
@@ -346,34 +370,126 @@ pub fn closed_port() -> u16 {
         .expect("a port nothing listens on in 20000–32767")
 }
 
-/// A REPL in a real pseudo-terminal.
+/// A REPL (or any netsh run) in a real pseudo-terminal.
 pub type Pty =
     expectrl::Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>;
 
-/// Starts the REPL (with `args`) in a pseudo-terminal, working in `home`
-/// with a private config and data dir there and no colour, and waits for
-/// its first prompt.
-pub fn repl_in(home: &Path, args: &[&str]) -> Pty {
-    use expectrl::Expect;
-    let mut cmd = Command::new(netsh_bin());
-    cmd.args(args)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .current_dir(home);
-    for proxy in PROXY_VARIABLES {
-        cmd.env_remove(proxy);
+/// `netsh` to be run in a pseudo-terminal (`TERM=xterm`), with a private
+/// config and data dir under `home`, working there, and no colour unless
+/// told: what [`Netsh`] is for a pipe.
+pub struct Terminal {
+    cmd: Command,
+}
+
+impl Terminal {
+    pub fn new(home: &Path) -> Terminal {
+        let mut cmd = Command::new(netsh_bin());
+        private_env(&mut cmd, home);
+        cmd.env("TERM", "xterm");
+        Terminal { cmd }
     }
-    let mut pty = expectrl::Session::spawn(cmd).expect("starting netsh in a pty");
-    pty.set_expect_timeout(Some(Duration::from_secs(15)));
-    pty.expect("netsh> ").expect("the first prompt");
-    pty
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    /// Colour, as on a user's terminal (no `NO_COLOR`).
+    pub fn colour(mut self) -> Self {
+        self.cmd.env_remove("NO_COLOR");
+        self
+    }
+
+    /// Starts it and waits for nothing.
+    pub fn spawn(self) -> Pty {
+        let mut pty = expectrl::Session::spawn(self.cmd).expect("starting netsh in a pty");
+        pty.set_expect_timeout(Some(Duration::from_secs(15)));
+        pty
+    }
+
+    /// Starts the REPL and waits for its first prompt.
+    pub fn repl(self) -> Pty {
+        use expectrl::Expect;
+        let mut pty = self.spawn();
+        pty.expect("netsh> ").expect("the first prompt");
+        pty
+    }
+}
+
+/// Starts the REPL (with `args`) in a pseudo-terminal, working in `home`,
+/// and waits for its first prompt.
+pub fn repl_in(home: &Path, args: &[&str]) -> Pty {
+    Terminal::new(home).args(args).repl()
 }
 
 /// The REPL with no arguments: [`repl_in`] `home`.
 pub fn repl(home: &Path) -> Pty {
     repl_in(home, &[])
+}
+
+/// Types `input` at the prompt and waits for `expected` in the output,
+/// then for the next prompt. (rustyline drops input typed ahead of its
+/// prompt, its issue #690: hence the wait.)
+pub fn enter(pty: &mut Pty, input: &str, expected: &str) {
+    use expectrl::Expect;
+    pty.send_line(input).unwrap();
+    if let Err(e) = pty.expect(expected) {
+        panic!(
+            "after typing {input:?} the REPL never printed {expected:?} ({e}); it showed {:?}",
+            shown(pty)
+        );
+    }
+    pty.expect("netsh> ")
+        .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
+}
+
+/// Like [`enter`], but `value` must be printed on a line of its own
+/// ([`expect_value`]).
+pub fn enter_value(pty: &mut Pty, input: &str, value: &str) {
+    use expectrl::Expect;
+    pty.send_line(input).unwrap();
+    expect_value(pty, value);
+    pty.expect("netsh> ")
+        .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
+}
+
+/// Waits for `value` printed on a line of its own: a bare `1` would also
+/// be found in the `127.0.0.1` of an announcement, in the echo of the
+/// typed line, or in the terminal's escape sequences (`\x1b[?2026l`).
+pub fn expect_value(pty: &mut Pty, value: &str) {
+    use expectrl::Expect;
+    let alone = format!(r"\n{}\r\n", regex_escape(value));
+    if let Err(e) = pty.expect(expectrl::Regex(alone.as_str())) {
+        panic!(
+            "the REPL never printed {value:?} alone on a line ({e}); it showed {:?}",
+            shown(pty)
+        );
+    }
+}
+
+/// What the terminal shows that no expectation has taken yet, to explain
+/// a failed one.
+pub fn shown(pty: &mut Pty) -> String {
+    use expectrl::Expect;
+    pty.check(expectrl::Regex("(?s).+"))
+        .map(|seen| String::from_utf8_lossy(seen.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// `text` with the characters a regex gives a meaning escaped.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Accepts one connection on `listener` within `timeout`, or panics saying
@@ -478,20 +594,20 @@ impl Drop for EchoPeer {
 }
 
 /// A peer program (openssl, socat, a netsh script) running in the
-/// background: its stdout and stderr are collected line by line, and it
-/// is killed when dropped.
+/// background: its stdout and stderr are collected line by line (in the
+/// order they arrive: lines from two threads have no order beyond that),
+/// and it is killed when dropped.
 pub struct Peer {
     pub description: String,
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
+    _home: Option<tempfile::TempDir>,
 }
 
 impl Peer {
     /// Starts `cmd` with stdin piped and stdout/stderr collected.
     pub fn start(mut cmd: Command) -> Peer {
-        use std::io::BufRead;
-        use std::process::Stdio;
         let description = format!("{cmd:?}");
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -502,13 +618,10 @@ impl Peer {
         let (send, lines) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
-        for out in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
+        for out in [Box::new(stdout) as Box<dyn Read + Send>, Box::new(stderr)] {
             let send = send.clone();
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
                     if send.send(line).is_err() {
                         break;
                     }
@@ -520,12 +633,58 @@ impl Peer {
             child,
             lines,
             seen: Vec::new(),
+            _home: None,
+        }
+    }
+
+    /// `netsh -e CODE` in the background, with a private home of its own.
+    pub fn netsh(code: &str) -> Peer {
+        let home = tempfile::tempdir().expect("creating a temp home");
+        let mut peer = netsh_peer(code, home.path());
+        peer._home = Some(home);
+        peer
+    }
+
+    /// The process id, to look at it from outside.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A field of the peer's /proc/PID/status, in its unit (kB for memory).
+    pub fn status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_else(|e| panic!("reading the status of {}: {e}", self.description));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in the status of {}", self.description))
+    }
+
+    /// The port a server script printed: its first line that is a number
+    /// alone (waiting up to 20 s).
+    pub fn port(&mut self) -> u16 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(port) = self.seen.iter().find_map(|l| l.trim().parse().ok()) {
+                return port;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => {
+                    let output = self.output();
+                    panic!(
+                        "{} never printed a port; it printed:\n{output}",
+                        self.description
+                    )
+                }
+            }
         }
     }
 
     /// Writes to the peer's stdin.
     pub fn write(&mut self, text: &str) {
-        use std::io::Write;
         let stdin = self.child.stdin.as_mut().expect("piped stdin");
         stdin
             .write_all(text.as_bytes())
@@ -533,20 +692,15 @@ impl Peer {
             .unwrap_or_else(|e| panic!("writing to {}: {e}", self.description));
     }
 
-    /// Closes the peer's stdin (end of input).
-    pub fn close_stdin(&mut self) {
-        self.child.stdin.take();
-    }
-
     /// Waits up to `limit` for an output line containing `needle`; returns
     /// it, or `None` (the output so far is in [`Peer::output`]).
-    pub fn wait_for(&mut self, needle: &str, limit: std::time::Duration) -> Option<String> {
+    pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<String> {
         if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
             return Some(line.clone());
         }
-        let deadline = std::time::Instant::now() + limit;
+        let deadline = Instant::now() + limit;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
@@ -562,7 +716,7 @@ impl Peer {
     /// Like [`Peer::wait_for`], but a missing line fails the test with
     /// everything the peer printed.
     pub fn expect(&mut self, needle: &str) -> String {
-        match self.wait_for(needle, std::time::Duration::from_secs(20)) {
+        match self.wait_for(needle, Duration::from_secs(20)) {
             Some(line) => line,
             None => {
                 let output = self.output();
@@ -582,16 +736,42 @@ impl Peer {
         self.seen.join("\n")
     }
 
-    /// Waits for the peer to exit (up to `limit`); its exit code.
-    pub fn wait_exit(&mut self, limit: std::time::Duration) -> Option<i32> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
+    /// Whether the peer is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGINT, as Ctrl-C on a terminal would.
+    pub fn interrupt(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap_or_else(|e| panic!("SIGINT to {}: {e}", self.description));
+    }
+
+    /// Waits for the peer to exit (up to `limit`) and for the rest of its
+    /// output; its exit code, or `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        let code = loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
+                break status.code();
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Both pipes end with the process: read on until they have.
+        while let Ok(line) = self.lines.recv_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        ) {
+            self.seen.push(line);
         }
-        None
+        code
     }
 }
 
@@ -613,7 +793,10 @@ pub fn has_tool(test: &str, program: &str, args: &[&str], package: &str) -> bool
         .status()
         .is_ok();
     if !found {
-        eprintln!("SKIPPED {test}: {program} is not installed (apt-get install {package})");
+        skip(
+            test,
+            &format!("{program} is not installed (apt-get install {package})"),
+        );
     }
     found
 }
@@ -622,12 +805,8 @@ pub fn has_tool(test: &str, program: &str, args: &[&str], package: &str) -> bool
 /// with a private home like [`Netsh::new`]'s.
 pub fn netsh_peer(code: &str, dir: &Path) -> Peer {
     let mut cmd = Command::new(netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("NO_COLOR", "1")
-        .current_dir(dir)
-        .arg("-e")
-        .arg(code);
+    private_env(&mut cmd, dir);
+    cmd.arg("-e").arg(code);
     Peer::start(cmd)
 }
 
@@ -643,4 +822,122 @@ pub fn fixed_port(attempt: u32) -> u16 {
                 .map_or(0, |d| d.subsec_nanos()),
         );
     20000 + (seed % 12768) as u16
+}
+
+/// A std listener on `addr` whose one connection is handled by `peer` in a
+/// thread (reads give up after 10 s); returns the address to give netsh
+/// and the thread to join.
+pub fn peer_on<T: Send + 'static>(
+    addr: &str,
+    peer: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (SocketAddr, JoinHandle<T>) {
+    let listener = TcpListener::bind(addr).expect("binding the test peer");
+    let local = listener.local_addr().expect("the test peer's address");
+    let handle =
+        std::thread::spawn(move || peer(accept_within(&listener, Duration::from_secs(20))));
+    (local, handle)
+}
+
+/// A plain listener on `addr`, like `nc -l > file`: the thread's value is
+/// everything its one connection sent until end of stream.
+pub fn sink_on(addr: &str) -> (SocketAddr, JoinHandle<Vec<u8>>) {
+    peer_on(addr, |mut stream| {
+        let mut got = Vec::new();
+        stream
+            .read_to_end(&mut got)
+            .expect("the sink reading to end of stream");
+        got
+    })
+}
+
+/// A line client of a server on 127.0.0.1:`port`; reads give up after 30 s.
+pub fn line_client(port: u16) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connecting to 127.0.0.1:{port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    BufReader::new(stream)
+}
+
+/// Sends `line` and a newline; the line that comes back, without its end.
+pub fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> String {
+    conn.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("sending a line");
+    let mut reply = String::new();
+    conn.read_line(&mut reply).expect("reading a reply");
+    reply.trim_end().to_string()
+}
+
+/// `clients` line clients of 127.0.0.1:`port` at once, each asking
+/// `trips` lines (`client C trip T`, T from 1); each reply must be
+/// `expected(line, T)`.
+pub fn many_clients(port: u16, clients: usize, trips: usize, expected: fn(&str, usize) -> String) {
+    let handles: Vec<_> = (0..clients)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let mut conn = line_client(port);
+                for trip in 1..=trips {
+                    let line = format!("client {client} trip {trip}");
+                    assert_eq!(ask(&mut conn, &line), expected(&line, trip));
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("a client saw a wrong reply");
+    }
+}
+
+/// Writes `text` to `path`, making its folders first.
+pub fn write_file(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", parent.display()));
+    }
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
+/// Bytes from a fast PRNG (xorshift64*), the same for the same seed:
+/// incompressible-looking test data.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut x = seed | 1;
+    for chunk in out.chunks_mut(8) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let word = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+    out
+}
+
+/// SHA-256 of bytes, as hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// SHA-256 of a file, as hex.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
 }

@@ -3,8 +3,6 @@
 //! and certificates this file makes with rcgen (a CA, a server certificate
 //! it signed, an expired one, an unrelated CA).
 
-mod support;
-
 use std::{
     io::{Read, Write},
     net::TcpListener,
@@ -16,7 +14,8 @@ use std::{
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
 };
-use support::{Netsh, Peer, has_tool, netsh_peer};
+
+use crate::support::{self, Netsh, Peer, Run, has_tool, netsh_peer, peer_on};
 
 /// Certificates for the tests, as PEM files in a temporary folder.
 struct Pki {
@@ -79,6 +78,18 @@ fn ca(name: &str) -> (CertificateParams, KeyPair) {
     (params, key)
 }
 
+/// `code` after Rhai that opens `l`, a TLS listener on 127.0.0.1 with a
+/// self-signed certificate (written to `server.pem`, for a client's `ca`),
+/// and names its `port` and its fingerprint `pin`.
+fn self_signed(code: &str) -> String {
+    format!(
+        r#"let l = listen("127.0.0.1:0", #{{tls: #{{self_signed: true}}}});
+           write_file("server.pem", l.cert);
+           let port = l.port; let pin = l.fingerprint;
+           {code}"#
+    )
+}
+
 /// `openssl` is installed (CI installs it); tests that need it say why
 /// they skip without it.
 fn has_openssl(test: &str) -> bool {
@@ -92,11 +103,8 @@ fn netsh_server_and_client_with_a_self_signed_certificate() {
     let out = Netsh::new()
         .current_dir(home.path())
         .arg("-e")
-        .arg(
-            r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
-               write_file("server.pem", l.cert);
-               let port = l.port; let fingerprint = l.fingerprint;
-               let t = task(|| {
+        .arg(self_signed(
+            r#"let t = task(|| {
                    let c = l.accept();
                    let line = c.recv_line();
                    c.send_line(`echo ${line}`);
@@ -116,11 +124,11 @@ fn netsh_server_and_client_with_a_self_signed_certificate() {
                print(c.recv_line() == ());
                let i = c.tls_info();
                print(i.version); print(i.sni); print(i.peer_names);
-               print(i.peer_fingerprint == fingerprint);
+               print(i.peer_fingerprint == pin);
                print(i.peer_subject);
                let s = t.join();
                print(s.sni == ()); print(s.peer_subject == ());"#,
-        )
+        ))
         .ok();
     let out = out.stdout();
     let lines: Vec<&str> = out.lines().collect();
@@ -225,28 +233,49 @@ fn s_server(pki: &Pki, name: &str) -> (Peer, u16) {
     panic!("no free port for openssl s_server");
 }
 
-/// `netsh -e CODE` (run in the PKI folder) that must fail; its stderr.
-fn refused(pki: &Pki, code: &str) -> String {
+/// `netsh -e CODE` (run in the PKI folder) that must fail (exit 1).
+fn refused(pki: &Pki, code: &str) -> Run {
     let run = Netsh::new()
         .current_dir(pki.dir.path())
         .arg("-e")
         .arg(pki.script(code))
         .output();
     run.expect_code(1);
-    run.stderr()
+    run
+}
+
+/// `code` after Rhai that opens `l`, a TLS listener on 127.0.0.1 with the
+/// certificate `NAME.pem` and key `NAME.key`, names its `port`, and starts
+/// `t`, a task whose value says how one accept ended: "accepted", or why not.
+fn tls_server(name: &str, code: &str) -> String {
+    format!(
+        r#"let l = listen("127.0.0.1:0", #{{tls: #{{cert: "{name}.pem", key: "{name}.key"}}}});
+           let port = l.port;
+           let t = task(|| {{ let r = "accepted"; try {{ l.accept(10000) }} catch (e) {{ r = `${{e}}` }} r }});
+           {code}"#
+    )
+}
+
+/// [`refused`] for `code` after [`tls_server`] with the certificate `name`.
+fn refused_with(name: &str, code: &str) -> Run {
+    refused(&Pki::new(), &tls_server(name, code))
 }
 
 /// A certificate for another name is refused with "name mismatch", naming the names it is for; the server's accept() hears that the client refused it.
 #[test]
 fn a_wrong_name_is_refused() {
-    let pki = Pki::new();
-    let err = refused(
-        &pki,
-        r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "server.key"}});
-           let port = l.port;
-           let t = task(|| { let r = "accepted"; try { l.accept(10000) } catch (e) { r = `${e}` } r });
-           try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem", sni: "example.org"}}) }
+    let run = refused_with(
+        "server",
+        r#"try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem", sni: "example.org"}}) }
            catch (e) { print(`server: ${t.join()}`); throw e }"#,
+    );
+    let err = run.stderr();
+    let server = run.stdout();
+    assert!(
+        server.starts_with("server: accept: TLS handshake with 127.0.0.1:")
+            && server.contains("it does not accept our certificate"),
+        "{}",
+        run.explain()
     );
     assert!(
         err.contains("connect: TLS handshake with 127.0.0.1:")
@@ -260,14 +289,11 @@ fn a_wrong_name_is_refused() {
 /// An expired certificate is refused with a message saying it expired and when.
 #[test]
 fn an_expired_certificate_is_refused() {
-    let pki = Pki::new();
-    let err = refused(
-        &pki,
-        r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "expired.pem", key: "expired.key"}});
-           let port = l.port;
-           task(|| l.accept(10000));
-           connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem"}})"#,
-    );
+    let err = refused_with(
+        "expired",
+        r#"connect(`127.0.0.1:${port}`, #{tls: #{ca: "ca.pem"}})"#,
+    )
+    .stderr();
     assert!(
         err.contains("the certificate has expired: it was valid until"),
         "{err}"
@@ -278,17 +304,14 @@ fn an_expired_certificate_is_refused() {
 #[test]
 fn an_untrusted_certificate_is_refused() {
     let pki = Pki::new();
-    let home = pki.dir.path();
     let out = Netsh::new()
-        .current_dir(home)
+        .current_dir(pki.dir.path())
         .arg("-e")
-        .arg(
-            r#"let l = listen("127.0.0.1:0", #{tls: #{cert: "server.pem", key: "server.key"}});
-               let port = l.port;
-               let t = task(|| { let r = "accepted"; try { l.accept(10000) } catch (e) { r = `${e}` } r });
-               try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "other-ca.pem"}}) } catch (e) { print(e) }
+        .arg(tls_server(
+            "server",
+            r#"try { connect(`127.0.0.1:${port}`, #{tls: #{ca: "other-ca.pem"}}) } catch (e) { print(e) }
                print(t.join());"#,
-        )
+        ))
         .ok()
         .stdout();
     let lines: Vec<&str> = out.lines().collect();
@@ -306,15 +329,13 @@ fn an_untrusted_certificate_is_refused() {
 /// A pinned fingerprint is trusted whatever the name and issuer; another fingerprint is refused, naming both.
 #[test]
 fn a_pinned_fingerprint_decides_trust() {
-    let out = Netsh::eval(
-        r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
-           let port = l.port; let pin = l.fingerprint;
-           task(|| { loop { try { l.accept(10000).send_line("pinned ok") } catch { break } } });
+    let out = Netsh::eval(&self_signed(
+        r#"task(|| { loop { try { l.accept(10000).send_line("pinned ok") } catch { break } } });
            let c = connect(`127.0.0.1:${port}`, #{tls: #{pin: pin, sni: "not-the-name.example"}});
            print(c.recv_line());
            let wrong = "00" + pin.sub_string(2);
            try { connect(`127.0.0.1:${port}`, #{tls: #{pin: wrong}}) } catch (e) { print(e) }"#,
-    );
+    ));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "pinned ok");
     assert!(
@@ -326,16 +347,13 @@ fn a_pinned_fingerprint_decides_trust() {
 /// A client that does not speak TLS fails the server's accept() with words that say so; a TLS client meeting a plain service fails connect() the same way.
 #[test]
 fn plain_peers_are_recognised() {
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = server.local_addr().unwrap().port();
-    let banner = std::thread::spawn(move || {
-        let (mut s, _) = server.accept().unwrap();
+    let (addr, banner) = peer_on("127.0.0.1:0", |mut s| {
         s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").unwrap();
         let mut sink = [0u8; 1024];
         let _ = s.read(&mut sink);
     });
     let out = Netsh::eval(&format!(
-        r#"try {{ connect("127.0.0.1:{port}", #{{tls: #{{insecure: true}}}}) }} catch (e) {{ print(e) }}
+        r#"try {{ connect("{addr}", #{{tls: #{{insecure: true}}}}) }} catch (e) {{ print(e) }}
            let l = listen("127.0.0.1:0", #{{tls: #{{self_signed: true}}}});
            let p = l.port;
            let t = task(|| {{ let r = "accepted"; try {{ l.accept(10000) }} catch (e) {{ r = `${{e}}` }} r }});
@@ -364,11 +382,8 @@ fn send_file_over_tls() {
     let out = Netsh::new()
         .current_dir(home.path())
         .arg("-e")
-        .arg(
-            r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
-               write_file("server.pem", l.cert);
-               let port = l.port;
-               let t = task(|| [recv_file(l, "framed"), recv_file(l, "raw", #{raw: true, name: "raw.bin"})]);
+        .arg(self_signed(
+            r#"let t = task(|| [recv_file(l, "framed"), recv_file(l, "raw", #{raw: true, name: "raw.bin"})]);
                let a = send_file(`127.0.0.1:${port}`, "data.bin", #{tls: #{ca: "server.pem"}, progress: false});
                let b = send_file(`127.0.0.1:${port}`, "data.bin", #{tls: #{ca: "server.pem"}, raw: true, progress: false});
                let got = t.join();
@@ -381,7 +396,7 @@ fn send_file_over_tls() {
                c.send_line("hello"); print(send_file(c, "data.bin", #{progress: false}).verified);
                print(c.recv_line() == ());   // the receiver's close_notify, after its answer
                print(t2.join());"#,
-        )
+        ))
         .ok();
     let stdout = out.stdout();
     assert_eq!(
@@ -408,10 +423,8 @@ fn send_file_over_tls() {
 /// A blocked TLS read obeys the connection's timeout (and the data that came later is still read), and close() from another task wakes it.
 #[test]
 fn tls_reads_time_out_and_close_wakes_them() {
-    let out = Netsh::eval(
-        r#"let l = listen("127.0.0.1:0", #{tls: #{self_signed: true}});
-           let port = l.port; let pin = l.fingerprint;
-           let t = task(|| { let c = l.accept(); sleep(600); c.send_line("late"); sleep(3000); });
+    let out = Netsh::eval(&self_signed(
+        r#"let t = task(|| { let c = l.accept(); sleep(600); c.send_line("late"); sleep(3000); });
            let c = connect(`127.0.0.1:${port}`, #{tls: #{pin: pin}});
            c.timeout = 200;
            try { c.recv_line() } catch (e) { print(e) }
@@ -422,7 +435,7 @@ fn tls_reads_time_out_and_close_wakes_them() {
            let started = timestamp();
            try { c.recv_line() } catch (e) { print(e) }
            print(started.elapsed < 2.5);"#,
-    );
+    ));
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].contains("recv_line: timed out after 200 ms"),
@@ -493,7 +506,7 @@ fn bad_tls_options_say_what_is_wrong() {
         ),
     ];
     for (code, expected) in cases {
-        let err = refused(&pki, code);
+        let err = refused(&pki, code).stderr();
         assert!(err.contains(expected), "{code}: {err}");
     }
 }

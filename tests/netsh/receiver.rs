@@ -8,8 +8,6 @@
 //! numerous connections cannot take every place, and what the cleanup of
 //! abandoned part files may touch.
 
-mod support;
-
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
@@ -19,38 +17,14 @@ use std::{
 
 use netsh::net::transfer::{self, FileServer, ReceiveOptions};
 use sha2::{Digest, Sha256};
-use support::{
-    Netsh,
+
+use crate::support::{
+    self, Netsh,
     wire::{
-        hash, header, read_done, read_go, read_ready, read_reply, refusal_for, sha256, start,
-        start_proving,
+        connect, hash, header, read_done, read_go, read_ready, read_reply, refusal_for, serve,
+        sha256, start, start_proving,
     },
 };
-
-fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    transfer::serve(any, dir, options, false).expect("starting serve_files")
-}
-
-fn connect(server: &FileServer) -> TcpStream {
-    let stream = TcpStream::connect(server.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-}
-
-/// Waits until `check` holds, up to 10 s.
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// An upload of `size` bytes cut off after `sent` bytes of body (the
 /// connection simply closes); waits until the receiver has counted it.
@@ -62,9 +36,11 @@ fn cut_off_upload(server: &FileServer, name: &str, size: u64, sent: &[u8]) {
     stream.write_all(&start(0)).unwrap();
     stream.write_all(sent).unwrap();
     drop(stream);
-    wait_until("the cut-off upload to be counted", || {
-        server.refused() > refused
-    });
+    support::wait_until(
+        Duration::from_secs(10),
+        "the cut-off upload to be counted",
+        || server.refused() > refused,
+    );
 }
 
 /// A part file hard-linked to a file outside the folder is refused: never
@@ -257,7 +233,10 @@ fn files_without_a_reliable_size_send_what_a_read_gives() {
     if Path::new("/sys/class/net/lo/address").exists() {
         sources.push("/sys/class/net/lo/address");
     } else {
-        eprintln!("skipping the /sys case: /sys/class/net/lo/address does not exist here");
+        support::skip(
+            "files_without_a_reliable_size_send_what_a_read_gives (the /sys case)",
+            "/sys/class/net/lo/address does not exist here",
+        );
     }
     for source in sources {
         let code = format!(

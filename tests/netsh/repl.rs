@@ -4,64 +4,24 @@
 //! rustyline drops input typed ahead of the prompt (its issue #690), so each
 //! step waits for output before typing the next line.
 
-mod support;
+use std::time::Duration;
 
-use std::{path::Path, process::Command, time::Duration};
+use expectrl::{Eof, Expect};
 
-use expectrl::{Eof, Expect, Session, process::unix::UnixProcess};
-
-type Pty = Session<UnixProcess, expectrl::process::unix::PtyStream>;
-
-/// Starts the REPL with a private config/data dir under `home`.
-fn start(home: &Path) -> Pty {
-    start_with(home, &[("NO_COLOR", "1")])
-}
-
-/// Starts the REPL with extra environment variables, and waits for the prompt.
-fn start_with(home: &Path, env: &[(&str, &str)]) -> Pty {
-    let mut session = spawn(home, env);
-    session.expect("netsh> ").expect("the first prompt");
-    session
-}
-
-/// Starts the REPL without waiting for anything.
-fn spawn(home: &Path, env: &[(&str, &str)]) -> Pty {
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env_remove("NO_COLOR")
-        .env("TERM", "xterm")
-        .current_dir(home);
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    let mut session = Session::spawn(cmd).expect("starting netsh in a pty");
-    session.set_expect_timeout(Some(Duration::from_secs(15)));
-    session
-}
-
-/// Types a line and waits for `expected` in the output, then the next prompt.
-fn line(pty: &mut Pty, input: &str, expected: &str) {
-    pty.send_line(input).unwrap();
-    if let Err(e) = pty.expect(expected) {
-        panic!("after typing {input:?} the REPL never printed {expected:?}: {e}");
-    }
-    pty.expect("netsh> ")
-        .unwrap_or_else(|e| panic!("no prompt after {input:?}: {e}"));
-}
+use crate::support::{Pty, Terminal, enter, enter_value, expect_value, repl, shown};
 
 /// Variables and functions persist from line to line.
 #[test]
 fn state_persists_between_lines() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line("let x = 40;").unwrap();
     pty.expect("netsh> ").unwrap();
     pty.send_line("fn add2(v) { v + 2 }").unwrap();
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "add2(x)", "42");
-    line(&mut pty, "let c = |a| a * x; c.call(3)", "120");
-    line(&mut pty, "c.call(1) + add2(0)", "42");
+    enter_value(&mut pty, "add2(x)", "42");
+    enter_value(&mut pty, "let c = |a| a * x; c.call(3)", "120");
+    enter_value(&mut pty, "c.call(1) + add2(0)", "42");
 }
 
 /// An open brace, bracket or string continues on the next line, behind a
@@ -69,25 +29,25 @@ fn state_persists_between_lines() {
 #[test]
 fn unfinished_input_continues() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line("fn triple(a) {").unwrap();
     pty.expect("...> ").unwrap();
     pty.send_line("  a * 3").unwrap();
     pty.expect("...> ").unwrap();
     pty.send_line("}; triple(111)").unwrap();
-    pty.expect("333").unwrap();
+    expect_value(&mut pty, "333");
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "triple(1000)", "3000");
+    enter_value(&mut pty, "triple(1000)", "3000");
     pty.send_line("let arr = [1,").unwrap();
     pty.expect("...> ").unwrap();
     pty.send_line("2]; arr.len() * 1000 + 7").unwrap();
-    pty.expect("2007").unwrap();
+    expect_value(&mut pty, "2007");
     pty.expect("netsh> ").unwrap();
     pty.send_line("let s = \"open").unwrap();
     pty.expect("...> ").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
+    enter(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
 }
 
 /// `exit(n)` leaves the REPL with status n; a failing line that called
@@ -95,13 +55,13 @@ fn unfinished_input_continues() {
 #[test]
 fn exit_leaves_with_its_status() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
-    line(
+    let mut pty = repl(home.path());
+    enter(
         &mut pty,
         "[1].map(|x| exit(9))",
         "cannot end the script from here",
     );
-    line(&mut pty, "\"\"", "\"\"");
+    enter_value(&mut pty, "\"\"", "\"\"");
     pty.send_line("exit(7)").unwrap();
     pty.expect(Eof).unwrap();
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
@@ -112,7 +72,7 @@ fn exit_leaves_with_its_status() {
 #[test]
 fn serve_files_announces_itself() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line("let f = serve_files(\"127.0.0.1:0\", \"inbox\");")
         .unwrap();
     pty.expect(expectrl::Regex(
@@ -125,7 +85,7 @@ fn serve_files_announces_itself() {
 #[test]
 fn tab_completes_functions_and_help_topics() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send("port_inf").unwrap();
     pty.send("\t").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -143,7 +103,7 @@ fn tab_completes_functions_and_help_topics() {
 #[test]
 fn ctrl_c_interrupts_and_keeps_the_scope() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line("let kept = 1234;").unwrap();
     pty.expect("netsh> ").unwrap();
     pty.send_line("loop { }").unwrap();
@@ -158,27 +118,27 @@ fn ctrl_c_interrupts_and_keeps_the_scope() {
     pty.expect("sleep: interrupted").unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "kept + 1", "1235");
+    enter_value(&mut pty, "kept + 1", "1235");
 }
 
 /// Ctrl-C at an empty prompt does not exit; errors do not end the session.
 #[test]
 fn errors_and_ctrl_c_at_the_prompt_keep_the_session() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send("\x03").unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    line(&mut pty, "port_info(70000)", "port 70000 is out of range");
-    line(&mut pty, "let = ;", "error:");
-    line(&mut pty, "6 * 7", "42");
+    enter(&mut pty, "port_info(70000)", "port 70000 is out of range");
+    enter(&mut pty, "let = ;", "error:");
+    enter_value(&mut pty, "6 * 7", "42");
 }
 
 /// Ctrl-D exits cleanly, and history lands in the data dir, not the cwd.
 #[test]
 fn ctrl_d_exits_and_history_is_kept() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
-    line(&mut pty, "\"remember\" + \" me\"", "remember me");
+    let mut pty = repl(home.path());
+    enter(&mut pty, "\"remember\" + \" me\"", "remember me");
     pty.send("\x04").unwrap();
     pty.expect(Eof).unwrap();
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
@@ -212,16 +172,16 @@ fn init_script_runs_at_start() {
         "let greeting = \"hello from init\";\nfn twice(x) { x * 2 }\n",
     )
     .unwrap();
-    let mut pty = start(home.path());
-    line(&mut pty, "greeting", "hello from init");
-    line(&mut pty, "twice(21)", "42");
+    let mut pty = repl(home.path());
+    enter(&mut pty, "greeting", "hello from init");
+    enter_value(&mut pty, "twice(21)", "42");
 }
 
 /// After `name(` a hint shows the rest of the signature; Tab offers variables.
 #[test]
 fn hints_show_signatures_and_tab_knows_variables() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send("resolve(").unwrap();
     pty.expect("host: string) -> Array").unwrap();
     pty.send("\x03").unwrap();
@@ -233,19 +193,19 @@ fn hints_show_signatures_and_tab_knows_variables() {
     pty.send("\t").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     pty.send_line(" + 1").unwrap();
-    pty.expect("31338").unwrap();
+    expect_value(&mut pty, "31338");
 }
 
 /// Errors are red on a colour terminal, and plain when NO_COLOR is set.
 #[test]
 fn errors_are_red_unless_no_color() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start_with(home.path(), &[]);
+    let mut pty = Terminal::new(home.path()).colour().repl();
     pty.send_line("port_info(-1)").unwrap();
     pty.expect("\x1b[31merror: port_info: port -1 is out of range")
         .unwrap();
     pty.expect("netsh> ").unwrap();
-    let mut plain = start(home.path());
+    let mut plain = repl(home.path());
     plain.send_line("port_info(-1)").unwrap();
     let seen = plain.expect("out of range (0–65535)").unwrap();
     let before = String::from_utf8_lossy(seen.before()).to_string();
@@ -259,7 +219,7 @@ fn errors_are_red_unless_no_color() {
 #[test]
 fn non_ascii_input_is_harmless() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send("\"→(").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     pty.send("\t").unwrap();
@@ -270,7 +230,7 @@ fn non_ascii_input_is_harmless() {
     pty.send("\t").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "\"naïve → ok\".len()", "10");
+    enter_value(&mut pty, "\"naïve → ok\".len()", "10");
 }
 
 /// A failing init.rhai is reported with its path and line; the REPL still starts.
@@ -280,11 +240,11 @@ fn failing_init_script_is_reported() {
     let config = home.path().join("config/netsh");
     std::fs::create_dir_all(&config).unwrap();
     std::fs::write(config.join("init.rhai"), "let ok = 1;\nresolve(42);\n").unwrap();
-    let mut pty = spawn(home.path(), &[("NO_COLOR", "1")]);
+    let mut pty = Terminal::new(home.path()).spawn();
     pty.expect("init.rhai:2:1: resolve: wrong arguments")
         .unwrap();
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "ok + 41", "42");
+    enter_value(&mut pty, "ok + 41", "42");
 }
 
 /// A server started at the prompt announces each connection above the
@@ -293,7 +253,7 @@ fn failing_init_script_is_reported() {
 fn serve_events_print_above_the_prompt() {
     use std::io::{BufRead, BufReader, Write};
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line(
         "let s = serve(\"127.0.0.1:0\", |c| { c.send_line(`hi ${c.recv_line()}`) }); s.port",
     )
@@ -321,7 +281,7 @@ fn serve_events_print_above_the_prompt() {
 #[test]
 fn ctrl_c_ends_a_float_sleep() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line(
         "let t0 = now(); try { sleep(30000.0) } catch (e) { print(e) }; print(`waited ${now() - t0 >= 400 && now() - t0 < 10000}`)",
     )
@@ -334,19 +294,20 @@ fn ctrl_c_ends_a_float_sleep() {
 }
 
 /// Ctrl-C on `join()` ends the wait, not the task: it is still listed by
-/// `jobs()`, and `stop_all()` stops it.
+/// `jobs()`, and `stop_all()` stops it. (A stopped task stays listed until
+/// its thread has noticed, a moment later: `wait()` waits for that.)
 #[test]
 fn ctrl_c_on_join_leaves_the_task_in_jobs() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     pty.send_line("task(|| loop {}).join()").unwrap();
     std::thread::sleep(Duration::from_millis(500));
     pty.send("\x03").unwrap();
     pty.expect("join: interrupted").unwrap();
     pty.expect("netsh> ").unwrap();
-    line(&mut pty, "jobs()", "(running)");
-    line(&mut pty, "stop_all()", "1");
-    line(&mut pty, "jobs().len()", "0");
+    enter(&mut pty, "jobs()", "(running)");
+    enter_value(&mut pty, "stop_all()", "1");
+    enter_value(&mut pty, "wait(); jobs().len()", "0");
 }
 
 /// Hundreds of clients do not bury the prompt: a server announces at most
@@ -355,7 +316,7 @@ fn ctrl_c_on_join_leaves_the_task_in_jobs() {
 #[test]
 fn serve_announcements_are_rate_limited_and_can_be_quiet() {
     let home = tempfile::tempdir().unwrap();
-    let mut pty = start(home.path());
+    let mut pty = repl(home.path());
     let port_of = |pty: &mut Pty, code: &str| -> u16 {
         pty.send_line(code).unwrap();
         let found = pty.expect(expectrl::Regex(r"port=(\d+)")).unwrap();
@@ -382,7 +343,9 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
     // What arrives within the next 2.5 s counts against the limit too.
     std::thread::sleep(Duration::from_millis(2500));
     pty.send_line("print(`served=${s.served}`)").unwrap();
-    let seen = pty.expect("served=300").unwrap();
+    let seen = pty
+        .expect("served=300")
+        .unwrap_or_else(|e| panic!("no served=300 ({e}); the REPL showed {:?}", shown(&mut pty)));
     events += String::from_utf8_lossy(seen.before())
         .matches(&prefix)
         .count();

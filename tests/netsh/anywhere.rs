@@ -4,11 +4,9 @@
 //!
 //! `.ci/installed.sh` checks the same with a `cargo install`ed binary.
 
-mod support;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-
-use support::Netsh;
+use crate::support::{self, Netsh, write_file};
 
 /// The bundled scenarios and a plugin namespace, as `--list` and `-e` see
 /// them from a folder with nothing in it.
@@ -31,7 +29,7 @@ fn list_from_an_empty_folder_shows_the_bundled_scenarios() {
 #[test]
 fn list_adds_local_scripts() {
     let cmd = Netsh::new();
-    write(
+    write_file(
         &cmd.home().join("scripts/mine.rhai"),
         "//! My own scenario.\nprint(1)",
     );
@@ -87,7 +85,7 @@ fn bundled_plugins_work_anywhere() {
     assert!(out.contains("ssh"), "{out}");
     let cmd = Netsh::new();
     let script = cmd.home().join("s.rhai");
-    write(
+    write_file(
         &script,
         "let s = echo::serve(0); print(echo::ask(`127.0.0.1:${s.port}`, \"hi\"));",
     );
@@ -97,7 +95,7 @@ fn bundled_plugins_work_anywhere() {
 /// A plugin whose top-level code writes `marker`: if it ever runs, the
 /// marker file says so.
 fn hostile_plugin(dir: &Path, marker: &Path) {
-    write(
+    write_file(
         &dir.join("x.rhai"),
         &format!(
             "write_file(\"{}\", \"ran\");\nfn hi() {{ \"x::hi ran\" }}\n",
@@ -124,7 +122,7 @@ fn plugins_in_the_working_directory_run_only_when_named() {
     assert!(!marker.exists(), "naming x:: ran ./plugins/x.rhai");
 
     let other = tempfile::tempdir().unwrap();
-    write(&other.path().join("t.rhai"), "print(1)");
+    write_file(&other.path().join("t.rhai"), "print(1)");
     in_dir(&home).arg(other.path().join("t.rhai")).ok();
     assert!(!marker.exists(), "a script elsewhere ran ./plugins/x.rhai");
 
@@ -164,9 +162,7 @@ fn the_repl_never_loads_plugins_from_the_working_directory() {
     let marker = home.path().join("MARKER");
     hostile_plugin(&home.path().join("plugins"), &marker);
     let mut pty = support::repl_in(home.path(), &[]);
-    pty.send_line("plugins().map(|p| p.name)").unwrap();
-    pty.expect("echo").unwrap();
-    pty.expect("netsh> ").unwrap();
+    support::enter(&mut pty, "plugins().map(|p| p.name)", "echo");
     assert!(!marker.exists(), "the REPL ran ./plugins/x.rhai");
     let mut pty = support::repl_in(home.path(), &["--plugins", "./plugins"]);
     pty.send_line("x::hi()").unwrap();
@@ -185,8 +181,8 @@ fn a_bare_name_never_runs_a_file_from_the_working_directory() {
         "write_file(\"{}\", \"ran\"); print(\"file ran\");",
         marker.display()
     );
-    write(&home.join("ports"), &hostile);
-    write(&home.join("ports.rhai"), &hostile);
+    write_file(&home.join("ports"), &hostile);
+    write_file(&home.join("ports.rhai"), &hostile);
     let run = in_dir(&home).arg("ports").ok();
     assert!(run.stdout().contains("Port ranges"), "{}", run.explain());
     assert!(
@@ -211,7 +207,7 @@ fn a_bare_name_never_runs_a_file_from_the_working_directory() {
 #[test]
 fn user_plugins_override_bundled_ones_and_say_so() {
     let cmd = Netsh::new();
-    write(
+    write_file(
         &cmd.home().join("config/netsh/plugins/echo.rhai"),
         "//! My echo.\nfn ask(a, t) { `mine ${t}` }",
     );
@@ -241,9 +237,4 @@ fn user_plugins_override_bundled_ones_and_say_so() {
 
 fn in_dir(dir: &Path) -> Netsh {
     Netsh::new().current_dir(dir)
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap_or(&PathBuf::from("."))).unwrap();
-    std::fs::write(path, text).unwrap();
 }

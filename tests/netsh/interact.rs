@@ -3,8 +3,6 @@
 //! (typing, escaped output, Ctrl-C back to the prompt with the connection
 //! open, Ctrl-D half-close).
 
-mod support;
-
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
@@ -13,7 +11,8 @@ use std::{
 };
 
 use expectrl::Expect;
-use support::{EchoPeer, Netsh};
+
+use crate::support::{self, EchoPeer, Netsh};
 
 /// Every byte value, text and a last line without a newline: what `nc` users pipe.
 fn awkward_bytes() -> Vec<u8> {
@@ -134,9 +133,7 @@ fn interact_in_the_repl() {
     assert_eq!(read_line(&mut from_netsh), "still open\n");
     pty.expect("netsh> ").unwrap();
     // A stray reader of the terminal would take this line instead.
-    pty.send_line("6 * 7").unwrap();
-    pty.expect("42").unwrap();
-    pty.expect("netsh> ").unwrap();
+    support::enter_value(&mut pty, "6 * 7", "42");
 
     pty.send_line("c.interact(); \"interact returned\"")
         .unwrap();

@@ -1,11 +1,9 @@
 //! The command line: exit codes, `-e`, script arguments, the
 //! `FILE:LINE:COL: message` error format, shebang scripts, `--list`.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use support::Netsh;
+use crate::support::{self, Netsh};
 
 /// `-e` prints the value of the expression and exits 0.
 #[test]
@@ -167,11 +165,7 @@ fn shebang_scripts_run_directly() {
 /// `--list` shows every scenario script with its one-line description.
 #[test]
 fn list_shows_scenarios_with_descriptions() {
-    let out = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .arg("--list")
-        .ok()
-        .stdout();
+    let out = Netsh::in_checkout().arg("--list").ok().stdout();
     assert!(out.contains("scripts/names.rhai"), "{out}");
     assert!(out.contains("Names and addresses"), "{out}");
     assert!(out.contains("scripts/ports.rhai"), "{out}");
@@ -181,10 +175,7 @@ fn list_shows_scenarios_with_descriptions() {
 #[test]
 fn scenario_scripts_run_without_arguments() {
     for script in ["scripts/names.rhai", "scripts/ports.rhai"] {
-        let run = Netsh::new()
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg(script)
-            .output();
+        let run = Netsh::in_checkout().arg(script).output();
         run.expect_code(0);
         assert!(!run.stdout().is_empty(), "{}", run.explain());
     }

@@ -22,7 +22,7 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -68,7 +68,6 @@ pub struct Resource {
 /// What the server saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
 }
@@ -292,7 +291,6 @@ async fn handle(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     state.seen.lock().unwrap().push(Seen {
-        method: req.method().to_string(),
         path: path.clone(),
         headers: req
             .headers()
@@ -568,40 +566,4 @@ fn serve_file(
         );
     }
     response
-}
-
-/// Bytes from a fast PRNG (xorshift64*), the same for the same seed.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut x = seed | 1;
-    for chunk in out.chunks_mut(8) {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let word = x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
-    }
-    out
-}
-
-/// SHA-256 of bytes, as hex.
-pub fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(data))
-}
-
-/// SHA-256 of a file, as hex.
-pub fn sha256_file(path: &Path) -> String {
-    use sha2::Digest;
-    let mut file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut file, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    hex::encode(hasher.finalize())
 }

@@ -7,28 +7,22 @@
 //! this machine's loopback checks against `sockets()`, sampled while it
 //! sweeps, and runs while no other test of this file holds a listener.
 
-mod support;
-
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
     sync::{Mutex, MutexGuard},
     time::Duration,
 };
 
 use serde_json::Value;
-use support::{Netsh, skip};
+
+use crate::support::{self, Netsh, Peer};
 
 /// Skips the calling test (saying why) when no network namespace can be
 /// made because the tests are not root; as root, failing to make one fails.
 macro_rules! need_netns {
     ($test:expr) => {
-        if let Some(why) = support::netns_unavailable() {
-            skip($test, &why);
-            return;
-        }
+        support::skip_if!($test, support::netns_unavailable())
     };
 }
 
@@ -114,7 +108,9 @@ fn a_self_connect_is_never_an_open_port() {
 }
 
 /// Listeners on this machine's loopback come and go with the other tests
-/// of this file; the full sweep of it runs while none of them does.
+/// of this file; the full sweep of it runs while none of them does. Those
+/// of other files' tests, which share this process, and of other programs
+/// are the sampler's to see.
 static HOST_LISTENERS: Mutex<()> = Mutex::new(());
 
 fn host_listeners() -> MutexGuard<'static, ()> {
@@ -123,65 +119,38 @@ fn host_listeners() -> MutexGuard<'static, ()> {
 
 /// Every port `sockets()` shows listening for 127.0.0.1 (bound to it, to
 /// 0.0.0.0 or to [::]), sampled by a second netsh every few milliseconds
-/// until dropped, so that a listener another program holds only briefly
-/// is seen too.
-struct ListenSampler {
-    child: Child,
-    samples: Option<std::thread::JoinHandle<Vec<BTreeSet<u64>>>>,
-}
+/// until finished, so that a listener another test or program holds only
+/// briefly is seen too.
+struct ListenSampler(Peer);
 
 impl ListenSampler {
     fn start() -> ListenSampler {
-        let mut child = Command::new(support::netsh_bin())
-            .args([
-                "-e",
-                r#"loop {
-                    let ports = sockets(#{state: "LISTEN"})
-                        .filter(|s| s.local.starts_with("127.0.0.1:") || s.local.starts_with("0.0.0.0:") || s.local.starts_with("[::]:"))
-                        .map(|s| parse_int(s.local.split(":").pop()));
-                    print(to_json(ports));
-                    sleep(2);
-                }"#,
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let (first_tx, first_rx) = std::sync::mpsc::channel();
-        let samples = std::thread::spawn(move || {
-            let mut samples = Vec::new();
-            for line in stdout.lines().map_while(|l| l.ok()) {
-                samples.push(ports(&json(&line)));
-                let _ = first_tx.send(());
-            }
-            samples
-        });
-        first_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the sampler never printed");
-        ListenSampler {
-            child,
-            samples: Some(samples),
-        }
+        let mut sampler = Peer::netsh(
+            r#"loop {
+                let ports = sockets(#{state: "LISTEN"})
+                    .filter(|s| s.local.starts_with("127.0.0.1:") || s.local.starts_with("0.0.0.0:") || s.local.starts_with("[::]:"))
+                    .map(|s| parse_int(s.local.split(":").pop()));
+                print(to_json(ports));
+                sleep(2);
+            }"#,
+        );
+        sampler.expect("[");
+        ListenSampler(sampler)
     }
 
     /// Stops sampling: every port seen listening, and those seen in every sample.
     fn finish(mut self) -> (BTreeSet<u64>, BTreeSet<u64>) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let samples = self.samples.take().unwrap().join().unwrap();
+        let samples: Vec<BTreeSet<u64>> = self
+            .0
+            .output()
+            .lines()
+            .map(|line| ports(&json(line)))
+            .collect();
         let ever = samples.iter().flatten().copied().collect();
         let always = samples.iter().skip(1).fold(samples[0].clone(), |acc, s| {
             acc.intersection(s).copied().collect()
         });
         (ever, always)
-    }
-}
-
-impl Drop for ListenSampler {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -269,10 +238,7 @@ fn reasons_say_open_closed_or_filtered() {
     let silent = full.port;
     let open = TcpListener::bind("127.0.0.1:0").unwrap();
     let open_port = open.local_addr().unwrap().port();
-    let closed = {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().port()
-    };
+    let closed = support::closed_port();
     // 100 ms: the sweep's own connect gives up and decides; 1000 ms: it
     // hands the silent port to the concurrent engine after 250 ms.
     for timeout in [100, 1000] {
@@ -357,12 +323,8 @@ fn report_names_the_owning_process() {
     let _alone = host_listeners();
     let ours = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = ours.local_addr().unwrap().port();
-    let closed = {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        t.local_addr().unwrap().port()
-    };
-    let run = Netsh::new()
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let closed = support::closed_port();
+    let run = Netsh::in_checkout()
         .args([
             "-e",
             &format!("to_json(report::host(\"localhost\", [{port}, {closed}]))"),

@@ -3,24 +3,15 @@
 //! their docs in help(), loaded only when the code names them (outside the
 //! REPL), and broken ones reported without stopping the rest.
 
-mod support;
-
-use std::path::Path;
-
-use support::Netsh;
+use crate::support::{Netsh, write_file};
 
 const GREET: &str = "//! Greetings for tests.\n\n/// Says hello to someone.\n///\n/// ```rhai\n/// greet::hello(\"you\")\n/// ```\nfn hello(name) { `hello ${name}` }\n";
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
 
 /// A plugin in `<config dir>/netsh/plugins` is a namespace named after its file.
 #[test]
 fn plugin_from_config_dir() {
     let cmd = Netsh::new();
-    write(&cmd.home().join("config/netsh/plugins/greet.rhai"), GREET);
+    write_file(&cmd.home().join("config/netsh/plugins/greet.rhai"), GREET);
     let out = cmd.args(["-e", "greet::hello(\"you\")"]).ok().stdout();
     assert_eq!(out, "hello you");
 }
@@ -30,7 +21,7 @@ fn plugin_from_config_dir() {
 #[test]
 fn plugin_from_a_named_folder_is_listed() {
     let cmd = Netsh::new();
-    write(&cmd.home().join("mine/greet.rhai"), GREET);
+    write_file(&cmd.home().join("mine/greet.rhai"), GREET);
     let out = cmd
         .args(["--plugins", "mine", "-e", "let p = plugins().filter(|p| !p.bundled); [p.len(), p[0].name, p[0].description, p[0].path.ends_with(\"mine/greet.rhai\"), p[0].functions]"])
         .ok()
@@ -55,18 +46,18 @@ fn only_named_plugins_are_loaded() {
         )
     };
     let plugins = folder.path().join("p");
-    write(
+    write_file(
         &plugins.join("a.rhai"),
         &format!(
             "{}let early = b::two();\nfn run() {{ `a+${{b::two()}}` }}",
             logs("a")
         ),
     );
-    write(
+    write_file(
         &plugins.join("b.rhai"),
         &format!("{}fn two() {{ 2 }}", logs("b")),
     );
-    write(
+    write_file(
         &plugins.join("c.rhai"),
         &format!(
             "{}/// Never needed.\n///\n/// ```rhai\n/// c::unused()\n/// ```\nfn unused() {{ 3 }}",
@@ -95,8 +86,8 @@ fn only_named_plugins_are_loaded() {
 fn plugin_next_to_the_script() {
     let cmd = Netsh::new();
     let project = tempfile::tempdir().unwrap();
-    write(&project.path().join("plugins/greet.rhai"), GREET);
-    write(
+    write_file(&project.path().join("plugins/greet.rhai"), GREET);
+    write_file(
         &project.path().join("scripts/run.rhai"),
         "print(greet::hello(\"script\"))",
     );
@@ -111,7 +102,7 @@ fn plugin_next_to_the_script() {
 #[test]
 fn plugin_docs_in_help() {
     let cmd = Netsh::new();
-    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    write_file(&cmd.home().join("plugins/greet.rhai"), GREET);
     let out = cmd
         .args([
             "--plugins",
@@ -132,12 +123,12 @@ fn plugin_docs_in_help() {
 #[test]
 fn broken_plugin_is_reported_and_others_load() {
     let cmd = Netsh::new();
-    write(
+    write_file(
         &cmd.home().join("plugins/aaa_broken.rhai"),
         "fn ok() { 1 }\nfn bad( { \n",
     );
-    write(&cmd.home().join("plugins/greet.rhai"), GREET);
-    write(
+    write_file(&cmd.home().join("plugins/greet.rhai"), GREET);
+    write_file(
         &cmd.home().join("plugins/zzz_fails.rhai"),
         "throw \"cannot start\";\n",
     );
@@ -178,19 +169,19 @@ fn shipped_services_plugin() {
 #[test]
 fn precedence_and_invalid_names() {
     let cmd = Netsh::new();
-    write(
+    write_file(
         &cmd.home().join("plugins/greet.rhai"),
         "fn hello(n) { `local ${n}` }",
     );
-    write(
+    write_file(
         &cmd.home().join("later/greet.rhai"),
         "fn hello(n) { `later ${n}` }",
     );
-    write(
+    write_file(
         &cmd.home().join("config/netsh/plugins/greet.rhai"),
         "fn hello(n) { `config ${n}` }",
     );
-    write(&cmd.home().join("plugins/my-plugin.rhai"), "fn x() { 1 }");
+    write_file(&cmd.home().join("plugins/my-plugin.rhai"), "fn x() { 1 }");
     let run = cmd
         .args([
             "--plugins",
@@ -215,7 +206,7 @@ fn precedence_and_invalid_names() {
 #[test]
 fn wrong_call_to_a_plugin_function_names_it() {
     let cmd = Netsh::new();
-    write(&cmd.home().join("plugins/greet.rhai"), GREET);
+    write_file(&cmd.home().join("plugins/greet.rhai"), GREET);
     let run = cmd
         .args(["--plugins", "plugins", "-e", "greet::hello(1, 2)"])
         .output();

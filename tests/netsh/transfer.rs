@@ -3,12 +3,6 @@
 //! interoperates with plain sockets the way `nc` does. Real sockets on
 //! loopback, real files in temporary folders.
 
-mod support;
-
-use support::wire::{
-    hash, header, header_version, read_go, read_ready, read_reply, refusal_for, start,
-};
-
 use std::{
     io::{Read, Write},
     net::{Shutdown, SocketAddr, TcpListener, TcpStream},
@@ -22,7 +16,13 @@ use netsh::net::{
     transfer::{self, FileServer, ProgressReport, ReceiveOptions, SendOptions},
 };
 use rhai::{Dynamic, Map};
-use sha2::{Digest, Sha256};
+
+use crate::support::{
+    self, Peer, Terminal, closed_port, has_tool, pseudo_random, sha256_hex, sink_on,
+    wire::{
+        hash, header, header_version, read_go, read_ready, read_reply, refusal_for, serve, start,
+    },
+};
 
 /// SHA-256 of exactly 1 GiB of zero bytes.
 const SHA256_OF_1GIB_OF_ZEROS: &str =
@@ -54,29 +54,6 @@ fn field(map: &Map, key: &str) -> String {
         .unwrap_or_else(|| panic!("no '{key}' in {map:?}"))
 }
 
-/// Deterministic, incompressible-looking test data.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
-
-fn sha_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-fn serve(dir: &Path, options: ReceiveOptions) -> FileServer {
-    transfer::serve(loopback(), dir, options, false).expect("starting serve_files")
-}
-
 fn send(
     server: &FileServer,
     path: &Path,
@@ -96,7 +73,7 @@ fn small_and_odd_sized_files_round_trip() {
         .into_iter()
         .enumerate()
     {
-        let data = pattern(len, i as u64);
+        let data = pseudo_random(len, i as u64);
         let path = tmp.path().join(format!("file-{len}.bin"));
         std::fs::write(&path, &data).unwrap();
         let sent = eval_map(&format!(
@@ -105,7 +82,7 @@ fn small_and_odd_sized_files_round_trip() {
             path.display()
         ));
         assert_eq!(field(&sent, "bytes"), len.to_string());
-        assert_eq!(field(&sent, "sha256"), sha_hex(&data));
+        assert_eq!(field(&sent, "sha256"), sha256_hex(&data));
         assert_eq!(field(&sent, "verified"), "true");
         let stored = std::fs::read(inbox.join(format!("file-{len}.bin"))).unwrap();
         assert_eq!(stored, data, "{len}-byte file differs");
@@ -155,13 +132,7 @@ fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u
         server.addr(),
         file.display()
     );
-    let mut child = Command::new(support::netsh_bin())
-        .arg("-e")
-        .arg(&code)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting netsh");
+    let mut sender = Peer::netsh(&code);
     let refused_before = server.refused();
     let started = Instant::now();
     loop {
@@ -169,19 +140,18 @@ fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u
         if have >= at_least {
             break;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
-            panic!("netsh ended before it was killed ({status}): {err}");
-        }
+        assert!(
+            sender.running(),
+            "netsh ended before it was killed: {}",
+            sender.output()
+        );
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the upload never got going"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    drop(sender); // SIGKILL
     // The receiver notices the closed connection and gives up on it.
     support::wait_until(
         Duration::from_secs(10),
@@ -194,7 +164,7 @@ fn kill_sender_midway(server: &FileServer, file: &Path, part: &Path, at_least: u
 #[test]
 fn killed_sender_leaves_nothing_and_the_retry_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(12 << 20, 42);
+    let data = pseudo_random(12 << 20, 42);
     let file = tmp.path().join("video.bin");
     std::fs::write(&file, &data).unwrap();
     let inbox = tmp.path().join("in");
@@ -235,7 +205,7 @@ fn killed_sender_leaves_nothing_and_the_retry_resumes() {
 #[test]
 fn corrupted_part_file_restarts_the_upload() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(8 << 20, 7);
+    let data = pseudo_random(8 << 20, 7);
     let file = tmp.path().join("archive.tar");
     std::fs::write(&file, &data).unwrap();
     let inbox = tmp.path().join("in");
@@ -482,7 +452,7 @@ fn twenty_concurrent_uploads_all_verified() {
     let server = serve(&inbox, ReceiveOptions::default());
     let mut originals = Vec::new();
     for i in 0..20u64 {
-        let data = pattern(100_000 + 37_000 * i as usize, 100 + i);
+        let data = pseudo_random(100_000 + 37_000 * i as usize, 100 + i);
         let path = tmp.path().join(format!("upload-{i}.dat"));
         std::fs::write(&path, &data).unwrap();
         originals.push((path, data));
@@ -510,22 +480,15 @@ fn twenty_concurrent_uploads_all_verified() {
 #[test]
 fn raw_send_to_a_plain_listener_like_nc() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(3_000_017, 9);
+    let data = pseudo_random(3_000_017, 9);
     let file = tmp.path().join("raw.bin");
     std::fs::write(&file, &data).unwrap();
-    let listener = TcpListener::bind("[::1]:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let nc = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).unwrap();
-        got
-    });
+    let (addr, nc) = sink_on("[::1]:0");
     let sent = eval_map(&format!(
-        r#"send_file("[::1]:{port}", "{}", #{{raw: true, progress: false, hash: true}})"#,
+        r#"send_file("{addr}", "{}", #{{raw: true, progress: false, hash: true}})"#,
         file.display()
     ));
-    assert_eq!(field(&sent, "sha256"), sha_hex(&data));
+    assert_eq!(field(&sent, "sha256"), sha256_hex(&data));
     assert_eq!(field(&sent, "verified"), "false");
     assert!(
         nc.join().unwrap() == data,
@@ -537,19 +500,12 @@ fn raw_send_to_a_plain_listener_like_nc() {
 #[test]
 fn raw_send_skips_the_hash_unless_asked() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(100_003, 5);
+    let data = pseudo_random(100_003, 5);
     let file = tmp.path().join("plain.bin");
     std::fs::write(&file, &data).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sink = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).unwrap();
-        got
-    });
+    let (addr, sink) = sink_on("127.0.0.1:0");
     let sent = eval_map(&format!(
-        r#"send_file("127.0.0.1:{port}", "{}", #{{raw: true, progress: false}})"#,
+        r#"send_file("{addr}", "{}", #{{raw: true, progress: false}})"#,
         file.display()
     ));
     assert_eq!(field(&sent, "sha256"), "");
@@ -564,7 +520,7 @@ fn raw_send_skips_the_hash_unless_asked() {
 #[test]
 fn raw_receive_from_a_plain_sender_like_nc() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(1_500_001, 11);
+    let data = pseudo_random(1_500_001, 11);
     let inbox = tmp.path().join("in");
     let listener = netsh::net::tcp::listen(loopback()).unwrap();
     let addr = listener.addr().ip().expect("a TCP listener");
@@ -587,7 +543,7 @@ fn raw_receive_from_a_plain_sender_like_nc() {
     nc.join().unwrap();
     assert_eq!(received.bytes, data.len() as u64);
     assert!(!received.verified);
-    assert_eq!(hex::encode(received.sha256), sha_hex(&data));
+    assert_eq!(hex::encode(received.sha256), sha256_hex(&data));
     assert!(std::fs::read(inbox.join("f")).unwrap() == data);
 }
 
@@ -597,7 +553,7 @@ fn raw_receive_from_a_plain_sender_like_nc() {
 fn progress_closure_gets_figures() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("p.bin");
-    std::fs::write(&file, pattern(2_000_000, 3)).unwrap();
+    std::fs::write(&file, pseudo_random(2_000_000, 3)).unwrap();
     let code = format!(
         r#"
         let s = serve_files("127.0.0.1:0", "{dir}");
@@ -640,11 +596,7 @@ fn send_file_on_a_conn_and_recv_file_on_a_listener() {
     );
 
     // recv_file(listener, dir, options) in Rhai, fed by the Rust sender.
-    let port = TcpListener::bind(loopback())
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let dir = tmp.path().join("in2");
     let code = format!(
         r#"recv_file(listen("127.0.0.1:{port}"), "{}", #{{timeout: 10000}})"#,
@@ -747,29 +699,21 @@ fn a_client_following_protocol_md_gets_the_documented_bytes() {
 /// With the real OpenBSD `nc` installed, raw mode works both ways: `nc -l > f` receives, `nc -N host port < f` sends (skipped, saying so, without nc).
 #[test]
 fn raw_mode_interoperates_with_real_nc() {
-    let has_nc = Command::new("nc")
-        .arg("-h")
-        .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .is_ok();
-    if !has_nc {
-        eprintln!(
-            "SKIPPED raw_mode_interoperates_with_real_nc: nc is not installed (apt-get install netcat-openbsd)"
-        );
+    if !has_tool(
+        "raw_mode_interoperates_with_real_nc",
+        "nc",
+        &["-h"],
+        "netcat-openbsd",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(2_000_003, 5);
+    let data = pseudo_random(2_000_003, 5);
     let file = tmp.path().join("to-nc.bin");
     std::fs::write(&file, &data).unwrap();
 
     // netsh → `nc -l 127.0.0.1 PORT > out`
-    let port = TcpListener::bind(loopback())
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let out = tmp.path().join("from-netsh.bin");
     let mut nc = Command::new("nc")
         .args(["-l", "127.0.0.1", &port.to_string()])
@@ -831,23 +775,14 @@ fn raw_mode_interoperates_with_real_nc() {
 fn a_receiver_that_exits_after_wait_still_confirms() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("last.bin");
-    std::fs::write(&file, pattern(3_000_000, 1)).unwrap();
+    std::fs::write(&file, pseudo_random(3_000_000, 1)).unwrap();
     for round in 0..3 {
-        let port = TcpListener::bind(loopback())
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = closed_port();
         let dir = tmp.path().join(format!("in{round}"));
-        let mut receiver = Command::new(support::netsh_bin())
-            .arg("-e")
-            .arg(format!(
-                r#"let s = serve_files("127.0.0.1:{port}", "{}"); s.wait(1, 20000)"#,
-                dir.display()
-            ))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut receiver = Peer::netsh(&format!(
+            r#"let s = serve_files("127.0.0.1:{port}", "{}"); s.wait(1, 20000)"#,
+            dir.display()
+        ));
         let target = addr::parse_target(&format!("127.0.0.1:{port}")).unwrap();
         let started = Instant::now();
         let sent = loop {
@@ -862,7 +797,12 @@ fn a_receiver_that_exits_after_wait_still_confirms() {
             }
         };
         assert!(sent.verified);
-        assert!(receiver.wait().unwrap().success());
+        assert_eq!(
+            receiver.wait_exit(Duration::from_secs(30)),
+            Some(0),
+            "round {round}: {}",
+            receiver.output()
+        );
     }
 }
 
@@ -871,7 +811,7 @@ fn a_receiver_that_exits_after_wait_still_confirms() {
 fn a_second_upload_of_the_same_name_is_busy() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("same.bin");
-    std::fs::write(&file, pattern(8 << 20, 2)).unwrap();
+    std::fs::write(&file, pseudo_random(8 << 20, 2)).unwrap();
     let inbox = tmp.path().join("in");
     let server = serve(&inbox, ReceiveOptions::default());
     let slow = SendOptions {
@@ -901,22 +841,17 @@ fn a_second_upload_of_the_same_name_is_busy() {
 /// On a terminal, `send_file` draws a progress bar with rate and ETA on stderr.
 #[test]
 fn a_terminal_gets_a_progress_bar() {
-    use expectrl::{Expect, Session};
+    use expectrl::Expect;
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("bar.bin");
-    std::fs::write(&file, pattern(4 << 20, 8)).unwrap();
+    std::fs::write(&file, pseudo_random(4 << 20, 8)).unwrap();
     let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.arg("-e")
-        .arg(format!(
-            r#"send_file("{}", "{}", #{{rate_limit: 2000000}}).verified"#,
-            server.addr(),
-            file.display()
-        ))
-        .env("TERM", "xterm")
-        .env("NO_COLOR", "1");
-    let mut pty = Session::spawn(cmd).expect("netsh in a pty");
-    pty.set_expect_timeout(Some(Duration::from_secs(15)));
+    let code = format!(
+        r#"send_file("{}", "{}", #{{rate_limit: 2000000}}).verified"#,
+        server.addr(),
+        file.display()
+    );
+    let mut pty = Terminal::new(tmp.path()).args(["-e", &code]).spawn();
     pty.expect("ETA").expect("a progress bar with an ETA");
     pty.expect("true").expect("the upload to finish verified");
     server.stop();
@@ -925,25 +860,18 @@ fn a_terminal_gets_a_progress_bar() {
 /// Ctrl-C in the REPL stops an upload (nothing under the final name), the prompt comes back, and sending again resumes.
 #[test]
 fn ctrl_c_stops_an_upload_and_the_retry_resumes() {
-    use expectrl::{ControlCode, Expect, Session};
+    use expectrl::{ControlCode, Expect};
     use std::io::Read as _;
     let tmp = tempfile::tempdir().unwrap();
-    let data = pattern(8 << 20, 13);
+    let data = pseudo_random(8 << 20, 13);
     let file = tmp.path().join("ctrl-c.bin");
     std::fs::write(&file, &data).unwrap();
     let inbox = tmp.path().join("in");
     let server = serve(&inbox, ReceiveOptions::default());
     let part = inbox.join(".ctrl-c.bin.netsh-part");
 
-    let mut cmd = Command::new(support::netsh_bin());
-    cmd.env("XDG_CONFIG_HOME", tmp.path().join("config"))
-        .env("XDG_DATA_HOME", tmp.path().join("data"))
-        .env("NO_COLOR", "1")
-        .env("TERM", "xterm")
-        .current_dir(tmp.path());
-    let mut pty = Session::spawn(cmd).expect("the REPL in a pty");
+    let mut pty = support::repl(tmp.path());
     pty.set_expect_timeout(Some(Duration::from_secs(20)));
-    pty.expect("netsh> ").expect("the first prompt");
     let addr = server.addr();
     pty.send_line(format!(
         r#"send_file("{addr}", "{}", #{{rate_limit: 2000000, progress: false}})"#,
@@ -1078,7 +1006,7 @@ fn a_raw_send_of_a_shrinking_file_resets_the_connection() {
         for zero_copy in [true, false] {
             let what = format!("netsh receiver: {netsh_side}, zero_copy: {zero_copy}");
             let file = tmp.path().join("shrinking.bin");
-            std::fs::write(&file, pattern(8 << 20, 21)).unwrap();
+            std::fs::write(&file, pseudo_random(8 << 20, 21)).unwrap();
             let inbox = tmp.path().join("in");
             let (receiver, addr) = RawReceiver::start(netsh_side, &inbox);
             let options = SendOptions {
@@ -1114,7 +1042,7 @@ fn a_raw_send_of_a_shrinking_file_resets_the_connection() {
 fn a_raw_send_stopped_by_its_progress_closure_resets_the_connection() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("stopped.bin");
-    std::fs::write(&file, pattern(8 << 20, 22)).unwrap();
+    std::fs::write(&file, pseudo_random(8 << 20, 22)).unwrap();
     for netsh_side in [true, false] {
         let what = format!("netsh receiver: {netsh_side}");
         let inbox = tmp.path().join("in");

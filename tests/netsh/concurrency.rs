@@ -2,17 +2,14 @@
 //! (no deadlock, no "Data race detected"), stop that always stops, the jobs
 //! table, shared state on purpose, and both shapes of `serve` under load.
 
-mod support;
-
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use support::Netsh;
+use crate::support::{Netsh, Peer, ask, line_client, many_clients, skip};
 
 /// The snippet a new user writes first: a task captures the listener the
 /// main thread accepts on. It used to hang forever; on both families it
@@ -248,7 +245,7 @@ fn a_script_ends_with_its_main_body() {
 /// process's thread count (read from outside) returns to where it was.
 #[test]
 fn stopped_work_leaves_no_thread_behind() {
-    let server = Server::start(
+    let mut server = Peer::netsh(
         r#"let ctl = listen("127.0.0.1:0"); print(ctl.port);
            let c = ctl.accept(); c.recv_line();
            for i in 0..5 { task(|| loop {}) }
@@ -258,7 +255,7 @@ fn stopped_work_leaves_no_thread_behind() {
            c.send_line("started"); c.recv_line();
            stop_all(); c.send_line("stopped"); c.recv_line();"#,
     );
-    let mut control = server.connect();
+    let mut control = line_client(server.port());
     let before = server.status("Threads:");
     assert_eq!(ask(&mut control, "start"), "started");
     let busy = server.status("Threads:");
@@ -275,100 +272,12 @@ fn stopped_work_leaves_no_thread_behind() {
     );
 }
 
-/// A netsh server started in the background, killed on drop; `port` is what
-/// it printed first, and its later stdout lines arrive on `lines`.
-struct Server {
-    child: Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(code: &str) -> Server {
-        let mut child = Command::new(support::netsh_bin())
-            .arg("-e")
-            .arg(code)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting netsh");
-        let stdout = child.stdout.take().expect("netsh stdout");
-        let (tx, lines) = std::sync::mpsc::channel();
-        // Read everything the server prints, so it never blocks on a full pipe.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(15))
-            .expect("the server's port");
-        let port = first
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("netsh printed {first:?}, not a port"));
-        Server { child, port, lines }
-    }
-
-    fn connect(&self) -> BufReader<TcpStream> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connecting");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        BufReader::new(stream)
-    }
-
-    /// A field of /proc/PID/status, in its unit (kB for memory).
-    fn status(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("reading the server's status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in the server's status"))
-    }
-
-    /// Waits (up to 10 s) for a printed line with `text` in it.
-    fn expect_line(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(text) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("the server never printed {text:?}; it printed {seen:?}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ask(conn: &mut BufReader<TcpStream>, line: &str) -> String {
-    conn.get_mut()
-        .write_all(format!("{line}\n").as_bytes())
-        .unwrap();
-    let mut reply = String::new();
-    conn.read_line(&mut reply).unwrap();
-    reply.trim_end().to_string()
-}
-
 /// The event shape echoes for 200 concurrent clients × 50 lines, keeps
 /// per-connection state in `c.state`, and calls on_open and on_close once
 /// per connection.
 #[test]
 fn event_serve_handles_200_clients_and_counts_opens_and_closes() {
-    let server = Server::start(
+    let mut server = Peer::netsh(
         r#"let opened = share(0); let closed = share(0);
            let s = serve("127.0.0.1:0", #{
                on_open: |c| { opened.add(1); c.state = 0 },
@@ -381,26 +290,9 @@ fn event_serve_handles_200_clients_and_counts_opens_and_closes() {
            });
            print(s.port); s.wait();"#,
     );
-    let port = server.port;
-    let clients: Vec<_> = (0..200)
-        .map(|client| {
-            thread::spawn(move || {
-                let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(30)))
-                    .unwrap();
-                let mut conn = BufReader::new(stream);
-                for trip in 1..=50 {
-                    let line = format!("client {client} trip {trip}");
-                    assert_eq!(ask(&mut conn, &line), format!("{trip} {line}"));
-                }
-            })
-        })
-        .collect();
-    for client in clients {
-        client.join().expect("a client saw a wrong reply");
-    }
-    let mut control = server.connect();
+    let port = server.port();
+    many_clients(port, 200, 50, |line, trip| format!("{trip} {line}"));
+    let mut control = line_client(port);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let counts = ask(&mut control, "counts?");
@@ -416,11 +308,12 @@ fn event_serve_handles_200_clients_and_counts_opens_and_closes() {
 /// closed; the server goes on serving other clients.
 #[test]
 fn event_serve_reports_a_handler_error_and_keeps_serving() {
-    let server = Server::start(
+    let mut server = Peer::netsh(
         r#"let s = serve("127.0.0.1:0", #{on_line: |c, line| { if line == "bad" { throw "bad line" } c.send_line(line) }});
            print(s.port); s.wait();"#,
     );
-    let mut bad = server.connect();
+    let port = server.port();
+    let mut bad = line_client(port);
     bad.get_mut().write_all(b"bad\n").unwrap();
     let mut rest = String::new();
     assert_eq!(
@@ -428,12 +321,11 @@ fn event_serve_reports_a_handler_error_and_keeps_serving() {
         0,
         "the connection closes"
     );
-    let mut good = server.connect();
+    let mut good = line_client(port);
     assert_eq!(ask(&mut good, "fine"), "fine");
-    let report = server.expect_line("bad line");
+    let report = server.expect("bad line");
     assert!(
-        report.starts_with(&format!("serve {}: 127.0.0.1:", server.port))
-            && report.contains("-e:1:"),
+        report.starts_with(&format!("serve {port}: 127.0.0.1:")) && report.contains("-e:1:"),
         "{report}"
     );
 }
@@ -466,12 +358,13 @@ fn event_handlers_may_not_wait() {
 /// written.
 #[test]
 fn event_serve_pushes_back_on_a_client_that_does_not_read() {
-    let server = Server::start(
+    let mut server = Peer::netsh(
         r#"let s = serve("127.0.0.1:0", #{on_data: |c, d| c.send(d), quiet: true}); print(s.port); s.wait();"#,
     );
+    let port = server.port();
     thread::sleep(Duration::from_millis(200));
     let before = server.status("VmRSS:");
-    let stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_write_timeout(Some(Duration::from_secs(2)))
         .unwrap();
@@ -505,7 +398,10 @@ fn event_serve_holds_10000_idle_connections() {
     const IDLE: usize = 10_000;
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     if hard < (IDLE as u64 + 1000) {
-        eprintln!("SKIPPED: the open-file hard limit is {hard}; {IDLE} idle connections need more");
+        skip(
+            "event_serve_holds_10000_idle_connections",
+            &format!("the open-file hard limit is {hard}; {IDLE} idle connections need more"),
+        );
         return;
     }
     if soft < hard {
@@ -514,18 +410,19 @@ fn event_serve_holds_10000_idle_connections() {
     // Every address (IPv4 and IPv6), so the clients can spread over
     // 127.0.0.1–127.0.0.4: each destination has its own range of source
     // ports, which other tests on this machine also draw from.
-    let server = Server::start(
+    let mut server = Peer::netsh(
         r#"let s = serve(0, #{on_line: |c, line| c.send_line(line), quiet: true}); print(s.port); s.wait();"#,
     );
+    let port = server.port();
     let mut idle = Vec::with_capacity(IDLE);
     for i in 0..IDLE {
         let host = format!("127.0.0.{}", 1 + i % 4);
-        match TcpStream::connect((host.as_str(), server.port)) {
+        match TcpStream::connect((host.as_str(), port)) {
             Ok(stream) => idle.push(stream),
             Err(e) => panic!("idle connection {i} to {host}: {e}"),
         }
     }
-    let mut probe = server.connect();
+    let mut probe = line_client(port);
     assert_eq!(ask(&mut probe, "still serving"), "still serving");
     let threads = server.status("Threads:");
     assert!(threads < 32, "{threads} threads for {IDLE} connections");
@@ -551,23 +448,16 @@ fn max_connections_makes_extra_clients_wait() {
             let with_limit = handler.replacen("#{", "#{max_connections: 2, quiet: true, ", 1);
             format!(r#"let s = serve("127.0.0.1:0", {with_limit}); print(s.port); s.wait();"#)
         };
-        let server = Server::start(&code);
-        let mut a = server.connect();
-        let mut b = server.connect();
+        let mut server = Peer::netsh(&code);
+        let port = server.port();
+        let mut a = line_client(port);
+        let mut b = line_client(port);
         assert_eq!(ask(&mut a, "a"), "a");
         assert_eq!(ask(&mut b, "b"), "b");
-        let third = thread::spawn({
-            let port = server.port;
-            move || {
-                let stream =
-                    TcpStream::connect(("127.0.0.1", port)).expect("the third client connects");
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                let started = Instant::now();
-                let mut conn = BufReader::new(stream);
-                (ask(&mut conn, "c"), started.elapsed())
-            }
+        let third = thread::spawn(move || {
+            let mut conn = line_client(port);
+            let started = Instant::now();
+            (ask(&mut conn, "c"), started.elapsed())
         });
         thread::sleep(Duration::from_millis(500));
         assert!(

@@ -3,9 +3,7 @@
 //! still runs and shows the TCP states; a port argument is honoured and a
 //! wrong one gets the usage line.
 
-mod support;
-
-use support::{Netsh, skip};
+use crate::support::{self, Netsh, skip};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/handshake.rhai");
 
@@ -36,10 +34,10 @@ fn check_dialogue(out: &str) {
 /// of a closed port and the lone UDP datagram.
 #[test]
 fn handshake_demo_shows_the_real_segments() {
-    if let Some(why) = support::capture_unavailable() {
-        skip("handshake_demo_shows_the_real_segments", &why);
-        return;
-    }
+    support::skip_if!(
+        "handshake_demo_shows_the_real_segments",
+        support::capture_unavailable()
+    );
     let out = Netsh::new().arg(SCRIPT).ok().stdout();
     check_dialogue(&out);
     let lines: Vec<&str> = out.lines().collect();
@@ -73,10 +71,10 @@ fn handshake_demo_shows_the_real_segments() {
 /// one line on how to see the packets, and no packet lines.
 #[test]
 fn handshake_demo_without_privileges_shows_the_states() {
-    if let Some(why) = support::nobody_unavailable() {
-        skip("handshake_demo_without_privileges_shows_the_states", &why);
-        return;
-    }
+    support::skip_if!(
+        "handshake_demo_without_privileges_shows_the_states",
+        support::nobody_unavailable()
+    );
     let cmd = Netsh::nobody();
     // A copy in the home nobody may read: the checkout may not be.
     let script = cmd.home().join("handshake.rhai");
@@ -94,20 +92,13 @@ fn handshake_demo_without_privileges_shows_the_states() {
     assert!(out.contains("client → server  SYN\n"), "{out}");
 }
 
-/// A port in 20000–32767 for the `tries`-th attempt: below the ephemeral
-/// range, spread by this process's id so parallel runs differ.
-fn fixed_port(tries: u32) -> u16 {
-    let port = 20000 + (std::process::id() + tries * 997) % 12768;
-    u16::try_from(port).expect("a port below 32768")
-}
-
 /// `handshake.rhai PORT` serves on that port; a wrong argument prints the usage.
 #[test]
 fn handshake_demo_takes_a_port_and_explains_its_arguments() {
     let mut tries = 0;
     let out = loop {
         // A fixed port below the ephemeral range, retried if taken.
-        let port = fixed_port(tries);
+        let port = support::fixed_port(tries);
         let run = Netsh::new().args([SCRIPT, &port.to_string()]).output();
         if run.code() == Some(0) {
             let out = run.stdout();
@@ -143,16 +134,13 @@ fn handshake_demo_takes_a_port_and_explains_its_arguments() {
 /// number on ::1, going on all through the run, never shows up in it.
 #[test]
 fn handshake_demo_ignores_the_same_port_on_another_address() {
-    if let Some(why) = support::capture_unavailable() {
-        skip(
-            "handshake_demo_ignores_the_same_port_on_another_address",
-            &why,
-        );
-        return;
-    }
+    support::skip_if!(
+        "handshake_demo_ignores_the_same_port_on_another_address",
+        support::capture_unavailable()
+    );
     let mut tries = 0;
     let (port, other) = loop {
-        let port = fixed_port(tries);
+        let port = support::fixed_port(tries);
         match std::net::TcpListener::bind(("::1", port)) {
             Ok(other) => break (port, other),
             Err(e) => {

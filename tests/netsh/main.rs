@@ -1,0 +1,43 @@
+//! netsh's integration tests: the real binary (and, for the upload
+//! receiver, the library) against real peers on loopback and a real
+//! pseudo-terminal. One test crate, so the suite builds and links once.
+//!
+//! # Layout
+//!
+//! - `support/` — what every file shares: running netsh and explaining a
+//!   failure ([`support::Netsh`]), background programs ([`support::Peer`]),
+//!   the REPL in a pseudo-terminal ([`support::Terminal`]), ports, skips;
+//!   `support/http.rs` (a hyper server), `support/nginx.rs`,
+//!   `support/wire.rs` (a raw upload-protocol client).
+//! - One file per capability or part of the shell, named after it: `tcp`,
+//!   `udp`, `unix`, `tls`, `concurrency` (tasks and `serve`), `transfer`
+//!   and `receiver` (uploads), `fetch` and `download`, `capture`,
+//!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
+//!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
+//!   folder), `docs`.
+//!
+//! Run one file's tests with `cargo test --test netsh tcp::`.
+
+mod support;
+
+mod anywhere;
+mod bad_input;
+mod capture;
+mod cli;
+mod concurrency;
+mod docs;
+mod download;
+mod errors;
+mod fetch;
+mod handshake;
+mod interact;
+mod names_ports;
+mod plugins;
+mod receiver;
+mod repl;
+mod scan;
+mod tcp;
+mod tls;
+mod transfer;
+mod udp;
+mod unix;
