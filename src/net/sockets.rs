@@ -13,7 +13,7 @@ use rhai::plugin::*;
 use rhai::{Array, Map};
 
 use crate::error::{Error, Result};
-use crate::net::addr;
+use crate::net::{addr, options::Options};
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
@@ -82,57 +82,59 @@ pub struct Filter {
 
 impl Filter {
     fn from_map(map: &Map) -> Result<Self> {
-        let mut filter = Filter::default();
-        for (key, value) in map {
-            match key.as_str() {
-                "port" => {
-                    let n = value.as_int().map_err(|t| {
-                        Error::invalid(format!("filter 'port' must be a number, not {t}"))
-                    })?;
-                    filter.port = Some(addr::port(n)?);
-                }
-                "proto" => {
-                    let proto = value.clone().into_string().map_err(|t| {
-                        Error::invalid(format!("filter 'proto' must be a string, not {t}"))
-                    })?;
-                    let proto = proto.to_ascii_lowercase();
-                    if !matches!(proto.as_str(), "tcp" | "udp" | "tcp6" | "udp6") {
-                        return Err(Error::invalid(format!(
-                            "filter 'proto' must be \"tcp\" or \"udp\", not \"{proto}\""
-                        )));
-                    }
-                    filter.proto = Some(proto);
-                }
-                "state" => {
-                    let state = value.clone().into_string().map_err(|t| {
-                        Error::invalid(format!("filter 'state' must be a string, not {t}"))
-                    })?;
-                    let state = state.to_ascii_uppercase();
-                    if !STATES.contains(&state.as_str()) {
-                        return Err(Error::invalid(format!(
-                            "unknown state '{state}' (use one of {})",
-                            STATES.join(", ")
-                        )));
-                    }
-                    filter.state = Some(state);
-                }
-                "pid" => {
-                    let n = value.as_int().map_err(|t| {
-                        Error::invalid(format!("filter 'pid' must be a number, not {t}"))
-                    })?;
-                    filter.pid = Some(
-                        i32::try_from(n)
-                            .map_err(|_| Error::invalid(format!("pid {n} is out of range")))?,
-                    );
-                }
-                other => {
+        let options = Options::new(map, &["port", "proto", "state", "pid"])?;
+        let port = match options.value("port") {
+            None => None,
+            Some(v) => {
+                let n = v
+                    .as_int()
+                    .map_err(|_| options.wrong("port", "a port number", v))?;
+                Some(addr::port(n)?)
+            }
+        };
+        let proto = match options.text("proto")? {
+            None => None,
+            Some(proto) => {
+                let proto = proto.to_ascii_lowercase();
+                if !matches!(proto.as_str(), "tcp" | "udp" | "tcp6" | "udp6") {
                     return Err(Error::invalid(format!(
-                        "unknown filter key '{other}' (use port, proto, state, pid)"
+                        "option 'proto' must be \"tcp\" or \"udp\", not \"{proto}\""
                     )));
                 }
+                Some(proto)
             }
-        }
-        Ok(filter)
+        };
+        let state = match options.text("state")? {
+            None => None,
+            Some(state) => {
+                let state = state.to_ascii_uppercase();
+                if !STATES.contains(&state.as_str()) {
+                    return Err(Error::invalid(format!(
+                        "unknown state '{state}' (use one of {})",
+                        STATES.join(", ")
+                    )));
+                }
+                Some(state)
+            }
+        };
+        let pid = match options.value("pid") {
+            None => None,
+            Some(v) => {
+                let n = v
+                    .as_int()
+                    .map_err(|_| options.wrong("pid", "a process id", v))?;
+                Some(
+                    i32::try_from(n)
+                        .map_err(|_| Error::invalid(format!("pid {n} is out of range")))?,
+                )
+            }
+        };
+        Ok(Filter {
+            port,
+            proto,
+            state,
+            pid,
+        })
     }
 }
 

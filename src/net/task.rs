@@ -318,7 +318,9 @@ mod api {
         jobs::running().iter().map(|job| job.handle()).collect()
     }
 
-    /// Stops every task, server and file server; returns how many ran.
+    /// Stops every task, server and file server, and waits a moment (at most
+    /// a second) for them to end, so `jobs()` then lists none; returns how
+    /// many ran.
     ///
     /// ```rhai
     /// stop_all()   // 2

@@ -6,9 +6,12 @@
 //! typed at the prompt, or a `join()` given up with Ctrl-C) would spin on
 //! with nothing able to reach it.
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use rhai::Dynamic;
@@ -57,12 +60,29 @@ pub fn running() -> Vec<Arc<dyn Job>> {
     }
 }
 
-/// Stops every running job; returns how many there were.
+/// How long `stop_all` gives the stopped jobs to notice and end.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Stops every running job; returns how many there were. Stopping is a
+/// request each job's thread notices at its next wait or loop step, so this
+/// then waits for them to end (at most [`STOP_GRACE`] in all, less on
+/// Ctrl-C): right after it, `jobs()` lists none of them.
 pub fn stop_all() -> usize {
     let jobs = running();
     for job in &jobs {
         job.stop();
     }
+    let endings: Vec<_> = jobs.iter().map(|job| job.ended()).collect();
+    // On a thread that may not block (an event handler) there is no wait.
+    let _ = super::block_on(async move {
+        let all_ended = async {
+            for mut ended in endings {
+                let _ = ended.wait_for(|done| *done).await;
+            }
+        };
+        let _ = tokio::time::timeout(STOP_GRACE, all_ended).await;
+        Ok(())
+    });
     jobs.len()
 }
 

@@ -53,7 +53,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "sockets(#{bogus: 1})",
-        "sockets: unknown filter key 'bogus'",
+        "sockets: unknown option 'bogus' (known: port, proto, state, pid)",
     ),
     (
         "sockets(#{port: 70000})",
@@ -61,11 +61,11 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "sockets(#{port: \"x\"})",
-        "sockets: filter 'port' must be a number",
+        "sockets: option 'port': expected a port number, not a string",
     ),
     (
         "sockets(#{proto: \"icmp\"})",
-        "sockets: filter 'proto' must be \"tcp\" or \"udp\"",
+        "sockets: option 'proto' must be \"tcp\" or \"udp\"",
     ),
     ("sleep(-5)", "sleep: ms must be 0 or more, not -5"),
     (

@@ -470,7 +470,7 @@ fn bad_tls_options_say_what_is_wrong() {
         ),
         (
             r#"connect("127.0.0.1:9", #{tls: 1})"#,
-            "option 'tls' must be true or a map",
+            "option 'tls': expected true or a map like #{ca: \"ca.pem\"}, not a number",
         ),
         (
             r#"connect("127.0.0.1:9", #{tls: #{ca: "missing.pem"}})"#,

@@ -210,10 +210,11 @@ fn option_map(value: &Dynamic, known: &[&str]) -> Result<Option<Map>> {
         return Ok(on.then(Map::new));
     }
     let Some(map) = value.clone().try_cast::<Map>() else {
-        return Err(Error::invalid(format!(
-            "option 'tls' must be true or a map like #{{ca: \"ca.pem\"}}, not {}",
-            value.type_name()
-        )));
+        return Err(Options::bad(
+            "tls",
+            "true or a map like #{ca: \"ca.pem\"}",
+            value,
+        ));
     };
     Options::nested(&map, "tls option", known)?;
     Ok(Some(map))
