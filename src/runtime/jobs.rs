@@ -69,6 +69,10 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 /// Ctrl-C): right after it, `jobs()` lists none of them.
 pub fn stop_all() -> usize {
     let jobs = running();
+    if jobs.is_empty() {
+        // No wait, so no runtime started: a script without jobs ends at once.
+        return 0;
+    }
     for job in &jobs {
         job.stop();
     }
