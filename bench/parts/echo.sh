@@ -26,6 +26,9 @@ done
 CLOSURE='serve("127.0.0.1:0", |c| { loop { let d = c.recv(); if d == "" { break } c.send(d) } }, #{quiet: true})'
 EVENTS='serve("127.0.0.1:0", #{on_data: |c, d| c.send(d), quiet: true})'
 LINES='serve("127.0.0.1:0", #{on_line: |c, l| c.send_line(l), quiet: true})'
+# One worker, as many threads as asyncio: on a 2-core machine the load
+# generator holds one core, and a second worker competes with it.
+EVENTS1='serve("127.0.0.1:0", #{on_data: |c, d| c.send(d), quiet: true, workers: 1})'
 
 # Starts server $1 (a name below) in the background; sets $server_pid and
 # $server_port (every server prints its port first).
@@ -35,6 +38,7 @@ start_server() {
   case $1 in
     closure) "$NETSH" -e "let s = $CLOSURE; print(s.port); s.wait()" >"$out" & ;;
     events) "$NETSH" -e "let s = $EVENTS; print(s.port); s.wait()" >"$out" & ;;
+    events1) "$NETSH" -e "let s = $EVENTS1; print(s.port); s.wait()" >"$out" & ;;
     lines) "$NETSH" -e "let s = $LINES; print(s.port); s.wait()" >"$out" & ;;
     threads) target/release/examples/echo_threads 0 >"$out" & ;;
     tokio) target/release/examples/echo_tokio 0 >"$out" & ;;
@@ -58,7 +62,7 @@ stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null |
 
 # Best rate per server over $ROUNDS rounds, the servers taking turns.
 declare -A best
-servers=(closure threads events lines tokio asyncio socat)
+servers=(closure threads events events1 lines tokio asyncio socat)
 for _ in $(seq "$ROUNDS"); do
   for s in "${servers[@]}"; do
     start_server "$s" || continue
@@ -71,6 +75,7 @@ echo "round trips/s, 100 clients, load generator threads: $ECHO_THREADS"
 ratio "serve |c| closure vs Rust thread per conn" "${best[closure]}" "threads" "${best[threads]}" rt/s higher
 ratio "serve #{on_data} events vs Python asyncio" "${best[events]}" "asyncio" "${best[asyncio]}" rt/s higher
 ratio "serve #{on_data} events vs plain tokio" "${best[events]}" "tokio" "${best[tokio]}" rt/s higher
+ratio "serve #{on_data} events, 1 worker vs asyncio" "${best[events1]}" "asyncio" "${best[asyncio]}" rt/s higher
 ratio "serve #{on_line} events vs Python asyncio" "${best[lines]}" "asyncio" "${best[asyncio]}" rt/s higher
 ratio "serve |c| closure vs socat fork" "${best[closure]}" "socat" "${best[socat]}" rt/s higher
 ratio "serve #{on_data} events vs socat fork" "${best[events]}" "socat" "${best[socat]}" rt/s higher
