@@ -85,20 +85,15 @@ impl<'a> Options<'a> {
 
     /// A whole number, 0 or more.
     pub fn count(&self, key: &str) -> Result<Option<u64>> {
-        match self.value(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_int()
-                .ok()
-                .and_then(|n| u64::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "a whole number, 0 or more", v)),
-        }
+        self.count_in(key, 0, u64::MAX)
     }
 
     /// A whole number from `min` to `max`.
     pub fn count_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
-        let expected = format!("a whole number from {min} to {max}");
+        let expected = match (min, max) {
+            (min, u64::MAX) => format!("a whole number, {min} or more"),
+            (min, max) => format!("a whole number from {min} to {max}"),
+        };
         match self.value(key).map(|v| (v, v.as_int())) {
             None => Ok(None),
             Some((_, Ok(n))) => match u64::try_from(n) {
@@ -226,6 +221,17 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "option 'age': expected 0 or more milliseconds (0 keeps them forever), not -1"
+        );
+        // A negative number is named as what it is, not as "a number".
+        assert_eq!(
+            o.count("t").unwrap_err().to_string(),
+            "option 't': expected a whole number, 0 or more, not -1"
+        );
+        let m = map(&[("s", Dynamic::from("x"))]);
+        let o = Options::new(&m, &["s"]).unwrap();
+        assert_eq!(
+            o.count("s").unwrap_err().to_string(),
+            "option 's': expected a whole number, 0 or more, not a string"
         );
     }
 }

@@ -253,6 +253,7 @@ pub fn with_report<T>(
         Wanted::Auto => run(Report::Auto),
         Wanted::Off => run(Report::Off),
         Wanted::Closure(f) => {
+            crate::runtime::closure::check_params(ctx, f, "the progress closure", &["p"])?;
             let f = crate::runtime::closure::detached_fn(f.clone());
             let mut call = |figures: &Figures| -> Result<()> {
                 f.call_within_context::<Dynamic>(ctx, (figures_map(figures),))

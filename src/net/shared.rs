@@ -305,6 +305,8 @@ mod api {
     pub fn update(ctx: NativeCallContext, s: &mut Shared, f: FnPtr) -> ScriptResult<Dynamic> {
         // The closure gets copies, like every callback: its own `s` is then
         // a plain handle, and touching it says what is wrong.
+        crate::runtime::closure::check_params(&ctx, &f, "update's closure", &["value"])
+            .map_err(fail("update"))?;
         let f = crate::runtime::closure::detached_fn(f);
         s.update(|value| f.call_within_context::<Dynamic>(&ctx, (value,)))
     }

@@ -86,8 +86,11 @@ impl Task {
             outcome: Mutex::new(None),
             finished: watch::Sender::new(false),
         });
+        // Listed before it runs, so jobs() lists it before what it starts.
+        let task = Task(state.clone());
+        jobs::add(Arc::new(task.clone()));
         let task_state = state.clone();
-        runtime::spawn_rhai_thread(
+        let spawned = runtime::spawn_rhai_thread(
             format!("netsh-task-{}", state.id),
             token.clone(),
             move || {
@@ -103,9 +106,11 @@ impl Task {
                 };
                 guard.0.finish(outcome);
             },
-        )?;
-        let task = Task(state);
-        jobs::add(Arc::new(task.clone()));
+        );
+        if let Err(e) = spawned {
+            state.finish(Outcome::Stopped);
+            return Err(e);
+        }
         Ok(task)
     }
 
@@ -341,7 +346,9 @@ mod api {
     /// wait();
     /// ```
     ///
-    /// Fails when: interrupted by Ctrl-C (the jobs keep running).
+    /// Fails when: called from inside a task or a server's handler (it
+    /// would wait for itself), or interrupted by Ctrl-C (the jobs keep
+    /// running).
     #[rhai_fn(return_raw, name = "wait")]
     pub fn wait_all() -> ScriptResult<()> {
         jobs::wait_all().map_err(fail("wait"))

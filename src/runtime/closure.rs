@@ -149,6 +149,27 @@ impl Callback {
     }
 }
 
+/// Refuses `f` at once when it takes another number of parameters than
+/// `params`, for a closure called later on this thread (a progress
+/// callback, `update`); a native function pointer is left to Rhai.
+pub fn check_params(ctx: &NativeCallContext, f: &FnPtr, role: &str, params: &[&str]) -> Result<()> {
+    let name = f.fn_name();
+    let declared = Host::of(ctx)
+        .and_then(|host| declared_params(&host.ast(), name))
+        .or_else(|| defining_module(ctx, name).map(|(_, count)| count));
+    match declared {
+        Some(declared) => {
+            let own = declared.saturating_sub(f.curry().len());
+            if own == params.len() {
+                Ok(())
+            } else {
+                Err(wrong_arity(role, params, own))
+            }
+        }
+        None => Ok(()),
+    }
+}
+
 fn unavailable() -> Error {
     Error::invalid("closures cannot run in the background here")
 }

@@ -93,6 +93,12 @@ pub fn stop_all() -> usize {
 /// Waits until no job runs (each ends by itself or is stopped elsewhere).
 /// Ctrl-C ends the wait, not the jobs.
 pub fn wait_all() -> Result<()> {
+    // A task waiting for every job would wait for itself forever.
+    if super::in_background() {
+        return Err(crate::error::Error::invalid(
+            "it waits for all background work, so it cannot be called from inside a task or a server's handler (it would wait for itself); call it from the script's main body, or join() the task you need",
+        ));
+    }
     loop {
         let Some(job) = running().into_iter().next() else {
             return Ok(());

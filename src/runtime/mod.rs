@@ -107,6 +107,12 @@ pub fn child_token() -> CancellationToken {
     })
 }
 
+/// Is this thread running background work (a task, a server's handler),
+/// not the script's main body or the REPL?
+pub fn in_background() -> bool {
+    PARENT.with(|p| p.borrow().is_some())
+}
+
 /// Makes `token` this thread's token, and the parent of the work it starts.
 pub fn adopt(token: CancellationToken) {
     PARENT.with(|p| *p.borrow_mut() = Some(token.clone()));

@@ -147,8 +147,11 @@ pub fn search_path(script: Option<&Path>, named: &[PathBuf], env: Option<&OsStr>
             script_dir
         };
         dirs.push(script_dir.join("plugins"));
-        // A project keeps `scripts/` and `plugins/` side by side.
-        if script_dir.file_name().is_some_and(|n| n == "scripts") {
+        // A project keeps `scripts/` and `plugins/` side by side (`.` is
+        // that folder too when the script was named from inside it).
+        let real_dir = script_dir.canonicalize().ok();
+        let named_scripts = |d: &Path| d.file_name().is_some_and(|n| n == "scripts");
+        if named_scripts(script_dir) || real_dir.as_deref().is_some_and(named_scripts) {
             dirs.push(script_dir.join("..").join("plugins"));
         }
     }

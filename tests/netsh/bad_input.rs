@@ -189,6 +189,41 @@ const CASES: &[(&str, &str)] = &[
     ("no_such_function(1)", "no function no_such_function(int)"),
     ("fn f(x) { f(x) } f(1)", "stack overflow"),
     ("let x = ;", "syntax error"),
+    // A closure is checked when it is given, before anything is sent: port
+    // 9 has no listener, so a check made later would say "refused".
+    (
+        "send_file(\"127.0.0.1:9\", \"/etc/hostname\", #{progress: || 1})",
+        "send_file: the progress closure takes 1 parameter (p), this one takes 0",
+    ),
+    (
+        "fetch(\"http://127.0.0.1:9/x\", \"/tmp/netsh-never-written\", #{progress: |a, b| 1})",
+        "fetch: the progress closure takes 1 parameter (p), this one takes 2",
+    ),
+    (
+        "share(1).update(|| 2)",
+        "update: update's closure takes 1 parameter (value), this one takes 0",
+    ),
+    (
+        "task(|| wait()).join()",
+        "wait: it waits for all background work, so it cannot be called from inside a task",
+    ),
+    ("fetch(\"http:///x\")", "fetch: 'http:///x' has no host"),
+    (
+        "fetch(\"http://127.0.0.1:0/\")",
+        "fetch: 'http://127.0.0.1:0/': port 0 cannot be sent to",
+    ),
+    (
+        "fetch(\"http://127.0.0.1:9/x\", \"/netsh-no-such-folder/\")",
+        "fetch: the folder /netsh-no-such-folder/ does not exist",
+    ),
+    (
+        "fetch(\"http://127.0.0.1:9/\", #{max_redirects: -1})",
+        "fetch: option 'max_redirects': expected a whole number, 0 or more, not -1",
+    ),
+    (
+        "connect(\"127.0.0.1\", 9, #{bogus: 1})",
+        "connect: unknown option 'bogus' (known: timeout, tls)",
+    ),
 ];
 
 /// Each bad input fails with its own clear message and exit code 1.

@@ -145,7 +145,11 @@ fn closures_with_the_wrong_parameters_are_refused_up_front() {
         ),
         (
             r#"serve("127.0.0.1:0", #{on_line: |c, l| 1, workers: 0})"#,
-            "option 'workers': expected a whole number of at least 1, not 0",
+            "option 'workers': expected a whole number, 1 or more, not 0",
+        ),
+        (
+            r#"serve("127.0.0.1:0", |c| 1, #{max_connections: -1})"#,
+            "option 'max_connections': expected a whole number, 1 or more, not -1",
         ),
         (
             r#"serve("127.0.0.1:0", |c| 1, #{quiet: 1})"#,
@@ -327,6 +331,35 @@ fn event_serve_reports_a_handler_error_and_keeps_serving() {
     assert!(
         report.starts_with(&format!("serve {port}: 127.0.0.1:")) && report.contains("-e:1:"),
         "{report}"
+    );
+}
+
+/// A last line without a newline reaches on_line when the client ends its
+/// side (as `printf cmd | nc` sends it), and the answer still goes back.
+#[test]
+fn event_serve_hands_on_a_last_line_without_newline() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", #{on_line: |c, l| c.send_line(`[${l}]`), quiet: true});
+           let c = connect(s.addr);
+           c.send("first\nlast"); c.shutdown();
+           print(c.recv_line(5000)); print(c.recv_line(5000)); print(c.recv_line(5000) == ());"#,
+    );
+    assert_eq!(out.trim_end(), "[first]\n[last]\ntrue", "{out}");
+}
+
+/// jobs() lists the oldest first, a task before the work it starts.
+#[test]
+fn jobs_lists_the_oldest_first() {
+    let out = Netsh::eval(
+        r#"let t = task(|| { serve("127.0.0.1:0", |c| 1, #{quiet: true}); task(|| sleep(5000)); sleep(5000) });
+           let n = 0;
+           while jobs().len() < 3 && n < 100 { sleep(20); n += 1 }
+           print(jobs().map(|j| j.to_string().split(" ")[0] + " " + j.to_string().split(" ")[1]));"#,
+    );
+    assert_eq!(
+        out.trim(),
+        r#"["Task #1", "Server #2", "Task #3"]"#,
+        "{out}"
     );
 }
 

@@ -111,7 +111,84 @@ fn cut_off_download(
     assert!(!path.exists(), "nothing under the final name");
     let kept = std::fs::metadata(part_of(&path)).unwrap().len();
     assert_eq!(kept, cut, "the part holds what arrived");
+    assert!(
+        err.contains(&format!("after {cut} of {} bytes, kept in", data.len())),
+        "says how far it got and where the bytes are: {err}"
+    );
     (dir, path, code)
+}
+
+/// A `.part` that is a symbolic link or has another hard link (planted in
+/// a shared folder) is refused: the file it leads to is left as it was.
+#[test]
+fn a_part_file_linked_elsewhere_is_refused() {
+    let server = HttpServer::start();
+    server.put("l.bin", resource(pseudo_random(1 << 16, 5)));
+    let dir = scratch();
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "victim").unwrap();
+    let path = dir.path().join("l.bin");
+    let code = fetch_code(&server.url("files/l.bin"), &path);
+    std::os::unix::fs::symlink(&victim, part_of(&path)).unwrap();
+    let err = Netsh::eval_err(&code);
+    assert!(
+        err.contains("is a symbolic link; refusing to write through it"),
+        "{err}"
+    );
+    std::fs::remove_file(part_of(&path)).unwrap();
+    std::fs::hard_link(&victim, part_of(&path)).unwrap();
+    let err = Netsh::eval_err(&code);
+    assert!(
+        err.contains("has other hard links; refusing to write through it"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim");
+    assert!(!path.exists(), "nothing under the final name");
+}
+
+/// Two downloads of different files to one path at once: each that
+/// reports success reports its own bytes, and the file is one of them
+/// whole (the last to finish), never a mix or the other's bytes under a
+/// success that claims its own.
+#[test]
+fn two_downloads_to_one_path_never_mix() {
+    let server = HttpServer::start();
+    let a = pseudo_random(16 << 20, 1);
+    let b = pseudo_random(24 << 20, 2);
+    server.put("a.bin", resource(a.clone()));
+    server.put("b.bin", resource(b.clone()));
+    let expected = [sha256_hex(&a), sha256_hex(&b)];
+    for round in 0..3 {
+        let dir = scratch();
+        let path = dir.path().join("same.bin");
+        let runs: Vec<_> = ["a.bin", "b.bin"]
+            .map(|name| {
+                let code = fetch_code(&server.url(&format!("files/{name}")), &path) + ".sha256";
+                std::thread::spawn(move || Netsh::new().args(["-e", &code]).output())
+            })
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let mut claimed = Vec::new();
+        for (run, own) in runs.iter().zip(&expected) {
+            if run.code() == Some(0) {
+                assert_eq!(run.stdout().trim_matches('"'), own, "round {round}");
+                claimed.push(own.clone());
+            } else {
+                let err = run.stderr();
+                assert!(
+                    err.contains("another download is writing"),
+                    "round {round}: {err}"
+                );
+            }
+        }
+        let on_disk = sha256_file(&path);
+        assert!(
+            claimed.contains(&on_disk),
+            "round {round}: the file ({on_disk}) is none of the successes {claimed:?}"
+        );
+        assert!(!part_of(&path).exists(), "round {round}: no part left");
+    }
 }
 
 /// A body cut off half-way leaves only the `.part`; fetching again resumes

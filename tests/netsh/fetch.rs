@@ -81,6 +81,43 @@ fn redirects_are_followed_and_limited() {
     assert_eq!(out, r#"[302, "/redirect/0"]"#);
 }
 
+/// A redirect to a scheme fetch does not follow, or to port 0, is an error
+/// that says where it led; saving to a file says the same.
+#[test]
+fn redirects_off_http_are_refused_with_their_target() {
+    let server = HttpServer::start();
+    for (to, why) in [
+        (
+            "ftp://127.0.0.1/x",
+            "fetch follows redirects to http and https URLs only",
+        ),
+        ("http://127.0.0.1:0/x", "port 0 cannot be sent to"),
+    ] {
+        let err = Netsh::eval_err(&format!(
+            r#"fetch("{}")"#,
+            server.url(&format!("to?url={to}"))
+        ));
+        assert!(
+            err.contains(&format!(
+                "the server redirected to '{to}', which is not followed"
+            )) && err.contains(why),
+            "{err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passwd");
+    let err = Netsh::eval_err(&format!(
+        r#"fetch("{}", "{}")"#,
+        server.url("to?url=file:///etc/passwd"),
+        path.display()
+    ));
+    assert!(
+        err.contains("the server answered 302 Found (a redirect to 'file:///etc/passwd', not followed); nothing was saved"),
+        "{err}"
+    );
+    assert!(!path.exists());
+}
+
 /// A redirect loop is an error that shows the loop, found at once.
 #[test]
 fn a_redirect_loop_is_an_error() {

@@ -96,6 +96,16 @@ fn plugin_next_to_the_script() {
         .ok()
         .stdout();
     assert_eq!(out, "hello script");
+    // Named from inside `scripts/`, the script's folder is `.`: the
+    // plugins beside that folder are still found.
+    for name in ["run.rhai", "./run.rhai"] {
+        let out = Netsh::new()
+            .current_dir(project.path().join("scripts"))
+            .arg(name)
+            .ok()
+            .stdout();
+        assert_eq!(out, "hello script", "netsh {name}");
+    }
 }
 
 /// Plugin doc comments show in help() and help("ns::fn").

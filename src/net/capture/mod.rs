@@ -112,10 +112,8 @@ impl Options {
             let index = interface_index(&name)?;
             o.iface = Some((name, index));
         }
-        if let Some(n) = given.count("count")? {
-            o.count = Some(usize::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                Error::invalid(format!("option 'count' must be 1 or more, not {n}"))
-            })?);
+        if let Some(n) = given.count_in("count", 1, usize::MAX as u64)? {
+            o.count = usize::try_from(n).ok();
         }
         // The one timeout rule: 0 (like leaving it out) is no limit.
         o.timeout = given.timeout("timeout")?.flatten();
@@ -329,7 +327,14 @@ mod tests {
                 "#{proto: \"icmp\"}",
                 "must be \"tcp\" or \"udp\", not \"icmp\"",
             ),
-            ("#{count: 0}", "option 'count' must be 1 or more, not 0"),
+            (
+                "#{count: 0}",
+                "option 'count': expected a whole number, 1 or more, not 0",
+            ),
+            (
+                "#{count: -1}",
+                "option 'count': expected a whole number, 1 or more, not -1",
+            ),
             (
                 "#{timeout: -5}",
                 "option 'timeout': expected 0 or more milliseconds",

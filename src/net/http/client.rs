@@ -129,6 +129,16 @@ fn policy(follow: bool, max: usize) -> redirect::Policy {
     }
     redirect::Policy::custom(move |attempt| {
         let next = attempt.url().to_string();
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            return attempt.error(Error::Protocol(format!(
+                "the server redirected to '{next}', which is not followed (fetch follows redirects to http and https URLs only)"
+            )));
+        }
+        if attempt.url().port() == Some(0) {
+            return attempt.error(Error::Protocol(format!(
+                "the server redirected to '{next}', which is not followed (port 0 cannot be sent to)"
+            )));
+        }
         if attempt.previous().iter().any(|seen| seen.as_str() == next) {
             let mut hops: Vec<String> = attempt.previous().iter().map(Url::to_string).collect();
             hops.push(next);
@@ -205,6 +215,12 @@ fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
         ));
     }
     if let Some(io) = find::<std::io::Error>(err) {
+        // hyper's "end of file before message length reached".
+        if io.kind() == std::io::ErrorKind::UnexpectedEof {
+            return Error::Protocol(
+                "the server closed the connection before the whole body arrived".into(),
+            );
+        }
         let peer = url
             .host_str()
             .and_then(|h| h.trim_matches(['[', ']']).parse().ok())

@@ -123,6 +123,12 @@ fn classify(path: &Path) -> Result<Dest> {
         Ok(meta) if meta.is_file() => Ok(Dest::File(path.to_path_buf())),
         Ok(_) => Ok(Dest::Stream(path.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // `dir/` names a folder, even one that is not there.
+            if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                return Err(Error::NotFound(format!(
+                    "the folder {shown} does not exist"
+                )));
+            }
             let parent = match path.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
@@ -298,8 +304,19 @@ async fn run(
                 .await;
             }
             s => {
+                // A redirect that reaches here was not followed (turned
+                // off, or to a scheme fetch does not follow): say where to.
+                let to = response
+                    .headers()
+                    .get(header::LOCATION)
+                    .filter(|_| s.is_redirection())
+                    .map(|l| {
+                        let l = crate::error::printable(&String::from_utf8_lossy(l.as_bytes()));
+                        format!(" (a redirect to '{l}', not followed)")
+                    })
+                    .unwrap_or_default();
                 return Err(fail(Error::Protocol(format!(
-                    "the server answered {} {}; nothing was saved",
+                    "the server answered {} {}{to}; nothing was saved",
                     s.as_u16(),
                     s.canonical_reason().unwrap_or_default()
                 ))));
@@ -426,7 +443,22 @@ async fn save(
     let (written, hasher) = pump(
         stream, decoder, file, hasher, offset, seekable, progress, &shown,
     )
-    .await?;
+    .await
+    .map_err(|e| match (e, &part) {
+        // Say how far it got and that the bytes are kept.
+        (Error::Fetch { url, source }, Some(_)) => {
+            let done = progress.done.load(Ordering::Relaxed);
+            let of = expected.map(|t| format!(" of {t}")).unwrap_or_default();
+            Error::Fetch {
+                url,
+                source: Box::new(Error::Script {
+                    kind: source.kind(),
+                    message: format!("{source} (after {done}{of} bytes, kept in {shown})"),
+                }),
+            }
+        }
+        (e, _) => e,
+    })?;
     if let Some(total) = expected
         && written != total
     {

@@ -105,8 +105,20 @@ pub fn parse_url(text: &str) -> Result<Url> {
     })?;
     match url.scheme() {
         "http" | "https" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(Error::invalid(format!("'{text}' has no host")));
+            // The URL standard reads `http:///x` and `http:x` as host `x`;
+            // curl calls them what they are: no host.
+            let authority = text
+                .split_once("://")
+                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default());
+            if authority.is_none_or(str::is_empty) || url.host_str().is_none_or(str::is_empty) {
+                return Err(Error::invalid(format!(
+                    "'{text}' has no host (write it like http://host/path)"
+                )));
+            }
+            if url.port() == Some(0) {
+                return Err(Error::invalid(format!(
+                    "'{text}': port 0 cannot be sent to (0 means \"any free port\" only when binding)"
+                )));
             }
             check_numeric_host(text, &url)?;
         }
@@ -445,6 +457,7 @@ mod tests {
             "https://example.com",
             "http://[::1]:80/",
             "file:///etc/hosts",
+            "HTTP://127.0.0.1/",
         ] {
             parse_url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
         }
@@ -457,6 +470,11 @@ mod tests {
             ("http://a.b:99999/", "is not a URL"),
             ("file://other/etc/hosts", "another host"),
             ("", "is not a URL"),
+            // What the URL standard would read as host `x`: no host here.
+            ("http:///x", "has no host"),
+            ("http:x", "has no host"),
+            ("https:\\\\x/", "has no host"),
+            ("http://127.0.0.1:0/", "port 0 cannot be sent to"),
         ];
         for (text, expected) in bad {
             let err = parse_url(text).unwrap_err().to_string();

@@ -236,7 +236,7 @@ fn drain(
         // A few reads per wake-up, then the others get their turn.
         for _ in 0..4 {
             let n = match ready.get_inner().read(buf) {
-                Ok(0) => return Some(End::Closed),
+                Ok(0) => return Some(last_line(state, handlers, conn, partial)),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     ready.clear_ready();
@@ -261,6 +261,21 @@ fn drain(
         }
         None
     })
+}
+
+/// At end of stream, a last line without a newline is still a line (as
+/// `recv_line` returns it in the closure shape): `on_line` gets it.
+fn last_line(
+    state: &Arc<ServerState>,
+    handlers: &Handlers,
+    conn: &EventConn,
+    partial: &mut Vec<u8>,
+) -> End {
+    let unfinished = handlers.on_data.is_none() && !partial.is_empty();
+    if unfinished && !lines(state, handlers, conn, partial, b"\n") {
+        return End::Failed;
+    }
+    End::Closed
 }
 
 /// Hands what one read brought to the handlers; `Some` when the connection

@@ -96,12 +96,8 @@ impl Settings {
         let o = Options::new(options, known)?;
         // A count of at least 1: none would serve nobody.
         let positive = |key: &str| -> Result<Option<usize>> {
-            match o.count(key)? {
-                Some(0) => Err(Error::invalid(format!(
-                    "option '{key}': expected a whole number of at least 1, not 0"
-                ))),
-                n => Ok(n.map(|n| usize::try_from(n).unwrap_or(usize::MAX))),
-            }
+            Ok(o.count_in(key, 1, u64::MAX)?
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
         };
         Ok(Settings {
             max_connections: positive("max_connections")?,

@@ -76,10 +76,27 @@ pub fn listen_with_options(bind: &Bind, options: &Map) -> Result<Listener> {
 /// Kept here too, where the other capabilities first found it.
 pub use crate::error::wrong_type;
 
+/// `connect(…, options)`: `timeout` and `tls` read, then the connection.
+fn connect_with_options(dest: &Dest, options: &Map) -> Result<Conn> {
+    let o = Options::new(options, &["timeout", "tls"])?;
+    let timeout = match o.timeout("timeout")? {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        // 0: no limit of ours; the kernel gives up after its SYN retries
+        // (about two minutes on Linux).
+        Some(None) => Duration::from_secs(24 * 3600),
+        Some(Some(t)) => t,
+    };
+    let tls = match o.value("tls") {
+        Some(value) => crate::net::tls::ClientTls::from_option(value)?,
+        None => None,
+    };
+    connect_to(dest, timeout, tls.as_ref())
+}
+
 #[export_module]
 mod api {
     use crate::error::{ScriptResult, fail};
-    use crate::net::options::{Options, timeout as wait_limit, wait_option};
+    use crate::net::options::{timeout as wait_limit, wait_option};
 
     /// Opens a TCP listening socket on a port, on every address (IPv4 and IPv6).
     /// Port 0 picks a free port; read it from `.port`.
@@ -311,23 +328,24 @@ mod api {
     /// unknown issuer, expired, name mismatch, not TLS on the other side…).
     #[rhai_fn(return_raw, name = "connect")]
     pub fn connect_with(addr: &str, options: Map) -> ScriptResult<Conn> {
-        let run = || -> Result<Conn> {
-            let dest = super::parse_dest(addr)?;
-            let o = Options::new(&options, &["timeout", "tls"])?;
-            let timeout = match o.timeout("timeout")? {
-                None => super::DEFAULT_CONNECT_TIMEOUT,
-                // 0: no limit of ours; the kernel gives up after its SYN
-                // retries (about two minutes on Linux).
-                Some(None) => Duration::from_secs(24 * 3600),
-                Some(Some(t)) => t,
-            };
-            let tls = match o.value("tls") {
-                Some(value) => crate::net::tls::ClientTls::from_option(value)?,
-                None => None,
-            };
-            super::connect_to(&dest, timeout, tls.as_ref())
-        };
-        run().map_err(fail("connect"))
+        super::parse_dest(addr)
+            .and_then(|dest| connect_with_options(&dest, &options))
+            .map_err(fail("connect"))
+    }
+
+    /// Connects to a host and port given separately, with options (as
+    /// `connect(addr, options)`).
+    ///
+    /// ```rhai
+    /// let c = connect("localhost", 8443, #{tls: #{insecure: true}});
+    /// ```
+    ///
+    /// Fails when: as `connect(addr, options)`, or the port is out of range.
+    #[rhai_fn(return_raw, name = "connect")]
+    pub fn connect_host_port_with(host: &str, port: i64, options: Map) -> ScriptResult<Conn> {
+        addr::target(host, port)
+            .and_then(|t| connect_with_options(&super::Dest::Net(t), &options))
+            .map_err(fail("connect"))
     }
 
     /// Catches `connect` with arguments of the wrong type, to say what it takes.

@@ -5,7 +5,7 @@
 //! Routes:
 //! - `/status/CODE` — that status, body `status CODE` (none for 204/304);
 //! - `/redirect/N` — 302 to `/redirect/N-1`, `/redirect/0` says `landed`;
-//!   `/loop/a` ⇄ `/loop/b` redirect to each other;
+//!   `/loop/a` ⇄ `/loop/b` redirect to each other; `/to?url=U` — 302 to U;
 //! - `/echo` — the request as JSON: method, path, query, headers, body;
 //! - `/json` — a JSON document; `/headers` — repeated and custom headers;
 //! - `/gzip`, `/br`, `/deflate` — `TEXT` compressed that way;
@@ -335,6 +335,10 @@ async fn handle(
             ),
             Err(_) => full(StatusCode::BAD_REQUEST, "bad count"),
         },
+        ("to", _) => {
+            let to = query_param(&req, "url").unwrap_or_default();
+            with_header(full(StatusCode::FOUND, ""), "location", &to)
+        }
         ("loop", "a") => with_header(full(StatusCode::FOUND, ""), "location", "/loop/b"),
         ("loop", _) => with_header(full(StatusCode::FOUND, ""), "location", "/loop/a"),
         ("echo", _) => echo(req).await,
