@@ -10,13 +10,17 @@
 //! at the REPL cancels only the foreground, so background work survives it
 //! and stays listed in `jobs()`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
 use std::time::Duration;
 
 use rhai::plugin::*;
 use rhai::{Array, FnPtr};
 use tokio::sync::watch;
 
+use crate::console;
 use crate::error::{Error, Kind, Result};
 use crate::runtime::{
     self, CancellationToken,
@@ -50,6 +54,9 @@ struct TaskState {
     outcome: Mutex<Option<Outcome>>,
     /// Flips to `true` once `outcome` is set; `join` waits on it.
     finished: watch::Sender<bool>,
+    /// How many `join()` calls are waiting: a failure they will report is
+    /// not announced as well.
+    joiners: AtomicUsize,
 }
 
 impl TaskState {
@@ -60,6 +67,22 @@ impl TaskState {
             *slot = Some(outcome);
         }
         self.finished.send_replace(true);
+    }
+}
+
+/// Counts a waiting `join()` for as long as it waits.
+struct Joining<'a>(&'a AtomicUsize);
+
+impl<'a> Joining<'a> {
+    fn new(joiners: &'a AtomicUsize) -> Self {
+        joiners.fetch_add(1, Ordering::SeqCst);
+        Joining(joiners)
+    }
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -85,6 +108,7 @@ impl Task {
             token: token.clone(),
             outcome: Mutex::new(None),
             finished: watch::Sender::new(false),
+            joiners: AtomicUsize::new(0),
         });
         // Listed before it runs, so jobs() lists it before what it starts.
         let task = Task(state.clone());
@@ -104,6 +128,15 @@ impl Task {
                         crate::error::describe(&err, closure.source()),
                     ),
                 };
+                // At the REPL, a failure nobody is waiting for is said, as a
+                // shell says a background job exited; a script learns it
+                // from join().
+                if let Outcome::Failed(_, message) = &outcome
+                    && console::is_interactive()
+                    && guard.0.joiners.load(Ordering::SeqCst) == 0
+                {
+                    console::line(&format!("task #{} failed: {message}", guard.0.id));
+                }
                 guard.0.finish(outcome);
             },
         );
@@ -126,6 +159,7 @@ impl Task {
 
     /// Waits for the task (at most `timeout`) and returns its result.
     pub fn join(&self, timeout: Option<Duration>) -> Result<Dynamic> {
+        let _joining = Joining::new(&self.0.joiners);
         let mut finished = self.0.finished.subscribe();
         runtime::block_on(async move {
             let wait = async {

@@ -276,6 +276,30 @@ fn serve_events_print_above_the_prompt() {
     pty.expect("netsh> ").unwrap();
 }
 
+/// A task that fails while nobody joins it says so above the prompt, as a
+/// shell reports a background job's exit; a task being joined reports its
+/// failure through `join()` alone.
+#[test]
+fn a_failed_background_task_is_announced_unless_joined() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = repl(home.path());
+    pty.send_line("let t = task(|| { sleep(200); throw \"boom\" });")
+        .unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.expect(expectrl::Regex(r"task #\d+ failed: [^\r\n]*boom"))
+        .unwrap();
+    pty.send_line(
+        "let u = task(|| { sleep(300); throw \"bang\" }); try { u.join() } catch (e) { print(`caught: ${e}`) }",
+    )
+    .unwrap();
+    let found = pty
+        .expect(expectrl::Regex(r"caught: [^\r\n]*bang"))
+        .unwrap();
+    let before = String::from_utf8_lossy(found.before());
+    assert!(!before.contains("failed: "), "announced as well: {before}");
+    pty.expect("netsh> ").unwrap();
+}
+
 /// `sleep` with a float waits milliseconds too, and Ctrl-C ends it: the
 /// REPL reports it was blocked at least 400 ms and well short of 30 s.
 #[test]
