@@ -88,6 +88,13 @@ impl<'a> Options<'a> {
         self.count_in(key, 0, u64::MAX)
     }
 
+    /// A count of at least 1 (none would do nothing), as a `usize`.
+    pub fn positive(&self, key: &str) -> Result<Option<usize>> {
+        Ok(self
+            .count_in(key, 1, u64::MAX)?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+
     /// A whole number from `min` to `max`.
     pub fn count_in(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>> {
         let expected = match (min, max) {

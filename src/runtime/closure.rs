@@ -125,12 +125,7 @@ impl Callback {
                 ),
             },
         };
-        if let Some(declared) = declared {
-            let own = declared.saturating_sub(curried);
-            if own != params.len() {
-                return Err(wrong_arity(role, params, own));
-            }
-        }
+        check_count(declared, curried, role, params)?;
         let f = detached_fn(f);
         Ok(Callback {
             source,
@@ -157,16 +152,16 @@ pub fn check_params(ctx: &NativeCallContext, f: &FnPtr, role: &str, params: &[&s
     let declared = Host::of(ctx)
         .and_then(|host| declared_params(&host.ast(), name))
         .or_else(|| defining_module(ctx, name).map(|(_, count)| count));
-    match declared {
-        Some(declared) => {
-            let own = declared.saturating_sub(f.curry().len());
-            if own == params.len() {
-                Ok(())
-            } else {
-                Err(wrong_arity(role, params, own))
-            }
-        }
-        None => Ok(()),
+    check_count(declared, f.curry().len(), role, params)
+}
+
+/// A closure declares its captured variables (`curried`) as parameters
+/// before its own; what is left must match `params`. `None`: not a script
+/// function, so Rhai checks when it is called.
+fn check_count(declared: Option<usize>, curried: usize, role: &str, params: &[&str]) -> Result<()> {
+    match declared.map(|d| d.saturating_sub(curried)) {
+        Some(own) if own != params.len() => Err(wrong_arity(role, params, own)),
+        _ => Ok(()),
     }
 }
 

@@ -112,9 +112,7 @@ impl Options {
             let index = interface_index(&name)?;
             o.iface = Some((name, index));
         }
-        if let Some(n) = given.count_in("count", 1, usize::MAX as u64)? {
-            o.count = usize::try_from(n).ok();
-        }
+        o.count = given.positive("count")?;
         // The one timeout rule: 0 (like leaving it out) is no limit.
         o.timeout = given.timeout("timeout")?.flatten();
         if let Some(path) = given.text("pcap")? {

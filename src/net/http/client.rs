@@ -129,14 +129,16 @@ fn policy(follow: bool, max: usize) -> redirect::Policy {
     }
     redirect::Policy::custom(move |attempt| {
         let next = attempt.url().to_string();
-        if !matches!(attempt.url().scheme(), "http" | "https") {
+        let refused = if !matches!(attempt.url().scheme(), "http" | "https") {
+            Some("fetch follows redirects to http and https URLs only")
+        } else if attempt.url().port() == Some(0) {
+            Some("port 0 cannot be sent to")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             return attempt.error(Error::Protocol(format!(
-                "the server redirected to '{next}', which is not followed (fetch follows redirects to http and https URLs only)"
-            )));
-        }
-        if attempt.url().port() == Some(0) {
-            return attempt.error(Error::Protocol(format!(
-                "the server redirected to '{next}', which is not followed (port 0 cannot be sent to)"
+                "the server redirected to '{next}', which is not followed ({why})"
             )));
         }
         if attempt.previous().iter().any(|seen| seen.as_str() == next) {

@@ -46,6 +46,7 @@ impl Part {
         let part = part_path(&target);
         let shown = quoted(&part);
         let deadline = Instant::now() + LOCK_WAIT;
+        let busy = || Error::InUse(format!("another download is writing {shown}"));
         loop {
             let file = open_part(&part)?;
             let meta = file
@@ -59,7 +60,7 @@ impl Part {
             }
             while !disk::try_lock(&file).map_err(|e| file_error("locking", &part, e))? {
                 if Instant::now() > deadline {
-                    return Err(Error::InUse(format!("another download is writing {shown}")));
+                    return Err(busy());
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -77,7 +78,7 @@ impl Part {
                 });
             }
             if Instant::now() > deadline {
-                return Err(Error::InUse(format!("another download is writing {shown}")));
+                return Err(busy());
             }
         }
     }

@@ -94,14 +94,9 @@ const EVENT_OPTIONS: &[&str] = &[
 impl Settings {
     fn parse(options: &Map, known: &[&str]) -> Result<Settings> {
         let o = Options::new(options, known)?;
-        // A count of at least 1: none would serve nobody.
-        let positive = |key: &str| -> Result<Option<usize>> {
-            Ok(o.count_in(key, 1, u64::MAX)?
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
-        };
         Ok(Settings {
-            max_connections: positive("max_connections")?,
-            workers: positive("workers")?.map(|n| n.min(256)),
+            max_connections: o.positive("max_connections")?,
+            workers: o.positive("workers")?.map(|n| n.min(256)),
             quiet: o.flag("quiet", false)?,
             tls: match o.value("tls") {
                 Some(value) => ServerTls::from_option(value)?,
