@@ -48,8 +48,11 @@ start_server() {
     tokio) target/release/examples/echo_tokio 0 >"$out" & ;;
     asyncio) "$PYTHON" bench/echo_asyncio.py 0 >"$out" & ;;
     # The same with glibc told to keep freed memory: Python 3.11 reads into
-    # a fresh 256 KiB buffer per recv, which by default is an mmap, page
-    # faults and a munmap per message (4x slower on one machine we used).
+    # a fresh 256 KiB buffer per recv, by default an mmap, page faults, an
+    # mremap and a munmap per message (4x slower) until some recv frees a
+    # whole buffer (a connection closing: start_server's probe does that),
+    # after which glibc raises its mmap threshold. Tuned, it never depends
+    # on that.
     asyncio_tuned)
       MALLOC_MMAP_THRESHOLD_=4000000 MALLOC_TRIM_THRESHOLD_=100000000 \
         "$PYTHON" bench/echo_asyncio.py 0 >"$out" & ;;
