@@ -10,11 +10,12 @@
 //! - a handler call, as the event shape makes one per chunk: the closure
 //!   `|c, d| c.set(d)` called from Rust with a connection and 5 bytes, the
 //!   way `serve`'s workers call `on_data`;
-//! - a loop iteration of the closure shape's body
+//! - a pass of the closure shape's loop body
 //!   `let d = c.get(); if d == "" { break } c.set(d)` (a read, a
 //!   comparison, a send).
 //!
-//! Prints both in microseconds: `handler_call_us loop_iteration_us`.
+//! Each is the best of three runs. Prints both in microseconds:
+//! `handler_call_us loop_pass_us`.
 
 use std::time::Instant;
 
@@ -24,8 +25,11 @@ use rhai::{Dynamic, FnPtr};
 const CALLS: u32 = 200_000;
 
 fn main() {
-    match measure() {
-        Ok((call, iteration)) => println!("{call:.3} {iteration:.3}"),
+    let best = (0..3).try_fold((f64::MAX, f64::MAX), |(call, pass), _| {
+        measure().map(|(c, p)| (call.min(c), pass.min(p)))
+    });
+    match best {
+        Ok((call, pass)) => println!("{call:.3} {pass:.3}"),
         Err(e) => {
             eprintln!("rhai_floor: {e}");
             std::process::exit(1);
@@ -53,13 +57,14 @@ fn measure() -> Result<(f64, f64), Box<dyn std::error::Error>> {
     }
     let call = started.elapsed().as_secs_f64() / f64::from(CALLS) * 1e6;
 
-    // The closure shape: the loop body, run in the script itself.
+    // The closure shape: the loop's body, run in the script itself.
     let script = format!(
         r#"let c = share("ping\n"); let n = 0;
            loop {{ let d = c.get(); if d == "" {{ break }} c.set(d); n += 1; if n == {CALLS} {{ break }} }}"#
     );
     let ast = engine.compile(&script)?;
-    // The counting (`n += 1`, its test) is timed apart and taken off.
+    // The counting (`n += 1`, its test, and the loop around them) is timed
+    // apart and taken off: what is left is the body the server's loop runs.
     let counting = engine.compile(format!(
         "let n = 0; loop {{ n += 1; if n == {CALLS} {{ break }} }}"
     ))?;
@@ -69,6 +74,6 @@ fn measure() -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let started = Instant::now();
     engine.run_ast(&counting)?;
     let overhead = started.elapsed().as_secs_f64();
-    let iteration = (whole - overhead).max(0.0) / f64::from(CALLS) * 1e6;
-    Ok((call, iteration))
+    let pass = (whole - overhead).max(0.0) / f64::from(CALLS) * 1e6;
+    Ok((call, pass))
 }
