@@ -51,12 +51,14 @@ ratio() {
   python3 - "$@" <<'PY'
 import sys
 label, ours, peer_name, theirs, unit, better = sys.argv[1:7]
+# An optional 7th names the first figure when it is not netsh's.
+ours_name = sys.argv[7] if len(sys.argv) > 7 else "netsh"
 ours, theirs = float(ours), float(theirs)
 if better == "higher":
     r = ours / theirs if theirs else float("inf")
 else:
     r = theirs / ours if ours else float("inf")
-print(f"{label:<44} netsh {ours:>12.4g} {unit:<8} {peer_name} {theirs:>12.4g} {unit:<8} ratio {r:6.2f}x")
+print(f"{label:<44} {ours_name} {ours:>12.4g} {unit:<8} {peer_name} {theirs:>12.4g} {unit:<8} ratio {r:6.2f}x")
 PY
 }
 

@@ -5,7 +5,12 @@
 #     server (examples/echo_threads.rs), the same shape in plain Rust;
 #   - the event shape `serve(port, #{on_data: …})` vs a plain tokio server
 #     (examples/echo_tokio.rs) and Python asyncio (bench/echo_asyncio.py);
-#   - both vs socat fork/cat.
+#   - both vs socat fork/cat;
+#   - and the ceiling of any Rhai-scripted server here (examples/echo_rhai.rs):
+#     those two baselines running the same script per message on a bare Rhai
+#     engine around the thinnest socket wrappers. netsh cannot beat it; the
+#     ratio netsh/ceiling is what netsh's own code costs, and
+#     ceiling/baseline what the interpreter costs.
 # The load generator is examples/echo_load.rs (ECHO_THREADS tokio threads,
 # default 1, so it costs one core at most and the server gets the other),
 # the same for every server, run alternately, best of $ROUNDS.
@@ -26,8 +31,8 @@ PYTHON=/usr/bin/python3
 for example in echo_load echo_tokio echo_threads; do
   [ -x "target/release/examples/$example" ] || cargo build --release --quiet --example "$example"
 done
-# Built every time (a no-op when current): it measures netsh's engine as it is now.
-cargo build --release --quiet --example rhai_floor
+# Built every time (a no-op when current): they measure the engine as it is now.
+cargo build --release --quiet --example rhai_floor --example echo_rhai
 
 CLOSURE='serve("127.0.0.1:0", |c| { loop { let d = c.recv(); if d == "" { break } c.send(d) } }, #{quiet: true})'
 EVENTS='serve("127.0.0.1:0", #{on_data: |c, d| c.send(d), quiet: true})'
@@ -48,6 +53,8 @@ start_server() {
     lines) "$NETSH" -e "let s = $LINES; print(s.port); s.wait()" >"$out" & ;;
     threads) target/release/examples/echo_threads 0 >"$out" & ;;
     tokio) target/release/examples/echo_tokio 0 >"$out" & ;;
+    rhai_threads) target/release/examples/echo_rhai threads 0 >"$out" & ;;
+    rhai_events) target/release/examples/echo_rhai events 0 >"$out" & ;;
     asyncio) "$PYTHON" bench/echo_asyncio.py 0 >"$out" & ;;
     # The same with glibc told to keep freed memory: Python 3.11 reads into
     # a fresh 256 KiB buffer per recv, by default an mmap, page faults, an
@@ -84,7 +91,7 @@ TICK=$(getconf CLK_TCK)
 # Best rate per server over $ROUNDS rounds, the servers taking turns, and
 # the server CPU per round trip in that round (µs: all, of it in the kernel).
 declare -A best cpu
-servers=(closure threads events events1 lines tokio asyncio asyncio_tuned socat)
+servers=(closure threads rhai_threads events events1 lines tokio rhai_events asyncio asyncio_tuned socat)
 for s in "${servers[@]}"; do best[$s]=0; cpu[$s]="0 0"; done
 for _ in $(seq "$ROUNDS"); do
   for s in "${servers[@]}"; do
@@ -110,6 +117,11 @@ ratio "serve #{on_data} events vs Python asyncio" "${best[events]}" "asyncio" "$
 ratio "serve #{on_data} events vs plain tokio" "${best[events]}" "tokio" "${best[tokio]}" rt/s higher
 ratio "serve #{on_data} events, 1 worker vs asyncio" "${best[events1]}" "asyncio" "$asyncio_best" rt/s higher
 ratio "serve #{on_line} events vs Python asyncio" "${best[lines]}" "asyncio" "$asyncio_best" rt/s higher
+ratio "Rhai ceiling, threads vs Rust thread per conn" "${best[rhai_threads]}" "threads" "${best[threads]}" rt/s higher rhai_threads
+ratio "serve |c| closure vs the Rhai ceiling, threads" "${best[closure]}" "rhai_threads" "${best[rhai_threads]}" rt/s higher
+ratio "Rhai ceiling, events vs Python asyncio" "${best[rhai_events]}" "asyncio" "$asyncio_best" rt/s higher rhai_events
+ratio "Rhai ceiling, events vs plain tokio" "${best[rhai_events]}" "tokio" "${best[tokio]}" rt/s higher rhai_events
+ratio "serve #{on_data} events vs the Rhai ceiling, events" "${best[events]}" "rhai_events" "${best[rhai_events]}" rt/s higher
 ratio "serve |c| closure vs socat fork" "${best[closure]}" "socat" "${best[socat]}" rt/s higher
 ratio "serve #{on_data} events vs socat fork" "${best[events]}" "socat" "${best[socat]}" rt/s higher
 

@@ -521,3 +521,60 @@ fn closing_a_captured_udp_socket_wakes_the_task() {
     assert_eq!(lines[0], "false", "{out}");
     assert!(lines[1].contains("closed"), "{out}");
 }
+
+/// A closure server's own thread reads its connection with blocking
+/// `recv`s, no `poll` first; every other way of reading it still works: a
+/// read with a timeout times out, another thread reads it, `close()` from
+/// another thread wakes a blocked read (which had waited 300 ms for it),
+/// and a file transfer borrows the socket (tokio needs it non-blocking), on
+/// both families.
+#[test]
+fn a_closure_servers_blocking_reads_leave_every_other_read_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..300_007u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("data.bin"), &data).unwrap();
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let out = Netsh::new()
+            .current_dir(dir.path())
+            .arg("-e")
+            .arg(format!(
+                r#"let said = channel();
+                   let s = serve("{bind}", |c| {{
+                       let first = c.recv_line();
+                       if first == "file" {{ said.send("received " + recv_file(c, "in").bytes); return }}
+                       c.send_line("hello " + first);
+                       try {{ c.recv_line(200) }} catch (e) {{ c.send_line("timed out") }}
+                       let t = task(|| c.recv_line());
+                       c.send_line("task got " + t.join(5000));
+                       let started = now();
+                       task(|| {{ sleep(300); c.close() }});
+                       try {{ c.recv_line() }} catch (e) {{ said.send(`after ${{now() - started >= 280}}: ${{e}}`) }}
+                   }}, #{{quiet: true}});
+                   let c = connect(s.addr);
+                   c.send_line("a"); print(c.recv_line());
+                   print(c.recv_line());
+                   c.send_line("b"); print(c.recv_line());
+                   print(c.recv_line());
+                   print(said.recv(5000));
+                   let c = connect(s.addr); c.send_line("file");
+                   print(send_file(c, "data.bin", #{{progress: false}}).verified);
+                   print(said.recv(5000));"#
+            ))
+            .ok()
+            .stdout();
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 7, "{bind}: {out}");
+        assert_eq!(
+            lines[..4],
+            ["hello a", "timed out", "task got b", ""],
+            "{bind}: {out}"
+        );
+        assert!(
+            lines[4].starts_with("after true: ") && lines[4].contains("closed"),
+            "{bind}: {out}"
+        );
+        assert_eq!(lines[5..], ["true", "received 300007"], "{bind}: {out}");
+        assert_eq!(std::fs::read(dir.path().join("in/data.bin")).unwrap(), data);
+        std::fs::remove_dir_all(dir.path().join("in")).unwrap();
+    }
+}

@@ -4,8 +4,9 @@
 //! Rhai cannot pause a closure part-way, so a closure that blocks needs a
 //! thread for its whole life. An idle connection costs that thread (its
 //! stack is reserved, and mostly untouched, so not resident) and two
-//! descriptors; the connection's reads and sends wait on the thread itself
-//! (see `tcp::conn`), so a message costs one wake-up, as in the baseline.
+//! descriptors. The thread reads its connection with plain blocking `recv`s
+//! ([`Conn::own_reads`]), so a message costs one wake-up and no `poll`, as
+//! in the baseline; stopping the server closes the connection to wake them.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use rhai::Dynamic;
 use super::{Active, Server, ServerState, Settings};
 use crate::error::{Error, Kind, Result, describe, kind_of};
 use crate::net::tcp::{ACCEPT_HANDSHAKE_TIMEOUT, Bind, Conn};
-use crate::runtime::{self, closure::Callback};
+use crate::runtime::{self, CancellationToken, closure::Callback};
 
 /// Binds `bind` and serves each connection with `handler` on its own thread.
 pub fn start(bind: &Bind, settings: &Settings, handler: Callback) -> Result<Server> {
@@ -65,6 +66,14 @@ fn start_connection(
                 announce.error(&format!("{peer}: {e}"));
                 return;
             }
+            // The closure's reads sleep in `recv`, which no cancellation
+            // reaches: stopping the server closes the connection instead.
+            if let Err(e) = handler_conn.own_reads() {
+                handler_conn.close();
+                announce.error(&format!("{peer}: {e}"));
+                return;
+            }
+            runtime::handle().spawn(close_when_cancelled(token.clone(), handler_conn.clone()));
             announce.event(&format!("{peer} connected"));
             let result = handler.call(vec![Dynamic::from(handler_conn.clone())]);
             // The peer sees end of stream when the closure is done with it.
@@ -84,4 +93,13 @@ fn start_connection(
         conn.close();
     }
     started.map(drop)
+}
+
+/// Closes `conn` when `token` is cancelled (the server stops), which wakes
+/// its owner's blocking read; ends when the connection closes anyway.
+async fn close_when_cancelled(token: CancellationToken, conn: Conn) {
+    tokio::select! {
+        _ = token.cancelled() => conn.close(),
+        _ = conn.until_closed() => {}
+    }
 }

@@ -14,6 +14,10 @@
 //! (which shuts the socket down, waking any blocked poll). The socket is not
 //! registered with tokio meanwhile: tokio's reactor would wake on every
 //! message for nothing, and that second wake-up halved a server's rate.
+//! A closure server's own thread goes one step further: it reads its
+//! connection with plain blocking `recv`s, with no `poll` before them, as
+//! the thread-per-connection baseline does ([`Conn::own_reads`]). The
+//! server wakes such a read by closing the connection when it stops.
 //! Whole-connection work (a file transfer) takes both halves with
 //! [`Conn::lock_io`], which lends tokio a duplicate of the socket for as
 //! long as it runs.
@@ -37,9 +41,10 @@ use std::{
     io,
     os::fd::{AsFd, AsRawFd, BorrowedFd},
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    thread::ThreadId,
     time::{Duration, Instant},
 };
 
@@ -97,6 +102,9 @@ struct ConnState {
     /// The socket for `info()` and for `close()` to shut it down, without
     /// waiting for a read or send in progress. Dropped by `close()`.
     socket: std::sync::Mutex<Option<Socket>>,
+    /// The one thread that reads with blocking `recv`s, once set by
+    /// [`Conn::own_reads`]; the socket is then in blocking mode.
+    owner: OnceLock<ThreadId>,
 }
 
 impl Conn {
@@ -116,11 +124,9 @@ impl Conn {
         let (local, peer) = stream.endpoints()?;
         // Reads and sends never block in a syscall (they poll first); a
         // transfer's tokio copy needs the mode too.
-        let nonblocking = match &stream {
-            Stream::Tcp(s) => s.set_nonblocking(true),
-            Stream::Unix(s) => s.set_nonblocking(true),
-        };
-        nonblocking.map_err(|e| Error::io("setting up the socket", None, e))?;
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("setting up the socket", None, e))?;
         let socket = Arc::new(stream);
         Ok(Conn(Arc::new(ConnState {
             local,
@@ -136,6 +142,7 @@ impl Conn {
             closed: CancellationToken::new(),
             shut_down: AtomicBool::new(false),
             socket: std::sync::Mutex::new(Some(socket)),
+            owner: OnceLock::new(),
         })))
     }
 

@@ -67,6 +67,15 @@ impl std::fmt::Display for Endpoint {
 }
 
 impl Stream {
+    /// Sets whether reads and writes on the socket (every descriptor of
+    /// it: the mode belongs to the open socket, not the number) block.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
     /// The local and the peer end.
     pub fn endpoints(&self) -> Result<(Endpoint, Endpoint)> {
         let local_failed = |e| Error::io("reading the local address", None, e);

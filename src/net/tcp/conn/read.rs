@@ -80,15 +80,26 @@ impl Conn {
             return self.fill_tls(tls, fd, acc, deadline, waited);
         }
         let peer = &self.0.peer;
+        // The owner's read with no deadline sleeps in `recv` itself.
+        let mut blocking = deadline.is_none() && self.owns_reads();
         loop {
             if self.is_closed() {
                 return Err(self.closed_error());
             }
-            if runtime::wait_fd(fd, PollFlags::POLLIN, deadline)? == Ready::TimedOut {
+            if blocking {
+                if runtime::is_cancelled() {
+                    return Err(Error::Interrupted);
+                }
+            } else if runtime::wait_fd(fd, PollFlags::POLLIN, deadline)? == Ready::TimedOut {
                 return Err(waited());
             }
+            let flags = if blocking {
+                MsgFlags::empty()
+            } else {
+                MsgFlags::MSG_DONTWAIT
+            };
             let received = CHUNK.with_borrow_mut(|chunk| {
-                let n = nix::sys::socket::recv(fd.as_raw_fd(), chunk, MsgFlags::MSG_DONTWAIT)?;
+                let n = nix::sys::socket::recv(fd.as_raw_fd(), chunk, flags)?;
                 acc.extend_from_slice(&chunk[..n]);
                 Ok(n)
             });
@@ -97,7 +108,10 @@ impl Conn {
                 // end of stream, but it is a close.
                 Ok(0) if self.is_closed() => return Err(self.closed_error()),
                 Ok(n) => return Ok(n),
-                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                // Not in blocking mode after all (a loan to tokio could not
+                // restore it): wait as every other read does.
+                Err(Errno::EAGAIN) => blocking = false,
+                Err(Errno::EINTR) => {}
                 Err(e) => {
                     return Err(Error::io(
                         format!("receiving from {peer}"),
@@ -107,6 +121,36 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Lets the calling thread read this connection with plain blocking
+    /// `recv`s from now on (when it sets no timeout), with no `poll` before
+    /// each: what a thread-per-connection server does, and a syscall and
+    /// two wait-queue registrations less per message. Other threads, and
+    /// reads with a timeout, go on as before. A TLS connection is left as
+    /// it is (its reads step a session that must never block).
+    ///
+    /// Such a read does not see the thread's cancellation: whoever cancels
+    /// this thread's work must close the connection too, which wakes the
+    /// read (closure `serve` does, when it stops).
+    pub fn own_reads(&self) -> Result<()> {
+        if self.0.tls.is_some() || self.0.owner.get().is_some() {
+            return Ok(());
+        }
+        let socket = self.socket()?;
+        socket
+            .set_nonblocking(false)
+            .map_err(|e| Error::io("setting up the socket", None, e))?;
+        let _ = self.0.owner.set(std::thread::current().id());
+        Ok(())
+    }
+
+    /// Does this thread read with blocking `recv`s ([`Conn::own_reads`])?
+    fn owns_reads(&self) -> bool {
+        self.0
+            .owner
+            .get()
+            .is_some_and(|owner| *owner == std::thread::current().id())
     }
 
     /// `fill` for a TLS connection: decrypted bytes first (the session
