@@ -578,3 +578,29 @@ fn a_closure_servers_blocking_reads_leave_every_other_read_working() {
         std::fs::remove_dir_all(dir.path().join("in")).unwrap();
     }
 }
+
+/// Stopping a closure server interrupts a handler blocked in a read (it
+/// said "ready" just before, and the read fails as interrupted, so it was
+/// waiting), and the handler can still answer its client: the stop wakes
+/// the read without closing the connection under it; then end of stream.
+#[test]
+fn a_stopped_closure_servers_handler_still_says_goodbye() {
+    for bind in ["127.0.0.1:0", "[::1]:0"] {
+        let out = Netsh::eval(&format!(
+            r#"let s = serve("{bind}", |c| {{
+                   c.send_line("ready");
+                   try {{ c.recv_line() }} catch (e) {{ c.send_line("going down: " + e) }}
+               }}, #{{quiet: true}});
+               let c = connect(s.addr);
+               print(c.recv_line(5000));
+               sleep(200); s.stop();
+               print(c.recv_line(5000)); print(c.recv_line(5000) == ());"#
+        ));
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(
+            lines,
+            ["ready", "going down: recv_line: interrupted", "true"],
+            "{bind}: {out}"
+        );
+    }
+}

@@ -6,7 +6,8 @@
 //! stack is reserved, and mostly untouched, so not resident) and two
 //! descriptors. The thread reads its connection with plain blocking `recv`s
 //! ([`Conn::own_reads`]), so a message costs one wake-up and no `poll`, as
-//! in the baseline; stopping the server closes the connection to wake them.
+//! in the baseline; stopping the server shuts the reading side down to wake
+//! them ([`Conn::wake_owner`]).
 
 use std::sync::Arc;
 
@@ -66,18 +67,22 @@ fn start_connection(
                 announce.error(&format!("{peer}: {e}"));
                 return;
             }
+            // The peer sees end of stream when the closure is done with it
+            // (even if it panicked).
+            let closing = CloseOnDrop(handler_conn.clone());
             // The closure's reads sleep in `recv`, which no cancellation
-            // reaches: stopping the server closes the connection instead.
-            if let Err(e) = handler_conn.own_reads() {
-                handler_conn.close();
-                announce.error(&format!("{peer}: {e}"));
-                return;
+            // reaches: stopping the server wakes them instead.
+            match handler_conn.own_reads() {
+                Ok(true) => {
+                    let wake = wake_when_cancelled(token.clone(), handler_conn.clone());
+                    runtime::handle().spawn(wake);
+                }
+                Ok(false) => {}
+                Err(e) => return announce.error(&format!("{peer}: {e}")),
             }
-            runtime::handle().spawn(close_when_cancelled(token.clone(), handler_conn.clone()));
             announce.event(&format!("{peer} connected"));
             let result = handler.call(vec![Dynamic::from(handler_conn.clone())]);
-            // The peer sees end of stream when the closure is done with it.
-            handler_conn.close();
+            drop(closing);
             match result {
                 // What stop() interrupted is no error to report; a failure
                 // of the closure's own that came first still is.
@@ -95,11 +100,20 @@ fn start_connection(
     started.map(drop)
 }
 
-/// Closes `conn` when `token` is cancelled (the server stops), which wakes
-/// its owner's blocking read; ends when the connection closes anyway.
-async fn close_when_cancelled(token: CancellationToken, conn: Conn) {
+/// Wakes `conn`'s owner when `token` is cancelled (the server stops); ends
+/// when the connection closes first.
+async fn wake_when_cancelled(token: CancellationToken, conn: Conn) {
     tokio::select! {
-        _ = token.cancelled() => conn.close(),
+        _ = token.cancelled() => conn.wake_owner(),
         _ = conn.until_closed() => {}
+    }
+}
+
+/// Closes the connection when dropped.
+struct CloseOnDrop(Conn);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }

@@ -17,7 +17,8 @@
 //! A closure server's own thread goes one step further: it reads its
 //! connection with plain blocking `recv`s, with no `poll` before them, as
 //! the thread-per-connection baseline does ([`Conn::own_reads`]). The
-//! server wakes such a read by closing the connection when it stops.
+//! server wakes such a read by shutting the reading side down when it
+//! stops ([`Conn::wake_owner`]).
 //! Whole-connection work (a file transfer) takes both halves with
 //! [`Conn::lock_io`], which lends tokio a duplicate of the socket for as
 //! long as it runs.

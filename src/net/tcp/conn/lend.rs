@@ -32,8 +32,15 @@ impl Conn {
         if blocking {
             side.socket.set_nonblocking(true).map_err(lending)?;
         }
-        let (read, write) =
-            crate::net::tcp::io::lend(&side.socket, self.0.tls.as_ref()).map_err(lending)?;
+        let (read, write) = match crate::net::tcp::io::lend(&side.socket, self.0.tls.as_ref()) {
+            Ok(halves) => halves,
+            Err(e) => {
+                if blocking {
+                    let _ = side.socket.set_nonblocking(false);
+                }
+                return Err(lending(e));
+            }
+        };
         let pending = std::mem::take(&mut side.pending);
         Ok(ConnIo {
             reader,

@@ -10,7 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::{errno::Errno, poll::PollFlags, sys::socket::MsgFlags};
+use nix::{
+    errno::Errno,
+    poll::PollFlags,
+    sys::socket::{MsgFlags, Shutdown},
+};
 
 use super::Conn;
 use crate::error::{Error, Result};
@@ -107,6 +111,8 @@ impl Conn {
                 // `close()` elsewhere shuts the socket down: that reads as
                 // end of stream, but it is a close.
                 Ok(0) if self.is_closed() => return Err(self.closed_error()),
+                // So does `wake_owner()`, for an owner whose work is cancelled.
+                Ok(0) if blocking && runtime::is_cancelled() => return Err(Error::Interrupted),
                 Ok(n) => return Ok(n),
                 // Not in blocking mode after all (a loan to tokio could not
                 // restore it): wait as every other read does.
@@ -131,18 +137,26 @@ impl Conn {
     /// it is (its reads step a session that must never block).
     ///
     /// Such a read does not see the thread's cancellation: whoever cancels
-    /// this thread's work must close the connection too, which wakes the
-    /// read (closure `serve` does, when it stops).
-    pub fn own_reads(&self) -> Result<()> {
+    /// this thread's work must then call [`Conn::wake_owner`] (closure
+    /// `serve` does, when it stops). `false`: the reads stay as they were.
+    pub fn own_reads(&self) -> Result<bool> {
         if self.0.tls.is_some() || self.0.owner.get().is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let socket = self.socket()?;
         socket
             .set_nonblocking(false)
             .map_err(|e| Error::io("setting up the socket", None, e))?;
-        let _ = self.0.owner.set(std::thread::current().id());
-        Ok(())
+        Ok(self.0.owner.set(std::thread::current().id()).is_ok())
+    }
+
+    /// Wakes the owner's blocking read after its work was cancelled: the
+    /// socket's reading side is shut down, so the read ends (as interrupted)
+    /// while sends still go out, as they did before the cancellation.
+    pub fn wake_owner(&self) {
+        if let Ok(socket) = self.socket() {
+            let _ = nix::sys::socket::shutdown(socket.as_raw_fd(), Shutdown::Read);
+        }
     }
 
     /// Does this thread read with blocking `recv`s ([`Conn::own_reads`])?
@@ -383,4 +397,70 @@ fn too_big(peer: &Endpoint) -> Error {
         "reading over {} MiB from {peer} at once is more than a blob may hold; read in parts with read(n), or receive it as a file with recv_file",
         MAX_STRING_BYTES >> 20
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        net::{TcpListener, TcpStream},
+        sync::mpsc,
+        time::{Duration, Instant},
+    };
+
+    use crate::net::tcp::{Conn, Stream};
+
+    /// The syscall thread `tid` of this process is in, by number (-1 when
+    /// it is running).
+    fn syscall_of(tid: i32) -> i64 {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(-1)
+    }
+
+    /// The owner's read sleeps in `recv` itself; another thread's read
+    /// waits in `poll` first (so Ctrl-C and `stop()` reach it). Seen from
+    /// /proc while each is blocked, then each gets its byte.
+    #[test]
+    fn the_owner_sleeps_in_recv_and_other_threads_in_poll() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind on loopback");
+        let mut peer = TcpStream::connect(listener.local_addr().expect("its address"))
+            .expect("connect on loopback");
+        let (accepted, _) = listener.accept().expect("accept");
+        let conn = Conn::over(Stream::Tcp(accepted), None).expect("a connection");
+        let polls: &[i64] = &[
+            libc::SYS_ppoll,
+            #[cfg(target_arch = "x86_64")]
+            libc::SYS_poll,
+        ];
+        for (owner, waits_in, byte) in [(false, polls, "a"), (true, &[libc::SYS_recvfrom][..], "b")]
+        {
+            let reader_conn = conn.clone();
+            let (told, tid) = mpsc::channel();
+            let reader = std::thread::spawn(move || {
+                if owner {
+                    assert!(reader_conn.own_reads().expect("own the reads"));
+                }
+                told.send(nix::unistd::gettid().as_raw())
+                    .expect("the test waits");
+                reader_conn.recv()
+            });
+            let tid = tid.recv().expect("the reader's thread id");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut seen = -1;
+            while !waits_in.contains(&seen) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the {} read waits in syscall {seen}, not in {waits_in:?}",
+                    if owner { "owner's" } else { "other thread's" }
+                );
+                std::thread::sleep(Duration::from_millis(10));
+                seen = syscall_of(tid);
+            }
+            peer.write_all(byte.as_bytes()).expect("send on loopback");
+            let got = reader.join().expect("the reader panicked");
+            assert_eq!(got.expect("the read"), byte);
+        }
+    }
 }
