@@ -3,8 +3,8 @@
 //!
 //! Rhai cannot pause a closure part-way, so a closure that blocks needs a
 //! thread for its whole life. An idle connection costs that thread (its
-//! stack is reserved, and mostly untouched, so not resident) and two
-//! descriptors. The thread reads its connection with plain blocking `recv`s
+//! stack is reserved, and mostly untouched, so not resident) and the
+//! socket's descriptor. The thread reads its connection with plain blocking `recv`s
 //! ([`Conn::own_reads`]), so a message costs one wake-up and no `poll`, as
 //! in the baseline; stopping the server shuts the reading side down to wake
 //! them ([`Conn::wake_owner`]).

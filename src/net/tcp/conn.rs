@@ -123,8 +123,9 @@ impl Conn {
     /// over it (see [`Conn::handshake`]) or none.
     pub fn over(stream: Stream, tls: Option<Session>) -> Result<Conn> {
         let (local, peer) = stream.endpoints()?;
-        // Reads and sends never block in a syscall (they poll first); a
-        // transfer's tokio copy needs the mode too.
+        // Reads and sends never block in a syscall (they poll first) until
+        // a thread takes the reads over with `own_reads`; a transfer's
+        // tokio copy needs the mode too.
         stream
             .set_nonblocking(true)
             .map_err(|e| Error::io("setting up the socket", None, e))?;
