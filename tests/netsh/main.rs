@@ -14,13 +14,15 @@
 //!   and `receiver` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
-//!   folder), `docs`.
+//!   folder), `docs`, `architecture` (the rules docs/ARCHITECTURE.md states,
+//!   read off the source).
 //!
 //! Run one file's tests with `cargo test --test netsh tcp::`.
 
 mod support;
 
 mod anywhere;
+mod architecture;
 mod bad_input;
 mod capture;
 mod cli;

@@ -1,0 +1,305 @@
+//! The rules docs/ARCHITECTURE.md states, kept by reading the source (as
+//! rust-analyzer's `tidy.rs` does): the document names every folder of
+//! `src/` and no path that is gone, every file says why it exists, only the
+//! runtime bridge blocks on the runtime, and dependencies point down.
+//! Text checks, no build: cheap, and each failure says what to change.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// What each top-level module of the library may import from the others
+/// (ARCHITECTURE.md, "Code map"). A module missing here fails the test, so a
+/// new one gets its place in the table and in the document.
+const MAY_IMPORT: &[(&str, &[&str])] = &[
+    ("error", &[]),
+    ("limits", &[]),
+    ("console", &[]),
+    ("runtime", &["error"]),
+    ("net", &["error", "limits", "console", "runtime"]),
+    ("shell", &["error", "limits", "console", "runtime", "net"]),
+    (
+        "repl",
+        &["error", "limits", "console", "runtime", "net", "shell"],
+    ),
+    (
+        "cli",
+        &["error", "limits", "console", "runtime", "net", "shell", "repl"],
+    ),
+];
+
+/// Where `.block_on(` may appear outside `src/runtime/` (test code aside),
+/// how many times, and why. An entry that no longer matches fails too, so
+/// the list stays true.
+const BLOCK_ON_EXCEPTIONS: &[(&str, usize, &str)] = &[(
+    "src/net/serve/mod.rs",
+    1,
+    "Server::stop waits (at most 2 s) for the port to be free on a thread whose \
+     own token may already be cancelled (a handler stopping its own server), so \
+     it cannot race that token; it checks ensure_may_block first",
+)];
+
+/// Files under `dir` (recursively) whose name ends with `ext`, sorted.
+fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a folder entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Every folder under `dir`, `dir` included, as paths relative to the root.
+fn folders(dir: &str) -> Vec<String> {
+    let mut found = vec![dir.to_string()];
+    let mut i = 0;
+    while i < found.len() {
+        let entries = std::fs::read_dir(Path::new(ROOT).join(&found[i])).expect("a folder");
+        for entry in entries {
+            let path = entry.expect("a folder entry").path();
+            if path.is_dir() {
+                found.push(relative(&path));
+            }
+        }
+        i += 1;
+    }
+    found.sort();
+    found
+}
+
+/// `path` relative to the repository root, with `/`.
+fn relative(path: &Path) -> String {
+    path.strip_prefix(ROOT)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn architecture_doc() -> String {
+    read(&Path::new(ROOT).join("docs/ARCHITECTURE.md"))
+}
+
+/// The repository paths a text names: maximal runs of path characters that
+/// start with one of the repository's top folders, without a trailing `.`
+/// (the end of a sentence) or `/`.
+fn named_paths(text: &str) -> BTreeSet<String> {
+    const TOPS: &[&str] = &[
+        "src/", "tests/", "docs/", "bench/", "examples/", "fuzz/", "scripts/", "plugins/",
+    ];
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+    let mut paths = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| is_path_char(c)) {
+        let run_len = rest[start..]
+            .find(|c: char| !is_path_char(c))
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + run_len];
+        if TOPS.iter().any(|top| run.starts_with(top)) {
+            paths.insert(run.trim_end_matches(['.', '/']).to_string());
+        }
+        rest = &rest[start + run_len..];
+    }
+    paths
+}
+
+/// Every folder of `src/` (and of `src/net/`, at any depth) is named in
+/// ARCHITECTURE.md, and every repository path it names exists.
+#[test]
+fn the_architecture_doc_names_every_folder_and_no_missing_path() {
+    let named = named_paths(&architecture_doc());
+    let unnamed: Vec<String> = folders("src")
+        .into_iter()
+        .filter(|folder| !named.contains(folder))
+        .collect();
+    let missing: Vec<&String> = named
+        .iter()
+        .filter(|path| !Path::new(ROOT).join(path).exists())
+        .collect();
+    assert!(
+        unnamed.is_empty() && missing.is_empty(),
+        "docs/ARCHITECTURE.md is out of date with the tree (a change that adds, \
+         moves or removes a folder updates its code map):\n  folders it does not \
+         name: {unnamed:?}\n  paths it names that do not exist: {missing:?}"
+    );
+}
+
+/// Every Rust file of the library, the tests, the examples, the fuzz
+/// targets and build.rs opens with a `//!` line saying why it exists.
+#[test]
+fn every_file_says_why_it_exists() {
+    let root = Path::new(ROOT);
+    let mut all = Vec::new();
+    for dir in ["src", "tests", "examples", "fuzz/fuzz_targets"] {
+        all.extend(files(&root.join(dir), ".rs"));
+    }
+    all.push(root.join("build.rs"));
+    assert!(all.len() > 100, "found only {} Rust files", all.len());
+    let silent: Vec<String> = all
+        .iter()
+        .filter(|path| !read(path).starts_with("//!"))
+        .map(|path| relative(path))
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "these files do not open with a `//!` saying why they exist: {silent:?}"
+    );
+}
+
+/// A file's text without its test module: clippy's `items_after_test_module`
+/// (CI denies warnings) keeps `#[cfg(test)] mod …` last in a file.
+fn without_tests(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|pair| pair[0].trim() == "#[cfg(test)]" && pair[1].trim_start().starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `.block_on(` on a runtime appears only in `src/runtime/`, where it races
+/// the thread's cancellation token, and in the few places listed with why.
+#[test]
+fn only_the_runtime_blocks_on_the_runtime() {
+    let mut found: BTreeMap<String, usize> = BTreeMap::new();
+    for path in files(&Path::new(ROOT).join("src"), ".rs") {
+        let name = relative(&path);
+        if name.starts_with("src/runtime/") || name.ends_with("/tests.rs") {
+            continue;
+        }
+        let count = without_tests(&read(&path)).matches(".block_on(").count();
+        if count > 0 {
+            found.insert(name, count);
+        }
+    }
+    let allowed: BTreeMap<String, usize> = BLOCK_ON_EXCEPTIONS
+        .iter()
+        .map(|(path, count, _why)| (path.to_string(), *count))
+        .collect();
+    assert_eq!(
+        found, allowed,
+        "`.block_on(` outside src/runtime/ (left) differs from the listed exceptions \
+         (right). A wait in a capability goes through runtime::block_on or \
+         runtime::wait_fd, so Ctrl-C and stop() end it; a real exception is added \
+         to BLOCK_ON_EXCEPTIONS with why, and a gone one removed"
+    );
+}
+
+/// The top-level modules of the library (`crate::NAME`) that `text` refers
+/// to: in paths, and in the first segment of each item of `use crate::{…}`.
+fn crate_modules(text: &str) -> BTreeSet<String> {
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices("crate::") {
+        let after = &text[at + "crate::".len()..];
+        if let Some(group) = after.strip_prefix('{') {
+            // Items at depth 0 of the braces, each up to its comma.
+            let mut depth = 0;
+            let mut start = 0;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        found.insert(ident(&group[start..i]));
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        found.insert(ident(&group[start..i]));
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            found.insert(ident(after));
+        }
+    }
+    found.retain(|name| !name.is_empty() && name != "self");
+    found
+}
+
+/// Each module imports only the modules below it: `net` never `shell`,
+/// `repl` or `cli`; `error`, `limits` and `console` nothing of netsh;
+/// `runtime` only `error`.
+#[test]
+fn dependencies_point_down() {
+    let allowed: BTreeMap<&str, &[&str]> = MAY_IMPORT.iter().copied().collect();
+    let src = Path::new(ROOT).join("src");
+    let mut wrong = Vec::new();
+    for path in files(&src, ".rs") {
+        let name = relative(&path);
+        let module = name["src/".len()..]
+            .split(['/', '.'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let Some(may) = allowed.get(module.as_str()) else {
+            wrong.push(format!(
+                "{name}: module `{module}` has no row in MAY_IMPORT (add it there and to docs/ARCHITECTURE.md's code map)"
+            ));
+            continue;
+        };
+        for used in crate_modules(&read(&path)) {
+            if used != module && !may.contains(&used.as_str()) {
+                wrong.push(format!("{name}: `{module}` must not use crate::{used}"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "dependencies must point down (docs/ARCHITECTURE.md, \"Invariants\"):\n  {}",
+        wrong.join("\n  ")
+    );
+}
+
+/// The path and import readers find what they should, so the tests above
+/// cannot pass by reading nothing.
+#[test]
+fn the_readers_see_paths_and_imports() {
+    let paths = named_paths("see `src/net/tcp/conn/` and src/runtime/mod.rs. Or scripts/.");
+    let expected: BTreeSet<String> = ["src/net/tcp/conn", "src/runtime/mod.rs", "scripts"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(paths, expected);
+    let used = crate_modules(
+        "use crate::{\n    console, runtime,\n    shell::{self, Shell, control},\n};\nlet x = crate::net::addr::parse(a);",
+    );
+    let expected: BTreeSet<String> = ["console", "runtime", "shell", "net"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(used, expected);
+    let text = "fn a() { x.block_on(f) }\n// y.block_on(g)\n#[cfg(test)]\nmod tests {\n    rt.block_on(h)\n}";
+    assert_eq!(without_tests(text).matches(".block_on(").count(), 1);
+}
