@@ -27,7 +27,9 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ),
     (
         "cli",
-        &["error", "limits", "console", "runtime", "net", "shell", "repl"],
+        &[
+            "error", "limits", "console", "runtime", "net", "shell", "repl",
+        ],
     ),
 ];
 
@@ -101,7 +103,14 @@ fn architecture_doc() -> String {
 /// (the end of a sentence) or `/`.
 fn named_paths(text: &str) -> BTreeSet<String> {
     const TOPS: &[&str] = &[
-        "src/", "tests/", "docs/", "bench/", "examples/", "fuzz/", "scripts/", "plugins/",
+        "src/",
+        "tests/",
+        "docs/",
+        "bench/",
+        "examples/",
+        "fuzz/",
+        "scripts/",
+        "plugins/",
     ];
     let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
     let mut paths = BTreeSet::new();
@@ -168,7 +177,9 @@ fn without_tests(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let end = lines
         .windows(2)
-        .position(|pair| pair[0].trim() == "#[cfg(test)]" && pair[1].trim_start().starts_with("mod "))
+        .position(|pair| {
+            pair[0].trim() == "#[cfg(test)]" && pair[1].trim_start().starts_with("mod ")
+        })
         .unwrap_or(lines.len());
     lines[..end]
         .iter()
