@@ -1,7 +1,8 @@
 //! The rules docs/ARCHITECTURE.md states, kept by reading the source (as
 //! rust-analyzer's `tidy.rs` does): the document names every folder of
-//! `src/` and no path that is gone, every file says why it exists, only the
-//! runtime bridge blocks on the runtime, and dependencies point down.
+//! `src/` and no path or item that is gone, every file says why it exists,
+//! only the runtime bridge blocks on the runtime, and dependencies point
+//! down.
 //! Text checks, no build: cheap, and each failure says what to change.
 
 use std::{
@@ -146,6 +147,95 @@ fn the_architecture_doc_names_every_folder_and_no_missing_path() {
         "docs/ARCHITECTURE.md is out of date with the tree (a change that adds, \
          moves or removes a folder updates its code map):\n  folders it does not \
          name: {unnamed:?}\n  paths it names that do not exist: {missing:?}"
+    );
+}
+
+/// Names that the document writes as paths (`Type::item`) but that come
+/// from rhai and tokio, not from netsh.
+const FOREIGN: &[&str] = &["EvalAltResult", "FnPtr", "Handle", "TcpStream"];
+
+/// Every name netsh defines: items after `fn`, `mod`, `struct`, `enum`,
+/// `trait`, `type`, `const`, `static`, and the files and folders of `src/`
+/// and `tests/netsh/` (modules too).
+fn defined_names() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for dir in ["src", "tests/netsh"] {
+        for path in files(&Path::new(ROOT).join(dir), ".rs") {
+            let mut parent = path.parent();
+            names.insert(
+                path.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            while let Some(folder) = parent.filter(|p| p.starts_with(Path::new(ROOT).join(dir))) {
+                names.insert(
+                    folder
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+                parent = folder.parent();
+            }
+            let text = read(&path);
+            let words: Vec<&str> = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .collect();
+            for pair in words.windows(2) {
+                if [
+                    "fn", "mod", "struct", "enum", "trait", "type", "const", "static",
+                ]
+                .contains(&pair[0])
+                {
+                    names.insert(pair[1].to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The `a::b::c` paths written in backticks in `text`.
+fn named_items(text: &str) -> BTreeSet<String> {
+    // Every piece between two backticks, not only every other one: a span
+    // like ```` ```rhai ```` would shift the count. Prose never matches.
+    text.split('`')
+        .filter(|span| {
+            span.contains("::")
+                && span.split("::").all(|s| {
+                    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Every netsh item ARCHITECTURE.md names as a path (`runtime::block_on`,
+/// `Conn::own_reads`) still exists, each part of the path defined
+/// somewhere in `src/` or `tests/netsh/`: renaming a function the bird's-eye
+/// view follows updates the document.
+#[test]
+fn the_architecture_doc_names_only_real_items() {
+    let defined = defined_names();
+    let items = named_items(&architecture_doc());
+    assert!(
+        items.len() >= 30,
+        "read only {} items: {items:?}",
+        items.len()
+    );
+    let stale: Vec<String> = items
+        .into_iter()
+        .filter(|item| {
+            let parts: Vec<&str> = item.split("::").filter(|p| *p != "crate").collect();
+            !FOREIGN.contains(&parts[0]) && parts.iter().any(|p| !defined.contains(*p))
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/ARCHITECTURE.md names items that netsh no longer defines (rename them \
+         there too): {stale:?}"
     );
 }
 
@@ -313,4 +403,22 @@ fn the_readers_see_paths_and_imports() {
     assert_eq!(used, expected);
     let text = "fn a() { x.block_on(f) }\n// y.block_on(g)\n#[cfg(test)]\nmod tests {\n    rt.block_on(h)\n}";
     assert_eq!(without_tests(text).matches(".block_on(").count(), 1);
+    let items = named_items("`runtime::block_on` and `a b::c`, `x`, `Conn::own_reads`.");
+    let expected: BTreeSet<String> = ["Conn::own_reads", "runtime::block_on"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(items, expected);
+    let defined = defined_names();
+    for name in [
+        "runtime",
+        "block_on",
+        "Conn",
+        "own_reads",
+        "net",
+        "wake",
+        "support",
+    ] {
+        assert!(defined.contains(name), "{name} is not seen as defined");
+    }
 }
