@@ -462,7 +462,7 @@ fn tls_reads_time_out_and_close_wakes_them() {
     assert_eq!(lines[3], "true");
 }
 
-/// serve's closure shape with `tls` runs the handshake on each connection's thread, then the closure.
+/// serve's closure shape with `tls` runs the handshake, then the closure.
 #[test]
 fn serve_speaks_tls() {
     let out = Netsh::eval(
@@ -473,6 +473,125 @@ fn serve_speaks_tls() {
            s.stop();"#,
     );
     assert_eq!(out, "hello TLSv1.3");
+}
+
+/// A silent plain client at the head of a TLS listener's queue does not hold up the TLS client behind it: accept() returns that client at once, since handshakes run side by side.
+#[test]
+fn a_silent_client_does_not_hold_up_the_tls_clients_behind_it() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);   // plain TCP, sends nothing
+           let t = task(|| connect(`127.0.0.1:${port}`, #{tls: #{pin: pin}}).recv_line());
+           let started = timestamp();
+           let c = l.accept(8000);
+           c.send_line("welcome");
+           print(t.join());
+           print(started.elapsed < 3.0);"#,
+    ));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["welcome", "true"]);
+}
+
+/// accept(ms) on a TLS listener with only a silent client keeps its limit: it times out after 1.5 s (not the handshake's 10 s), saying a client has not finished its handshake.
+#[test]
+fn accept_keeps_its_timeout_while_a_handshake_stalls() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           let started = timestamp();
+           try { l.accept(1500); print("accepted") } catch (e) { print(e.kind); print(e) }
+           let took = started.elapsed;
+           print(took > 1.3 && took < 2.5);"#,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "timeout", "{out}");
+    assert!(
+        lines[1].starts_with(
+            "accept: timed out after 1.5 s while waiting for a connection on 127.0.0.1:"
+        ) && lines[1].ends_with("(1 client connected but has not finished its TLS handshake)"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "true", "{out}");
+}
+
+/// A flood of silent clients is bounded: at most 64 handshakes are under way at once, and the rest wait in the listen backlog.
+#[test]
+fn a_flood_of_silent_clients_is_capped_at_64_handshakes() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = [];
+           for i in 0..80 { silent.push(connect(`127.0.0.1:${port}`)); }
+           try { l.accept(1500) } catch (e) { print(e) }"#,
+    ));
+    assert!(
+        out.ends_with("(64 clients connected but have not finished their TLS handshakes)"),
+        "{out}"
+    );
+}
+
+/// serve with tls serves a TLS client at once while a silent client sits in its handshake, and stop() closes the silent one.
+#[test]
+fn serve_is_not_held_up_by_a_silent_client() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| c.send_line("hello"), #{tls: #{self_signed: true}, quiet: true});
+           let silent = connect(`127.0.0.1:${s.port}`);
+           let started = timestamp();
+           let c = connect(`127.0.0.1:${s.port}`, #{tls: #{insecure: true}, timeout: 5000});
+           print(c.recv_line());
+           print(started.elapsed < 3.0);
+           s.stop();
+           silent.timeout = 3000;
+           silent.read_all();   // to the end of stream, or a timeout error
+           print("closed");"#,
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["hello", "true", "closed"]);
+}
+
+/// serve with a self-signed certificate prints its SHA-256 (on stderr from a script) unless quiet, and gives it as .fingerprint, with the certificate as .cert, which a client can trust with `ca`.
+#[test]
+fn serve_tells_its_self_signed_fingerprint() {
+    let run = Netsh::new()
+        .arg("-e")
+        .arg(
+            r#"let s = serve("127.0.0.1:0", |c| c.send_line("trusted"), #{tls: #{self_signed: true}});
+               write_file("serve.pem", s.cert);
+               let c = connect(`localhost:${s.port}`, #{tls: #{ca: "serve.pem"}});
+               print(c.recv_line());
+               let q = serve("127.0.0.1:0", |c| (), #{tls: #{self_signed: true}, quiet: true});
+               print(s.port); print(s.fingerprint); print(q.fingerprint);
+               print(serve("127.0.0.1:0", |c| (), #{quiet: true}).fingerprint == ());
+               s.stop(); q.stop();"#,
+        )
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    let [trusted, port, loud, quiet, plain] = lines[..] else {
+        panic!("{}", run.explain());
+    };
+    assert_eq!((trusted, plain), ("trusted", "true"), "{}", run.explain());
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!(
+            "serve: 127.0.0.1:{port} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {loud}"
+        )) && !err.contains(quiet),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A TLS client whose server never answers the hello times out with words that read as English and name the handshake.
+#[test]
+fn a_handshake_timeout_reads_plainly() {
+    let (addr, silent) = peer_on("127.0.0.1:0", |s| {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let err = Netsh::eval_err(&format!(
+        r#"connect("{addr}", #{{tls: #{{insecure: true}}, timeout: 500}})"#
+    ));
+    silent.join().unwrap();
+    assert!(
+        err.contains(&format!(
+            "connect: timed out after 500 ms while waiting for the TLS handshake with {addr} to finish"
+        )),
+        "{err}"
+    );
 }
 
 /// Bad tls options fail with what was wrong, before anything is sent.

@@ -170,6 +170,26 @@ impl ServerTls {
         })))
     }
 
+    /// Prints, for a certificate made on the spot, what it is for and its
+    /// SHA-256, so whoever connects can check or pin it: above the prompt
+    /// in the REPL, on stderr from a script (whose output stays its own).
+    /// `op` is the function that serves it (`listen`, `serve`), `addr`
+    /// where.
+    pub fn tell_self_signed(&self, op: &str, addr: &dyn std::fmt::Display) {
+        if !self.self_signed {
+            return;
+        }
+        let note = format!(
+            "{op}: {addr} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {}",
+            self.fingerprint
+        );
+        if crate::console::is_interactive() {
+            crate::console::line(&note);
+        } else {
+            crate::console::warn(&note);
+        }
+    }
+
     /// A new session for an accepted connection.
     pub fn session(&self) -> Result<Session> {
         let tls = rustls::ServerConnection::new(self.config.clone())
