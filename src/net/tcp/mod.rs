@@ -131,8 +131,9 @@ mod api {
     /// with `#{cert: "cert.pem", key: "key.pem"}` (PEM files) or
     /// `#{self_signed: true}` (a certificate for localhost, 127.0.0.1 and
     /// ::1 made now; its SHA-256 is printed, and is `.fingerprint`), and
-    /// `alpn` (protocols offered, like `["h2", "http/1.1"]`). `accept()`
-    /// then runs the handshake.
+    /// `alpn` (protocols offered, like `["h2", "http/1.1"]`). Handshakes
+    /// then run side by side (at most 64 at once) and `accept()` returns
+    /// the first client to finish one, so a silent client delays nobody.
     ///
     /// ```rhai
     /// let l = listen("127.0.0.1:8443", #{tls: #{self_signed: true}});
@@ -232,7 +233,8 @@ mod api {
     /// let c = listen(9000).accept();
     /// ```
     ///
-    /// Fails when: the listener was closed, or the wait is interrupted.
+    /// Fails when: the listener was closed, the wait is interrupted, or
+    /// (TLS) the first client to end its handshake failed it.
     #[rhai_fn(return_raw, pure)]
     pub fn accept(l: &mut Listener) -> ScriptResult<Conn> {
         l.accept(None).map_err(fail("accept"))
@@ -246,7 +248,8 @@ mod api {
     /// ```
     ///
     /// Fails when: `timeout_ms` is negative, nobody connects in time, the
-    /// listener was closed, or the wait is interrupted.
+    /// listener was closed, the wait is interrupted, or (TLS) the first
+    /// client to end its handshake failed it.
     #[rhai_fn(return_raw, pure, name = "accept")]
     pub fn accept_timeout(l: &mut Listener, timeout_ms: i64) -> ScriptResult<Conn> {
         wait_limit(timeout_ms)
