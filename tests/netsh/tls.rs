@@ -511,6 +511,21 @@ fn accept_keeps_its_timeout_while_a_handshake_stalls() {
     assert_eq!(lines[2], "true", "{out}");
 }
 
+/// Closing a TLS listener ends the handshakes still under way: the silent client behind an accept() that timed out reads end of stream at once, not after the 10 s handshake limit.
+#[test]
+fn closing_a_tls_listener_ends_its_pending_handshakes() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           try { l.accept(300) } catch (e) { print(e.kind) }
+           l.close();
+           let started = timestamp();
+           silent.timeout = 5000;
+           silent.read_all();   // to the end of stream, or a timeout error
+           print(started.elapsed < 2.0);"#,
+    ));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["timeout", "true"]);
+}
+
 /// A flood of silent clients is bounded: at most 64 handshakes are under way at once, and the rest wait in the listen backlog.
 #[test]
 fn a_flood_of_silent_clients_is_capped_at_64_handshakes() {
