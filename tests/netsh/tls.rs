@@ -526,6 +526,26 @@ fn closing_a_tls_listener_ends_its_pending_handshakes() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["timeout", "true"]);
 }
 
+/// A silent client's handshake ends after its 10 s limit, and the next accept() reports it in plain words naming the client.
+#[test]
+fn a_silent_clients_handshake_times_out_in_plain_words() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           print(silent.local);
+           try { l.accept(15000) } catch (e) { print(e.kind); print(e) }"#,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "timeout", "{out}");
+    assert_eq!(
+        lines[2],
+        format!(
+            "accept: timed out after 10 s while waiting for {} to finish the TLS handshake (it connected but did not complete it)",
+            lines[0]
+        ),
+        "{out}"
+    );
+}
+
 /// A flood of silent clients is bounded: at most 64 handshakes are under way at once, and the rest wait in the listen backlog.
 #[test]
 fn a_flood_of_silent_clients_is_capped_at_64_handshakes() {
