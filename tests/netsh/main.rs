@@ -10,7 +10,7 @@
 //!   `support/http.rs` (a hyper server), `support/nginx.rs`,
 //!   `support/wire.rs` (a raw upload-protocol client).
 //! - One file per capability or part of the shell, named after it: `tcp`,
-//!   `udp`, `unix`, `tls`, `concurrency` (tasks and `serve`), `transfer`
+//!   `udp`, `unix`, `tls` (and `tls_trust`, what a `ca` file trusts), `concurrency` (tasks and `serve`), `transfer`
 //!   and `receiver` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
@@ -40,6 +40,7 @@ mod repl;
 mod scan;
 mod tcp;
 mod tls;
+mod tls_trust;
 mod transfer;
 mod udp;
 mod unix;

@@ -6,7 +6,7 @@
 use std::{
     io::{Read, Write},
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::Command,
     time::Duration,
 };
@@ -92,11 +92,11 @@ fn self_signed(code: &str) -> String {
 
 /// `openssl` is installed (CI installs it); tests that need it say why
 /// they skip without it.
-fn has_openssl(test: &str) -> bool {
+pub fn has_openssl(test: &str) -> bool {
     has_tool(test, "openssl", &["version"], "openssl")
 }
 
-/// A netsh TLS server with a self-signed certificate and a netsh client trusting it with `ca`: lines, read(n), read_all and a half-close cross the session, and tls_info() on both ends says what was agreed.
+/// A netsh TLS server with a self-signed certificate and a netsh client trusting it with `ca`: lines, read(n), read_all and a half-close cross the session, and tls_info() on both ends says what was agreed (no SNI: the client connected to an IP address).
 #[test]
 fn netsh_server_and_client_with_a_self_signed_certificate() {
     let home = tempfile::tempdir().unwrap();
@@ -123,7 +123,7 @@ fn netsh_server_and_client_with_a_self_signed_certificate() {
                print(c.recv_line());
                print(c.recv_line() == ());
                let i = c.tls_info();
-               print(i.version); print(i.sni); print(i.peer_names);
+               print(i.version); print(i.sni == ()); print(i.peer_names);
                print(i.peer_fingerprint == pin);
                print(i.peer_subject);
                let s = t.join();
@@ -140,7 +140,7 @@ fn netsh_server_and_client_with_a_self_signed_certificate() {
             "got 70000 bytes after the line",
             "true",
             "TLSv1.3",
-            "127.0.0.1",
+            "true", // an IP address is never sent as SNI
             r#"["localhost", "127.0.0.1", "::1"]"#,
             "true",
             "CN=netsh self-signed (localhost)",
@@ -211,6 +211,17 @@ fn netsh_client_talks_to_openssl_s_server() {
 
 /// Starts `openssl s_server` with `NAME.pem`/`NAME.key` on a free fixed port (retrying on a clash); returns it once it accepts.
 fn s_server(pki: &Pki, name: &str) -> (Peer, u16) {
+    let (cert, key) = (
+        pki.path(&format!("{name}.pem")),
+        pki.path(&format!("{name}.key")),
+    );
+    openssl_server(&cert, &key, &[])
+}
+
+/// Starts `openssl s_server` with the certificate `cert` and key `key` (and
+/// `extra` arguments, like `-www`) on a free fixed port, retrying on a
+/// clash; returns it and its port once it accepts.
+pub fn openssl_server(cert: &Path, key: &Path, extra: &[&str]) -> (Peer, u16) {
     for attempt in 0..20 {
         let port = support::fixed_port(attempt);
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
@@ -219,9 +230,10 @@ fn s_server(pki: &Pki, name: &str) -> (Peer, u16) {
         let mut cmd = Command::new("openssl");
         cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
             .arg("-cert")
-            .arg(pki.path(&format!("{name}.pem")))
+            .arg(cert)
             .arg("-key")
-            .arg(pki.path(&format!("{name}.key")));
+            .arg(key)
+            .args(extra);
         let mut server = Peer::start(cmd);
         if server.wait_for("ACCEPT", Duration::from_secs(10)).is_some() {
             return (server, port);
@@ -326,7 +338,7 @@ fn an_untrusted_certificate_is_refused() {
     );
 }
 
-/// A pinned fingerprint is trusted whatever the name and issuer; another fingerprint is refused, naming both.
+/// A pinned fingerprint is trusted whatever the name and issuer; another fingerprint is refused, saying the pin did not match and naming both (no "unexpected error").
 #[test]
 fn a_pinned_fingerprint_decides_trust() {
     let out = Netsh::eval(&self_signed(
@@ -334,12 +346,16 @@ fn a_pinned_fingerprint_decides_trust() {
            let c = connect(`127.0.0.1:${port}`, #{tls: #{pin: pin, sni: "not-the-name.example"}});
            print(c.recv_line());
            let wrong = "00" + pin.sub_string(2);
-           try { connect(`127.0.0.1:${port}`, #{tls: #{pin: wrong}}) } catch (e) { print(e) }"#,
+           try { connect(`127.0.0.1:${port}`, #{tls: #{pin: wrong}}) } catch (e) { print(e) }
+           print(pin); print(wrong);"#,
     ));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "pinned ok");
+    let (pin, wrong) = (lines[2], lines[3]);
     assert!(
-        lines[1].contains("the certificate is not the pinned one"),
+        lines[1].ends_with(&format!(
+            "failed: the pin did not match: the server's certificate has SHA-256 {pin}, the pin is {wrong}"
+        )) && !lines[1].contains("unexpected error"),
         "{out}"
     );
 }
@@ -446,7 +462,7 @@ fn tls_reads_time_out_and_close_wakes_them() {
     assert_eq!(lines[3], "true");
 }
 
-/// serve's closure shape with `tls` runs the handshake on each connection's thread, then the closure.
+/// serve's closure shape with `tls` runs the handshake, then the closure.
 #[test]
 fn serve_speaks_tls() {
     let out = Netsh::eval(
@@ -457,6 +473,160 @@ fn serve_speaks_tls() {
            s.stop();"#,
     );
     assert_eq!(out, "hello TLSv1.3");
+}
+
+/// A silent plain client at the head of a TLS listener's queue does not hold up the TLS client behind it: accept() returns that client at once, since handshakes run side by side.
+#[test]
+fn a_silent_client_does_not_hold_up_the_tls_clients_behind_it() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);   // plain TCP, sends nothing
+           let t = task(|| connect(`127.0.0.1:${port}`, #{tls: #{pin: pin}}).recv_line());
+           let started = timestamp();
+           let c = l.accept(8000);
+           c.send_line("welcome");
+           print(t.join());
+           print(started.elapsed < 3.0);"#,
+    ));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["welcome", "true"]);
+}
+
+/// accept(ms) on a TLS listener with only a silent client keeps its limit: it times out after 1.5 s (not the handshake's 10 s), saying a client has not finished its handshake.
+#[test]
+fn accept_keeps_its_timeout_while_a_handshake_stalls() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           let started = timestamp();
+           try { l.accept(1500); print("accepted") } catch (e) { print(e.kind); print(e) }
+           let took = started.elapsed;
+           print(took > 1.3 && took < 2.5);"#,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "timeout", "{out}");
+    assert!(
+        lines[1].starts_with(
+            "accept: timed out after 1.5 s while waiting for a connection on 127.0.0.1:"
+        ) && lines[1].ends_with("(1 client connected but has not finished its TLS handshake)"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "true", "{out}");
+}
+
+/// Closing a TLS listener ends the handshakes still under way: the silent client behind an accept() that timed out reads end of stream at once, not after the 10 s handshake limit.
+#[test]
+fn closing_a_tls_listener_ends_its_pending_handshakes() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           try { l.accept(300) } catch (e) { print(e.kind) }
+           l.close();
+           let started = timestamp();
+           silent.timeout = 5000;
+           silent.read_all();   // to the end of stream, or a timeout error
+           print(started.elapsed < 2.0);"#,
+    ));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["timeout", "true"]);
+}
+
+/// A silent client's handshake ends after its 10 s limit, and the next accept() reports it in plain words naming the client.
+#[test]
+fn a_silent_clients_handshake_times_out_in_plain_words() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = connect(`127.0.0.1:${port}`);
+           print(silent.local);
+           try { l.accept(15000) } catch (e) { print(e.kind); print(e) }"#,
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "timeout", "{out}");
+    assert_eq!(
+        lines[2],
+        format!(
+            "accept: timed out after 10 s while waiting for {} to finish the TLS handshake (it connected but did not complete it)",
+            lines[0]
+        ),
+        "{out}"
+    );
+}
+
+/// A flood of silent clients is bounded: at most 64 handshakes are under way at once, and the rest wait in the listen backlog.
+#[test]
+fn a_flood_of_silent_clients_is_capped_at_64_handshakes() {
+    let out = Netsh::eval(&self_signed(
+        r#"let silent = [];
+           for i in 0..80 { silent.push(connect(`127.0.0.1:${port}`)); }
+           try { l.accept(1500) } catch (e) { print(e) }"#,
+    ));
+    assert!(
+        out.ends_with("(64 clients connected but have not finished their TLS handshakes)"),
+        "{out}"
+    );
+}
+
+/// serve with tls serves a TLS client at once while a silent client sits in its handshake, and stop() closes the silent one.
+#[test]
+fn serve_is_not_held_up_by_a_silent_client() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| c.send_line("hello"), #{tls: #{self_signed: true}, quiet: true});
+           let silent = connect(`127.0.0.1:${s.port}`);
+           let started = timestamp();
+           let c = connect(`127.0.0.1:${s.port}`, #{tls: #{insecure: true}, timeout: 5000});
+           print(c.recv_line());
+           print(started.elapsed < 3.0);
+           s.stop();
+           silent.timeout = 3000;
+           silent.read_all();   // to the end of stream, or a timeout error
+           print("closed");"#,
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["hello", "true", "closed"]);
+}
+
+/// serve with a self-signed certificate prints its SHA-256 (on stderr from a script) unless quiet, and gives it as .fingerprint, with the certificate as .cert, which a client can trust with `ca`.
+#[test]
+fn serve_tells_its_self_signed_fingerprint() {
+    let run = Netsh::new()
+        .arg("-e")
+        .arg(
+            r#"let s = serve("127.0.0.1:0", |c| c.send_line("trusted"), #{tls: #{self_signed: true}});
+               write_file("serve.pem", s.cert);
+               let c = connect(`localhost:${s.port}`, #{tls: #{ca: "serve.pem"}});
+               print(c.recv_line());
+               let q = serve("127.0.0.1:0", |c| (), #{tls: #{self_signed: true}, quiet: true});
+               print(s.port); print(s.fingerprint); print(q.fingerprint);
+               print(serve("127.0.0.1:0", |c| (), #{quiet: true}).fingerprint == ());
+               s.stop(); q.stop();"#,
+        )
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    let [trusted, port, loud, quiet, plain] = lines[..] else {
+        panic!("{}", run.explain());
+    };
+    assert_eq!((trusted, plain), ("trusted", "true"), "{}", run.explain());
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!(
+            "serve: 127.0.0.1:{port} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {loud}"
+        )) && !err.contains(quiet),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A TLS client whose server never answers the hello times out with words that read as English and name the handshake.
+#[test]
+fn a_handshake_timeout_reads_plainly() {
+    let (addr, silent) = peer_on("127.0.0.1:0", |s| {
+        std::thread::sleep(Duration::from_secs(3));
+        drop(s);
+    });
+    let err = Netsh::eval_err(&format!(
+        r#"connect("{addr}", #{{tls: #{{insecure: true}}, timeout: 500}})"#
+    ));
+    silent.join().unwrap();
+    assert!(
+        err.contains(&format!(
+            "connect: timed out after 500 ms while waiting for the TLS handshake with {addr} to finish"
+        )),
+        "{err}"
+    );
 }
 
 /// Bad tls options fail with what was wrong, before anything is sent.

@@ -110,11 +110,15 @@ fn build(key: &ClientKey) -> Result<Client> {
     if let Some(timeout) = key.idle_timeout {
         builder = builder.read_timeout(timeout);
     }
-    if let Some(pem) = &key.ca {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
-            Error::invalid(format!("option 'ca' is not a PEM certificate file: {e}"))
-        })?;
-        builder = builder.tls_certs_merge(certs);
+    // A `ca` trusts exactly what `connect`'s does (a certificate in the
+    // file is trusted as itself, as curl does), on top of the system's
+    // roots: the rustls settings come from the one place every netsh TLS
+    // client gets them. `insecure` wins, as it did.
+    if let Some(pem) = key.ca.as_ref().filter(|_| !key.insecure) {
+        let certs = crate::net::tls::certificates_from_pem(pem, "option 'ca'")?;
+        let alpn = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = crate::net::tls::client_config(crate::net::tls::Trust::Also(certs), alpn)?;
+        builder = builder.tls_backend_preconfigured(config);
     }
     builder
         .build()

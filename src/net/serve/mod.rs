@@ -26,7 +26,7 @@ use rhai::{FnPtr, Map};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::error::{Error, Result};
-use crate::net::tcp::{Accepted, Bind, Endpoint, ListenSocket};
+use crate::net::tcp::{Accepted, Bind, Endpoint, ListenSocket, MAX_PENDING_HANDSHAKES};
 use crate::net::tls::ServerTls;
 use crate::net::{addr, options::Options};
 use crate::runtime::{
@@ -67,6 +67,8 @@ pub struct ServerState {
     announce: Arc<Announcer>,
     /// The event shape's own runtime, shut down when the server stops.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// The certificate a TLS server presents.
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// What `serve`'s options map may say, for both shapes.
@@ -153,14 +155,25 @@ impl Server {
             stopped: watch::Sender::new(false),
             announce: Arc::new(Announcer::new(label, settings.quiet)),
             runtime: Mutex::new(runtime),
+            tls: settings.tls.clone(),
         });
         let limit = settings
             .max_connections
             .map(|n| Arc::new(Semaphore::new(n)));
-        handle.spawn(accept_loop(state.clone(), listener, limit, on_conn));
+        let handshakes = settings
+            .tls
+            .as_ref()
+            .map(|_| Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)));
+        let slots = Slots { limit, handshakes };
+        handle.spawn(accept_loop(state.clone(), listener, slots, on_conn));
         state
             .announce
             .event(&format!("listening on {}", state.addr));
+        if let Some(tls) = &state.tls
+            && !settings.quiet
+        {
+            tls.tell_self_signed("serve", &state.addr);
+        }
         let server = Server(state);
         jobs::add(Arc::new(server.clone()));
         Ok(server)
@@ -254,6 +267,9 @@ impl std::fmt::Debug for Server {
 pub struct Active {
     state: Arc<ServerState>,
     _slot: Option<OwnedSemaphorePermit>,
+    /// On a TLS server, one of [`MAX_PENDING_HANDSHAKES`] slots, given back
+    /// when the handshake ends.
+    handshake: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Active {
@@ -262,23 +278,43 @@ impl Drop for Active {
     }
 }
 
-/// Accepts until stopped, handing each connection to `on_conn`. With a
-/// `limit`, a slot is taken before accepting, so extra clients wait in the
+/// What a connection must get before it is accepted: a `max_connections`
+/// slot, and on a TLS server a slot among the handshakes under way.
+struct Slots {
+    limit: Option<Arc<Semaphore>>,
+    handshakes: Option<Arc<Semaphore>>,
+}
+
+/// A slot of `slots` (if any), or `None` when the server stops first.
+async fn take(
+    token: &CancellationToken,
+    slots: &Option<Arc<Semaphore>>,
+) -> Option<Option<OwnedSemaphorePermit>> {
+    match slots {
+        Some(slots) => tokio::select! {
+            biased;
+            _ = token.cancelled() => None,
+            slot = slots.clone().acquire_owned() => Some(slot.ok()),
+        },
+        None => Some(None),
+    }
+}
+
+/// Accepts until stopped, handing each connection to `on_conn`. Slots are
+/// taken before accepting (see [`Slots`]), so extra clients wait in the
 /// listen backlog rather than being refused.
 async fn accept_loop(
     state: Arc<ServerState>,
     listener: ListenSocket,
-    limit: Option<Arc<Semaphore>>,
+    slots: Slots,
     mut on_conn: impl FnMut(&Arc<ServerState>, Accepted, Active),
 ) {
     loop {
-        let slot = match &limit {
-            Some(limit) => tokio::select! {
-                biased;
-                _ = state.token.cancelled() => break,
-                slot = limit.clone().acquire_owned() => slot.ok(),
-            },
-            None => None,
+        let Some(slot) = take(&state.token, &slots.limit).await else {
+            break;
+        };
+        let Some(handshake) = take(&state.token, &slots.handshakes).await else {
+            break;
         };
         let accepted = tokio::select! {
             biased;
@@ -292,6 +328,7 @@ async fn accept_loop(
                 let active = Active {
                     state: state.clone(),
                     _slot: slot,
+                    handshake,
                 };
                 on_conn(&state, stream, active);
             }
@@ -398,7 +435,10 @@ mod api {
     /// The closure shape with options: `max_connections` (more clients wait
     /// in the backlog until one ends), `quiet: true` (no announcements
     /// in the REPL) and `tls` (as `listen`'s: every connection is TLS; the
-    /// handshake runs on the connection's thread before the closure).
+    /// handshakes run side by side, so a silent client delays nobody, and
+    /// the closure gets the connection once its handshake is done; a
+    /// self-signed certificate's SHA-256 is printed unless `quiet`, and is
+    /// `.fingerprint`).
     /// `bind` may be `"unix:/path"` too.
     ///
     /// ```rhai
@@ -491,6 +531,38 @@ mod api {
     #[rhai_fn(get = "addr", pure)]
     pub fn server_addr(s: &mut Server) -> String {
         s.addr().to_string()
+    }
+
+    /// The SHA-256 of a TLS server's certificate (`AB:CD:…`), which a
+    /// client can pin with `#{tls: #{pin: …}}`; `()` for a plain server.
+    ///
+    /// ```rhai
+    /// print(serve("127.0.0.1:0", |c| (), #{tls: #{self_signed: true}}).fingerprint)
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "fingerprint", pure)]
+    pub fn server_fingerprint(s: &mut Server) -> Dynamic {
+        s.0.tls
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| t.fingerprint.clone().into())
+    }
+
+    /// A TLS server's certificate as PEM text, which a client can trust
+    /// with `#{tls: #{ca: "file.pem"}}` once written to a file; `()` for a
+    /// plain server.
+    ///
+    /// ```rhai
+    /// let s = serve("127.0.0.1:0", |c| (), #{tls: #{self_signed: true}});
+    /// write_file("server.pem", s.cert);
+    /// ```
+    ///
+    /// Fails when: never.
+    #[rhai_fn(get = "cert", pure)]
+    pub fn server_cert(s: &mut Server) -> Dynamic {
+        s.0.tls
+            .as_ref()
+            .map_or(Dynamic::UNIT, |t| t.cert_pem.clone().into())
     }
 
     /// How many connections the server has accepted so far.

@@ -28,17 +28,46 @@ pub fn start(bind: &Bind, settings: &Settings, handler: Callback) -> Result<Serv
         None,
         move |state, stream, active| {
             let session = tls.as_ref().map(|tls| tls.session()).transpose();
-            let started = session.and_then(|session| {
+            let conn = session.and_then(|session| {
                 let stream = stream
                     .into_stream()
                     .map_err(|e| Error::io("taking over the socket", None, e))?;
-                start_connection(state, Conn::over(stream, session)?, &handler, active)
+                Conn::over(stream, session)
             });
+            let started = match conn {
+                Ok(conn) if conn.tls().is_some() => {
+                    let handshake = handshake(state.clone(), conn, handler.clone(), active);
+                    runtime::handle().spawn(handshake);
+                    Ok(())
+                }
+                Ok(conn) => start_connection(state, conn, &handler, active),
+                Err(e) => Err(e),
+            };
             if let Err(e) = started {
                 state.announce.error(&e.to_string());
             }
         },
     )
+}
+
+/// A TLS connection's handshake, as a task on the runtime so a client that
+/// stalls costs neither the accept loop nor a thread; the closure's thread
+/// starts once it has finished.
+async fn handshake(state: Arc<ServerState>, conn: Conn, handler: Callback, mut active: Active) {
+    let result = tokio::select! {
+        biased;
+        _ = state.token.cancelled() => {
+            conn.close();
+            return;
+        }
+        result = conn.handshake_on_runtime(ACCEPT_HANDSHAKE_TIMEOUT) => result,
+    };
+    active.handshake.take();
+    let started = result.and_then(|()| start_connection(&state, conn.clone(), &handler, active));
+    if let Err(e) = started {
+        conn.close();
+        state.announce.error(&format!("{}: {e}", conn.peer()));
+    }
 }
 
 /// Did this error come from the server being stopped (an interrupted wait,
@@ -47,8 +76,8 @@ fn stopped_by_it(err: &rhai::EvalAltResult) -> bool {
     matches!(kind_of(err), Kind::Interrupted | Kind::Closed)
 }
 
-/// Starts the thread that serves one connection: the TLS handshake (on a
-/// TLS server), then the closure.
+/// Starts the thread that serves one connection (after its TLS handshake,
+/// on a TLS server) with the closure.
 fn start_connection(
     state: &Arc<ServerState>,
     conn: Conn,
@@ -62,11 +91,6 @@ fn start_connection(
     let started =
         runtime::spawn_rhai_thread(format!("netsh-conn-{peer}"), token.clone(), move || {
             let announce = active.state.announce.clone();
-            if let Err(e) = handler_conn.handshake(ACCEPT_HANDSHAKE_TIMEOUT) {
-                handler_conn.close();
-                announce.error(&format!("{peer}: {e}"));
-                return;
-            }
             // The peer sees end of stream when the closure is done with it
             // (even if it panicked).
             let closing = CloseOnDrop(handler_conn.clone());

@@ -36,7 +36,9 @@
 //! `wait_fd`. A plain connection checks one `Option` and goes on as before.
 //!
 //! This file holds the connection, its sends and its close; `conn/read.rs`
-//! its reads, `conn/lend.rs` the loan to tokio ([`Conn::lock_io`]).
+//! its reads, `conn/lend.rs` the loan to tokio ([`Conn::lock_io`]),
+//! `conn/handshake.rs` the TLS handshake (on the calling thread, or on the
+//! runtime for a server that goes on accepting meanwhile).
 
 use std::{
     io,
@@ -62,6 +64,7 @@ use crate::error::{Error, Result};
 use crate::net::tls::{self, Fault, Session, Wait};
 use crate::runtime::{self, CancellationToken, Ready};
 
+mod handshake;
 mod lend;
 mod read;
 
@@ -146,51 +149,6 @@ impl Conn {
             socket: std::sync::Mutex::new(Some(socket)),
             owner: OnceLock::new(),
         })))
-    }
-
-    /// Runs the TLS handshake (nothing for a plain connection) on this
-    /// thread, within `timeout`, under Ctrl-C: certificate errors surface
-    /// here, in `connect` and `accept`.
-    pub fn handshake(&self, timeout: Duration) -> Result<()> {
-        let Some(tls) = &self.0.tls else {
-            return Ok(());
-        };
-        let socket = self.socket()?;
-        let fd = socket.as_fd();
-        let deadline = Instant::now() + timeout;
-        let peer = &self.0.peer;
-        loop {
-            let wait = match tls.handshake_step(fd) {
-                Ok(None) => return Ok(()),
-                Ok(Some(wait)) => wait,
-                Err(Fault::Tls(e)) => {
-                    return Err(Error::Protocol(format!(
-                        "TLS handshake with {peer} failed: {}",
-                        tls::words(&e)
-                    )));
-                }
-                Err(Fault::Eof) => {
-                    return Err(Error::Protocol(format!(
-                        "TLS handshake with {peer} failed: it closed the connection (it does not speak TLS, or refused our hello)"
-                    )));
-                }
-                Err(Fault::Io(e)) => {
-                    return Err(Error::io(
-                        format!("TLS handshake with {peer}"),
-                        peer.ip(),
-                        e,
-                    ));
-                }
-            };
-            if runtime::wait_fd(fd, poll_flags(wait), Some(deadline))? == Ready::TimedOut {
-                return Err(Error::Timeout {
-                    what: format!(
-                        "the TLS handshake with {peer} (does it speak TLS on this port?)"
-                    ),
-                    after: timeout,
-                });
-            }
-        }
     }
 
     /// The TLS session of a TLS connection.

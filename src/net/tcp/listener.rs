@@ -1,6 +1,7 @@
 //! Where connections come from: `listen` and `accept` on the server side,
 //! `connect` on the client side, over TCP or a Unix-domain socket, with a
-//! TLS handshake when asked for.
+//! TLS handshake when asked for (a listener's run concurrently, see
+//! `handshakes`).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,6 +11,7 @@ use tokio::{
 };
 
 use super::Conn;
+use super::handshakes::Handshakes;
 use super::stream::{Endpoint, Stream};
 use super::unix::{self, UnixSocketFile};
 use crate::error::{Error, Result};
@@ -64,6 +66,15 @@ pub struct ListenerState {
     pub closed: CancellationToken,
     /// The certificate a TLS listener presents.
     pub tls: Option<Arc<ServerTls>>,
+    /// A TLS listener's handshakes under way.
+    handshakes: Handshakes,
+}
+
+impl Drop for ListenerState {
+    /// Handshakes still under way end with the listener.
+    fn drop(&mut self) {
+        self.closed.cancel();
+    }
 }
 
 /// A bound, listening socket, registered with tokio.
@@ -133,12 +144,14 @@ impl Listener {
         &self.0
     }
 
-    /// Waits for the next connection, up to `timeout` if given; on a TLS
-    /// listener, then runs the handshake (which fails `accept` when the
-    /// client does not speak TLS or refuses the certificate).
+    /// Waits for the next connection, up to `timeout` if given. On a TLS
+    /// listener, the first connection whose handshake finishes, or fails
+    /// (when the client does not speak TLS or refuses the certificate):
+    /// handshakes run concurrently, so a silent client delays nobody, and
+    /// `timeout` is kept exactly whatever they do.
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Conn> {
         let state = self.0.clone();
-        let stream = runtime::block_on(async move {
+        runtime::block_on(async move {
             let mut guard = state.socket.lock().await;
             let Some(socket) = guard.as_ref() else {
                 return Err(Error::Closed(format!(
@@ -149,18 +162,11 @@ impl Listener {
             let accept = async {
                 tokio::select! {
                     _ = state.closed.cancelled() => Err(Error::Closed(format!("the listener on {} was closed", state.addr))),
-                    accepted = socket.accept() => accepted.and_then(Accepted::into_stream).map_err(|e| Error::io("accepting", None, e)),
+                    conn = state.next_conn(socket) => conn,
                 }
             };
             let accepted = match timeout {
-                Some(after) => {
-                    runtime::within(
-                        after,
-                        || format!("waiting for a connection on {}", state.addr),
-                        accept,
-                    )
-                    .await
-                }
+                Some(after) => runtime::within(after, || state.waited_for(), accept).await,
                 None => accept.await,
             };
             // `close()` could not take the socket while this wait held the
@@ -169,17 +175,54 @@ impl Listener {
                 guard.take();
             }
             accepted
-        })?;
-        let session = self.0.tls.as_ref().map(|tls| tls.session()).transpose()?;
-        let conn = Conn::over(stream, session)?;
-        conn.handshake(ACCEPT_HANDSHAKE_TIMEOUT)?;
-        Ok(conn)
+        })
     }
 
     pub fn close(&self) {
         self.0.closed.cancel();
         if let Ok(mut socket) = self.0.socket.try_lock() {
             socket.take();
+        }
+    }
+}
+
+impl ListenerState {
+    /// The next connection: a plain one as accepted, a TLS one once its
+    /// handshake has finished (see `handshakes`).
+    async fn next_conn(&self, socket: &ListenSocket) -> Result<Conn> {
+        let accepting = |e| Error::io("accepting", None, e);
+        let Some(tls) = &self.tls else {
+            let stream = socket.accept().await.and_then(Accepted::into_stream);
+            return Conn::over(stream.map_err(accepting)?, None);
+        };
+        let mut outcomes = self.handshakes.outcomes().await;
+        loop {
+            tokio::select! {
+                conn = outcomes.next() => return conn,
+                (slot, accepted) = async {
+                    let slot = self.handshakes.slot().await;
+                    (slot, socket.accept().await)
+                } => {
+                    let stream = accepted.and_then(Accepted::into_stream).map_err(accepting)?;
+                    let conn = Conn::over(stream, Some(tls.session()?))?;
+                    self.handshakes.run(conn, slot, self.closed.clone());
+                }
+            }
+        }
+    }
+
+    /// What an `accept` that timed out was waiting for.
+    fn waited_for(&self) -> String {
+        match self.handshakes.pending() {
+            0 => format!("waiting for a connection on {}", self.addr),
+            1 => format!(
+                "waiting for a connection on {} (1 client connected but has not finished its TLS handshake)",
+                self.addr
+            ),
+            n => format!(
+                "waiting for a connection on {} ({n} clients connected but have not finished their TLS handshakes)",
+                self.addr
+            ),
         }
     }
 }
@@ -222,6 +265,7 @@ pub fn listen_on(bind: &Bind, tls: Option<Arc<ServerTls>>) -> Result<Listener> {
         socket: Mutex::new(Some(socket)),
         closed: CancellationToken::new(),
         tls,
+        handshakes: Handshakes::default(),
     })))
 }
 

@@ -6,6 +6,7 @@
 //! - [`conn`] — an open connection: reads, sends, half-close, close.
 //! - `conn_api` — the `Conn` methods as Rhai functions.
 //! - [`listener`] — `listen`/`accept` and `connect`.
+//! - [`handshakes`] — a TLS listener's handshakes, run while it accepts.
 //! - [`stream`] — what a connection runs over (TCP or Unix) and its ends.
 //! - [`unix`] — Unix-domain sockets: socket files, stale ones, abstract names.
 //! - [`io`] — a connection lent to tokio for a file transfer.
@@ -22,6 +23,7 @@ use crate::net::options::Options;
 
 mod conn;
 mod conn_api;
+mod handshakes;
 mod info;
 mod io;
 mod listener;
@@ -29,6 +31,7 @@ mod stream;
 mod unix;
 
 pub use conn::{Conn, ConnIo, PendingThenSocket};
+pub use handshakes::MAX_PENDING_HANDSHAKES;
 pub use info::info_map;
 pub use io::{IoReader, IoWriter, ZeroCopy};
 pub use listener::{
@@ -54,21 +57,9 @@ pub fn listen_with_options(bind: &Bind, options: &Map) -> Result<Listener> {
         Some(value) => crate::net::tls::ServerTls::from_option(value)?,
         None => None,
     };
-    let self_signed = tls.as_ref().is_some_and(|t| t.self_signed);
     let listener = listen_on(bind, tls)?;
-    if self_signed && let Some(tls) = &listener.state().tls {
-        let note = format!(
-            "listen: {} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {}",
-            listener.addr(),
-            tls.fingerprint
-        );
-        // Above the prompt in the REPL; on stderr from a script, so its
-        // output stays its own.
-        if crate::console::is_interactive() {
-            crate::console::line(&note);
-        } else {
-            crate::console::warn(&note);
-        }
+    if let Some(tls) = &listener.state().tls {
+        tls.tell_self_signed("listen", listener.addr());
     }
     Ok(listener)
 }
@@ -140,8 +131,9 @@ mod api {
     /// with `#{cert: "cert.pem", key: "key.pem"}` (PEM files) or
     /// `#{self_signed: true}` (a certificate for localhost, 127.0.0.1 and
     /// ::1 made now; its SHA-256 is printed, and is `.fingerprint`), and
-    /// `alpn` (protocols offered, like `["h2", "http/1.1"]`). `accept()`
-    /// then runs the handshake.
+    /// `alpn` (protocols offered, like `["h2", "http/1.1"]`). Handshakes
+    /// then run side by side (at most 64 at once) and `accept()` returns
+    /// the first client to finish one, so a silent client delays nobody.
     ///
     /// ```rhai
     /// let l = listen("127.0.0.1:8443", #{tls: #{self_signed: true}});
@@ -241,7 +233,8 @@ mod api {
     /// let c = listen(9000).accept();
     /// ```
     ///
-    /// Fails when: the listener was closed, or the wait is interrupted.
+    /// Fails when: the listener was closed, the wait is interrupted, or
+    /// (TLS) the first client to end its handshake failed it.
     #[rhai_fn(return_raw, pure)]
     pub fn accept(l: &mut Listener) -> ScriptResult<Conn> {
         l.accept(None).map_err(fail("accept"))
@@ -255,7 +248,8 @@ mod api {
     /// ```
     ///
     /// Fails when: `timeout_ms` is negative, nobody connects in time, the
-    /// listener was closed, or the wait is interrupted.
+    /// listener was closed, the wait is interrupted, or (TLS) the first
+    /// client to end its handshake failed it.
     #[rhai_fn(return_raw, pure, name = "accept")]
     pub fn accept_timeout(l: &mut Listener, timeout_ms: i64) -> ScriptResult<Conn> {
         wait_limit(timeout_ms)

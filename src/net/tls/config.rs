@@ -7,7 +7,7 @@
 //! `ca` trusts one PEM file's certificates instead (as curl's `--cacert`),
 //! `pin` trusts exactly one certificate by its SHA-256 (as ssh's known
 //! hosts: the name and issuer then do not matter), `insecure` trusts
-//! anything. A server presents a certificate from PEM files, or one made on
+//! anything; `verify` turns that into rustls settings. A server presents a certificate from PEM files, or one made on
 //! the spot with rcgen for `localhost`, `127.0.0.1` and `::1`, whose
 //! fingerprint it prints so a client can pin it.
 
@@ -18,14 +18,13 @@ use std::{
 
 use rhai::{Dynamic, Map};
 use rustls::{
-    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{CryptoProvider, WebPkiSupportedAlgorithms},
-    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject},
+    ClientConfig, RootCertStore, ServerConfig,
+    crypto::CryptoProvider,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
 };
-use sha2::{Digest, Sha256};
 
 use super::Session;
+use super::verify::{Trust, client_config};
 use crate::error::{Error, Result};
 use crate::net::helpers::file_error;
 use crate::net::options::{self, Options};
@@ -36,7 +35,8 @@ const SERVER_OPTIONS: &[&str] = &["cert", "key", "self_signed", "alpn"];
 /// The names a self-signed certificate is made for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-fn provider() -> Arc<CryptoProvider> {
+/// ring, the one crypto provider of every TLS session netsh makes.
+pub(super) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
@@ -81,30 +81,13 @@ impl ClientTls {
                 "options 'insecure', 'ca' and 'pin' each decide whom to trust: give one of them",
             ));
         }
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::invalid(format!("TLS set-up failed: {e}")))?;
-        let trust = match pin {
-            Some(sha256) => Some(Trust::Pinned(sha256)),
-            None => insecure.then_some(Trust::Anything),
+        let trust = match (pin, ca) {
+            (Some(sha256), _) => Trust::Pinned(sha256),
+            (None, Some(path)) => Trust::Only(certificates_in(&path)?),
+            (None, None) if insecure => Trust::Anything,
+            (None, None) => Trust::System,
         };
-        let mut config = if let Some(trust) = trust {
-            let verifier = Verifier {
-                trust,
-                algorithms: provider().signature_verification_algorithms,
-            };
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
-        } else {
-            let roots = match &ca {
-                Some(path) => Arc::new(roots_from_file(path)?),
-                None => system_roots()?,
-            };
-            builder.with_root_certificates(roots).with_no_client_auth()
-        };
-        config.alpn_protocols = alpn(&map)?;
+        let config = client_config(trust, alpn(&map)?)?;
         Ok(Some(ClientTls {
             config: Arc::new(config),
             sni,
@@ -185,6 +168,26 @@ impl ServerTls {
             fingerprint,
             self_signed,
         })))
+    }
+
+    /// Prints, for a certificate made on the spot, what it is for and its
+    /// SHA-256, so whoever connects can check or pin it: above the prompt
+    /// in the REPL, on stderr from a script (whose output stays its own).
+    /// `op` is the function that serves it (`listen`, `serve`), `addr`
+    /// where.
+    pub fn tell_self_signed(&self, op: &str, addr: &dyn std::fmt::Display) {
+        if !self.self_signed {
+            return;
+        }
+        let note = format!(
+            "{op}: {addr} uses a self-signed certificate for localhost, 127.0.0.1 and ::1, SHA-256 {}",
+            self.fingerprint
+        );
+        if crate::console::is_interactive() {
+            crate::console::line(&note);
+        } else {
+            crate::console::warn(&note);
+        }
     }
 
     /// A new session for an accepted connection.
@@ -283,7 +286,7 @@ fn parse_pin(text: &str) -> Result<[u8; 32]> {
 }
 
 /// The system's trusted roots, read once.
-fn system_roots() -> Result<Arc<RootCertStore>> {
+pub(super) fn system_roots() -> Result<Arc<RootCertStore>> {
     static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
     let roots = ROOTS.get_or_init(|| {
         let mut store = RootCertStore::empty();
@@ -303,27 +306,20 @@ fn read_file(path: &str) -> Result<Vec<u8>> {
 }
 
 fn certificates_in(path: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read_file(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+    certificates_from_pem(&read_file(path)?, path)
+}
+
+/// The certificates in PEM text (`what` names it in errors): at least one.
+pub fn certificates_from_pem(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::invalid(format!("{path} is not a valid PEM file: {e}")))?;
+        .map_err(|e| Error::invalid(format!("{what} is not a valid PEM file: {e}")))?;
     if certs.is_empty() {
         return Err(Error::invalid(format!(
-            "{path} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')"
+            "{what} holds no certificate (a PEM block '-----BEGIN CERTIFICATE-----')"
         )));
     }
     Ok(certs)
-}
-
-fn roots_from_file(path: &str) -> Result<RootCertStore> {
-    let mut store = RootCertStore::empty();
-    let (_, refused) = store.add_parsable_certificates(certificates_in(path)?);
-    if store.is_empty() {
-        return Err(Error::invalid(format!(
-            "none of the {refused} certificates in {path} can serve as a trusted root"
-        )));
-    }
-    Ok(store)
 }
 
 type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, String);
@@ -358,71 +354,4 @@ fn make_self_signed() -> Result<Identity> {
     let private = PrivateKeyDer::try_from(key.serialize_der())
         .map_err(|e| Error::invalid(format!("making a self-signed certificate failed: {e}")))?;
     Ok((vec![cert.der().clone()], private, cert.pem()))
-}
-
-/// Whom a client trusts instead of the usual chain-and-name check.
-#[derive(Debug)]
-enum Trust {
-    /// `insecure: true`: any certificate.
-    Anything,
-    /// `pin`: exactly the certificate with this SHA-256.
-    Pinned([u8; 32]),
-}
-
-/// A verifier for `insecure` and `pin`. The handshake's signatures are
-/// still checked either way, so the session is encrypted with whoever
-/// holds the certificate's key.
-#[derive(Debug)]
-struct Verifier {
-    trust: Trust,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match &self.trust {
-            Trust::Anything => Ok(ServerCertVerified::assertion()),
-            Trust::Pinned(pin) => {
-                let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-                if got == *pin {
-                    Ok(ServerCertVerified::assertion())
-                } else {
-                    Err(rustls::Error::General(format!(
-                        "the certificate is not the pinned one: its SHA-256 is {}, the pin is {}",
-                        super::colon_hex(&got),
-                        super::colon_hex(pin)
-                    )))
-                }
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }

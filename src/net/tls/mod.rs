@@ -5,6 +5,8 @@
 //! - [`config`] — what a `tls` option says, checked, as rustls settings:
 //!   trusted roots, a CA file, a pinned fingerprint, SNI, ALPN, the
 //!   server's certificate (from PEM files, or made on the spot).
+//! - [`verify`] — whom a client trusts, as the rustls settings every TLS
+//!   client in netsh (`fetch` too) is built from.
 //! - [`session`] — a session driven in non-blocking steps, so the caller
 //!   waits as it does for plain TCP (and Ctrl-C and timeouts still work).
 //! - [`stream`] — the same session as tokio's `AsyncRead`/`AsyncWrite`,
@@ -20,9 +22,11 @@ use sha2::{Digest, Sha256};
 pub mod config;
 pub mod session;
 pub mod stream;
+pub mod verify;
 
-pub use config::{ClientTls, ServerTls};
+pub use config::{ClientTls, ServerTls, certificates_from_pem};
 pub use session::{Fault, Session, Wait};
+pub use verify::{Trust, client_config};
 
 /// A rustls error in words a user can act on.
 pub fn words(err: &rustls::Error) -> String {
@@ -86,8 +90,9 @@ fn certificate_words(err: &CertificateError) -> String {
         C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
             "the certificate is not meant for this use (it lacks server or client authentication)".into()
         }
+        C::Other(other) if other.0.is::<verify::PinMismatch>() => other.0.to_string(),
         C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
-            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own; it must present one that a CA issued (or pin it with #{tls: #{pin: \"SHA-256 fingerprint\"}})".into()
+            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own; it must present one that a CA issued, or be trusted as itself by giving that very certificate as #{tls: #{ca: \"cert.pem\"}} (or pin it with #{tls: #{pin: \"SHA-256 fingerprint\"}})".into()
         }
         other => format!("the certificate was refused: {other}"),
     }
@@ -169,7 +174,12 @@ pub fn info_map(session: &Session) -> Map {
     map.insert("alpn".into(), text(alpn));
     let sni = match tls {
         rustls::Connection::Server(server) => server.server_name().map(str::to_string),
-        rustls::Connection::Client(_) => session.sni().map(str::to_string),
+        // An IP address is never sent as SNI (RFC 6066), so a client that
+        // connected to one sent none.
+        rustls::Connection::Client(_) => session
+            .sni()
+            .filter(|name| name.parse::<std::net::IpAddr>().is_err())
+            .map(str::to_string),
     };
     map.insert("sni".into(), text(sni));
     let leaf = tls.peer_certificates().and_then(|chain| chain.first());

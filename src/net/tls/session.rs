@@ -75,6 +75,11 @@ impl State {
     /// Gives rustls encrypted bytes, reading the socket when none are
     /// left over; `Ok(0)` at end of stream.
     fn receive(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        if self.inbound.is_empty() {
+            // Made on first use: a server's session waiting for a silent
+            // client (see `tcp::handshakes`) costs no buffer.
+            self.inbound = vec![0; INBOUND].into_boxed_slice();
+        }
         if self.start == self.end {
             let n = FdIo(fd).read(&mut self.inbound)?;
             (self.start, self.end) = (0, n);
@@ -102,7 +107,7 @@ impl Session {
         Session {
             state: Mutex::new(State {
                 tls,
-                inbound: vec![0; INBOUND].into_boxed_slice(),
+                inbound: Box::default(),
                 start: 0,
                 end: 0,
             }),
