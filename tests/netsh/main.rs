@@ -10,8 +10,8 @@
 //!   `support/http.rs` (a hyper server), `support/nginx.rs`,
 //!   `support/wire.rs` (a raw upload-protocol client).
 //! - One file per capability or part of the shell, named after it: `tcp`,
-//!   `udp`, `unix`, `tls`, `concurrency` (tasks and `serve`), `transfer`
-//!   and `receiver` (uploads), `fetch` and `download`, `capture`,
+//!   `udp`, `unix`, `tls`, `concurrency` (tasks and `serve`), `transfer`,
+//!   `receiver` and `receiver_rules` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
 //!   folder), `docs`.
@@ -34,6 +34,7 @@ mod interact;
 mod names_ports;
 mod plugins;
 mod receiver;
+mod receiver_rules;
 mod repl;
 mod scan;
 mod tcp;

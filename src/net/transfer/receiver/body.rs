@@ -18,7 +18,7 @@ use super::super::{
     disk::{self, CHUNK, IN_FLIGHT},
     protocol::{Code, Refusal},
 };
-use super::{ReceiveOptions, cut_off, part::storage_error};
+use super::{KEPT, ReceiveOptions, cut_off_leaving, part::storage_error};
 use crate::error::os_words;
 
 /// The longest stretch a body's rate is averaged over.
@@ -62,20 +62,22 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
                 break;
             }
             Ok(Ok(0)) => {
-                failure = Some(cut_off(
+                failure = Some(cut_off_leaving(
                     name,
                     format!("the connection closed after {position} of {size} bytes"),
+                    left(position),
                 ));
                 break;
             }
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                failure = Some(cut_off(
+                failure = Some(cut_off_leaving(
                     name,
                     format!(
                         "the connection broke after {position} of {size} bytes ({})",
                         os_words(&e)
                     ),
+                    left(position),
                 ));
                 break;
             }
@@ -100,6 +102,16 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
     match failure {
         Some(refusal) => Err(refusal),
         None => Ok(written),
+    }
+}
+
+/// What a body cut off at `position` leaves: an empty part file is
+/// removed (see `part::Held`).
+fn left(position: u64) -> &'static str {
+    if position == 0 {
+        "nothing was kept"
+    } else {
+        KEPT
     }
 }
 
