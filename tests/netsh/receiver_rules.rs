@@ -7,7 +7,7 @@
 //! refusal wins when several apply.
 
 use std::{
-    io::Write,
+    io::{ErrorKind, Read, Write},
     net::{Shutdown, TcpStream},
     os::unix::fs::MetadataExt,
     path::Path,
@@ -406,6 +406,48 @@ fn connections_waiting_after_an_error_count_towards_the_address_limit() {
         let mut stream = connect_from(&server, "127.0.0.5");
         stream.write_all(&header(b"ok.bin", 3)).is_ok()
             && matches!(read_reply(&mut stream), Err(b'R'))
+    });
+    server.stop();
+}
+
+/// At most 64 refused connections wait for their senders at once,
+/// whatever refused them (here: not a netsh upload): past that, a refused
+/// connection is closed without a reply; once they end, refusals are told
+/// again.
+#[test]
+fn at_most_64_refused_connections_wait_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    // 64 refused that read the reply and stay open (32 from each of two
+    // addresses: within their limit), each kept waiting up to 2 s.
+    let draining: Vec<TcpStream> = (0..64)
+        .map(|i| {
+            let mut stream = connect_from(&server, &format!("127.0.3.{}", i / 32 + 1));
+            stream.write_all(b"XXXX").unwrap();
+            assert_eq!(read_reply(&mut stream).map(|r| r.0), Ok(1));
+            stream
+        })
+        .collect();
+    let mut one_more = connect_from(&server, "127.0.3.9");
+    one_more.write_all(b"XXXX").unwrap();
+    let mut byte = [0u8; 1];
+    let read = one_more.read(&mut byte);
+    assert!(
+        matches!(&read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset),
+        "the 65th refusal was not simply closed: {read:?}"
+    );
+    drop(draining);
+    // Their waits end as the receiver sees them close: until then a
+    // refusal may still be closed without a reply.
+    support::wait_until(Duration::from_secs(10), "refusals told again", || {
+        let mut stream = connect(&server);
+        let mut kind = [0u8; 1];
+        stream.write_all(b"XXXX").is_ok()
+            && matches!(stream.read(&mut kind), Ok(1))
+            && kind == *b"E"
     });
     server.stop();
 }

@@ -110,8 +110,9 @@ pub type OnStored<'a> = &'a mut (dyn FnMut(&Received) + Send);
 /// is told to the sender.
 pub type Admission = Box<dyn Send>;
 
-/// Receives one upload from `peer` into `dir`. `admit` runs once a valid
-/// header has arrived and waits for the upload's turn (or refuses it).
+/// Receives one upload from `peer` into `dir`, and tells a framed sender
+/// why not if it fails. `admit` runs once a valid header has arrived and
+/// waits for the upload's turn (or refuses it).
 pub async fn receive<R, W>(
     reader: &mut R,
     writer: &mut W,
@@ -125,19 +126,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let incoming = Incoming {
-        peer,
-        dir,
-        options,
-        started: Instant::now(),
-    };
-    let outcome = if options.raw {
-        receive_raw(reader, incoming)
-            .await
-            .inspect(|received| on_stored(received))
-    } else {
-        receive_framed(reader, writer, incoming, admit, on_stored).await
-    };
+    let outcome = receive_untold(reader, writer, peer, dir, options, admit, on_stored).await;
     match outcome {
         Ok(received) => Ok(received),
         Err(refusal) => {
@@ -146,6 +135,37 @@ where
             }
             Err(refused_upload(peer, &refusal))
         }
+    }
+}
+
+/// Like [`receive`], but a refusal is returned untold: the caller decides
+/// whether there is leave to tell the sender (`serve_files` bounds how many
+/// refused connections wait for their senders at once).
+pub async fn receive_untold<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    peer: &Endpoint,
+    dir: &Path,
+    options: &ReceiveOptions,
+    admit: impl AsyncFnOnce() -> std::result::Result<Admission, Refusal>,
+    on_stored: OnStored<'_>,
+) -> std::result::Result<Received, Refusal>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let incoming = Incoming {
+        peer,
+        dir,
+        options,
+        started: Instant::now(),
+    };
+    if options.raw {
+        receive_raw(reader, incoming)
+            .await
+            .inspect(|received| on_stored(received))
+    } else {
+        receive_framed(reader, writer, incoming, admit, on_stored).await
     }
 }
 
