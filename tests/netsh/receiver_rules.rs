@@ -244,11 +244,22 @@ fn a_wrong_message_type_is_refused_at_its_first_byte() {
 
 /// START at an offset READY did not offer is refused with code 11, in
 /// words that fit the offer: "only 0" when READY offered 0 (it used to
-/// say "only 0 or 0").
+/// say "only 0 or 0"); and it changes nothing: the empty part file made
+/// for it is gone, an empty one that was there before stays.
 #[test]
 fn start_at_an_offset_not_offered_says_which_can_be_used() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = serve(&tmp.path().join("in"), ReceiveOptions::default());
+    let inbox = tmp.path().join("in");
+    let server = serve(&inbox, ReceiveOptions::default());
+    std::fs::write(inbox.join(".pre.bin.netsh-part"), "").unwrap();
+    let mut stream = connect(&server);
+    stream.write_all(&header(b"pre.bin", 10)).unwrap();
+    assert_eq!(read_ready(&mut stream), 0);
+    stream
+        .write_all(&start_proving(5, &sha256(b"abcde")))
+        .unwrap();
+    assert_eq!(read_reply(&mut stream).map(|r| r.0), Ok(11));
+    assert!(inbox.join(".pre.bin.netsh-part").exists());
     let mut stream = connect(&server);
     stream.write_all(&header(b"fresh.bin", 10)).unwrap();
     assert_eq!(read_ready(&mut stream), 0);
@@ -262,6 +273,8 @@ fn start_at_an_offset_not_offered_says_which_can_be_used() {
         message.contains("START asked for offset 5, but READY offered 0, so only 0 can be used"),
         "{message}"
     );
+    // The ERROR comes once the upload has let go of its part file.
+    assert_eq!(names_in(&inbox), [".pre.bin.netsh-part"]);
 
     cut_off_upload(&server, "held.bin", 10, b"abcd");
     let mut stream = connect(&server);

@@ -287,7 +287,6 @@ where
             .await
             .map_err(|broken| broken.refusal(&name, "nothing was changed"))?;
     let start = Start::decode(&start_message)?;
-    held.started();
     if start.offset != 0 && start.offset != offered {
         let usable = if offered == 0 {
             "READY offered 0, so only 0 can be used".to_string()
@@ -299,6 +298,8 @@ where
             format!("START asked for offset {}, but {usable}", start.offset),
         ));
     }
+    // The upload now owns the part file's content (see `Held::started`).
+    held.started();
     // Continue the part file only for a sender that has the same first
     // bytes; anyone else starts over.
     let (file, from, hasher) = if start.offset > 0 {
