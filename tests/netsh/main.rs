@@ -10,8 +10,9 @@
 //!   `support/http.rs` (a hyper server), `support/nginx.rs`,
 //!   `support/wire.rs` (a raw upload-protocol client).
 //! - One file per capability or part of the shell, named after it: `tcp`,
-//!   `udp`, `unix`, `tls` (and `tls_trust`, what a `ca` file trusts), `concurrency` (tasks and `serve`), `transfer`
-//!   and `receiver` (uploads), `fetch` and `download`, `capture`,
+//!   `udp`, `unix`, `tls` (and `tls_trust`, what a `ca` file trusts),
+//!   `concurrency` (tasks and `serve`), `transfer`, `receiver` and
+//!   `receiver_rules` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
 //!   folder), `docs`, `architecture` (the rules docs/ARCHITECTURE.md states,
@@ -36,6 +37,7 @@ mod interact;
 mod names_ports;
 mod plugins;
 mod receiver;
+mod receiver_rules;
 mod repl;
 mod scan;
 mod tcp;

@@ -10,41 +10,21 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::TcpStream,
     path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
-use netsh::net::transfer::{self, FileServer, ReceiveOptions};
+use netsh::net::transfer::{self, ReceiveOptions};
 use sha2::{Digest, Sha256};
 
 use crate::support::{
     self, Netsh,
     wire::{
-        connect, hash, header, read_done, read_go, read_ready, read_reply, refusal_for, serve,
-        sha256, start, start_proving,
+        connect, connect_from, cut_off_upload, hash, header, read_done, read_go, read_ready,
+        read_reply, refusal_for, serve, sha256, start, start_proving,
     },
 };
-
-/// An upload of `size` bytes cut off after `sent` bytes of body (the
-/// connection simply closes); waits until the receiver has counted it.
-fn cut_off_upload(server: &FileServer, name: &str, size: u64, sent: &[u8]) {
-    let refused = server.refused();
-    let mut stream = connect(server);
-    stream.write_all(&header(name.as_bytes(), size)).unwrap();
-    read_ready(&mut stream);
-    stream.write_all(&start(0)).unwrap();
-    // GO read before the close: unread data would make the close a reset,
-    // which the receiver rightly reports as "broke", not "closed".
-    assert_eq!(read_go(&mut stream), 0);
-    stream.write_all(sent).unwrap();
-    drop(stream);
-    support::wait_until(
-        Duration::from_secs(10),
-        "the cut-off upload to be counted",
-        || server.refused() > refused,
-    );
-}
 
 /// A part file hard-linked to a file outside the folder is refused: never
 /// written through, and its length and prefix hash never offered.
@@ -470,21 +450,6 @@ fn another_protocol_version_is_refused_at_the_fifth_byte() {
         );
     }
     server.stop();
-}
-
-/// A connection to `server` from the local address `from` (any of
-/// 127.0.0.0/8 is this machine), so tests can be several clients.
-fn connect_from(server: &FileServer, from: &str) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let source: SocketAddr = format!("{from}:0").parse().unwrap();
-    socket.bind(&source.into()).unwrap();
-    socket.connect(&server.addr().into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
 }
 
 /// How long `stream` waits for READY after sending a header for `name`.

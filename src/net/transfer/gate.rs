@@ -15,8 +15,10 @@
 //! - one address has at most [`CONNECTIONS_PER_SLOT`] × `max_per_ip`
 //!   connections open at once; more are refused at once;
 //! - a refusal's reply and the short wait after it (see
-//!   `receiver::tell_sender`) hold no slot, and at most [`MAX_DRAINING`]
-//!   run at once (past that, a refused connection is simply closed).
+//!   `receiver::tell_sender`) hold no slot and no place among those
+//!   waiting, but still count towards the address's connections; at most
+//!   [`MAX_DRAINING`] run at once (past that, a refused connection is
+//!   simply closed).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -211,6 +213,15 @@ impl Gate {
             state.draining += 1;
             Draining(self.clone())
         })
+    }
+}
+
+impl Arrival {
+    /// This connection no longer waits for a place (it was refused and
+    /// only waits for its sender to read why): it leaves the queue of
+    /// those without a place, still counting towards its address's limit.
+    pub fn settle(&self) {
+        self.gate.state().waiting.retain(|(id, _)| *id != self.id);
     }
 }
 

@@ -110,8 +110,9 @@ pub type OnStored<'a> = &'a mut (dyn FnMut(&Received) + Send);
 /// is told to the sender.
 pub type Admission = Box<dyn Send>;
 
-/// Receives one upload from `peer` into `dir`. `admit` runs once a valid
-/// header has arrived and waits for the upload's turn (or refuses it).
+/// Receives one upload from `peer` into `dir`, and tells a framed sender
+/// why not if it fails. `admit` runs once a valid header has arrived and
+/// waits for the upload's turn (or refuses it).
 pub async fn receive<R, W>(
     reader: &mut R,
     writer: &mut W,
@@ -125,19 +126,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let incoming = Incoming {
-        peer,
-        dir,
-        options,
-        started: Instant::now(),
-    };
-    let outcome = if options.raw {
-        receive_raw(reader, incoming)
-            .await
-            .inspect(|received| on_stored(received))
-    } else {
-        receive_framed(reader, writer, incoming, admit, on_stored).await
-    };
+    let outcome = receive_untold(reader, writer, peer, dir, options, admit, on_stored).await;
     match outcome {
         Ok(received) => Ok(received),
         Err(refusal) => {
@@ -146,6 +135,37 @@ where
             }
             Err(refused_upload(peer, &refusal))
         }
+    }
+}
+
+/// Like [`receive`], but a refusal is returned untold: the caller decides
+/// whether there is leave to tell the sender (`serve_files` bounds how many
+/// refused connections wait for their senders at once).
+pub async fn receive_untold<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    peer: &Endpoint,
+    dir: &Path,
+    options: &ReceiveOptions,
+    admit: impl AsyncFnOnce() -> std::result::Result<Admission, Refusal>,
+    on_stored: OnStored<'_>,
+) -> std::result::Result<Received, Refusal>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let incoming = Incoming {
+        peer,
+        dir,
+        options,
+        started: Instant::now(),
+    };
+    if options.raw {
+        receive_raw(reader, incoming)
+            .await
+            .inspect(|received| on_stored(received))
+    } else {
+        receive_framed(reader, writer, incoming, admit, on_stored).await
     }
 }
 
@@ -246,33 +266,40 @@ where
     let target = Target::new(dir, &name);
     let resume = header.flags & protocol::FLAG_RESUME != 0;
     let size = header.size;
-    let (file, held) = {
+    // From here until this function returns, the upload is in progress:
+    // another of the same name is refused as busy (the part file's lock).
+    let (file, mut held, length) = {
         let (target, overwrite) = (target.clone(), options.overwrite);
         run_blocking(move || target.prepare(overwrite)).await?
     };
     // Offer what is held only to a sender that may resume; the part file
     // is untouched until START says how this upload begins.
-    let offered = if resume && held > 0 && held <= size {
-        held
+    let offered = if resume && length > 0 && length <= size {
+        length
     } else {
         0
     };
     answer(writer, Reply::Ready { offset: offered }, &name).await?;
 
-    let mut start_message = [0u8; protocol::START_LEN];
-    protocol::read_exact_idle(reader, &mut start_message, options.idle_timeout)
-        .await
-        .map_err(|f| read_refusal(f, &name, "the start message", options.idle_timeout))?;
+    // Nothing was written yet: a sender that leaves now changes nothing.
+    let start_message: [u8; protocol::START_LEN] =
+        read_message(reader, (protocol::MSG_START, "START"), &name, options)
+            .await
+            .map_err(|broken| broken.refusal(&name, "nothing was changed"))?;
     let start = Start::decode(&start_message)?;
     if start.offset != 0 && start.offset != offered {
+        let usable = if offered == 0 {
+            "READY offered 0, so only 0 can be used".to_string()
+        } else {
+            format!("only 0 or the {offered} READY offered can be used")
+        };
         return Err(Refusal::new(
             Code::Protocol,
-            format!(
-                "START asked for offset {}, but only 0 or {offered} can be used",
-                start.offset
-            ),
+            format!("START asked for offset {}, but {usable}", start.offset),
         ));
     }
+    // The upload now owns the part file's content (see `Held::started`).
+    held.started();
     // Continue the part file only for a sender that has the same first
     // bytes; anyone else starts over.
     let (file, from, hasher) = if start.offset > 0 {
@@ -300,21 +327,18 @@ where
     answer(writer, Reply::Go { offset: from }, &name).await?;
 
     let written = receive_body(reader, file, hasher, from, size, options, &name).await?;
-    let mut trailer = [0u8; 33];
-    protocol::read_exact_idle(reader, &mut trailer, options.idle_timeout)
-        .await
-        .map_err(|f| read_refusal(f, &name, "the SHA-256 trailer", options.idle_timeout))?;
-    if trailer[0] != protocol::MSG_HASH {
-        return Err(Refusal::new(
-            Code::Protocol,
-            format!("expected the SHA-256 trailer after {size} bytes of '{name}'"),
-        ));
-    }
+    let trailer: [u8; 33] = read_message(
+        reader,
+        (protocol::MSG_HASH, "the SHA-256 trailer"),
+        &name,
+        options,
+    )
+    .await
+    .map_err(|broken| broken.refusal(&name, KEPT))?;
     let ours: [u8; 32] = written.hasher.finalize().into();
     if trailer[1..] != ours {
-        // Wrong bytes must not be resumed from either. Removed while still
-        // locked, so no other upload can have opened it in between.
-        let _ = std::fs::remove_file(&target.part);
+        // Wrong bytes must not be resumed from either.
+        held.remove();
         drop(written.file);
         return Err(Refusal::new(
             Code::Checksum,
@@ -405,7 +429,7 @@ async fn receive_raw<R: AsyncRead + Unpin>(
         ),
     };
     let target = Target::new(dir, &name);
-    let (file, _) = {
+    let (file, held, _) = {
         let (target, overwrite) = (target.clone(), options.overwrite);
         run_blocking(move || target.prepare(overwrite)).await?
     };
@@ -465,9 +489,8 @@ async fn receive_raw<R: AsyncRead + Unpin>(
     let failure = failure.or_else(|| written.error.map(|e| storage_error(&name, e)));
     if let Some(refusal) = failure {
         // Raw mode cannot resume (nothing says where the file ends), so a
-        // failed raw upload leaves nothing behind. Removed while still
-        // locked, so no other upload can have opened it in between.
-        let _ = std::fs::remove_file(&target.part);
+        // failed raw upload leaves nothing behind.
+        held.remove();
         drop(written.file);
         return Err(refusal);
     }
@@ -488,27 +511,86 @@ async fn receive_raw<R: AsyncRead + Unpin>(
     })
 }
 
+/// What a cut-off upload leaves once its body has begun.
+const KEPT: &str = "the part received is kept to resume";
+
 /// An upload that ended early: `how` is a clause saying what happened.
 fn cut_off(name: &str, how: String) -> Refusal {
+    cut_off_leaving(name, how, KEPT)
+}
+
+/// Likewise, `left` saying what became of the part file.
+fn cut_off_leaving(name: &str, how: String, left: &str) -> Refusal {
     Refusal::new(
         Code::Protocol,
-        format!("the upload of '{name}' was cut off: {how}; the part received is kept to resume"),
+        format!("the upload of '{name}' was cut off: {how}; {left}"),
     )
 }
 
-fn read_refusal(fail: ReadFail, name: &str, what: &str, idle: Duration) -> Refusal {
-    match fail {
-        ReadFail::Closed { .. } => cut_off(name, format!("the connection closed before {what}")),
-        ReadFail::TimedOut => Refusal::new(
-            Code::Timeout,
+/// Reads one fixed-length message of type `kind` (START or HASH), refusing
+/// a wrong type as soon as its first byte arrives rather than after the
+/// message's length.
+async fn read_message<R: AsyncRead + Unpin, const N: usize>(
+    reader: &mut R,
+    (kind, what): (u8, &'static str),
+    name: &str,
+    options: &ReceiveOptions,
+) -> std::result::Result<[u8; N], Broken> {
+    let idle = options.idle_timeout;
+    let mut message = [0u8; N];
+    let (first, rest) = message.split_at_mut(1);
+    let read = |fail| Broken::Read { fail, what, idle };
+    protocol::read_exact_idle(reader, first, idle)
+        .await
+        .map_err(read)?;
+    if first[0] != kind {
+        return Err(Broken::Refused(Refusal::new(
+            Code::Protocol,
             format!(
-                "the sender went quiet for {} waiting for {what} of '{name}'",
-                crate::error::human_duration(idle)
+                "expected {what} (0x{kind:02x}) of '{name}', got a message of type 0x{:02x}",
+                first[0]
             ),
-        ),
-        ReadFail::Io(e) => cut_off(
-            name,
-            format!("the connection broke before {what} ({})", os_words(&e)),
-        ),
+        )));
+    }
+    protocol::read_exact_idle(reader, rest, idle)
+        .await
+        .map_err(read)?;
+    Ok(message)
+}
+
+/// Why a message did not arrive whole.
+enum Broken {
+    Refused(Refusal),
+    Read {
+        fail: ReadFail,
+        what: &'static str,
+        idle: Duration,
+    },
+}
+
+impl Broken {
+    /// In words; `left` says what a cut-off leaves of the part file.
+    fn refusal(self, name: &str, left: &str) -> Refusal {
+        let (fail, what, idle) = match self {
+            Broken::Refused(refusal) => return refusal,
+            Broken::Read { fail, what, idle } => (fail, what, idle),
+        };
+        match fail {
+            ReadFail::Closed { .. } => {
+                cut_off_leaving(name, format!("the connection closed before {what}"), left)
+            }
+            ReadFail::TimedOut => Refusal::new(
+                Code::Timeout,
+                format!(
+                    "the sender went quiet for {} waiting for {what} of '{name}'",
+                    crate::error::human_duration(idle)
+                ),
+            ),
+            ReadFail::Io(e) => cut_off_leaving(
+                name,
+                format!("the connection broke before {what} ({})", os_words(&e)),
+                left,
+            ),
+        }
     }
 }

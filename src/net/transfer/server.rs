@@ -225,8 +225,11 @@ async fn serve_one(
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
     let peer = tcp::Endpoint::Ip(peer);
-    let refusal = match arrival {
-        Err(refusal) => refusal,
+    // `arrival` is kept until the connection closes: it counts towards its
+    // address's limit for as long as it is open, the wait after a refusal
+    // included.
+    let (refusal, _arrival) = match arrival {
+        Err(refusal) => (refusal, None),
         Ok(arrival) => {
             let mut record = |received: &Received| state.record(received);
             let admit = async || {
@@ -234,27 +237,36 @@ async fn serve_one(
                     .await
                     .map(|slot| Box::new(slot) as receiver::Admission)
             };
-            tokio::select! {
+            let refusal = tokio::select! {
                 _ = state.stop.cancelled() => return,
                 _ = arrival.evicted.cancelled() => Refusal::new(
                     protocol::Code::Busy,
                     "too many connections were waiting here without sending an upload; this one waited longest and was closed; try again",
                 ),
-                outcome = receiver::receive(&mut read, &mut write, &peer, &state.dir, &options, admit, &mut record) => {
+                outcome = receiver::receive_untold(&mut read, &mut write, &peer, &state.dir, &options, admit, &mut record) => {
                     match outcome {
-                        Ok(_) => state.confirmed.send_modify(|n| *n += 1),
-                        Err(e) => state.refusal(&e),
+                        Ok(_) => {
+                            state.confirmed.send_modify(|n| *n += 1);
+                            return;
+                        }
+                        Err(refusal) => refusal,
                     }
-                    return;
                 }
-            }
+            };
+            // Refused: no longer waiting for a place, so not one that a
+            // newcomer's arrival should evict.
+            arrival.settle();
+            (refusal, Some(arrival))
         }
     };
-    // Refused before an upload began: tell the sender why if there is
-    // leave to wait for it to read the reply, else just close.
+    // Tell the sender why if there is leave to wait for it to read the
+    // reply, else just close.
     state.refusal(&receiver::refused_upload(&peer, &refusal));
     if let Some(_draining) = gate.draining() {
-        receiver::tell_sender(&mut read, &mut write, &refusal).await;
+        tokio::select! {
+            _ = state.stop.cancelled() => {}
+            _ = receiver::tell_sender(&mut read, &mut write, &refusal) => {}
+        }
     }
 }
 

@@ -140,3 +140,38 @@ pub fn refusal_for(addr: SocketAddr, bytes: &[u8]) -> (u16, String) {
         )
     })
 }
+
+/// A connection to `server` from the local address `from` (any of
+/// 127.0.0.0/8 is this machine), so tests can be several clients.
+pub fn connect_from(server: &FileServer, from: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&source.into()).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// An upload of `size` bytes cut off after `sent` bytes of body (the
+/// connection simply closes); waits until the receiver has counted it.
+pub fn cut_off_upload(server: &FileServer, name: &str, size: u64, sent: &[u8]) {
+    let refused = server.refused();
+    let mut stream = connect(server);
+    stream.write_all(&header(name.as_bytes(), size)).unwrap();
+    read_ready(&mut stream);
+    stream.write_all(&start(0)).unwrap();
+    // GO read before the close: unread data would make the close a reset,
+    // which the receiver rightly reports as "broke", not "closed".
+    assert_eq!(read_go(&mut stream), 0);
+    stream.write_all(sent).unwrap();
+    drop(stream);
+    super::wait_until(
+        Duration::from_secs(10),
+        "the cut-off upload to be counted",
+        || server.refused() > refused,
+    );
+}

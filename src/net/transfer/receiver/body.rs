@@ -18,7 +18,7 @@ use super::super::{
     disk::{self, CHUNK, IN_FLIGHT},
     protocol::{Code, Refusal},
 };
-use super::{ReceiveOptions, cut_off, part::storage_error};
+use super::{KEPT, ReceiveOptions, cut_off_leaving, part::storage_error};
 use crate::error::os_words;
 
 /// The longest stretch a body's rate is averaged over.
@@ -42,7 +42,7 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
     let writer = tokio::task::spawn_blocking(move || {
         disk::write_chunks(file, hasher, start, chunks, give_back)
     });
-    let mut rate = RateFloor::new(options.min_rate, idle, start);
+    let mut rate = RateFloor::new(options.min_rate, idle, start, Instant::now());
     let mut position = start;
     let mut failure = None;
     while position < size {
@@ -62,20 +62,22 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
                 break;
             }
             Ok(Ok(0)) => {
-                failure = Some(cut_off(
+                failure = Some(cut_off_leaving(
                     name,
                     format!("the connection closed after {position} of {size} bytes"),
+                    left(position),
                 ));
                 break;
             }
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
-                failure = Some(cut_off(
+                failure = Some(cut_off_leaving(
                     name,
                     format!(
                         "the connection broke after {position} of {size} bytes ({})",
                         os_words(&e)
                     ),
+                    left(position),
                 ));
                 break;
             }
@@ -85,7 +87,7 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
         if to_disk.send(buf).await.is_err() {
             break; // the disk thread stopped on an error; it reports it below
         }
-        if let Err(slow) = rate.check(position, name) {
+        if let Err(slow) = rate.check(position, Instant::now(), name) {
             failure = Some(slow);
             break;
         }
@@ -103,8 +105,22 @@ pub(super) async fn receive_body<R: AsyncRead + Unpin>(
     }
 }
 
+/// What a body cut off at `position` leaves: an empty part file is
+/// removed (see `part::Held`).
+fn left(position: u64) -> &'static str {
+    if position == 0 {
+        "nothing was kept"
+    } else {
+        KEPT
+    }
+}
+
 /// The minimum rate of a body: bytes per second averaged over stretches of
-/// the idle timeout (at most [`RATE_WINDOW`]).
+/// the idle timeout (at most [`RATE_WINDOW`], at least 100 ms). The first
+/// stretch starts when the body does (right after GO); each ends at the
+/// first arrival of bytes once it is that long, is judged over its real
+/// length, and the next starts there. (A stretch in which nothing arrives
+/// is the idle timeout's business.)
 struct RateFloor {
     min: Option<u64>,
     window: Duration,
@@ -113,21 +129,27 @@ struct RateFloor {
 }
 
 impl RateFloor {
-    fn new(min: Option<u64>, idle: Duration, position: u64) -> RateFloor {
+    fn new(min: Option<u64>, idle: Duration, position: u64, now: Instant) -> RateFloor {
         RateFloor {
             min: min.filter(|m| *m > 0),
             window: idle.min(RATE_WINDOW).max(Duration::from_millis(100)),
-            since: Instant::now(),
+            since: now,
             at: position,
         }
     }
 
-    /// At the end of each stretch, refuses a body that moved too little in it.
-    fn check(&mut self, position: u64, name: &str) -> std::result::Result<(), Refusal> {
+    /// Bytes up to `position` have arrived at `now`: at the end of a
+    /// stretch, refuses a body that moved too little in it.
+    fn check(
+        &mut self,
+        position: u64,
+        now: Instant,
+        name: &str,
+    ) -> std::result::Result<(), Refusal> {
         let Some(min) = self.min else {
             return Ok(());
         };
-        let elapsed = self.since.elapsed();
+        let elapsed = now.saturating_duration_since(self.since);
         if elapsed < self.window {
             return Ok(());
         }
@@ -141,8 +163,52 @@ impl RateFloor {
                 ),
             ));
         }
-        self.since = Instant::now();
+        self.since = now;
         self.at = position;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stretches of the minimum rate: the first starts with the body,
+    /// each ends at the first arrival once it is a window long and is
+    /// judged over its real length, and the next starts there; a burst
+    /// early in one stretch does not carry over into the next.
+    #[test]
+    fn the_rate_is_judged_over_back_to_back_stretches_from_the_body_start() {
+        let body_start = Instant::now();
+        let at = |ms: u64| body_start + Duration::from_millis(ms);
+        // 1000 bytes/s over windows of the idle timeout, 1 s; resumed at 500.
+        let mut rate = RateFloor::new(Some(1000), Duration::from_secs(1), 500, body_start);
+        // Not judged before a window has passed, however little moved.
+        assert!(rate.check(501, at(999), "f").is_ok());
+        // Judged at 1.2 s over 1.2 s: 1300 bytes ≥ 1200 needed.
+        assert!(rate.check(1800, at(1200), "f").is_ok());
+        // The next stretch began at 1.2 s: at 2.1 s it is not yet judged...
+        assert!(rate.check(1801, at(2100), "f").is_ok());
+        // ...at 2.4 s it is, over 1.2 s: 1199 bytes < 1200 needed.
+        let slow = rate.check(2999, at(2400), "f").unwrap_err();
+        assert_eq!(slow.code, Code::Timeout);
+        assert!(
+            slow.message.contains("1199 bytes in 1.2 s"),
+            "{}",
+            slow.message
+        );
+        // No minimum: never refused.
+        let mut none = RateFloor::new(Some(0), Duration::from_secs(1), 0, body_start);
+        assert!(none.check(0, at(60_000), "f").is_ok());
+    }
+
+    /// The window is the idle timeout, but at most 30 s and at least 100 ms.
+    #[test]
+    fn the_rate_window_is_the_idle_timeout_within_bounds() {
+        let now = Instant::now();
+        let window = |idle| RateFloor::new(Some(1), idle, 0, now).window;
+        assert_eq!(window(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(window(Duration::from_secs(300)), RATE_WINDOW);
+        assert_eq!(window(Duration::from_millis(1)), Duration::from_millis(100));
     }
 }

@@ -1,7 +1,9 @@
 //! Where an upload is written: its part file `.NAME.netsh-part`, opened,
 //! locked and checked (no symlinks, no hard links, no special files) before
-//! a byte is written, and renamed to the final name only once verified;
-//! and the sweep of part files abandoned long ago.
+//! a byte is written, and renamed to the final name only once verified and
+//! only if the part file's name still leads to the file written; an empty
+//! part file an upload made is removed when the upload fails; and the sweep
+//! of part files abandoned long ago.
 
 use std::{
     fs::{File, OpenOptions},
@@ -36,9 +38,13 @@ impl Target {
     }
 
     /// Checks the final name, then opens and locks the part file; returns
-    /// it with the number of bytes it holds. Nothing is cut or hashed here:
-    /// that waits until the sender says how it begins.
-    pub(super) fn prepare(&self, overwrite: bool) -> std::result::Result<(File, u64), Refusal> {
+    /// it with the number of bytes it holds, and the [`Held`] that keeps it
+    /// locked. Nothing is cut or hashed here: that waits until the sender
+    /// says how it begins.
+    pub(super) fn prepare(
+        &self,
+        overwrite: bool,
+    ) -> std::result::Result<(File, Held, u64), Refusal> {
         let name = &self.name;
         match std::fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.file_type().is_symlink() => {
@@ -86,26 +92,15 @@ impl Target {
         {
             return Err(not_a_part_file(what));
         }
-        // O_NOFOLLOW: a symlink planted at the part file's name must not
-        // redirect the write outside the folder. O_NONBLOCK: a FIFO swapped
-        // in must not block the open.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&self.part)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => Refusal::new(
-                    Code::BadName,
-                    format!("the part file of '{name}' is a symbolic link; refusing"),
-                ),
-                Some(libc::EISDIR) => not_a_part_file("a folder"),
-                Some(libc::ENXIO) => not_a_part_file("a socket or device"),
-                _ => storage_error(name, e),
-            })?;
+        let (file, created) = self.open_part().map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Refusal::new(
+                Code::BadName,
+                format!("the part file of '{name}' is a symbolic link; refusing"),
+            ),
+            Some(libc::EISDIR) => not_a_part_file("a folder"),
+            Some(libc::ENXIO) => not_a_part_file("a socket or device"),
+            _ => storage_error(name, e),
+        })?;
         let meta = file.metadata().map_err(|e| storage_error(name, e))?;
         if let Some(what) = not_regular(&meta) {
             return Err(not_a_part_file(what));
@@ -120,12 +115,17 @@ impl Target {
             }
             Err(e) => return Err(storage_error(name, e)),
         }
+        // From here on the lock is ours, and so is the cleanup (see `Held`).
+        let held = Held {
+            part: self.part.clone(),
+            lock: file.try_clone().map_err(|e| storage_error(name, e))?,
+            id: (meta.dev(), meta.ino()),
+            remove_if_empty: created,
+        };
         // The lock may have been won on a part file another upload renamed
         // into place (or removed) a moment ago: then this descriptor is not
         // the part file, and writing to it would damage the finished file.
-        let still_the_part = std::fs::symlink_metadata(&self.part)
-            .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
-        if !still_the_part {
+        if !held.is_at_part_path() {
             return Err(Refusal::new(
                 Code::Busy,
                 format!("another upload of '{name}' just finished; send again to retry"),
@@ -136,30 +136,149 @@ impl Target {
         if meta.nlink() > 1 {
             return Err(hard_linked(&format!("the part file of '{name}'")));
         }
-        Ok((file, meta.len()))
+        Ok((file, held, meta.len()))
     }
 
-    /// fsync, rename into place, fsync the folder.
+    /// Opens the part file, creating it if missing; says whether this call
+    /// created it (only then may a failed upload remove it unasked).
+    ///
+    /// O_NOFOLLOW: a symlink planted at the part file's name must not
+    /// redirect the write outside the folder. O_NONBLOCK: a FIFO swapped in
+    /// must not block the open.
+    fn open_part(&self) -> std::io::Result<(File, bool)> {
+        let open = |create: bool| {
+            let mut options = OpenOptions::new();
+            options
+                .read(true)
+                .write(true)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+            if create {
+                options.create_new(true);
+            }
+            options.open(&self.part)
+        };
+        // Created, or there already; a file removed between the two tries
+        // (an upload that just finished) is simply created on the next round.
+        let mut tries = 0;
+        loop {
+            match open(true) {
+                Ok(file) => return Ok((file, true)),
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                Err(_) => {}
+            }
+            match open(false) {
+                Ok(file) => return Ok((file, false)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// fsync, rename into place, fsync the folder; but only if the part
+    /// file's name still leads to `file`, the file written and verified
+    /// (someone with write access to the folder may have swapped another
+    /// file or a symlink in), and only if the final name then does too.
     pub(super) fn finish(&self, file: File, overwrite: bool) -> std::result::Result<(), Refusal> {
         let name = &self.name;
         file.sync_all().map_err(|e| storage_error(name, e))?;
-        // The lock is kept until the rename (or the removal) is done, so
-        // no second upload of this name can start writing the part file in
-        // between.
-        let renamed = disk::rename_into_place(&self.part, &self.path, overwrite);
-        match renamed {
-            Ok(()) => drop(file),
+        let meta = file.metadata().map_err(|e| storage_error(name, e))?;
+        let ours = (meta.dev(), meta.ino());
+        let replaced = |what: &str| {
+            Refusal::new(
+                Code::Storage,
+                format!(
+                    "the part file of '{name}' was replaced while it was being received ({what}); nothing was stored and nothing removed"
+                ),
+            )
+        };
+        match std::fs::symlink_metadata(&self.part) {
+            Ok(now) if (now.dev(), now.ino()) == ours => {}
+            Ok(now) => return Err(replaced(&what_replaced(&now))),
+            Err(_) => return Err(replaced("its name is gone")),
+        }
+        // The lock is kept until the rename is done, so no second upload
+        // of this name can start writing the part file in between.
+        match disk::rename_into_place(&self.part, &self.path, overwrite) {
+            Ok(()) => {}
+            // Kept: its bytes are verified, and resume at once should the
+            // name be freed (the sender is told it exists).
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&self.part);
-                drop(file);
                 return Err(Refusal::new(
                     Code::Exists,
-                    format!("'{name}' appeared while it was being received; not overwritten"),
+                    format!(
+                        "'{name}' appeared while it was being received; not overwritten (the bytes received are kept to resume)"
+                    ),
                 ));
             }
             Err(e) => return Err(storage_error(name, e)),
         }
+        // A swap in the instant between the check and the rename moved
+        // someone else's file to the final name: put it back where it was.
+        let stored =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|now| (now.dev(), now.ino()) == ours);
+        if !stored {
+            let _ = disk::rename_into_place(&self.path, &self.part, false);
+            return Err(replaced("at the moment it was renamed"));
+        }
+        drop(file);
         disk::sync_dir(&self.dir).map_err(|e| storage_error(name, e))
+    }
+}
+
+/// What now stands at a part file's name instead of the file written.
+fn what_replaced(now: &std::fs::Metadata) -> String {
+    match not_regular(now) {
+        Some(what) => format!("it is now {what}"),
+        None => "it is now another file".to_string(),
+    }
+}
+
+/// An upload's hold on its part file, from the header to the end of the
+/// upload: a second descriptor of the open file, so the lock (`flock`
+/// belongs to the open file, shared by duplicates) lasts however the
+/// upload's own descriptor travels and ends.
+///
+/// Dropped after a failed upload, it removes the part file if it is empty
+/// and this upload made it (or started writing it), so a sender that
+/// leaves before sending a byte leaves nothing behind; and only while its
+/// name still leads to this file, so nothing someone else put there is
+/// removed.
+pub(super) struct Held {
+    part: PathBuf,
+    lock: File,
+    id: (u64, u64),
+    remove_if_empty: bool,
+}
+
+impl Held {
+    /// START has arrived: the upload now owns the part file's content, and
+    /// an empty one it leaves is litter, whoever made it.
+    pub(super) fn started(&mut self) {
+        self.remove_if_empty = true;
+    }
+
+    /// Does the part file's name still lead to the file held?
+    fn is_at_part_path(&self) -> bool {
+        std::fs::symlink_metadata(&self.part).is_ok_and(|now| (now.dev(), now.ino()) == self.id)
+    }
+
+    /// Removes the part file (bad bytes, or a raw upload that failed),
+    /// unless its name now leads elsewhere. Done under the lock, so no
+    /// other upload can have opened it in between.
+    pub(super) fn remove(&self) {
+        if self.is_at_part_path() {
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let empty = self.lock.metadata().is_ok_and(|meta| meta.len() == 0);
+        if self.remove_if_empty && empty {
+            self.remove();
+        }
     }
 }
 
