@@ -6,7 +6,7 @@
 //! `exit(n)` in a script, `-e` or the REPL gives `n`.
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -123,7 +123,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
             Outcome::Exit(status) => Ok(status),
             Outcome::Value(value) => {
                 if !value.is_unit() {
-                    console::line(&display::pretty(&shell.engine, &value));
+                    console::line(&eval_output(&shell, &value));
                 }
                 Ok(0)
             }
@@ -150,6 +150,18 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         load: Load::All,
     });
     repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
+/// How `-e` prints its value. Into a pipe or file exactly (`netsh -e
+/// 'fetch(u).body' > page.html` must keep every byte, as `curl` does); on a
+/// terminal with control characters escaped, as the REPL shows values, so
+/// a peer's bytes cannot drive the terminal.
+fn eval_output(shell: &Shell, value: &rhai::Dynamic) -> String {
+    if std::io::stdout().is_terminal() {
+        display::for_terminal(&shell.engine, value)
+    } else {
+        display::pretty(&shell.engine, value)
+    }
 }
 
 /// Why `path` cannot be run as a script, if it cannot.

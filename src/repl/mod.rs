@@ -187,7 +187,7 @@ impl Repl {
         match result {
             Ok(_) if exit.is_some() => return exit,
             Ok(value) if value.is_unit() => {}
-            Ok(value) => console::line(&display::pretty(&self.shell.engine, &value)),
+            Ok(value) => console::line(&display::for_terminal(&self.shell.engine, &value)),
             Err(e) => console::error(&repl_error(&e, line)),
         }
         None

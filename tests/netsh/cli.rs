@@ -198,6 +198,37 @@ fn values_print_readably() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `-e` into a pipe prints a value's bytes exactly (a pipeline wants them);
+/// on a terminal its escape sequences show escaped, as in the REPL.
+#[test]
+fn eval_escapes_control_characters_only_on_a_terminal() {
+    use expectrl::Expect;
+    let code = r#""a\x1b]0;pwned\x07b\x1b[2Jc""#;
+    let run = Netsh::new().args(["-e", code]).ok();
+    assert_eq!(
+        run.stdout(),
+        "a\x1b]0;pwned\x07b\x1b[2Jc",
+        "{}",
+        run.explain()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::Terminal::new(home.path())
+        .args(["-e", code])
+        .spawn();
+    let found = pty
+        .expect(expectrl::Regex(r"a\S{1,4}\]0;pwned\S*c"))
+        .unwrap();
+    let shown = String::from_utf8_lossy(found.get(0).unwrap()).into_owned();
+    assert!(
+        shown.contains(r"a\x1b]0;pwned\x07b\x1b[2Jc"),
+        "not escaped on a terminal: {shown:?}"
+    );
+    assert!(
+        !shown.contains('\x1b'),
+        "raw escapes on a terminal: {shown:?}"
+    );
+}
+
 /// `exit(n)` sets the process status from a script (also inside a function)
 /// and from `-e`; `exit()` is 0; a last value of 3 is not an exit status;
 /// a status outside 0–255 or not a number is an error (exit 1).

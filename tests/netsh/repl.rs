@@ -391,3 +391,52 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
         "a quiet server announced: {text}"
     );
 }
+
+/// What a server sent (a string `recv` returned, a fetched body's
+/// preview) shows with its escape sequences escaped: a peer cannot retitle
+/// the terminal (`\x1b]0;…\x07`) or clear it (`\x1b[2J`).
+#[test]
+fn values_from_a_peer_show_escaped() {
+    use crate::support::peer_on;
+    use std::io::{BufRead, BufReader, Write};
+    const HOSTILE: &str = "a\x1b]0;pwned\x07b\x1b[2Jc";
+    const SHOWN: &str = r"a\x1b]0;pwned\x07b\x1b[2Jc";
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(HOSTILE.as_bytes()).unwrap();
+        s
+    });
+    let (web, web_peer) = peer_on("127.0.0.1:0", |mut s| {
+        let mut request = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while request.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let body = format!("first line\n{HOSTILE}\n");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        s
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = repl(home.path());
+    for code in [
+        format!("connect(\"{addr}\").recv()"),
+        format!("fetch(\"http://{web}/\")"),
+    ] {
+        pty.send_line(&code).unwrap();
+        let Ok(found) = pty.expect(SHOWN) else {
+            panic!("{code}: not shown escaped: {:?}", shown(&mut pty));
+        };
+        let mut seen = String::from_utf8_lossy(found.before()).into_owned();
+        let rest = pty.expect("netsh> ").unwrap();
+        seen.push_str(&String::from_utf8_lossy(rest.before()));
+        assert!(
+            !seen.contains("\x1b]0;pwned") && !seen.contains("\x1b[2J"),
+            "{code}: raw escape sequences reached the terminal: {seen:?}"
+        );
+    }
+    drop(peer.join());
+    drop(web_peer.join());
+}
