@@ -185,7 +185,7 @@ impl Repl {
         let result = self.run(ast);
         let exit = control::take_exit_request();
         match result {
-            Ok(_) if exit.is_some() => return exit,
+            _ if exit.is_some() => return exit,
             Ok(value) if value.is_unit() => {}
             Ok(value) => console::line(&display::for_terminal(&self.shell.engine, &value)),
             Err(e) => console::error(&repl_error(&e, line)),
@@ -216,7 +216,8 @@ impl Repl {
         };
         let exit = control::take_exit_request();
         match result {
-            Ok(()) => exit,
+            _ if exit.is_some() => exit,
+            Ok(()) => None,
             Err(e) => {
                 console::error(&shell::describe(&e, &name));
                 None

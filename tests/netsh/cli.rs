@@ -263,9 +263,54 @@ fn exit_sets_the_status() {
     );
     let err = Netsh::eval_err("let t = task(|| exit(2)); t.join()");
     assert!(
-        err.contains("exit(2) cannot end the script from here"),
+        err.contains("the task failed: -e:1:17: exit: cannot end the script from a task"),
         "{err}"
     );
+}
+
+/// `exit(n)` in a closure or function called by anything on the script's
+/// own thread ends the script with n, past any `try`: nothing after it
+/// runs, not even the `catch` block.
+#[test]
+fn exit_ends_the_script_from_every_closure() {
+    let callers = [
+        "[1, 2].map(|x| exit(7))",
+        "[1, 2].for_each(|x| exit(7))",
+        "[1, 2].filter(|x| exit(7))",
+        "[1, 2].reduce(|sum, x| exit(7), 0)",
+        "[1, 2].all(|x| exit(7))",
+        "[1, 2].some(|x| exit(7))",
+        "[1, 2].find(|x| exit(7))",
+        "[1, 2].find_map(|x| exit(7))",
+        "[1, 2].retain(|x| exit(7))",
+        "[1, 2].drain(|x| exit(7))",
+        "[1, 2].index_of(|x| exit(7))",
+        "[1, 2].dedup(|a, b| exit(7))",
+        "[2, 1].sort(|a, b| exit(7))",
+        "let f = |x| exit(7); f.call(1)",
+        "let f = |x| exit(7); call(f, 1)",
+        "let f = || { let g = || [1].map(|x| exit(7)); g.call() }; f.call()",
+        "[1].map(stop)",
+        "[1].map(|x| stop(x))",
+        "outer()",
+        "share(1).update(|v| exit(7))",
+        "exit(7)",
+    ];
+    // Functions for the callers above; Rhai defines functions at the top only.
+    let functions = "fn stop(x) { exit(7) } fn outer() { [1].for_each(|x| exit(7)) }";
+    for caller in callers {
+        for code in [
+            format!("{functions} print(\"before\"); {caller}; print(\"after\")"),
+            format!(
+                "{functions} print(\"before\"); try {{ {caller}; }} catch (e) {{ print(`caught ${{e}}`) }} print(\"after\")"
+            ),
+        ] {
+            let run = Netsh::new().args(["-e", &code]).output();
+            run.expect_code(7);
+            assert_eq!(run.stdout(), "before", "{}", run.explain());
+            assert_eq!(run.stderr(), "", "{}", run.explain());
+        }
+    }
 }
 
 /// `assert` and `expect_eq` failures name the file, line and column, and

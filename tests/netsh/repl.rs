@@ -50,20 +50,24 @@ fn unfinished_input_continues() {
     enter(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
 }
 
-/// `exit(n)` leaves the REPL with status n; a failing line that called
-/// `exit` where it cannot end anything does not.
+/// `exit(n)` leaves the REPL with status n, also from a closure `map`
+/// calls; `exit` in a task, which cannot end anything, fails the task and
+/// the REPL goes on.
 #[test]
 fn exit_leaves_with_its_status() {
     let home = tempfile::tempdir().unwrap();
     let mut pty = repl(home.path());
     enter(
         &mut pty,
-        "[1].map(|x| exit(9))",
-        "cannot end the script from here",
+        "task(|| exit(9)).join()",
+        "1:9: exit: cannot end the script from a task",
     );
     enter_value(&mut pty, "\"\"", "\"\"");
-    pty.send_line("exit(7)").unwrap();
-    pty.expect(Eof).unwrap();
+    pty.send_line("try { [1].map(|x| exit(7)) } catch { print(\"caught\") }")
+        .unwrap();
+    let rest = pty.expect(Eof).unwrap();
+    let rest = String::from_utf8_lossy(rest.get(0).unwrap_or_default()).into_owned();
+    assert!(!rest.contains("\ncaught"), "the catch block ran: {rest:?}");
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
     assert!(status.ends_with(", 7)"), "{status}");
 }
