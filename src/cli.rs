@@ -1,11 +1,16 @@
 //! The command line: `netsh` (REPL), `netsh FILE.rhai [ARGS…]` (a script
 //! file), `netsh NAME [ARGS…]` (a bundled scenario), `netsh -e 'CODE'` (one
 //! expression), `netsh --list` and `netsh --show NAME` (the scenarios).
+//! With stdin not a terminal, plain `netsh` runs stdin as a script (`netsh
+//! - ARGS…` too), as `python3 < file` does: a REPL talking to a pipe would
+//! hide failures behind exit 0. Every word after the script is its own,
+//! even one spelled like a netsh flag (a shebang script's `-e` is its own).
 //!
 //! Exit codes: 0 success, 1 the script failed, 2 the command line was wrong;
 //! `exit(n)` in a script, `-e` or the REPL gives `n`.
 
 use std::{
+    ffi::OsString,
     io::{IsTerminal, Write},
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
@@ -23,7 +28,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "netsh", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
 )]
 pub struct Cli {
     /// Evaluate CODE, print its value and exit.
@@ -31,29 +36,27 @@ pub struct Cli {
     pub eval: Option<String>,
 
     /// List the bundled scenarios (and the scripts in ./scripts, if any).
-    #[arg(long, conflicts_with_all = ["show", "script"])]
+    #[arg(long, conflicts_with_all = ["show", "words"])]
     pub list: bool,
 
     /// Print the source of a bundled scenario (or plugin) NAME.
-    #[arg(long, value_name = "NAME", conflicts_with = "script")]
+    #[arg(long, value_name = "NAME", conflicts_with = "words")]
     pub show: Option<String>,
 
     /// Load plugins from DIR too (repeatable; the first of a name wins).
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugins: Vec<PathBuf>,
 
-    /// A bundled scenario's NAME (`upload`), or a script FILE: a word with
-    /// a `/` or ending in `.rhai`. The words after it are its `args`.
-    #[arg(value_name = "NAME|FILE")]
-    pub script: Option<PathBuf>,
-
-    /// Arguments passed to the script (or, with -e, to the code) as `args`.
+    /// A bundled scenario's NAME (`upload`), a script FILE (a word with a
+    /// `/` or ending in `.rhai`) or `-` (the script on stdin), then its
+    /// ARGS: every word after the script is the script's, `--help` too.
+    /// With -e, every word is an argument of the code.
     #[arg(
-        value_name = "ARGS",
+        value_name = "NAME|FILE [ARGS]",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    pub args: Vec<String>,
+    pub words: Vec<OsString>,
 }
 
 /// Why netsh ends with a non-zero exit code.
@@ -107,13 +110,8 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         return show(&name).map(|()| 0);
     }
     if let Some(code) = cli.eval {
-        // With -e there is no script file: every positional word is an argument.
-        let args: Vec<String> = cli
-            .script
-            .map(|s| s.to_string_lossy().into_owned())
-            .into_iter()
-            .chain(cli.args)
-            .collect();
+        // With -e there is no script: every positional word is an argument.
+        let args = text_args(&cli.words)?;
         let shell = Shell::new(Setup {
             script: None,
             plugin_dirs: &cli.plugins,
@@ -129,15 +127,22 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
             }
         };
     }
-    if let Some(script) = cli.script {
-        let script = Script::find(&script)?;
+    let script = match cli.words.split_first() {
+        Some((word, args)) => Some((Script::find(Path::new(word))?, text_args(args)?)),
+        // `netsh < file.rhai`, `generate | netsh`: a script, as `python3 <
+        // file` is, not a REPL talking to nobody (a banner on stdout,
+        // errors skipped, exit 0 whatever failed).
+        None if !std::io::stdin().is_terminal() => Some((Script::stdin()?, Vec::new())),
+        None => None,
+    };
+    if let Some((script, args)) = script {
         let shell = Shell::new(Setup {
             script: script.file.as_deref(),
             plugin_dirs: &cli.plugins,
             load: Load::UsedBy(&script.text),
         });
         return match shell
-            .run_script(&script.text, &script.name, &cli.args)
+            .run_script(&script.text, &script.name, &args)
             .map_err(Failure::Script)?
         {
             Outcome::Exit(status) => Ok(status),
@@ -150,6 +155,24 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         load: Load::All,
     });
     repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
+/// The script's arguments as text; one that is not UTF-8 is refused, not
+/// mangled.
+fn text_args(words: &[OsString]) -> Result<Vec<String>, Failure> {
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            word.clone().into_string().map_err(|bad| {
+                Failure::Usage(format!(
+                    "netsh: argument {} ({}) is not UTF-8 text",
+                    i + 1,
+                    crate::net::helpers::quoted(Path::new(&bad))
+                ))
+            })
+        })
+        .collect()
 }
 
 /// How `-e` prints its value. Into a pipe or file exactly (`netsh -e
@@ -194,6 +217,9 @@ impl Script {
     /// the name of a bundled scenario, even when a file of that name is in
     /// the working directory (which is never searched unless named).
     fn find(word: &Path) -> Result<Script, Failure> {
+        if word.as_os_str() == "-" {
+            return Script::stdin();
+        }
         let is_path = word.as_os_str().as_bytes().contains(&b'/')
             || word.extension().is_some_and(|e| e == "rhai");
         if is_path {
@@ -210,6 +236,11 @@ impl Script {
             });
         }
         let wanted = word.to_string_lossy();
+        if wanted.starts_with('-') {
+            return Err(Failure::Usage(format!(
+                "netsh: unknown option '{wanted}' (netsh --help lists them)"
+            )));
+        }
         match bundled::script(&wanted) {
             Some(b) => Ok(Script {
                 text: b.text.to_string(),
@@ -221,6 +252,40 @@ impl Script {
                 bundled_names()
             ))),
         }
+    }
+}
+
+/// How messages name a script read from stdin: `<stdin>:3:5: …`.
+const STDIN_NAME: &str = "<stdin>";
+
+impl Script {
+    /// The whole of stdin as a script (`netsh < x.rhai`, `netsh - ARGS`).
+    fn stdin() -> Result<Script, Failure> {
+        use std::io::Read;
+        let limit = crate::limits::MAX_STRING_BYTES;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Failure::Script(format!("{STDIN_NAME}: cannot read the script: {e}")))?;
+        if bytes.len() > limit {
+            return Err(Failure::Script(format!(
+                "{STDIN_NAME}: the script is larger than {} MiB",
+                limit >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Failure::Script(format!(
+                "{STDIN_NAME}: the script is not UTF-8 text (from byte {} on)",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Ok(Script {
+            text,
+            name: STDIN_NAME.to_string(),
+            file: None,
+        })
     }
 }
 

@@ -27,7 +27,14 @@ fn eval_failure_exits_1() {
 /// Usage errors exit 2: unknown flags and missing script files.
 #[test]
 fn usage_errors_exit_2() {
-    Netsh::new().arg("--no-such-flag").output().expect_code(2);
+    let run = Netsh::new().arg("--no-such-flag").output();
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr(),
+        "netsh: unknown option '--no-such-flag' (netsh --help lists them)",
+        "{}",
+        run.explain()
+    );
     let run = Netsh::new().arg("missing.rhai").output();
     run.expect_code(2);
     assert!(
@@ -72,6 +79,103 @@ fn script_receives_args() {
         .ok()
         .stdout();
     assert_eq!(out, "3\none\n-x\nthree four");
+}
+
+/// Every word after the script is the script's, even one that is also a
+/// netsh flag: from `netsh FILE …`, from a shebang script run directly,
+/// and after a bundled scenario's name.
+#[test]
+fn words_after_the_script_reach_args() {
+    let cmd = Netsh::new();
+    let script = cmd.home().join("words.rhai");
+    std::fs::write(&script, "#!/usr/bin/env netsh\nprint(args)\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let words = [
+        "--list",
+        "-e",
+        "x",
+        "--help",
+        "--plugins",
+        "nowhere",
+        "--",
+        "-V",
+    ];
+    let expected = r#"["--list", "-e", "x", "--help", "--plugins", "nowhere", "--", "-V"]"#;
+    let run = Netsh::new().arg(&script).args(words).ok();
+    assert_eq!(run.stdout(), expected, "{}", run.explain());
+
+    let bin_dir = support::netsh_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(&script)
+        .args(words)
+        .env("PATH", path)
+        .env("XDG_CONFIG_HOME", cmd.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+
+    // `upload --help` is the scenario's: its own usage, not netsh's help.
+    let run = Netsh::new().args(["upload", "--help"]).output();
+    assert!(
+        !run.stdout().contains("scriptable network shell"),
+        "netsh took the scenario's --help: {}",
+        run.explain()
+    );
+    assert!(
+        run.stderr().contains("usage: netsh upload"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A script on stdin (`netsh < x.rhai`, `… | netsh`) runs as a script: no
+/// banner, only its own output, `<stdin>:LINE:COL` errors and exit 1 on
+/// failure, `exit(n)` honoured; `netsh - ARGS` gives it arguments.
+#[test]
+fn a_script_on_stdin_runs_as_a_script() {
+    let cmd = Netsh::new();
+    let file = |name: &str, text: &str| {
+        let path = cmd.home().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::File::open(path).unwrap()
+    };
+    let failing = file(
+        "failing.rhai",
+        "print(\"hi\");\nlet x = 1;\n  throw \"x\";\nprint(\"after\");\n",
+    );
+    let exiting = file("exiting.rhai", "print(\"bye\"); exit(5)");
+    let with_args = file("args.rhai", "print(args)");
+    let syntax = file("syntax.rhai", "let = ;");
+
+    let run = Netsh::new().stdin(failing).output();
+    run.expect_code(1);
+    assert_eq!(run.stdout(), "hi", "{}", run.explain());
+    assert_eq!(run.stderr(), "<stdin>:3:3: x", "{}", run.explain());
+
+    let run = Netsh::new().stdin(exiting).output();
+    run.expect_code(5);
+    assert_eq!(run.stdout(), "bye", "{}", run.explain());
+
+    let run = Netsh::new()
+        .args(["-", "a", "--list"])
+        .stdin(with_args)
+        .ok();
+    assert_eq!(run.stdout(), r#"["a", "--list"]"#, "{}", run.explain());
+
+    let run = Netsh::new().stdin(syntax).output();
+    run.expect_code(1);
+    assert!(run.stderr().starts_with("<stdin>:1:"), "{}", run.explain());
+    assert_eq!(run.stdout(), "", "{}", run.explain());
+
+    // Nothing on stdin is an empty script: it succeeds, silently.
+    let run = Netsh::new().ok();
+    assert_eq!(run.stdout(), "", "{}", run.explain());
 }
 
 /// A runtime error in a script is reported as FILE:LINE:COL with the
