@@ -95,9 +95,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 
 fn run_mode(cli: Cli) -> Result<u8, Failure> {
     for dir in &cli.plugins {
-        if !dir.is_dir() {
+        if let Some(problem) = not_a_folder(dir) {
             return Err(Failure::Usage(format!(
-                "netsh: --plugins {}: no such folder",
+                "netsh: --plugins {}: {problem}",
                 dir.display()
             )));
         }
@@ -184,6 +184,22 @@ fn eval_output(shell: &Shell, value: &rhai::Dynamic) -> String {
         display::for_terminal(&shell.engine, value)
     } else {
         display::pretty(&shell.engine, value)
+    }
+}
+
+/// Why `dir` cannot be a plugin folder, if it cannot: said for what it is.
+fn not_a_folder(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(meta) if meta.is_file() => {
+            Some("is a file, not a folder (give the folder that holds plugin files)".to_string())
+        }
+        Ok(_) => Some("is not a folder (a device or pipe)".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such folder".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("permission denied".to_string())
+        }
+        Err(e) => Some(format!("cannot be read ({e})")),
     }
 }
 

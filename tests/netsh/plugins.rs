@@ -227,3 +227,30 @@ fn wrong_call_to_a_plugin_function_names_it() {
         run.explain()
     );
 }
+
+/// `--plugins` given a file says it is a file, not a folder; given nothing
+/// that exists, that there is no such folder.
+#[test]
+fn plugins_flag_names_a_file_for_what_it_is() {
+    let cmd = Netsh::new();
+    let file = cmd.home().join("greet.rhai");
+    write_file(&file, GREET);
+    let run = cmd.arg("--plugins").arg(&file).args(["-e", "1"]).output();
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .ends_with(": is a file, not a folder (give the folder that holds plugin files)"),
+        "{}",
+        run.explain()
+    );
+    let run = Netsh::new()
+        .args(["--plugins", "nowhere", "-e", "1"])
+        .output();
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr(),
+        "netsh: --plugins nowhere: no such folder",
+        "{}",
+        run.explain()
+    );
+}
