@@ -527,3 +527,31 @@ fn temp_dir_removes_itself() {
     );
     assert!(out.contains("netsh-") && out.ends_with(", true]"), "{out}");
 }
+
+/// Each bundled scenario suggests running itself the way that works from
+/// any folder (`netsh download URL`), never by a path into the checkout
+/// (`netsh scripts/download.rhai`), which fails anywhere else.
+#[test]
+fn bundled_scenarios_suggest_their_bundled_name() {
+    let list = Netsh::new().arg("--list").ok().stdout();
+    let names: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.contains(&"download"), "{list}");
+    for name in names {
+        let text = Netsh::new().args(["--show", name]).ok().stdout();
+        assert!(
+            !text.contains("netsh scripts/"),
+            "{name} suggests a path into the checkout:\n{}",
+            text.lines()
+                .filter(|l| l.contains("netsh scripts/"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let text = Netsh::new().args(["--show", "download"]).ok().stdout();
+    assert!(text.contains("Try:  netsh download https://"), "{text}");
+}
