@@ -152,9 +152,11 @@ fn prepare_history_file(path: &std::path::Path) {
 }
 
 /// `error: message`, with the line and column when the input spanned lines
-/// (on one line the column is plain to see).
+/// (on one line the column is plain to see). Control characters show
+/// escaped, as in values: a thrown string, or Rhai's words quoting a bad
+/// input (`parse_int`), may hold a peer's bytes.
 fn repl_error(err: &rhai::EvalAltResult, input: &str) -> String {
-    let message = shell::message_of(err);
+    let message = crate::net::interact::terminal_safe(&shell::message_of(err));
     match (input.contains('\n'), err.position().line()) {
         (true, Some(line)) => format!(
             "error (line {line}, column {}): {message}",

@@ -397,8 +397,8 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
 }
 
 /// What a server sent (a string `recv` returned, a fetched body's
-/// preview) shows with its escape sequences escaped: a peer cannot retitle
-/// the terminal (`\x1b]0;…\x07`) or clear it (`\x1b[2J`).
+/// preview, an error's words) shows with its escape sequences escaped: a
+/// peer cannot retitle the terminal (`\x1b]0;…\x07`) or clear it (`\x1b[2J`).
 #[test]
 fn values_from_a_peer_show_escaped() {
     use crate::support::peer_on;
@@ -428,6 +428,8 @@ fn values_from_a_peer_show_escaped() {
     for code in [
         format!("connect(\"{addr}\").recv()"),
         format!("fetch(\"http://{web}/\")"),
+        // An error quoting the text shows it escaped too.
+        r#"throw "a\x1b]0;pwned\x07" + "b\x1b[2Jc""#.to_string(),
     ] {
         pty.send_line(&code).unwrap();
         let Ok(found) = pty.expect(SHOWN) else {
