@@ -152,9 +152,11 @@ fn prepare_history_file(path: &std::path::Path) {
 }
 
 /// `error: message`, with the line and column when the input spanned lines
-/// (on one line the column is plain to see).
+/// (on one line the column is plain to see). Control characters show
+/// escaped, as in values: a thrown string, or Rhai's words quoting a bad
+/// input (`parse_int`), may hold a peer's bytes.
 fn repl_error(err: &rhai::EvalAltResult, input: &str) -> String {
-    let message = shell::message_of(err);
+    let message = crate::net::interact::terminal_safe(&shell::message_of(err));
     match (input.contains('\n'), err.position().line()) {
         (true, Some(line)) => format!(
             "error (line {line}, column {}): {message}",
@@ -185,9 +187,9 @@ impl Repl {
         let result = self.run(ast);
         let exit = control::take_exit_request();
         match result {
-            Ok(_) if exit.is_some() => return exit,
+            _ if exit.is_some() => return exit,
             Ok(value) if value.is_unit() => {}
-            Ok(value) => console::line(&display::pretty(&self.shell.engine, &value)),
+            Ok(value) => console::line(&display::for_terminal(&self.shell.engine, &value)),
             Err(e) => console::error(&repl_error(&e, line)),
         }
         None
@@ -216,7 +218,8 @@ impl Repl {
         };
         let exit = control::take_exit_request();
         match result {
-            Ok(()) => exit,
+            _ if exit.is_some() => exit,
+            Ok(()) => None,
             Err(e) => {
                 console::error(&shell::describe(&e, &name));
                 None

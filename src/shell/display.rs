@@ -1,6 +1,8 @@
 //! Printing values for people: strings as they are, maps and arrays laid
 //! out readably, blobs as a hex preview, captured packets as a table, and
-//! netsh's own types through their `to_debug` function.
+//! netsh's own types through their `to_debug` function. What goes to a
+//! terminal has its control characters escaped ([`for_terminal`]): a value
+//! is often a peer's bytes, and a peer must not drive the terminal.
 
 use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
 
@@ -20,6 +22,15 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
         return if text.is_empty() { "\"\"".into() } else { text };
     }
     render(engine, value, 0)
+}
+
+/// [`pretty`], made safe for a terminal: control characters (a server's
+/// `\x1b]0;title\x07` or `\x1b[2J`) shown as `\x1b`, as `interact()` shows
+/// them; newlines and tabs kept, so multi-line text stays readable. The
+/// REPL prints every value this way; `print()` stays raw (the script's
+/// choice), and so does `-e` into a pipe (the bytes are the point there).
+pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
+    crate::net::interact::terminal_safe(&pretty(engine, value))
 }
 
 /// A value as it would be written in a script: strings quoted. For
@@ -189,6 +200,19 @@ mod tests {
             nested.contains("\n        +0.000041  127.0.0.1:50000"),
             "{nested}"
         );
+    }
+
+    /// Escape sequences in a string or in a type's own rendering reach the
+    /// terminal escaped; newlines stay.
+    #[test]
+    fn terminal_rendering_escapes_control_characters() {
+        let engine = Engine::new_raw();
+        let hostile = Dynamic::from("a\x1b]0;pwned\x07\nb\x1b[2J");
+        assert_eq!(
+            for_terminal(&engine, &hostile),
+            "a\\x1b]0;pwned\\x07\nb\\x1b[2J"
+        );
+        assert_eq!(pretty(&engine, &hostile), "a\x1b]0;pwned\x07\nb\x1b[2J");
     }
 
     #[test]
