@@ -26,11 +26,24 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
 
 /// [`pretty`], made safe for a terminal: control characters (a server's
 /// `\x1b]0;title\x07` or `\x1b[2J`) shown as `\x1b`, as `interact()` shows
-/// them; newlines and tabs kept, so multi-line text stays readable. The
-/// REPL prints every value this way; `print()` stays raw (the script's
-/// choice), and so does `-e` into a pipe (the bytes are the point there).
+/// them; newlines and tabs kept, so multi-line text stays readable. A
+/// carriage return not followed by a newline is shown as `\r` as well: a
+/// whole value has no progress line to redraw, and a lone one would let the
+/// text after it hide the text before. The REPL prints every value this
+/// way; `print()` stays raw (the script's choice), and so does `-e` into a
+/// pipe (the bytes are the point there).
 pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
-    crate::net::interact::terminal_safe(&pretty(engine, value))
+    let safe = crate::net::interact::terminal_safe(&pretty(engine, value));
+    let mut shown = String::with_capacity(safe.len());
+    let mut chars = safe.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() != Some(&'\n') {
+            shown.push_str("\\r");
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
 }
 
 /// A value as it would be written in a script: strings quoted. For
@@ -213,6 +226,14 @@ mod tests {
             "a\\x1b]0;pwned\\x07\nb\\x1b[2J"
         );
         assert_eq!(pretty(&engine, &hostile), "a\x1b]0;pwned\x07\nb\x1b[2J");
+    }
+
+    /// A lone carriage return cannot hide what came before it; CRLF stays.
+    #[test]
+    fn terminal_rendering_shows_a_lone_carriage_return() {
+        let engine = Engine::new_raw();
+        let hostile = Dynamic::from("rm -rf /\rls\r\nok\r");
+        assert_eq!(for_terminal(&engine, &hostile), "rm -rf /\\rls\r\nok\\r");
     }
 
     #[test]
