@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", conflicts_with = "script")]
     pub show: Option<String>,
 
+    /// Open the REPL recording what you type into FILE, a script that does
+    /// it again (see help("record")); FILE must not exist yet.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["eval", "list", "show", "script"])]
+    pub record: Option<PathBuf>,
+
     /// Load plugins from DIR too (repeatable; the first of a name wins).
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugins: Vec<PathBuf>,
@@ -149,7 +154,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         plugin_dirs: &cli.plugins,
         load: Load::All,
     });
-    repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
+    repl::run(shell, cli.record.as_deref()).map_err(|e| Failure::Script(format!("netsh: {e}")))
 }
 
 /// Why `path` cannot be run as a script, if it cannot.
