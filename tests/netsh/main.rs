@@ -14,7 +14,7 @@
 //!   `concurrency` (tasks and `serve`), `transfer`, `receiver` and
 //!   `receiver_rules` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
-//!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
+//!   `repl`, `record` (recording a session), `interact`, `plugins`, `anywhere` (the installed tool from any
 //!   folder), `docs`, `architecture` (the rules docs/ARCHITECTURE.md states,
 //!   read off the source).
 //!
@@ -38,6 +38,7 @@ mod names_ports;
 mod plugins;
 mod receiver;
 mod receiver_rules;
+mod record;
 mod repl;
 mod scan;
 mod tcp;
