@@ -51,7 +51,9 @@ impl Recording {
     pub fn open(path: &Path, mode: Mode, init: Option<&Path>) -> Result<Recording> {
         let shown = quoted(path);
         if path.as_os_str().is_empty() {
-            return Err(Error::invalid("the path is empty; give a file name, like \"session.rhai\""));
+            return Err(Error::invalid(
+                "the path is empty; give a file name, like \"session.rhai\"",
+            ));
         }
         // Looked at first: opening a folder for writing fails with a less
         // helpful word, and opening a FIFO would wait for a reader.
@@ -93,7 +95,9 @@ impl Recording {
             .mode(0o644)
             .open(path)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::Exists(format!("{shown} already exists")),
+                std::io::ErrorKind::AlreadyExists => {
+                    Error::Exists(format!("{shown} already exists"))
+                }
                 _ => file_error("opening", path, e),
             })?;
         let mut recording = Recording {
@@ -103,7 +107,11 @@ impl Recording {
             failed: 0,
         };
         let appending = mode == Mode::Append
-            && recording.file.metadata().map(|m| m.len() > 0).unwrap_or(false);
+            && recording
+                .file
+                .metadata()
+                .map(|m| m.len() > 0)
+                .unwrap_or(false);
         recording.write(&header(path, init, appending))?;
         Ok(recording)
     }
@@ -121,7 +129,11 @@ impl Recording {
             Some(value) => match last_expression(engine, input) {
                 Some(split) => split.wrapped(),
                 // Not seen in practice; the file then says what it missed.
-                None => format!("{}\n{}", terminated(input), comment("the REPL showed: ", value)),
+                None => format!(
+                    "{}\n{}",
+                    terminated(input),
+                    comment("the REPL showed: ", value)
+                ),
             },
         };
         self.write(&format!("{text}\n"))?;
@@ -155,10 +167,7 @@ impl Recording {
             quoted(&self.path)
         );
         if self.failed > 0 {
-            text.push_str(&format!(
-                " ({} that failed, as comments)",
-                self.failed
-            ));
+            text.push_str(&format!(" ({} that failed, as comments)", self.failed));
         }
         text.push_str(&format!("; run it with: netsh {}", run_word(&self.path)));
         text
@@ -303,7 +312,8 @@ pub fn last_expression<'a>(engine: &Engine, input: &'a str) -> Option<Split<'a>>
     let after = input.get(shape.code_end..)?;
     let mut starts: Vec<usize> = vec![0];
     starts.extend(shape.ends.iter().copied().filter(|&end| {
-        end < code_end && (input.as_bytes()[end - 1] == b';' || input.get(end..).is_some_and(starts_statement))
+        end < code_end
+            && (input.as_bytes()[end - 1] == b';' || input.get(end..).is_some_and(starts_statement))
     }));
     starts.into_iter().rev().find_map(|start| {
         let last = input.get(start..code_end)?.trim();
@@ -425,10 +435,16 @@ mod tests {
             ("let a = 1; a + 1", "let a = 1; show(a + 1);"),
             ("let a = 1; a + 1; // two", "let a = 1; show(a + 1); // two"),
             ("fn f() { 1 } f()", "fn f() { 1 } show(f());"),
-            ("if true { 1 } else { 2 }", "show(if true { 1 } else { 2 });"),
+            (
+                "if true { 1 } else { 2 }",
+                "show(if true { 1 } else { 2 });",
+            ),
             ("#{a: 1}.a", "show(#{a: 1}.a);"),
             ("let s = \"; }\"; s", "let s = \"; }\"; show(s);"),
-            ("[1, 2].map(|x| { x * 2 })", "show([1, 2].map(|x| { x * 2 }));"),
+            (
+                "[1, 2].map(|x| { x * 2 })",
+                "show([1, 2].map(|x| { x * 2 }));",
+            ),
             (
                 "let t = 0;\nfor i in 0..3 {\n  t += i;\n}\nt",
                 "let t = 0;\nfor i in 0..3 {\n  t += i;\n}\nshow(t);",

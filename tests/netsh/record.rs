@@ -102,7 +102,10 @@ fn a_recorded_session_replays_its_output() {
     let session: Vec<(&str, bool)> = vec![
         ("fn greet(name) { `hi ${name}` }", true),
         ("greet(\"you\")", true),
-        ("fn sum(a) {\n  let t = 0;\n  for x in a { t += x }\n  t\n}", true),
+        (
+            "fn sum(a) {\n  let t = 0;\n  for x in a { t += x }\n  t\n}",
+            true,
+        ),
         ("[1, 2,\n  3].map(|x| x * x)", true),
         ("port_info(70000)", false),
         (&connect, true),
@@ -134,7 +137,10 @@ fn a_recorded_session_replays_its_output() {
     assert_eq!(step(&mut pty, "greet(\"after\")"), ["hi after"]);
     // What the session printed, so the comparison below compares something.
     for line in ["hi you", "[1, 4, 9]", "hello netsh", "sum 6", "\"\""] {
-        assert!(expected.iter().any(|l| l == line), "{line:?} in {expected:?}");
+        assert!(
+            expected.iter().any(|l| l == line),
+            "{line:?} in {expected:?}"
+        );
     }
 
     let file = std::fs::read_to_string(home.path().join("session.rhai")).unwrap();
@@ -190,10 +196,7 @@ fn the_record_flag_records_from_the_first_line() {
     pty.expect(Eof).unwrap();
     let file = std::fs::read_to_string(home.path().join("first.rhai")).unwrap();
     assert!(file.contains("let x = 6 * 7;\nshow(x);\n"), "{file}");
-    let run = Netsh::new()
-        .current_dir(home.path())
-        .arg("first.rhai")
-        .ok();
+    let run = Netsh::new().current_dir(home.path()).arg("first.rhai").ok();
     assert_eq!(run.stdout(), "42");
 
     // An existing file is refused before the session starts.
@@ -206,7 +209,9 @@ fn the_record_flag_records_from_the_first_line() {
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
     assert!(status.ends_with(", 2)"), "{status}");
     // It records the REPL only: with -e or a script it is a usage error.
-    let run = Netsh::new().args(["--record", "x.rhai", "-e", "1"]).output();
+    let run = Netsh::new()
+        .args(["--record", "x.rhai", "-e", "1"])
+        .output();
     run.expect_code(2);
     assert!(run.stderr().contains("--record"), "{}", run.explain());
 }
@@ -288,14 +293,20 @@ fn record_refuses_bad_input_clearly() {
     step(&mut pty, "print(\"new\")");
     step(&mut pty, "record()");
     let old = std::fs::read_to_string(home.path().join("old.rhai")).unwrap();
-    assert!(old.starts_with("print(\"old\");\n\n// netsh REPL session"), "{old}");
+    assert!(
+        old.starts_with("print(\"old\");\n\n// netsh REPL session"),
+        "{old}"
+    );
     assert!(old.ends_with("print(\"new\");\n"), "{old}");
     step(&mut pty, "record(\"old.rhai\", #{overwrite: true})");
     step(&mut pty, "print(\"newer\")");
     step(&mut pty, "record()");
     let old = std::fs::read_to_string(home.path().join("old.rhai")).unwrap();
     assert!(old.starts_with("// netsh REPL session"), "{old}");
-    assert!(!old.contains("\"old\"") && !old.contains("\"new\""), "{old}");
+    assert!(
+        !old.contains("\"old\"") && !old.contains("\"new\""),
+        "{old}"
+    );
     for never in ["missing", "t.rhai", "other.rhai"] {
         assert!(!home.path().join(never).exists(), "{never} was created");
     }
