@@ -212,7 +212,8 @@ mod api {
         begin(path, mode)
     }
 
-    /// Stops recording and says how many inputs it wrote, and where.
+    /// Records the REPL session as a script: `record(path)` starts,
+    /// `record()` stops and says how many inputs it wrote, and where.
     ///
     /// ```rhai
     /// record()
