@@ -48,15 +48,20 @@ pub fn at_prompt(init: Option<PathBuf>) {
     });
 }
 
+/// Why `record` does nothing off the REPL's thread.
+fn not_at_prompt() -> Error {
+    Error::invalid(
+        "only the REPL records (it writes what you type at the prompt); \
+         a script, -e or a task has nothing to record",
+    )
+}
+
 /// Starts recording to `path` (`netsh --record FILE`, `record(path)`).
 pub fn start(path: &Path, mode: Mode) -> Result<()> {
     PROMPT.with(|p| {
         let mut prompt = p.borrow_mut();
         let Some(prompt) = prompt.as_mut() else {
-            return Err(Error::invalid(
-                "only the REPL records (it writes what you type at the prompt); \
-                 a script, -e or a task has nothing to record",
-            ));
+            return Err(not_at_prompt());
         };
         if let Some(recording) = &prompt.recording {
             return Err(Error::invalid(format!(
@@ -80,6 +85,15 @@ pub fn stop() -> Option<String> {
         let recording = p.borrow_mut().as_mut()?.recording.take()?;
         Some(recording.summary())
     })
+}
+
+/// `record()`: stops, or says why there is nothing to stop.
+fn stop_asked() -> Result<String> {
+    if PROMPT.with(|p| p.borrow().is_none()) {
+        return Err(not_at_prompt());
+    }
+    stop()
+        .ok_or_else(|| Error::invalid("nothing is being recorded; record(\"session.rhai\") starts"))
 }
 
 /// Called before each input runs: forgets what the last one left out.
@@ -219,19 +233,13 @@ mod api {
     /// record()
     /// ```
     ///
-    /// Fails when: nothing is being recorded.
+    /// Fails when: nothing is being recorded; not at the REPL prompt.
     #[rhai_fn(name = "record", return_raw, volatile)]
     pub fn record_stop() -> ScriptResult<()> {
         super::leave_out("record");
-        match super::stop() {
-            Some(summary) => {
-                crate::console::note(&summary);
-                Ok(())
-            }
-            None => Err(fail("record")(Error::invalid(
-                "nothing is being recorded; record(\"session.rhai\") starts",
-            ))),
-        }
+        let summary = super::stop_asked().map_err(fail("record"))?;
+        crate::console::note(&summary);
+        Ok(())
     }
 
     /// Prints `value` as the REPL shows a result: strings as they are,

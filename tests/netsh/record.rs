@@ -338,6 +338,13 @@ fn record_outside_the_repl_is_a_clear_error() {
         run.explain()
     );
     assert!(!dir.path().join("y.rhai").exists());
+    let run = Netsh::new().arg("-e").arg("record()").output();
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("record: only the REPL records"),
+        "{}",
+        run.explain()
+    );
     assert!(!dir.path().join("x.rhai").exists());
 }
 
