@@ -43,6 +43,11 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", conflicts_with = "words")]
     pub show: Option<String>,
 
+    /// Open the REPL recording what you type into FILE, a script that does
+    /// it again (see help("record")); FILE must not exist yet.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["eval", "list", "show", "script"])]
+    pub record: Option<PathBuf>,
+
     /// Load plugins from DIR too (repeatable; the first of a name wins).
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugins: Vec<PathBuf>,
@@ -121,7 +126,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
             Outcome::Exit(status) => Ok(status),
             Outcome::Value(value) => {
                 if !value.is_unit() {
-                    console::line(&eval_output(&shell, &value));
+                    console::line(&display::for_stdout(&shell.engine, &value));
                 }
                 Ok(0)
             }
@@ -154,7 +159,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         plugin_dirs: &cli.plugins,
         load: Load::All,
     });
-    repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
+    repl::run(shell, cli.record.as_deref()).map_err(|e| Failure::Script(format!("netsh: {e}")))
 }
 
 /// The script's arguments as text; one that is not UTF-8 is refused, not
@@ -173,18 +178,6 @@ fn text_args(words: &[OsString]) -> Result<Vec<String>, Failure> {
             })
         })
         .collect()
-}
-
-/// How `-e` prints its value. Into a pipe or file exactly (`netsh -e
-/// 'fetch(u).body' > page.html` must keep every byte, as `curl` does); on a
-/// terminal with control characters escaped, as the REPL shows values, so
-/// a peer's bytes cannot drive the terminal.
-fn eval_output(shell: &Shell, value: &rhai::Dynamic) -> String {
-    if std::io::stdout().is_terminal() {
-        display::for_terminal(&shell.engine, value)
-    } else {
-        display::pretty(&shell.engine, value)
-    }
 }
 
 /// Why `dir` cannot be a plugin folder, if it cannot: said for what it is.

@@ -46,6 +46,19 @@ pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
     shown
 }
 
+/// A value printed on stdout, as `-e` and `show()` print it: exactly into a
+/// pipe or file (`netsh -e 'fetch(u).body' > page.html` must keep every
+/// byte, as `curl` does), and as [`for_terminal`] on a terminal, where a
+/// peer's bytes must not drive it.
+pub fn for_stdout(engine: &Engine, value: &Dynamic) -> String {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        for_terminal(engine, value)
+    } else {
+        pretty(engine, value)
+    }
+}
+
 /// A value as it would be written in a script: strings quoted. For
 /// messages that show a value, like `expect_eq`'s.
 pub fn literal(engine: &Engine, value: &Dynamic) -> String {

@@ -18,6 +18,8 @@ pub mod control;
 pub mod display;
 pub mod help;
 pub mod plugins;
+pub mod record;
+pub mod recording;
 mod session;
 
 pub use session::Session;
@@ -71,6 +73,7 @@ impl Shell {
         engine.register_global_module(crate::error::module().into());
         engine.register_global_module(help::module().into());
         engine.register_global_module(control::module().into());
+        engine.register_global_module(record::module().into());
 
         let session = Session::default();
         engine.set_default_tag(Dynamic::from(session.host().clone()));
