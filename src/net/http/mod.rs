@@ -3,8 +3,11 @@
 //! `fetch(url)` returns a [`Response`] with the body in memory;
 //! `fetch(url, path)` streams it to a file with resume and progress.
 //!
-//! - [`request`]: the URL and the options map, checked before anything is sent.
+//! - [`request`]: the URL and the options map, checked before anything is sent;
+//!   [`strict`] reads a URL once, holding its host to netsh's address parser.
 //! - [`client`]: the shared reqwest clients and their errors in plain words.
+//! - [`follow`]: sending, and following redirects hop by hop (each checked
+//!   like a typed URL), through the proxy [`proxy`] finds and checks.
 //! - [`response`]: the Response value, its body as text, blob or JSON, its printing.
 //! - [`download`]: streaming to `PATH.part`, resume with `If-Range`, rename;
 //!   with `part` (the locked part file and its validator), `stream` (body
@@ -22,11 +25,14 @@ use crate::runtime;
 
 pub mod client;
 pub mod download;
+pub mod follow;
 mod names;
 mod part;
+pub mod proxy;
 pub mod request;
 pub mod response;
 mod stream;
+pub mod strict;
 
 pub use download::Downloaded;
 pub use request::Request;
