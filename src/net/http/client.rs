@@ -23,9 +23,8 @@ use std::{
 
 use reqwest::{Client, Url, redirect};
 
-
-use crate::error::{Error, Result};
 use super::follow::Hop;
+use crate::error::{Error, Result};
 use crate::net::addr::{self, Target};
 use crate::net::tls;
 
@@ -250,28 +249,28 @@ fn cause(err: &reqwest::Error, hop: &Hop, limits: Limits) -> Error {
 /// connection has `#{tls: #{ca, pin, sni}}`.
 fn tls_words(err: &rustls::Error) -> String {
     let words = tls::words(err);
-    let advice = " (for a server with a self-signed certificate, pass #{ca: \"cert.pem\"}, or #{insecure: true} to skip the check)";
-    let untrusted = matches!(
+    // Connect's advice, in the last parenthesis, names options fetch does
+    // not have: keep the reason before it, replace the advice.
+    let (plain, reason) = match words.rfind(" (") {
+        Some(at) if words[at..].contains("#{tls:") => {
+            let inner = words[at + 2..].trim_end_matches(')');
+            let reason = inner
+                .split_once("; trust it with")
+                .map(|(reason, _)| reason.to_string());
+            (words[..at].to_string(), reason)
+        }
+        _ => (words.clone(), None),
+    };
+    if matches!(
         err,
         rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
-    );
-    // Cut the connect-only advice: the last parenthesis, where there is one.
-    let plain = match words.rfind(" (") {
-        Some(at) if words.contains("#{tls:") => {
-            let (head, tail) = words.split_at(at);
-            // Keep a parenthesis that says something other than advice.
-            let inner = tail.trim_start_matches(" (").trim_end_matches(')');
-            match inner.split_once("; trust it with") {
-                Some((reason, _)) => format!("{head} ({reason})"),
-                None => head.to_string(),
-            }
-        }
-        _ => words,
-    };
-    if untrusted {
-        format!("{plain}{advice}")
+    ) {
+        let reason = reason.map(|r| format!("{r}; ")).unwrap_or_default();
+        format!(
+            "{plain} ({reason}trust it with #{{ca: \"cert.pem\"}}, or skip the check with #{{insecure: true}})"
+        )
     } else if plain.starts_with("name mismatch") {
-        format!("{plain} (fetch the URL by a name the certificate is for)")
+        format!("{plain} (fetch it by a name the certificate is for)")
     } else {
         plain
     }

@@ -37,11 +37,11 @@ use sha2::{Digest, Sha256};
 
 use super::client::{self, explain};
 use super::follow::{self, Hop};
-use super::strict;
 use super::names::{name_from_response, name_from_url};
 use super::part::{Part, part_path};
 use super::request::Request;
 use super::stream::{Decoder, pump};
+use super::strict;
 use crate::error::{Error, Result};
 use crate::net::{
     helpers::file_error,
@@ -220,7 +220,8 @@ async fn run(
             let range = format!("bytes={offset}-");
             extra.insert(
                 header::RANGE,
-                header::HeaderValue::from_str(&range).map_err(|e| Error::Protocol(e.to_string()))?,
+                header::HeaderValue::from_str(&range)
+                    .map_err(|e| Error::Protocol(e.to_string()))?,
             );
             extra.insert(
                 header::ACCEPT_ENCODING,

@@ -61,7 +61,11 @@ impl Proxies {
             // request direct; say so instead.
             if let Some((name, value)) = first_set(&variables).or_else(|| first_set(&ALL))
                 && !value.is_empty()
-                && Matcher::builder().all(value.clone()).build().intercept(&uri).is_none()
+                && Matcher::builder()
+                    .all(value.clone())
+                    .build()
+                    .intercept(&uri)
+                    .is_none()
                 && !no_proxy_applies(&uri)
             {
                 return Err(Error::invalid(format!(
@@ -73,7 +77,11 @@ impl Proxies {
         };
         let variable = match first_set(&variables) {
             Some((name, value))
-                if Matcher::builder().all(value.as_str()).build().intercept(&uri).is_some() =>
+                if Matcher::builder()
+                    .all(value.as_str())
+                    .build()
+                    .intercept(&uri)
+                    .is_some() =>
             {
                 name
             }

@@ -173,8 +173,8 @@ fn check_host(text: &str, shown: &str, url: &Url) -> std::result::Result<Host, R
     if parts.host.is_empty() {
         return Err(no_host());
     }
-    let host = addr::parse_host(parts.host)
-        .map_err(|e| Refusal::Host(not_an_address(parts.host, &e)))?;
+    let host =
+        addr::parse_host(parts.host).map_err(|e| Refusal::Host(not_an_address(parts.host, &e)))?;
     let agrees = match (&host, url.host()) {
         (Host::Ip(std::net::IpAddr::V4(ours)), Some(url::Host::Ipv4(theirs))) => *ours == theirs,
         (Host::Ip(std::net::IpAddr::V6(ours)), Some(url::Host::Ipv6(theirs))) => *ours == theirs,
@@ -249,16 +249,24 @@ pub fn next_hop(current: &Url, location: &str) -> Result<Url> {
         let next = current
             .join(location)
             .map_err(|e| refused(format!("it is not a URL: {e}")))?;
-        if next.host() != current.host() || next.port_or_known_default() != current.port_or_known_default() {
+        if next.host() != current.host()
+            || next.port_or_known_default() != current.port_or_known_default()
+        {
             return Err(refused(
                 "URL parsers read its host differently; write it plainly".into(),
             ));
         }
         return Ok(next);
     };
-    let scheme = absolute.split(':').next().unwrap_or_default().to_ascii_lowercase();
+    let scheme = absolute
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(refused("fetch follows redirects to http and https URLs only".into()));
+        return Err(refused(
+            "fetch follows redirects to http and https URLs only".into(),
+        ));
     }
     let checked = check_as(&absolute, false).map_err(|e| refused(e.to_string()))?;
     Ok(checked.url)

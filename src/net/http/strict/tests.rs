@@ -26,12 +26,18 @@ fn urls_are_read_once_and_strictly() {
         ("ftp://example.com/x", "unsupported scheme 'ftp'"),
         ("http://1.2.3/", "'1.2.3' is not an address"),
         ("http://0x7f.1/", "'0x7f.1' is not an address"),
-        ("http://127.1:80/", "'127.1' is not an address (it has 2 parts"),
+        (
+            "http://127.1:80/",
+            "'127.1' is not an address (it has 2 parts",
+        ),
         ("http://0177.0.0.1/", "'0177.0.0.1' is not an address"),
         ("http://0x7f.0.0.1/", "'0x7f.0.0.1' is not an address"),
         ("http://2130706433/", "'2130706433' is not an address"),
         ("http://127.0.0.1./", "'127.0.0.1.' is not an address"),
-        ("http://%31%32%37.0.0.1/", "'%31%32%37.0.0.1' is not an address"),
+        (
+            "http://%31%32%37.0.0.1/",
+            "'%31%32%37.0.0.1' is not an address",
+        ),
         ("http://a!b/", "'a!b' is not a host name"),
         // The url crate reads 127.1:B as the authority (the backslash ends
         // it); a reader stopping at '/' would check 127.0.0.1:A instead.
@@ -61,7 +67,10 @@ fn urls_are_read_once_and_strictly() {
 #[test]
 fn credentials_stay_out_of_messages() {
     let err = check("http://user:secret@127.1/").unwrap_err().to_string();
-    assert!(!err.contains("secret") && err.contains("http://127.1/"), "{err}");
+    assert!(
+        !err.contains("secret") && err.contains("http://127.1/"),
+        "{err}"
+    );
     let url = Url::parse("http://user:secret@127.0.0.1/x").unwrap();
     assert_eq!(shown(&url), "http://127.0.0.1/x");
     assert_eq!(
@@ -104,7 +113,10 @@ fn redirect_targets_are_checked_as_written() {
         (" //127.1/", "spaces or control characters"),
         ("/\t/127.1/", "spaces or control characters"),
         ("http:127.1", "has no host"),
-        ("http://u:secret@127.1/", "redirect to http://127.1/ refused"),
+        (
+            "http://u:secret@127.1/",
+            "redirect to http://127.1/ refused",
+        ),
         ("", "empty Location"),
     ] {
         let err = next_hop(&here, location).unwrap_err().to_string();
