@@ -337,3 +337,42 @@ fn copy_io(err: &std::io::Error) -> std::io::Error {
         None => std::io::Error::new(err.kind(), err.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{CertificateError as C, Error as E};
+
+    /// Each TLS failure reads as connect's words, with advice only in
+    /// fetch's own options (connect's `#{tls: …}` would not work here).
+    #[test]
+    fn tls_failures_use_connects_words_and_fetchs_options() {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let cases = [
+            (
+                E::InvalidCertificate(C::UnknownIssuer),
+                "the certificate is not trusted: unknown issuer (self-signed, or signed by a CA that is not among the trusted roots; trust it with #{ca: \"cert.pem\"}, or skip the check with #{insecure: true})",
+            ),
+            (
+                E::InvalidCertificate(C::NotValidForNameContext {
+                    expected: name,
+                    presented: vec!["DnsName(\"localhost\")".into()],
+                }),
+                "name mismatch: the certificate is for localhost, not 127.0.0.1 (fetch it by a name the certificate is for)",
+            ),
+            (
+                E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                "the peer does not speak TLS: what it sent is not a TLS record (a plain-text service on this port?)",
+            ),
+            (
+                E::InvalidCertificate(C::Expired),
+                "the certificate has expired",
+            ),
+        ];
+        for (err, expected) in cases {
+            let said = tls_words(&err);
+            assert_eq!(said, expected);
+            assert!(!said.contains("#{tls:"), "{said}");
+        }
+    }
+}

@@ -120,10 +120,12 @@ mod api {
     /// if r.ok { print(r.body) } else { print(`failed: ${r.status}`) }
     /// ```
     ///
-    /// Fails when: the URL is malformed or not http/https/file, the name
-    /// does not resolve, the connection is refused, TLS fails, a timeout
-    /// passes, redirects loop or exceed `max_redirects`, or the body is over
-    /// 1 GiB (save it with `fetch(url, path)`).
+    /// Fails when: the URL is malformed, not http/https/file, or its host
+    /// is not spelled as an address or name (`127.1`), the name does not
+    /// resolve, the connection is refused, TLS fails, a timeout passes, a
+    /// redirect leads where a typed URL could not go (named in the message),
+    /// redirects loop or exceed `max_redirects`, the proxy in `http_proxy`
+    /// is refused, or the body is over 1 GiB (save it with `fetch(url, path)`).
     #[rhai_fn(return_raw, name = "fetch")]
     pub fn fetch_url(ctx: NativeCallContext, url: &str) -> ScriptResult<Dynamic> {
         super::script_fetch(&ctx, url, None, &Map::new()).map_err(fail("fetch"))
