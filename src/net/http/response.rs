@@ -173,16 +173,13 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let started = Instant::now();
     let client = super::client::client(&request.client)?;
     let limits = request.limits();
-    let response = request
-        .builder(&client)
-        .send()
-        .await
-        .map_err(|e| explain(&e, &request.url, limits))?;
+    let (response, hop) =
+        super::follow::send(&client, request, reqwest::header::HeaderMap::new()).await?;
     let final_url = response.url().clone();
     if let Some(length) = response.content_length()
         && length > MAX_STRING_BYTES as u64
     {
-        return Err(too_big(&final_url, Some(length)));
+        return Err(hop.fail(too_big(Some(length))));
     }
     let status = response.status();
     let version = match response.version() {
@@ -207,9 +204,9 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     );
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| explain(&e, &final_url, limits))?;
+        let chunk = chunk.map_err(|e| explain(&e, &hop, limits))?;
         if body.len() + chunk.len() > MAX_STRING_BYTES {
-            return Err(too_big(&final_url, None));
+            return Err(hop.fail(too_big(None)));
         }
         body.extend_from_slice(&chunk);
     }
@@ -224,14 +221,11 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     })))
 }
 
-fn too_big(url: &Url, length: Option<u64>) -> Error {
+fn too_big(length: Option<u64>) -> Error {
     let size = length.map_or_else(|| "more".to_string(), |n| format!("{n} bytes, more"));
-    Error::Fetch {
-        url: url.to_string(),
-        source: Box::new(Error::invalid(format!(
-            "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
-        ))),
-    }
+    Error::invalid(format!(
+        "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
+    ))
 }
 
 /// A `file://` URL read like a response: status 200, the file as body.
@@ -248,7 +242,10 @@ async fn read_file_url(url: &Url) -> Result<Response> {
         )));
     }
     if meta.len() > MAX_STRING_BYTES as u64 {
-        return Err(too_big(url, Some(meta.len())));
+        return Err(Error::Fetch {
+            url: url.to_string(),
+            source: Box::new(too_big(Some(meta.len()))),
+        });
     }
     let body = tokio::fs::read(&path)
         .await
