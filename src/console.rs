@@ -45,7 +45,9 @@ pub fn line(text: &str) {
 pub fn alert(text: &str) {
     if let Ok(mut slot) = PRINTER.lock()
         && let Some(printer) = slot.as_mut()
-        && printer.print(format!("{text}\n")).is_ok()
+        && printer
+            .print(format!("{}\n", crate::shell::display::terminal_text(text)))
+            .is_ok()
     {
         return;
     }
@@ -71,7 +73,17 @@ pub fn note(text: &str) {
 
 /// One line on stderr, in the colour `sgr` (an ANSI style number) when
 /// stderr is a colour terminal.
+/// On a terminal the text is escaped ([`crate::shell::display::terminal_text`]):
+/// an error often quotes a peer's bytes, and a peer must not drive the
+/// terminal.
 fn to_stderr(text: &str, sgr: &str) {
+    let shown;
+    let text = if std::io::stderr().is_terminal() {
+        shown = crate::shell::display::terminal_text(text);
+        shown.as_str()
+    } else {
+        text
+    };
     let mut err = std::io::stderr().lock();
     if color_enabled(&std::io::stderr()) {
         let _ = writeln!(err, "\x1b[{sgr}m{text}\x1b[0m");

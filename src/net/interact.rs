@@ -233,6 +233,12 @@ fn push_shown(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '\n' | '\r' | '\t' => out.push(c),
+            // Bidirectional overrides and isolates are not control
+            // characters, but they reorder what follows on screen, so the
+            // text shown is not the text received ("Trojan Source").
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&c.escape_unicode().to_string());
+            }
             c if c.is_control() => match u8::try_from(u32::from(c)) {
                 Ok(b) => out.push_str(&format!("\\x{b:02x}")),
                 Err(_) => out.push_str(&c.escape_unicode().to_string()),
