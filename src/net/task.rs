@@ -136,7 +136,7 @@ impl Task {
                     && guard.0.joiners.load(Ordering::SeqCst) == 0
                 {
                     // The message may quote a peer's bytes; `line` is raw.
-                    let message = crate::shell::display::terminal_text(message);
+                    let message = crate::console::terminal_text(message);
                     console::line(&format!("task #{} failed: {message}", guard.0.id));
                 }
                 guard.0.finish(outcome);

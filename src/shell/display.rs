@@ -33,24 +33,7 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
 /// way; `print()` stays raw (the script's choice), and so does `-e` into a
 /// pipe (the bytes are the point there).
 pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
-    terminal_text(&pretty(engine, value))
-}
-
-/// Text made safe for a terminal as [`for_terminal`] makes a value: what
-/// netsh itself says (errors, a server's or task's failure) often quotes a
-/// peer's bytes. Escaping twice changes nothing.
-pub fn terminal_text(text: &str) -> String {
-    let safe = crate::net::interact::terminal_safe(text);
-    let mut shown = String::with_capacity(safe.len());
-    let mut chars = safe.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\r' && chars.peek() != Some(&'\n') {
-            shown.push_str("\\r");
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
+    crate::console::terminal_text(&pretty(engine, value))
 }
 
 /// A value printed on stdout, as `-e` and `show()` print it: exactly into a

@@ -50,7 +50,7 @@ impl Announcer {
             // `console::line` is raw (it is `print()`'s), and a peer's
             // address may be a Unix socket's path; errors are escaped by
             // `console::alert`.
-            self.say(&crate::shell::display::terminal_text(text), console::line);
+            self.say(&crate::console::terminal_text(text), console::line);
         }
     }
 
