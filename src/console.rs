@@ -38,6 +38,50 @@ pub fn line(text: &str) {
     let _ = out.flush();
 }
 
+/// `text` made safe for a terminal, as the REPL shows values: control
+/// characters as `\x1b`, bidirectional overrides as `\u{202e}`, and a
+/// carriage return not followed by a newline as `\r` (a whole line has no
+/// progress to redraw, and a lone one would let the text after it hide the
+/// text before). Newlines and tabs are kept. What netsh says often quotes a
+/// peer's bytes, and a peer must not drive the terminal. Escaping twice
+/// changes nothing.
+pub fn terminal_text(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    push_escaped(&mut safe, text);
+    let mut shown = String::with_capacity(safe.len());
+    let mut chars = safe.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() != Some(&'\n') {
+            shown.push_str("\\r");
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// Appends `text` with its control characters other than newline, carriage
+/// return and tab escaped (`\x1b`), and its bidirectional overrides too:
+/// the rule of [`terminal_text`] and of `interact()`'s stream.
+pub fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\n' | '\r' | '\t' => out.push(c),
+            // Bidirectional overrides and isolates are not control
+            // characters, but they reorder what follows on screen, so the
+            // text shown is not the text received ("Trojan Source").
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                out.push_str(&c.escape_unicode().to_string());
+            }
+            c if c.is_control() => match u8::try_from(u32::from(c)) {
+                Ok(b) => out.push_str(&format!("\\x{b:02x}")),
+                Err(_) => out.push_str(&c.escape_unicode().to_string()),
+            },
+            c => out.push(c),
+        }
+    }
+}
+
 /// Reports something that failed in the background (a server's closure):
 /// above the prompt in the REPL, where stdout and stderr are the same
 /// terminal and the prompt must not tear; on stderr otherwise, so a
@@ -45,7 +89,7 @@ pub fn line(text: &str) {
 pub fn alert(text: &str) {
     if let Ok(mut slot) = PRINTER.lock()
         && let Some(printer) = slot.as_mut()
-        && printer.print(format!("{text}\n")).is_ok()
+        && printer.print(format!("{}\n", terminal_text(text))).is_ok()
     {
         return;
     }
@@ -71,7 +115,17 @@ pub fn note(text: &str) {
 
 /// One line on stderr, in the colour `sgr` (an ANSI style number) when
 /// stderr is a colour terminal.
+/// On a terminal the text is escaped ([`terminal_text`]):
+/// an error often quotes a peer's bytes, and a peer must not drive the
+/// terminal.
 fn to_stderr(text: &str, sgr: &str) {
+    let shown;
+    let text = if std::io::stderr().is_terminal() {
+        shown = terminal_text(text);
+        shown.as_str()
+    } else {
+        text
+    };
     let mut err = std::io::stderr().lock();
     if color_enabled(&std::io::stderr()) {
         let _ = writeln!(err, "\x1b[{sgr}m{text}\x1b[0m");

@@ -219,27 +219,11 @@ impl TerminalText {
     }
 }
 
-/// `text` made safe to show on a terminal, by the rule [`TerminalText`]
-/// follows: control characters other than newline, carriage return and tab
-/// as `\x1b`. The REPL shows the values it prints through this too, so a
-/// server's bytes cannot retitle the terminal or clear it.
-pub fn terminal_safe(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    push_shown(&mut out, text);
-    out
-}
-
+/// Escapes as the REPL's values and netsh's own messages are escaped
+/// ([`crate::console::push_escaped`]), so one rule decides what a peer's
+/// bytes may show.
 fn push_shown(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\n' | '\r' | '\t' => out.push(c),
-            c if c.is_control() => match u8::try_from(u32::from(c)) {
-                Ok(b) => out.push_str(&format!("\\x{b:02x}")),
-                Err(_) => out.push_str(&c.escape_unicode().to_string()),
-            },
-            c => out.push(c),
-        }
-    }
+    crate::console::push_escaped(out, text);
 }
 
 #[export_module]

@@ -135,6 +135,8 @@ impl Task {
                     && console::is_interactive()
                     && guard.0.joiners.load(Ordering::SeqCst) == 0
                 {
+                    // The message may quote a peer's bytes; `line` is raw.
+                    let message = crate::console::terminal_text(message);
                     console::line(&format!("task #{} failed: {message}", guard.0.id));
                 }
                 guard.0.finish(outcome);

@@ -181,7 +181,7 @@ fn prepare_history_file(path: &std::path::Path) {
 /// escaped, as in values: a thrown string, or Rhai's words quoting a bad
 /// input (`parse_int`), may hold a peer's bytes.
 fn repl_error(err: &rhai::EvalAltResult, input: &str) -> String {
-    let message = crate::net::interact::terminal_safe(&shell::message_of(err));
+    let message = crate::console::terminal_text(&shell::message_of(err));
     match (input.contains('\n'), err.position().line()) {
         (true, Some(line)) => format!(
             "error (line {line}, column {}): {message}",

@@ -33,17 +33,7 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
 /// way; `print()` stays raw (the script's choice), and so does `-e` into a
 /// pipe (the bytes are the point there).
 pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
-    let safe = crate::net::interact::terminal_safe(&pretty(engine, value));
-    let mut shown = String::with_capacity(safe.len());
-    let mut chars = safe.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\r' && chars.peek() != Some(&'\n') {
-            shown.push_str("\\r");
-        } else {
-            shown.push(c);
-        }
-    }
-    shown
+    crate::console::terminal_text(&pretty(engine, value))
 }
 
 /// A value printed on stdout, as `-e` and `show()` print it: exactly into a

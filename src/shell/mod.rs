@@ -130,8 +130,11 @@ impl Shell {
 }
 
 /// A first line `#!/usr/bin/env netsh` is for the kernel, not Rhai; it is
-/// blanked, not removed, so line numbers stay right.
+/// blanked, not removed, so line numbers stay right. A UTF-8 byte order
+/// mark (some Windows editors write one) is no character of the script
+/// either: Rhai would stop at it with an invisible "Unexpected".
 fn without_shebang(text: &str) -> &str {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.starts_with("#!") {
         text.find('\n').map_or("", |n| &text[n..])
     } else {

@@ -195,9 +195,13 @@ fn terminated(input: &str) -> String {
     }
 }
 
-/// `text` as `//` comment lines, the first after `first`.
+/// `text` as `//` comment lines, the first after `first`. Rhai ends a
+/// `//` comment at a carriage return as well as at a newline, so both
+/// start a new comment line here: an error quoting a peer's bytes (or a
+/// folder's name) must not become code in the file.
 fn comment(first: &str, text: &str) -> String {
-    text.lines()
+    text.split("\r\n")
+        .flat_map(|line| line.split(['\n', '\r']))
         .enumerate()
         .map(|(i, line)| {
             let lead = if i == 0 { first } else { "" };
@@ -226,22 +230,31 @@ fn header(path: &Path, init: Option<&Path>, appending: bool) -> String {
     if appending {
         text.push('\n');
     }
-    text.push_str(&format!(
-        "// netsh REPL session recorded {when} in {folder} by netsh {}.\n",
-        env!("CARGO_PKG_VERSION")
+    text.push_str(&comment(
+        "",
+        &format!(
+            "netsh REPL session recorded {when} in {folder} by netsh {}.",
+            env!("CARGO_PKG_VERSION")
+        ),
     ));
-    text.push_str(&format!(
-        "// Run it from that folder with: netsh {}\n",
-        run_word(path)
+    text.push('\n');
+    text.push_str(&comment(
+        "",
+        &format!("Run it from that folder with: netsh {}", run_word(path)),
     ));
+    text.push('\n');
     text.push_str(
         "// show(…) prints a value as the REPL showed it; inputs that failed are comments.\n",
     );
     if let Some(init) = init {
-        text.push_str(&format!(
-            "// {} ran before the session; what it defined is not in this file.\n",
-            init.display()
+        text.push_str(&comment(
+            "",
+            &format!(
+                "{} ran before the session; what it defined is not in this file.",
+                init.display()
+            ),
         ));
+        text.push('\n');
     }
     text
 }

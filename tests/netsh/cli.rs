@@ -134,6 +134,34 @@ fn words_after_the_script_reach_args() {
     );
 }
 
+/// A script saved with a UTF-8 byte order mark (as some Windows editors
+/// save) runs, from a file and from stdin, shebang and all, with its line
+/// numbers kept.
+#[test]
+fn a_script_with_a_byte_order_mark_runs() {
+    let cmd = Netsh::new();
+    let path = cmd.home().join("bom.rhai");
+    std::fs::write(
+        &path,
+        "\u{feff}#!/usr/bin/env netsh\nprint(\"bom\");\nthrow \"x\";\n",
+    )
+    .unwrap();
+    let run = Netsh::new().arg(&path).output();
+    run.expect_code(1);
+    assert_eq!(run.stdout(), "bom", "{}", run.explain());
+    assert!(
+        run.stderr().ends_with("bom.rhai:3:1: x"),
+        "{}",
+        run.explain()
+    );
+    let run = Netsh::new()
+        .stdin(std::fs::File::open(&path).unwrap())
+        .output();
+    run.expect_code(1);
+    assert_eq!(run.stdout(), "bom", "{}", run.explain());
+    assert_eq!(run.stderr(), "<stdin>:3:1: x", "{}", run.explain());
+}
+
 /// A script on stdin (`netsh < x.rhai`, `… | netsh`) runs as a script: no
 /// banner, only its own output, `<stdin>:LINE:COL` errors and exit 1 on
 /// failure, `exit(n)` honoured; `netsh - ARGS` gives it arguments.

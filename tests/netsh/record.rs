@@ -377,3 +377,19 @@ fn show_prints_as_the_repl_does() {
     assert_eq!(shown, Netsh::eval(value));
     assert_eq!(Netsh::eval("show(()); 1"), "1");
 }
+
+/// What ends a `//` comment for Rhai (a lone carriage return, in an error
+/// that quotes a peer's bytes or in the folder's name) does not become
+/// code in the recorded file: replaying it runs only what ran.
+#[test]
+fn a_carriage_return_in_a_comment_stays_a_comment() {
+    let top = tempfile::tempdir().unwrap();
+    let home = top.path().join("d\rprint(\"injected 1\");");
+    std::fs::create_dir(&home).unwrap();
+    let mut pty = repl(&home);
+    step(&mut pty, "record(\"cr.rhai\")");
+    step(&mut pty, r#"throw "a" + "\r" + "print(\"injected 2\")""#);
+    step(&mut pty, "record()");
+    let run = Netsh::new().current_dir(&home).arg("cr.rhai").ok();
+    assert_eq!(run.stdout(), "", "{}", run.explain());
+}

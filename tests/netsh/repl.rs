@@ -446,3 +446,57 @@ fn values_from_a_peer_show_escaped() {
     drop(peer.join());
     drop(web_peer.join());
 }
+
+/// What netsh says in the background (a server's closure failing, a task
+/// failing) shows a peer's escape sequences escaped, as values do.
+#[test]
+fn background_reports_show_escaped() {
+    const SHOWN: &str = r"x\x1b]0;pwned\x07y";
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = repl(home.path());
+    for code in [
+        r#"let s = serve("127.0.0.1:0", |c| { throw c.recv_line() }, #{quiet: true}); let c = connect(`127.0.0.1:${s.port}`); c.send_line("x" + "\x1b]0;pwned" + "\x07y"); sleep(500);"#,
+        r#"let t = task(|| throw "x" + "\x1b]0;pwned" + "\x07y"); sleep(500);"#,
+    ] {
+        pty.send_line(code).unwrap();
+        let Ok(found) = pty.expect(SHOWN) else {
+            panic!("{code}: not shown escaped: {:?}", shown(&mut pty));
+        };
+        let mut seen = String::from_utf8_lossy(found.before()).into_owned();
+        let rest = pty.expect("netsh> ").unwrap();
+        seen.push_str(&String::from_utf8_lossy(rest.before()));
+        assert!(
+            !seen.contains("\x1b]0;pwned"),
+            "{code}: raw escape sequences reached the terminal: {seen:?}"
+        );
+    }
+}
+
+/// Bidirectional overrides in a value (a peer's "Trojan Source" trick)
+/// show escaped, so the text on screen is the text in the value.
+#[test]
+fn bidi_overrides_show_escaped() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = repl(home.path());
+    enter_value(&mut pty, r#""a\u202Eb\u2066c""#, r"a\u{202e}b\u{2066}c");
+}
+
+/// An error from a script or `-e` on a terminal shows a peer's escape
+/// sequences escaped, as the REPL's errors do; only `print()` is raw.
+#[test]
+fn script_errors_on_a_terminal_show_escaped() {
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = Terminal::new(home.path())
+        .args(["-e", r#"throw "x" + "\x1b]0;pwned" + "\x07y""#])
+        .spawn();
+    let Ok(found) = pty.expect(r"x\x1b]0;pwned\x07y") else {
+        panic!("not shown escaped: {:?}", shown(&mut pty));
+    };
+    let seen = String::from_utf8_lossy(found.before()).into_owned();
+    let rest = pty.expect(Eof).unwrap();
+    let seen = seen + String::from_utf8_lossy(rest.before()).as_ref();
+    assert!(
+        !seen.contains("\x1b]0;pwned"),
+        "raw escape sequences reached the terminal: {seen:?}"
+    );
+}

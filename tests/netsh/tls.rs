@@ -680,3 +680,54 @@ fn bad_tls_options_say_what_is_wrong() {
         assert!(err.contains(expected), "{code}: {err}");
     }
 }
+
+/// Closing a TLS listener closes the connections whose handshakes finished
+/// after an accept() gave up and that no accept() took: the client reads
+/// end of stream at once, instead of staying connected to a closed
+/// listener for as long as its variable lives. (The client reaches the
+/// listener, a Unix socket, through a relay here that holds its first
+/// bytes back 800 ms, so its handshake finishes after accept(300) ends.)
+#[test]
+fn closing_a_tls_listener_closes_finished_handshakes_nobody_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("tls.sock");
+    let upstream = socket.clone();
+    let (relay, relay_thread) = peer_on("127.0.0.1:0", move |client| {
+        let server = std::os::unix::net::UnixStream::connect(&upstream).unwrap();
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let forward = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(800));
+            let _ = std::io::copy(&mut from_client, &mut to_server);
+        });
+        let (mut from_server, mut to_client) = (server, client);
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+        drop(forward);
+    });
+    let code = format!(
+        r#"let l = listen("unix:{}", #{{tls: #{{self_signed: true}}}});
+           let pin = l.fingerprint;
+           let t = task(|| {{
+               let c = connect("127.0.0.1:{}", #{{tls: #{{pin: pin}}}});
+               c.timeout = 8000;
+               let started = timestamp();
+               let ended = "";
+               try {{ c.read_all(); ended = `end of stream ${{started.elapsed < 3.0}}` }} catch (e) {{ ended = e.kind }}
+               ended
+           }});
+           try {{ l.accept(300); print("accepted") }} catch (e) {{ print(e.kind) }}
+           sleep(1500);
+           l.close();
+           print(t.join());"#,
+        socket.display(),
+        relay.port()
+    );
+    let out = Netsh::eval(&code);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["timeout", "end of stream true"],
+        "{out}"
+    );
+    drop(relay_thread.join());
+}

@@ -47,7 +47,10 @@ impl Announcer {
     /// to a person at the REPL, and not at all with `quiet: true`.
     pub fn event(self: &Arc<Self>, text: &str) {
         if !self.quiet && console::is_interactive() {
-            self.say(text, console::line);
+            // `console::line` is raw (it is `print()`'s), and a peer's
+            // address may be a Unix socket's path; errors are escaped by
+            // `console::alert`.
+            self.say(&crate::console::terminal_text(text), console::line);
         }
     }
 

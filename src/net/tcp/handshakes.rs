@@ -101,6 +101,24 @@ impl Handshakes {
         Outcomes(self.finished.lock().await)
     }
 
+    /// The listener is closed: closes the connections whose handshakes
+    /// finished but that no `accept()` took, and makes the handshakes
+    /// still running close theirs (their outcome can no longer be sent).
+    /// Without this they stayed open, clients and descriptors, for as long
+    /// as the listener's variable lived. Does nothing while an `accept()`
+    /// holds the outcomes; that `accept()` calls it again as it ends.
+    pub fn close(&self) {
+        let Ok(mut finished) = self.finished.try_lock() else {
+            return;
+        };
+        finished.close();
+        while let Ok(outcome) = finished.try_recv() {
+            if let Ok(conn) = outcome.result {
+                conn.close();
+            }
+        }
+    }
+
     /// Handshakes running or finished and not yet taken.
     pub fn pending(&self) -> usize {
         MAX_PENDING_HANDSHAKES.saturating_sub(self.slots.available_permits())

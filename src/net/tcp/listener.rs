@@ -173,6 +173,7 @@ impl Listener {
             // lock; drop it here so the port is released as the wait ends.
             if state.closed.is_cancelled() {
                 guard.take();
+                state.handshakes.close();
             }
             accepted
         })
@@ -183,6 +184,7 @@ impl Listener {
         if let Ok(mut socket) = self.0.socket.try_lock() {
             socket.take();
         }
+        self.0.handshakes.close();
     }
 }
 
