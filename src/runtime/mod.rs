@@ -55,8 +55,10 @@ pub fn handle() -> &'static Handle {
 
 pub mod closure;
 pub mod jobs;
+pub mod local;
 mod wake;
 
+pub use local::block_on_here;
 pub use wake::{Ready, wait_fd};
 
 thread_local! {
@@ -246,7 +248,9 @@ pub fn spawn_rhai_thread<T: Send + 'static>(
         .stack_size(RHAI_THREAD_STACK)
         .spawn(move || {
             adopt(token);
-            work()
+            let result = work();
+            local::release();
+            result
         })
         .map_err(|e| Error::io("starting a thread", None, e))
 }

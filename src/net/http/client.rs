@@ -14,6 +14,7 @@
 //! (reqwest reads them when a client is built).
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     error::Error as StdError,
     net::SocketAddr,
@@ -25,6 +26,7 @@ use reqwest::{Client, Url, redirect};
 
 use crate::error::{Error, Result};
 use crate::net::addr::{self, Target};
+use crate::runtime;
 
 /// How long to wait for a connection unless told otherwise (as `connect`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +69,14 @@ impl Default for ClientKey {
 }
 
 /// The client for these options, built on first use and then shared.
+///
+/// A client's connections live on the runtime that made them: on a script
+/// thread's own runtime ([`runtime::local`]) they run only while that
+/// thread waits, so such a thread keeps clients of its own.
 pub fn client(key: &ClientKey) -> Result<Client> {
+    if runtime::local::driving() {
+        return this_threads_client(key);
+    }
     static DEFAULT: OnceLock<Client> = OnceLock::new();
     static OTHERS: OnceLock<Mutex<HashMap<ClientKey, Client>>> = OnceLock::new();
     if *key == ClientKey::default() {
@@ -90,6 +99,26 @@ pub fn client(key: &ClientKey) -> Result<Client> {
         }
         cache.insert(key.clone(), built.clone());
     }
+    Ok(built)
+}
+
+thread_local! {
+    static THIS_THREAD: RefCell<HashMap<ClientKey, Client>> = RefCell::new(HashMap::new());
+}
+
+/// The client for these options on this thread's own runtime.
+fn this_threads_client(key: &ClientKey) -> Result<Client> {
+    if let Some(client) = THIS_THREAD.with(|c| c.borrow().get(key).cloned()) {
+        return Ok(client);
+    }
+    let built = build(key)?;
+    THIS_THREAD.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= MAX_CACHED_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key.clone(), built.clone());
+    });
     Ok(built)
 }
 
