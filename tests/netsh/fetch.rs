@@ -211,6 +211,31 @@ fn compressed_bodies_are_decoded() {
     assert_eq!(out, "[\"gzip\", 31, 139]");
 }
 
+/// A decoded body drops the headers that described the bytes sent; an empty
+/// one (HEAD) decodes to nothing; a body that claims gzip and is not fails
+/// in plain words, and `decode: false` gets its bytes as sent.
+#[test]
+fn decoding_in_memory_is_netshs_own() {
+    let server = HttpServer::start();
+    let out = eval(&format!(
+        r#"let r = fetch("{0}"); let h = fetch("{0}", #{{method: "HEAD"}});
+           [r.headers["content-encoding"], r.headers["content-length"], h.status, h.bytes.len()]"#,
+        server.url("gzip")
+    ));
+    assert_eq!(out, "[(), (), 200, 0]");
+    let err = Netsh::eval_err(&format!(r#"fetch("{}")"#, server.url("bad-gzip")));
+    assert!(
+        err.contains("could not be decoded") && err.contains("#{decode: false}"),
+        "{err}"
+    );
+    assert!(err.contains("bad-gzip"), "names the URL: {err}");
+    let out = Netsh::eval(&format!(
+        r#"fetch("{}", #{{decode: false}}).body"#,
+        server.url("bad-gzip")
+    ));
+    assert_eq!(out, "this was never gzip");
+}
+
 /// A chunked body without Content-Length arrives whole.
 #[test]
 fn a_chunked_body_arrives_whole() {

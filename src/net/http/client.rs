@@ -50,7 +50,9 @@ pub struct ClientKey {
     pub connect_timeout: Duration,
     /// `None` when a total `timeout` was given (it covers stalls too).
     pub idle_timeout: Option<Duration>,
-    /// Ask for and decode gzip, brotli and deflate.
+    /// Ask for and decode gzip, brotli and deflate. netsh decodes bodies
+    /// itself (`response.rs`, `stream.rs`), so this is not the client's:
+    /// [`client`] serves both values with one client and its pool.
     pub decode: bool,
 }
 
@@ -74,6 +76,16 @@ impl Default for ClientKey {
 /// thread's own runtime ([`runtime::local`]) they run only while that
 /// thread waits, so such a thread keeps clients of its own.
 pub fn client(key: &ClientKey) -> Result<Client> {
+    let normalized;
+    let key = if key.decode {
+        key
+    } else {
+        normalized = ClientKey {
+            decode: true,
+            ..key.clone()
+        };
+        &normalized
+    };
     if runtime::local::driving() {
         return this_threads_client(key);
     }
@@ -130,9 +142,6 @@ fn build(key: &ClientKey) -> Result<Client> {
         .user_agent(concat!("netsh/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(key.connect_timeout)
         .redirect(policy(key.follow_redirects, key.max_redirects))
-        .gzip(key.decode)
-        .brotli(key.decode)
-        .deflate(key.decode)
         .tcp_nodelay(true)
         .dns_resolver(Arc::new(Resolver))
         .tls_danger_accept_invalid_certs(key.insecure);

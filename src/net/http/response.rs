@@ -14,6 +14,7 @@ use rhai::{Dynamic, Map};
 
 use super::client::explain;
 use super::request::Request;
+use super::stream::Decoder;
 use crate::error::{Error, Result};
 use crate::limits::MAX_STRING_BYTES;
 use crate::net::helpers;
@@ -173,8 +174,18 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let started = Instant::now();
     let client = super::client::client(&request.client)?;
     let limits = request.limits();
-    let response = request
-        .builder(&client)
+    let mut builder = request.builder(&client);
+    // netsh decodes bodies itself (as downloads do), so reqwest is built
+    // without its decoders; it asks for what it can decode, as reqwest did.
+    let decode = request.client.decode;
+    if decode
+        && !request
+            .headers
+            .contains_key(reqwest::header::ACCEPT_ENCODING)
+    {
+        builder = builder.header(reqwest::header::ACCEPT_ENCODING, ACCEPTED_ENCODINGS);
+    }
+    let response = builder
         .send()
         .await
         .map_err(|e| explain(&e, &request.url, limits))?;
@@ -190,7 +201,11 @@ pub async fn fetch(request: &Request) -> Result<Response> {
         reqwest::Version::HTTP_3 => "HTTP/3".to_string(),
         other => format!("{other:?}"),
     };
-    let headers = response
+    let mut decoder = match encoding_of(response.headers()) {
+        Some(name) if decode => Decoder::for_encoding(&name),
+        _ => None,
+    };
+    let mut headers: Vec<(String, String)> = response
         .headers()
         .iter()
         .map(|(name, value)| {
@@ -205,13 +220,30 @@ pub async fn fetch(request: &Request) -> Result<Response> {
             .content_length()
             .map_or(0, |n| n.min(64 << 20) as usize),
     );
+    let mut sent = 0;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| explain(&e, &final_url, limits))?;
-        if body.len() + chunk.len() > MAX_STRING_BYTES {
+        sent += chunk.len();
+        let plain = match decoder.as_mut() {
+            Some(decoder) => &decoder.feed(&chunk).map_err(undecodable(&final_url))?,
+            None => &chunk[..],
+        };
+        if body.len() + plain.len() > MAX_STRING_BYTES {
             return Err(too_big(&final_url, None));
         }
-        body.extend_from_slice(&chunk);
+        body.extend_from_slice(plain);
+    }
+    // An empty body (HEAD, 204, 304) has nothing to decode.
+    if let Some(decoder) = decoder.filter(|_| sent > 0) {
+        let rest = decoder.finish().map_err(undecodable(&final_url))?;
+        if body.len() + rest.len() > MAX_STRING_BYTES {
+            return Err(too_big(&final_url, None));
+        }
+        body.extend_from_slice(&rest);
+        // What the headers said of the bytes sent is not true of the
+        // decoded body (reqwest's decoders dropped these two as well).
+        headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
     }
     Ok(Response(Arc::new(Inner {
         status: status.as_u16(),
@@ -222,6 +254,28 @@ pub async fn fetch(request: &Request) -> Result<Response> {
         body,
         seconds: started.elapsed().as_secs_f64(),
     })))
+}
+
+/// What a fetch into memory says it can decode (`decode: true`).
+const ACCEPTED_ENCODINGS: &str = "gzip, br, deflate";
+
+/// The body's `Content-Encoding`, lower-case, unless there is none.
+fn encoding_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty() && v != "identity")
+}
+
+/// A body that does not decode, in fetch's words.
+fn undecodable(url: &Url) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |err| Error::Fetch {
+        url: url.to_string(),
+        source: Box::new(Error::Protocol(format!(
+            "the body could not be decoded: {err} (pass #{{decode: false}} to keep it as sent)"
+        ))),
+    }
 }
 
 fn too_big(url: &Url, length: Option<u64>) -> Error {
