@@ -1,12 +1,17 @@
 //! The command line: `netsh` (REPL), `netsh FILE.rhai [ARGS…]` (a script
 //! file), `netsh NAME [ARGS…]` (a bundled scenario), `netsh -e 'CODE'` (one
 //! expression), `netsh --list` and `netsh --show NAME` (the scenarios).
+//! With stdin not a terminal, plain `netsh` runs stdin as a script (`netsh
+//! - ARGS…` too), as `python3 < file` does: a REPL talking to a pipe would
+//! hide failures behind exit 0. Every word after the script is its own,
+//! even one spelled like a netsh flag (a shebang script's `-e` is its own).
 //!
 //! Exit codes: 0 success, 1 the script failed, 2 the command line was wrong;
 //! `exit(n)` in a script, `-e` or the REPL gives `n`.
 
 use std::{
-    io::Write,
+    ffi::OsString,
+    io::{IsTerminal, Write},
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
     process::ExitCode,
@@ -23,7 +28,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "netsh", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
 )]
 pub struct Cli {
     /// Evaluate CODE, print its value and exit.
@@ -31,29 +36,32 @@ pub struct Cli {
     pub eval: Option<String>,
 
     /// List the bundled scenarios (and the scripts in ./scripts, if any).
-    #[arg(long, conflicts_with_all = ["show", "script"])]
+    #[arg(long, conflicts_with_all = ["show", "words"])]
     pub list: bool,
 
     /// Print the source of a bundled scenario (or plugin) NAME.
-    #[arg(long, value_name = "NAME", conflicts_with = "script")]
+    #[arg(long, value_name = "NAME", conflicts_with = "words")]
     pub show: Option<String>,
+
+    /// Open the REPL recording what you type into FILE, a script that does
+    /// it again (see help("record")); FILE must not exist yet.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["eval", "list", "show", "script"])]
+    pub record: Option<PathBuf>,
 
     /// Load plugins from DIR too (repeatable; the first of a name wins).
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugins: Vec<PathBuf>,
 
-    /// A bundled scenario's NAME (`upload`), or a script FILE: a word with
-    /// a `/` or ending in `.rhai`. The words after it are its `args`.
-    #[arg(value_name = "NAME|FILE")]
-    pub script: Option<PathBuf>,
-
-    /// Arguments passed to the script (or, with -e, to the code) as `args`.
+    /// A bundled scenario's NAME (`upload`), a script FILE (a word with a
+    /// `/` or ending in `.rhai`) or `-` (the script on stdin), then its
+    /// ARGS: every word after the script is the script's, `--help` too.
+    /// With -e, every word is an argument of the code.
     #[arg(
-        value_name = "ARGS",
+        value_name = "NAME|FILE [ARGS]",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
-    pub args: Vec<String>,
+    pub words: Vec<OsString>,
 }
 
 /// Why netsh ends with a non-zero exit code.
@@ -92,9 +100,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 
 fn run_mode(cli: Cli) -> Result<u8, Failure> {
     for dir in &cli.plugins {
-        if !dir.is_dir() {
+        if let Some(problem) = not_a_folder(dir) {
             return Err(Failure::Usage(format!(
-                "netsh: --plugins {}: no such folder",
+                "netsh: --plugins {}: {problem}",
                 dir.display()
             )));
         }
@@ -107,13 +115,8 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         return show(&name).map(|()| 0);
     }
     if let Some(code) = cli.eval {
-        // With -e there is no script file: every positional word is an argument.
-        let args: Vec<String> = cli
-            .script
-            .map(|s| s.to_string_lossy().into_owned())
-            .into_iter()
-            .chain(cli.args)
-            .collect();
+        // With -e there is no script: every positional word is an argument.
+        let args = text_args(&cli.words)?;
         let shell = for_the_process(Shell::new(Setup {
             script: None,
             plugin_dirs: &cli.plugins,
@@ -123,21 +126,28 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
             Outcome::Exit(status) => Ok(status),
             Outcome::Value(value) => {
                 if !value.is_unit() {
-                    console::line(&display::pretty(&shell.engine, &value));
+                    console::line(&display::for_stdout(&shell.engine, &value));
                 }
                 Ok(0)
             }
         };
     }
-    if let Some(script) = cli.script {
-        let script = Script::find(&script)?;
+    let script = match cli.words.split_first() {
+        Some((word, args)) => Some((Script::find(Path::new(word))?, text_args(args)?)),
+        // `netsh < file.rhai`, `generate | netsh`: a script, as `python3 <
+        // file` is, not a REPL talking to nobody (a banner on stdout,
+        // errors skipped, exit 0 whatever failed).
+        None if !std::io::stdin().is_terminal() => Some((Script::stdin()?, Vec::new())),
+        None => None,
+    };
+    if let Some((script, args)) = script {
         let shell = for_the_process(Shell::new(Setup {
             script: script.file.as_deref(),
             plugin_dirs: &cli.plugins,
             load: Load::UsedBy(&script.text),
         }));
         return match shell
-            .run_script(&script.text, &script.name, &cli.args)
+            .run_script(&script.text, &script.name, &args)
             .map_err(Failure::Script)?
         {
             Outcome::Exit(status) => Ok(status),
@@ -149,7 +159,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         plugin_dirs: &cli.plugins,
         load: Load::All,
     });
-    repl::run(shell).map_err(|e| Failure::Script(format!("netsh: {e}")))
+    repl::run(shell, cli.record.as_deref()).map_err(|e| Failure::Script(format!("netsh: {e}")))
 }
 
 /// A shell that lives until the process ends, and is never dropped: the
@@ -158,6 +168,40 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
 /// Nothing in a `Shell` has work to do when dropped.
 fn for_the_process(shell: Shell) -> std::mem::ManuallyDrop<Shell> {
     std::mem::ManuallyDrop::new(shell)
+}
+
+/// The script's arguments as text; one that is not UTF-8 is refused, not
+/// mangled.
+fn text_args(words: &[OsString]) -> Result<Vec<String>, Failure> {
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            word.clone().into_string().map_err(|bad| {
+                Failure::Usage(format!(
+                    "netsh: argument {} ({}) is not UTF-8 text",
+                    i + 1,
+                    crate::net::helpers::quoted(Path::new(&bad))
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Why `dir` cannot be a plugin folder, if it cannot: said for what it is.
+fn not_a_folder(dir: &Path) -> Option<String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => None,
+        Ok(meta) if meta.is_file() => {
+            Some("is a file, not a folder (give the folder that holds plugin files)".to_string())
+        }
+        Ok(_) => Some("is not a folder (a device or pipe)".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such folder".to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Some("permission denied".to_string())
+        }
+        Err(e) => Some(format!("cannot be read ({e})")),
+    }
 }
 
 /// Why `path` cannot be run as a script, if it cannot.
@@ -190,6 +234,9 @@ impl Script {
     /// the name of a bundled scenario, even when a file of that name is in
     /// the working directory (which is never searched unless named).
     fn find(word: &Path) -> Result<Script, Failure> {
+        if word.as_os_str() == "-" {
+            return Script::stdin();
+        }
         let is_path = word.as_os_str().as_bytes().contains(&b'/')
             || word.extension().is_some_and(|e| e == "rhai");
         if is_path {
@@ -206,6 +253,11 @@ impl Script {
             });
         }
         let wanted = word.to_string_lossy();
+        if wanted.starts_with('-') {
+            return Err(Failure::Usage(format!(
+                "netsh: unknown option '{wanted}' (netsh --help lists them)"
+            )));
+        }
         match bundled::script(&wanted) {
             Some(b) => Ok(Script {
                 text: b.text.to_string(),
@@ -217,6 +269,40 @@ impl Script {
                 bundled_names()
             ))),
         }
+    }
+}
+
+/// How messages name a script read from stdin: `<stdin>:3:5: …`.
+const STDIN_NAME: &str = "<stdin>";
+
+impl Script {
+    /// The whole of stdin as a script (`netsh < x.rhai`, `netsh - ARGS`).
+    fn stdin() -> Result<Script, Failure> {
+        use std::io::Read;
+        let limit = crate::limits::MAX_STRING_BYTES;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Failure::Script(format!("{STDIN_NAME}: cannot read the script: {e}")))?;
+        if bytes.len() > limit {
+            return Err(Failure::Script(format!(
+                "{STDIN_NAME}: the script is larger than {} MiB",
+                limit >> 20
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Failure::Script(format!(
+                "{STDIN_NAME}: the script is not UTF-8 text (from byte {} on)",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        Ok(Script {
+            text,
+            name: STDIN_NAME.to_string(),
+            file: None,
+        })
     }
 }
 

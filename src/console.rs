@@ -38,6 +38,20 @@ pub fn line(text: &str) {
     let _ = out.flush();
 }
 
+/// Reports something that failed in the background (a server's closure):
+/// above the prompt in the REPL, where stdout and stderr are the same
+/// terminal and the prompt must not tear; on stderr otherwise, so a
+/// script's stdout holds only its data.
+pub fn alert(text: &str) {
+    if let Ok(mut slot) = PRINTER.lock()
+        && let Some(printer) = slot.as_mut()
+        && printer.print(format!("{text}\n")).is_ok()
+    {
+        return;
+    }
+    error(text);
+}
+
 /// Prints an error line to stderr, red when stderr is a colour terminal.
 pub fn error(text: &str) {
     to_stderr(text, "31");

@@ -87,8 +87,9 @@ fn innermost(err: &EvalAltResult, file: &str) -> (String, String, rhai::Position
             "stack overflow: functions nested more than 64 calls deep".to_string()
         }
         EvalAltResult::ErrorParsing(kind, _) => format!("syntax error: {kind}"),
-        // `exit` inside a callback that cannot end the script (a progress
-        // closure): say what happened rather than Rhai's "NOT AN ERROR".
+        // `exit` that reached no shell to end (on a thread netsh did not
+        // start for a script): say what happened rather than Rhai's
+        // "NOT AN ERROR".
         EvalAltResult::Exit(value, _) => format!("exit({value}) cannot end the script from here"),
         other => strip_position(&other.to_string()),
     };

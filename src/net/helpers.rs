@@ -152,9 +152,11 @@ mod api {
         super::write(path, &data).map_err(fail("write_file"))
     }
 
-    /// Facts about a path, without reading it: `#{size, modified, kind}`
-    /// (`kind` is "file", "folder" or "other"; `modified` in milliseconds
-    /// since 1970), or `()` when nothing is there. Symbolic links are followed.
+    /// Facts about a path, without reading it: `#{size, modified, kind,
+    /// real}` (`kind` is "file", "folder" or "other"; `modified` in
+    /// milliseconds since 1970; `real` the absolute path with every
+    /// symbolic link resolved), or `()` when nothing is there. Symbolic
+    /// links are followed.
     ///
     /// ```rhai
     /// let i = file_info("/etc/hosts"); print(`${i.size} bytes`);
@@ -393,6 +395,12 @@ fn info(path: &str) -> Result<Dynamic> {
     map.insert("size".into(), (meta.len() as i64).into());
     map.insert("modified".into(), modified.into());
     map.insert("kind".into(), kind.into());
+    // Where the path really leads, links resolved: what a server checks
+    // against its folder. `()` when it is not UTF-8 (never a mangled path).
+    let real = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.into_os_string().into_string().ok());
+    map.insert("real".into(), real.map_or(Dynamic::UNIT, Dynamic::from));
     Ok(map.into())
 }
 

@@ -219,6 +219,16 @@ impl TerminalText {
     }
 }
 
+/// `text` made safe to show on a terminal, by the rule [`TerminalText`]
+/// follows: control characters other than newline, carriage return and tab
+/// as `\x1b`. The REPL shows the values it prints through this too, so a
+/// server's bytes cannot retitle the terminal or clear it.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_shown(&mut out, text);
+    out
+}
+
 fn push_shown(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {

@@ -110,7 +110,8 @@ mod api {
     use crate::error::{ScriptResult, fail};
 
     /// The open TCP ports of a host among `ports`: an array of port numbers,
-    /// a range (`1..1024`), or a string like `"22,80,8000-8100"`.
+    /// a range (`1..1024`), or a string like `"22,80,8000-8100"` (read
+    /// strictly: no spaces, signs or stray commas).
     /// A TCP connect scan, like `nmap -sT`; never reports a port that only
     /// answered itself (a loopback self-connect).
     ///
@@ -119,7 +120,8 @@ mod api {
     /// scan("localhost", [22, 80, 443])
     /// ```
     ///
-    /// Fails when: the host does not resolve, or a port is out of range.
+    /// Fails when: the host does not resolve, a port is out of range, or
+    /// the text of ports has anything but digits, commas and dashes.
     #[rhai_fn(return_raw)]
     pub fn scan(host: &str, ports: Dynamic) -> ScriptResult<Array> {
         super::run(host, &ports, &Map::new()).map_err(fail("scan"))
@@ -357,26 +359,7 @@ pub fn port_list(ports: &Dynamic) -> Result<BTreeSet<u16>> {
     } else if let Ok(port) = ports.as_int() {
         set.insert(addr::port(port)?);
     } else if let Some(text) = ports.clone().try_cast::<rhai::ImmutableString>() {
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let number = |s: &str| -> Result<u16> {
-                let n: i64 = s.trim().parse().map_err(|_| {
-                    Error::invalid(format!("'{s}' in \"{text}\" is not a port number"))
-                })?;
-                addr::port(n)
-            };
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (number(a)?, number(b)?);
-                    if a > b {
-                        return Err(Error::invalid(format!("the range {part} runs backwards")));
-                    }
-                    set.extend(a..=b);
-                }
-                None => {
-                    set.insert(number(part)?);
-                }
-            }
-        }
+        set.extend(port_text(&text)?);
     } else {
         return Err(Error::invalid(format!(
             "ports must be an array, a range like 1..1024, or text like \"22,80-90\", not {}",
@@ -395,13 +378,71 @@ pub fn port_list(ports: &Dynamic) -> Result<BTreeSet<u16>> {
     Ok(set)
 }
 
+/// Ports written as text, `"22,80,8000-8100"`, read strictly as every
+/// other address and port in netsh is: nothing trimmed, no signs, no empty
+/// parts. `" 80"` or `"80\n"` is more likely a mistake (a stray space, an
+/// unchomped line) than a port, and a refusal naming the part says which.
+fn port_text(text: &str) -> Result<BTreeSet<u16>> {
+    const FORM: &str = "ports are written like \"22,80,8000-8100\": digits, commas and dashes only";
+    let mut set = BTreeSet::new();
+    if text.is_empty() {
+        return Err(Error::invalid("no ports to scan (the text is empty)"));
+    }
+    let number = |s: &str, part: &str| -> Result<u16> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            let place = if part == text {
+                String::new()
+            } else {
+                format!(" in {}", quoted(text))
+            };
+            return Err(Error::invalid(format!(
+                "{} is not a port number{place} ({FORM})",
+                quoted(part)
+            )));
+        }
+        match s.parse() {
+            Ok(n) => addr::port(n),
+            // All digits, too many for any number: out of range, as 70000 is.
+            Err(_) => Err(Error::invalid(format!(
+                "port {s} is out of range (0–65535)"
+            ))),
+        }
+    };
+    for part in text.split(',') {
+        if part.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} has an empty part (a comma at an end, or two together; {FORM})",
+                quoted(text)
+            )));
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a, part)?, number(b, part)?);
+                if a > b {
+                    return Err(Error::invalid(format!("the range {part} runs backwards")));
+                }
+                set.extend(a..=b);
+            }
+            None => {
+                set.insert(number(part, part)?);
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// `text` in double quotes, its control characters escaped.
+fn quoted(text: &str) -> String {
+    format!("{text:?}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn port_lists_in_every_form() {
-        let text = port_list(&Dynamic::from("22, 80,8000-8002")).unwrap();
+        let text = port_list(&Dynamic::from("22,80,8000-8002")).unwrap();
         assert_eq!(
             text.into_iter().collect::<Vec<_>>(),
             [22, 80, 8000, 8001, 8002]
@@ -409,6 +450,12 @@ mod tests {
         let range = port_list(&Dynamic::from(1_i64..4)).unwrap();
         assert_eq!(range.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
         assert!(port_list(&Dynamic::from("70000")).is_err());
+        let err = port_list(&Dynamic::from("99999999999999999999")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("port 99999999999999999999 is out of range"),
+            "{err}"
+        );
         assert!(port_list(&Dynamic::from("90-80")).is_err());
         assert!(port_list(&Dynamic::from(0_i64..70000)).is_err());
         for with_zero in [

@@ -5,15 +5,19 @@
 //! Like `rhai-repl`, it keeps one growing AST: each line's AST is merged in
 //! (so functions and closures from earlier lines stay callable), run against
 //! a persistent `Scope`, then its statements are cleared.
+//!
+//! Each input's outcome is also handed to [`record`], which writes it to
+//! the file a recording goes to, if one is running (`record(…)`,
+//! `netsh --record FILE`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rhai::{AST, Dynamic};
 use rustyline::{Config, Editor, error::ReadlineError, history::FileHistory};
 
 use crate::{
     console, runtime,
-    shell::{self, Shell, control, display},
+    shell::{self, Shell, control, display, record, recording::Mode},
 };
 
 mod helper;
@@ -24,9 +28,22 @@ const PROMPT: &str = "netsh> ";
 /// The prompt while a bracket or string is still open: input continues.
 const CONTINUATION: &str = "  ...> ";
 
-/// Runs the REPL until Ctrl-D, `exit` or `exit(n)`; returns the process
-/// exit status. Errors only if the terminal fails.
-pub fn run(shell: Shell) -> std::io::Result<u8> {
+/// Runs the REPL until Ctrl-D, `exit` or `exit(n)`, recording from the
+/// first line into `record_to` if given; returns the process exit status.
+/// Errors only if the terminal fails.
+pub fn run(shell: Shell, record_to: Option<&Path>) -> std::io::Result<u8> {
+    let init = shell::plugins::config_dir().map(|d| d.join("init.rhai"));
+    let init = init.filter(|init| init.is_file());
+    record::at_prompt(init.clone());
+    // Before anything else: a file that cannot be recorded to is a wrong
+    // command line, and no session should start believing it is recorded.
+    if let Some(path) = record_to
+        && let Err(e) = record::start(path, Mode::New)
+    {
+        console::error(&format!("netsh: --record: {e}"));
+        return Ok(2);
+    }
+
     let config = Config::builder()
         .auto_add_history(false)
         .completion_type(rustyline::CompletionType::List)
@@ -63,10 +80,10 @@ pub fn run(shell: Shell) -> std::io::Result<u8> {
         main_ast: AST::empty(),
         shell,
     };
-    if let Some(init) = shell::plugins::config_dir().map(|d| d.join("init.rhai"))
-        && init.is_file()
-        && let Some(status) = repl.run_init(&init)
+    if let Some(init) = &init
+        && let Some(status) = repl.run_init(init)
     {
+        finish_recording();
         return Ok(status);
     }
     repl.publish_variables(&variables);
@@ -123,7 +140,15 @@ pub fn run(shell: Shell) -> std::io::Result<u8> {
             }
         }
     };
+    finish_recording();
     Ok(status)
+}
+
+/// A session that ends while recording says what the file holds.
+fn finish_recording() {
+    if let Some(summary) = record::stop() {
+        console::note(&summary);
+    }
 }
 
 /// History lives in the user's data dir, never in the working directory.
@@ -152,9 +177,11 @@ fn prepare_history_file(path: &std::path::Path) {
 }
 
 /// `error: message`, with the line and column when the input spanned lines
-/// (on one line the column is plain to see).
+/// (on one line the column is plain to see). Control characters show
+/// escaped, as in values: a thrown string, or Rhai's words quoting a bad
+/// input (`parse_int`), may hold a peer's bytes.
 fn repl_error(err: &rhai::EvalAltResult, input: &str) -> String {
-    let message = shell::message_of(err);
+    let message = crate::net::interact::terminal_safe(&shell::message_of(err));
     match (input.contains('\n'), err.position().line()) {
         (true, Some(line)) => format!(
             "error (line {line}, column {}): {message}",
@@ -174,21 +201,42 @@ impl Repl {
     /// Evaluates typed input and prints its value or error; the status to
     /// leave with if it called `exit(n)`.
     fn eval_line(&mut self, line: &str) -> Option<u8> {
+        record::begin_input();
         let engine = &self.shell.engine;
         let ast = match engine.compile_with_scope(&self.scope, line) {
             Ok(ast) => ast,
             Err(e) => {
-                console::error(&repl_error(&e.into(), line));
+                let error = repl_error(&e.into(), line);
+                console::error(&error);
+                record::failed(line, &error, &[]);
                 return None;
             }
         };
+        let known = self.scope.len();
         let result = self.run(ast);
         let exit = control::take_exit_request();
+        let engine = &self.shell.engine;
         match result {
-            Ok(_) if exit.is_some() => return exit,
-            Ok(value) if value.is_unit() => {}
-            Ok(value) => console::line(&display::pretty(&self.shell.engine, &value)),
-            Err(e) => console::error(&repl_error(&e, line)),
+            _ if exit.is_some() => return exit,
+            Ok(value) if value.is_unit() => record::ran(engine, line, None),
+            Ok(value) => {
+                let shown = display::for_terminal(engine, &value);
+                console::line(&shown);
+                record::ran(engine, line, Some(&shown));
+            }
+            Err(e) => {
+                let error = repl_error(&e, line);
+                console::error(&error);
+                // The scope keeps what the input set before it failed.
+                // (`iter_raw` runs newest first.)
+                let mut set: Vec<String> = (self.scope.iter_raw())
+                    .take(self.scope.len().saturating_sub(known))
+                    .map(|(name, ..)| name.to_string())
+                    .collect();
+                set.reverse();
+                set.dedup();
+                record::failed(line, &error, &set);
+            }
         }
         None
     }
@@ -216,7 +264,8 @@ impl Repl {
         };
         let exit = control::take_exit_request();
         match result {
-            Ok(()) => exit,
+            _ if exit.is_some() => exit,
+            Ok(()) => None,
             Err(e) => {
                 console::error(&shell::describe(&e, &name));
                 None

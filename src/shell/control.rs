@@ -2,15 +2,19 @@
 //! status `n`, `assert(cond, "message")` and `expect_eq(actual, expected)`
 //! stop it with `FILE:LINE:COL: assert: message`.
 //!
-//! `exit` uses Rhai's own way out ([`EvalAltResult::Exit`]), which no `try`
-//! catches and which Rhai turns into the value of the whole evaluation. A
-//! script whose last value is `3` must not exit with status 3, so `exit`
-//! also notes the status for the thread that called it, and the shell asks
-//! [`take_exit_request`] after each evaluation, and honours it only when
-//! the evaluation ended by it. Where `exit` cannot end the script (in a
-//! `task` or `serve` closure, which run on threads of their own, or in a
-//! closure a native function calls, like `map`'s), it fails that closure
-//! with a message saying so.
+//! `exit` uses Rhai's own way out ([`EvalAltResult::Exit`]), which Rhai
+//! turns into the value of the whole evaluation. A script whose last value
+//! is `3` must not exit with status 3, so `exit` also notes the status for
+//! the thread that called it, and the shell asks [`take_exit_request`]
+//! after each evaluation: a noted status ends the script, however the
+//! evaluation ended. That matters because a closure called by a native
+//! function (`map`, `filter`, `for_each`, a progress closure…) hands its
+//! `Exit` back wrapped in the caller's error, which `try` can catch; so
+//! from the moment `exit` is called the engine's progress hook
+//! ([`exit_requested`]) stops every further step, and nothing after it runs,
+//! a `catch` block included. Only a closure on a thread of its own (a
+//! `task`, a server's handler) cannot end the script: there `exit` fails
+//! with an error that says so, at its line and column.
 
 use std::cell::Cell;
 
@@ -26,11 +30,18 @@ pub fn clear_exit_request() {
 }
 
 /// The status `exit(n)` asked for on this thread during the last
-/// evaluation, if it was called. Only meaningful when that evaluation
-/// succeeded: `exit` in a place that cannot end the script still records
-/// its status before it fails.
+/// evaluation, if it was called: the script ends with it, whether the
+/// evaluation then returned a value or an error (the unwinding `exit`
+/// caused).
 pub fn take_exit_request() -> Option<u8> {
     EXIT.with(Cell::take)
+}
+
+/// Has `exit` been called on this thread in the evaluation under way? The
+/// engine's progress hook stops the evaluation when it has. A thread-local
+/// read, cheap enough for every operation.
+pub fn exit_requested() -> bool {
+    EXIT.with(Cell::get).is_some()
 }
 
 /// The Rhai module with `exit`, `assert` and `expect_eq`.
@@ -47,20 +58,28 @@ mod api {
     use crate::net::tcp::wrong_type;
 
     /// Ends the script now with process status `n` (0–255); in the REPL,
-    /// leaves the REPL with that status. No `try` catches it. Only the
-    /// script's own code can exit: in a `task` or `serve` closure it fails
-    /// that closure instead.
+    /// leaves the REPL with that status. No `try` catches it, and it works
+    /// from any function or closure the script calls (`map`, `filter`,
+    /// `sort`, `f.call()`…). A `task` or `serve` closure runs on a thread of
+    /// its own and cannot end the script: there `exit` fails that closure.
     ///
     /// ```rhai
     /// if !ok { exit(3) }
     /// ```
     ///
-    /// Fails when: `n` is not between 0 and 255.
+    /// Fails when: `n` is not between 0 and 255, or it is called in a
+    /// `task` or a server's closure.
     #[rhai_fn(return_raw, volatile)]
     pub fn exit(n: i64) -> ScriptResult<()> {
         let status = u8::try_from(n)
             .map_err(|_| Error::invalid(format!("the status must be 0–255, not {n}")))
             .map_err(fail("exit"))?;
+        if crate::runtime::in_background() {
+            return Err(fail("exit")(Error::invalid(
+                "cannot end the script from a task or a server's closure, which runs on a \
+                 thread of its own; return or throw from the closure instead",
+            )));
+        }
         EXIT.with(|e| e.set(Some(status)));
         Err(EvalAltResult::Exit(Dynamic::from_int(n), Position::NONE).into())
     }

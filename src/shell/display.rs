@@ -1,6 +1,8 @@
 //! Printing values for people: strings as they are, maps and arrays laid
 //! out readably, blobs as a hex preview, captured packets as a table, and
-//! netsh's own types through their `to_debug` function.
+//! netsh's own types through their `to_debug` function. What goes to a
+//! terminal has its control characters escaped ([`for_terminal`]): a value
+//! is often a peer's bytes, and a peer must not drive the terminal.
 
 use rhai::{Array, Blob, Dynamic, Engine, Map, Scope};
 
@@ -20,6 +22,41 @@ pub fn pretty(engine: &Engine, value: &Dynamic) -> String {
         return if text.is_empty() { "\"\"".into() } else { text };
     }
     render(engine, value, 0)
+}
+
+/// [`pretty`], made safe for a terminal: control characters (a server's
+/// `\x1b]0;title\x07` or `\x1b[2J`) shown as `\x1b`, as `interact()` shows
+/// them; newlines and tabs kept, so multi-line text stays readable. A
+/// carriage return not followed by a newline is shown as `\r` as well: a
+/// whole value has no progress line to redraw, and a lone one would let the
+/// text after it hide the text before. The REPL prints every value this
+/// way; `print()` stays raw (the script's choice), and so does `-e` into a
+/// pipe (the bytes are the point there).
+pub fn for_terminal(engine: &Engine, value: &Dynamic) -> String {
+    let safe = crate::net::interact::terminal_safe(&pretty(engine, value));
+    let mut shown = String::with_capacity(safe.len());
+    let mut chars = safe.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() != Some(&'\n') {
+            shown.push_str("\\r");
+        } else {
+            shown.push(c);
+        }
+    }
+    shown
+}
+
+/// A value printed on stdout, as `-e` and `show()` print it: exactly into a
+/// pipe or file (`netsh -e 'fetch(u).body' > page.html` must keep every
+/// byte, as `curl` does), and as [`for_terminal`] on a terminal, where a
+/// peer's bytes must not drive it.
+pub fn for_stdout(engine: &Engine, value: &Dynamic) -> String {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        for_terminal(engine, value)
+    } else {
+        pretty(engine, value)
+    }
 }
 
 /// A value as it would be written in a script: strings quoted. For
@@ -189,6 +226,27 @@ mod tests {
             nested.contains("\n        +0.000041  127.0.0.1:50000"),
             "{nested}"
         );
+    }
+
+    /// Escape sequences in a string or in a type's own rendering reach the
+    /// terminal escaped; newlines stay.
+    #[test]
+    fn terminal_rendering_escapes_control_characters() {
+        let engine = Engine::new_raw();
+        let hostile = Dynamic::from("a\x1b]0;pwned\x07\nb\x1b[2J");
+        assert_eq!(
+            for_terminal(&engine, &hostile),
+            "a\\x1b]0;pwned\\x07\nb\\x1b[2J"
+        );
+        assert_eq!(pretty(&engine, &hostile), "a\x1b]0;pwned\x07\nb\x1b[2J");
+    }
+
+    /// A lone carriage return cannot hide what came before it; CRLF stays.
+    #[test]
+    fn terminal_rendering_shows_a_lone_carriage_return() {
+        let engine = Engine::new_raw();
+        let hostile = Dynamic::from("rm -rf /\rls\r\nok\r");
+        assert_eq!(for_terminal(&engine, &hostile), "rm -rf /\\rls\r\nok\\r");
     }
 
     #[test]

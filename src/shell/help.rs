@@ -26,6 +26,7 @@ mod api {
     ///
     /// Fails when: never.
     pub fn help(ctx: NativeCallContext) {
+        crate::shell::record::leave_out("help");
         if let Some(session) = Session::of(&ctx) {
             crate::console::line(&session.help().overview());
         }
@@ -41,6 +42,7 @@ mod api {
     /// Fails when: nothing has that name (similar names are suggested).
     #[rhai_fn(name = "help", return_raw)]
     pub fn help_topic(ctx: NativeCallContext, topic: &str) -> ScriptResult<()> {
+        crate::shell::record::leave_out("help");
         let session = Session::of(&ctx)
             .ok_or_else(|| Error::invalid("not available in this engine"))
             .map_err(fail("help"))?;
@@ -162,9 +164,10 @@ impl HelpIndex {
         });
         let mut engine = Engine::new_raw();
         engine.register_global_module(module().into());
+        engine.register_global_module(super::record::module().into());
         groups.push(Group {
             name: "shell".into(),
-            about: "help and plugins".into(),
+            about: "help, plugins, and recording the REPL as a script".into(),
             is_plugin: false,
             intro: None,
             entries: entries(&engine, None),

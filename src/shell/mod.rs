@@ -18,6 +18,8 @@ pub mod control;
 pub mod display;
 pub mod help;
 pub mod plugins;
+pub mod record;
+pub mod recording;
 mod session;
 
 pub use session::Session;
@@ -71,6 +73,7 @@ impl Shell {
         engine.register_global_module(crate::error::module().into());
         engine.register_global_module(help::module().into());
         engine.register_global_module(control::module().into());
+        engine.register_global_module(record::module().into());
 
         let session = Session::default();
         engine.set_default_tag(Dynamic::from(session.host().clone()));
@@ -119,11 +122,10 @@ impl Shell {
         control::clear_exit_request();
         let result = self.engine.eval_ast_with_scope::<Dynamic>(&mut scope, &ast);
         let exit = control::take_exit_request();
-        let value = result.map_err(|e| describe(&e, name))?;
-        Ok(match exit {
-            Some(status) => Outcome::Exit(status),
-            None => Outcome::Value(value),
-        })
+        if let Some(status) = exit {
+            return Ok(Outcome::Exit(status));
+        }
+        result.map(Outcome::Value).map_err(|e| describe(&e, name))
     }
 }
 
@@ -152,7 +154,13 @@ fn configure(engine: &mut Engine) {
     // Checking the token takes a lock, so look every 64 operations only: a
     // few microseconds of delay, and no cost on every message a server loop
     // handles.
+    //
+    // After `exit` every step stops at once (see `control`): its unwinding
+    // may be wrapped in an error a `catch` would otherwise run for.
     engine.on_progress(|ops| {
+        if control::exit_requested() {
+            return Some(Dynamic::from("exit"));
+        }
         (ops % 64 == 0 && runtime::is_cancelled()).then(|| Dynamic::from("interrupted"))
     });
     engine.on_print(console::line);

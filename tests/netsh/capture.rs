@@ -700,3 +700,35 @@ fn a_watch_ends_when_its_interface_goes_down() {
         run.explain()
     );
 }
+
+/// `pcap` never writes through a symbolic link at its name (capture runs
+/// as root: a planted link would overwrite its target) nor into a FIFO;
+/// the target is untouched and the error says why.
+#[test]
+fn a_pcap_file_that_is_a_symlink_is_refused() {
+    need_capture!("a_pcap_file_that_is_a_symlink_is_refused");
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("precious.txt");
+    std::fs::write(&target, "keep me\n").unwrap();
+    let link = dir.path().join("trap.pcap");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let fifo = dir.path().join("fifo.pcap");
+    support::mkfifo(&fifo);
+    for (file, what) in [
+        (&link, "is a symbolic link"),
+        (&fifo, "is not a regular file"),
+    ] {
+        let err = Netsh::eval_err(&format!(r#"capture(#{{port: 9, pcap: {file:?}}}, || 1)"#));
+        assert!(
+            err.contains(&format!(
+                "capture: the pcap file {file:?} {what}; refusing to write through it"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me\n");
+    let kind = Netsh::eval(&format!(
+        r#"let kind = "none"; try {{ capture(#{{port: 9, pcap: {link:?}}}, || 1) }} catch (e) {{ kind = e.kind }} kind"#
+    ));
+    assert_eq!(kind, "permission");
+}

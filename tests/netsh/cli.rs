@@ -27,7 +27,14 @@ fn eval_failure_exits_1() {
 /// Usage errors exit 2: unknown flags and missing script files.
 #[test]
 fn usage_errors_exit_2() {
-    Netsh::new().arg("--no-such-flag").output().expect_code(2);
+    let run = Netsh::new().arg("--no-such-flag").output();
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr(),
+        "netsh: unknown option '--no-such-flag' (netsh --help lists them)",
+        "{}",
+        run.explain()
+    );
     let run = Netsh::new().arg("missing.rhai").output();
     run.expect_code(2);
     assert!(
@@ -72,6 +79,103 @@ fn script_receives_args() {
         .ok()
         .stdout();
     assert_eq!(out, "3\none\n-x\nthree four");
+}
+
+/// Every word after the script is the script's, even one that is also a
+/// netsh flag: from `netsh FILE …`, from a shebang script run directly,
+/// and after a bundled scenario's name.
+#[test]
+fn words_after_the_script_reach_args() {
+    let cmd = Netsh::new();
+    let script = cmd.home().join("words.rhai");
+    std::fs::write(&script, "#!/usr/bin/env netsh\nprint(args)\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let words = [
+        "--list",
+        "-e",
+        "x",
+        "--help",
+        "--plugins",
+        "nowhere",
+        "--",
+        "-V",
+    ];
+    let expected = r#"["--list", "-e", "x", "--help", "--plugins", "nowhere", "--", "-V"]"#;
+    let run = Netsh::new().arg(&script).args(words).ok();
+    assert_eq!(run.stdout(), expected, "{}", run.explain());
+
+    let bin_dir = support::netsh_bin().parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new(&script)
+        .args(words)
+        .env("PATH", path)
+        .env("XDG_CONFIG_HOME", cmd.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+
+    // `upload --help` is the scenario's: its own usage, not netsh's help.
+    let run = Netsh::new().args(["upload", "--help"]).output();
+    assert!(
+        !run.stdout().contains("scriptable network shell"),
+        "netsh took the scenario's --help: {}",
+        run.explain()
+    );
+    assert!(
+        run.stderr().contains("usage: netsh upload"),
+        "{}",
+        run.explain()
+    );
+}
+
+/// A script on stdin (`netsh < x.rhai`, `… | netsh`) runs as a script: no
+/// banner, only its own output, `<stdin>:LINE:COL` errors and exit 1 on
+/// failure, `exit(n)` honoured; `netsh - ARGS` gives it arguments.
+#[test]
+fn a_script_on_stdin_runs_as_a_script() {
+    let cmd = Netsh::new();
+    let file = |name: &str, text: &str| {
+        let path = cmd.home().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::File::open(path).unwrap()
+    };
+    let failing = file(
+        "failing.rhai",
+        "print(\"hi\");\nlet x = 1;\n  throw \"x\";\nprint(\"after\");\n",
+    );
+    let exiting = file("exiting.rhai", "print(\"bye\"); exit(5)");
+    let with_args = file("args.rhai", "print(args)");
+    let syntax = file("syntax.rhai", "let = ;");
+
+    let run = Netsh::new().stdin(failing).output();
+    run.expect_code(1);
+    assert_eq!(run.stdout(), "hi", "{}", run.explain());
+    assert_eq!(run.stderr(), "<stdin>:3:3: x", "{}", run.explain());
+
+    let run = Netsh::new().stdin(exiting).output();
+    run.expect_code(5);
+    assert_eq!(run.stdout(), "bye", "{}", run.explain());
+
+    let run = Netsh::new()
+        .args(["-", "a", "--list"])
+        .stdin(with_args)
+        .ok();
+    assert_eq!(run.stdout(), r#"["a", "--list"]"#, "{}", run.explain());
+
+    let run = Netsh::new().stdin(syntax).output();
+    run.expect_code(1);
+    assert!(run.stderr().starts_with("<stdin>:1:"), "{}", run.explain());
+    assert_eq!(run.stdout(), "", "{}", run.explain());
+
+    // Nothing on stdin is an empty script: it succeeds, silently.
+    let run = Netsh::new().ok();
+    assert_eq!(run.stdout(), "", "{}", run.explain());
 }
 
 /// A runtime error in a script is reported as FILE:LINE:COL with the
@@ -198,6 +302,37 @@ fn values_print_readably() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `-e` into a pipe prints a value's bytes exactly (a pipeline wants them);
+/// on a terminal its escape sequences show escaped, as in the REPL.
+#[test]
+fn eval_escapes_control_characters_only_on_a_terminal() {
+    use expectrl::Expect;
+    let code = r#""a\x1b]0;pwned\x07b\x1b[2Jc""#;
+    let run = Netsh::new().args(["-e", code]).ok();
+    assert_eq!(
+        run.stdout(),
+        "a\x1b]0;pwned\x07b\x1b[2Jc",
+        "{}",
+        run.explain()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::Terminal::new(home.path())
+        .args(["-e", code])
+        .spawn();
+    let found = pty
+        .expect(expectrl::Regex(r"a\S{1,4}\]0;pwned\S*c"))
+        .unwrap();
+    let shown = String::from_utf8_lossy(found.get(0).unwrap()).into_owned();
+    assert!(
+        shown.contains(r"a\x1b]0;pwned\x07b\x1b[2Jc"),
+        "not escaped on a terminal: {shown:?}"
+    );
+    assert!(
+        !shown.contains('\x1b'),
+        "raw escapes on a terminal: {shown:?}"
+    );
+}
+
 /// `exit(n)` sets the process status from a script (also inside a function)
 /// and from `-e`; `exit()` is 0; a last value of 3 is not an exit status;
 /// a status outside 0–255 or not a number is an error (exit 1).
@@ -232,9 +367,54 @@ fn exit_sets_the_status() {
     );
     let err = Netsh::eval_err("let t = task(|| exit(2)); t.join()");
     assert!(
-        err.contains("exit(2) cannot end the script from here"),
+        err.contains("the task failed: -e:1:17: exit: cannot end the script from a task"),
         "{err}"
     );
+}
+
+/// `exit(n)` in a closure or function called by anything on the script's
+/// own thread ends the script with n, past any `try`: nothing after it
+/// runs, not even the `catch` block.
+#[test]
+fn exit_ends_the_script_from_every_closure() {
+    let callers = [
+        "[1, 2].map(|x| exit(7))",
+        "[1, 2].for_each(|x| exit(7))",
+        "[1, 2].filter(|x| exit(7))",
+        "[1, 2].reduce(|sum, x| exit(7), 0)",
+        "[1, 2].all(|x| exit(7))",
+        "[1, 2].some(|x| exit(7))",
+        "[1, 2].find(|x| exit(7))",
+        "[1, 2].find_map(|x| exit(7))",
+        "[1, 2].retain(|x| exit(7))",
+        "[1, 2].drain(|x| exit(7))",
+        "[1, 2].index_of(|x| exit(7))",
+        "[1, 2].dedup(|a, b| exit(7))",
+        "[2, 1].sort(|a, b| exit(7))",
+        "let f = |x| exit(7); f.call(1)",
+        "let f = |x| exit(7); call(f, 1)",
+        "let f = || { let g = || [1].map(|x| exit(7)); g.call() }; f.call()",
+        "[1].map(stop)",
+        "[1].map(|x| stop(x))",
+        "outer()",
+        "share(1).update(|v| exit(7))",
+        "exit(7)",
+    ];
+    // Functions for the callers above; Rhai defines functions at the top only.
+    let functions = "fn stop(x) { exit(7) } fn outer() { [1].for_each(|x| exit(7)) }";
+    for caller in callers {
+        for code in [
+            format!("{functions} print(\"before\"); {caller}; print(\"after\")"),
+            format!(
+                "{functions} print(\"before\"); try {{ {caller}; }} catch (e) {{ print(`caught ${{e}}`) }} print(\"after\")"
+            ),
+        ] {
+            let run = Netsh::new().args(["-e", &code]).output();
+            run.expect_code(7);
+            assert_eq!(run.stdout(), "before", "{}", run.explain());
+            assert_eq!(run.stderr(), "", "{}", run.explain());
+        }
+    }
 }
 
 /// `assert` and `expect_eq` failures name the file, line and column, and
@@ -346,4 +526,32 @@ fn temp_dir_removes_itself() {
          [p, gone]",
     );
     assert!(out.contains("netsh-") && out.ends_with(", true]"), "{out}");
+}
+
+/// Each bundled scenario suggests running itself the way that works from
+/// any folder (`netsh download URL`), never by a path into the checkout
+/// (`netsh scripts/download.rhai`), which fails anywhere else.
+#[test]
+fn bundled_scenarios_suggest_their_bundled_name() {
+    let list = Netsh::new().arg("--list").ok().stdout();
+    let names: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.contains(&"download"), "{list}");
+    for name in names {
+        let text = Netsh::new().args(["--show", name]).ok().stdout();
+        assert!(
+            !text.contains("netsh scripts/"),
+            "{name} suggests a path into the checkout:\n{}",
+            text.lines()
+                .filter(|l| l.contains("netsh scripts/"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let text = Netsh::new().args(["--show", "download"]).ok().stdout();
+    assert!(text.contains("Try:  netsh download https://"), "{text}");
 }

@@ -297,3 +297,25 @@ fn the_kind_idiom_works_for_every_thrown_value() {
         r#"["invalid", "", "x"]"#
     );
 }
+
+/// A server closure's failure, reported while a script runs, goes to
+/// stderr: the script's stdout keeps only what it printed.
+#[test]
+fn a_serve_closure_error_goes_to_stderr() {
+    let run = Netsh::new()
+        .args([
+            "-e",
+            r#"let s = serve("127.0.0.1:0", |c| throw "boom in the closure");
+               let c = connect(`127.0.0.1:${s.port}`);
+               c.recv();
+               sleep(500);
+               print("done");"#,
+        ])
+        .ok();
+    assert_eq!(run.stdout(), "done", "{}", run.explain());
+    assert!(
+        run.stderr().contains("boom in the closure"),
+        "{}",
+        run.explain()
+    );
+}

@@ -120,8 +120,7 @@ fn handshake_demo_takes_a_port_and_explains_its_arguments() {
         let run = Netsh::new().args([SCRIPT, wrong]).output();
         run.expect_code(1);
         assert!(
-            run.stderr()
-                .contains("usage: netsh scripts/handshake.rhai [PORT]"),
+            run.stderr().contains("usage: netsh handshake [PORT]"),
             "{wrong}: {}",
             run.explain()
         );

@@ -14,9 +14,10 @@
 //!   `concurrency` (tasks and `serve`), `transfer`, `receiver` and
 //!   `receiver_rules` (uploads), `fetch` and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
-//!   `repl`, `interact`, `plugins`, `anywhere` (the installed tool from any
-//!   folder), `docs`, `architecture` (the rules docs/ARCHITECTURE.md states,
-//!   read off the source).
+//!   `repl`, `record` (recording a session), `interact`, `plugins`,
+//!   `anywhere` (the installed tool from any folder), `docs`,
+//!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
+//!   source).
 //!
 //! Run one file's tests with `cargo test --test netsh tcp::`.
 
@@ -38,6 +39,7 @@ mod names_ports;
 mod plugins;
 mod receiver;
 mod receiver_rules;
+mod record;
 mod repl;
 mod scan;
 mod tcp;

@@ -227,3 +227,67 @@ fn wrong_call_to_a_plugin_function_names_it() {
         run.explain()
     );
 }
+
+/// `--plugins` given a file says it is a file, not a folder; given nothing
+/// that exists, that there is no such folder.
+#[test]
+fn plugins_flag_names_a_file_for_what_it_is() {
+    let cmd = Netsh::new();
+    let file = cmd.home().join("greet.rhai");
+    write_file(&file, GREET);
+    let run = cmd.arg("--plugins").arg(&file).args(["-e", "1"]).output();
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .ends_with(": is a file, not a folder (give the folder that holds plugin files)"),
+        "{}",
+        run.explain()
+    );
+    let run = Netsh::new()
+        .args(["--plugins", "nowhere", "-e", "1"])
+        .output();
+    run.expect_code(2);
+    assert_eq!(
+        run.stderr(),
+        "netsh: --plugins nowhere: no such folder",
+        "{}",
+        run.explain()
+    );
+}
+
+/// `http::start` follows a symbolic link that stays in its folder, refuses
+/// one that leads out of it (403) unless `follow_links: true`, and names an
+/// unknown option.
+#[test]
+fn http_start_refuses_links_out_of_its_folder() {
+    let cmd = Netsh::new();
+    let site = cmd.home().join("site");
+    write_file(&site.join("inside.txt"), "inside\n");
+    write_file(&cmd.home().join("secret.txt"), "secret\n");
+    std::os::unix::fs::symlink("inside.txt", site.join("link-in.txt")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", site.join("link-out.txt")).unwrap();
+    let code = format!(
+        r#"let strict = http::start("127.0.0.1:0", {site:?});
+           let loose = http::start("127.0.0.1:0", {site:?}, #{{follow_links: true}});
+           let get = |s, name| {{ let r = fetch(`http://127.0.0.1:${{s.port}}/${{name}}`); `${{r.status}} ${{r.body}}` }};
+           let out = [get.call(strict, "link-in.txt"), get.call(strict, "link-out.txt"), get.call(loose, "link-out.txt")];
+           let bad = "";
+           try {{ http::start("127.0.0.1:0", {site:?}, #{{follow_link: true}}) }} catch (e) {{ bad = `${{e}}` }}
+           out.push(bad);
+           to_json(out)"#
+    );
+    let out = cmd.args(["-e", &code]).ok().stdout();
+    let got: Vec<String> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(got[0], "200 inside\n", "{out}");
+    assert!(
+        got[1].starts_with("403 that is a symbolic link leading out"),
+        "{out}"
+    );
+    assert_eq!(got[2], "200 secret\n", "{out}");
+    assert!(
+        got[3].contains(
+            "http::start: unknown option 'follow_link' (known: rate_limit, follow_links)"
+        ),
+        "{out}"
+    );
+}

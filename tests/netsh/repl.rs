@@ -50,20 +50,24 @@ fn unfinished_input_continues() {
     enter(&mut pty, "\"after\" + \" ctrl-c\"", "after ctrl-c");
 }
 
-/// `exit(n)` leaves the REPL with status n; a failing line that called
-/// `exit` where it cannot end anything does not.
+/// `exit(n)` leaves the REPL with status n, also from a closure `map`
+/// calls; `exit` in a task, which cannot end anything, fails the task and
+/// the REPL goes on.
 #[test]
 fn exit_leaves_with_its_status() {
     let home = tempfile::tempdir().unwrap();
     let mut pty = repl(home.path());
     enter(
         &mut pty,
-        "[1].map(|x| exit(9))",
-        "cannot end the script from here",
+        "task(|| exit(9)).join()",
+        "1:9: exit: cannot end the script from a task",
     );
     enter_value(&mut pty, "\"\"", "\"\"");
-    pty.send_line("exit(7)").unwrap();
-    pty.expect(Eof).unwrap();
+    pty.send_line("try { [1].map(|x| exit(7)) } catch { print(\"caught\") }")
+        .unwrap();
+    let rest = pty.expect(Eof).unwrap();
+    let rest = String::from_utf8_lossy(rest.get(0).unwrap_or_default()).into_owned();
+    assert!(!rest.contains("\ncaught"), "the catch block ran: {rest:?}");
     let status = format!("{:?}", pty.get_process_mut().wait().unwrap());
     assert!(status.ends_with(", 7)"), "{status}");
 }
@@ -390,4 +394,55 @@ fn serve_announcements_are_rate_limited_and_can_be_quiet() {
         !text.contains(&format!("serve {quiet}: ")),
         "a quiet server announced: {text}"
     );
+}
+
+/// What a server sent (a string `recv` returned, a fetched body's
+/// preview, an error's words) shows with its escape sequences escaped: a
+/// peer cannot retitle the terminal (`\x1b]0;…\x07`) or clear it (`\x1b[2J`).
+#[test]
+fn values_from_a_peer_show_escaped() {
+    use crate::support::peer_on;
+    use std::io::{BufRead, BufReader, Write};
+    const HOSTILE: &str = "a\x1b]0;pwned\x07b\x1b[2Jc";
+    const SHOWN: &str = r"a\x1b]0;pwned\x07b\x1b[2Jc";
+    let (addr, peer) = peer_on("127.0.0.1:0", |mut s| {
+        s.write_all(HOSTILE.as_bytes()).unwrap();
+        s
+    });
+    let (web, web_peer) = peer_on("127.0.0.1:0", |mut s| {
+        let mut request = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while request.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+            line.clear();
+        }
+        let body = format!("first line\n{HOSTILE}\n");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        s
+    });
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = repl(home.path());
+    for code in [
+        format!("connect(\"{addr}\").recv()"),
+        format!("fetch(\"http://{web}/\")"),
+        // An error quoting the text shows it escaped too.
+        r#"throw "a\x1b]0;pwned\x07" + "b\x1b[2Jc""#.to_string(),
+    ] {
+        pty.send_line(&code).unwrap();
+        let Ok(found) = pty.expect(SHOWN) else {
+            panic!("{code}: not shown escaped: {:?}", shown(&mut pty));
+        };
+        let mut seen = String::from_utf8_lossy(found.before()).into_owned();
+        let rest = pty.expect("netsh> ").unwrap();
+        seen.push_str(&String::from_utf8_lossy(rest.before()));
+        assert!(
+            !seen.contains("\x1b]0;pwned") && !seen.contains("\x1b[2J"),
+            "{code}: raw escape sequences reached the terminal: {seen:?}"
+        );
+    }
+    drop(peer.join());
+    drop(web_peer.join());
 }

@@ -333,7 +333,7 @@ fn report_names_the_owning_process() {
     let out = run.stdout();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        lines[0], "1 open TCP ports on localhost (127.0.0.1)",
+        lines[0], "1 open TCP port on localhost (127.0.0.1)",
         "{out}"
     );
     assert!(lines[1].starts_with("port   service"), "{out}");
@@ -380,4 +380,38 @@ fn ctrl_c_ends_a_scan_without_a_time_limit() {
         took < Duration::from_secs(5),
         "Ctrl-C took {took:?} to end the scan"
     );
+}
+
+/// Port text is read strictly, as addresses are: a space, a sign, a stray
+/// comma or a newline is refused, naming the part, never trimmed away.
+#[test]
+fn port_text_is_strict() {
+    const FORM: &str =
+        "(ports are written like \"22,80,8000-8100\": digits, commas and dashes only)";
+    for (ports, message) in [
+        (r#"" 80""#, format!(r#"scan: " 80" is not a port number {FORM}"#)),
+        (r#""+80""#, format!(r#"scan: "+80" is not a port number {FORM}"#)),
+        (r#""80\n""#, format!(r#"scan: "80\n" is not a port number {FORM}"#)),
+        (
+            r#""22, 80""#,
+            format!(r#"scan: " 80" is not a port number in "22, 80" {FORM}"#),
+        ),
+        (
+            r#""80,""#,
+            r#"scan: "80," has an empty part (a comma at an end, or two together; ports are written like "22,80,8000-8100": digits, commas and dashes only)"#.to_string(),
+        ),
+        (
+            r#""80-90 ""#,
+            format!(r#"scan: "80-90 " is not a port number {FORM}"#),
+        ),
+    ] {
+        let err = Netsh::eval_err(&format!("scan(\"127.0.0.1\", {ports})"));
+        assert_eq!(err, format!("-e:1:1: {message}"), "{ports}");
+    }
+    // The strict form still reads.
+    let closed = support::closed_port();
+    let out = Netsh::eval(&format!(
+        "scan(\"127.0.0.1\", \"{closed},{closed}-{closed}\")"
+    ));
+    assert_eq!(out, "[]");
 }

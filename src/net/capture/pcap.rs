@@ -34,8 +34,7 @@ pub struct PcapFile {
 impl PcapFile {
     /// Creates (or empties) `path` and writes the file header.
     pub fn create(path: &Path) -> Result<PcapFile> {
-        let file = File::create(path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), None, e))?;
+        let file = open_for_writing(path)?;
         let header = PcapHeader {
             snaplen: MAX_SNAPLEN,
             datalink: DataLink::RAW,
@@ -69,6 +68,42 @@ impl PcapFile {
             .and_then(|()| inner.get_ref().sync_all())
             .map_err(|e| Error::io(format!("writing {}", path.display()), None, e))
     }
+}
+
+/// Opens `path` to write a capture into, as a part file is opened: never
+/// through a symbolic link at its name (capture runs as root, and a link
+/// planted there would have root overwrite its target), never blocking on a
+/// FIFO, and only a regular file is emptied and written.
+fn open_for_writing(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = crate::net::helpers::quoted(path);
+    let refused = |what: &str| {
+        Error::Permission(format!(
+            "the pcap file {shown} {what}; refusing to write through it (name a regular file, or remove it first)"
+        ))
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refused("is a symbolic link"),
+            Some(libc::EISDIR) => refused("is a folder"),
+            Some(libc::ENXIO) => refused("is not a regular file"),
+            _ => crate::net::helpers::file_error("creating", path, e),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| crate::net::helpers::file_error("creating", path, e))?;
+    if !meta.is_file() {
+        return Err(refused("is not a regular file"));
+    }
+    // O_NONBLOCK stays: a regular file's writes never block on it anyway.
+    file.set_len(0)
+        .map_err(|e| crate::net::helpers::file_error("emptying", path, e))?;
+    Ok(file)
 }
 
 fn write_error(path: &Path, e: pcap_file::PcapError) -> Error {

@@ -47,16 +47,16 @@ impl Announcer {
     /// to a person at the REPL, and not at all with `quiet: true`.
     pub fn event(self: &Arc<Self>, text: &str) {
         if !self.quiet && console::is_interactive() {
-            self.say(text);
+            self.say(text, console::line);
         }
     }
 
-    /// Something failed: always shown.
+    /// Something failed: always shown, on stderr outside the REPL.
     pub fn error(self: &Arc<Self>, text: &str) {
-        self.say(text);
+        self.say(text, console::alert);
     }
 
-    fn say(self: &Arc<Self>, text: &str) {
+    fn say(self: &Arc<Self>, text: &str, print: fn(&str)) {
         let Ok(mut window) = self.window.lock() else {
             return;
         };
@@ -72,7 +72,7 @@ impl Announcer {
         if window.printed < PER_SECOND {
             window.printed += 1;
             drop(window);
-            console::line(&format!("{}: {text}", self.label));
+            print(&format!("{}: {text}", self.label));
             return;
         }
         window.suppressed += 1;
@@ -107,7 +107,13 @@ impl Announcer {
         } else {
             " (the option quiet: true hides connection events)"
         };
-        console::line(&format!(
+        // Outside the REPL only errors are said, so the count is of errors.
+        let print = if console::is_interactive() {
+            console::line
+        } else {
+            console::alert
+        };
+        print(&format!(
             "{}: … and {missed} more in the last second{hint}",
             self.label
         ));
