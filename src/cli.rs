@@ -45,7 +45,7 @@ pub struct Cli {
 
     /// Open the REPL recording what you type into FILE, a script that does
     /// it again (see help("record")); FILE must not exist yet.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["eval", "list", "show", "script"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["eval", "list", "show", "words"])]
     pub record: Option<PathBuf>,
 
     /// Load plugins from DIR too (repeatable; the first of a name wins).
@@ -137,7 +137,14 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         // `netsh < file.rhai`, `generate | netsh`: a script, as `python3 <
         // file` is, not a REPL talking to nobody (a banner on stdout,
         // errors skipped, exit 0 whatever failed).
-        None if !std::io::stdin().is_terminal() => Some((Script::stdin()?, Vec::new())),
+        None if !std::io::stdin().is_terminal() => {
+            if cli.record.is_some() {
+                return Err(Failure::Usage(
+                    "netsh: --record records the REPL, which needs a terminal on stdin".into(),
+                ));
+            }
+            Some((Script::stdin()?, Vec::new()))
+        }
         None => None,
     };
     if let Some((script, args)) = script {

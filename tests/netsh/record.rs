@@ -214,6 +214,27 @@ fn the_record_flag_records_from_the_first_line() {
         .output();
     run.expect_code(2);
     assert!(run.stderr().contains("--record"), "{}", run.explain());
+    for words in [
+        &["--record", "x.rhai", "upload"][..],
+        &["--record", "x.rhai", "./a.rhai"],
+    ] {
+        let run = Netsh::new().current_dir(home.path()).args(words).output();
+        run.expect_code(2);
+        assert!(run.stderr().contains("--record"), "{}", run.explain());
+    }
+    // Piped stdin is a script, not a REPL: nothing to record, and it says so.
+    let run = Netsh::new()
+        .current_dir(home.path())
+        .args(["--record", "x.rhai"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains("needs a terminal"),
+        "{}",
+        run.explain()
+    );
+    assert!(!home.path().join("x.rhai").exists());
 }
 
 /// Each input reaches the file as it runs: a session killed mid-way keeps
