@@ -12,7 +12,8 @@
 //! - One file per capability or part of the shell, named after it: `tcp`,
 //!   `udp`, `unix`, `tls` (and `tls_trust`, what a `ca` file trusts),
 //!   `concurrency` (tasks and `serve`), `transfer`, `receiver` and
-//!   `receiver_rules` (uploads), `fetch` and `download`, `capture`,
+//!   `receiver_rules` (uploads), `fetch`, `fetch_trust` (what the network
+//!   supplies: redirects, proxies, certificates) and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `record` (recording a session), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
@@ -33,6 +34,7 @@ mod docs;
 mod download;
 mod errors;
 mod fetch;
+mod fetch_trust;
 mod handshake;
 mod interact;
 mod names_ports;

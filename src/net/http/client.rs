@@ -24,8 +24,10 @@ use std::{
 
 use reqwest::{Client, Url, redirect};
 
+use super::follow::Hop;
 use crate::error::{Error, Result};
 use crate::net::addr::{self, Target};
+use crate::net::tls;
 use crate::runtime;
 
 /// How long to wait for a connection unless told otherwise (as `connect`).
@@ -163,41 +165,12 @@ fn build(key: &ClientKey) -> Result<Client> {
         .map_err(|e| Error::Protocol(format!("cannot set up the HTTP client: {}", chain(&e))))
 }
 
-/// Follows redirects up to `max`, and stops a loop as soon as a URL
-/// comes round again instead of only after `max` hops.
-fn policy(follow: bool, max: usize) -> redirect::Policy {
-    if !follow {
-        return redirect::Policy::none();
-    }
-    redirect::Policy::custom(move |attempt| {
-        let next = attempt.url().to_string();
-        let refused = if !matches!(attempt.url().scheme(), "http" | "https") {
-            Some("fetch follows redirects to http and https URLs only")
-        } else if attempt.url().port() == Some(0) {
-            Some("port 0 cannot be sent to")
-        } else {
-            None
-        };
-        if let Some(why) = refused {
-            return attempt.error(Error::Protocol(format!(
-                "the server redirected to '{next}', which is not followed ({why})"
-            )));
-        }
-        if attempt.previous().iter().any(|seen| seen.as_str() == next) {
-            let mut hops: Vec<String> = attempt.previous().iter().map(Url::to_string).collect();
-            hops.push(next);
-            return attempt.error(Error::Protocol(format!(
-                "redirect loop: {}",
-                hops.join(" → ")
-            )));
-        }
-        if attempt.previous().len() > max {
-            return attempt.error(Error::Protocol(format!(
-                "too many redirects (more than {max}; raise max_redirects to follow more)"
-            )));
-        }
-        attempt.follow()
-    })
+/// reqwest follows no redirect itself: netsh follows them hop by hop
+/// (`follow.rs`), so each `Location` meets the strict URL check as written,
+/// before the url crate rewrites it. (`follow` and `max` are read there;
+/// they stay part of the client's key and this signature.)
+fn policy(_follow: bool, _max: usize) -> redirect::Policy {
+    redirect::Policy::none()
 }
 
 /// reqwest's resolver hook, answered by netsh's own lookup.
@@ -226,36 +199,45 @@ pub struct Limits {
     pub idle: Option<Duration>,
 }
 
-/// A reqwest error in plain words, naming the URL.
-pub fn explain(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
-    Error::Fetch {
-        url: url.to_string(),
-        source: Box::new(cause(err, url, limits)),
-    }
+/// A reqwest error in plain words, naming the URL asked for, where
+/// redirects had led, and who failed (the server or the proxy).
+pub fn explain(err: &reqwest::Error, hop: &Hop, limits: Limits) -> Error {
+    hop.fail(cause(err, hop, limits))
 }
 
-fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
-    // Our own errors (the resolver's, the redirect policy's) come back
-    // wrapped; they already say the right thing.
+fn cause(err: &reqwest::Error, hop: &Hop, limits: Limits) -> Error {
+    let url = &hop.url;
+    // Our own errors (the resolver's) come back wrapped; they already say
+    // the right thing.
     if let Some(ours) = find::<Error>(err) {
         return copy_of(ours);
     }
+    // Who a connection was made to: the proxy when there is one.
+    let party = match &hop.proxy {
+        Some(proxy) => proxy.to_string(),
+        None => host_port(url),
+    };
     if err.is_timeout() {
         let (what, after) = if err.is_connect() {
-            (format!("connecting to {}", host_port(url)), limits.connect)
+            (format!("connecting to {party}"), limits.connect)
         } else if let Some(total) = limits.total {
-            (format!("fetching {url}"), total)
+            ("fetching".to_string(), total)
         } else {
             (
-                format!("waiting for data from {}", host_port(url)),
+                format!("waiting for data from {party}"),
                 limits.idle.unwrap_or_default(),
             )
         };
         return Error::Timeout { what, after };
     }
     if let Some(tls) = find::<rustls::Error>(err) {
+        return Error::Protocol(tls_words(tls));
+    }
+    if let Some(parse) = find::<hyper::Error>(err)
+        && parse.is_parse()
+    {
         return Error::Protocol(format!(
-            "TLS failed: {tls} (for a server with a self-signed certificate, pass #{{ca: \"cert.pem\"}}, or #{{insecure: true}} to skip the check)"
+            "{party} did not answer in HTTP ({parse}); is it an HTTP server (or a TLS one: https://)?"
         ));
     }
     if let Some(io) = find::<std::io::Error>(err) {
@@ -265,18 +247,21 @@ fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
                 "the server closed the connection before the whole body arrived".into(),
             );
         }
-        let peer = url
-            .host_str()
-            .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
-            .zip(url.port_or_known_default())
-            .map(|(ip, port)| SocketAddr::new(ip, port));
-        let classified = Error::io(format!("talking to {}", host_port(url)), peer, copy_io(io));
-        if matches!(classified, Error::Io { .. })
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return Error::Protocol(format!("connection refused by {}", host_port(url)));
+        if io.kind() == std::io::ErrorKind::ConnectionRefused && err.is_connect() {
+            return Error::Script {
+                kind: crate::error::Kind::Refused,
+                message: format!("connection refused by {party}"),
+            };
         }
-        return classified;
+        let peer = match &hop.proxy {
+            Some(_) => None,
+            None => url
+                .host_str()
+                .and_then(|h| h.trim_matches(['[', ']']).parse().ok())
+                .zip(url.port_or_known_default())
+                .map(|(ip, port)| SocketAddr::new(ip, port)),
+        };
+        return Error::io(format!("talking to {party}"), peer, copy_io(io));
     }
     if err.is_decode() {
         return Error::Protocol(format!(
@@ -295,6 +280,38 @@ fn cause(err: &reqwest::Error, url: &Url, limits: Limits) -> Error {
         ));
     }
     Error::Protocol(text)
+}
+
+/// A TLS failure in the words `connect` uses ([`tls::words`]), with its
+/// advice given as fetch's options: fetch has `ca` and `insecure` where a
+/// connection has `#{tls: #{ca, pin, sni}}`.
+fn tls_words(err: &rustls::Error) -> String {
+    let words = tls::words(err);
+    // Connect's advice, in the last parenthesis, names options fetch does
+    // not have: keep the reason before it, replace the advice.
+    let (plain, reason) = match words.rfind(" (") {
+        Some(at) if words[at..].contains("#{tls:") => {
+            let inner = words[at + 2..].trim_end_matches(')');
+            let reason = inner
+                .split_once("; trust it with")
+                .map(|(reason, _)| reason.to_string());
+            (words[..at].to_string(), reason)
+        }
+        _ => (words.clone(), None),
+    };
+    if matches!(
+        err,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+    ) {
+        let reason = reason.map(|r| format!("{r}; ")).unwrap_or_default();
+        format!(
+            "{plain} ({reason}trust it with #{{ca: \"cert.pem\"}}, or skip the check with #{{insecure: true}})"
+        )
+    } else if plain.starts_with("name mismatch") {
+        format!("{plain} (fetch it by a name the certificate is for)")
+    } else {
+        plain
+    }
 }
 
 /// `host:port` of a URL, for messages.
@@ -356,5 +373,44 @@ fn copy_io(err: &std::io::Error) -> std::io::Error {
     match err.raw_os_error() {
         Some(code) => std::io::Error::from_raw_os_error(code),
         None => std::io::Error::new(err.kind(), err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{CertificateError as C, Error as E};
+
+    /// Each TLS failure reads as connect's words, with advice only in
+    /// fetch's own options (connect's `#{tls: …}` would not work here).
+    #[test]
+    fn tls_failures_use_connects_words_and_fetchs_options() {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let cases = [
+            (
+                E::InvalidCertificate(C::UnknownIssuer),
+                "the certificate is not trusted: unknown issuer (self-signed, or signed by a CA that is not among the trusted roots; trust it with #{ca: \"cert.pem\"}, or skip the check with #{insecure: true})",
+            ),
+            (
+                E::InvalidCertificate(C::NotValidForNameContext {
+                    expected: name,
+                    presented: vec!["DnsName(\"localhost\")".into()],
+                }),
+                "name mismatch: the certificate is for localhost, not 127.0.0.1 (fetch it by a name the certificate is for)",
+            ),
+            (
+                E::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+                "the peer does not speak TLS: what it sent is not a TLS record (a plain-text service on this port?)",
+            ),
+            (
+                E::InvalidCertificate(C::Expired),
+                "the certificate has expired",
+            ),
+        ];
+        for (err, expected) in cases {
+            let said = tls_words(&err);
+            assert_eq!(said, expected);
+            assert!(!said.contains("#{tls:"), "{said}");
+        }
     }
 }

@@ -36,10 +36,12 @@ use reqwest::{StatusCode, Url, header};
 use sha2::{Digest, Sha256};
 
 use super::client::{self, explain};
+use super::follow::{self, Hop};
 use super::names::{name_from_response, name_from_url};
 use super::part::{Part, part_path};
 use super::request::Request;
 use super::stream::{Decoder, pump};
+use super::strict;
 use crate::error::{Error, Result};
 use crate::net::{
     helpers::file_error,
@@ -213,27 +215,35 @@ async fn run(
         } else {
             offset
         };
-        let mut builder = request.builder(&client);
+        let mut extra = header::HeaderMap::new();
         if offset > 0 {
-            builder = builder
-                .header(header::RANGE, format!("bytes={offset}-"))
-                .header(header::ACCEPT_ENCODING, "identity");
-            if let Some((_, value)) = validator.as_deref().and_then(|v| v.split_once(':')) {
-                builder = builder.header(header::IF_RANGE, value);
+            let range = format!("bytes={offset}-");
+            extra.insert(
+                header::RANGE,
+                header::HeaderValue::from_str(&range)
+                    .map_err(|e| Error::Protocol(e.to_string()))?,
+            );
+            extra.insert(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_static("identity"),
+            );
+            // A validator that a header cannot carry is not sent: the
+            // server then answers 200 and the download starts over.
+            if let Some((_, value)) = validator.as_deref().and_then(|v| v.split_once(':'))
+                && let Ok(value) = header::HeaderValue::from_str(value)
+            {
+                extra.insert(header::IF_RANGE, value);
             }
         } else if decode && !asked_encoding {
-            builder = builder.header(header::ACCEPT_ENCODING, "gzip, br, deflate");
+            extra.insert(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_static("gzip, br, deflate"),
+            );
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| explain(&e, &request.url, limits))?;
+        let (response, hop) = follow::send(&client, &request, extra).await?;
         let url = response.url().clone();
         let status = response.status();
-        let fail = |source: Error| Error::Fetch {
-            url: url.to_string(),
-            source: Box::new(source),
-        };
+        let fail = |source: Error| hop.fail(source);
         if status == StatusCode::PARTIAL_CONTENT && offset == 0 {
             return Err(fail(Error::Protocol(
                 "the server sent part of the file (206) to a request for all of it".into(),
@@ -256,6 +266,7 @@ async fn run(
                 let part = Part::open(named).await?;
                 return save(
                     response,
+                    &hop,
                     Some(part),
                     &dest,
                     0,
@@ -279,7 +290,8 @@ async fn run(
                     continue;
                 }
                 return save(
-                    response, part, &dest, offset, decode, how.hash, limits, &progress, started,
+                    response, &hop, part, &dest, offset, decode, how.hash, limits, &progress,
+                    started,
                 )
                 .await;
             }
@@ -299,7 +311,7 @@ async fn run(
             }
             s if s.is_success() => {
                 return save(
-                    response, part, &dest, 0, decode, how.hash, limits, &progress, started,
+                    response, &hop, part, &dest, 0, decode, how.hash, limits, &progress, started,
                 )
                 .await;
             }
@@ -324,7 +336,7 @@ async fn run(
         }
     }
     Err(Error::Fetch {
-        url: request.url.to_string(),
+        url: strict::shown(&request.url),
         source: Box::new(Error::Protocol(
             "the server's answers to range requests kept changing; giving up".into(),
         )),
@@ -353,6 +365,7 @@ fn content_range(response: &reqwest::Response) -> Option<(u64, u64, Option<u64>)
 #[allow(clippy::too_many_arguments)]
 async fn save(
     response: reqwest::Response,
+    hop: &Hop,
     part: Option<Part>,
     dest: &Dest,
     offset: u64,
@@ -371,11 +384,10 @@ async fn save(
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty() && v != "identity");
     let decoder = match (&encoding, decode) {
-        (Some(name), true) => Some(Decoder::for_encoding(name).ok_or_else(|| Error::Fetch {
-            url: url.to_string(),
-            source: Box::new(Error::Protocol(format!(
+        (Some(name), true) => Some(Decoder::for_encoding(name).ok_or_else(|| {
+            hop.fail(Error::Protocol(format!(
                 "the body is {name}-encoded, which netsh cannot decode; pass #{{decode: false}} to save it as sent"
-            ))),
+            )))
         })?),
         _ => None,
     };
@@ -393,10 +405,7 @@ async fn save(
         Some(total) => progress.total.store(total, Ordering::Relaxed),
         None => progress.total_unknown.store(true, Ordering::Relaxed),
     }
-    let fail = |source: Error| Error::Fetch {
-        url: url.to_string(),
-        source: Box::new(source),
-    };
+    let fail = |source: Error| hop.fail(source);
 
     if let Some(part) = &part
         && offset == 0
@@ -436,9 +445,10 @@ async fn save(
         return Err(fail(exists(&part.target)));
     }
     let url_text = url.to_string();
+    let stream_hop = hop.clone();
     let stream = response
         .bytes_stream()
-        .map(move |chunk| chunk.map_err(|e| explain(&e, &url, limits)));
+        .map(move |chunk| chunk.map_err(|e| explain(&e, &stream_hop, limits)));
     let seekable = part.is_some();
     let (written, hasher) = pump(
         stream, decoder, file, hasher, offset, seekable, progress, &shown,
@@ -462,12 +472,9 @@ async fn save(
     if let Some(total) = expected
         && written != total
     {
-        return Err(Error::Fetch {
-            url: url_text,
-            source: Box::new(Error::Protocol(format!(
-                "the body ended at byte {written} of {total}; fetch again to resume"
-            ))),
-        });
+        return Err(fail(Error::Protocol(format!(
+            "the body ended at byte {written} of {total}; fetch again to resume"
+        ))));
     }
     let path = finish(part, dest).await?;
     Ok(Downloaded {

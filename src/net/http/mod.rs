@@ -3,8 +3,11 @@
 //! `fetch(url)` returns a [`Response`] with the body in memory;
 //! `fetch(url, path)` streams it to a file with resume and progress.
 //!
-//! - [`request`]: the URL and the options map, checked before anything is sent.
+//! - [`request`]: the URL and the options map, checked before anything is sent;
+//!   [`strict`] reads a URL once, holding its host to netsh's address parser.
 //! - [`client`]: the shared reqwest clients and their errors in plain words.
+//! - [`follow`]: sending, and following redirects hop by hop (each checked
+//!   like a typed URL), through the proxy [`proxy`] finds and checks.
 //! - [`response`]: the Response value, its body as text, blob or JSON, its printing.
 //! - [`download`]: streaming to `PATH.part`, resume with `If-Range`, rename;
 //!   with `part` (the locked part file and its validator), `stream` (body
@@ -23,11 +26,14 @@ use crate::runtime;
 
 pub mod client;
 pub mod download;
+pub mod follow;
 mod names;
 mod part;
+pub mod proxy;
 pub mod request;
 pub mod response;
 mod stream;
+pub mod strict;
 
 pub use download::Downloaded;
 pub use request::Request;
@@ -108,10 +114,12 @@ mod api {
     /// if r.ok { print(r.body) } else { print(`failed: ${r.status}`) }
     /// ```
     ///
-    /// Fails when: the URL is malformed or not http/https/file, the name
-    /// does not resolve, the connection is refused, TLS fails, a timeout
-    /// passes, redirects loop or exceed `max_redirects`, or the body is over
-    /// 1 GiB (save it with `fetch(url, path)`).
+    /// Fails when: the URL is malformed, not http/https/file, or its host
+    /// is not spelled as an address or name (`127.1`), the name does not
+    /// resolve, the connection is refused, TLS fails, a timeout passes, a
+    /// redirect leads where a typed URL could not go (named in the message),
+    /// redirects loop or exceed `max_redirects`, the proxy in `http_proxy`
+    /// is refused, or the body is over 1 GiB (save it with `fetch(url, path)`).
     #[rhai_fn(return_raw, name = "fetch")]
     pub fn fetch_url(ctx: NativeCallContext, url: &str) -> ScriptResult<Dynamic> {
         super::script_fetch(&ctx, url, None, &Map::new()).map_err(fail("fetch"))

@@ -3,9 +3,9 @@
 //!
 //! A URL that does not parse exactly is refused rather than guessed at
 //! (`http://1.2.3/` is not quietly `1.2.0.3`), so a typo can never send
-//! traffic somewhere unintended.
+//! traffic somewhere unintended; `strict.rs` says how.
 
-use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use reqwest::{
     Method, Url,
@@ -14,6 +14,7 @@ use reqwest::{
 use rhai::{Array, Dynamic, Map};
 
 use super::client::{ClientKey, Limits};
+use super::strict;
 use crate::error::{Error, Result};
 use crate::net::{helpers, options::Options, progress::Wanted};
 
@@ -75,93 +76,12 @@ impl Request {
             idle: self.client.idle_timeout,
         }
     }
-
-    /// A reqwest request with everything but the body set.
-    pub fn builder(&self, client: &reqwest::Client) -> reqwest::RequestBuilder {
-        let mut builder = client
-            .request(self.method.clone(), self.url.clone())
-            .headers(self.headers.clone());
-        if let Some(timeout) = self.timeout {
-            builder = builder.timeout(timeout);
-        }
-        if let Some(body) = &self.body {
-            builder = builder.body(body.clone());
-        }
-        builder
-    }
 }
 
-/// Checks a URL: http, https or file, absolute, with a host for http(s).
+/// Checks a URL: http, https or file, absolute, with a host for http(s)
+/// spelled as netsh's address parser accepts it ([`strict::check`]).
 pub fn parse_url(text: &str) -> Result<Url> {
-    if text.trim() != text || text.is_empty() {
-        return Err(Error::invalid(format!(
-            "'{text}' is not a URL (no spaces around it; write it like http://host/path)"
-        )));
-    }
-    let url = Url::parse(text).map_err(|e| {
-        Error::invalid(format!(
-            "'{text}' is not a URL: {e} (write it like http://host/path)"
-        ))
-    })?;
-    match url.scheme() {
-        "http" | "https" => {
-            // The URL standard reads `http:///x` and `http:x` as host `x`;
-            // curl calls them what they are: no host.
-            let authority = text
-                .split_once("://")
-                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or_default());
-            if authority.is_none_or(str::is_empty) || url.host_str().is_none_or(str::is_empty) {
-                return Err(Error::invalid(format!(
-                    "'{text}' has no host (write it like http://host/path)"
-                )));
-            }
-            if url.port() == Some(0) {
-                return Err(Error::invalid(format!(
-                    "'{text}': port 0 cannot be sent to (0 means \"any free port\" only when binding)"
-                )));
-            }
-            check_numeric_host(text, &url)?;
-        }
-        "file" => {
-            if url
-                .host_str()
-                .is_some_and(|h| !h.is_empty() && h != "localhost")
-            {
-                return Err(Error::invalid(format!(
-                    "'{text}' names a file on another host; file URLs read this machine's files (file:///path)"
-                )));
-            }
-        }
-        other => {
-            return Err(Error::invalid(format!(
-                "unsupported scheme '{other}' in '{text}' (fetch reads http, https and file URLs)"
-            )));
-        }
-    }
-    Ok(url)
-}
-
-/// The URL standard reads `1.2.3` and `0x7f.1` as IPv4 addresses; netsh
-/// does not reinterpret addresses, so a numeric host must be a plain
-/// dotted quad.
-fn check_numeric_host(text: &str, url: &Url) -> Result<()> {
-    let Some(url::Host::Ipv4(parsed)) = url.host() else {
-        return Ok(());
-    };
-    let after_scheme = text.split_once("://").map_or(text, |(_, rest)| rest);
-    let authority = after_scheme
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = host_port.split(':').next().unwrap_or_default();
-    if host.parse::<Ipv4Addr>() == Ok(parsed) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "'{host}' in '{text}' is not an IPv4 address (write all four parts, like 127.0.0.1)"
-        )))
-    }
+    strict::check(text).map(|checked| checked.url)
 }
 
 /// Reads a whole options map. `output` (a path given as the second
@@ -427,7 +347,7 @@ fn basic_auth(v: &Dynamic) -> Result<(String, String)> {
 }
 
 /// Standard base64 with padding (RFC 4648), for the Basic auth header.
-fn base64_encode(bytes: &[u8]) -> String {
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
@@ -449,38 +369,6 @@ fn base64_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_checked_strictly() {
-        for good in [
-            "http://127.0.0.1:8080/x",
-            "https://example.com",
-            "http://[::1]:80/",
-            "file:///etc/hosts",
-            "HTTP://127.0.0.1/",
-        ] {
-            parse_url(good).unwrap_or_else(|e| panic!("{good}: {e}"));
-        }
-        let bad = [
-            ("not a url", "is not a URL"),
-            ("ftp://example.com/x", "unsupported scheme 'ftp'"),
-            ("http://1.2.3/", "not an IPv4 address"),
-            ("http://0x7f.1/", "not an IPv4 address"),
-            (" http://a.b/", "no spaces"),
-            ("http://a.b:99999/", "is not a URL"),
-            ("file://other/etc/hosts", "another host"),
-            ("", "is not a URL"),
-            // What the URL standard would read as host `x`: no host here.
-            ("http:///x", "has no host"),
-            ("http:x", "has no host"),
-            ("https:\\\\x/", "has no host"),
-            ("http://127.0.0.1:0/", "port 0 cannot be sent to"),
-        ];
-        for (text, expected) in bad {
-            let err = parse_url(text).unwrap_err().to_string();
-            assert!(err.contains(expected), "{text}: {err}");
-        }
-    }
 
     #[test]
     fn base64_matches_the_rfc_examples() {

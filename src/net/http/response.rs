@@ -13,6 +13,7 @@ use reqwest::Url;
 use rhai::{Dynamic, Map};
 
 use super::client::explain;
+use super::follow::Hop;
 use super::request::Request;
 use super::stream::Decoder;
 use crate::error::{Error, Result};
@@ -174,26 +175,26 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let started = Instant::now();
     let client = super::client::client(&request.client)?;
     let limits = request.limits();
-    let mut builder = request.builder(&client);
     // netsh decodes bodies itself (as downloads do), so reqwest is built
     // without its decoders; it asks for what it can decode, as reqwest did.
     let decode = request.client.decode;
+    let mut extra = reqwest::header::HeaderMap::new();
     if decode
         && !request
             .headers
             .contains_key(reqwest::header::ACCEPT_ENCODING)
     {
-        builder = builder.header(reqwest::header::ACCEPT_ENCODING, ACCEPTED_ENCODINGS);
+        extra.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static(ACCEPTED_ENCODINGS),
+        );
     }
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| explain(&e, &request.url, limits))?;
+    let (response, hop) = super::follow::send(&client, request, extra).await?;
     let final_url = response.url().clone();
     if let Some(length) = response.content_length()
         && length > MAX_STRING_BYTES as u64
     {
-        return Err(too_big(&final_url, Some(length)));
+        return Err(hop.fail(too_big(Some(length))));
     }
     let status = response.status();
     let version = match response.version() {
@@ -223,22 +224,22 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let mut sent = 0;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| explain(&e, &final_url, limits))?;
+        let chunk = chunk.map_err(|e| explain(&e, &hop, limits))?;
         sent += chunk.len();
         let plain = match decoder.as_mut() {
-            Some(decoder) => &decoder.feed(&chunk).map_err(undecodable(&final_url))?,
+            Some(decoder) => &decoder.feed(&chunk).map_err(undecodable(&hop))?,
             None => &chunk[..],
         };
         if body.len() + plain.len() > MAX_STRING_BYTES {
-            return Err(too_big(&final_url, None));
+            return Err(hop.fail(too_big(None)));
         }
         body.extend_from_slice(plain);
     }
     // An empty body (HEAD, 204, 304) has nothing to decode.
     if let Some(decoder) = decoder.filter(|_| sent > 0) {
-        let rest = decoder.finish().map_err(undecodable(&final_url))?;
+        let rest = decoder.finish().map_err(undecodable(&hop))?;
         if body.len() + rest.len() > MAX_STRING_BYTES {
-            return Err(too_big(&final_url, None));
+            return Err(hop.fail(too_big(None)));
         }
         body.extend_from_slice(&rest);
         // What the headers said of the bytes sent is not true of the
@@ -269,23 +270,19 @@ fn encoding_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
 }
 
 /// A body that does not decode, in fetch's words.
-fn undecodable(url: &Url) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |err| Error::Fetch {
-        url: url.to_string(),
-        source: Box::new(Error::Protocol(format!(
+fn undecodable(hop: &Hop) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |err| {
+        hop.fail(Error::Protocol(format!(
             "the body could not be decoded: {err} (pass #{{decode: false}} to keep it as sent)"
-        ))),
+        )))
     }
 }
 
-fn too_big(url: &Url, length: Option<u64>) -> Error {
+fn too_big(length: Option<u64>) -> Error {
     let size = length.map_or_else(|| "more".to_string(), |n| format!("{n} bytes, more"));
-    Error::Fetch {
-        url: url.to_string(),
-        source: Box::new(Error::invalid(format!(
-            "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
-        ))),
-    }
+    Error::invalid(format!(
+        "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
+    ))
 }
 
 /// A `file://` URL read like a response: status 200, the file as body.
@@ -302,7 +299,10 @@ async fn read_file_url(url: &Url) -> Result<Response> {
         )));
     }
     if meta.len() > MAX_STRING_BYTES as u64 {
-        return Err(too_big(url, Some(meta.len())));
+        return Err(Error::Fetch {
+            url: url.to_string(),
+            source: Box::new(too_big(Some(meta.len()))),
+        });
     }
     let body = tokio::fs::read(&path)
         .await

@@ -65,7 +65,7 @@ pub(super) async fn place(part: Part, dest: &Dest) -> Result<PathBuf> {
 }
 
 pub(super) fn exists(path: &Path) -> Error {
-    Error::invalid(format!(
+    Error::Exists(format!(
         "{} already exists (give its path to replace it)",
         path.display()
     ))
