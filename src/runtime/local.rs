@@ -76,9 +76,14 @@ pub fn driving() -> bool {
 
 /// Drops this thread's runtime, if it has one, with whatever it holds
 /// (idle pooled connections). A script thread calls this before it ends.
+/// It does not wait for the runtime's blocking threads: one may still be in
+/// `getaddrinfo` for a name whose fetch was interrupted, and the thread's
+/// end must not wait out the resolver.
 pub fn release() {
     let rt = LOCAL.with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()));
-    drop(rt);
+    if let Some(rt) = rt {
+        rt.shutdown_background();
+    }
 }
 
 fn build() -> Result<Runtime> {
