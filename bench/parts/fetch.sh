@@ -4,7 +4,8 @@
 #    and once more with `hash: false`, doing what curl and wget do);
 #  - peak RSS of netsh during those downloads;
 #  - 1,000 small sequential fetches in one netsh script vs one curl process
-#    given the same 1,000 URLs (it reuses the connection) vs 1,000 curl runs.
+#    given the same 1,000 URLs (it reuses the connection; target ≥ 1.0×)
+#    vs 1,000 curl runs.
 need nginx:nginx curl:curl wget:wget
 
 if command -v nginx >/dev/null && command -v curl >/dev/null && command -v wget >/dev/null; then

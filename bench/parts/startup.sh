@@ -1,5 +1,6 @@
 # Cold start and idle memory (the foundation issue).
-# `netsh -e '1'` against `python3 -c 'import socket'`, the REPL people reach for today.
+# `netsh -e '1'` against `python3 -c 'import socket'`, the REPL people reach for today
+# (target ≥ 8×: issue 21).
 need script:bsdutils
 # The system interpreter, as the issue measures it (a pyenv shim adds ~20 ms).
 PYTHON=/usr/bin/python3

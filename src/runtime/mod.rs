@@ -33,9 +33,10 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 /// The process-wide tokio runtime, created on first use.
 ///
-/// Its workers do the I/O of calls made on script threads (fetch's
-/// connections, TLS, timers) while the script threads run Rhai themselves,
-/// so it gets half the cores, at least one. A worker per core measured
+/// Its workers do the I/O of calls made on script threads (connects,
+/// downloads, TLS, timers) while the script threads run Rhai themselves,
+/// so it gets half the cores, at least one. (A fetch into memory runs on
+/// the script thread's own runtime instead: [`local`].) A worker per core measured
 /// slower on two cores: each request a script thread hands over woke the
 /// idle second worker too (1,000 small fetches: 0.136 s with two workers,
 /// 0.124 s with one, curl 0.139 s; TLS throughput the same).
@@ -55,8 +56,10 @@ pub fn handle() -> &'static Handle {
 
 pub mod closure;
 pub mod jobs;
+pub mod local;
 mod wake;
 
+pub use local::block_on_here;
 pub use wake::{Ready, wait_fd};
 
 thread_local! {
@@ -246,7 +249,9 @@ pub fn spawn_rhai_thread<T: Send + 'static>(
         .stack_size(RHAI_THREAD_STACK)
         .spawn(move || {
             adopt(token);
-            work()
+            let result = work();
+            local::release();
+            result
         })
         .map_err(|e| Error::io("starting a thread", None, e))
 }

@@ -219,6 +219,31 @@ fn compressed_bodies_are_decoded() {
     assert_eq!(out, "[\"gzip\", 31, 139]");
 }
 
+/// A decoded body drops the headers that described the bytes sent; an empty
+/// one (HEAD) decodes to nothing; a body that claims gzip and is not fails
+/// in plain words, and `decode: false` gets its bytes as sent.
+#[test]
+fn decoding_in_memory_is_netshs_own() {
+    let server = HttpServer::start();
+    let out = eval(&format!(
+        r#"let r = fetch("{0}"); let h = fetch("{0}", #{{method: "HEAD"}});
+           [r.headers["content-encoding"], r.headers["content-length"], h.status, h.bytes.len()]"#,
+        server.url("gzip")
+    ));
+    assert_eq!(out, "[(), (), 200, 0]");
+    let err = Netsh::eval_err(&format!(r#"fetch("{}")"#, server.url("bad-gzip")));
+    assert!(
+        err.contains("could not be decoded") && err.contains("#{decode: false}"),
+        "{err}"
+    );
+    assert!(err.contains("bad-gzip"), "names the URL: {err}");
+    let out = Netsh::eval(&format!(
+        r#"fetch("{}", #{{decode: false}}).body"#,
+        server.url("bad-gzip")
+    ));
+    assert_eq!(out, "this was never gzip");
+}
+
 /// A chunked body without Content-Length arrives whole.
 #[test]
 fn a_chunked_body_arrives_whole() {
@@ -514,4 +539,63 @@ fn ctrl_c_stops_a_waiting_fetch() {
     pty.send_line(format!(r#"fetch("{}").status"#, server.url("status/201")))
         .unwrap();
     pty.expect("201").expect("the next fetch to work");
+}
+
+/// `stop()` ends a task's fetch that is waiting for a slow body (the task
+/// still running half a second in, the request seen by the server), promptly.
+#[test]
+fn stop_ends_a_fetch_in_a_task() {
+    let server = HttpServer::start();
+    let run = Netsh::new()
+        .arg("-e")
+        .arg(format!(
+            r#"let t = task(|| fetch("{}").body);
+               sleep(500);
+               print(t.done);
+               let started = timestamp();
+               t.stop();
+               try {{ t.join(5000); print("joined") }} catch (e) {{ print(e) }}
+               print(started.elapsed < 3.0);"#,
+            server.url("slow-body?ms=60000"),
+        ))
+        .output();
+    let out = run.stdout();
+    let lines: Vec<_> = out.lines().collect();
+    assert!(
+        server.seen().iter().any(|s| s.path == "/slow-body"),
+        "the request never arrived: {}",
+        run.explain()
+    );
+    assert_eq!(lines.first(), Some(&"false"), "{}", run.explain());
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.contains("stopped with stop()")),
+        "{}",
+        run.explain()
+    );
+    assert_eq!(lines.get(2), Some(&"true"), "{}", run.explain());
+}
+
+/// Fetches in two tasks at once each get their answers, each task reusing
+/// its own connection, and the tasks end cleanly (nothing on stderr).
+#[test]
+fn fetches_in_tasks_reuse_their_connections() {
+    let server = HttpServer::start();
+    let run = Netsh::new()
+        .arg("-e")
+        .arg(format!(
+            r#"let work = || {{ let n = 0; for i in 0..30 {{ if fetch("{}").status == 201 {{ n += 1 }} }} n }};
+               let a = task(work); let b = task(work);
+               print(a.join(10000) + b.join(10000));"#,
+            server.url("status/201"),
+        ))
+        .output();
+    assert_eq!(run.stdout().trim(), "60", "{}", run.explain());
+    assert_eq!(run.stderr().trim(), "", "{}", run.explain());
+    let connections = server
+        .state
+        .connections
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(connections <= 4, "{connections} connections for 2 tasks");
 }

@@ -14,6 +14,7 @@
 //! (reqwest reads them when a client is built).
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     error::Error as StdError,
     net::SocketAddr,
@@ -27,6 +28,7 @@ use super::follow::Hop;
 use crate::error::{Error, Result};
 use crate::net::addr::{self, Target};
 use crate::net::tls;
+use crate::runtime;
 
 /// How long to wait for a connection unless told otherwise (as `connect`).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,7 +52,9 @@ pub struct ClientKey {
     pub connect_timeout: Duration,
     /// `None` when a total `timeout` was given (it covers stalls too).
     pub idle_timeout: Option<Duration>,
-    /// Ask for and decode gzip, brotli and deflate.
+    /// Ask for and decode gzip, brotli and deflate. netsh decodes bodies
+    /// itself (`response.rs`, `stream.rs`), so this is not the client's:
+    /// [`client`] serves both values with one client and its pool.
     pub decode: bool,
 }
 
@@ -69,7 +73,24 @@ impl Default for ClientKey {
 }
 
 /// The client for these options, built on first use and then shared.
+///
+/// A client's connections live on the runtime that made them: on a script
+/// thread's own runtime ([`runtime::local`]) they run only while that
+/// thread waits, so such a thread keeps clients of its own.
 pub fn client(key: &ClientKey) -> Result<Client> {
+    let normalized;
+    let key = if key.decode {
+        key
+    } else {
+        normalized = ClientKey {
+            decode: true,
+            ..key.clone()
+        };
+        &normalized
+    };
+    if runtime::local::driving() {
+        return this_threads_client(key);
+    }
     static DEFAULT: OnceLock<Client> = OnceLock::new();
     static OTHERS: OnceLock<Mutex<HashMap<ClientKey, Client>>> = OnceLock::new();
     if *key == ClientKey::default() {
@@ -95,6 +116,26 @@ pub fn client(key: &ClientKey) -> Result<Client> {
     Ok(built)
 }
 
+thread_local! {
+    static THIS_THREAD: RefCell<HashMap<ClientKey, Client>> = RefCell::new(HashMap::new());
+}
+
+/// The client for these options on this thread's own runtime.
+fn this_threads_client(key: &ClientKey) -> Result<Client> {
+    if let Some(client) = THIS_THREAD.with(|c| c.borrow().get(key).cloned()) {
+        return Ok(client);
+    }
+    let built = build(key)?;
+    THIS_THREAD.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= MAX_CACHED_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key.clone(), built.clone());
+    });
+    Ok(built)
+}
+
 fn build(key: &ClientKey) -> Result<Client> {
     // reqwest is built without a crypto provider of its own (the default
     // one, aws-lc, needs cmake and a C toolchain); ring is installed once.
@@ -103,9 +144,6 @@ fn build(key: &ClientKey) -> Result<Client> {
         .user_agent(concat!("netsh/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(key.connect_timeout)
         .redirect(policy(key.follow_redirects, key.max_redirects))
-        .gzip(key.decode)
-        .brotli(key.decode)
-        .deflate(key.decode)
         .tcp_nodelay(true)
         .dns_resolver(Arc::new(Resolver))
         .tls_danger_accept_invalid_certs(key.insecure);

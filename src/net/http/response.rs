@@ -13,7 +13,9 @@ use reqwest::Url;
 use rhai::{Dynamic, Map};
 
 use super::client::explain;
+use super::follow::Hop;
 use super::request::Request;
+use super::stream::Decoder;
 use crate::error::{Error, Result};
 use crate::limits::MAX_STRING_BYTES;
 use crate::net::helpers;
@@ -173,8 +175,21 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let started = Instant::now();
     let client = super::client::client(&request.client)?;
     let limits = request.limits();
-    let (response, hop) =
-        super::follow::send(&client, request, reqwest::header::HeaderMap::new()).await?;
+    // netsh decodes bodies itself (as downloads do), so reqwest is built
+    // without its decoders; it asks for what it can decode, as reqwest did.
+    let decode = request.client.decode;
+    let mut extra = reqwest::header::HeaderMap::new();
+    if decode
+        && !request
+            .headers
+            .contains_key(reqwest::header::ACCEPT_ENCODING)
+    {
+        extra.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static(ACCEPTED_ENCODINGS),
+        );
+    }
+    let (response, hop) = super::follow::send(&client, request, extra).await?;
     let final_url = response.url().clone();
     if let Some(length) = response.content_length()
         && length > MAX_STRING_BYTES as u64
@@ -187,7 +202,11 @@ pub async fn fetch(request: &Request) -> Result<Response> {
         reqwest::Version::HTTP_3 => "HTTP/3".to_string(),
         other => format!("{other:?}"),
     };
-    let headers = response
+    let mut decoder = match encoding_of(response.headers()) {
+        Some(name) if decode => Decoder::for_encoding(&name),
+        _ => None,
+    };
+    let mut headers: Vec<(String, String)> = response
         .headers()
         .iter()
         .map(|(name, value)| {
@@ -202,13 +221,30 @@ pub async fn fetch(request: &Request) -> Result<Response> {
             .content_length()
             .map_or(0, |n| n.min(64 << 20) as usize),
     );
+    let mut sent = 0;
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| explain(&e, &hop, limits))?;
-        if body.len() + chunk.len() > MAX_STRING_BYTES {
+        sent += chunk.len();
+        let plain = match decoder.as_mut() {
+            Some(decoder) => &decoder.feed(&chunk).map_err(undecodable(&hop))?,
+            None => &chunk[..],
+        };
+        if body.len() + plain.len() > MAX_STRING_BYTES {
             return Err(hop.fail(too_big(None)));
         }
-        body.extend_from_slice(&chunk);
+        body.extend_from_slice(plain);
+    }
+    // An empty body (HEAD, 204, 304) has nothing to decode.
+    if let Some(decoder) = decoder.filter(|_| sent > 0) {
+        let rest = decoder.finish().map_err(undecodable(&hop))?;
+        if body.len() + rest.len() > MAX_STRING_BYTES {
+            return Err(hop.fail(too_big(None)));
+        }
+        body.extend_from_slice(&rest);
+        // What the headers said of the bytes sent is not true of the
+        // decoded body (reqwest's decoders dropped these two as well).
+        headers.retain(|(name, _)| name != "content-encoding" && name != "content-length");
     }
     Ok(Response(Arc::new(Inner {
         status: status.as_u16(),
@@ -219,6 +255,27 @@ pub async fn fetch(request: &Request) -> Result<Response> {
         body,
         seconds: started.elapsed().as_secs_f64(),
     })))
+}
+
+/// What a fetch into memory says it can decode (`decode: true`).
+const ACCEPTED_ENCODINGS: &str = "gzip, br, deflate";
+
+/// The body's `Content-Encoding`, lower-case, unless there is none.
+fn encoding_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty() && v != "identity")
+}
+
+/// A body that does not decode, in fetch's words.
+fn undecodable(hop: &Hop) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |err| {
+        hop.fail(Error::Protocol(format!(
+            "the body could not be decoded: {err} (pass #{{decode: false}} to keep it as sent)"
+        )))
+    }
 }
 
 fn too_big(length: Option<u64>) -> Error {

@@ -68,7 +68,7 @@ pub(super) async fn pump(
         };
         let sent = match (item, decoder.as_mut()) {
             (Ok(bytes), None) => batch.push(bytes).await,
-            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes) {
+            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes).map_err(Decoder::broken) {
                 Ok(plain) => batch.push(Bytes::from(plain)).await,
                 Err(e) => {
                     failure = Some(e);
@@ -88,7 +88,7 @@ pub(super) async fn pump(
     if failure.is_none()
         && let Some(decoder) = decoder
     {
-        match decoder.finish() {
+        match decoder.finish().map_err(Decoder::broken) {
             Ok(rest) => {
                 batch.push(Bytes::from(rest)).await;
             }
@@ -174,19 +174,19 @@ impl Decoder {
     }
 
     /// Decodes `data`; returns what came out of it so far.
-    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+    pub(super) fn feed(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         use std::io::Write;
         let (written, out) = match self {
             Decoder::Gzip(d) => (d.write_all(data), d.get_mut()),
             Decoder::Deflate(d) => (d.write_all(data), d.get_mut()),
             Decoder::Brotli(d) => (d.write_all(data), d.get_mut()),
         };
-        written.map_err(Self::broken)?;
+        written?;
         Ok(std::mem::take(out))
     }
 
     /// The last decoded bytes, once the body has ended.
-    fn finish(self) -> Result<Vec<u8>> {
+    pub(super) fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
             Decoder::Gzip(d) => d.finish(),
             Decoder::Deflate(d) => d.finish(),
@@ -197,9 +197,9 @@ impl Decoder {
                 )
             }),
         }
-        .map_err(Self::broken)
     }
 
+    /// A download's body that does not decode, in words.
     fn broken(e: std::io::Error) -> Error {
         Error::Protocol(format!(
             "the compressed body could not be decoded: {e} (pass #{{decode: false}} to save it as sent)"

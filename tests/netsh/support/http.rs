@@ -8,7 +8,8 @@
 //!   `/loop/a` ⇄ `/loop/b` redirect to each other; `/to?url=U` — 302 to U;
 //! - `/echo` — the request as JSON: method, path, query, headers, body;
 //! - `/json` — a JSON document; `/headers` — repeated and custom headers;
-//! - `/gzip`, `/br`, `/deflate` — `TEXT` compressed that way;
+//! - `/gzip`, `/br`, `/deflate` — `TEXT` compressed that way; `/bad-gzip`
+//!   says gzip and is not;
 //! - `/chunked` — a body in pieces without Content-Length;
 //! - `/slow-body?ms=N` — headers at once, the body after N ms;
 //! - `/huge` — claims 2 GiB, sends nothing;
@@ -368,6 +369,7 @@ async fn handle(
             )),
             "gzip",
         ),
+        ("bad-gzip", _) => compressed(b"this was never gzip".to_vec(), "gzip"),
         ("deflate", _) => compressed(
             encoded(flate2::read::ZlibEncoder::new(
                 TEXT.repeat(20).as_bytes(),
