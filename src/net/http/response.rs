@@ -285,7 +285,7 @@ fn undecodable(hop: &Hop) -> impl Fn(std::io::Error) -> Error + '_ {
 
 fn too_big(length: Option<u64>) -> Error {
     let size = length.map_or_else(|| "more".to_string(), |n| format!("{n} bytes, more"));
-    Error::invalid(format!(
+    Error::TooBig(format!(
         "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
     ))
 }
