@@ -244,6 +244,56 @@ fn decoding_in_memory_is_netshs_own() {
     assert_eq!(out, "this was never gzip");
 }
 
+/// A brotli body of 3 KB that expands to 4 GiB stops at the size limit
+/// with a clear `too_big` error, instead of being decoded whole first.
+#[test]
+fn a_decompression_bomb_stops_at_the_limit() {
+    use std::io::{Read, Write};
+    // 4 GiB of zeros, brotli at quality 5 with a 16 MiB window.
+    let bomb: &[u8] = include_bytes!("support/zeros-4gib.br");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding");
+    let port = listener.local_addr().expect("local addr").port();
+    let server = std::thread::spawn(move || {
+        let Ok((mut peer, _)) = listener.accept() else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match peer.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: br\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bomb.len()
+        );
+        let _ = peer.write_all(head.as_bytes());
+        let _ = peer.write_all(bomb);
+    });
+    // An address-space limit the limit itself fits in (1 GiB decoded) and
+    // the whole bomb does not: without a bound netsh aborts on allocation.
+    let run = Netsh::wrapped(&["prlimit", "--as=3758096384", "--"])
+        .args([
+            "-e",
+            &format!(
+                r#"try {{ fetch("http://127.0.0.1:{port}/bomb") }} catch (e) {{ print(e.kind + " | " + e) }}"#
+            ),
+        ])
+        .output();
+    let _ = server.join();
+    let out = run.stdout();
+    assert_eq!(run.code(), Some(0), "{}", run.explain());
+    assert!(
+        out.starts_with("too_big | ")
+            && out.contains("than a script value may hold")
+            && out.contains("fetch(url, path)"),
+        "{}",
+        run.explain()
+    );
+}
+
 /// A chunked body without Content-Length arrives whole.
 #[test]
 fn a_chunked_body_arrives_whole() {

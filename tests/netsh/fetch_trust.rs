@@ -136,6 +136,31 @@ fn a_refusal_names_who_refused() {
     assert!(origin.seen().iter().all(|s| s.path != "/json"));
 }
 
+/// A proxy's password never reaches an error, even one with an `@` in it
+/// that the proxy URL's reader splits at the first `@`.
+#[test]
+fn a_proxy_password_stays_out_of_errors() {
+    let origin = HttpServer::start();
+    let proxy_port = support::closed_port();
+    let run = Netsh::new()
+        .env(
+            "http_proxy",
+            format!("http://user:pass@word@127.0.0.1:{proxy_port}"),
+        )
+        .args(["-e", &format!(r#"fetch("{}")"#, origin.url("json"))])
+        .output();
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(
+        err.contains(&format!(
+            "connection refused by the proxy 127.0.0.1:{proxy_port} (from http_proxy)"
+        )),
+        "{}",
+        run.explain()
+    );
+    assert!(!err.contains("word") && !err.contains("pass"), "{err}");
+}
+
 /// A cross-origin redirect carries no Referer and no Authorization; a
 /// same-origin one keeps the Authorization.
 #[test]

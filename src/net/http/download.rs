@@ -384,7 +384,7 @@ async fn save(
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty() && v != "identity");
     let decoder = match (&encoding, decode) {
-        (Some(name), true) => Some(Decoder::for_encoding(name).ok_or_else(|| {
+        (Some(name), true) => Some(Decoder::for_encoding(name, usize::MAX).ok_or_else(|| {
             hop.fail(Error::Protocol(format!(
                 "the body is {name}-encoded, which netsh cannot decode; pass #{{decode: false}} to save it as sent"
             )))

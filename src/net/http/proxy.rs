@@ -89,9 +89,15 @@ impl Proxies {
         };
         let proxy_uri = intercept.uri();
         let host = proxy_uri.host().unwrap_or_default();
-        let authority = proxy_uri
-            .authority()
-            .map_or_else(|| host.to_string(), |a| a.as_str().to_string());
+        // hyper-util takes the credentials up to the first `@` out of the
+        // URI; whatever of a password lies past it is still in the authority.
+        let authority = proxy_uri.authority().map_or_else(
+            || host.to_string(),
+            |a| {
+                let text = a.as_str();
+                text.rsplit_once('@').map_or(text, |(_, hp)| hp).to_string()
+            },
+        );
         if let Err(e) = addr::parse_host(host) {
             return Err(Error::invalid(format!(
                 "the proxy {authority} (from {variable}) refused: {}",

@@ -15,7 +15,7 @@ use rhai::{Dynamic, Map};
 use super::client::explain;
 use super::follow::Hop;
 use super::request::Request;
-use super::stream::Decoder;
+use super::stream::{Decoder, OverLimit};
 use crate::error::{Error, Result};
 use crate::limits::MAX_STRING_BYTES;
 use crate::net::helpers;
@@ -203,7 +203,9 @@ pub async fn fetch(request: &Request) -> Result<Response> {
         other => format!("{other:?}"),
     };
     let mut decoder = match encoding_of(response.headers()) {
-        Some(name) if decode => Decoder::for_encoding(&name),
+        // Capped, so a small body that expands to gigabytes stops at the
+        // limit instead of being decoded whole first.
+        Some(name) if decode => Decoder::for_encoding(&name, MAX_STRING_BYTES),
         _ => None,
     };
     let mut headers: Vec<(String, String)> = response
@@ -272,6 +274,9 @@ fn encoding_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
 /// A body that does not decode, in fetch's words.
 fn undecodable(hop: &Hop) -> impl Fn(std::io::Error) -> Error + '_ {
     move |err| {
+        if OverLimit::caused(&err) {
+            return hop.fail(too_big(None));
+        }
         hop.fail(Error::Protocol(format!(
             "the body could not be decoded: {err} (pass #{{decode: false}} to keep it as sent)"
         )))
@@ -280,7 +285,7 @@ fn undecodable(hop: &Hop) -> impl Fn(std::io::Error) -> Error + '_ {
 
 fn too_big(length: Option<u64>) -> Error {
     let size = length.map_or_else(|| "more".to_string(), |n| format!("{n} bytes, more"));
-    Error::invalid(format!(
+    Error::TooBig(format!(
         "the body is {size} than a script value may hold ({MAX_STRING_BYTES} bytes); save it to a file with fetch(url, path)"
     ))
 }

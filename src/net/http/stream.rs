@@ -155,20 +155,69 @@ impl Batch<'_> {
 
 /// A streaming decoder for a `Content-Encoding` (gzip, deflate, br).
 pub(super) enum Decoder {
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
-    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+    Gzip(flate2::write::MultiGzDecoder<Capped>),
+    Deflate(flate2::write::ZlibDecoder<Capped>),
+    Brotli(Box<brotli::DecompressorWriter<Capped>>),
+}
+
+/// Where a [`Decoder`] writes: a buffer that refuses to grow past what the
+/// caller can hold. A few kilobytes of brotli (or a chunk of gzip) can
+/// stand for gigabytes, all of which one `write_all` would produce before
+/// its caller could look at the size.
+pub(super) struct Capped {
+    out: Vec<u8>,
+    /// Decoded bytes still allowed, over the whole body.
+    room: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.room {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                OverLimit,
+            ));
+        }
+        self.room -= buf.len();
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The error a [`Capped`] buffer gives when the decoded body outgrows it.
+#[derive(Debug)]
+pub(super) struct OverLimit;
+
+impl std::fmt::Display for OverLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the decoded body is larger than allowed")
+    }
+}
+
+impl std::error::Error for OverLimit {}
+
+impl OverLimit {
+    /// Did decoding stop because the decoded body outgrew its limit?
+    pub(super) fn caused(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<OverLimit>())
+    }
 }
 
 impl Decoder {
-    pub(super) fn for_encoding(name: &str) -> Option<Decoder> {
+    /// A decoder for `name`, producing at most `limit` bytes in all.
+    pub(super) fn for_encoding(name: &str, limit: usize) -> Option<Decoder> {
+        let out = || Capped {
+            out: Vec::new(),
+            room: limit,
+        };
         Some(match name {
-            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
-            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
-            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(
-                Vec::new(),
-                64 * 1024,
-            ))),
+            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(out())),
+            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(out())),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(out(), 64 * 1024))),
             _ => return None,
         })
     }
@@ -182,15 +231,15 @@ impl Decoder {
             Decoder::Brotli(d) => (d.write_all(data), d.get_mut()),
         };
         written?;
-        Ok(std::mem::take(out))
+        Ok(std::mem::take(&mut out.out))
     }
 
     /// The last decoded bytes, once the body has ended.
     pub(super) fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
-            Decoder::Gzip(d) => d.finish(),
-            Decoder::Deflate(d) => d.finish(),
-            Decoder::Brotli(d) => d.into_inner().map_err(|_| {
+            Decoder::Gzip(d) => d.finish().map(|c| c.out),
+            Decoder::Deflate(d) => d.finish().map(|c| c.out),
+            Decoder::Brotli(d) => d.into_inner().map(|c| c.out).map_err(|_| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     "the brotli stream is incomplete",
