@@ -244,10 +244,9 @@ fn decoding_in_memory_is_netshs_own() {
     assert_eq!(out, "this was never gzip");
 }
 
-/// A brotli body of 3 KB that expands to 4 GiB stops at the size limit
-/// with a clear `too_big` error, instead of being decoded whole first.
-#[test]
-fn a_decompression_bomb_stops_at_the_limit() {
+/// A loopback server that answers one request with a brotli body of 3 KB
+/// that expands to 4 GiB of zeros; its port.
+fn serve_a_decompression_bomb() -> (u16, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};
     // 4 GiB of zeros, brotli at quality 5 with a 16 MiB window.
     let bomb: &[u8] = include_bytes!("support/zeros-4gib.br");
@@ -272,6 +271,14 @@ fn a_decompression_bomb_stops_at_the_limit() {
         let _ = peer.write_all(head.as_bytes());
         let _ = peer.write_all(bomb);
     });
+    (port, server)
+}
+
+/// A brotli body of 3 KB that expands to 4 GiB stops at the size limit
+/// with a clear `too_big` error, instead of being decoded whole first.
+#[test]
+fn a_decompression_bomb_stops_at_the_limit() {
+    let (port, server) = serve_a_decompression_bomb();
     // An address-space limit the limit itself fits in (1 GiB decoded) and
     // the whole bomb does not: without a bound netsh aborts on allocation.
     let run = Netsh::wrapped(&["prlimit", "--as=3758096384", "--"])
@@ -292,6 +299,36 @@ fn a_decompression_bomb_stops_at_the_limit() {
         "{}",
         run.explain()
     );
+}
+
+/// The same bomb downloaded to a file: decoded a slice at a time, each
+/// slice's output bounded, so it fails in words (under an address-space
+/// limit a 4 GiB allocation would abort) instead of taking the process.
+#[test]
+fn a_decompression_bomb_in_a_download_fails_in_words() {
+    let (port, server) = serve_a_decompression_bomb();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dest = dir.path().join("bomb.txt");
+    let run = Netsh::wrapped(&["prlimit", "--as=3758096384", "--"])
+        .args([
+            "-e",
+            &format!(
+                r#"try {{ fetch("http://127.0.0.1:{port}/bomb", "{}", #{{progress: false}}) }} catch (e) {{ print(e.kind + " | " + e) }}"#,
+                dest.display()
+            ),
+        ])
+        .output();
+    let _ = server.join();
+    let out = run.stdout();
+    assert_eq!(run.code(), Some(0), "{}", run.explain());
+    assert!(
+        out.starts_with("protocol | ")
+            && out.contains("decompression bomb")
+            && out.contains("decode: false"),
+        "{}",
+        run.explain()
+    );
+    assert!(!dest.exists(), "the bomb reached its final name");
 }
 
 /// A chunked body without Content-Length arrives whole.

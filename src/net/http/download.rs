@@ -40,7 +40,7 @@ use super::follow::{self, Hop};
 use super::names::{name_from_response, name_from_url};
 use super::part::{Part, part_path};
 use super::request::Request;
-use super::stream::{Decoder, pump};
+use super::stream::{Decoder, MAX_PIECE_OUTPUT, pump};
 use super::strict;
 use crate::error::{Error, Result};
 use crate::net::{
@@ -384,7 +384,7 @@ async fn save(
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| !v.is_empty() && v != "identity");
     let decoder = match (&encoding, decode) {
-        (Some(name), true) => Some(Decoder::for_encoding(name, usize::MAX).ok_or_else(|| {
+        (Some(name), true) => Some(Decoder::for_encoding(name, usize::MAX, MAX_PIECE_OUTPUT).ok_or_else(|| {
             hop.fail(Error::Protocol(format!(
                 "the body is {name}-encoded, which netsh cannot decode; pass #{{decode: false}} to save it as sent"
             )))

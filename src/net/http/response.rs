@@ -205,7 +205,7 @@ pub async fn fetch(request: &Request) -> Result<Response> {
     let mut decoder = match encoding_of(response.headers()) {
         // Capped, so a small body that expands to gigabytes stops at the
         // limit instead of being decoded whole first.
-        Some(name) if decode => Decoder::for_encoding(&name, MAX_STRING_BYTES),
+        Some(name) if decode => Decoder::for_encoding(&name, MAX_STRING_BYTES, MAX_STRING_BYTES),
         _ => None,
     };
     let mut headers: Vec<(String, String)> = response

@@ -68,13 +68,28 @@ pub(super) async fn pump(
         };
         let sent = match (item, decoder.as_mut()) {
             (Ok(bytes), None) => batch.push(bytes).await,
-            (Ok(bytes), Some(decoder)) => match decoder.feed(&bytes).map_err(Decoder::broken) {
-                Ok(plain) => batch.push(Bytes::from(plain)).await,
-                Err(e) => {
-                    failure = Some(e);
+            (Ok(bytes), Some(decoder)) => {
+                // A slice at a time, each slice's output on its way to disk
+                // before the next is decoded: memory stays bounded however
+                // far the body expands.
+                let mut sent = true;
+                for piece in bytes.chunks(FEED_SLICE) {
+                    match decoder.feed(piece).map_err(Decoder::broken) {
+                        Ok(plain) => sent = batch.push(Bytes::from(plain)).await,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    if !sent {
+                        break;
+                    }
+                }
+                if failure.is_some() {
                     break;
                 }
-            },
+                sent
+            }
             (Err(e), _) => {
                 failure = Some(e);
                 break;
@@ -168,7 +183,17 @@ pub(super) struct Capped {
     out: Vec<u8>,
     /// Decoded bytes still allowed, over the whole body.
     room: usize,
+    /// Decoded bytes held at once, between two takes of `out`.
+    burst: usize,
 }
+
+/// Compressed bytes a download decodes at a time ([`pump`]); with
+/// [`MAX_PIECE_OUTPUT`], no real body is refused (gzip and deflate expand
+/// at most about 1,032×) while a bomb (3 KB of brotli standing for 4 GiB)
+/// stops at 64 MiB held instead of aborting on a 4 GiB allocation.
+pub(super) const FEED_SLICE: usize = 4 << 10;
+/// The most one slice of a download's body may decode to.
+pub(super) const MAX_PIECE_OUTPUT: usize = 64 << 20;
 
 impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -176,6 +201,16 @@ impl std::io::Write for Capped {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::FileTooLarge,
                 OverLimit,
+            ));
+        }
+        if self.out.len() + buf.len() > self.burst {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "{} KiB of it expand past {} MiB, which no real body does (a decompression bomb)",
+                    FEED_SLICE >> 10,
+                    self.burst >> 20
+                ),
             ));
         }
         self.room -= buf.len();
@@ -208,11 +243,13 @@ impl OverLimit {
 }
 
 impl Decoder {
-    /// A decoder for `name`, producing at most `limit` bytes in all.
-    pub(super) fn for_encoding(name: &str, limit: usize) -> Option<Decoder> {
+    /// A decoder for `name`, producing at most `limit` bytes in all and
+    /// holding at most `burst` of them at once (between two `feed`s).
+    pub(super) fn for_encoding(name: &str, limit: usize, burst: usize) -> Option<Decoder> {
         let out = || Capped {
             out: Vec::new(),
             room: limit,
+            burst,
         };
         Some(match name {
             "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(out())),
