@@ -76,6 +76,11 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         if let Some(line) = capture::packet_line(&map) {
             return line;
         }
+        if indent == 0
+            && let Some(text) = crate::net::locate::dns_answer_text(&map)
+        {
+            return text;
+        }
         let items: Vec<String> = map
             .iter()
             .map(|(k, v)| format!("{}: {}", key(k), render(engine, v, indent + 4)))

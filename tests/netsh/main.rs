@@ -30,6 +30,7 @@ mod bad_input;
 mod capture;
 mod cli;
 mod concurrency;
+mod dns;
 mod docs;
 mod download;
 mod errors;

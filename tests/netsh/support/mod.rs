@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod nginx;
+pub mod unbound;
 pub mod wire;
 
 use std::{
