@@ -39,6 +39,7 @@ mod fetch_trust;
 mod handshake;
 mod interact;
 mod names_ports;
+mod ping;
 mod plugins;
 mod receiver;
 mod receiver_rules;

@@ -1,13 +1,17 @@
 //! Locating a host (lessons 1.1–1.3): asking a DNS server directly, as
-//! `dig` does (`dns`, `dns_many`).
+//! `dig` does (`dns`, `dns_many`), and whether a host answers (`ping`).
 //!
 //! - `dns/` — questions, the wire, answers as data and as dig-like text
+//! - `icmp.rs` — echo requests on a raw or ping socket, replies and ICMP errors
+//! - `ping.rs` — `ping`'s schedule, live lines and statistics
 //!
 //! Each function parses and checks every argument first; the point where
 //! everything is parsed and nothing is sent yet is the line before the
 //! `dns::query…` call.
 
 pub mod dns;
+pub mod icmp;
+pub mod ping;
 
 use rhai::plugin::*;
 
@@ -145,6 +149,50 @@ mod api {
             .unwrap_or(super::DEFAULT_CONCURRENCY);
         // Everything is parsed; nothing has been sent.
         dns::query_many(&questions, &settings, concurrency).map_err(fail("dns_many"))
+    }
+
+    /// Sends 4 ICMP echo requests to `host`, a second apart, as `ping -c 4`.
+    /// See `ping(host, options)`.
+    ///
+    /// ```rhai
+    /// ping("127.0.0.1").received      // 4
+    /// ```
+    ///
+    /// Fails when: `host` is not an IP address or a name that resolves;
+    /// neither a raw socket (CAP_NET_RAW) nor a ping socket
+    /// (`net.ipv4.ping_group_range`) is allowed (kind `permission`).
+    #[rhai_fn(name = "ping", return_raw)]
+    pub fn ping_default(host: &str) -> ScriptResult<Map> {
+        ping(host, Map::new())
+    }
+
+    /// Sends ICMP echo requests to `host` (IPv4 or IPv6) and returns
+    /// `#{host, addr, sent, received, errors, loss, min_ms, avg_ms, max_ms,
+    /// mdev_ms, replies: [#{seq, ttl, ms, from}], icmp_errors, socket}`.
+    /// An ICMP error (unreachable, TTL exceeded) is counted in `errors`,
+    /// never as a reply. Options: `count` (4), `interval` (ms, 1000; below
+    /// 200 only with CAP_NET_RAW, as ping), `size` (payload bytes, 56),
+    /// `ttl`, `timeout` (ms to wait for the last reply, 2000), `live`
+    /// (print each reply as it arrives; on in the REPL). Without
+    /// CAP_NET_RAW it uses a ping socket; Ctrl-C ends it with the summary.
+    ///
+    /// ```rhai
+    /// let p = ping("::1", #{count: 3, interval: 200});
+    /// p.loss;                         // 0.0
+    /// p.replies.map(|r| r.seq)        // [1, 2, 3]
+    /// ```
+    ///
+    /// Fails when: `host` does not parse or resolve; `count` is not 1 or
+    /// more; `interval` is negative; `ttl` is not 1–255; `size` is over
+    /// 65507; an option is unknown; neither socket kind is allowed (kind
+    /// `permission`, saying how to allow one); an interval below 200 ms
+    /// without CAP_NET_RAW.
+    #[rhai_fn(name = "ping", return_raw)]
+    pub fn ping(host: &str, options: Map) -> ScriptResult<Map> {
+        let plan = super::ping::Plan::new(host, &options).map_err(fail("ping"))?;
+        let socket = super::ping::open(&plan).map_err(fail("ping"))?;
+        // Everything is parsed and the socket is open; nothing has been sent.
+        super::ping::run(&plan, &socket).map_err(fail("ping"))
     }
 
     /// `dns_many(names, type, #{})`: the system's DNS server.
