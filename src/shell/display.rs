@@ -66,6 +66,11 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         if let Some(table) = packet_table(&array, indent) {
             return table;
         }
+        if indent == 0
+            && let Some(text) = crate::net::locate::hops_text(&array)
+        {
+            return text;
+        }
         let items: Vec<String> = array
             .iter()
             .map(|v| render(engine, v, indent + 4))

@@ -434,3 +434,28 @@ fn bad_input_fails_before_sending() {
     let mut buf = [0u8; 512];
     assert!(socket.recv_from(&mut buf).is_err(), "something was sent");
 }
+
+/// The bundled `locate` scenario asks the DNS server it is given for each
+/// record type and shows the answer, as dig would.
+#[test]
+fn locate_scenario_asks_each_record_type() {
+    let Some(server) = Unbound::start("dns::locate_scenario_asks_each_record_type") else {
+        return;
+    };
+    let run = Netsh::in_checkout()
+        .args(["scripts/locate.rhai", "localhost", &server.server()])
+        .ok();
+    let out = run.stdout();
+    assert!(
+        out.contains(r#"localhost A: NOERROR ["127.0.0.1"]"#),
+        "{}",
+        run.explain()
+    );
+    for rtype in ["AAAA", "MX", "NS", "TXT", "SOA", "SRV", "CAA"] {
+        assert!(
+            out.contains(&format!("localhost {rtype}: ")),
+            "{rtype}: {out}"
+        );
+    }
+    assert!(out.contains(&format!("[{}, ", server.server())), "{out}");
+}

@@ -49,6 +49,7 @@ mod scan;
 mod tcp;
 mod tls;
 mod tls_trust;
+mod traceroute;
 mod transfer;
 mod udp;
 mod unix;

@@ -60,7 +60,7 @@ pub struct IcmpSocket {
 }
 
 /// The words for when neither socket may be opened.
-fn refused(v6: bool) -> Error {
+pub fn refused(v6: bool) -> Error {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range")
         .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into());

@@ -4,6 +4,7 @@
 //! - `dns/` — questions, the wire, answers as data and as dig-like text
 //! - `icmp.rs` — echo requests on a raw or ping socket, replies and ICMP errors
 //! - `ping.rs` — `ping`'s schedule, live lines and statistics
+//! - `traceroute.rs` — probes with rising TTLs, a window at a time, and who answered
 //!
 //! Each function parses and checks every argument first; the point where
 //! everything is parsed and nothing is sent yet is the line before the
@@ -12,6 +13,7 @@
 pub mod dns;
 pub mod icmp;
 pub mod ping;
+pub mod traceroute;
 
 use rhai::plugin::*;
 
@@ -23,6 +25,11 @@ pub fn module() -> Module {
 /// The dig-like text of a `dns()` answer, for the REPL's printing.
 pub fn dns_answer_text(m: &rhai::Map) -> Option<String> {
     dns::show::answer_text(m)
+}
+
+/// A traceroute result as `traceroute -n` prints it, for the REPL.
+pub fn hops_text(items: &rhai::Array) -> Option<String> {
+    traceroute::hops_text(items)
 }
 
 /// The options `dns_many` knows: `dns`'s and how many questions may be
@@ -193,6 +200,46 @@ mod api {
         let socket = super::ping::open(&plan).map_err(fail("ping"))?;
         // Everything is parsed and the socket is open; nothing has been sent.
         super::ping::run(&plan, &socket).map_err(fail("ping"))
+    }
+
+    /// The routers on the way to `host`, as `traceroute -n`. See
+    /// `traceroute(host, options)`.
+    ///
+    /// ```rhai
+    /// traceroute("10.91.4.2").map(|h| h.addr)
+    /// ```
+    ///
+    /// Fails when: `host` does not parse or resolve, or is IPv6; there is
+    /// no CAP_NET_RAW (kind `permission`).
+    #[rhai_fn(name = "traceroute", return_raw)]
+    pub fn traceroute_default(host: &str) -> ScriptResult<Array> {
+        traceroute(host, Map::new())
+    }
+
+    /// The routers on the way to `host` (IPv4): probes with TTL 1, 2, 3…,
+    /// eight TTLs at a time, each router answering "time exceeded". Returns
+    /// `[#{hop, addr, ms: [..], name}]` up to and including the
+    /// destination; `addr` is `()` for a hop that stayed silent. Options:
+    /// `proto` (`"udp"` to ports 33434 and up, as traceroute; `"icmp"`
+    /// echo; `"tcp"` SYN to `port`, 80), `max_hops` (30, at most 255),
+    /// `queries` per hop (3), `timeout` (ms to wait for a window of
+    /// TTLs, 2000), `names` (false: look up each hop's name). Needs
+    /// CAP_NET_RAW to hear the routers.
+    ///
+    /// ```rhai
+    /// for h in traceroute("10.91.4.2", #{proto: "icmp", queries: 1}) { print(`${h.hop} ${h.addr}`) }
+    /// ```
+    ///
+    /// Fails when: `host` does not parse or resolve, or is IPv6; `proto`
+    /// is not udp, icmp or tcp; `max_hops` is not 1–255; `queries` not
+    /// 1–10; an option is unknown; there is no CAP_NET_RAW (kind
+    /// `permission`, saying how to allow it).
+    #[rhai_fn(name = "traceroute", return_raw)]
+    pub fn traceroute(host: &str, options: Map) -> ScriptResult<Array> {
+        let plan = super::traceroute::Plan::new(host, &options).map_err(fail("traceroute"))?;
+        let raw = super::traceroute::open().map_err(fail("traceroute"))?;
+        // Everything is parsed and the socket is open; nothing has been sent.
+        super::traceroute::run(&plan, raw).map_err(fail("traceroute"))
     }
 
     /// `dns_many(names, type, #{})`: the system's DNS server.

@@ -5,6 +5,7 @@
 //! `main.rs` declares it once; each test file uses what it needs.
 
 pub mod http;
+pub mod lab;
 pub mod nginx;
 pub mod unbound;
 pub mod wire;
