@@ -11,7 +11,8 @@ pub mod record;
 pub mod show;
 pub mod wire;
 
-use futures_util::StreamExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use hickory_proto::op::Query;
 use hickory_proto::rr::RecordType;
 use rhai::{Array, Dynamic, Map};
@@ -63,13 +64,34 @@ pub fn query_many(
     settings: &Settings,
     concurrency: usize,
 ) -> Result<Array> {
-    let answers = runtime::block_on(async {
-        Ok(futures_util::stream::iter(questions)
-            .map(|q| wire::ask(&q.query, settings))
-            .buffered(concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await)
+    // `concurrency` askers, each with one socket for all its questions,
+    // take the next question as they finish one.
+    let next = AtomicUsize::new(0);
+    let asker = |_| async {
+        let socket = match settings.tcp {
+            true => None,
+            false => Some(wire::udp_socket(settings.server).await?),
+        };
+        let mut answered = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(q) = questions.get(i) else { break };
+            answered.push((i, wire::ask_on(socket.as_ref(), &q.query, settings).await));
+        }
+        Ok::<_, crate::error::Error>(answered)
+    };
+    let askers = concurrency.clamp(1, questions.len().max(1));
+    let answered = runtime::block_on(async {
+        futures_util::future::try_join_all((0..askers).map(asker)).await
     })?;
+    let mut answers: Vec<Option<Result<wire::Answer>>> =
+        (0..questions.len()).map(|_| None).collect();
+    for (i, answer) in answered.into_iter().flatten() {
+        answers[i] = Some(answer);
+    }
+    let answers = answers
+        .into_iter()
+        .map(|a| a.unwrap_or(Err(crate::error::Error::Interrupted)));
     Ok(questions
         .iter()
         .zip(answers)

@@ -50,6 +50,13 @@ pub fn request(query: &Query, settings: &Settings) -> Result<(u16, Vec<u8>)> {
 
 /// Asks `settings.server` `query`, within the timeout.
 pub async fn ask(query: &Query, settings: &Settings) -> Result<Answer> {
+    ask_on(None, query, settings).await
+}
+
+/// As [`ask`], on `udp` (a socket from [`udp_socket`]) when given: a
+/// bulk asker reuses one socket for many questions instead of opening one
+/// each time.
+pub async fn ask_on(udp: Option<&UdpSocket>, query: &Query, settings: &Settings) -> Result<Answer> {
     let (id, bytes) = request(query, settings)?;
     let server = settings.server;
     let start = Instant::now();
@@ -57,7 +64,13 @@ pub async fn ask(query: &Query, settings: &Settings) -> Result<Answer> {
         if settings.tcp {
             return Ok((over_tcp(server, id, query, &bytes).await?, true));
         }
-        let message = over_udp(server, id, query, &bytes).await?;
+        let message = match udp {
+            Some(socket) => over_udp(socket, server, id, query, &bytes).await?,
+            None => {
+                let socket = udp_socket(server).await?;
+                over_udp(&socket, server, id, query, &bytes).await?
+            }
+        };
         if message.metadata.truncation {
             return Ok((over_tcp(server, id, query, &bytes).await?, true));
         }
@@ -81,7 +94,9 @@ pub async fn ask(query: &Query, settings: &Settings) -> Result<Answer> {
     })
 }
 
-async fn over_udp(server: SocketAddr, id: u16, query: &Query, bytes: &[u8]) -> Result<Message> {
+/// A UDP socket connected to `server` (so ICMP port unreachable comes
+/// back as ECONNREFUSED, and only the server's datagrams arrive).
+pub async fn udp_socket(server: SocketAddr) -> Result<UdpSocket> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -93,6 +108,16 @@ async fn over_udp(server: SocketAddr, id: u16, query: &Query, bytes: &[u8]) -> R
         .connect(server)
         .await
         .map_err(|e| Error::io(format!("sending to {server}"), Some(server), e))?;
+    Ok(socket)
+}
+
+async fn over_udp(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    id: u16,
+    query: &Query,
+    bytes: &[u8],
+) -> Result<Message> {
     let mut buf = vec![0u8; 65535];
     loop {
         socket.send(bytes).await.map_err(|e| udp_error(server, e))?;
