@@ -459,3 +459,42 @@ fn locate_scenario_asks_each_record_type() {
     }
     assert!(out.contains(&format!("[{}, ", server.server())), "{out}");
 }
+
+/// `dnssec: true` sets the DO bit in the question's EDNS record (and the
+/// default leaves it clear): read off the datagram a test socket receives.
+#[test]
+fn dnssec_sets_the_do_bit() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    for (opts, expected) in [(", dnssec: true", 0x80u8), ("", 0x00)] {
+        let _ = Netsh::new()
+            .args([
+                "-e",
+                &format!(r#"try {{ dns("x.test", "A", #{{server: "{addr}", timeout: 300{opts}}}) }} catch {{ }}"#),
+            ])
+            .output();
+        let mut buf = [0u8; 512];
+        let (n, _) = socket.recv_from(&mut buf).unwrap();
+        // The OPT record closes the question: root name, type 41, the UDP
+        // size, extended RCODE, version, then the flags whose top bit is DO.
+        let opt = &buf[n - 11..n];
+        assert_eq!(
+            opt[..3],
+            [0, 0, 41],
+            "no EDNS record at the end: {:02x?}",
+            &buf[..n]
+        );
+        assert_eq!(opt[7], expected, "{opts:?}: {:02x?}", opt);
+        // Drain the resends of that question.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while socket.recv_from(&mut buf).is_ok() {}
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+}
