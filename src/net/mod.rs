@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod helpers;
 pub mod http;
 pub mod interact;
+pub mod locate;
 pub mod names;
 pub mod options;
 pub mod ports;
@@ -51,6 +52,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "transfer", about: "file upload, verified and resumable, or raw like nc (lesson 1.6)", module: transfer::module },
     Capability { name: "http", about: "URLs: fetch, a download with resume, like curl and wget (lesson 1.8)", module: http::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
+    Capability { name: "locate", about: "locating a host: DNS records like dig, ping, traceroute (lessons 1.1-1.3)", module: locate::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
 ];
 

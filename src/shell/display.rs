@@ -66,6 +66,11 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
         if let Some(table) = packet_table(&array, indent) {
             return table;
         }
+        if indent == 0
+            && let Some(text) = crate::net::locate::hops_text(&array)
+        {
+            return text;
+        }
         let items: Vec<String> = array
             .iter()
             .map(|v| render(engine, v, indent + 4))
@@ -75,6 +80,11 @@ fn render(engine: &Engine, value: &Dynamic, indent: usize) -> String {
     if let Some(map) = value.read_lock::<Map>() {
         if let Some(line) = capture::packet_line(&map) {
             return line;
+        }
+        if indent == 0
+            && let Some(text) = crate::net::locate::dns_answer_text(&map)
+        {
+            return text;
         }
         let items: Vec<String> = map
             .iter()

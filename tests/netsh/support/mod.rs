@@ -5,7 +5,9 @@
 //! `main.rs` declares it once; each test file uses what it needs.
 
 pub mod http;
+pub mod lab;
 pub mod nginx;
+pub mod unbound;
 pub mod wire;
 
 use std::{
@@ -120,6 +122,25 @@ impl Netsh {
         steps.extend_from_slice(setup);
         let script = format!("{} && exec \"$0\" \"$@\"", steps.join(" && "));
         Self::wrapped(&["unshare", "--net", "sh", "-c", &script])
+    }
+
+    /// `netsh` as `nobody` (as [`Netsh::nobody`]) in a network namespace
+    /// of its own (as [`Netsh::in_netns`]), after `setup` ran there as root:
+    /// per-namespace sysctls such as `net.ipv4.ping_group_range`.
+    pub fn nobody_in_netns(setup: &[&str]) -> Self {
+        let mut steps = vec!["ip link set lo up"];
+        steps.extend_from_slice(setup);
+        let script = format!(
+            "{} && exec {} \"$0\" \"$@\"",
+            steps.join(" && "),
+            NOBODY.join(" ")
+        );
+        Self::build(&["unshare", "--net", "sh", "-c", &script], |home| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o777))
+                .expect("opening the temp home to nobody");
+            world_readable_copy(&netsh_bin(), home)
+        })
     }
 
     /// The temporary home (working directory) of this command.
