@@ -17,6 +17,7 @@ pub mod names;
 pub mod options;
 pub mod ports;
 pub mod progress;
+pub mod relay;
 pub mod scan;
 pub mod serve;
 pub mod shared;
@@ -52,6 +53,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "http", about: "URLs: fetch, a download with resume, like curl and wget (lesson 1.8)", module: http::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
+    Capability { name: "relay", about: "relays and proxies: relay, forward, like socat and rinetd", module: relay::module },
 ];
 
 /// Registers every capability's functions into the global namespace, as

@@ -1,0 +1,144 @@
+//! Reaching a forward's target from the runtime: TCP (each resolved
+//! address in turn, within the timeout) or a Unix socket. Each outgoing TCP
+//! socket is bound before it connects and its local address noted, so the
+//! forward can recognise a connection that comes back to itself (a target
+//! that is, under another name, its own listening address) and refuse it
+//! instead of relaying it into a connection storm.
+
+use std::{
+    collections::HashSet,
+    io::ErrorKind,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tokio::net::TcpSocket;
+
+use crate::error::{Error, Result};
+use crate::net::addr::{self, UnixAddr};
+use crate::net::tcp::{Dest, Stream};
+
+/// The local addresses of a forward's outgoing connections still open.
+#[derive(Default)]
+pub struct Own(Mutex<HashSet<SocketAddr>>);
+
+impl Own {
+    pub fn contains(&self, addr: SocketAddr) -> bool {
+        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+        self.0.lock().map(|s| s.contains(&addr)).unwrap_or(false)
+    }
+
+    fn insert(&self, addr: SocketAddr) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(SocketAddr::new(addr.ip().to_canonical(), addr.port()));
+        }
+    }
+
+    pub fn remove(&self, addr: Option<SocketAddr>) {
+        if let (Some(addr), Ok(mut s)) = (addr, self.0.lock()) {
+            s.remove(&SocketAddr::new(addr.ip().to_canonical(), addr.port()));
+        }
+    }
+}
+
+/// Connects to `dest` within `timeout`; returns the socket and, for TCP,
+/// its local address (noted in `own` until the caller removes it).
+pub async fn connect(dest: &Dest, timeout: Duration, own: &Own) -> Result<(Stream, Option<SocketAddr>)> {
+    match dest {
+        Dest::Net(target) => {
+            let addrs = addr::lookup(target).await?;
+            let mut last = None;
+            for addr in addrs {
+                match tcp(addr, timeout, own).await {
+                    Ok(done) => return Ok(done),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::Resolve {
+                host: target.host.clone(),
+                reason: "the name has no addresses".into(),
+            }))
+        }
+        Dest::Unix(path) => unix(path, timeout).await.map(|s| (s, None)),
+    }
+}
+
+async fn tcp(addr: SocketAddr, timeout: Duration, own: &Own) -> Result<(Stream, Option<SocketAddr>)> {
+    let failed = |e| Error::io(format!("connecting to {addr}"), Some(addr), e);
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(failed)?;
+    let any = match addr {
+        SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    socket.bind(SocketAddr::new(any, 0)).map_err(failed)?;
+    let local = socket.local_addr().map_err(failed)?;
+    own.insert(local);
+    let attempt = crate::runtime::within(timeout, || format!("connecting to {addr}"), async {
+        socket.connect(addr).await.map_err(failed)
+    })
+    .await;
+    let stream = match attempt {
+        Ok(stream) => stream,
+        Err(e) => {
+            own.remove(Some(local));
+            return Err(e);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    // The local address is only known for sure now when bound to "any".
+    let local_now = stream.local_addr().unwrap_or(local);
+    if local_now != local {
+        own.remove(Some(local));
+        own.insert(local_now);
+    }
+    let stream = stream
+        .into_std()
+        .map_err(|e| Error::io("taking over the socket", None, e))?;
+    Ok((Stream::Tcp(stream), Some(local_now)))
+}
+
+/// A non-blocking connect to a Unix socket; a full backlog is retried
+/// until `timeout`, as `connect("unix:…")` does.
+async fn unix(path: &UnixAddr, timeout: Duration) -> Result<Stream> {
+    let target = path.sockaddr()?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+            .map_err(|e| Error::io("creating a socket", None, e))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("creating a socket", None, e))?;
+        match socket.connect(&target) {
+            Ok(()) => return Ok(Stream::Unix(socket.into())),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::NotFound(format!("no socket at {path}")));
+            }
+            Err(e) => return Err(Error::io(format!("connecting to {path}"), None, e)),
+        }
+    }
+}
+
+/// Is `target` (an address literal) the listening address `bind` itself?
+/// Names are caught later, when a connection comes back ([`Own`]).
+pub fn is_self(bind: SocketAddr, dest: &Dest) -> bool {
+    let Dest::Net(target) = dest else {
+        return false;
+    };
+    let Ok(ip) = addr::parse_ip(&target.host) else {
+        return false;
+    };
+    if target.port != bind.port() {
+        return false;
+    }
+    let ip = ip.to_canonical();
+    let bound = bind.ip().to_canonical();
+    ip == bound || (bound.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+}
