@@ -42,6 +42,7 @@ mod plugins;
 mod receiver;
 mod receiver_rules;
 mod record;
+mod relay;
 mod repl;
 mod scan;
 mod tcp;

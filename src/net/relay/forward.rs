@@ -105,10 +105,9 @@ impl Forward {
             last_told: Mutex::new(None),
         });
         handle.spawn(accept_loop(state.clone(), listener));
-        state.announce.event(&format!(
-            "relaying {} → {}",
-            state.addr, state.target
-        ));
+        state
+            .announce
+            .event(&format!("relaying {} → {}", state.addr, state.target));
         if let Some(tls) = &state.settings.tls
             && !state.settings.quiet
         {
@@ -321,7 +320,12 @@ async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>
     };
     let target_name = state.target.to_string();
     if let Some(on_open) = &s.on_open {
-        call(state, on_open, settings::info(&peer_name, &target_name, None)).await;
+        call(
+            state,
+            on_open,
+            settings::info(&peer_name, &target_name, None),
+        )
+        .await;
     }
     state
         .announce
@@ -344,7 +348,12 @@ async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>
     ));
     if let Some(on_close) = &s.on_close {
         let totals = Some((a_to_b, b_to_a, ends.seconds()));
-        call(state, on_close, settings::info(&peer_name, &target_name, totals)).await;
+        call(
+            state,
+            on_close,
+            settings::info(&peer_name, &target_name, totals),
+        )
+        .await;
     }
 }
 

@@ -81,7 +81,12 @@ fn relay(a: &Conn, b: &Conn) -> Result<Map> {
 }
 
 /// `forward(listen, target, options)`: everything parsed, then started.
-fn forward(ctx: &NativeCallContext, bind: &Dynamic, target: &str, options: &Map) -> Result<Dynamic> {
+fn forward(
+    ctx: &NativeCallContext,
+    bind: &Dynamic,
+    target: &str,
+    options: &Map,
+) -> Result<Dynamic> {
     let bind = bind_of(bind)?;
     let dest = crate::net::tcp::parse_dest(target)?;
     if let crate::net::tcp::Dest::Net(t) = &dest {

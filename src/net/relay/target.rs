@@ -44,7 +44,11 @@ impl Own {
 
 /// Connects to `dest` within `timeout`; returns the socket and, for TCP,
 /// its local address (noted in `own` until the caller removes it).
-pub async fn connect(dest: &Dest, timeout: Duration, own: &Own) -> Result<(Stream, Option<SocketAddr>)> {
+pub async fn connect(
+    dest: &Dest,
+    timeout: Duration,
+    own: &Own,
+) -> Result<(Stream, Option<SocketAddr>)> {
     match dest {
         Dest::Net(target) => {
             let addrs = addr::lookup(target).await?;
@@ -64,7 +68,11 @@ pub async fn connect(dest: &Dest, timeout: Duration, own: &Own) -> Result<(Strea
     }
 }
 
-async fn tcp(addr: SocketAddr, timeout: Duration, own: &Own) -> Result<(Stream, Option<SocketAddr>)> {
+async fn tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+    own: &Own,
+) -> Result<(Stream, Option<SocketAddr>)> {
     let failed = |e| Error::io(format!("connecting to {addr}"), Some(addr), e);
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),

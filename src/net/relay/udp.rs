@@ -190,7 +190,11 @@ impl Job for UdpForward {
 
 impl std::fmt::Debug for UdpForward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.is_stopped() { "stopped" } else { "running" };
+        let state = if self.is_stopped() {
+            "stopped"
+        } else {
+            "running"
+        };
         write!(
             f,
             "UdpForward #{} (udp {} → {}, {state}, {} sessions)",
@@ -269,13 +273,23 @@ async fn session_for(
         let info = settings::info(&client.to_string(), &state.target.to_string(), None);
         call(state, on_open, info).await;
     }
-    tokio::spawn(replies(state.clone(), listen.clone(), client, session.clone()));
+    tokio::spawn(replies(
+        state.clone(),
+        listen.clone(),
+        client,
+        session.clone(),
+    ));
     Some(session)
 }
 
 /// Sends the target's replies on this session back to its client, until
 /// the session is idle for too long or the forward stops.
-async fn replies(state: Arc<State>, listen: Arc<UdpSocket>, client: SocketAddr, session: Arc<Session>) {
+async fn replies(
+    state: Arc<State>,
+    listen: Arc<UdpSocket>,
+    client: SocketAddr,
+    session: Arc<Session>,
+) {
     let idle = state.settings.idle;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut down = 0u64;
