@@ -17,6 +17,7 @@ pub mod names;
 pub mod options;
 pub mod ports;
 pub mod progress;
+pub mod proxy;
 pub mod relay;
 pub mod scan;
 pub mod serve;
