@@ -19,9 +19,11 @@ use tokio::sync::{Semaphore, watch};
 
 use super::pump::{self, End, Ends};
 use super::settings::{self, Settings};
+use super::socks;
 use super::splice;
 use super::target::{self, Own};
 use crate::error::{Error, Result};
+use crate::net::proxy::socks5;
 use crate::net::serve::Announcer;
 use crate::net::tcp::{Bind, Conn, Dest, Endpoint, ListenSocket, Stream};
 use crate::runtime::{
@@ -36,7 +38,7 @@ pub struct Forward(Arc<State>);
 pub struct State {
     id: u64,
     addr: Endpoint,
-    target: Dest,
+    route: Route,
     settings: Settings,
     token: CancellationToken,
     served: AtomicU64,
@@ -55,42 +57,65 @@ pub struct State {
     last_told: Mutex<Option<(Instant, u64)>>,
 }
 
+/// Where a forward's connections go.
+pub enum Route {
+    /// `forward`: always to this target.
+    To(Dest),
+    /// `socks_serve`: where each SOCKS5 client asks, within the rules.
+    Socks(super::socks::Rules),
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::To(dest) => write!(f, "{dest}"),
+            Route::Socks(_) => f.write_str("SOCKS5 clients' destinations"),
+        }
+    }
+}
+
 /// How often a target that keeps failing is reported.
 const TELL_EVERY: Duration = Duration::from_secs(5);
 
 impl Forward {
     /// Binds `bind` and starts relaying to `target`. Everything was checked
     /// by the caller; this is where the network is first touched.
-    pub fn start(bind: &Bind, target: Dest, settings: Settings) -> Result<Forward> {
-        if let Bind::Ip(ip) = bind
-            && ip.port() != 0
-            && target::is_self(*ip, &target)
-        {
-            return Err(own_address(&target));
-        }
-        if let (Bind::Unix(a), Dest::Unix(b)) = (bind, &target)
-            && a == b
-        {
-            return Err(own_address(&target));
+    pub fn start(bind: &Bind, route: Route, settings: Settings) -> Result<Forward> {
+        if let Route::To(target) = &route {
+            if let Bind::Ip(ip) = bind
+                && ip.port() != 0
+                && target::is_self(*ip, target)
+            {
+                return Err(own_address(target));
+            }
+            if let (Bind::Unix(a), Dest::Unix(b)) = (bind, target)
+                && a == b
+            {
+                return Err(own_address(target));
+            }
         }
         let handle = runtime::handle().clone();
         let (listener, addr) = {
             let _entered = handle.enter();
             ListenSocket::bind(bind)?
         };
-        if let Some(ip) = addr.ip()
-            && target::is_self(ip, &target)
+        if let (Some(ip), Route::To(target)) = (addr.ip(), &route)
+            && target::is_self(ip, target)
         {
-            return Err(own_address(&target));
+            return Err(own_address(target));
         }
+        let kind = match route {
+            Route::To(_) => "forward",
+            Route::Socks(_) => "socks_serve",
+        };
         let label = match addr.ip() {
-            Some(ip) => format!("forward {}", ip.port()),
-            None => format!("forward {addr}"),
+            Some(ip) => format!("{kind} {}", ip.port()),
+            None => format!("{kind} {addr}"),
         };
         let state = Arc::new(State {
             id: jobs::next_id(),
             addr,
-            target,
+            route,
             announce: Arc::new(Announcer::new(label, settings.quiet)),
             settings,
             token: CancellationToken::new(),
@@ -107,7 +132,7 @@ impl Forward {
         handle.spawn(accept_loop(state.clone(), listener));
         state
             .announce
-            .event(&format!("relaying {} → {}", state.addr, state.target));
+            .event(&format!("relaying {} → {}", state.addr, state.route));
         if let Some(tls) = &state.settings.tls
             && !state.settings.quiet
         {
@@ -140,7 +165,7 @@ impl Forward {
         m.insert("turned_away".into(), n(&s.turned_away));
         m.insert("a_to_b".into(), n(&s.a_to_b));
         m.insert("b_to_a".into(), n(&s.b_to_a));
-        m.insert("target".into(), s.target.to_string().into());
+        m.insert("target".into(), s.route.to_string().into());
         m
     }
 
@@ -200,7 +225,7 @@ impl std::fmt::Debug for Forward {
             "Forward #{} ({} → {}, {state}, {} served, {} active)",
             self.0.id,
             self.0.addr,
-            self.0.target,
+            self.0.route,
             self.0.served.load(Ordering::Relaxed),
             self.active()
         )
@@ -258,7 +283,7 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
                 state.turned_away.fetch_add(1, Ordering::Relaxed);
                 state.announce.error(&format!(
                     "a connection from this forward came back to it: the target {} leads to its own address; refused",
-                    state.target
+                    state.route
                 ));
                 continue;
             }
@@ -304,21 +329,14 @@ async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>
         },
         None => Side::Plain(client),
     };
-    let connected = tokio::select! {
+    let opened = tokio::select! {
         biased;
         _ = state.token.cancelled() => return,
-        c = target::connect(&state.target, s.timeout, &state.own) => c,
+        opened = open(state, client) => opened,
     };
-    let (target_stream, local) = match connected {
-        Ok(done) => done,
-        Err(e) => {
-            state.failed.fetch_add(1, Ordering::Relaxed);
-            state.tell_failure(&e.to_string());
-            // Dropping the client closes it: it sees the end at once.
-            return;
-        }
+    let Some((client, target_stream, local, target_name)) = opened else {
+        return;
     };
-    let target_name = state.target.to_string();
     if let Some(on_open) = &s.on_open {
         call(
             state,
@@ -354,6 +372,76 @@ async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>
             settings::info(&peer_name, &target_name, totals),
         )
         .await;
+    }
+}
+
+/// Reaches the target (for SOCKS, the one the client asks for, answering
+/// it); `None` when that failed, which was reported.
+async fn open(
+    state: &Arc<State>,
+    client: Side,
+) -> Option<(Side, Stream, Option<SocketAddr>, String)> {
+    let s = &state.settings;
+    let rules = match &state.route {
+        Route::To(dest) => {
+            return match target::connect(dest, s.timeout, &state.own).await {
+                Ok((stream, local)) => Some((client, stream, local, dest.to_string())),
+                Err(e) => {
+                    state.failed.fetch_add(1, Ordering::Relaxed);
+                    state.tell_failure(&e.to_string());
+                    // Dropping the client closes it: it sees the end at once.
+                    None
+                }
+            };
+        }
+        Route::Socks(rules) => rules,
+    };
+    let Side::Plain(Stream::Tcp(client)) = client else {
+        return None;
+    };
+    let mut client = tokio::net::TcpStream::from_std(client).ok()?;
+    let asked = match tokio::time::timeout(s.timeout, socks::request(&mut client, rules)).await {
+        Ok(Ok(asked)) => asked,
+        Ok(Err(why)) => {
+            state.turned_away.fetch_add(1, Ordering::Relaxed);
+            state.tell_failure(&why);
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let reached = async {
+        let target = socks::target_of(&asked)?;
+        crate::net::addr::destination(&target)?;
+        let addrs = crate::net::addr::lookup(&target).await?;
+        let Some(addr) = addrs.into_iter().find(|a| rules.may_reach(*a)) else {
+            return Err(Error::Permission(format!(
+                "{asked} is not among the destinations allowed"
+            )));
+        };
+        let dest = Dest::Net(crate::net::addr::Target {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        });
+        target::connect(&dest, s.timeout, &state.own).await
+    }
+    .await;
+    match reached {
+        Ok((stream, local)) => {
+            socks::reply(&mut client, socks5::SUCCEEDED, local).await;
+            let client = client.into_std().ok()?;
+            Some((
+                Side::Plain(Stream::Tcp(client)),
+                stream,
+                local,
+                asked.to_string(),
+            ))
+        }
+        Err(e) => {
+            socks::reply(&mut client, socks::code_for(&e), None).await;
+            state.failed.fetch_add(1, Ordering::Relaxed);
+            state.tell_failure(&format!("{asked}: {e}"));
+            None
+        }
     }
 }
 
@@ -395,9 +483,9 @@ async fn relay(state: &State, client: Side, target: Stream, ends: &Ends) -> Resu
             };
             let b = match target_tls {
                 Some(tls) => {
-                    let host = match &state.target {
-                        Dest::Net(t) => Some(t.host.clone()),
-                        Dest::Unix(_) => None,
+                    let host = match &state.route {
+                        Route::To(Dest::Net(t)) => Some(t.host.clone()),
+                        _ => None,
                     };
                     tls_conn(target, tls.session(host.as_deref()), s.timeout).await?
                 }

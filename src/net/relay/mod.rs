@@ -10,6 +10,7 @@
 //! - [`copy`] — TLS on a side: 64 KiB buffers; and `relay` of two `Conn`s.
 //! - [`pump`] — byte counts, both directions, idle/stop, resets.
 //! - [`udp`] — `forward(…, #{udp: true})`: datagrams, a socket per client.
+//! - [`socks`] — `socks_serve`'s side of SOCKS5: auth, request, rules.
 
 use rhai::plugin::*;
 use rhai::{Dynamic, Map};
@@ -22,6 +23,7 @@ mod copy;
 mod forward;
 mod pump;
 mod settings;
+mod socks;
 mod splice;
 mod target;
 mod udp;
@@ -92,7 +94,7 @@ fn forward(
     if let crate::net::tcp::Dest::Net(t) = &dest {
         addr::destination(t)?;
     }
-    let settings = settings::Settings::parse(ctx, options)?;
+    let settings = settings::Settings::parse(ctx, options, settings::FORWARD_OPTIONS)?;
     if settings.udp {
         let Bind::Ip(bind) = bind else {
             return Err(Error::invalid(
@@ -106,7 +108,23 @@ fn forward(
         };
         return UdpForward::start(bind, target, settings).map(Dynamic::from);
     }
-    Forward::start(&bind, dest, settings).map(Dynamic::from)
+    Forward::start(&bind, forward::Route::To(dest), settings).map(Dynamic::from)
+}
+
+/// `socks_serve(listen, options)`: everything parsed, then started.
+fn socks_serve(ctx: &NativeCallContext, bind: &Dynamic, options: &Map) -> Result<Forward> {
+    let bind = bind_of(bind)?;
+    if let Bind::Unix(_) = bind {
+        return Err(Error::invalid(
+            "socks_serve listens on an IP address and port",
+        ));
+    }
+    let rules = socks::Rules::parse(&crate::net::options::Options::new(
+        options,
+        settings::SOCKS_OPTIONS,
+    )?)?;
+    let settings = settings::Settings::parse(ctx, options, settings::SOCKS_OPTIONS)?;
+    Forward::start(&bind, forward::Route::Socks(rules), settings)
 }
 
 #[export_module]
@@ -180,6 +198,44 @@ mod api {
         options: Map,
     ) -> ScriptResult<Dynamic> {
         super::forward(&ctx, &listen, target, &options).map_err(fail("forward"))
+    }
+
+    /// A SOCKS5 server in the background, like `ssh -D` or microsocks:
+    /// clients (curl `--socks5`/`--socks5-hostname`, `connect(…, #{proxy:
+    /// "socks5h://…"})`) ask for a host and port and get a relay to it,
+    /// spliced as `forward`'s. CONNECT only. Options: `users: #{name:
+    /// "pass"}` (username/password required), `allow` (client address
+    /// blocks), `destinations` (address blocks it may connect to; default
+    /// anywhere), `max_connections`, `timeout`, `idle`, `quiet`, `on_open`
+    /// / `on_close` (`info.target` is what the client asked for). Returns
+    /// the same kind of job as `forward`.
+    ///
+    /// ```rhai
+    /// let s = socks_serve("127.0.0.1:1080", #{users: #{alice: "s3cret"}, destinations: ["127.0.0.0/8"]});
+    /// ```
+    ///
+    /// Fails when: the address is malformed or in use, or an option is
+    /// unknown or has the wrong type.
+    #[rhai_fn(return_raw, name = "socks_serve")]
+    pub fn socks_serve_with(
+        ctx: NativeCallContext,
+        listen: Dynamic,
+        options: Map,
+    ) -> ScriptResult<Forward> {
+        super::socks_serve(&ctx, &listen, &options).map_err(fail("socks_serve"))
+    }
+
+    /// A SOCKS5 server with no authentication, reaching anywhere: the
+    /// same as `socks_serve(listen, #{})`.
+    ///
+    /// ```rhai
+    /// let s = socks_serve("127.0.0.1:0"); print(s.port);
+    /// ```
+    ///
+    /// Fails when: the address is malformed or in use.
+    #[rhai_fn(return_raw)]
+    pub fn socks_serve(ctx: NativeCallContext, listen: Dynamic) -> ScriptResult<Forward> {
+        super::socks_serve(&ctx, &listen, &Map::new()).map_err(fail("socks_serve"))
     }
 
     /// The port a forward listens on; `()` on a Unix socket.

@@ -31,6 +31,18 @@ pub const FORWARD_OPTIONS: &[&str] = &[
     "udp",
 ];
 
+pub const SOCKS_OPTIONS: &[&str] = &[
+    "users",
+    "allow",
+    "destinations",
+    "max_connections",
+    "timeout",
+    "idle",
+    "quiet",
+    "on_open",
+    "on_close",
+];
+
 /// What `forward`'s options say.
 #[derive(Clone, Default)]
 pub struct Settings {
@@ -52,8 +64,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn parse(ctx: &NativeCallContext, map: &Map) -> Result<Settings> {
-        let o = Options::new(map, FORWARD_OPTIONS)?;
+    pub fn parse(ctx: &NativeCallContext, map: &Map, known: &[&str]) -> Result<Settings> {
+        let o = Options::new(map, known)?;
         let udp = o.flag("udp", false)?;
         let callback = |key: &str| -> Result<Option<Callback>> {
             match o.value(key) {
