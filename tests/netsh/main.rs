@@ -39,6 +39,7 @@ mod handshake;
 mod interact;
 mod names_ports;
 mod plugins;
+mod proxy;
 mod receiver;
 mod receiver_rules;
 mod record;
