@@ -173,14 +173,7 @@ impl Forward {
     /// 2 s) until the port is free and the connections are closed.
     pub fn stop(&self) {
         self.0.token.cancel();
-        let mut stopped = self.0.stopped.subscribe();
-        if runtime::ensure_may_block().is_ok() {
-            runtime::handle().block_on(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), stopped.wait_for(|done| *done))
-                        .await;
-            });
-        }
+        jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
     }
 
     /// Blocks until the forward is stopped, or Ctrl-C.
@@ -267,8 +260,12 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
                 continue;
             }
         };
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
         let peer = match &stream {
-            Stream::Tcp(s) => s.peer_addr().ok(),
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .ok()
+                .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port())),
             Stream::Unix(_) => None,
         };
         if let Some(peer) = peer {

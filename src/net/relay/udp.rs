@@ -156,13 +156,7 @@ impl UdpForward {
 
     pub fn stop(&self) {
         self.0.token.cancel();
-        let mut stopped = self.0.stopped.subscribe();
-        if runtime::ensure_may_block().is_ok() {
-            runtime::handle().block_on(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), stopped.wait_for(|d| *d)).await;
-            });
-        }
+        jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
     }
 
     pub fn wait(&self) -> Result<()> {
