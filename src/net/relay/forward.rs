@@ -94,6 +94,8 @@ impl Forward {
                 return Err(own_address(target));
             }
         }
+        // Thousands of relayed connections need two descriptors each.
+        crate::net::serve::raise_open_file_limit();
         let handle = runtime::handle().clone();
         let (listener, addr) = {
             let _entered = handle.enter();
