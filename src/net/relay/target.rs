@@ -6,7 +6,7 @@
 //! instead of relaying it into a connection storm.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     io::ErrorKind,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Mutex,
@@ -19,25 +19,36 @@ use crate::error::{Error, Result};
 use crate::net::addr::{self, UnixAddr};
 use crate::net::tcp::{Dest, Stream};
 
-/// The local addresses of a forward's outgoing connections still open.
+/// The local ports (and, once connected, addresses) of a forward's
+/// outgoing connections still open. Keyed by port because a socket bound
+/// to "any" knows its address only once connected: until then a loopback
+/// peer with that port is taken for one of ours, so the check has no
+/// window in which a connection coming back slips through.
 #[derive(Default)]
-pub struct Own(Mutex<HashSet<SocketAddr>>);
+pub struct Own(Mutex<HashMap<u16, Option<IpAddr>>>);
 
 impl Own {
-    pub fn contains(&self, addr: SocketAddr) -> bool {
-        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-        self.0.lock().map(|s| s.contains(&addr)).unwrap_or(false)
+    pub fn contains(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip().to_canonical();
+        self.0
+            .lock()
+            .map(|own| match own.get(&peer.port()) {
+                Some(Some(local)) => *local == ip,
+                Some(None) => ip.is_loopback(),
+                None => false,
+            })
+            .unwrap_or(false)
     }
 
-    fn insert(&self, addr: SocketAddr) {
-        if let Ok(mut s) = self.0.lock() {
-            s.insert(SocketAddr::new(addr.ip().to_canonical(), addr.port()));
+    fn insert(&self, port: u16, ip: Option<IpAddr>) {
+        if let Ok(mut own) = self.0.lock() {
+            own.insert(port, ip.map(|ip| ip.to_canonical()));
         }
     }
 
     pub fn remove(&self, addr: Option<SocketAddr>) {
-        if let (Some(addr), Ok(mut s)) = (addr, self.0.lock()) {
-            s.remove(&SocketAddr::new(addr.ip().to_canonical(), addr.port()));
+        if let (Some(addr), Ok(mut own)) = (addr, self.0.lock()) {
+            own.remove(&addr.port());
         }
     }
 }
@@ -85,7 +96,7 @@ async fn tcp(
     };
     socket.bind(SocketAddr::new(any, 0)).map_err(failed)?;
     let local = socket.local_addr().map_err(failed)?;
-    own.insert(local);
+    own.insert(local.port(), None);
     let attempt = crate::runtime::within(timeout, || format!("connecting to {addr}"), async {
         socket.connect(addr).await.map_err(failed)
     })
@@ -98,12 +109,9 @@ async fn tcp(
         }
     };
     let _ = stream.set_nodelay(true);
-    // The local address is only known for sure now when bound to "any".
+    // Bound to "any", the local address is known now.
     let local_now = stream.local_addr().unwrap_or(local);
-    if local_now != local {
-        own.remove(Some(local));
-        own.insert(local_now);
-    }
+    own.insert(local_now.port(), Some(local_now.ip()));
     let stream = stream
         .into_std()
         .map_err(|e| Error::io("taking over the socket", None, e))?;
