@@ -79,8 +79,8 @@ pub async fn conns(
             let (sa, sb) = (dup(a)?, dup(b)?);
             let end = pump::supervise(splice::join(&sa, &sb, ends), ends, idle, token).await;
             if let End::Failed(_) = end {
-                pump::reset_on_close(std::os::fd::AsFd::as_fd(sa.get_ref()));
-                pump::reset_on_close(std::os::fd::AsFd::as_fd(sb.get_ref()));
+                pump::reset_on_close(sa.fd());
+                pump::reset_on_close(sb.fd());
             }
             end
         } else {

@@ -6,7 +6,6 @@
 
 use std::{
     net::SocketAddr,
-    os::fd::OwnedFd,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -25,7 +24,7 @@ use super::target::{self, Own};
 use crate::error::{Error, Result};
 use crate::net::proxy::socks5;
 use crate::net::serve::Announcer;
-use crate::net::tcp::{Bind, Conn, Dest, Endpoint, ListenSocket, Stream};
+use crate::net::tcp::{Accepted, Bind, Conn, Dest, Endpoint, ListenSocket, Stream};
 use crate::runtime::{
     self, CancellationToken,
     jobs::{self, Job},
@@ -252,7 +251,7 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
             accepted = listener.accept() => accepted,
         };
         while tasks.try_join_next().is_some() {}
-        let stream = match accepted.and_then(|a| a.into_stream()) {
+        let stream = match accepted {
             Ok(stream) => stream,
             Err(e) => {
                 state
@@ -264,11 +263,13 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
         };
         // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
         let peer = match &stream {
-            Stream::Tcp(s) => s
-                .peer_addr()
-                .ok()
-                .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port())),
-            Stream::Unix(_) => None,
+            Accepted::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+                s.peer_addr()
+                    .ok()
+                    .map(|p| SocketAddr::new(p.ip().to_canonical(), p.port()))
+            }
+            Accepted::Unix(_) => None,
         };
         if let Some(peer) = peer {
             if !settings::allowed(&state.settings.allow, peer.ip().to_canonical()) {
@@ -307,19 +308,21 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
 }
 
 /// One client: reach the target, relay, report.
-async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>) {
+async fn connection(state: &Arc<State>, client: Accepted, peer: Option<SocketAddr>) {
     let peer_name = match (&client, peer) {
         (_, Some(peer)) => peer.to_string(),
-        (stream, None) => stream
-            .endpoints()
-            .map(|(_, p)| p.to_string())
-            .unwrap_or_else(|_| "unix:(unnamed)".into()),
+        (Accepted::Unix(s), None) => s
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+            .unwrap_or_else(|| "unix:(unnamed)".into()),
+        (Accepted::Tcp(_), None) => "(unknown)".into(),
     };
     let s = &state.settings;
     // TLS on the listening side: the handshake first, so a client that
     // fails it costs the target nothing.
     let client = match &s.tls {
-        Some(tls) => match tls_conn(client, tls.session(), s.timeout).await {
+        Some(tls) => match tls_conn(client.into_stream(), tls.session(), s.timeout).await {
             Ok(conn) => Side::Conn(conn),
             Err(e) => {
                 state.tell_failure(&format!("{peer_name}: {e}"));
@@ -379,7 +382,7 @@ async fn connection(state: &Arc<State>, client: Stream, peer: Option<SocketAddr>
 async fn open(
     state: &Arc<State>,
     client: Side,
-) -> Option<(Side, Stream, Option<SocketAddr>, String)> {
+) -> Option<(Side, Accepted, Option<SocketAddr>, String)> {
     let s = &state.settings;
     let rules = match &state.route {
         Route::To(dest) => {
@@ -395,10 +398,9 @@ async fn open(
         }
         Route::Socks(rules) => rules,
     };
-    let Side::Plain(Stream::Tcp(client)) = client else {
+    let Side::Plain(Accepted::Tcp(mut client)) = client else {
         return None;
     };
-    let mut client = tokio::net::TcpStream::from_std(client).ok()?;
     let asked = match tokio::time::timeout(s.timeout, socks::request(&mut client, rules)).await {
         Ok(Ok(asked)) => asked,
         Ok(Err(why)) => {
@@ -427,9 +429,8 @@ async fn open(
     match reached {
         Ok((stream, local)) => {
             socks::reply(&mut client, socks5::SUCCEEDED, local).await;
-            let client = client.into_std().ok()?;
             Some((
-                Side::Plain(Stream::Tcp(client)),
+                Side::Plain(Accepted::Tcp(client)),
                 stream,
                 local,
                 asked.to_string(),
@@ -446,15 +447,16 @@ async fn open(
 
 /// One end of a relay: a plain socket, or a connection with TLS.
 enum Side {
-    Plain(Stream),
+    Plain(Accepted),
     Conn(Conn),
 }
 
 async fn tls_conn(
-    stream: Stream,
+    stream: std::io::Result<Stream>,
     session: Result<crate::net::tls::Session>,
     timeout: Duration,
 ) -> Result<Conn> {
+    let stream = stream.map_err(|e| Error::io("taking over the socket", None, e))?;
     let conn = Conn::over(stream, Some(session?))?;
     conn.handshake_on_runtime(timeout).await?;
     Ok(conn)
@@ -462,23 +464,22 @@ async fn tls_conn(
 
 /// Relays the client and the target: splice when both are plain, else
 /// through buffers.
-async fn relay(state: &State, client: Side, target: Stream, ends: &Ends) -> Result<End> {
+async fn relay(state: &State, client: Side, target: Accepted, ends: &Ends) -> Result<End> {
     let s = &state.settings;
     match (client, &s.target_tls) {
         (Side::Plain(client), None) => {
-            let a = splice::register(fd_of(client)).map_err(relaying)?;
-            let b = splice::register(fd_of(target)).map_err(relaying)?;
+            let (a, b) = (splice::Socket::from(client), splice::Socket::from(target));
             let end = pump::supervise(splice::join(&a, &b, ends), ends, s.idle, &state.token).await;
             if let End::Failed(_) = end {
-                pump::reset_on_close(std::os::fd::AsFd::as_fd(a.get_ref()));
-                pump::reset_on_close(std::os::fd::AsFd::as_fd(b.get_ref()));
+                pump::reset_on_close(a.fd());
+                pump::reset_on_close(b.fd());
             }
             Ok(end)
         }
         (client, target_tls) => {
             let a = match client {
                 Side::Conn(conn) => conn,
-                Side::Plain(stream) => Conn::over(stream, None)?,
+                Side::Plain(stream) => Conn::over(stream.into_stream().map_err(relaying)?, None)?,
             };
             let b = match target_tls {
                 Some(tls) => {
@@ -486,9 +487,14 @@ async fn relay(state: &State, client: Side, target: Stream, ends: &Ends) -> Resu
                         Route::To(Dest::Net(t)) => Some(t.host.clone()),
                         _ => None,
                     };
-                    tls_conn(target, tls.session(host.as_deref()), s.timeout).await?
+                    tls_conn(
+                        target.into_stream(),
+                        tls.session(host.as_deref()),
+                        s.timeout,
+                    )
+                    .await?
                 }
-                None => Conn::over(target, None)?,
+                None => Conn::over(target.into_stream().map_err(relaying)?, None)?,
             };
             super::copy::conns(&a, &b, ends, s.idle, &state.token).await
         }
@@ -497,13 +503,6 @@ async fn relay(state: &State, client: Side, target: Stream, ends: &Ends) -> Resu
 
 fn relaying(e: std::io::Error) -> Error {
     Error::io("relaying", None, e)
-}
-
-fn fd_of(stream: Stream) -> OwnedFd {
-    match stream {
-        Stream::Tcp(s) => s.into(),
-        Stream::Unix(s) => s.into(),
-    }
 }
 
 /// Calls a logging closure on a blocking thread (it is Rhai, and may

@@ -12,12 +12,14 @@
 use std::{
     cell::RefCell,
     io,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
 };
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::sys::socket::{Shutdown, shutdown};
-use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, unix::AsyncFd};
+
+use crate::net::tcp::Accepted;
 
 use super::pump::{Ends, Meter};
 
@@ -62,8 +64,47 @@ impl Pipe {
     }
 }
 
-/// A connected, non-blocking stream socket registered with tokio.
-pub type Socket = AsyncFd<OwnedFd>;
+/// A connected, non-blocking stream socket registered with tokio: as
+/// tokio accepted or connected it (no second registration), or a
+/// descriptor of a script's `Conn` registered for the relay.
+pub enum Socket {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+    Fd(AsyncFd<OwnedFd>),
+}
+
+impl From<Accepted> for Socket {
+    fn from(stream: Accepted) -> Socket {
+        match stream {
+            Accepted::Tcp(s) => Socket::Tcp(s),
+            Accepted::Unix(s) => Socket::Unix(s),
+        }
+    }
+}
+
+impl Socket {
+    /// Runs `f` on the descriptor when tokio says it is ready for
+    /// `interest`, again after each would-block, until it does not.
+    async fn io<R>(
+        &self,
+        interest: Interest,
+        mut f: impl FnMut(BorrowedFd<'_>) -> io::Result<R>,
+    ) -> io::Result<R> {
+        match self {
+            Socket::Tcp(s) => s.async_io(interest, || f(s.as_fd())).await,
+            Socket::Unix(s) => s.async_io(interest, || f(s.as_fd())).await,
+            Socket::Fd(a) => a.async_io(interest, |fd| f(fd.as_fd())).await,
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+            Socket::Fd(a) => a.get_ref().as_fd(),
+        }
+    }
+}
 
 /// Registers `fd` (a connected stream socket) with the runtime, in
 /// non-blocking mode. Call it inside the runtime.
@@ -74,7 +115,9 @@ pub fn register(fd: OwnedFd) -> io::Result<Socket> {
     // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, and
     // names the same open file, until the `AsyncFd` owning it is dropped;
     // its `as_raw_fd` always returns that one number.
-    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+    unsafe { AsyncFd::register(fd) }
+        .map(Socket::Fd)
+        .map_err(|e| e.into_parts().1)
 }
 
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
@@ -83,36 +126,43 @@ const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLI
 /// `to`. Counts each byte written in `meter`.
 async fn pump(from: &Socket, to: &Socket, ends: &Ends, meter: &Meter) -> io::Result<()> {
     loop {
-        let mut ready = from.readable().await?;
-        let pipe = Pipe::take()?;
-        // The pipe is empty, so only the socket can make this wait.
-        let n = match ready.try_io(|fd| {
-            splice(fd.get_ref(), None, &pipe.write, None, CHUNK, FLAGS).map_err(io::Error::from)
-        }) {
-            Ok(result) => result?,
-            Err(_would_block) => {
-                // Nothing after all: wait again without holding the pipe.
-                pipe.give_back();
-                continue;
-            }
+        // A pipe only for a read that moves something: a would-block gives
+        // it straight back, so a waiting direction holds none.
+        let mut held: Option<Pipe> = None;
+        let n = from
+            .io(Interest::READABLE, |fd| {
+                let pipe = Pipe::take()?;
+                match splice(fd, None, &pipe.write, None, CHUNK, FLAGS) {
+                    Ok(n) => {
+                        held = Some(pipe);
+                        Ok(n)
+                    }
+                    Err(e) => {
+                        pipe.give_back();
+                        Err(io::Error::from(e))
+                    }
+                }
+            })
+            .await?;
+        let Some(pipe) = held else {
+            return Err(io::Error::other("splice moved bytes without a pipe"));
         };
         if n == 0 {
             pipe.give_back();
             // End of stream: pass the half-close on. The other side may
             // already be gone (it reset): nothing is lost by ignoring that.
-            let _ = shutdown(to.get_ref().as_raw_fd(), Shutdown::Write);
+            let _ = shutdown(to.fd().as_raw_fd(), Shutdown::Write);
             return Ok(());
         }
         let mut left = n;
         while left > 0 {
-            let mut ready = to.writable().await?;
-            if let Ok(result) = ready.try_io(|fd| {
-                splice(&pipe.read, None, fd.get_ref(), None, left, FLAGS).map_err(io::Error::from)
-            }) {
-                let moved = result?;
-                left -= moved;
-                ends.moved(meter, moved);
-            }
+            let moved = to
+                .io(Interest::WRITABLE, |fd| {
+                    splice(&pipe.read, None, fd, None, left, FLAGS).map_err(io::Error::from)
+                })
+                .await?;
+            left -= moved;
+            ends.moved(meter, moved);
         }
         pipe.give_back();
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpSocket;
 
 use crate::error::{Error, Result};
 use crate::net::addr::{self, UnixAddr};
-use crate::net::tcp::{Dest, Stream};
+use crate::net::tcp::{Accepted, Dest};
 
 /// The local ports (and, once connected, addresses) of a forward's
 /// outgoing connections still open. Keyed by port because a socket bound
@@ -59,7 +59,7 @@ pub async fn connect(
     dest: &Dest,
     timeout: Duration,
     own: &Own,
-) -> Result<(Stream, Option<SocketAddr>)> {
+) -> Result<(Accepted, Option<SocketAddr>)> {
     match dest {
         Dest::Net(target) => {
             let addrs = addr::lookup(target).await?;
@@ -83,7 +83,7 @@ async fn tcp(
     addr: SocketAddr,
     timeout: Duration,
     own: &Own,
-) -> Result<(Stream, Option<SocketAddr>)> {
+) -> Result<(Accepted, Option<SocketAddr>)> {
     let failed = |e| Error::io(format!("connecting to {addr}"), Some(addr), e);
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -112,15 +112,12 @@ async fn tcp(
     // Bound to "any", the local address is known now.
     let local_now = stream.local_addr().unwrap_or(local);
     own.insert(local_now.port(), Some(local_now.ip()));
-    let stream = stream
-        .into_std()
-        .map_err(|e| Error::io("taking over the socket", None, e))?;
-    Ok((Stream::Tcp(stream), Some(local_now)))
+    Ok((Accepted::Tcp(stream), Some(local_now)))
 }
 
 /// A non-blocking connect to a Unix socket; a full backlog is retried
 /// until `timeout`, as `connect("unix:…")` does.
-async fn unix(path: &UnixAddr, timeout: Duration) -> Result<Stream> {
+async fn unix(path: &UnixAddr, timeout: Duration) -> Result<Accepted> {
     let target = path.sockaddr()?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -130,7 +127,11 @@ async fn unix(path: &UnixAddr, timeout: Duration) -> Result<Stream> {
             .set_nonblocking(true)
             .map_err(|e| Error::io("creating a socket", None, e))?;
         match socket.connect(&target) {
-            Ok(()) => return Ok(Stream::Unix(socket.into())),
+            Ok(()) => {
+                return tokio::net::UnixStream::from_std(socket.into())
+                    .map(Accepted::Unix)
+                    .map_err(|e| Error::io(format!("connecting to {path}"), None, e));
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
