@@ -1,7 +1,9 @@
 //! Plain stream socket to plain stream socket (TCP or Unix), both ways,
 //! through `splice(2)` and a pipe per direction: the kernel moves the pages,
 //! nothing is copied into this process. Readiness comes from tokio
-//! (`AsyncFd`), so a relayed connection is a task, not a thread.
+//! (`async_io` on the registration tokio made when it accepted or
+//! connected the socket; an `AsyncFd` for a `Conn`'s descriptor), so a
+//! relayed connection is a task, not a thread.
 //!
 //! A FIN read on one side becomes `shutdown(SHUT_WR)` on the other (the
 //! half-close passes through). A direction holds a pipe only while bytes

@@ -85,22 +85,38 @@ async fn tcp(
     own: &Own,
 ) -> Result<(Accepted, Option<SocketAddr>)> {
     let failed = |e| Error::io(format!("connecting to {addr}"), Some(addr), e);
-    let socket = match addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(failed)?;
     let any = match addr {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    socket.bind(SocketAddr::new(any, 0)).map_err(failed)?;
-    let local = socket.local_addr().map_err(failed)?;
-    own.insert(local.port(), None);
-    let attempt = crate::runtime::within(timeout, || format!("connecting to {addr}"), async {
-        socket.connect(addr).await.map_err(failed)
-    })
-    .await;
+    // A port bound before connecting may make, with this destination, a
+    // pair still in use (TIME_WAIT): connect then says "address in use",
+    // and another port is tried.
+    let mut tries = 0;
+    let (attempt, local) = loop {
+        let socket = match addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(failed)?;
+        let _ = socket.set_reuseaddr(true);
+        socket.bind(SocketAddr::new(any, 0)).map_err(failed)?;
+        let local = socket.local_addr().map_err(failed)?;
+        own.insert(local.port(), None);
+        let attempt = crate::runtime::within(timeout, || format!("connecting to {addr}"), async {
+            Ok(socket.connect(addr).await)
+        })
+        .await;
+        match attempt {
+            Err(Error::Timeout { .. }) | Ok(Ok(_)) => break (attempt, local),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 8 => {
+                own.remove(Some(local));
+                tries += 1;
+            }
+            _ => break (attempt, local),
+        }
+    };
+    let attempt = attempt.and_then(|r| r.map_err(failed));
     let stream = match attempt {
         Ok(stream) => stream,
         Err(e) => {
