@@ -20,7 +20,7 @@ use super::pump::{self, End, Ends};
 use super::settings::{self, Settings};
 use super::socks;
 use super::splice;
-use super::target::{self, Own};
+use super::target;
 use crate::error::{Error, Result};
 use crate::net::proxy::socks5;
 use crate::net::serve::Announcer;
@@ -50,7 +50,9 @@ pub struct State {
     b_to_a: AtomicU64,
     stopped: watch::Sender<bool>,
     announce: Arc<Announcer>,
-    own: Own,
+    /// Set when an outgoing connection reached this forward itself: the
+    /// target leads back here, and every client is closed at once.
+    looped: std::sync::atomic::AtomicBool,
     /// When a failure to reach the target was last told, and how many
     /// since: a dead target is reported every few seconds, not per client.
     last_told: Mutex<Option<(Instant, u64)>>,
@@ -127,7 +129,7 @@ impl Forward {
             a_to_b: AtomicU64::new(0),
             b_to_a: AtomicU64::new(0),
             stopped: watch::Sender::new(false),
-            own: Own::default(),
+            looped: std::sync::atomic::AtomicBool::new(false),
             last_told: Mutex::new(None),
         });
         handle.spawn(accept_loop(state.clone(), listener));
@@ -279,14 +281,6 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
                     .event(&format!("turned away {peer}: not in allow"));
                 continue;
             }
-            if state.own.contains(peer) {
-                state.turned_away.fetch_add(1, Ordering::Relaxed);
-                state.announce.error(&format!(
-                    "a connection from this forward came back to it: the target {} leads to its own address; refused",
-                    state.route
-                ));
-                continue;
-            }
         }
         state.served.fetch_add(1, Ordering::Relaxed);
         state.active.fetch_add(1, Ordering::Relaxed);
@@ -336,7 +330,7 @@ async fn connection(state: &Arc<State>, client: Accepted, peer: Option<SocketAdd
         _ = state.token.cancelled() => return,
         opened = open(state, client) => opened,
     };
-    let Some((client, target_stream, local, target_name)) = opened else {
+    let Some((client, target_stream, target_name)) = opened else {
         return;
     };
     if let Some(on_open) = &s.on_open {
@@ -352,7 +346,6 @@ async fn connection(state: &Arc<State>, client: Accepted, peer: Option<SocketAdd
         .event(&format!("{peer_name} → {target_name} opened"));
     let ends = Ends::default();
     let end = relay(state, client, target_stream, &ends).await;
-    state.own.remove(local);
     let (a_to_b, b_to_a) = ends.totals();
     state.a_to_b.fetch_add(a_to_b, Ordering::Relaxed);
     state.b_to_a.fetch_add(b_to_a, Ordering::Relaxed);
@@ -379,15 +372,25 @@ async fn connection(state: &Arc<State>, client: Accepted, peer: Option<SocketAdd
 
 /// Reaches the target (for SOCKS, the one the client asks for, answering
 /// it); `None` when that failed, which was reported.
-async fn open(
-    state: &Arc<State>,
-    client: Side,
-) -> Option<(Side, Accepted, Option<SocketAddr>, String)> {
+async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, String)> {
     let s = &state.settings;
+    let listening = state.addr.ip();
     let rules = match &state.route {
         Route::To(dest) => {
-            return match target::connect(dest, s.timeout, &state.own).await {
-                Ok((stream, local)) => Some((client, stream, local, dest.to_string())),
+            if state.looped.load(Ordering::Relaxed) {
+                state.turned_away.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            return match target::connect(dest, s.timeout, listening).await {
+                Ok((_, true)) => {
+                    state.looped.store(true, Ordering::Relaxed);
+                    state.failed.fetch_add(1, Ordering::Relaxed);
+                    state.announce.error(&format!(
+                        "the target {dest} leads back to this forward's own address; every client is closed from now on"
+                    ));
+                    None
+                }
+                Ok((stream, false)) => Some((client, stream, dest.to_string())),
                 Err(e) => {
                     state.failed.fetch_add(1, Ordering::Relaxed);
                     state.tell_failure(&e.to_string());
@@ -423,16 +426,24 @@ async fn open(
             host: addr.ip().to_string(),
             port: addr.port(),
         });
-        target::connect(&dest, s.timeout, &state.own).await
+        match target::connect(&dest, s.timeout, listening).await? {
+            (_, true) => Err(Error::Permission(format!(
+                "{asked} is this SOCKS server itself"
+            ))),
+            (stream, false) => Ok(stream),
+        }
     }
     .await;
     match reached {
-        Ok((stream, local)) => {
-            socks::reply(&mut client, socks5::SUCCEEDED, local).await;
+        Ok(stream) => {
+            let bound = match &stream {
+                Accepted::Tcp(s) => s.local_addr().ok(),
+                Accepted::Unix(_) => None,
+            };
+            socks::reply(&mut client, socks5::SUCCEEDED, bound).await;
             Some((
                 Side::Plain(Accepted::Tcp(client)),
                 stream,
-                local,
                 asked.to_string(),
             ))
         }
