@@ -273,14 +273,14 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
             }
             Accepted::Unix(_) => None,
         };
-        if let Some(peer) = peer {
-            if !settings::allowed(&state.settings.allow, peer.ip().to_canonical()) {
-                state.turned_away.fetch_add(1, Ordering::Relaxed);
-                state
-                    .announce
-                    .event(&format!("turned away {peer}: not in allow"));
-                continue;
-            }
+        if let Some(peer) = peer
+            && !settings::allowed(&state.settings.allow, peer.ip().to_canonical())
+        {
+            state.turned_away.fetch_add(1, Ordering::Relaxed);
+            state
+                .announce
+                .event(&format!("turned away {peer}: not in allow"));
+            continue;
         }
         state.served.fetch_add(1, Ordering::Relaxed);
         state.active.fetch_add(1, Ordering::Relaxed);
