@@ -544,3 +544,20 @@ fn netsh_forward_listen_target_forwards() {
     assert_eq!(got, "got 24 bytes: via rinetd-style forward\n");
     server.join().unwrap();
 }
+
+/// `idle` closes a relayed connection nothing moved on for that long;
+/// one that keeps talking stays open.
+#[test]
+fn idle_closes_a_quiet_connection() {
+    let out = Netsh::eval(
+        r#"let s = serve("127.0.0.1:0", |c| { loop { let l = c.recv_line(); if l == () { break } c.send_line(l) } }, #{quiet: true});
+           let f = forward("127.0.0.1:0", `127.0.0.1:${s.port}`, #{idle: 400, quiet: true});
+           let busy = connect(`127.0.0.1:${f.port}`);
+           let quiet = connect(`127.0.0.1:${f.port}`);
+           quiet.send_line("once"); print(quiet.recv_line(#{timeout: 5000}));
+           for i in 0..6 { busy.send_line(`${i}`); busy.recv_line(#{timeout: 5000}); sleep(150); }
+           print(quiet.read_all(#{timeout: 5000}).len());
+           busy.send_line("still"); print(busy.recv_line(#{timeout: 5000}));"#,
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["once", "0", "still"]);
+}
