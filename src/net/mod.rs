@@ -18,6 +18,8 @@ pub mod names;
 pub mod options;
 pub mod ports;
 pub mod progress;
+pub mod proxy;
+pub mod relay;
 pub mod scan;
 pub mod serve;
 pub mod shared;
@@ -54,6 +56,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
     Capability { name: "locate", about: "locating a host: DNS records like dig, ping, traceroute (lessons 1.1-1.3)", module: locate::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
+    Capability { name: "relay", about: "relays and proxies: relay, forward, like socat and rinetd", module: relay::module },
 ];
 
 /// Registers every capability's functions into the global namespace, as

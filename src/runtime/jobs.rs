@@ -60,6 +60,18 @@ pub fn running() -> Vec<Arc<dyn Job>> {
     }
 }
 
+/// Waits up to `limit` for a job that was just told to stop to end, as its
+/// `stop()` does: on a thread whose own token may be cancelled already (a
+/// handler stopping its own job), so this does not race that token; where
+/// the thread may not block at all (an event handler), it does not wait.
+pub fn wait_for_end(mut ended: watch::Receiver<bool>, limit: Duration) {
+    if super::ensure_may_block().is_ok() {
+        super::handle().block_on(async move {
+            let _ = tokio::time::timeout(limit, ended.wait_for(|done| *done)).await;
+        });
+    }
+}
+
 /// How long `stop_all` gives the stopped jobs to notice and end.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 

@@ -222,7 +222,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     (
         "connect(\"127.0.0.1\", 9, #{bogus: 1})",
-        "connect: unknown option 'bogus' (known: timeout, tls)",
+        "connect: unknown option 'bogus' (known: timeout, tls, proxy)",
     ),
 ];
 

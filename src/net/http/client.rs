@@ -56,6 +56,9 @@ pub struct ClientKey {
     /// itself (`response.rs`, `stream.rs`), so this is not the client's:
     /// [`client`] serves both values with one client and its pool.
     pub decode: bool,
+    /// `proxy:` — a checked proxy URL every request goes through (except
+    /// where `no_proxy` says not), instead of the environment's.
+    pub proxy: Option<String>,
 }
 
 impl Default for ClientKey {
@@ -68,6 +71,7 @@ impl Default for ClientKey {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             decode: true,
+            proxy: None,
         }
     }
 }
@@ -149,6 +153,12 @@ fn build(key: &ClientKey) -> Result<Client> {
         .tls_danger_accept_invalid_certs(key.insecure);
     if let Some(timeout) = key.idle_timeout {
         builder = builder.read_timeout(timeout);
+    }
+    if let Some(url) = &key.proxy {
+        let proxy = reqwest::Proxy::all(url.as_str())
+            .map_err(|e| Error::invalid(format!("option 'proxy': {}", chain(&e))))?
+            .no_proxy(reqwest::NoProxy::from_env());
+        builder = builder.proxy(proxy);
     }
     // A `ca` trusts exactly what `connect`'s does (a certificate in the
     // file is trusted as itself, as curl does), on top of the system's

@@ -90,7 +90,10 @@ pub async fn send(
             url: url.clone(),
             proxy: None,
         };
-        hop.proxy = proxies.for_url(&url).map_err(|e| hop.fail(e))?;
+        hop.proxy = match &request.client.proxy {
+            Some(text) => proxies.for_option(text, &url),
+            None => proxies.for_url(&url).map_err(|e| hop.fail(e))?,
+        };
         let mut builder = client
             .request(method.clone(), url.clone())
             .headers(headers.clone());

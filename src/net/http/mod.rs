@@ -133,15 +133,19 @@ mod api {
     /// `user_agent`, `insecure` (skip the certificate check), `ca` (a PEM
     /// file of certificates to trust), `basic_auth` (`"user:password"`),
     /// `bearer` (a token), `decode` (gzip/brotli/deflate, default true),
-    /// and `output` (a path: download, as `fetch(url, path)`).
+    /// `proxy` (`"socks5://…"`, `"socks5h://…"` or `"http://…"`, with
+    /// `user:pass@`, instead of the environment's; `no_proxy` still
+    /// applies), and `output` (a path: download, as `fetch(url, path)`).
     ///
     /// ```rhai
     /// let r = fetch("http://127.0.0.1:8080/api", #{method: "POST", json: #{name: "netsh"}, timeout: 5000});
     /// print(r.json.id);
+    /// let p = fetch("http://intranet/", #{proxy: "socks5h://127.0.0.1:1080"});
     /// ```
     ///
     /// Fails when: as `fetch(url)`, or an option is unknown, has the wrong
-    /// type, or the `ca` file is not PEM.
+    /// type, or the `ca` file is not PEM, or the proxy URL is malformed (a
+    /// path, an unknown scheme, port 0) or the proxy refuses.
     #[rhai_fn(return_raw, name = "fetch")]
     pub fn fetch_with(ctx: NativeCallContext, url: &str, options: Map) -> ScriptResult<Dynamic> {
         super::script_fetch(&ctx, url, None, &options).map_err(fail("fetch"))

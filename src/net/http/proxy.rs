@@ -111,6 +111,22 @@ impl Proxies {
     }
 }
 
+impl Proxies {
+    /// The proxy of a `proxy:` option (already read strictly), unless
+    /// `no_proxy` exempts the URL's host.
+    pub fn for_option(&self, text: &str, url: &Url) -> Option<Proxy> {
+        let uri = url.as_str().parse::<::http::Uri>().ok()?;
+        if no_proxy_applies(&uri) {
+            return None;
+        }
+        let proxy = crate::net::proxy::ProxyUrl::parse(text).ok()?;
+        Some(Proxy {
+            authority: proxy.server.to_string(),
+            variable: "the proxy option",
+        })
+    }
+}
+
 /// The first of `names` that is set, with its value (as hyper-util reads them).
 fn first_set(names: &[&'static str]) -> Option<(&'static str, String)> {
     names

@@ -40,6 +40,7 @@ pub const OPTIONS: &[&str] = &[
     "resume",
     "hash",
     "decode",
+    "proxy",
 ];
 
 /// The options that only make sense when saving to a file.
@@ -240,6 +241,11 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     }
     if let Some(v) = get("decode") {
         client.decode = flag(v, "decode")?;
+    }
+    if let Some(v) = get("proxy") {
+        // Read strictly first (a path, an unknown scheme, port 0 fail here).
+        let url = crate::net::proxy::ProxyUrl::parse(&text(v, "proxy")?)?;
+        client.proxy = Some(url.text);
     }
     if let Some(v) = get("ca") {
         let path = text(v, "ca")?;

@@ -362,7 +362,7 @@ fn accept_error(e: std::io::Error) -> String {
 
 /// Lifts the soft limit on open files to the hard limit, once, so a server
 /// can hold thousands of connections (the soft limit is often 1024).
-fn raise_open_file_limit() {
+pub fn raise_open_file_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

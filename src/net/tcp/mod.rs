@@ -69,7 +69,12 @@ pub use crate::error::wrong_type;
 
 /// `connect(…, options)`: `timeout` and `tls` read, then the connection.
 fn connect_with_options(dest: &Dest, options: &Map) -> Result<Conn> {
-    let o = Options::new(options, &["timeout", "tls"])?;
+    let o = Options::new(options, &["timeout", "tls", "proxy"])?;
+    // The proxy URL is read first: a malformed one fails before anything is sent.
+    let proxy = o
+        .text("proxy")?
+        .map(|text| crate::net::proxy::ProxyUrl::parse(&text))
+        .transpose()?;
     let timeout = match o.timeout("timeout")? {
         None => DEFAULT_CONNECT_TIMEOUT,
         // 0: no limit of ours; the kernel gives up after its SYN retries
@@ -81,7 +86,24 @@ fn connect_with_options(dest: &Dest, options: &Map) -> Result<Conn> {
         Some(value) => crate::net::tls::ClientTls::from_option(value)?,
         None => None,
     };
-    connect_to(dest, timeout, tls.as_ref())
+    match proxy {
+        None => connect_to(dest, timeout, tls.as_ref()),
+        Some(proxy) => {
+            let Dest::Net(target) = dest else {
+                return Err(crate::error::Error::invalid(
+                    "a proxy reaches hosts and ports, not a Unix socket",
+                ));
+            };
+            let target_owned = target.clone();
+            let stream = crate::runtime::block_on(async move {
+                crate::net::proxy::connect(&proxy, &target_owned, timeout).await
+            })?;
+            let session = tls.map(|tls| tls.session(Some(&target.host))).transpose()?;
+            let conn = Conn::over(stream, session)?;
+            conn.handshake(timeout)?;
+            Ok(conn)
+        }
+    }
 }
 
 #[export_module]
@@ -309,17 +331,26 @@ mod api {
     /// `pin` (trust exactly the certificate with this SHA-256), `insecure:
     /// true` (trust anything), `sni` (the name to ask for and check, e.g.
     /// when connecting by IP), `alpn` (protocols to offer). `c.tls_info()`
-    /// tells what was agreed.
+    /// tells what was agreed. `proxy` goes through a proxy:
+    /// `"socks5://host:1080"` (names resolved here), `"socks5h://…"` (the
+    /// proxy resolves them), `"http://host:3128"` (HTTP CONNECT), with
+    /// `user:pass@` for authentication; every Conn method then works as
+    /// usual, TLS included.
     ///
     /// ```rhai
     /// let c = connect("[::1]:9000", #{timeout: 2000});
     /// let t = connect("example.org:443", #{tls: true});
     /// let s = connect("127.0.0.1:8443", #{tls: #{ca: "server.pem", sni: "localhost"}});
+    /// let p = connect("db.internal:5432", #{proxy: "socks5h://127.0.0.1:1080"});
     /// ```
     ///
     /// Fails when: as `connect(addr)`, or an option is unknown or of the
     /// wrong type, or the TLS handshake fails (the message says why:
-    /// unknown issuer, expired, name mismatch, not TLS on the other side…).
+    /// unknown issuer, expired, name mismatch, not TLS on the other side…),
+    /// or the proxy URL is malformed (a path, an unknown scheme, port 0),
+    /// or the proxy refuses (in its words: "connection refused by the
+    /// destination", "not allowed by ruleset", "authentication failed",
+    /// or the CONNECT status line).
     #[rhai_fn(return_raw, name = "connect")]
     pub fn connect_with(addr: &str, options: Map) -> ScriptResult<Conn> {
         super::parse_dest(addr)

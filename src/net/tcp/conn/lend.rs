@@ -87,6 +87,12 @@ impl<'a> ConnIo<'a> {
         Ok((reader, writer))
     }
 
+    /// The bytes an earlier read fetched ahead, taken out (a relay sends
+    /// them on before it hands the socket itself to the kernel).
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+
     /// Drops the write half, which sends FIN (tokio shuts the socket's
     /// sending side down; a TLS writer was shut down by its user, which
     /// sent close_notify and FIN); later sends on the connection say so.
