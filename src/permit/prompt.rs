@@ -1,0 +1,46 @@
+//! Asking the user on the terminal, as Deno does, instead of refusing at
+//! once: `netsh: the script wants to connect to 127.0.0.1:9000. Allow?
+//! [y]es once / [a]lways / [N]o`. Only when stdin is a terminal and
+//! `--no-prompt` was not given (`permit::enforce`'s `ask`); one question at
+//! a time, whichever thread asks; anything but `y` or `a` is no.
+
+use std::{
+    io::{BufRead, IsTerminal, Write},
+    sync::Mutex,
+};
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Once,
+    Always,
+    No,
+}
+
+/// One question at a time: two tasks asking at once would share a line.
+static ASKING: Mutex<()> = Mutex::new(());
+
+/// Asks whether the script may `what` (`connect to 127.0.0.1:9000`).
+pub fn ask(what: &str) -> Answer {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Answer::No;
+    }
+    let _one = ASKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "netsh: the script wants to {what}. Allow? [y]es once / [a]lways / [N]o "
+    );
+    let _ = err.flush();
+    drop(err);
+    let mut line = String::new();
+    if stdin.lock().read_line(&mut line).is_err() {
+        return Answer::No;
+    }
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Answer::Once,
+        "a" | "always" => Answer::Always,
+        _ => Answer::No,
+    }
+}
