@@ -260,7 +260,7 @@ fn enforce(
         let stated = Grant::parse_statement(statement, &base)
             .map_err(|e| Failure::Usage(format!("netsh: {}: //! permissions: {e}", script.name)))?;
         console::note(&format!(
-            "netsh: {} states its permissions: {stated}; --sandbox grants exactly those",
+            "{} states its permissions: {stated}; --sandbox grants exactly those",
             script.name
         ));
         grant.merge(stated);

@@ -218,11 +218,21 @@ impl Context {
             return self.net_addrs(host, &[SocketAddr::new(ip, port)]);
         }
         let shown = format!("{host}:{port}");
-        self.decide(
-            Ask::Net(shown.clone()),
-            |g| g.allows_name(host, port) || (!resolved_elsewhere && g.may_allow_port(port)),
-            |g| g.allow("net", Some(&shown), Path::new("/")),
-        )
+        let allowed = |g: &Grant| {
+            g.allows_name(host, port) || (!resolved_elsewhere && g.may_allow_port(port))
+        };
+        // A name resolved here is asked about once, by its address: a
+        // question now and another for the address would ask twice.
+        if !resolved_elsewhere && PROMPT.load(Ordering::Relaxed) {
+            return if self.0.as_ref().is_none_or(|held| allowed(&held.grant)) {
+                Ok(())
+            } else {
+                Err(Ask::Net(shown).refused(self.0.as_deref()))
+            };
+        }
+        self.decide(Ask::Net(shown.clone()), allowed, |g| {
+            g.allow("net", Some(&shown), Path::new("/"))
+        })
     }
 
     /// Reading `path`: checked on its canonical form.

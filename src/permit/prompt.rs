@@ -5,7 +5,7 @@
 //! a time, whichever thread asks; anything but `y` or `a` is no.
 
 use std::{
-    io::{BufRead, IsTerminal, Write},
+    io::{IsTerminal, Read, Write},
     sync::Mutex,
 };
 
@@ -34,13 +34,28 @@ pub fn ask(what: &str) -> Answer {
     );
     let _ = err.flush();
     drop(err);
-    let mut line = String::new();
-    if stdin.lock().read_line(&mut line).is_err() {
-        return Answer::No;
-    }
+    let line = answer_line(&mut stdin.lock());
     match line.trim().to_ascii_lowercase().as_str() {
         "y" | "yes" => Answer::Once,
         "a" | "always" => Answer::Always,
         _ => Answer::No,
     }
+}
+
+/// One answer typed on the terminal, up to Enter: byte by byte, since the
+/// REPL's terminal may be in raw mode, where Enter is a `\r` and nothing
+/// is echoed (so the answer is echoed here).
+fn answer_line(input: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match input.read(&mut byte) {
+            Ok(1) if byte[0] == b'\r' || byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", String::from_utf8_lossy(&line).trim());
+    String::from_utf8_lossy(&line).into_owned()
 }
