@@ -172,9 +172,10 @@ impl HelpIndex {
         let mut engine = Engine::new_raw();
         engine.register_global_module(module().into());
         engine.register_global_module(super::record::module().into());
+        engine.register_global_module(super::permissions::module().into());
         groups.push(Group {
             name: "shell".into(),
-            about: "help, plugins, and recording the REPL as a script".into(),
+            about: "help, plugins, permissions, and recording the REPL as a script".into(),
             is_plugin: false,
             intro: None,
             entries: entries(&engine, None),
