@@ -59,19 +59,19 @@ pub struct Cli {
     /// or port range (`127.0.0.1:8000-8100`, `10.0.0.0/8`, `[::1]:22`,
     /// `localhost`, `*.example.test`). Any permission flag turns
     /// permissions on: what is not granted is refused.
-    #[arg(long = "allow-net", value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    #[arg(long = "allow-net", value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
     pub allow_net: Vec<String>,
 
     /// Allow reading files and folders: all, or those under PATHS.
-    #[arg(long = "allow-read", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    #[arg(long = "allow-read", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
     pub allow_read: Vec<String>,
 
     /// Allow writing (creating, removing) files: all, or under PATHS.
-    #[arg(long = "allow-write", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    #[arg(long = "allow-write", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
     pub allow_write: Vec<String>,
 
     /// Allow reading environment variables: all, or the NAMES listed.
-    #[arg(long = "allow-env", value_name = "NAMES", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    #[arg(long = "allow-env", value_name = "NAMES", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
     pub allow_env: Vec<String>,
 
     /// Allow capturing packets (with the port in --allow-net).
@@ -230,7 +230,8 @@ fn grant_of_flags(cli: &Cli) -> Result<Option<Grant>, Failure> {
     ];
     for (kind, values) in lists {
         for value in values {
-            let value = (!value.is_empty()).then_some(value.as_str());
+            // A bare flag (or `=*`) is everything; `--allow-net=` nothing.
+            let value = (value != "*").then_some(value.as_str());
             grant
                 .allow(kind, value, &base)
                 .map_err(|e| Failure::Usage(format!("netsh: --allow-{kind}: {e}")))?;

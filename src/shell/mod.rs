@@ -76,6 +76,9 @@ impl Shell {
         engine.register_global_module(control::module().into());
         engine.register_global_module(record::module().into());
         engine.register_global_module(permissions::module().into());
+        if crate::permit::enforced() {
+            engine.set_module_resolver(permissions::CheckedImports::new());
+        }
 
         let session = Session::default();
         engine.set_default_tag(Dynamic::from(session.host().clone()));

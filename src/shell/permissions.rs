@@ -180,3 +180,39 @@ mod api {
         super::session_map()
     }
 }
+
+/// Rhai's own `import "x"` reads `x.rhai` from disk: under permissions it
+/// is a read like any other, checked before the file is opened.
+pub struct CheckedImports(rhai::module_resolvers::FileModuleResolver);
+
+impl CheckedImports {
+    pub fn new() -> CheckedImports {
+        CheckedImports(rhai::module_resolvers::FileModuleResolver::new())
+    }
+
+    fn check(&self, source: Option<&str>, path: &str) -> Result<(), Box<EvalAltResult>> {
+        // As Rhai's resolver reads it: beside the importing file.
+        let beside = source.and_then(|s| std::path::Path::new(s).parent());
+        let file = self.0.get_file_path(path, beside);
+        permit::read(&file).map_err(crate::error::fail("import"))
+    }
+}
+
+impl Default for CheckedImports {
+    fn default() -> Self {
+        CheckedImports::new()
+    }
+}
+
+impl rhai::ModuleResolver for CheckedImports {
+    fn resolve(
+        &self,
+        engine: &rhai::Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: rhai::Position,
+    ) -> Result<Arc<Module>, Box<EvalAltResult>> {
+        self.check(source, path)?;
+        self.0.resolve(engine, source, path, pos)
+    }
+}

@@ -709,3 +709,37 @@ fn the_prompt_asks_once_always_or_no() {
     assert_eq!(reached, 3, "once, always, and the call after always");
     let _ = Duration::ZERO;
 }
+
+/// Rhai's own `import` reads a file too: it is held to `--allow-read`.
+/// And `--allow-net=` with nothing after it grants nothing, not everything.
+#[test]
+fn imports_are_reads_and_an_empty_grant_is_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.rhai"), r#"fn hi() { "hi" }"#).unwrap();
+    let code = r#"import "m" as m; m::hi()"#;
+    let run = Netsh::new()
+        .current_dir(dir.path())
+        .args(["--sandbox", "-e", code])
+        .output();
+    run.expect_code(1);
+    assert!(
+        run.stderr().contains("import: permission denied: "),
+        "{}",
+        run.explain()
+    );
+    let real = dir.path().canonicalize().unwrap();
+    let grant = format!("--allow-read={}", real.display());
+    let run = Netsh::new()
+        .current_dir(dir.path())
+        .args([grant.as_str(), "-e", code])
+        .ok();
+    assert_eq!(run.stdout(), "hi");
+    let net = |flag: &str| {
+        Netsh::new()
+            .args([flag, "-e", "permissions().net"])
+            .ok()
+            .stdout()
+    };
+    assert_eq!(net("--allow-net="), "[]");
+    assert_eq!(net("--allow-net"), "all");
+}
