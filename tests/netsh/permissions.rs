@@ -743,3 +743,73 @@ fn imports_are_reads_and_an_empty_grant_is_nothing() {
     assert_eq!(net("--allow-net="), "[]");
     assert_eq!(net("--allow-net"), "all");
 }
+
+/// `capture` needs `--allow-capture` besides the port in `--allow-net`,
+/// and its `pcap` file is a write: each refused before a socket is opened
+/// (so this runs without CAP_NET_RAW too).
+#[test]
+fn capture_needs_its_own_flag_and_its_pcap_a_write() {
+    let out = under(
+        &["--allow-net=127.0.0.1"],
+        "capture(#{port: 9, count: 1, timeout: 1})",
+    );
+    assert_eq!(
+        out,
+        "permission | capture: permission denied: capturing packets needs --allow-capture (run with --allow-capture to allow it)"
+    );
+    let out = under(
+        &["--allow-capture", "--allow-net=127.0.0.1:80"],
+        "capture(#{port: 9, count: 1, timeout: 1})",
+    );
+    assert!(
+        out.starts_with(
+            "permission | capture: permission denied: 0.0.0.0/0:9 is not in --allow-net"
+        ),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("x.pcap");
+    let out = under(
+        &["--allow-capture", "--allow-net=127.0.0.1"],
+        &format!(
+            r#"capture(#{{port: 9, count: 1, timeout: 1, pcap: "{}"}})"#,
+            pcap.display()
+        ),
+    );
+    assert!(
+        out.starts_with("permission | capture: permission denied: "),
+        "{out}"
+    );
+    assert!(out.contains("--allow-write"), "{out}");
+    assert!(!pcap.exists());
+}
+
+/// A server a plugin starts keeps the plugin's permissions in its
+/// handler, on the server's own threads.
+#[test]
+fn a_plugins_server_handler_keeps_its_permissions() {
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("relay.rhai"),
+        "//! permissions: net=127.0.0.1:0\n\
+         fn start(to) { serve(\"127.0.0.1:0\", |c| { try { connect(to); c.send_line(\"reached\"); } catch (e) { c.send_line(e.kind); } }, #{quiet: true}) }\n",
+    )
+    .unwrap();
+    let code = format!(
+        r#"let s = relay::start("127.0.0.1:{port}"); let c = connect(`127.0.0.1:${{s.port}}`); c.recv_line()"#
+    );
+    let run = Netsh::new()
+        .args([
+            "--plugins",
+            &dir.path().display().to_string(),
+            "--allow-net=127.0.0.1",
+            "-e",
+            &code,
+        ])
+        .ok();
+    assert_eq!(run.stdout(), "permission", "{}", run.explain());
+    target.set_nonblocking(true).unwrap();
+    assert!(target.accept().is_err(), "the handler reached the target");
+}
