@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "netsh", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n  netsh --sandbox upload          run it with only the permissions it states\n  netsh --allow-net=127.0.0.1 x.rhai  let a script reach 127.0.0.1 and nothing else\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
 )]
 pub struct Cli {
     /// Evaluate CODE, print its value and exit.

@@ -41,11 +41,11 @@ pub fn grant_of(text: &str) -> Result<Grant, String> {
 const MAX_PARAMS: usize = 8;
 
 /// `module` with each of its functions (`functions`: name and parameter
-/// count, from the plugin's AST) run in `held`'s context; its variables and
-/// sub-modules as they were.
+/// names, from the plugin's AST) run in `held`'s context; its variables
+/// and sub-modules as they were.
 pub fn held_module(
     module: Arc<Module>,
-    functions: &[(String, usize)],
+    functions: &[(String, Vec<String>)],
     held: Arc<Held>,
 ) -> Result<Module, String> {
     let mut wrapped = Module::new();
@@ -65,7 +65,10 @@ pub fn held_module(
             name: name.clone(),
             context: Context::plugin(held.clone()),
         };
-        let reg = FuncRegistration::new(name.as_str()).in_internal_namespace();
+        // Parameter names as the plugin wrote them, for the REPL's hints.
+        let reg = FuncRegistration::new(name.as_str())
+            .in_internal_namespace()
+            .with_params_info(params.iter().map(String::as_str).chain(["Dynamic"]));
         macro_rules! arity {
             ($($a:ident),*) => {
                 reg.set_into_module(&mut wrapped, move |ctx: NativeCallContext, $($a: Dynamic),*| {
@@ -73,7 +76,7 @@ pub fn held_module(
                 })
             };
         }
-        match params {
+        match params.len() {
             0 => arity!(),
             1 => arity!(a),
             2 => arity!(a, b),

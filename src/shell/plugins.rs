@@ -115,10 +115,13 @@ impl Plugin {
                     .enter(|| Module::eval_ast_as_new(Scope::new(), &ast, engine))
                     .map(Arc::new)
                     .map_err(|e| problem(&e))?;
-                let functions: Vec<(String, usize)> = ast
+                let functions: Vec<(String, Vec<String>)> = ast
                     .iter_functions()
                     .filter(|f| f.access != rhai::FnAccess::Private)
-                    .map(|f| (f.name.to_string(), f.params.len()))
+                    .map(|f| {
+                        let params = f.params.iter().map(|p| p.to_string()).collect();
+                        (f.name.to_string(), params)
+                    })
                     .collect();
                 super::permissions::held_module(module, &functions, held).map(Arc::new)
             })
