@@ -170,7 +170,10 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         };
     }
     let script = match cli.words.split_first() {
-        Some((word, args)) => Some((Script::find(Path::new(word))?, text_args(args)?)),
+        Some((word, args)) => {
+            refuse_late_permission_flags(word, args)?;
+            Some((Script::find(Path::new(word))?, text_args(args)?))
+        }
         // `netsh < file.rhai`, `generate | netsh`: a script, as `python3 <
         // file` is, not a REPL talking to nobody (a banner on stdout,
         // errors skipped, exit 0 whatever failed).
@@ -206,6 +209,24 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         load: Load::All,
     });
     repl::run(shell, cli.record.as_deref()).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
+/// Words after the script are the script's own, even spelled like netsh's
+/// flags; but a permission flag there would leave the script running with
+/// everything allowed while its user believes it sandboxed. That mistake
+/// is refused rather than honoured silently either way.
+fn refuse_late_permission_flags(script: &OsString, args: &[OsString]) -> Result<(), Failure> {
+    let late = args
+        .iter()
+        .filter_map(|a| a.to_str())
+        .find(|a| *a == "--sandbox" || *a == "--no-prompt" || a.starts_with("--allow-"));
+    match late {
+        Some(flag) => Err(Failure::Usage(format!(
+            "netsh: {flag} after the script would be the script's own argument, and the script would run with everything allowed; put it before: netsh {flag} {}",
+            script.to_string_lossy()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What the `--allow-*` flags grant, or `None` when none was given (and no

@@ -631,6 +631,16 @@ fn scenarios_state_their_permissions_and_run_with_them() {
         "{}",
         run.explain()
     );
+    // A permission flag after the scenario's name would be its argument,
+    // and it would run unsandboxed: refused instead.
+    let run = Netsh::new().args(["tcp_chat", "--sandbox"]).output();
+    run.expect_code(2);
+    assert!(
+        run.stderr()
+            .contains("put it before: netsh --sandbox tcp_chat"),
+        "{}",
+        run.explain()
+    );
     // Its statement is all it gets: the client mode to another address is refused.
     let run = Netsh::new()
         .args(["--sandbox", "tcp_chat", "client", "127.0.0.2:9"])
