@@ -473,6 +473,27 @@ pub fn granted_addrs(spelled: &str, addrs: Vec<SocketAddr>) -> Result<Vec<Socket
     Context::current().granted_addrs(spelled, &addrs)
 }
 
+/// A name resolved a second time on a runtime thread (reqwest's resolver,
+/// after the hop was checked): each address must be one the session
+/// grants at some port; nobody is asked, and a "yes once" already given
+/// for the hop stands (with a prompt the hop's own check decided).
+pub fn resolved_again(spelled: &str, addrs: &[SocketAddr]) -> Result<()> {
+    if !enforced() || PROMPT.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let session = SESSION.read().ok().and_then(|g| g.clone());
+    let Some(grant) = session else {
+        return Ok(());
+    };
+    match addrs
+        .iter()
+        .find(|a| !grant.allows_addr(spelled, **a, true))
+    {
+        None => Ok(()),
+        Some(addr) => Err(Ask::Net(addr.ip().to_string()).refused(None)),
+    }
+}
+
 /// Binding `addr` (listen, serve, udp_bind, serve_files).
 #[inline]
 pub fn bind(addr: SocketAddr) -> Result<()> {

@@ -426,6 +426,20 @@ fn a_redirect_out_of_the_grant_is_refused() {
     );
     assert!(target.seen().is_empty(), "the redirect target was reached");
     assert!(!origin.seen().is_empty(), "the granted origin was asked");
+    // By name: granted by its name, or by the address it resolves to;
+    // refused when that address is outside the grant.
+    let by_name = format!(r#"fetch("http://localhost:{}/a")"#, origin.addr.port());
+    for grant in [
+        format!("--allow-net=localhost:{}", origin.addr.port()),
+        format!("--allow-net=127.0.0.1:{}", origin.addr.port()),
+    ] {
+        assert_eq!(under(&[&grant], &by_name), "allowed", "{grant}");
+    }
+    let out = under(
+        &[&format!("--allow-net=127.0.0.2:{}", origin.addr.port())],
+        &by_name,
+    );
+    assert!(out.starts_with("permission | fetch: "), "{out}");
 }
 
 /// Paths are checked where they lead: a symlink out of an allowed folder

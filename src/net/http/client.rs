@@ -185,6 +185,14 @@ impl reqwest::dns::Resolve for Resolver {
         Box::pin(async move {
             let addrs = addr::lookup(&target)
                 .await
+                .and_then(|addrs| {
+                    // Each hop was checked before it was sent (follow.rs);
+                    // this holds what reqwest resolves again to the grant
+                    // too, so an answer that changed in between (DNS
+                    // rebinding) goes nowhere outside it.
+                    crate::permit::resolved_again(&target.host, &addrs)?;
+                    Ok(addrs)
+                })
                 .map_err(|e| Box::new(e) as Box<dyn StdError + Send + Sync>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -365,6 +373,7 @@ fn copy_of(err: &Error) -> Error {
             reason: reason.clone(),
         },
         Error::InvalidArgument(text) => Error::InvalidArgument(text.clone()),
+        Error::Permission(text) => Error::Permission(text.clone()),
         other => Error::Protocol(other.to_string()),
     }
 }
