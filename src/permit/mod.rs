@@ -474,23 +474,25 @@ pub fn granted_addrs(spelled: &str, addrs: Vec<SocketAddr>) -> Result<Vec<Socket
 }
 
 /// A name resolved a second time on a runtime thread (reqwest's resolver,
-/// after the hop was checked): each address must be one the session
-/// grants at some port; nobody is asked, and a "yes once" already given
-/// for the hop stands (with a prompt the hop's own check decided).
-pub fn resolved_again(spelled: &str, addrs: &[SocketAddr]) -> Result<()> {
+/// after the hop was checked): only the addresses the session grants at
+/// some port are kept, and none left is a refusal. Nobody is asked; with a
+/// prompt, the hop's own check decided (a "yes once" stands).
+pub fn granted_again(spelled: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
     if !enforced() || PROMPT.load(Ordering::Relaxed) {
-        return Ok(());
+        return Ok(addrs);
     }
     let session = SESSION.read().ok().and_then(|g| g.clone());
     let Some(grant) = session else {
-        return Ok(());
+        return Ok(addrs);
     };
-    match addrs
-        .iter()
-        .find(|a| !grant.allows_addr(spelled, **a, true))
-    {
-        None => Ok(()),
-        Some(addr) => Err(Ask::Net(addr.ip().to_string()).refused(None)),
+    let first = addrs.first().copied();
+    let kept: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| grant.allows_addr(spelled, *a, true))
+        .collect();
+    match (kept.is_empty(), first) {
+        (true, Some(addr)) => Err(Ask::Net(addr.ip().to_string()).refused(None)),
+        _ => Ok(kept),
     }
 }
 

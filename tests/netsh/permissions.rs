@@ -837,3 +837,68 @@ fn a_plugins_server_handler_keeps_its_permissions() {
     target.set_nonblocking(true).unwrap();
     assert!(target.accept().is_err(), "the handler reached the target");
 }
+
+/// A name is judged by where it leads, in a mount namespace whose
+/// /etc/hosts says `localhost` is 127.0.0.1 and ::1 (as Debian's does) and
+/// `other.test` is 127.0.0.3: `--allow-net=localhost` does not let
+/// `other.test` through, and `--allow-net=127.0.0.1:P` reaches `localhost`
+/// at 127.0.0.1 only, for a connect and a fetch alike.
+#[test]
+fn names_are_judged_by_the_addresses_they_resolve_to() {
+    if !support::is_root() {
+        support::skip(
+            "names_are_judged_by_the_addresses_they_resolve_to",
+            "a private /etc/hosts needs a mount namespace (root)",
+        );
+        return;
+    }
+    let http = HttpServer::start();
+    let port = http.addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n::1 localhost\n127.0.0.3 other.test\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let run = |grant: &str, code: &str| {
+        let wrapped = format!(
+            r#"let f = || {{ try {{ return {code}; }} catch (e) {{ return `${{e.kind}} | ${{e}}` }} }}; f.call()"#
+        );
+        Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+            .args([grant, "-e", &wrapped])
+            .ok()
+            .stdout()
+    };
+    let out = run(
+        "--allow-net=localhost",
+        &format!(r#"connect("other.test:{port}")"#),
+    );
+    assert!(
+        out.starts_with(&format!(
+            "permission | connect: permission denied: 127.0.0.3:{port} is not in --allow-net"
+        )),
+        "{out}"
+    );
+    let grant = format!("--allow-net=127.0.0.1:{port}");
+    assert_eq!(
+        run(&grant, &format!(r#"connect("localhost:{port}").peer"#)),
+        format!("127.0.0.1:{port}")
+    );
+    assert_eq!(
+        run(
+            &grant,
+            &format!(r#"fetch("http://localhost:{port}/a").url"#)
+        ),
+        format!("http://localhost:{port}/a")
+    );
+    let out = run(
+        &grant,
+        &format!(r#"fetch("http://other.test:{port}/a").url"#),
+    );
+    assert!(out.starts_with("permission | fetch: "), "{out}");
+}

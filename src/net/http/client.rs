@@ -185,14 +185,11 @@ impl reqwest::dns::Resolve for Resolver {
         Box::pin(async move {
             let addrs = addr::lookup(&target)
                 .await
-                .and_then(|addrs| {
-                    // Each hop was checked before it was sent (follow.rs);
-                    // this holds what reqwest resolves again to the grant
-                    // too, so an answer that changed in between (DNS
-                    // rebinding) goes nowhere outside it.
-                    crate::permit::resolved_again(&target.host, &addrs)?;
-                    Ok(addrs)
-                })
+                // Each hop was checked before it was sent (follow.rs);
+                // what reqwest resolves again is held to the grant too, so
+                // neither an address outside it nor an answer that changed
+                // in between (DNS rebinding) is connected to.
+                .and_then(|addrs| crate::permit::granted_again(&target.host, addrs))
                 .map_err(|e| Box::new(e) as Box<dyn StdError + Send + Sync>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })

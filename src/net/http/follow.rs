@@ -204,9 +204,9 @@ async fn permitted(
 async fn reach(permit: &crate::permit::Context, target: &crate::net::addr::Target) -> Result<()> {
     permit.net(&target.host, target.port, false)?;
     let addrs = crate::net::addr::lookup(target).await?;
-    // reqwest resolves again and may pick another of these: all must be
-    // granted (a redirect to a name is held to every address it has).
-    permit.net_addrs(&target.host, &addrs)
+    // Some must be granted; reqwest resolves again, and its resolver
+    // (client.rs) keeps only the granted ones.
+    permit.granted_addrs(&target.host, &addrs).map(drop)
 }
 
 /// The statuses whose `Location` is followed (304 is not a redirect).
