@@ -616,19 +616,19 @@ fn plugins_are_held_to_their_statements() {
 /// prints them, and `--sandbox NAME` runs a scenario with exactly those.
 #[test]
 fn scenarios_state_their_permissions_and_run_with_them() {
-    for name in [
-        "download",
-        "handshake",
-        "names",
-        "ports",
-        "tcp_chat",
-        "udp",
-        "upload",
-        "echo",
-        "http",
-        "report",
-        "services",
-    ] {
+    let bundled = netsh::shell::bundled::scripts()
+        .into_iter()
+        .chain(netsh::shell::bundled::plugins());
+    let mut count = 0;
+    for b in bundled {
+        let name = b.name;
+        count += 1;
+        // Each statement reads (a typo would leave a plugin with nothing).
+        assert!(
+            netsh::shell::permissions::grant_of(b.text).is_ok()
+                && netsh::shell::permissions::stated(b.text).is_some(),
+            "{name} states no readable permissions"
+        );
         let run = Netsh::new().args(["--show", name]).ok();
         assert!(
             run.stderr()
@@ -637,6 +637,7 @@ fn scenarios_state_their_permissions_and_run_with_them() {
             run.explain()
         );
     }
+    assert!(count >= 11, "only {count} bundled files found");
     let run = Netsh::new().args(["--sandbox", "tcp_chat"]).ok();
     assert!(
         run.stderr().contains(
