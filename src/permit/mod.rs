@@ -314,7 +314,10 @@ impl Context {
             .ok()
             .is_some_and(|g| g.as_ref().is_some_and(&allowed));
         if !session_ok {
-            let answer = if PROMPT.load(Ordering::Relaxed) {
+            // Only the main thread asks: a task or a server's handler
+            // reading the terminal would fight the REPL's own prompt for it.
+            let foreground = std::thread::current().name() == Some("main");
+            let answer = if foreground && PROMPT.load(Ordering::Relaxed) {
                 prompt::ask(&ask.question())
             } else {
                 prompt::Answer::No

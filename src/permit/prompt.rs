@@ -1,8 +1,10 @@
 //! Asking the user on the terminal, as Deno does, instead of refusing at
 //! once: `netsh: the script wants to connect to 127.0.0.1:9000. Allow?
 //! [y]es once / [a]lways / [N]o`. Only when stdin is a terminal and
-//! `--no-prompt` was not given (`permit::enforce`'s `ask`); one question at
-//! a time, whichever thread asks; anything but `y` or `a` is no.
+//! `--no-prompt` was not given (`permit::enforce`'s `ask`), and only on
+//! the main thread (a task or a server's handler is refused without
+//! asking: it would fight the REPL for the terminal); anything but `y` or
+//! `a` is no.
 
 use std::{
     io::{IsTerminal, Read, Write},

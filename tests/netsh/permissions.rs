@@ -716,6 +716,12 @@ fn the_prompt_asks_once_always_or_no() {
     pty.send_line("").unwrap();
     pty.expect("permission denied").unwrap();
     pty.expect("netsh> ").unwrap();
+    // A task is refused without a question: it would fight the prompt.
+    let in_task = format!(
+        r#"task(|| {{ try {{ connect("127.0.0.1:{}"); }} catch (e) {{ return e.kind }} "reached" }}).join()"#,
+        support::closed_port()
+    );
+    support::enter_value(&mut pty, &in_task, "permission");
     drop(pty);
 
     let mut pty = support::repl_in(home.path(), &["--sandbox", "--no-prompt"]);
