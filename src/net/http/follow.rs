@@ -203,6 +203,10 @@ async fn permitted(
 /// A target's spelling, then the addresses it resolves to, checked.
 async fn reach(permit: &crate::permit::Context, target: &crate::net::addr::Target) -> Result<()> {
     permit.net(&target.host, target.port, false)?;
+    if target.host.parse::<std::net::IpAddr>().is_ok() {
+        // An address is decided whole by its spelling.
+        return Ok(());
+    }
     let addrs = crate::net::addr::lookup(target).await?;
     // Some must be granted; reqwest resolves again, and its resolver
     // (client.rs) keeps only the granted ones.
