@@ -195,6 +195,11 @@ impl reqwest::dns::Resolve for Resolver {
         Box::pin(async move {
             let addrs = addr::lookup(&target)
                 .await
+                // Each hop was checked before it was sent (follow.rs);
+                // what reqwest resolves again is held to the grant too, so
+                // neither an address outside it nor an answer that changed
+                // in between (DNS rebinding) is connected to.
+                .and_then(|addrs| crate::permit::granted_again(&target.host, addrs))
                 .map_err(|e| Box::new(e) as Box<dyn StdError + Send + Sync>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -375,6 +380,7 @@ fn copy_of(err: &Error) -> Error {
             reason: reason.clone(),
         },
         Error::InvalidArgument(text) => Error::InvalidArgument(text.clone()),
+        Error::Permission(text) => Error::Permission(text.clone()),
         other => Error::Protocol(other.to_string()),
     }
 }

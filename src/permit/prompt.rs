@@ -1,0 +1,63 @@
+//! Asking the user on the terminal, as Deno does, instead of refusing at
+//! once: `netsh: the script wants to connect to 127.0.0.1:9000. Allow?
+//! [y]es once / [a]lways / [N]o`. Only when stdin is a terminal and
+//! `--no-prompt` was not given (`permit::enforce`'s `ask`), and only on
+//! the main thread (a task or a server's handler is refused without
+//! asking: it would fight the REPL for the terminal); anything but `y` or
+//! `a` is no.
+
+use std::{
+    io::{IsTerminal, Read, Write},
+    sync::Mutex,
+};
+
+/// The user's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Once,
+    Always,
+    No,
+}
+
+/// One question at a time: two tasks asking at once would share a line.
+static ASKING: Mutex<()> = Mutex::new(());
+
+/// Asks whether the script may `what` (`connect to 127.0.0.1:9000`).
+pub fn ask(what: &str) -> Answer {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Answer::No;
+    }
+    let _one = ASKING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "netsh: the script wants to {what}. Allow? [y]es once / [a]lways / [N]o "
+    );
+    let _ = err.flush();
+    drop(err);
+    let line = answer_line(&mut stdin.lock());
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Answer::Once,
+        "a" | "always" => Answer::Always,
+        _ => Answer::No,
+    }
+}
+
+/// One answer typed on the terminal, up to Enter: byte by byte, since the
+/// REPL's terminal may be in raw mode, where Enter is a `\r` and nothing
+/// is echoed (so the answer is echoed here).
+fn answer_line(input: &mut impl Read) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 64 {
+        match input.read(&mut byte) {
+            Ok(1) if byte[0] == b'\r' || byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            _ => break,
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", String::from_utf8_lossy(&line).trim());
+    String::from_utf8_lossy(&line).into_owned()
+}
