@@ -51,6 +51,10 @@ const REVIEWED: &[(&str, &str)] = &[
     ("shutdown", "half-closes a checked connection"),
     ("tls_info", "about a checked connection"),
     ("stop", "stops a job"),
+    (
+        "relay",
+        "joins two connections, each checked when it was made",
+    ),
     ("wait", "waits for jobs"),
     ("join", "waits for a task"),
     ("jobs", "lists jobs"),
@@ -155,6 +159,66 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
         ("remove", "", r#"remove("{D}/src.txt")"#),
         ("temp_dir", "", "temp_dir()"),
         ("record", "", r#"record("{D}/rec.rhai")"#),
+        // Relays and proxies: the address bound, and where they lead.
+        (
+            "forward",
+            "",
+            r#"forward("127.0.0.1:0", "127.0.0.1:{P}")"#,
+        ),
+        (
+            "forward",
+            "--allow-net=127.0.0.1:0",
+            r#"forward("127.0.0.1:0", "127.0.0.1:{P}")"#,
+        ),
+        (
+            "forward",
+            "--allow-net=127.0.0.1:0",
+            r#"forward("127.0.0.1:0", "127.0.0.1:{U}", #{udp: true})"#,
+        ),
+        (
+            "forward",
+            "--allow-net=127.0.0.1:0",
+            r#"forward("127.0.0.1:0", "unix:{D}/sock")"#,
+        ),
+        ("socks_serve", "", r#"socks_serve("127.0.0.1:0")"#),
+        (
+            "connect",
+            "--allow-net=127.0.0.1:9",
+            r#"connect("127.0.0.1:9", #{proxy: "socks5://127.0.0.1:{P}"})"#,
+        ),
+        (
+            "connect",
+            "--allow-net=127.0.0.1:{P}",
+            r#"connect("127.0.0.1:9", #{proxy: "socks5h://127.0.0.1:{P}"})"#,
+        ),
+        (
+            "connect",
+            "--allow-net=127.0.0.1:{P}",
+            r#"connect("nowhere.test:9", #{proxy: "http://127.0.0.1:{P}"})"#,
+        ),
+        (
+            "fetch",
+            "--allow-net=127.0.0.1:{H}",
+            r#"fetch("http://127.0.0.1:{H}/a", #{proxy: "socks5://127.0.0.1:{P}"})"#,
+        ),
+        // Locating a host: the DNS server asked, the host pinged or traced.
+        (
+            "dns",
+            "",
+            r#"dns("x.test", "A", #{server: "127.0.0.1:{U}"})"#,
+        ),
+        (
+            "dns_many",
+            "",
+            r#"dns_many(["x.test"], "A", #{server: "127.0.0.1:{U}"})"#,
+        ),
+        ("ping", "", r#"ping("127.0.0.1", #{count: 1})"#),
+        ("ping", "--allow-net=127.0.0.2", r#"ping("localhost", #{count: 1})"#),
+        (
+            "traceroute",
+            "",
+            r#"traceroute("127.0.0.1", #{max_hops: 1})"#,
+        ),
     ]
 }
 
