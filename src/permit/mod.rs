@@ -245,11 +245,27 @@ impl Context {
         self.path(path, true)
     }
 
+    /// Removing `path`: the entry itself (a link, not what it leads to),
+    /// so its folder resolved and its own name after it.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        if !enforced() {
+            return Ok(());
+        }
+        let path = absolute(path);
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => self.checked(canonical(parent).join(name), true),
+            _ => self.path(&path, true),
+        }
+    }
+
     fn path(&self, path: &Path, write: bool) -> Result<()> {
         if !enforced() {
             return Ok(());
         }
-        let real = canonical(&absolute(path));
+        self.checked(canonical(&absolute(path)), write)
+    }
+
+    fn checked(&self, real: PathBuf, write: bool) -> Result<()> {
         let kind = if write { "write" } else { "read" };
         let shown = real.display().to_string();
         self.decide(
@@ -521,6 +537,15 @@ pub fn write(path: &Path) -> Result<()> {
         return Ok(());
     }
     Context::current().write(path)
+}
+
+/// Removing `path` itself (a link is removed, not what it leads to).
+#[inline]
+pub fn remove(path: &Path) -> Result<()> {
+    if !enforced() {
+        return Ok(());
+    }
+    Context::current().remove(path)
 }
 
 /// Reading the environment variable `name`.

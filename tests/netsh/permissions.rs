@@ -909,3 +909,31 @@ fn names_are_judged_by_the_addresses_they_resolve_to() {
     );
     assert!(out.starts_with("permission | fetch: "), "{out}");
 }
+
+/// `remove` takes a link away, not what it leads to: a link outside the
+/// write grant that leads into it is outside the grant, and one inside the
+/// grant that leads out is inside it.
+#[test]
+fn remove_is_checked_on_the_link_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let allowed = root.join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("inside.txt"), "x").unwrap();
+    std::fs::write(root.join("outside.txt"), "x").unwrap();
+    let way_in = root.join("way_in");
+    std::os::unix::fs::symlink(allowed.join("inside.txt"), &way_in).unwrap();
+    let way_out = allowed.join("way_out");
+    std::os::unix::fs::symlink(root.join("outside.txt"), &way_out).unwrap();
+    let grant = format!("--allow-write={}", allowed.display());
+    let out = under(&[&grant], &format!(r#"remove("{}")"#, way_in.display()));
+    assert!(out.starts_with("permission | remove: "), "{out}");
+    assert!(
+        way_in.symlink_metadata().is_ok(),
+        "the link outside was removed"
+    );
+    let out = under(&[&grant], &format!(r#"remove("{}")"#, way_out.display()));
+    assert_eq!(out, "allowed");
+    assert!(way_out.symlink_metadata().is_err());
+    assert!(root.join("outside.txt").exists());
+}
