@@ -937,3 +937,31 @@ fn remove_is_checked_on_the_link_it_removes() {
     assert!(way_out.symlink_metadata().is_err());
     assert!(root.join("outside.txt").exists());
 }
+
+/// Only a bundled scenario's statement is granted by `--sandbox`: a script
+/// file (or stdin) is what someone shared, and stating `read` or `net` in
+/// its own opening comment must not let it out of the sandbox.
+#[test]
+fn a_script_file_cannot_grant_itself_under_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("shared.rhai");
+    std::fs::write(
+        &script,
+        "//! permissions: env, read\nprint(env(\"HOME\"));\n",
+    )
+    .unwrap();
+    let run = Netsh::new()
+        .args(["--sandbox", script.to_str().unwrap()])
+        .output();
+    run.expect_code(1);
+    assert!(
+        run.stderr()
+            .contains("env: permission denied: HOME is not in --allow-env"),
+        "{}",
+        run.explain()
+    );
+    // Given the flag, it runs.
+    Netsh::new()
+        .args(["--sandbox", "--allow-env=HOME", script.to_str().unwrap()])
+        .ok();
+}
