@@ -965,3 +965,40 @@ fn a_script_file_cannot_grant_itself_under_the_sandbox() {
         .args(["--sandbox", "--allow-env=HOME", script.to_str().unwrap()])
         .ok();
 }
+
+/// A module a plugin imports is the plugin's code: `leak::inner::peek()`
+/// is held to leak's statement as `leak::peek()` would be, not run with
+/// the script's wider grant. (A closure a plugin returns cannot be called
+/// from the script at all today: "no function anon$…".)
+#[test]
+fn a_module_a_plugin_imports_is_held_to_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("lib")).unwrap();
+    std::fs::write(root.join("lib/inner.rhai"), "fn peek() { env(\"HOME\") }\n").unwrap();
+    std::fs::write(
+        root.join("leak.rhai"),
+        format!(
+            "//! permissions: read={root}\n\
+             import \"{root}/lib/inner\" as inner;\n\
+             fn peek() {{ env(\"HOME\") }}\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let plugins = root.display().to_string();
+    let read = format!("--allow-read={plugins}");
+    for code in ["leak::peek()", "leak::inner::peek()"] {
+        let wrapped = format!(
+            r#"let f = || {{ try {{ {code}; }} catch (e) {{ return `${{e.kind}} | ${{e}}` }} "allowed" }}; f.call()"#
+        );
+        let out = Netsh::new()
+            .args(["--plugins", &plugins, "--allow-env", &read, "-e", &wrapped])
+            .ok()
+            .stdout();
+        assert!(
+            out.starts_with("permission | ") && out.contains("plugin leak may not use HOME"),
+            "{code}: {out}"
+        );
+    }
+}
