@@ -1002,3 +1002,62 @@ fn a_module_a_plugin_imports_is_held_to_the_plugin() {
         );
     }
 }
+
+/// A name that resolves both inside and outside a plugin's statement: the
+/// fetch's hop is checked on the plugin's grant, and the addresses reqwest
+/// resolves again are held to it too. Here `dual.test` is 127.0.0.1
+/// (granted to the plugin, nothing listening) and 127.0.0.3 (listening,
+/// not granted): falling back to 127.0.0.3 would leave the statement.
+#[test]
+fn a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement() {
+    if !support::is_root() {
+        support::skip(
+            "a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement",
+            "a private /etc/hosts needs a mount namespace (root)",
+        );
+        return;
+    }
+    let target = TcpListener::bind("127.0.0.3:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let port = target.local_addr().unwrap().port();
+    // Nothing may listen on 127.0.0.1 at that port: it must refuse.
+    let Ok(probe) = TcpListener::bind(("127.0.0.1", port)) else {
+        support::skip(
+            "a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement",
+            "the port is taken on 127.0.0.1",
+        );
+        return;
+    };
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 dual.test\n127.0.0.3 dual.test\n").unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("narrow.rhai"),
+        "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url, #{timeout: 2000}).status }\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let code = format!(
+        r#"let f = || {{ try {{ return narrow::get("http://dual.test:{port}/a"); }} catch (e) {{ return e.kind }} }}; f.call()"#
+    );
+    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--allow-net",
+            "-e",
+            &code,
+        ])
+        .ok()
+        .stdout();
+    assert!(
+        target.accept().is_err(),
+        "the plugin's fetch reached 127.0.0.3, outside its statement ({out})"
+    );
+}
