@@ -29,6 +29,14 @@ pub fn ask(what: &str) -> Answer {
         return Answer::No;
     }
     let _one = ASKING.lock().unwrap_or_else(|e| e.into_inner());
+    // What waits on the terminal was typed (or pasted, or sent back by
+    // the terminal to an escape sequence the script printed) before the
+    // question: it is no answer to it. Deno throws it away too.
+    // SAFETY: tcflush on fd 0 touches no memory; it fails harmlessly when
+    // fd 0 is not a terminal (checked above anyway).
+    unsafe {
+        libc::tcflush(libc::STDIN_FILENO, libc::TCIFLUSH);
+    }
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{}", question(what));
     let _ = err.flush();

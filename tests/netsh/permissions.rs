@@ -1061,3 +1061,29 @@ fn a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement() {
         "the plugin's fetch reached 127.0.0.3, outside its statement ({out})"
     );
 }
+
+/// What was typed (or pasted) before the question is not its answer: a
+/// `y` waiting on the terminal while the call ran is thrown away, and only
+/// what is typed after the question counts (as Deno does).
+#[test]
+fn the_prompt_is_not_answered_by_what_was_typed_before_it() {
+    use expectrl::Expect;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::repl_in(home.path(), &["--sandbox"]);
+    // The line runs for a second before it asks; `y` is typed meanwhile.
+    let line = format!(r#"sleep(1000); connect("127.0.0.1:{port}").close(); "done""#);
+    pty.send_line(&line).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("y").unwrap();
+    pty.expect("Allow? [y]es once / [a]lways / [N]o")
+        .unwrap_or_else(|e| panic!("no question ({e}): {}", support::shown(&mut pty)));
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("n").unwrap();
+    pty.expect("permission denied")
+        .unwrap_or_else(|e| panic!("not refused ({e}): {}", support::shown(&mut pty)));
+    pty.expect("netsh> ").unwrap();
+    assert!(listener.accept().is_err(), "the type-ahead answered yes");
+}
