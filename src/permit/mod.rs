@@ -101,6 +101,11 @@ impl Context {
         Context(Some(held))
     }
 
+    /// The name of the plugin whose code this is, if any.
+    pub fn plugin_name(&self) -> Option<String> {
+        self.0.as_ref().map(|held| held.plugin.clone())
+    }
+
     /// Runs `f` in this context, and puts the thread's own back after.
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
         if !enforced() {

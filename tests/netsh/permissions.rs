@@ -1087,3 +1087,61 @@ fn the_prompt_is_not_answered_by_what_was_typed_before_it() {
     pty.expect("netsh> ").unwrap();
     assert!(listener.accept().is_err(), "the type-ahead answered yes");
 }
+
+/// The script's fetch to `dual.test` (127.0.0.1 refusing, 127.0.0.3
+/// answering) leaves a kept-alive connection to 127.0.0.3 in the pool; a
+/// plugin granted 127.0.0.1 only, fetching the same URL next, must not
+/// be sent over it.
+#[test]
+fn a_plugin_fetch_never_reuses_a_connection_outside_its_statement() {
+    if !support::is_root() {
+        support::skip(
+            "a_plugin_fetch_never_reuses_a_connection_outside_its_statement",
+            "a private /etc/hosts needs a mount namespace (root)",
+        );
+        return;
+    }
+    let http = HttpServer::start_at("127.0.0.3");
+    let port = http.addr.port();
+    let Ok(probe) = TcpListener::bind(("127.0.0.1", port)) else {
+        support::skip(
+            "a_plugin_fetch_never_reuses_a_connection_outside_its_statement",
+            "the port is taken on 127.0.0.1",
+        );
+        return;
+    };
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 dual.test\n127.0.0.3 dual.test\n").unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("narrow.rhai"),
+        "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url).status }\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let code = format!(
+        r#"let url = "http://dual.test:{port}/a"; let mine = fetch(url).status; let f = || {{ try {{ return narrow::get(url); }} catch (e) {{ return e.kind }} }}; `${{mine}} ${{f.call()}}`"#
+    );
+    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--allow-net",
+            "-e",
+            &code,
+        ])
+        .ok()
+        .stdout();
+    assert!(out.starts_with("404 "), "the script's own fetch: {out}");
+    assert_eq!(
+        http.seen().len(),
+        1,
+        "the plugin's request went to 127.0.0.3 ({out})"
+    );
+}

@@ -56,6 +56,10 @@ pub struct ClientKey {
     /// itself (`response.rs`, `stream.rs`), so this is not the client's:
     /// [`client`] serves both values with one client and its pool.
     pub decode: bool,
+    /// The plugin whose code sends (under permissions): its connections
+    /// are pooled apart, or it could be sent over one the script opened
+    /// to an address outside the plugin's statement.
+    pub plugin: Option<String>,
 }
 
 impl Default for ClientKey {
@@ -68,6 +72,7 @@ impl Default for ClientKey {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             decode: true,
+            plugin: None,
         }
     }
 }
