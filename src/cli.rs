@@ -281,11 +281,21 @@ fn enforce(
         let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
         let stated = Grant::parse_statement(statement, &base)
             .map_err(|e| Failure::Usage(format!("netsh: {}: //! permissions: {e}", script.name)))?;
-        console::note(&format!(
-            "{} states its permissions: {stated}; --sandbox grants exactly those",
-            script.name
-        ));
-        grant.merge(stated);
+        // Only netsh's own scenarios are taken at their word: a file (or
+        // stdin) is what someone shared, and its comment granting itself
+        // `read` or `net` would empty the sandbox the user asked for.
+        if script.file.is_none() && script.name != STDIN_NAME {
+            console::note(&format!(
+                "{} states its permissions: {stated}; --sandbox grants exactly those",
+                script.name
+            ));
+            grant.merge(stated);
+        } else {
+            console::note(&format!(
+                "{} states its permissions: {stated}; --sandbox grants them to bundled scenarios only: give the --allow-* flags to grant them",
+                script.name
+            ));
+        }
     }
     let ask = !no_prompt && std::io::stdin().is_terminal();
     crate::permit::enforce(grant, ask);

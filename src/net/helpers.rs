@@ -413,7 +413,7 @@ fn info(path: &str) -> Result<Dynamic> {
 }
 
 fn remove_path(path: &str) -> Result<()> {
-    crate::permit::write(Path::new(path))?;
+    crate::permit::remove(Path::new(path))?;
     let meta = std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
     let removed = if meta.is_dir() {
         std::fs::remove_dir(path)

@@ -395,7 +395,16 @@ fn host_rule(text: &str) -> Result<HostRule, String> {
             .ok()
             .filter(|b| *b <= max && !bits.starts_with('+'))
             .ok_or_else(|| format!("'/{bits}' is not a prefix length (0–{max})"))?;
-        return Ok(HostRule::Cidr(canonical_ip(ip), bits));
+        // `::ffff:10.0.0.0/104` is 10.0.0.0/8: addresses are compared in
+        // their IPv4 form, so the block is too (its length less the 96
+        // bits of the mapped prefix). A shorter block stays IPv6.
+        return Ok(match ip {
+            IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => HostRule::Cidr(IpAddr::V4(v4), bits - 96),
+                None => HostRule::Cidr(ip, bits),
+            },
+            _ => HostRule::Cidr(ip, bits),
+        });
     }
     // std's parser is strict: no `127.1`, no octal, no hex.
     if let Ok(ip) = text.parse::<IpAddr>() {
@@ -590,6 +599,24 @@ mod tests {
         assert!(g.allows_addr("x", a("[::1]:22"), false));
         assert!(!g.allows_addr("x", a("[::1]:23"), false));
         assert!(g.allows_addr("x", a("[::ffff:127.0.0.1]:8000"), false));
+    }
+
+    #[test]
+    fn a_mapped_block_is_the_ipv4_block_it_names() {
+        // `::ffff:10.0.0.0/104` is 10.0.0.0/8 written in IPv6: it must
+        // neither panic nor grant every IPv4 address.
+        let mut g = Grant::none();
+        g.allow("net", Some("::ffff:10.0.0.0/104"), Path::new("/"))
+            .unwrap();
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(g.allows_addr("x", a("10.1.2.3:80"), false));
+        assert!(!g.allows_addr("x", a("192.0.2.1:80"), false));
+        assert!(!g.allows_addr("x", a("[::ffff:192.0.2.1]:80"), false));
+        // A block wider than the mapped range stays IPv6.
+        let mut wide = Grant::none();
+        wide.allow("net", Some("::ffff:0:0/95"), Path::new("/"))
+            .unwrap();
+        assert!(!wide.allows_addr("x", a("192.0.2.1:80"), false));
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl Context {
         Context(Some(held))
     }
 
+    /// The name of the plugin whose code this is, if any.
+    pub fn plugin_name(&self) -> Option<String> {
+        self.0.as_ref().map(|held| held.plugin.clone())
+    }
+
     /// Runs `f` in this context, and puts the thread's own back after.
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> T {
         if !enforced() {
@@ -245,11 +250,27 @@ impl Context {
         self.path(path, true)
     }
 
+    /// Removing `path`: the entry itself (a link, not what it leads to),
+    /// so its folder resolved and its own name after it.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        if !enforced() {
+            return Ok(());
+        }
+        let path = absolute(path);
+        match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => self.checked(canonical(parent).join(name), true),
+            _ => self.path(&path, true),
+        }
+    }
+
     fn path(&self, path: &Path, write: bool) -> Result<()> {
         if !enforced() {
             return Ok(());
         }
-        let real = canonical(&absolute(path));
+        self.checked(canonical(&absolute(path)), write)
+    }
+
+    fn checked(&self, real: PathBuf, write: bool) -> Result<()> {
         let kind = if write { "write" } else { "read" };
         let shown = real.display().to_string();
         self.decide(
@@ -476,25 +497,39 @@ pub fn granted_addrs(spelled: &str, addrs: Vec<SocketAddr>) -> Result<Vec<Socket
     Context::current().granted_addrs(spelled, &addrs)
 }
 
+tokio::task_local! {
+    /// The context of the request being sent on this runtime task: set by
+    /// `fetch`'s hop loop around reqwest's send, read by its resolver.
+    static SENDING: Context;
+}
+
+/// Runs `send` (reqwest's send of one hop) with `context` as the one its
+/// resolver holds the addresses to ([`granted_again`]).
+pub async fn sending<F: std::future::Future>(context: Context, send: F) -> F::Output {
+    SENDING.scope(context, send).await
+}
+
 /// A name resolved a second time on a runtime thread (reqwest's resolver,
-/// after the hop was checked): only the addresses the session grants at
-/// some port are kept, and none left is a refusal. Nobody is asked; with a
-/// prompt, the hop's own check decided (a "yes once" stands).
+/// after the hop was checked): only the addresses the session and the
+/// sending code's plugin grant at some port are kept, so reqwest never
+/// falls back to one outside them. Nobody is asked: with a prompt, when
+/// none is granted, the hop's own question was about the first address
+/// (a "yes once" stands for it, and only for it); otherwise none left is a
+/// refusal.
 pub fn granted_again(spelled: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>> {
-    if !enforced() || PROMPT.load(Ordering::Relaxed) {
+    if !enforced() {
         return Ok(addrs);
     }
-    let session = SESSION.read().ok().and_then(|g| g.clone());
-    let Some(grant) = session else {
-        return Ok(addrs);
-    };
+    // Outside a hop's send (never expected) the session alone decides.
+    let context = SENDING.try_with(Context::clone).unwrap_or_default();
     let first = addrs.first().copied();
     let kept: Vec<SocketAddr> = addrs
         .into_iter()
-        .filter(|a| grant.allows_addr(spelled, *a, true))
+        .filter(|a| context.allows_silently(|g| g.allows_addr(spelled, *a, true)))
         .collect();
     match (kept.is_empty(), first) {
-        (true, Some(addr)) => Err(Ask::Net(addr.ip().to_string()).refused(None)),
+        (true, Some(addr)) if PROMPT.load(Ordering::Relaxed) => Ok(vec![addr]),
+        (true, Some(addr)) => Err(Ask::Net(addr.ip().to_string()).refused(context.0.as_deref())),
         _ => Ok(kept),
     }
 }
@@ -521,6 +556,15 @@ pub fn write(path: &Path) -> Result<()> {
         return Ok(());
     }
     Context::current().write(path)
+}
+
+/// Removing `path` itself (a link is removed, not what it leads to).
+#[inline]
+pub fn remove(path: &Path) -> Result<()> {
+    if !enforced() {
+        return Ok(());
+    }
+    Context::current().remove(path)
 }
 
 /// Reading the environment variable `name`.

@@ -55,8 +55,12 @@ pub fn held_module(
     for (name, value) in module.iter_var() {
         wrapped.set_var(name, value.clone());
     }
+    // A module the plugin imported (`import "x" as inner` at its top) is
+    // its code too: `plugin::inner::f()` is held like `plugin::f()`.
     for (name, sub) in module.iter_sub_modules() {
-        wrapped.set_sub_module(name, sub.clone());
+        let functions = public_functions(&AST::new_from_module(sub.clone()));
+        let sub = held_module(sub.clone(), &functions, held.clone())?;
+        wrapped.set_sub_module(name, sub);
     }
     let ast = Arc::new(AST::new_from_module(module.clone()));
     for (name, params) in functions {
@@ -95,6 +99,18 @@ pub fn held_module(
         };
     }
     Ok(wrapped)
+}
+
+/// The functions a module's code may call from outside it: their names
+/// and parameter names.
+pub fn public_functions(ast: &AST) -> Vec<(String, Vec<String>)> {
+    ast.iter_functions()
+        .filter(|f| f.access != rhai::FnAccess::Private)
+        .map(|f| {
+            let params = f.params.iter().map(|p| p.to_string()).collect();
+            (f.name.to_string(), params)
+        })
+        .collect()
 }
 
 /// One plugin function, called in its plugin's context.

@@ -115,14 +115,7 @@ impl Plugin {
                     .enter(|| Module::eval_ast_as_new(Scope::new(), &ast, engine))
                     .map(Arc::new)
                     .map_err(|e| problem(&e))?;
-                let functions: Vec<(String, Vec<String>)> = ast
-                    .iter_functions()
-                    .filter(|f| f.access != rhai::FnAccess::Private)
-                    .map(|f| {
-                        let params = f.params.iter().map(|p| p.to_string()).collect();
-                        (f.name.to_string(), params)
-                    })
-                    .collect();
+                let functions = super::permissions::public_functions(&ast);
                 super::permissions::held_module(module, &functions, held).map(Arc::new)
             })
             .clone()

@@ -973,3 +973,239 @@ fn names_are_judged_by_the_addresses_they_resolve_to() {
     );
     assert!(out.starts_with("permission | fetch: "), "{out}");
 }
+
+/// `remove` takes a link away, not what it leads to: a link outside the
+/// write grant that leads into it is outside the grant, and one inside the
+/// grant that leads out is inside it.
+#[test]
+fn remove_is_checked_on_the_link_it_removes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    let allowed = root.join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    std::fs::write(allowed.join("inside.txt"), "x").unwrap();
+    std::fs::write(root.join("outside.txt"), "x").unwrap();
+    let way_in = root.join("way_in");
+    std::os::unix::fs::symlink(allowed.join("inside.txt"), &way_in).unwrap();
+    let way_out = allowed.join("way_out");
+    std::os::unix::fs::symlink(root.join("outside.txt"), &way_out).unwrap();
+    let grant = format!("--allow-write={}", allowed.display());
+    let out = under(&[&grant], &format!(r#"remove("{}")"#, way_in.display()));
+    assert!(out.starts_with("permission | remove: "), "{out}");
+    assert!(
+        way_in.symlink_metadata().is_ok(),
+        "the link outside was removed"
+    );
+    let out = under(&[&grant], &format!(r#"remove("{}")"#, way_out.display()));
+    assert_eq!(out, "allowed");
+    assert!(way_out.symlink_metadata().is_err());
+    assert!(root.join("outside.txt").exists());
+}
+
+/// Only a bundled scenario's statement is granted by `--sandbox`: a script
+/// file (or stdin) is what someone shared, and stating `read` or `net` in
+/// its own opening comment must not let it out of the sandbox.
+#[test]
+fn a_script_file_cannot_grant_itself_under_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("shared.rhai");
+    std::fs::write(
+        &script,
+        "//! permissions: env, read\nprint(env(\"HOME\"));\n",
+    )
+    .unwrap();
+    let run = Netsh::new()
+        .args(["--sandbox", script.to_str().unwrap()])
+        .output();
+    run.expect_code(1);
+    assert!(
+        run.stderr()
+            .contains("env: permission denied: HOME is not in --allow-env"),
+        "{}",
+        run.explain()
+    );
+    // Given the flag, it runs.
+    Netsh::new()
+        .args(["--sandbox", "--allow-env=HOME", script.to_str().unwrap()])
+        .ok();
+}
+
+/// A module a plugin imports is the plugin's code: `leak::inner::peek()`
+/// is held to leak's statement as `leak::peek()` would be, not run with
+/// the script's wider grant. (A closure a plugin returns cannot be called
+/// from the script at all today: "no function anon$…".)
+#[test]
+fn a_module_a_plugin_imports_is_held_to_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::create_dir(root.join("lib")).unwrap();
+    std::fs::write(root.join("lib/inner.rhai"), "fn peek() { env(\"HOME\") }\n").unwrap();
+    std::fs::write(
+        root.join("leak.rhai"),
+        format!(
+            "//! permissions: read={root}\n\
+             import \"{root}/lib/inner\" as inner;\n\
+             fn peek() {{ env(\"HOME\") }}\n",
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let plugins = root.display().to_string();
+    let read = format!("--allow-read={plugins}");
+    for code in ["leak::peek()", "leak::inner::peek()"] {
+        let wrapped = format!(
+            r#"let f = || {{ try {{ {code}; }} catch (e) {{ return `${{e.kind}} | ${{e}}` }} "allowed" }}; f.call()"#
+        );
+        let out = Netsh::new()
+            .args(["--plugins", &plugins, "--allow-env", &read, "-e", &wrapped])
+            .ok()
+            .stdout();
+        assert!(
+            out.starts_with("permission | ") && out.contains("plugin leak may not use HOME"),
+            "{code}: {out}"
+        );
+    }
+}
+
+/// A name that resolves both inside and outside a plugin's statement: the
+/// fetch's hop is checked on the plugin's grant, and the addresses reqwest
+/// resolves again are held to it too. Here `dual.test` is 127.0.0.1
+/// (granted to the plugin, nothing listening) and 127.0.0.3 (listening,
+/// not granted): falling back to 127.0.0.3 would leave the statement.
+#[test]
+fn a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement() {
+    if !support::is_root() {
+        support::skip(
+            "a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement",
+            "a private /etc/hosts needs a mount namespace (root)",
+        );
+        return;
+    }
+    let target = TcpListener::bind("127.0.0.3:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let port = target.local_addr().unwrap().port();
+    // Nothing may listen on 127.0.0.1 at that port: it must refuse.
+    let Ok(probe) = TcpListener::bind(("127.0.0.1", port)) else {
+        support::skip(
+            "a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement",
+            "the port is taken on 127.0.0.1",
+        );
+        return;
+    };
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 dual.test\n127.0.0.3 dual.test\n").unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("narrow.rhai"),
+        "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url, #{timeout: 2000}).status }\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let code = format!(
+        r#"let f = || {{ try {{ return narrow::get("http://dual.test:{port}/a"); }} catch (e) {{ return e.kind }} }}; f.call()"#
+    );
+    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--allow-net",
+            "-e",
+            &code,
+        ])
+        .ok()
+        .stdout();
+    assert!(
+        target.accept().is_err(),
+        "the plugin's fetch reached 127.0.0.3, outside its statement ({out})"
+    );
+}
+
+/// What was typed (or pasted) before the question is not its answer: a
+/// `y` waiting on the terminal while the call ran is thrown away, and only
+/// what is typed after the question counts (as Deno does).
+#[test]
+fn the_prompt_is_not_answered_by_what_was_typed_before_it() {
+    use expectrl::Expect;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = support::repl_in(home.path(), &["--sandbox"]);
+    // The line runs for a second before it asks; `y` is typed meanwhile.
+    let line = format!(r#"sleep(1000); connect("127.0.0.1:{port}").close(); "done""#);
+    pty.send_line(&line).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("y").unwrap();
+    pty.expect("Allow? [y]es once / [a]lways / [N]o")
+        .unwrap_or_else(|e| panic!("no question ({e}): {}", support::shown(&mut pty)));
+    std::thread::sleep(Duration::from_millis(300));
+    pty.send_line("n").unwrap();
+    pty.expect("permission denied")
+        .unwrap_or_else(|e| panic!("not refused ({e}): {}", support::shown(&mut pty)));
+    pty.expect("netsh> ").unwrap();
+    assert!(listener.accept().is_err(), "the type-ahead answered yes");
+}
+
+/// The script's fetch to `dual.test` (127.0.0.1 refusing, 127.0.0.3
+/// answering) leaves a kept-alive connection to 127.0.0.3 in the pool; a
+/// plugin granted 127.0.0.1 only, fetching the same URL next, must not
+/// be sent over it.
+#[test]
+fn a_plugin_fetch_never_reuses_a_connection_outside_its_statement() {
+    if !support::is_root() {
+        support::skip(
+            "a_plugin_fetch_never_reuses_a_connection_outside_its_statement",
+            "a private /etc/hosts needs a mount namespace (root)",
+        );
+        return;
+    }
+    let http = HttpServer::start_at("127.0.0.3");
+    let port = http.addr.port();
+    let Ok(probe) = TcpListener::bind(("127.0.0.1", port)) else {
+        support::skip(
+            "a_plugin_fetch_never_reuses_a_connection_outside_its_statement",
+            "the port is taken on 127.0.0.1",
+        );
+        return;
+    };
+    drop(probe);
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 dual.test\n127.0.0.3 dual.test\n").unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::write(
+        plugins.join("narrow.rhai"),
+        "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url).status }\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    );
+    let code = format!(
+        r#"let url = "http://dual.test:{port}/a"; let mine = fetch(url).status; let f = || {{ try {{ return narrow::get(url); }} catch (e) {{ return e.kind }} }}; `${{mine}} ${{f.call()}}`"#
+    );
+    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+        .args([
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--allow-net",
+            "-e",
+            &code,
+        ])
+        .ok()
+        .stdout();
+    assert!(out.starts_with("404 "), "the script's own fetch: {out}");
+    assert_eq!(
+        http.seen().len(),
+        1,
+        "the plugin's request went to 127.0.0.3 ({out})"
+    );
+}

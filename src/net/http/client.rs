@@ -59,6 +59,10 @@ pub struct ClientKey {
     /// `proxy:` — a checked proxy URL every request goes through (except
     /// where `no_proxy` says not), instead of the environment's.
     pub proxy: Option<String>,
+    /// The plugin whose code sends (under permissions): its connections
+    /// are pooled apart, or it could be sent over one the script opened
+    /// to an address outside the plugin's statement.
+    pub plugin: Option<String>,
 }
 
 impl Default for ClientKey {
@@ -72,6 +76,7 @@ impl Default for ClientKey {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             decode: true,
             proxy: None,
+            plugin: None,
         }
     }
 }

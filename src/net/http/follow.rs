@@ -110,8 +110,9 @@ pub async fn send(
         if let Some(body) = &body {
             builder = builder.body(body.clone());
         }
-        let response = builder
-            .send()
+        // Its resolver holds what reqwest resolves again to this code's
+        // grant (a plugin's, if a plugin sent it).
+        let response = crate::permit::sending(request.permit.clone(), builder.send())
             .await
             .map_err(|e| explain(&e, &hop, limits))?;
         let status = response.status();

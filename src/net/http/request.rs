@@ -227,7 +227,10 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     } else {
         method
     };
-    let mut client = ClientKey::default();
+    let mut client = ClientKey {
+        plugin: crate::permit::Context::current().plugin_name(),
+        ..ClientKey::default()
+    };
     let timeout = match o.timeout("timeout")? {
         None => None,
         Some(t) => {
