@@ -55,6 +55,7 @@ const REVIEWED: &[(&str, &str)] = &[
         "relay",
         "joins two connections, each checked when it was made",
     ),
+    ("stats", "a job's counters"),
     ("wait", "waits for jobs"),
     ("join", "waits for a task"),
     ("jobs", "lists jobs"),
