@@ -161,11 +161,7 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
         ("temp_dir", "", "temp_dir()"),
         ("record", "", r#"record("{D}/rec.rhai")"#),
         // Relays and proxies: the address bound, and where they lead.
-        (
-            "forward",
-            "",
-            r#"forward("127.0.0.1:0", "127.0.0.1:{P}")"#,
-        ),
+        ("forward", "", r#"forward("127.0.0.1:0", "127.0.0.1:{P}")"#),
         (
             "forward",
             "--allow-net=127.0.0.1:0",
@@ -214,7 +210,11 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
             r#"dns_many(["x.test"], "A", #{server: "127.0.0.1:{U}"})"#,
         ),
         ("ping", "", r#"ping("127.0.0.1", #{count: 1})"#),
-        ("ping", "--allow-net=127.0.0.2", r#"ping("localhost", #{count: 1})"#),
+        (
+            "ping",
+            "--allow-net=127.0.0.2",
+            r#"ping("localhost", #{count: 1})"#,
+        ),
         (
             "traceroute",
             "",

@@ -83,12 +83,10 @@ pub async fn connect(proxy: &ProxyUrl, target: &Target, timeout: Duration) -> Re
                         Host::Name(_) => {
                             let found = addr::lookup(target).await?;
                             let granted = crate::permit::granted_addrs(&target.host, found)?;
-                            let ip = granted.into_iter().next().ok_or_else(
-                                || Error::Resolve {
-                                    host: target.host.clone(),
-                                    reason: "the name has no addresses".into(),
-                                },
-                            )?;
+                            let ip = granted.into_iter().next().ok_or_else(|| Error::Resolve {
+                                host: target.host.clone(),
+                                reason: "the name has no addresses".into(),
+                            })?;
                             socks5::Address::Ip(ip)
                         }
                     };
