@@ -20,7 +20,9 @@ use std::{
 use clap::Parser;
 
 use crate::{
-    console, repl,
+    console,
+    permit::Grant,
+    repl,
     shell::{Outcome, Setup, Shell, bundled, display, plugins::Load},
 };
 
@@ -28,7 +30,7 @@ use crate::{
 #[derive(Debug, Parser)]
 #[command(name = "netsh", version, about, long_about = None)]
 #[command(
-    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
+    after_help = "Examples:\n  netsh                           open the REPL\n  netsh upload                    run a bundled scenario by name\n  netsh ./my.rhai a b             run a script file (args = [\"a\", \"b\"])\n  netsh < my.rhai                 run the script on stdin (netsh - a b: with args)\n  netsh -e 'resolve(\"localhost\")' evaluate and print\n  netsh --list                    list the scenarios\n  netsh --show upload             print a bundled scenario, to copy and change\n  netsh --sandbox upload          run it with only the permissions it states\n  netsh --allow-net=127.0.0.1 x.rhai  let a script reach 127.0.0.1 and nothing else\n\nPlugins load from the plugins/ folder beside the script, --plugins DIR,\nNETSH_PLUGINS (DIR:DIR…), <config dir>/netsh/plugins, and netsh itself;\nnever from the working directory unless it is named."
 )]
 pub struct Cli {
     /// Evaluate CODE, print its value and exit.
@@ -51,6 +53,39 @@ pub struct Cli {
     /// Load plugins from DIR too (repeatable; the first of a name wins).
     #[arg(long = "plugins", value_name = "DIR")]
     pub plugins: Vec<PathBuf>,
+
+    /// Allow network access: to everything, or to the comma-separated
+    /// hosts, addresses, CIDR blocks and names, each with an optional port
+    /// or port range (`127.0.0.1:8000-8100`, `10.0.0.0/8`, `[::1]:22`,
+    /// `localhost`, `*.example.test`). Any permission flag turns
+    /// permissions on: what is not granted is refused.
+    #[arg(long = "allow-net", value_name = "LIST", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
+    pub allow_net: Vec<String>,
+
+    /// Allow reading files and folders: all, or those under PATHS.
+    #[arg(long = "allow-read", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
+    pub allow_read: Vec<String>,
+
+    /// Allow writing (creating, removing) files: all, or under PATHS.
+    #[arg(long = "allow-write", value_name = "PATHS", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
+    pub allow_write: Vec<String>,
+
+    /// Allow reading environment variables: all, or the NAMES listed.
+    #[arg(long = "allow-env", value_name = "NAMES", num_args = 0..=1, require_equals = true, default_missing_value = "*")]
+    pub allow_env: Vec<String>,
+
+    /// Allow capturing packets (with the port in --allow-net).
+    #[arg(long = "allow-capture")]
+    pub allow_capture: bool,
+
+    /// Allow nothing but what --allow-* flags grant; a scenario run this
+    /// way gets exactly the permissions its opening comment states.
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// Refuse at once what is not granted, never ask on the terminal.
+    #[arg(long = "no-prompt")]
+    pub no_prompt: bool,
 
     /// A bundled scenario's NAME (`upload`), a script FILE (a word with a
     /// `/` or ending in `.rhai`) or `-` (the script on stdin), then its
@@ -114,9 +149,11 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
     if let Some(name) = cli.show {
         return show(&name).map(|()| 0);
     }
+    let flags = grant_of_flags(&cli)?;
     if let Some(code) = cli.eval {
         // With -e there is no script: every positional word is an argument.
         let args = text_args(&cli.words)?;
+        enforce(flags, None, cli.sandbox, cli.no_prompt)?;
         let shell = for_the_process(Shell::new(Setup {
             script: None,
             plugin_dirs: &cli.plugins,
@@ -133,7 +170,10 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         };
     }
     let script = match cli.words.split_first() {
-        Some((word, args)) => Some((Script::find(Path::new(word))?, text_args(args)?)),
+        Some((word, args)) => {
+            refuse_late_permission_flags(word, args)?;
+            Some((Script::find(Path::new(word))?, text_args(args)?))
+        }
         // `netsh < file.rhai`, `generate | netsh`: a script, as `python3 <
         // file` is, not a REPL talking to nobody (a banner on stdout,
         // errors skipped, exit 0 whatever failed).
@@ -148,6 +188,7 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
         None => None,
     };
     if let Some((script, args)) = script {
+        enforce(flags, Some(&script), cli.sandbox, cli.no_prompt)?;
         let shell = for_the_process(Shell::new(Setup {
             script: script.file.as_deref(),
             plugin_dirs: &cli.plugins,
@@ -161,12 +202,104 @@ fn run_mode(cli: Cli) -> Result<u8, Failure> {
             Outcome::Value(_) => Ok(0),
         };
     }
+    enforce(flags, None, cli.sandbox, cli.no_prompt)?;
     let shell = Shell::new(Setup {
         script: None,
         plugin_dirs: &cli.plugins,
         load: Load::All,
     });
     repl::run(shell, cli.record.as_deref()).map_err(|e| Failure::Script(format!("netsh: {e}")))
+}
+
+/// Words after the script are the script's own, even spelled like netsh's
+/// flags; but a permission flag there would leave the script running with
+/// everything allowed while its user believes it sandboxed. That mistake
+/// is refused rather than honoured silently either way.
+fn refuse_late_permission_flags(script: &OsString, args: &[OsString]) -> Result<(), Failure> {
+    let late = args
+        .iter()
+        .filter_map(|a| a.to_str())
+        .find(|a| *a == "--sandbox" || *a == "--no-prompt" || a.starts_with("--allow-"));
+    match late {
+        Some(flag) => Err(Failure::Usage(format!(
+            "netsh: {flag} after the script would be the script's own argument, and the script would run with everything allowed; put it before: netsh {flag} {}",
+            script.to_string_lossy()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What the `--allow-*` flags grant, or `None` when none was given (and no
+/// `--sandbox`): then nothing is enforced, as before permissions existed.
+fn grant_of_flags(cli: &Cli) -> Result<Option<Grant>, Failure> {
+    let given = !cli.allow_net.is_empty()
+        || !cli.allow_read.is_empty()
+        || !cli.allow_write.is_empty()
+        || !cli.allow_env.is_empty()
+        || cli.allow_capture
+        || cli.sandbox;
+    if !given {
+        return Ok(None);
+    }
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut grant = Grant::none();
+    let lists = [
+        ("net", &cli.allow_net),
+        ("read", &cli.allow_read),
+        ("write", &cli.allow_write),
+        ("env", &cli.allow_env),
+    ];
+    for (kind, values) in lists {
+        for value in values {
+            // A bare flag (or `=*`) is everything; `--allow-net=` nothing.
+            let value = (value != "*").then_some(value.as_str());
+            grant
+                .allow(kind, value, &base)
+                .map_err(|e| Failure::Usage(format!("netsh: --allow-{kind}: {e}")))?;
+        }
+    }
+    grant.capture = cli.allow_capture;
+    Ok(Some(grant))
+}
+
+/// Turns permissions on when a flag asked for them. With `--sandbox`, a
+/// script that states its permissions (`//! permissions: …`) gets them,
+/// shown first, beside what the flags grant.
+fn enforce(
+    flags: Option<Grant>,
+    script: Option<&Script>,
+    sandbox: bool,
+    no_prompt: bool,
+) -> Result<(), Failure> {
+    let Some(mut grant) = flags else {
+        return Ok(());
+    };
+    if sandbox
+        && let Some(script) = script
+        && let Some(statement) = crate::shell::permissions::stated(&script.text)
+    {
+        let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+        let stated = Grant::parse_statement(statement, &base)
+            .map_err(|e| Failure::Usage(format!("netsh: {}: //! permissions: {e}", script.name)))?;
+        // Only netsh's own scenarios are taken at their word: a file (or
+        // stdin) is what someone shared, and its comment granting itself
+        // `read` or `net` would empty the sandbox the user asked for.
+        if script.file.is_none() && script.name != STDIN_NAME {
+            console::note(&format!(
+                "{} states its permissions: {stated}; --sandbox grants exactly those",
+                script.name
+            ));
+            grant.merge(stated);
+        } else {
+            console::note(&format!(
+                "{} states its permissions: {stated}; --sandbox grants them to bundled scenarios only: give the --allow-* flags to grant them",
+                script.name
+            ));
+        }
+    }
+    let ask = !no_prompt && std::io::stdin().is_terminal();
+    crate::permit::enforce(grant, ask);
+    Ok(())
 }
 
 /// A shell that lives until the process ends, and is never dropped: the
@@ -374,6 +507,12 @@ fn show(name: &str) -> Result<(), Failure> {
             plugins.join(", ")
         )));
     };
+    // What it may do, said first (on stderr, so stdout stays the source).
+    let permissions = match crate::shell::permissions::stated(found.text) {
+        Some(statement) => format!("netsh: {name} states its permissions: {statement}"),
+        None => format!("netsh: {name} states no permissions (under --sandbox it may do nothing)"),
+    };
+    console::note(&permissions);
     let mut out = std::io::stdout().lock();
     // A closed stdout (`netsh --show upload | head`) is not an error.
     let _ = out.write_all(found.text.as_bytes());

@@ -25,6 +25,8 @@
 //!   uncaught one, `error/script.rs` is what a script reads off a caught one.
 //! - [`console`] — where output goes, so background work never tears the prompt.
 //! - [`limits`] — the size limits every layer shares.
+//! - [`permit`] — permissions (`--allow-net`, `--sandbox`…): the one check
+//!   every capability makes before it sends, accepts, reads or writes.
 //!
 //! Scenario scripts live in `scripts/`, Rhai plugin libraries in `plugins/`;
 //! both are embedded in the binary ([`shell::bundled`]), so an installed
@@ -35,6 +37,7 @@ pub mod console;
 pub mod error;
 pub mod limits;
 pub mod net;
+pub mod permit;
 pub mod repl;
 pub mod runtime;
 pub mod shell;

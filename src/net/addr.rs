@@ -70,6 +70,18 @@ pub enum UnixAddr {
     Abstract(String),
 }
 
+impl UnixAddr {
+    /// A socket file is written to (connecting or binding, as Deno has
+    /// it); an abstract name reaches any local service, so it needs the
+    /// whole network granted.
+    pub fn permitted(&self) -> Result<()> {
+        match self {
+            UnixAddr::Path(path) => crate::permit::write(path),
+            UnixAddr::Abstract(_) => crate::permit::whole_net(&self.to_string()),
+        }
+    }
+}
+
 impl std::fmt::Display for UnixAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -454,6 +466,23 @@ pub fn destination(target: &Target) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Resolves a target this process is about to send to or connect to, held
+/// to the permissions (`crate::permit`): the spelling before the resolver
+/// is asked; of what it answered, the granted addresses only. Every capability that
+/// reaches a host goes through here (or checks a bound address with
+/// `permit::bind`).
+pub async fn reach(target: &Target) -> Result<Vec<SocketAddr>> {
+    crate::permit::net(&target.host, target.port)?;
+    let addrs = lookup(target).await?;
+    if matches!(parse_host(&target.host), Ok(Host::Ip(_))) {
+        // An address was decided whole by its spelling.
+        return Ok(addrs);
+    }
+    // Only the granted ones are tried: a name that also resolves outside
+    // the grant still reaches its granted addresses, never the others.
+    crate::permit::granted_addrs(&target.host, addrs)
 }
 
 /// Resolves a target to socket addresses through the system resolver

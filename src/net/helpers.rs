@@ -178,6 +178,7 @@ mod api {
     /// Fails when: a file is in the way, or permission is denied.
     #[rhai_fn(return_raw)]
     pub fn make_dir(path: &str) -> ScriptResult<()> {
+        crate::permit::write(std::path::Path::new(path)).map_err(fail("make_dir"))?;
         std::fs::create_dir_all(path)
             .map_err(|e| super::file_error("creating", path, e))
             .map_err(fail("make_dir"))
@@ -252,6 +253,7 @@ mod api {
     /// Fails when: the temporary folder is missing or not writable.
     #[rhai_fn(return_raw)]
     pub fn temp_dir() -> ScriptResult<super::TempDir> {
+        crate::permit::write(&std::env::temp_dir()).map_err(fail("temp_dir"))?;
         tempfile::Builder::new()
             .prefix("netsh-")
             .tempdir()
@@ -290,9 +292,12 @@ mod api {
     /// let home = env("HOME");
     /// ```
     ///
-    /// Fails when: never.
-    pub fn env(name: &str) -> Dynamic {
-        std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from)
+    /// Fails when: permissions are enforced and `--allow-env` does not
+    /// name it (kind `permission`).
+    #[rhai_fn(return_raw)]
+    pub fn env(name: &str) -> ScriptResult<Dynamic> {
+        crate::permit::env(name).map_err(fail("env"))?;
+        Ok(std::env::var(name).map_or(Dynamic::UNIT, Dynamic::from))
     }
 }
 
@@ -319,6 +324,7 @@ pub fn millis_f64(ms: f64, what: &str) -> Result<Duration> {
 /// FIFO may never answer.
 fn read_bytes(path: &str) -> Result<Vec<u8>> {
     let owned = PathBuf::from(path);
+    crate::permit::read(&owned)?;
     runtime::block_on(async move {
         let meta = tokio::fs::metadata(&owned)
             .await
@@ -358,6 +364,7 @@ fn read_text(path: &str) -> Result<String> {
 
 fn write(path: &str, data: &[u8]) -> Result<i64> {
     let (owned, data) = (PathBuf::from(path), data.to_vec());
+    crate::permit::write(&owned)?;
     let len = data.len() as i64;
     runtime::block_on(async move {
         tokio::fs::write(&owned, data)
@@ -374,6 +381,7 @@ pub fn quoted(path: &Path) -> String {
 }
 
 fn info(path: &str) -> Result<Dynamic> {
+    crate::permit::read(Path::new(path))?;
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Dynamic::UNIT),
@@ -405,6 +413,7 @@ fn info(path: &str) -> Result<Dynamic> {
 }
 
 fn remove_path(path: &str) -> Result<()> {
+    crate::permit::remove(Path::new(path))?;
     let meta = std::fs::symlink_metadata(path).map_err(|e| file_error("removing", path, e))?;
     let removed = if meta.is_dir() {
         std::fs::remove_dir(path)

@@ -184,6 +184,7 @@ pub fn interfaces() -> Result<Array> {
 
 pub fn resolve(host: &str) -> Result<Array> {
     let target = addr::target(host, 0)?;
+    crate::permit::lookup(&target.host)?;
     let addrs = runtime::block_on(async { addr::lookup(&target).await })?;
     Ok(addrs
         .into_iter()
@@ -193,6 +194,7 @@ pub fn resolve(host: &str) -> Result<Array> {
 
 pub fn reverse(ip: &str) -> Result<String> {
     let ip = addr::parse_ip(ip)?;
+    crate::permit::lookup(&ip.to_string())?;
     runtime::block_on(async move {
         tokio::task::spawn_blocking(move || dns_lookup::lookup_addr(&ip))
             .await

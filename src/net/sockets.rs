@@ -150,6 +150,10 @@ pub struct SocketRow {
 
 /// All sockets, filtered, with their owners, as Rhai maps.
 pub fn list(filter: &Filter) -> Result<Array> {
+    // The table is read from /proc (sockets, and which process holds
+    // each): a read like any other, so a sandboxed script needs
+    // --allow-read=/proc to see who listens where.
+    crate::permit::read(std::path::Path::new("/proc/net"))?;
     let rows: Vec<SocketRow> = rows()?
         .into_iter()
         .filter(|row| filter.matches_row(row))

@@ -118,7 +118,7 @@ impl Udp {
         let socket = self.socket()?;
         let local = self.0.addr;
         runtime::block_on(async move {
-            let to = pick_address(&addr::lookup(target).await?, local)?;
+            let to = pick_address(&addr::reach(target).await?, local)?;
             check_size(data.len(), to)?;
             socket
                 .send_to(data, to)
@@ -148,6 +148,7 @@ impl std::fmt::Debug for Udp {
 /// Creates the socket with socket2 so dual-stack is explicit. Must run
 /// inside the runtime (tokio registers it with its reactor).
 fn bind_socket(bind: SocketAddr) -> Result<UdpSocket> {
+    crate::permit::bind(bind)?;
     use socket2::{Domain, Protocol, Socket, Type};
     let in_use = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
@@ -254,7 +255,7 @@ pub fn send_once(target: &addr::Target, data: &[u8]) -> Result<usize> {
     check_before_sending(target, data)?;
     let target = target.clone();
     runtime::block_on(async move {
-        let to = *addr::lookup(&target)
+        let to = *addr::reach(&target)
             .await?
             .first()
             .ok_or_else(|| Error::Resolve {

@@ -127,9 +127,13 @@ impl Callback {
         };
         check_count(declared, curried, role, params)?;
         let f = detached_fn(f);
+        // The closure keeps the permissions of the code that made it: a
+        // plugin's server handler stays held to that plugin's statement on
+        // whichever thread calls it.
+        let permit = crate::permit::Context::current();
         Ok(Callback {
             source,
-            call: Arc::new(move |args| f.call::<Dynamic>(&engine, &ast, args)),
+            call: Arc::new(move |args| permit.enter(|| f.call::<Dynamic>(&engine, &ast, args))),
         })
     }
 

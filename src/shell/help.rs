@@ -56,9 +56,11 @@ mod api {
     }
 
     /// The plugins this shell can use: maps `#{name, path, description,
-    /// functions, bundled, overrides}`. `path` is the file, or
+    /// functions, bundled, overrides, permissions}`. `path` is the file, or
     /// `netsh:plugins/NAME.rhai` for one bundled in netsh; `overrides` names
-    /// the plugin of the same name this one hides, if any.
+    /// the plugin of the same name this one hides, if any; `permissions`
+    /// what its `//! permissions:` line states (`"none"` when it states
+    /// nothing), which under a permission flag is the most it may do.
     ///
     /// ```rhai
     /// for p in plugins() { print(`${p.name}: ${p.description}`) }
@@ -84,6 +86,11 @@ mod api {
                 m.insert("description".into(), p.description.clone().into());
                 m.insert("functions".into(), functions.into());
                 m.insert("bundled".into(), p.is_bundled().into());
+                let permissions = match &p.permissions {
+                    Ok(grant) => grant.to_string(),
+                    Err(e) => format!("unreadable: {e}"),
+                };
+                m.insert("permissions".into(), permissions.into());
                 m.insert(
                     "overrides".into(),
                     p.overrides.clone().map_or(Dynamic::UNIT, Dynamic::from),
@@ -165,9 +172,10 @@ impl HelpIndex {
         let mut engine = Engine::new_raw();
         engine.register_global_module(module().into());
         engine.register_global_module(super::record::module().into());
+        engine.register_global_module(super::permissions::module().into());
         groups.push(Group {
             name: "shell".into(),
-            about: "help, plugins, and recording the REPL as a script".into(),
+            about: "help, plugins, permissions, and recording the REPL as a script".into(),
             is_plugin: false,
             intro: None,
             entries: entries(&engine, None),

@@ -17,6 +17,7 @@ pub mod bundled;
 pub mod control;
 pub mod display;
 pub mod help;
+pub mod permissions;
 pub mod plugins;
 pub mod record;
 pub mod recording;
@@ -74,6 +75,10 @@ impl Shell {
         engine.register_global_module(help::module().into());
         engine.register_global_module(control::module().into());
         engine.register_global_module(record::module().into());
+        engine.register_global_module(permissions::module().into());
+        if crate::permit::enforced() {
+            engine.set_module_resolver(permissions::CheckedImports::new());
+        }
 
         let session = Session::default();
         engine.set_default_tag(Dynamic::from(session.host().clone()));

@@ -49,6 +49,9 @@ pub struct Plugin {
     text: String,
     /// The file's `//!` comment lines, joined.
     pub description: String,
+    /// What its `//! permissions:` line states (none stated: nothing),
+    /// or why the line does not read.
+    pub permissions: Result<crate::permit::Grant, String>,
     /// The plugin of the same name this one hides (a bundled one, or one in
     /// a less specific folder), as `plugins()` shows it.
     pub overrides: Option<String>,
@@ -60,6 +63,7 @@ impl Plugin {
     fn new(name: String, origin: Origin, text: String) -> Plugin {
         Plugin {
             description: description(&text),
+            permissions: super::permissions::grant_of(&text),
             name,
             origin,
             text,
@@ -90,9 +94,29 @@ impl Plugin {
                     |e: &rhai::EvalAltResult| format!("plugin {}", super::describe(e, &shown));
                 let mut ast = engine.compile(&self.text).map_err(|e| problem(&e.into()))?;
                 ast.set_source(shown.as_str());
-                Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                if !crate::permit::enforced() {
+                    return Module::eval_ast_as_new(Scope::new(), &ast, engine)
+                        .map(Arc::new)
+                        .map_err(|e| problem(&e));
+                }
+                // Held to its statement: its top-level code runs in its
+                // context, and each function through a wrapper that enters it.
+                let mut grant = self
+                    .permissions
+                    .clone()
+                    .map_err(|e| format!("plugin {shown}: //! permissions: {e}"))?;
+                grant.resolve_names();
+                let held = Arc::new(crate::permit::Held {
+                    plugin: self.name.clone(),
+                    grant,
+                });
+                let context = crate::permit::Context::plugin(held.clone());
+                let module = context
+                    .enter(|| Module::eval_ast_as_new(Scope::new(), &ast, engine))
                     .map(Arc::new)
-                    .map_err(|e| problem(&e))
+                    .map_err(|e| problem(&e))?;
+                let functions = super::permissions::public_functions(&ast);
+                super::permissions::held_module(module, &functions, held).map(Arc::new)
             })
             .clone()
     }
@@ -311,6 +335,8 @@ fn description(text: &str) -> String {
         .map(str::trim)
         .take_while(|l| l.starts_with("//!"))
         .map(|l| l.trim_start_matches("//!").trim())
+        // Its permissions are shown on their own (`plugins()`).
+        .filter(|l| !l.starts_with("permissions:"))
         .collect::<Vec<_>>()
         .join(" ")
 }

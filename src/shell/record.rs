@@ -263,6 +263,7 @@ mod api {
 /// `record(path, …)`: starts, and leaves this input out of the file.
 fn begin(path: &str, mode: Mode) -> crate::error::ScriptResult<()> {
     leave_out("record");
+    crate::permit::write(Path::new(path)).map_err(crate::error::fail("record"))?;
     start(Path::new(path), mode).map_err(|e| {
         crate::error::fail("record")(match e {
             Error::Exists(m) => Error::Exists(format!(

@@ -19,17 +19,23 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("error", &[]),
     ("limits", &[]),
     ("console", &[]),
-    ("runtime", &["error"]),
-    ("net", &["error", "limits", "console", "runtime"]),
-    ("shell", &["error", "limits", "console", "runtime", "net"]),
+    ("permit", &["error"]),
+    ("runtime", &["error", "permit"]),
+    ("net", &["error", "limits", "console", "runtime", "permit"]),
+    (
+        "shell",
+        &["error", "limits", "console", "runtime", "net", "permit"],
+    ),
     (
         "repl",
-        &["error", "limits", "console", "runtime", "net", "shell"],
+        &[
+            "error", "limits", "console", "runtime", "net", "shell", "permit",
+        ],
     ),
     (
         "cli",
         &[
-            "error", "limits", "console", "runtime", "net", "shell", "repl",
+            "error", "limits", "console", "runtime", "net", "shell", "repl", "permit",
         ],
     ),
 ];

@@ -15,7 +15,7 @@
 //!   `receiver_rules` (uploads), `fetch`, `fetch_trust` (what the network
 //!   supplies: redirects, proxies, certificates) and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
-//!   `repl`, `record` (recording a session), `interact`, `plugins`,
+//!   `repl`, `record` (recording a session), `permissions` (the sandbox), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
 //!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
 //!   source).
@@ -39,6 +39,7 @@ mod fetch_trust;
 mod handshake;
 mod interact;
 mod names_ports;
+mod permissions;
 mod ping;
 mod plugins;
 mod proxy;

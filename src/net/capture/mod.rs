@@ -123,6 +123,12 @@ impl Options {
         }
         o.live = given.flag("live", false)?;
         o.stats = given.flag("stats", false)?;
+        // Seeing packets needs --allow-capture and the port in --allow-net;
+        // the pcap file is a write. All before the socket is opened.
+        crate::permit::capture(o.selector.port)?;
+        if let Some(path) = &o.pcap {
+            crate::permit::write(path)?;
+        }
         Ok(o)
     }
 }
@@ -138,6 +144,8 @@ fn host_addresses(host: &str) -> Result<Vec<IpAddr>> {
             port: 0,
         },
     };
+    // Looking the name up says it to a DNS server.
+    crate::permit::lookup(&target.host)?;
     let mut ips: Vec<IpAddr> = runtime::block_on(async move { addr::lookup(&target).await })?
         .into_iter()
         .map(|a| a.ip())

@@ -59,6 +59,10 @@ pub struct ClientKey {
     /// `proxy:` — a checked proxy URL every request goes through (except
     /// where `no_proxy` says not), instead of the environment's.
     pub proxy: Option<String>,
+    /// The plugin whose code sends (under permissions): its connections
+    /// are pooled apart, or it could be sent over one the script opened
+    /// to an address outside the plugin's statement.
+    pub plugin: Option<String>,
 }
 
 impl Default for ClientKey {
@@ -72,6 +76,7 @@ impl Default for ClientKey {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             decode: true,
             proxy: None,
+            plugin: None,
         }
     }
 }
@@ -195,6 +200,11 @@ impl reqwest::dns::Resolve for Resolver {
         Box::pin(async move {
             let addrs = addr::lookup(&target)
                 .await
+                // Each hop was checked before it was sent (follow.rs);
+                // what reqwest resolves again is held to the grant too, so
+                // neither an address outside it nor an answer that changed
+                // in between (DNS rebinding) is connected to.
+                .and_then(|addrs| crate::permit::granted_again(&target.host, addrs))
                 .map_err(|e| Box::new(e) as Box<dyn StdError + Send + Sync>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -375,6 +385,7 @@ fn copy_of(err: &Error) -> Error {
             reason: reason.clone(),
         },
         Error::InvalidArgument(text) => Error::InvalidArgument(text.clone()),
+        Error::Permission(text) => Error::Permission(text.clone()),
         other => Error::Protocol(other.to_string()),
     }
 }

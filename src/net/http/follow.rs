@@ -94,6 +94,9 @@ pub async fn send(
             Some(text) => proxies.for_option(text, &url),
             None => proxies.for_url(&url).map_err(|e| hop.fail(e))?,
         };
+        permitted(&request.permit, &url, hop.proxy.as_ref())
+            .await
+            .map_err(|e| hop.fail(e))?;
         let mut builder = client
             .request(method.clone(), url.clone())
             .headers(headers.clone());
@@ -107,8 +110,9 @@ pub async fn send(
         if let Some(body) = &body {
             builder = builder.body(body.clone());
         }
-        let response = builder
-            .send()
+        // Its resolver holds what reqwest resolves again to this code's
+        // grant (a plugin's, if a plugin sent it).
+        let response = crate::permit::sending(request.permit.clone(), builder.send())
             .await
             .map_err(|e| explain(&e, &hop, limits))?;
         let status = response.status();
@@ -170,6 +174,47 @@ pub async fn send(
         drain(response).await;
         url = next;
     }
+}
+
+/// Holds one hop to the permissions before anything is sent: the proxy it
+/// goes through, and its host (by spelling when a proxy resolves it, else
+/// by the addresses it resolves to). A redirect out of the grant stops here.
+async fn permitted(
+    permit: &crate::permit::Context,
+    url: &Url,
+    proxy: Option<&Proxy>,
+) -> Result<()> {
+    if !crate::permit::enforced() || url.scheme() == "file" {
+        return Ok(());
+    }
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or(0);
+    if let Some(proxy) = proxy {
+        let target = crate::net::addr::parse_target(&proxy.authority)?;
+        reach(permit, &target).await?;
+        return permit.net(host, port, true);
+    }
+    let target = crate::net::addr::Target {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    };
+    reach(permit, &target).await
+}
+
+/// A target's spelling, then the addresses it resolves to, checked.
+async fn reach(permit: &crate::permit::Context, target: &crate::net::addr::Target) -> Result<()> {
+    permit.net(&target.host, target.port, false)?;
+    if target.host.parse::<std::net::IpAddr>().is_ok() {
+        // An address is decided whole by its spelling.
+        return Ok(());
+    }
+    let addrs = crate::net::addr::lookup(target).await?;
+    // Some must be granted; reqwest resolves again, and its resolver
+    // (client.rs) keeps only the granted ones.
+    permit.granted_addrs(&target.host, &addrs).map(drop)
 }
 
 /// The statuses whose `Location` is followed (304 is not a redirect).

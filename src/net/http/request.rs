@@ -57,6 +57,9 @@ pub struct Request {
     pub timeout: Option<Duration>,
     /// Set when the response goes to a file.
     pub download: Option<Download>,
+    /// The permissions of the code that asked (a plugin's are narrower):
+    /// every hop is checked against them, on whichever thread sends it.
+    pub permit: crate::permit::Context,
 }
 
 /// Where and how a download is saved.
@@ -91,6 +94,12 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     let o = Options::new(map, OPTIONS)?;
     let get = |key: &str| o.value(key);
     let mut url = parse_url(url)?;
+    // A file: URL reads a file, checked before anything is opened.
+    if url.scheme() == "file"
+        && let Ok(path) = url.to_file_path()
+    {
+        crate::permit::read(&path)?;
+    }
 
     let output = match (path, get("output")) {
         (Some(_), Some(_)) => {
@@ -218,7 +227,10 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     } else {
         method
     };
-    let mut client = ClientKey::default();
+    let mut client = ClientKey {
+        plugin: crate::permit::Context::current().plugin_name(),
+        ..ClientKey::default()
+    };
     let timeout = match o.timeout("timeout")? {
         None => None,
         Some(t) => {
@@ -249,6 +261,7 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
     }
     if let Some(v) = get("ca") {
         let path = text(v, "ca")?;
+        crate::permit::read(std::path::Path::new(&path))?;
         let pem = std::fs::read(&path).map_err(|e| helpers::file_error("reading", &path, e))?;
         if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
             return Err(Error::invalid(format!(
@@ -274,6 +287,9 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
             },
         }),
     };
+    if let Some(download) = &download {
+        crate::permit::write(&download.path)?;
+    }
     Ok(Request {
         url,
         method,
@@ -282,6 +298,7 @@ pub fn from_options(url: &str, path: Option<&str>, map: &Map) -> Result<Request>
         client,
         timeout,
         download,
+        permit: crate::permit::Context::current(),
     })
 }
 

@@ -116,7 +116,9 @@ mod api {
         let question = Question::new(name, rtype).map_err(fail("dns"))?;
         let settings =
             Settings::from_options(&options, dns::question::KNOWN).map_err(fail("dns"))?;
-        // Everything is parsed; nothing has been sent.
+        crate::permit::net_addrs(&settings.server.to_string(), &[settings.server])
+            .map_err(fail("dns"))?;
+        // Everything is parsed and granted; nothing has been sent.
         dns::query(&question, &settings).map_err(fail("dns"))
     }
 
@@ -154,7 +156,9 @@ mod api {
             .and_then(|o| o.positive("concurrency"))
             .map_err(fail("dns_many"))?
             .unwrap_or(super::DEFAULT_CONCURRENCY);
-        // Everything is parsed; nothing has been sent.
+        crate::permit::net_addrs(&settings.server.to_string(), &[settings.server])
+            .map_err(fail("dns_many"))?;
+        // Everything is parsed and granted; nothing has been sent.
         dns::query_many(&questions, &settings, concurrency).map_err(fail("dns_many"))
     }
 

@@ -73,11 +73,18 @@ impl Plan {
 
 /// The address to ping: an IP as written, or a name's first address
 /// (IPv4 first) from the system resolver.
+///
+/// ICMP has no port: the address must be in `--allow-net` (any port),
+/// and a name also as a name, before the resolver is asked.
 pub fn target_ip(host: &str) -> Result<IpAddr> {
     match addr::parse_host(host)? {
-        Host::Ip(ip) => Ok(ip),
+        Host::Ip(ip) => {
+            crate::permit::lookup(&ip.to_string())?;
+            Ok(ip)
+        }
         Host::Name(name) => {
             use std::net::ToSocketAddrs;
+            crate::permit::lookup(&name)?;
             let addrs: Vec<IpAddr> = (name.as_str(), 0)
                 .to_socket_addrs()
                 .map_err(|e| Error::Resolve {
@@ -86,7 +93,7 @@ pub fn target_ip(host: &str) -> Result<IpAddr> {
                 })?
                 .map(|a| a.ip())
                 .collect();
-            addrs
+            let ip = addrs
                 .iter()
                 .find(|ip| ip.is_ipv4())
                 .or(addrs.first())
@@ -94,7 +101,9 @@ pub fn target_ip(host: &str) -> Result<IpAddr> {
                 .ok_or_else(|| Error::Resolve {
                     host: name,
                     reason: "no addresses".into(),
-                })
+                })?;
+            crate::permit::lookup(&ip.to_string())?;
+            Ok(ip)
         }
     }
 }

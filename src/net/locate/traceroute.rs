@@ -166,7 +166,9 @@ pub fn run(plan: &Plan, raw: Socket) -> Result<Array> {
             .map(|o| Dynamic::from_float(o.ms))
             .collect();
         let name = match (addr, plan.names) {
-            (Some(a), true) => {
+            // A hop's name is a question to the resolver about it: asked
+            // only where the grant allows, else the hop has no name.
+            (Some(a), true) if crate::permit::lookup(&a.to_string()).is_ok() => {
                 dns_lookup::lookup_addr(&IpAddr::V4(a)).map_or(Dynamic::UNIT, Dynamic::from)
             }
             _ => Dynamic::UNIT,

@@ -22,14 +22,25 @@ pub use url::{Kind, ProxyUrl};
 
 /// Opens a TCP connection to `target` through `proxy`, within `timeout`
 /// for the whole exchange; the stream is then the target's.
+///
+/// Both the proxy and the target must be granted (`--allow-net`): a name
+/// the proxy resolves (`socks5h://`, HTTP CONNECT) by its spelling, one
+/// resolved here by its addresses. Nothing is sent before both are.
 pub async fn connect(proxy: &ProxyUrl, target: &Target, timeout: Duration) -> Result<Stream> {
     addr::destination(target)?;
+    let resolved_by_proxy = matches!(proxy.kind, Kind::Http | Kind::Socks5h)
+        && matches!(addr::parse_host(&target.host), Ok(Host::Name(_)));
+    if resolved_by_proxy {
+        crate::permit::net_by_name(&target.host, target.port)?;
+    } else {
+        crate::permit::net(&target.host, target.port)?;
+    }
     let shown = proxy.to_string();
     crate::runtime::within(
         timeout,
         || format!("connecting to {target} through {shown}"),
         async {
-            let addrs = addr::lookup(&proxy.server).await?;
+            let addrs = addr::reach(&proxy.server).await?;
             let mut last = None;
             let mut stream = None;
             for a in addrs {
@@ -70,12 +81,12 @@ pub async fn connect(proxy: &ProxyUrl, target: &Target, timeout: Duration) -> Re
                         }
                         // socks5://: the name is resolved here, the proxy gets an address.
                         Host::Name(_) => {
-                            let ip = addr::lookup(target).await?.into_iter().next().ok_or_else(
-                                || Error::Resolve {
-                                    host: target.host.clone(),
-                                    reason: "the name has no addresses".into(),
-                                },
-                            )?;
+                            let found = addr::lookup(target).await?;
+                            let granted = crate::permit::granted_addrs(&target.host, found)?;
+                            let ip = granted.into_iter().next().ok_or_else(|| Error::Resolve {
+                                host: target.host.clone(),
+                                reason: "the name has no addresses".into(),
+                            })?;
                             socks5::Address::Ip(ip)
                         }
                     };

@@ -381,7 +381,7 @@ async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, Strin
                 state.turned_away.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
-            return match target::connect(dest, s.timeout, listening).await {
+            return match target::connect(dest, s.timeout, listening, &s.permit).await {
                 Ok((_, true)) => {
                     state.looped.store(true, Ordering::Relaxed);
                     state.failed.fetch_add(1, Ordering::Relaxed);
@@ -417,6 +417,7 @@ async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, Strin
         let target = socks::target_of(&asked)?;
         crate::net::addr::destination(&target)?;
         let addrs = crate::net::addr::lookup(&target).await?;
+        let addrs = s.permit.granted_addrs(&target.host, &addrs)?;
         let Some(addr) = addrs.into_iter().find(|a| rules.may_reach(*a)) else {
             return Err(Error::Permission(format!(
                 "{asked} is not among the destinations allowed"
@@ -426,7 +427,7 @@ async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, Strin
             host: addr.ip().to_string(),
             port: addr.port(),
         });
-        match target::connect(&dest, s.timeout, listening).await? {
+        match target::connect(&dest, s.timeout, listening, &s.permit).await? {
             (_, true) => Err(Error::Permission(format!(
                 "{asked} is this SOCKS server itself"
             ))),

@@ -91,8 +91,12 @@ fn forward(
 ) -> Result<Dynamic> {
     let bind = bind_of(bind)?;
     let dest = crate::net::tcp::parse_dest(target)?;
-    if let crate::net::tcp::Dest::Net(t) = &dest {
-        addr::destination(t)?;
+    match &dest {
+        crate::net::tcp::Dest::Net(t) => {
+            addr::destination(t)?;
+            crate::permit::net(&t.host, t.port)?;
+        }
+        crate::net::tcp::Dest::Unix(path) => path.permitted()?,
     }
     let settings = settings::Settings::parse(ctx, options, settings::FORWARD_OPTIONS)?;
     if settings.udp {

@@ -61,6 +61,9 @@ pub struct Settings {
     pub on_open: Option<Callback>,
     pub on_close: Option<Callback>,
     pub udp: bool,
+    /// The grant of the script (or plugin) that started it: targets are
+    /// resolved on the runtime, where no script's context is.
+    pub permit: crate::permit::Context,
 }
 
 impl Settings {
@@ -102,6 +105,7 @@ impl Settings {
             on_open: callback("on_open")?,
             on_close: callback("on_close")?,
             udp,
+            permit: crate::permit::Context::current(),
         };
         if udp && (settings.tls.is_some() || settings.target_tls.is_some()) {
             return Err(Error::invalid(

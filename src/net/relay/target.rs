@@ -18,14 +18,18 @@ use crate::net::tcp::{Accepted, Dest};
 
 /// Connects to `dest` within `timeout`; returns the socket and, for TCP,
 /// whether it reached this host's `listening` address (the forward itself).
+/// Only the addresses `permit` grants are tried (the name's spelling was
+/// checked when the forward started).
 pub async fn connect(
     dest: &Dest,
     timeout: Duration,
     listening: Option<SocketAddr>,
+    permit: &crate::permit::Context,
 ) -> Result<(Accepted, bool)> {
     match dest {
         Dest::Net(target) => {
             let addrs = addr::lookup(target).await?;
+            let addrs = permit.granted_addrs(&target.host, &addrs)?;
             let mut last = None;
             for addr in addrs {
                 match tcp(addr, timeout, listening).await {

@@ -75,8 +75,11 @@ impl Session {
 impl UdpForward {
     /// Resolves the target, binds `bind`, and starts relaying.
     pub fn start(bind: SocketAddr, target: Target, settings: Settings) -> Result<UdpForward> {
+        crate::permit::bind(bind)?;
         let lookup = target.clone();
         let resolved = runtime::block_on(async move { addr::lookup(&lookup).await })?;
+        // The spelling was checked by `forward`; these are where it leads.
+        let resolved = crate::permit::granted_addrs(&target.host, resolved)?;
         let Some(&target_addr) = resolved.first() else {
             return Err(Error::invalid(format!("{target} has no addresses")));
         };

@@ -225,10 +225,18 @@ fn run(host: &str, ports: &Dynamic, options: &Map) -> Result<Array> {
     };
     let target = addr::target(host, 0)?;
     // lookup puts IPv4 first and never returns an empty list.
+    let first_port = ports.first().copied().unwrap_or(0);
+    crate::permit::net(&target.host, first_port)?;
     let host = runtime::block_on(async { addr::lookup(&target).await })?
         .first()
         .map(SocketAddr::ip)
         .ok_or_else(|| Error::NotFound(format!("{} has no addresses", target.host)))?;
+    // Every port probed is a connection: all of them must be granted.
+    crate::permit::net_ports(
+        &target.host,
+        host,
+        &ports.iter().copied().collect::<Vec<u16>>(),
+    )?;
     let results = scan_ports(host, ports, settings)?;
     Ok(results
         .into_iter()

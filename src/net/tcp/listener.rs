@@ -110,6 +110,7 @@ impl ListenSocket {
     pub fn bind(bind: &Bind) -> Result<(ListenSocket, Endpoint)> {
         match bind {
             Bind::Ip(ip) => {
+                crate::permit::bind(*ip)?;
                 let socket = bind_listener(*ip)?;
                 let addr = socket
                     .local_addr()
@@ -117,6 +118,7 @@ impl ListenSocket {
                 Ok((ListenSocket::Tcp(socket), Endpoint::Ip(addr)))
             }
             Bind::Unix(path) => {
+                path.permitted()?;
                 let (socket, file) = unix::bind(path)?;
                 Ok((
                     ListenSocket::Unix(socket, file),
@@ -311,7 +313,10 @@ pub fn connect(target: &Target, timeout: Duration) -> Result<Conn> {
 pub fn connect_to(dest: &Dest, timeout: Duration, tls: Option<&ClientTls>) -> Result<Conn> {
     let (stream, host) = match dest {
         Dest::Net(target) => (connect_tcp(target, timeout)?, Some(target.host.as_str())),
-        Dest::Unix(path) => (unix::connect(path, timeout)?, None),
+        Dest::Unix(path) => {
+            path.permitted()?;
+            (unix::connect(path, timeout)?, None)
+        }
     };
     let session = tls.map(|tls| tls.session(host)).transpose()?;
     let conn = Conn::over(stream, session)?;
@@ -323,7 +328,7 @@ fn connect_tcp(target: &Target, timeout: Duration) -> Result<Stream> {
     addr::destination(target)?;
     let target = target.clone();
     runtime::block_on(async move {
-        let addrs = addr::lookup(&target).await?;
+        let addrs = addr::reach(&target).await?;
         let mut last = None;
         for addr in addrs {
             let attempt =

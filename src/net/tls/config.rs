@@ -302,6 +302,7 @@ pub(super) fn system_roots() -> Result<Arc<RootCertStore>> {
 }
 
 fn read_file(path: &str) -> Result<Vec<u8>> {
+    crate::permit::read(Path::new(path))?;
     std::fs::read(Path::new(path)).map_err(|e| file_error("reading", path, e))
 }
 

@@ -175,6 +175,7 @@ pub fn receive_once(
 
 /// The receiving folder, created if missing.
 fn ready_dir(dir: &Path) -> Result<PathBuf> {
+    crate::permit::write(dir)?;
     let shown = quoted(dir);
     if dir.as_os_str().is_empty() {
         return Err(Error::invalid(format!("{shown} is not a folder")));

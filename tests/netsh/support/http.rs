@@ -98,7 +98,12 @@ pub struct HttpServer {
 impl HttpServer {
     /// A plain HTTP/1.1 server.
     pub fn start() -> HttpServer {
-        Self::launch(None)
+        Self::launch(None, "127.0.0.1")
+    }
+
+    /// A plain HTTP/1.1 server on another loopback address (`127.0.0.3`).
+    pub fn start_at(ip: &str) -> HttpServer {
+        Self::launch(None, ip)
     }
 
     /// An HTTPS server with a fresh self-signed certificate for 127.0.0.1
@@ -118,15 +123,15 @@ impl HttpServer {
             .with_single_cert(vec![cert], private)
             .expect("a TLS server config");
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let mut server = Self::launch(Some(Arc::new(config)));
+        let mut server = Self::launch(Some(Arc::new(config)), "127.0.0.1");
         server.cert_pem = Some(pem);
         server._dir = Some(dir);
         server
     }
 
-    fn launch(tls: Option<Arc<rustls::ServerConfig>>) -> HttpServer {
+    fn launch(tls: Option<Arc<rustls::ServerConfig>>, ip: &str) -> HttpServer {
         let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the test HTTP server");
+            std::net::TcpListener::bind((ip, 0)).expect("binding the test HTTP server");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let state = Arc::new(State::default());

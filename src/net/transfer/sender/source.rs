@@ -82,6 +82,7 @@ impl Source {
     /// know (`/proc`, `/sys`) is read ahead, so what is sent is exactly
     /// what a read returns.
     pub fn open(path: &Path, options: &SendOptions) -> Result<Source> {
+        crate::permit::read(path)?;
         let shown = crate::net::helpers::quoted(path);
         // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
         // refused below); regular files ignore the flag.
