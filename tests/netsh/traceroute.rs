@@ -198,3 +198,52 @@ fn printed_like_traceroute() {
         );
     }
 }
+
+/// `names: true` names each hop from the system's resolver (here the lab's
+/// /etc/hosts), as traceroute without `-n` does, and prints
+/// `name (addr)`; without it `name` is `()`.
+#[test]
+fn names_true_names_each_hop_like_traceroute() {
+    let test = "traceroute::names_true_names_each_hop_like_traceroute";
+    if !support::has_tool(test, "traceroute", &["--version"], "traceroute") {
+        return;
+    }
+    let Some(lab) = Lab::new(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = lab.in_client_named(dir.path());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .args(["traceroute", "-q", "1", "-w", "1", lab::SERVER])
+        .output()
+        .expect("running traceroute");
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected: Vec<String> = lab::NAMES
+        .iter()
+        .zip(lab::HOPS)
+        .enumerate()
+        .map(|(i, (name, addr))| format!("{} {name} ({addr})", i + 1))
+        .collect();
+    assert_eq!(theirs, expected, "traceroute");
+    let code = format!(
+        r#"for h in traceroute("{0}", #{{names: true, queries: 1}}) {{ print(`${{h.hop}} ${{h.name}} (${{h.addr}})`) }}
+           print(traceroute("{0}", #{{queries: 1}}).all(|h| h.name == ()));
+           traceroute("{0}", #{{names: true, queries: 1}})"#,
+        lab::SERVER
+    );
+    let run = Netsh::wrapped(&wrapper).args(["-e", &code]).ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..4], expected, "{}", run.explain());
+    assert_eq!(lines[4], "true", "{out}");
+    // Printed as traceroute prints it: hop, name, (addr), the time.
+    let printed: Vec<String> = lines[5..]
+        .iter()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(printed, expected, "{out}");
+}

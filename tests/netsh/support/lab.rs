@@ -19,6 +19,14 @@ pub const SERVER: &str = "10.91.4.2";
 /// Each router's address facing the client, hop by hop, then the server.
 pub const HOPS: [&str; 4] = ["10.91.1.2", "10.91.2.2", "10.91.3.2", SERVER];
 
+/// The names [`Lab::in_client_named`] gives the hops, in [`HOPS`]' order.
+pub const NAMES: [&str; 4] = [
+    "r1.lab.test",
+    "r2.lab.test",
+    "r3.lab.test",
+    "server.lab.test",
+];
+
 pub struct Lab {
     /// The namespaces, client first, server last.
     names: Vec<String>,
@@ -134,6 +142,33 @@ impl Lab {
             "exec".into(),
             self.client().into(),
         ]
+    }
+}
+
+impl Lab {
+    /// As [`Lab::in_client`], but in a mount namespace of its own where
+    /// `/etc/hosts` (a file written in `dir`) names each hop as [`NAMES`]
+    /// does: the system's /etc/hosts is not touched, and the names resolve
+    /// from that file alone (no DNS server is asked).
+    pub fn in_client_named(&self, dir: &std::path::Path) -> Vec<String> {
+        let hosts = dir.join("hosts");
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (addr, name) in HOPS.iter().zip(NAMES) {
+            text += &format!("{addr} {name}\n");
+        }
+        std::fs::write(&hosts, text).expect("writing the lab's hosts file");
+        let mut wrapper = self.in_client();
+        wrapper.extend([
+            "unshare".into(),
+            "-m".into(),
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+                hosts.display()
+            ),
+        ]);
+        wrapper
     }
 }
 
