@@ -125,6 +125,9 @@ impl IcmpSocket {
                 }
             })
         };
+        if access == Access::Raw {
+            filter(&socket, v6)?;
+        }
         setup
             .and_then(|_| socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true))
             .map_err(|e| Error::io("setting up the ICMP socket", None, e.into()))?;
@@ -343,6 +346,50 @@ impl IcmpSocket {
         }
         None
     }
+}
+
+/// Tells the kernel to hand a raw socket only echo replies and the errors
+/// `parse` reads (as iputils does): without it every ICMP packet of the
+/// host, our own requests on loopback included, is copied to us, and that
+/// copying is inside each round trip.
+fn filter(socket: &Socket, v6: bool) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // From <linux/icmp.h> and <netinet/icmp6.h>: a set bit blocks a type.
+    const SOL_RAW: libc::c_int = 255;
+    const ICMP_FILTER: libc::c_int = 1;
+    const ICMP6_FILTER: libc::c_int = 1;
+    let (level, name, mask): (libc::c_int, libc::c_int, [u32; 8]) = if v6 {
+        let mut mask = [u32::MAX; 8];
+        for t in [1u8, 2, 3, 4, 129] {
+            mask[usize::from(t >> 5)] &= !(1 << (t & 31));
+        }
+        (libc::IPPROTO_ICMPV6, ICMP6_FILTER, mask)
+    } else {
+        let pass = [0u8, 3, 4, 5, 11, 12]
+            .iter()
+            .fold(0u32, |m, t| m | (1 << t));
+        (SOL_RAW, ICMP_FILTER, [!pass, 0, 0, 0, 0, 0, 0, 0])
+    };
+    let len = if v6 { 32 } else { 4 };
+    // SAFETY: `mask` lives across the call and is at least `len` bytes;
+    // the descriptor is the socket's own, open.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            mask.as_ptr().cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(
+            "filtering the ICMP socket",
+            None,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn error_event(v6: bool, from: IpAddr, seq: u16, icmp_type: u8, code: u8) -> Event {
