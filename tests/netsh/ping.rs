@@ -275,3 +275,88 @@ fn ctrl_c_ends_with_the_summary_in_the_repl() {
     pty.expect("netsh> ").unwrap();
     support::enter_value(&mut pty, "1 + 1", "2");
 }
+
+/// Answers one echo request in its network namespace, and keeps the
+/// pinging process (argv[1]) stopped from just after the request until
+/// 0.5 s after the reply: the reply arrives 0.3 s after the request, but
+/// ping cannot read it before 0.8 s. The kernel stopped echoing itself
+/// (icmp_echo_ignore_all); argv[2] is created once the socket listens.
+const LATE_READER: &str = r#"
+import os, signal, socket, sys, time
+pid = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+open(sys.argv[2], "w").close()
+while True:
+    data, addr = s.recvfrom(2048)
+    icmp = bytearray(data[(data[0] & 15) * 4:])
+    if icmp[0] != 8:
+        continue
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.3)
+    icmp[0] = 0
+    icmp[2:4] = b"\0\0"
+    if len(icmp) % 2:
+        icmp.append(0)
+    total = sum(int.from_bytes(icmp[i:i + 2], "big") for i in range(0, len(icmp), 2))
+    while total > 0xffff:
+        total = (total & 0xffff) + (total >> 16)
+    icmp[2:4] = (~total & 0xffff).to_bytes(2, "big")
+    s.sendto(bytes(icmp[:len(data) - (data[0] & 15) * 4]), addr)
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGCONT)
+    break
+"#;
+
+/// The round trip ends when the kernel received the reply (SO_TIMESTAMPNS,
+/// as iputils measures), not when ping got round to reading it: a reply
+/// sent 0.3 s after the request but read 0.8 s after it measures about
+/// 0.3 s, on a raw socket (root) and on a ping socket (nobody).
+#[test]
+fn the_round_trip_ends_when_the_kernel_received_the_reply() {
+    let test = "ping::the_round_trip_ends_when_the_kernel_received_the_reply";
+    skip_if!(test, support::netns_unavailable());
+    skip_if!(test, support::nobody_unavailable());
+    if !support::has_tool(test, "python3", &["--version"], "python3") {
+        return;
+    }
+    for as_nobody in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("late.py");
+        std::fs::write(&script, LATE_READER).unwrap();
+        let ready = dir.path().join("ready");
+        // `$$` is the shell that execs netsh (through setpriv as nobody):
+        // the same process.
+        let start = format!(
+            "(python3 {} $$ {} &) && while [ ! -e {} ]; do sleep 0.01; done",
+            script.display(),
+            ready.display(),
+            ready.display()
+        );
+        let setup = [
+            "sysctl -qw net.ipv4.icmp_echo_ignore_all=1",
+            "sysctl -qw net.ipv4.ping_group_range='0 2147483647'",
+            start.as_str(),
+        ];
+        let netsh = if as_nobody {
+            Netsh::nobody_in_netns(&setup)
+        } else {
+            Netsh::in_netns(&setup)
+        };
+        let run = netsh
+            .args([
+                "-e",
+                r#"let p = ping("127.0.0.1", #{count: 1, interval: 200, timeout: 5000});
+                   print(`${p.socket} ${p.received}`); print(p.replies[0].ms)"#,
+            ])
+            .ok();
+        let out = run.stdout();
+        let lines: Vec<&str> = out.lines().collect();
+        let socket = if as_nobody { "ping 1" } else { "raw 1" };
+        assert_eq!(lines.first(), Some(&socket), "{}", run.explain());
+        let ms: f64 = lines[1].parse().unwrap();
+        assert!(
+            (290.0..700.0).contains(&ms),
+            "{socket}: the reply took {ms} ms by our clock; it arrived after 300 ms, was read after 800 ms"
+        );
+    }
+}

@@ -13,6 +13,11 @@ use crate::support::{
 /// The hop list `traceroute -n ARGS SERVER` prints in the client's namespace:
 /// each hop's address, or `*`.
 fn theirs(lab: &Lab, args: &[&str]) -> Vec<String> {
+    theirs_to(lab, args, lab::SERVER)
+}
+
+/// As [`theirs`], to `server`.
+fn theirs_to(lab: &Lab, args: &[&str], server: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args([
             "netns",
@@ -26,7 +31,7 @@ fn theirs(lab: &Lab, args: &[&str]) -> Vec<String> {
             "1",
         ])
         .args(args)
-        .arg(lab::SERVER)
+        .arg(server)
         .output()
         .expect("running traceroute");
     String::from_utf8_lossy(&out.stdout)
@@ -38,14 +43,18 @@ fn theirs(lab: &Lab, args: &[&str]) -> Vec<String> {
 
 /// netsh's hop list for `opts`, in the client's namespace.
 fn ours(lab: &Lab, opts: &str) -> Vec<String> {
+    ours_to(lab, opts, lab::SERVER)
+}
+
+/// As [`ours`], to `server`.
+fn ours_to(lab: &Lab, opts: &str, server: &str) -> Vec<String> {
     let wrapper = lab.in_client();
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let run = Netsh::wrapped(&wrapper)
         .args([
             "-e",
             &format!(
-                r#"for h in traceroute("{}", {opts}) {{ print(if h.addr == () {{ "*" }} else {{ h.addr }}) }}"#,
-                lab::SERVER
+                r#"for h in traceroute("{server}", {opts}) {{ print(if h.addr == () {{ "*" }} else {{ h.addr }}) }}"#
             ),
         ])
         .ok();
@@ -70,6 +79,36 @@ fn hops_match_traceroute_for_udp_icmp_and_tcp() {
     ] {
         assert_eq!(theirs(&lab, &args), expected, "traceroute -n {args:?}");
         assert_eq!(ours(&lab, opts), expected, "traceroute({opts})");
+    }
+}
+
+/// Over IPv6 (hop limits, ICMPv6 "time exceeded" and "port
+/// unreachable") the same four hops, as `traceroute -6 -n` finds them, for
+/// UDP, ICMPv6 and TCP probes.
+#[test]
+fn ipv6_hops_match_traceroute_for_udp_icmp_and_tcp() {
+    let test = "traceroute::ipv6_hops_match_traceroute_for_udp_icmp_and_tcp";
+    if !support::has_tool(test, "traceroute", &["--version"], "traceroute") {
+        return;
+    }
+    let Some(lab) = Lab::new(test) else { return };
+    lab.wait_for_ipv6();
+    let expected: Vec<String> = lab::HOPS6.iter().map(|h| h.to_string()).collect();
+    for (opts, args) in [
+        (r#"#{queries: 1}"#, vec!["-6"]),
+        (r#"#{proto: "icmp", queries: 2}"#, vec!["-6", "-I"]),
+        (r#"#{proto: "tcp", port: 80}"#, vec!["-6", "-T", "-p", "80"]),
+    ] {
+        assert_eq!(
+            theirs_to(&lab, &args, lab::SERVER6),
+            expected,
+            "traceroute -n {args:?}"
+        );
+        assert_eq!(
+            ours_to(&lab, opts, lab::SERVER6),
+            expected,
+            "traceroute({opts})"
+        );
     }
 }
 
@@ -197,4 +236,53 @@ fn printed_like_traceroute() {
             "{out}"
         );
     }
+}
+
+/// `names: true` names each hop from the system's resolver (here the lab's
+/// /etc/hosts), as traceroute without `-n` does, and prints
+/// `name (addr)`; without it `name` is `()`.
+#[test]
+fn names_true_names_each_hop_like_traceroute() {
+    let test = "traceroute::names_true_names_each_hop_like_traceroute";
+    if !support::has_tool(test, "traceroute", &["--version"], "traceroute") {
+        return;
+    }
+    let Some(lab) = Lab::new(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = lab.in_client_named(dir.path());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .args(["traceroute", "-q", "1", "-w", "1", lab::SERVER])
+        .output()
+        .expect("running traceroute");
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    let expected: Vec<String> = lab::NAMES
+        .iter()
+        .zip(lab::HOPS)
+        .enumerate()
+        .map(|(i, (name, addr))| format!("{} {name} ({addr})", i + 1))
+        .collect();
+    assert_eq!(theirs, expected, "traceroute");
+    let code = format!(
+        r#"for h in traceroute("{0}", #{{names: true, queries: 1}}) {{ print(`${{h.hop}} ${{h.name}} (${{h.addr}})`) }}
+           print(traceroute("{0}", #{{queries: 1}}).all(|h| h.name == ()));
+           traceroute("{0}", #{{names: true, queries: 1}})"#,
+        lab::SERVER
+    );
+    let run = Netsh::wrapped(&wrapper).args(["-e", &code]).ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..4], expected, "{}", run.explain());
+    assert_eq!(lines[4], "true", "{out}");
+    // Printed as traceroute prints it: hop, name, (addr), the time.
+    let printed: Vec<String> = lines[5..]
+        .iter()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(printed, expected, "{out}");
 }

@@ -9,11 +9,15 @@
 //! sees every ICMP packet of the host, so replies are matched on our ID;
 //! a ping socket's kernel does that itself and reports errors on the
 //! socket's error queue (IP_RECVERR).
+//!
+//! Replies carry the kernel's receive time (SO_TIMESTAMPNS), as iputils
+//! measures: the round trip then ends when the packet arrived, not when
+//! this process woke up to read it.
 
 use std::io::IoSliceMut;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::PollFlags;
 use nix::sys::socket::{self, ControlMessageOwned, MsgFlags, SockaddrStorage, sockopt};
@@ -38,6 +42,8 @@ pub enum Event {
         from: IpAddr,
         seq: u16,
         ttl: Option<u8>,
+        /// When the kernel received it (wall clock), if it said.
+        at: Option<SystemTime>,
     },
     /// An ICMP error (`what` in ping's words) sent by `from` about our
     /// request `seq`.
@@ -119,7 +125,12 @@ impl IcmpSocket {
                 }
             })
         };
-        setup.map_err(|e| Error::io("setting up the ICMP socket", None, e.into()))?;
+        if access == Access::Raw {
+            filter(&socket, v6)?;
+        }
+        setup
+            .and_then(|_| socket::setsockopt(&fd, sockopt::ReceiveTimestampns, &true))
+            .map_err(|e| Error::io("setting up the ICMP socket", None, e.into()))?;
         let id = (std::process::id() as u16) ^ (rand_u16());
         Ok(IcmpSocket {
             socket,
@@ -139,8 +150,10 @@ impl IcmpSocket {
         r.map_err(|e| Error::io("setting the TTL", None, e))
     }
 
-    /// Sends echo request `seq` with `payload` to `to`.
-    pub fn send_echo(&self, to: IpAddr, seq: u16, payload: &[u8]) -> Result<()> {
+    /// Sends echo request `seq` with `payload` to `to`; returns the wall
+    /// and monotonic clocks read just before it left (the wall clock to set
+    /// against the reply's kernel receive time).
+    pub fn send_echo(&self, to: IpAddr, seq: u16, payload: &[u8]) -> Result<(SystemTime, Instant)> {
         let mut packet = Vec::with_capacity(8 + payload.len());
         packet.push(if self.v6 { 128 } else { 8 });
         packet.push(0);
@@ -153,9 +166,10 @@ impl IcmpSocket {
             let sum = checksum(&packet);
             packet[2..4].copy_from_slice(&sum.to_be_bytes());
         }
-        let dest = SocketAddr::new(to, 0);
-        match self.socket.send_to(&packet, &dest.into()) {
-            Ok(_) => Ok(()),
+        let dest = SocketAddr::new(to, 0).into();
+        let at = (SystemTime::now(), Instant::now());
+        match self.socket.send_to(&packet, &dest) {
+            Ok(_) => Ok(at),
             Err(e) => Err(Error::io(
                 format!("sending an echo request to {to}"),
                 None,
@@ -201,9 +215,14 @@ impl IcmpSocket {
     /// not about our requests.
     fn read_one(&self, flags: MsgFlags) -> Result<Option<Option<Event>>> {
         let mut buf = [0u8; 2048];
-        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6, i32);
+        let mut cmsg = nix::cmsg_space!(
+            libc::sock_extended_err,
+            libc::sockaddr_in6,
+            i32,
+            libc::timespec
+        );
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
-        let (len, from, ttl, error) = {
+        let (len, from, ttl, error, at) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let msg = match socket::recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), flags)
             {
@@ -221,9 +240,18 @@ impl IcmpSocket {
             let from = msg.address.and_then(|a| storage_ip(&a));
             let mut ttl = None;
             let mut error = None;
+            let mut at = None;
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
                     match c {
+                        ControlMessageOwned::ScmTimestampns(ts) => {
+                            let (secs, nanos) = (ts.tv_sec(), ts.tv_nsec());
+                            if let (Ok(secs), Ok(nanos)) =
+                                (u64::try_from(secs), u32::try_from(nanos))
+                            {
+                                at = SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+                            }
+                        }
                         ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
                         ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
                         ControlMessageOwned::Ipv4RecvErr(e, addr) => {
@@ -241,7 +269,7 @@ impl IcmpSocket {
                     }
                 }
             }
-            (msg.bytes, from, ttl, error)
+            (msg.bytes, from, ttl, error, at)
         };
         let data = &buf[..len];
         if flags.contains(MsgFlags::MSG_ERRQUEUE) {
@@ -265,12 +293,18 @@ impl IcmpSocket {
         let Some(from) = from else {
             return Ok(Some(None));
         };
-        Ok(Some(self.parse(data, from, ttl)))
+        Ok(Some(self.parse(data, from, ttl, at)))
     }
 
     /// An ICMP packet as the socket delivers it (a raw IPv4 socket with the
     /// IP header in front).
-    fn parse(&self, data: &[u8], from: IpAddr, ttl: Option<u8>) -> Option<Event> {
+    fn parse(
+        &self,
+        data: &[u8],
+        from: IpAddr,
+        ttl: Option<u8>,
+        at: Option<SystemTime>,
+    ) -> Option<Event> {
         let (icmp, ttl) = if !self.v6 && self.access == Access::Raw {
             let ihl = usize::from(*data.first()? & 0x0f) * 4;
             (data.get(ihl..)?, data.get(8).copied())
@@ -291,7 +325,7 @@ impl IcmpSocket {
             if self.access == Access::Raw && id != self.id {
                 return None;
             }
-            return Some(Event::Reply { from, seq, ttl });
+            return Some(Event::Reply { from, seq, ttl, at });
         }
         if errors.contains(&icmp[0]) {
             // The error quotes our request: its IP header, then 8 bytes of ICMP.
@@ -312,6 +346,50 @@ impl IcmpSocket {
         }
         None
     }
+}
+
+/// Tells the kernel to hand a raw socket only echo replies and the errors
+/// `parse` reads (as iputils does): without it every ICMP packet of the
+/// host, our own requests on loopback included, is copied to us, and that
+/// copying is inside each round trip.
+fn filter(socket: &Socket, v6: bool) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // From <linux/icmp.h> and <netinet/icmp6.h>: a set bit blocks a type.
+    const SOL_RAW: libc::c_int = 255;
+    const ICMP_FILTER: libc::c_int = 1;
+    const ICMP6_FILTER: libc::c_int = 1;
+    let (level, name, mask): (libc::c_int, libc::c_int, [u32; 8]) = if v6 {
+        let mut mask = [u32::MAX; 8];
+        for t in [1u8, 2, 3, 4, 129] {
+            mask[usize::from(t >> 5)] &= !(1 << (t & 31));
+        }
+        (libc::IPPROTO_ICMPV6, ICMP6_FILTER, mask)
+    } else {
+        let pass = [0u8, 3, 4, 5, 11, 12]
+            .iter()
+            .fold(0u32, |m, t| m | (1 << t));
+        (SOL_RAW, ICMP_FILTER, [!pass, 0, 0, 0, 0, 0, 0, 0])
+    };
+    let len = if v6 { 32 } else { 4 };
+    // SAFETY: `mask` lives across the call and is at least `len` bytes;
+    // the descriptor is the socket's own, open.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            mask.as_ptr().cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(
+            "filtering the ICMP socket",
+            None,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 fn error_event(v6: bool, from: IpAddr, seq: u16, icmp_type: u8, code: u8) -> Event {

@@ -220,7 +220,8 @@ mod api {
         traceroute(host, Map::new())
     }
 
-    /// The routers on the way to `host` (IPv4): probes with TTL 1, 2, 3…,
+    /// The routers on the way to `host` (IPv4 or IPv6): probes with TTL
+    /// (hop limit) 1, 2, 3…,
     /// eight TTLs at a time, each router answering "time exceeded". Returns
     /// `[#{hop, addr, ms: [..], name}]` up to and including the
     /// destination; `addr` is `()` for a hop that stayed silent. Options:
@@ -234,14 +235,14 @@ mod api {
     /// for h in traceroute("10.91.4.2", #{proto: "icmp", queries: 1}) { print(`${h.hop} ${h.addr}`) }
     /// ```
     ///
-    /// Fails when: `host` does not parse or resolve, or is IPv6; `proto`
+    /// Fails when: `host` does not parse or resolve; `proto`
     /// is not udp, icmp or tcp; `max_hops` is not 1–255; `queries` not
     /// 1–10; an option is unknown; there is no CAP_NET_RAW (kind
     /// `permission`, saying how to allow it).
     #[rhai_fn(name = "traceroute", return_raw)]
     pub fn traceroute(host: &str, options: Map) -> ScriptResult<Array> {
         let plan = super::traceroute::Plan::new(host, &options).map_err(fail("traceroute"))?;
-        let raw = super::traceroute::open().map_err(fail("traceroute"))?;
+        let raw = super::traceroute::open(&plan).map_err(fail("traceroute"))?;
         // Everything is parsed and the socket is open; nothing has been sent.
         super::traceroute::run(&plan, raw).map_err(fail("traceroute"))
     }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rhai::{Array, Dynamic, Map};
 
@@ -137,7 +137,11 @@ pub fn run(plan: &Plan, socket: &IcmpSocket) -> Result<Map> {
         ));
     }
     let start = Instant::now();
-    let mut sent_at: HashMap<u16, Instant> = HashMap::new();
+    // Each request's send time on two clocks, read just before it left:
+    // the wall clock (against the reply's kernel receive time) and the
+    // monotonic one (for the schedule, and the round trip when the kernel
+    // gave no receive time).
+    let mut sent_at: HashMap<u16, (SystemTime, Instant)> = HashMap::new();
     let mut replies: Array = Array::new();
     let mut rtts: Vec<f64> = Vec::new();
     let mut errors: Array = Array::new();
@@ -148,9 +152,8 @@ pub fn run(plan: &Plan, socket: &IcmpSocket) -> Result<Map> {
         let now = Instant::now();
         if next < plan.count && now >= start + plan.interval * (next as u32) {
             let seq = ((next + 1) % 65536) as u16;
-            socket.send_echo(plan.ip, seq, &payload)?;
-            let t = Instant::now();
-            sent_at.insert(seq, t);
+            let (wall, t) = socket.send_echo(plan.ip, seq, &payload)?;
+            sent_at.insert(seq, (wall, t));
             last_sent = t;
             next += 1;
             continue;
@@ -171,14 +174,14 @@ pub fn run(plan: &Plan, socket: &IcmpSocket) -> Result<Map> {
             Err(e) => return Err(e),
         };
         match event {
-            Event::Reply { from, seq, ttl } => {
-                let Some(at) = sent_at.get(&seq) else {
+            Event::Reply { from, seq, ttl, at } => {
+                let Some(&(sent_wall, sent_mono)) = sent_at.get(&seq) else {
                     continue;
                 };
                 if !answered.insert(seq) {
                     continue; // a duplicate
                 }
-                let rtt = ms(at.elapsed());
+                let rtt = ms(round_trip(sent_wall, sent_mono, at));
                 rtts.push(rtt);
                 if plan.live {
                     let ttl = ttl.map_or(String::new(), |t| format!(" ttl={t}"));
@@ -268,6 +271,16 @@ pub fn run(plan: &Plan, socket: &IcmpSocket) -> Result<Map> {
         }
     }
     Ok(m)
+}
+
+/// A reply's round trip: from just before the request left to the
+/// kernel's receive time, or (no receive time, or a wall clock that was
+/// set back meanwhile) to now.
+fn round_trip(sent_wall: SystemTime, sent_mono: Instant, received: Option<SystemTime>) -> Duration {
+    received
+        .and_then(|r| r.duration_since(sent_wall).ok())
+        .filter(|d| *d <= sent_mono.elapsed())
+        .unwrap_or_else(|| sent_mono.elapsed())
 }
 
 /// min, avg, max and mdev as iputils computes them (mdev: the standard

@@ -6,11 +6,15 @@
 //! The destination answers UDP with "port unreachable", ICMP with an echo
 //! reply, TCP with SYN-ACK or RST.
 //!
+//! IPv6 the same way, with ICMPv6: "time exceeded" is type 3, the
+//! destination's "port unreachable" type 1, and the raw socket hands over
+//! the ICMPv6 message without the IP header in front.
+//!
 //! Hearing those ICMP errors takes a raw ICMP socket (CAP_NET_RAW); without
-//! one it fails at once with the words `ping` uses. IPv4 only for now.
+//! one it fails at once with the words `ping` uses.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -39,7 +43,7 @@ pub enum Proto {
 
 /// A checked `traceroute` call: nothing has been sent.
 pub struct Plan {
-    pub dest: Ipv4Addr,
+    pub dest: IpAddr,
     pub proto: Proto,
     pub port: u16,
     pub max_hops: u8,
@@ -74,14 +78,7 @@ impl Plan {
             .map(|t| t.unwrap_or(Duration::from_secs(3600)))
             .unwrap_or(Duration::from_secs(2));
         let names = o.flag("names", false)?;
-        let dest = match super::ping::target_ip(host)? {
-            IpAddr::V4(v4) => v4,
-            IpAddr::V6(v6) => {
-                return Err(Error::invalid(format!(
-                    "{v6} is IPv6: traceroute() traces IPv4 for now"
-                )));
-            }
-        };
+        let dest = super::ping::target_ip(host)?;
         if proto == Proto::Udp && u32::from(port) + u32::from(max_hops) * u32::from(queries) > 65535
         {
             return Err(Error::invalid(
@@ -102,13 +99,17 @@ impl Plan {
 
 /// The raw ICMP socket every trace listens on; opening it is the
 /// privilege check, before anything is sent.
-pub fn open() -> Result<Socket> {
+pub fn open(plan: &Plan) -> Result<Socket> {
+    let v6 = plan.dest.is_ipv6();
+    let (domain, protocol) = if v6 {
+        (Domain::IPV6, Protocol::ICMPV6)
+    } else {
+        (Domain::IPV4, Protocol::ICMPV4)
+    };
     let socket =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => super::icmp::refused(false),
-                _ => Error::io("opening a raw ICMP socket", None, e),
-            }
+        Socket::new(domain, Type::RAW, Some(protocol)).map_err(|e| match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => super::icmp::refused(v6),
+            _ => Error::io("opening a raw ICMP socket", None, e),
         })?;
     socket
         .set_nonblocking(true)
@@ -122,25 +123,28 @@ enum Heard {
     /// An ICMP error quoting a probe: `key` is the quoted UDP destination
     /// port, echo sequence number or TCP source port.
     Quoted {
-        from: Ipv4Addr,
+        from: IpAddr,
         icmp_type: u8,
         code: u8,
         key: u16,
         at: Instant,
     },
     EchoReply {
-        from: Ipv4Addr,
+        from: IpAddr,
         seq: u16,
         at: Instant,
     },
     /// A TCP probe's connect finished: SYN-ACK or RST from the destination.
-    TcpDone { probe: usize, at: Instant },
+    TcpDone {
+        probe: usize,
+        at: Instant,
+    },
 }
 
 /// One probe's outcome.
 #[derive(Debug, Clone)]
 struct Outcome {
-    from: Ipv4Addr,
+    from: IpAddr,
     ms: f64,
     /// The destination (or an unreachable) answered: the trace ends here.
     last: bool,
@@ -169,7 +173,7 @@ pub fn run(plan: &Plan, raw: Socket) -> Result<Array> {
             // A hop's name is a question to the resolver about it: asked
             // only where the grant allows, else the hop has no name.
             (Some(a), true) if crate::permit::lookup(&a.to_string()).is_ok() => {
-                dns_lookup::lookup_addr(&IpAddr::V4(a)).map_or(Dynamic::UNIT, Dynamic::from)
+                dns_lookup::lookup_addr(&a).map_or(Dynamic::UNIT, Dynamic::from)
             }
             _ => Dynamic::UNIT,
         };
@@ -197,9 +201,14 @@ async fn trace(plan: &Plan, raw: Socket) -> Result<Vec<Option<Outcome>>> {
         .map_err(|e| Error::io("watching the ICMP socket", None, e.into_parts().1))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Heard>();
     let mut tasks = tokio::task::JoinSet::new();
+    let any: IpAddr = if plan.dest.is_ipv6() {
+        Ipv6Addr::UNSPECIFIED.into()
+    } else {
+        Ipv4Addr::UNSPECIFIED.into()
+    };
     let udp = match plan.proto {
         Proto::Udp => Some(
-            std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+            std::net::UdpSocket::bind((any, 0))
                 .map_err(|e| Error::io("opening a UDP socket", None, e))?,
         ),
         _ => None,
@@ -249,13 +258,13 @@ async fn trace(plan: &Plan, raw: Socket) -> Result<Vec<Option<Outcome>>> {
                 ready = raw.readable() => {
                     let mut guard = ready.map_err(|e| Error::io("reading ICMP", None, e))?;
                     let got = guard.try_io(|s| {
-                        nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrIn>(s.as_raw_fd(), &mut buf)
+                        nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(s.as_raw_fd(), &mut buf)
                             .map_err(std::io::Error::from)
                     });
                     let Ok(got) = got else { continue };
                     let (n, from) = got.map_err(|e| Error::io("reading ICMP", None, e))?;
-                    let Some(from) = from else { continue };
-                    match parse(&buf[..n], from.ip(), echo_id, plan.proto) {
+                    let Some(from) = from.as_ref().and_then(storage_ip) else { continue };
+                    match parse(&buf[..n], from, echo_id, plan.proto) {
                         Some(h) => h,
                         None => continue,
                     }
@@ -283,7 +292,8 @@ async fn trace(plan: &Plan, raw: Socket) -> Result<Vec<Option<Outcome>>> {
                     // (the destination's port unreachable, or a router's
                     // host unreachable) ends the trace.
                     let _ = code;
-                    (probe, from, at, icmp_type == 3)
+                    let unreachable = if plan.dest.is_ipv6() { 1 } else { 3 };
+                    (probe, from, at, icmp_type == unreachable)
                 }
             };
             let Some(Some(sent)) = sent_at.get(probe) else {
@@ -323,7 +333,8 @@ fn send(
     match plan.proto {
         Proto::Udp => {
             let Some(udp) = udp else { return Ok(()) };
-            udp.set_ttl(u32::from(ttl))
+            socket2::SockRef::from(udp)
+                .set_hops(plan.dest, ttl)
                 .map_err(|e| io("setting the TTL", e))?;
             let port = plan.port + probe as u16;
             udp.send_to(&[0u8; 32], (plan.dest, port))
@@ -331,25 +342,36 @@ fn send(
         }
         Proto::Icmp => {
             let s = raw.get_ref();
-            s.set_ttl_v4(u32::from(ttl))
+            socket2::SockRef::from(s)
+                .set_hops(plan.dest, ttl)
                 .map_err(|e| io("setting the TTL", e))?;
-            let mut packet = vec![8, 0, 0, 0];
+            let v6 = plan.dest.is_ipv6();
+            let mut packet = vec![if v6 { 128 } else { 8 }, 0, 0, 0];
             packet.extend_from_slice(&echo_id.to_be_bytes());
             packet.extend_from_slice(&(probe as u16).to_be_bytes());
             packet.extend_from_slice(&[0u8; 32]);
-            let sum = super::icmp::checksum(&packet);
-            packet[2..4].copy_from_slice(&sum.to_be_bytes());
-            s.send_to(&packet, &SocketAddr::new(IpAddr::V4(plan.dest), 0).into())
+            if !v6 {
+                // ICMPv6's checksum covers a pseudo-header: the kernel fills it.
+                let sum = super::icmp::checksum(&packet);
+                packet[2..4].copy_from_slice(&sum.to_be_bytes());
+            }
+            s.send_to(&packet, &SocketAddr::new(plan.dest, 0).into())
                 .map_err(|e| io("sending an ICMP probe", e))?;
         }
         Proto::Tcp => {
-            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+            let domain = if plan.dest.is_ipv6() {
+                Domain::IPV6
+            } else {
+                Domain::IPV4
+            };
+            let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
                 .map_err(|e| io("opening a TCP socket", e))?;
-            s.set_ttl_v4(u32::from(ttl))
+            socket2::SockRef::from(&s)
+                .set_hops(plan.dest, ttl)
                 .map_err(|e| io("setting the TTL", e))?;
             s.set_nonblocking(true)
                 .map_err(|e| io("setting up a TCP probe", e))?;
-            let dest = SocketAddr::new(IpAddr::V4(plan.dest), plan.port);
+            let dest = SocketAddr::new(plan.dest, plan.port);
             match s.connect(&dest.into()) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -390,30 +412,63 @@ fn send(
     Ok(())
 }
 
-/// An ICMP packet (with its IPv4 header) about one of our probes.
-fn parse(packet: &[u8], from: Ipv4Addr, echo_id: u16, proto: Proto) -> Option<Heard> {
+/// Sets the TTL (IPv4) or hop limit (IPv6) of what a socket sends to `dest`.
+trait Hops {
+    fn set_hops(&self, dest: IpAddr, ttl: u8) -> std::io::Result<()>;
+}
+
+impl Hops for socket2::SockRef<'_> {
+    fn set_hops(&self, dest: IpAddr, ttl: u8) -> std::io::Result<()> {
+        match dest {
+            IpAddr::V4(_) => self.set_ttl_v4(u32::from(ttl)),
+            IpAddr::V6(_) => self.set_unicast_hops_v6(u32::from(ttl)),
+        }
+    }
+}
+
+fn storage_ip(a: &nix::sys::socket::SockaddrStorage) -> Option<IpAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(IpAddr::V4(v4.ip()));
+    }
+    a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+}
+
+/// An ICMP packet about one of our probes: ICMPv4 with its IPv4 header in
+/// front, ICMPv6 without.
+fn parse(packet: &[u8], from: IpAddr, echo_id: u16, proto: Proto) -> Option<Heard> {
     let at = Instant::now();
-    let ihl = usize::from(*packet.first()? & 0x0f) * 4;
-    let icmp = packet.get(ihl..)?;
+    let v6 = from.is_ipv6();
+    let icmp = if v6 {
+        packet
+    } else {
+        let ihl = usize::from(*packet.first()? & 0x0f) * 4;
+        packet.get(ihl..)?
+    };
     let (icmp_type, code) = (*icmp.first()?, *icmp.get(1)?);
-    if icmp_type == 0 && proto == Proto::Icmp {
+    // Echo reply, time exceeded, destination unreachable; echo request.
+    let (reply, exceeded, unreachable, request) = if v6 { (129, 3, 1, 128) } else { (0, 11, 3, 8) };
+    if icmp_type == reply && proto == Proto::Icmp {
         let id = u16::from_be_bytes([*icmp.get(4)?, *icmp.get(5)?]);
         let seq = u16::from_be_bytes([*icmp.get(6)?, *icmp.get(7)?]);
         return (id == echo_id).then_some(Heard::EchoReply { from, seq, at });
     }
-    if icmp_type != 11 && icmp_type != 3 {
+    if icmp_type != exceeded && icmp_type != unreachable {
         return None;
     }
+    // The quote: our probe's IP header, then at least 8 bytes after it.
     let inner = icmp.get(8..)?;
-    let inner_ihl = usize::from(*inner.first()? & 0x0f) * 4;
-    let inner_proto = *inner.get(9)?;
-    let quoted = inner.get(inner_ihl..inner_ihl + 8)?;
+    let (inner_len, inner_proto) = if v6 {
+        (40, *inner.get(6)?)
+    } else {
+        (usize::from(*inner.first()? & 0x0f) * 4, *inner.get(9)?)
+    };
+    let quoted = inner.get(inner_len..inner_len + 8)?;
     let key = match (proto, inner_proto) {
         (Proto::Udp, 17) => u16::from_be_bytes([quoted[2], quoted[3]]),
         (Proto::Tcp, 6) => u16::from_be_bytes([quoted[0], quoted[1]]),
-        (Proto::Icmp, 1) => {
+        (Proto::Icmp, 1) | (Proto::Icmp, 58) if (inner_proto == 58) == v6 => {
             let id = u16::from_be_bytes([quoted[4], quoted[5]]);
-            if quoted[0] != 8 || id != echo_id {
+            if quoted[0] != request || id != echo_id {
                 return None;
             }
             u16::from_be_bytes([quoted[6], quoted[7]])

@@ -118,7 +118,10 @@ async fn over_udp(
     query: &Query,
     bytes: &[u8],
 ) -> Result<Message> {
-    let mut buf = vec![0u8; 65535];
+    // Room for the largest datagram, not zeroed: `recv_buf` fills only
+    // what arrives (zeroing 64 KiB per question was a tenth of dns_many's
+    // time).
+    let mut buf: Vec<u8> = Vec::with_capacity(65535);
     loop {
         socket.send(bytes).await.map_err(|e| udp_error(server, e))?;
         let resend = tokio::time::sleep(RESEND);
@@ -126,11 +129,13 @@ async fn over_udp(
         loop {
             tokio::select! {
                 _ = &mut resend => break,
-                got = socket.recv(&mut buf) => {
+                got = socket.recv_buf(&mut buf) => {
                     let n = got.map_err(|e| udp_error(server, e))?;
                     if let Some(message) = matching(&buf[..n], server, id, query)? {
                         return Ok(message);
                     }
+                    // Empty again, so the next datagram has all the room.
+                    buf.clear();
                 }
             }
         }
