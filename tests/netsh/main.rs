@@ -15,7 +15,8 @@
 //!   `receiver_rules` (uploads), `fetch`, `fetch_trust` (what the network
 //!   supplies: redirects, proxies, certificates) and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
-//!   `repl`, `record` (recording a session), `interact`, `plugins`,
+//!   `repl`, `record` (recording a session), `relay` and
+//!   `relay_interrupt` (Ctrl-C and `stop()` on relays), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
 //!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
 //!   source).
@@ -46,6 +47,7 @@ mod receiver;
 mod receiver_rules;
 mod record;
 mod relay;
+mod relay_interrupt;
 mod repl;
 mod scan;
 mod tcp;
