@@ -16,7 +16,8 @@
 //!   supplies: redirects, proxies, certificates) and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `record` (recording a session), `relay` and
-//!   `relay_interrupt` (Ctrl-C and `stop()` on relays), `interact`, `plugins`,
+//!   `relay_interrupt` (Ctrl-C and `stop()` on relays), `socks_udp`
+//!   (UDP ASSOCIATE with PySocks), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
 //!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
 //!   source).
@@ -50,6 +51,7 @@ mod relay;
 mod relay_interrupt;
 mod repl;
 mod scan;
+mod socks_udp;
 mod tcp;
 mod tls;
 mod tls_trust;
