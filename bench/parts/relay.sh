@@ -6,7 +6,12 @@
 #    one thread);
 #  - 256 MiB over TLS terminated by forward vs socat OPENSSL-LISTEN, in
 #    front of the same plain sender (socat), read by the same client
-#    (socat OPENSSL);
+#    (socat OPENSSL); and the same client reading the file from socat
+#    OPENSSL-LISTEN itself, no relay: the ceiling any relay can reach
+#    while the client and the sender share the machine;
+#  - TLS short connections (a full handshake, one line, its echo, close)
+#    per second through forward vs socat OPENSSL-LISTEN's fork, in front
+#    of the same echo server (short_load tls-rate, 32 at a time);
 #  - 10,000 idle connections held through forward: resident memory per
 #    connection and the thread count before and after.
 # Best of $ROUNDS (iperf3: of RELAY_IPERF_ROUNDS, default 2, 5 s each).
@@ -17,7 +22,9 @@ mkdir -p "$RELAY_DIR"
 IPERF_ROUNDS=${RELAY_IPERF_ROUNDS:-2}
 # 10,000 relayed connections need 20,000 descriptors in the forward alone.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-[ -x target/release/examples/short_load ] || cargo build --release --quiet --example short_load
+# Always asked: cargo does nothing when it is fresh, and an older build
+# lacks the TLS mode.
+cargo build --release --quiet --example short_load
 [ -x target/release/examples/echo_tokio ] || cargo build --release --quiet --example echo_tokio
 LOAD=target/release/examples/short_load
 
@@ -111,7 +118,7 @@ if command -v iperf3 >/dev/null && command -v socat >/dev/null; then
   held=${held:-0}
   rss_after=$(status "$fwd_pid" VmRSS)
   threads_after=$(status "$fwd_pid" Threads)
-  stop "$hold_pid" "$fwd_pid" "$echo_pid"
+  stop "$hold_pid" "$fwd_pid"
   per=$(python3 -c "print(($rss_after - $rss_before) / max($held, 1))")
   echo "idle through forward: $held held, RSS $rss_before → $rss_after KiB, threads $threads_before → $threads_after"
   ratio "idle relayed connection, RSS (KiB each)" "$per" "limit" 16 KiB lower
@@ -146,6 +153,35 @@ if command -v iperf3 >/dev/null && command -v socat >/dev/null; then
     echo "TLS relay comparison skipped: a check round did not deliver the bytes intact"
   fi
   stop "$fwd_pid" "$socat_pid" "$sender_pid"
+  if [ -n "${t_netsh:-}" ]; then
+    # The ceiling: socat serves the file over TLS itself, read by the same client.
+    socat_port=$(free_port)
+    socat -U "OPENSSL-LISTEN:$socat_port,bind=127.0.0.1,fork,reuseaddr,cert=$RELAY_DIR/cert.pem,key=$RELAY_DIR/key.pem,verify=0" \
+      "OPEN:$RELAY_DIR/payload.bin,rdonly" 2>/dev/null &
+    socat_pid=$!
+    wait_listen "$socat_port"
+    t_direct=$(best_time bash -c "tls_read $socat_port")
+    stop "$socat_pid"
+    ratio "TLS 256 MiB, forward vs no relay (ceiling)" "$(python3 -c "print($TLS_MB / $t_netsh)")" \
+      "direct" "$(python3 -c "print($TLS_MB / $t_direct)")" MB/s higher
+  fi
+
+  # --- TLS short connections: forward vs socat OPENSSL-LISTEN fork, same echo server
+  start_forward "127.0.0.1:$echo_port" "tls: #{cert: \"$RELAY_DIR/cert.pem\", key: \"$RELAY_DIR/key.pem\"}"
+  LISTEN_EXTRA=",cert=$RELAY_DIR/cert.pem,key=$RELAY_DIR/key.pem,verify=0" \
+    start_socat OPENSSL-LISTEN "TCP:127.0.0.1:$echo_port"
+  best_tls_rate() {
+    local best=0 r
+    for _ in $(seq "$ROUNDS"); do
+      r=$("$LOAD" tls-rate "$1" 2 32 "$RELAY_DIR/cert.pem")
+      best=$(python3 -c "print(max($best, $r))")
+    done
+    echo "$best"
+  }
+  h_netsh=$(best_tls_rate "$fwd_port")
+  h_socat=$(best_tls_rate "$socat_port")
+  stop "$fwd_pid" "$socat_pid" "$echo_pid"
+  ratio "TLS short connections/s, forward vs socat fork" "$h_netsh" "socat" "$h_socat" conn/s higher
 else
   echo "relay comparisons skipped: iperf3 or socat missing"
 fi

@@ -15,7 +15,9 @@
 //!   `receiver_rules` (uploads), `fetch`, `fetch_trust` (what the network
 //!   supplies: redirects, proxies, certificates) and `download`, `capture`,
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
-//!   `repl`, `record` (recording a session), `permissions` (the sandbox), `interact`, `plugins`,
+//!   `repl`, `record` (recording a session), `permissions` (the sandbox),
+//!   `relay` and `relay_interrupt` (Ctrl-C and `stop()` on relays),
+//!   `socks_udp` (UDP ASSOCIATE with PySocks), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
 //!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
 //!   source).
@@ -47,8 +49,10 @@ mod receiver;
 mod receiver_rules;
 mod record;
 mod relay;
+mod relay_interrupt;
 mod repl;
 mod scan;
+mod socks_udp;
 mod tcp;
 mod tls;
 mod tls_trust;

@@ -405,7 +405,11 @@ async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, Strin
         return None;
     };
     let asked = match tokio::time::timeout(s.timeout, socks::request(&mut client, rules)).await {
-        Ok(Ok(asked)) => asked,
+        Ok(Ok(socks::Request::Connect(asked))) => asked,
+        Ok(Ok(socks::Request::Udp(from))) => {
+            udp_association(state, &mut client, &from, rules).await;
+            return None;
+        }
         Ok(Err(why)) => {
             state.turned_away.fetch_add(1, Ordering::Relaxed);
             state.tell_failure(&why);
@@ -453,6 +457,44 @@ async fn open(state: &Arc<State>, client: Side) -> Option<(Side, Accepted, Strin
             state.failed.fetch_add(1, Ordering::Relaxed);
             state.tell_failure(&format!("{asked}: {e}"));
             None
+        }
+    }
+}
+
+/// A SOCKS client's UDP association, until its TCP connection ends;
+/// counted and announced as a relayed connection is.
+async fn udp_association(
+    state: &Arc<State>,
+    client: &mut tokio::net::TcpStream,
+    from: &socks5::Address,
+    rules: &socks::Rules,
+) {
+    let peer = client
+        .peer_addr()
+        .map_or_else(|_| "(unknown)".into(), |p| p.to_string());
+    state
+        .announce
+        .event(&format!("{peer} UDP association opened"));
+    let ends = Ends::default();
+    let outcome = super::socks_udp::associate(
+        client,
+        from,
+        rules,
+        &ends,
+        &state.token,
+        &state.settings.permit,
+    )
+    .await;
+    let (a_to_b, b_to_a) = ends.totals();
+    state.a_to_b.fetch_add(a_to_b, Ordering::Relaxed);
+    state.b_to_a.fetch_add(b_to_a, Ordering::Relaxed);
+    match outcome {
+        Ok(()) => state.announce.event(&format!(
+            "{peer} UDP association closed: {a_to_b} bytes sent, {b_to_a} received"
+        )),
+        Err(why) => {
+            state.failed.fetch_add(1, Ordering::Relaxed);
+            state.tell_failure(&format!("{peer}: {why}"));
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`pump`] — byte counts, both directions, idle/stop, resets.
 //! - [`udp`] — `forward(…, #{udp: true})`: datagrams, a socket per client.
 //! - [`socks`] — `socks_serve`'s side of SOCKS5: auth, request, rules.
+//! - [`socks_udp`] — `socks_serve`'s UDP ASSOCIATE: datagrams with a
+//!   SOCKS header, for as long as the client's TCP connection lasts.
 
 use rhai::plugin::*;
 use rhai::{Dynamic, Map};
@@ -24,6 +26,7 @@ mod forward;
 mod pump;
 mod settings;
 mod socks;
+mod socks_udp;
 mod splice;
 mod target;
 mod udp;
@@ -207,7 +210,9 @@ mod api {
     /// A SOCKS5 server in the background, like `ssh -D` or microsocks:
     /// clients (curl `--socks5`/`--socks5-hostname`, `connect(…, #{proxy:
     /// "socks5h://…"})`) ask for a host and port and get a relay to it,
-    /// spliced as `forward`'s. CONNECT only. Options: `users: #{name:
+    /// spliced as `forward`'s; also UDP ASSOCIATE (datagrams relayed while
+    /// the client's TCP connection lasts, answers only from hosts it sent
+    /// to; fragments are dropped). Options: `users: #{name:
     /// "pass"}` (username/password required), `allow` (client address
     /// blocks), `destinations` (address blocks it may connect to; default
     /// anywhere), `max_connections`, `timeout`, `idle`, `quiet`, `on_open`

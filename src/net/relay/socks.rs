@@ -88,8 +88,18 @@ impl Rules {
 /// Why a client was not served, for the log (the client got its reply).
 pub type Refusal = String;
 
-/// Greeting, authentication, request. Returns where the client asks to go.
-pub async fn request(s: &mut TcpStream, rules: &Rules) -> std::result::Result<Address, Refusal> {
+/// UDP ASSOCIATE (RFC 1928 §7); CONNECT is `socks5::CONNECT`.
+pub const UDP_ASSOCIATE: u8 = 3;
+
+/// What a client asked for: a TCP connection, or a UDP association.
+pub enum Request {
+    Connect(Address),
+    /// The address the client says it will send its datagrams from.
+    Udp(Address),
+}
+
+/// Greeting, authentication, request. Returns what the client asks for.
+pub async fn request(s: &mut TcpStream, rules: &Rules) -> std::result::Result<Request, Refusal> {
     let io = |e: std::io::Error| format!("the client broke off: {e}");
     let mut head = [0u8; 2];
     s.read_exact(&mut head).await.map_err(io)?;
@@ -137,11 +147,16 @@ pub async fn request(s: &mut TcpStream, rules: &Rules) -> std::result::Result<Ad
         reply(s, socks5::ADDRESS_NOT_SUPPORTED, None).await;
         return Err("an address type SOCKS5 does not define".into());
     };
-    if req[1] != socks5::CONNECT {
-        reply(s, socks5::COMMAND_NOT_SUPPORTED, None).await;
-        return Err(format!("command {} (only CONNECT is served)", req[1]));
+    match req[1] {
+        socks5::CONNECT => Ok(Request::Connect(address)),
+        UDP_ASSOCIATE => Ok(Request::Udp(address)),
+        other => {
+            reply(s, socks5::COMMAND_NOT_SUPPORTED, None).await;
+            Err(format!(
+                "command {other} (CONNECT and UDP ASSOCIATE are served)"
+            ))
+        }
     }
-    Ok(address)
 }
 
 /// The target of a request, held to the strict address rules.
