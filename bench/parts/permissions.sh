@@ -5,7 +5,7 @@
 #  - a send in an echo loop: 20,000 send_line/recv_line round trips on one
 #    connection to a socat echo;
 #  - 1,000 small sequential fetches from a local nginx (each hop checked).
-need socat:socat nginx:nginx
+need socat:socat nginx:nginx valgrind:valgrind
 
 # Best of $PERM_ROUNDS, alternating the two commands given as two
 # NUL-free argument lists separated by "--": prints "A B" seconds.
@@ -71,6 +71,21 @@ CONF
     many="let u = \"http://127.0.0.1:$nginx_port/small.bin\"; let n = 0; for i in 0..1000 { n += fetch(u).bytes.len() } n"
     read -r t_plain t_granted < <(alternate_best "$NETSH" -e "$many" -- "$NETSH" "--allow-net=127.0.0.1:$nginx_port" -e "$many")
     ratio "1,000 fetches, checks on" "$t_granted" "no-flag" "$t_plain" s lower "--allow-net"
+    # Wall time on a shared 2-core machine moves by more than 2% from run to
+    # run; instructions do not. Callgrind counts netsh's own instructions per
+    # fetch (300 fetches minus 100, so start-up cancels out), with and without
+    # the checks: the cost of the checks, to the instruction.
+    if command -v valgrind >/dev/null; then
+      per_fetch() {
+        local a b
+        a=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" -e "let u = \"http://127.0.0.1:$nginx_port/small.bin\"; for i in 0..300 { fetch(u); }" 2>&1 | awk '/Collected/ {print $4}')
+        b=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" -e "let u = \"http://127.0.0.1:$nginx_port/small.bin\"; for i in 0..100 { fetch(u); }" 2>&1 | awk '/Collected/ {print $4}')
+        echo $(((a - b) / 200))
+      }
+      i_plain=$(per_fetch "$NETSH")
+      i_granted=$(per_fetch "$NETSH" "--allow-net=127.0.0.1:$nginx_port")
+      ratio "a fetch, instructions, checks on" "$i_granted" "no-flag" "$i_plain" instr lower "--allow-net"
+    fi
     kill "$perm_nginx" 2>/dev/null || true
   else
     echo "nginx would not start; the fetch cost is not measured" >&2
