@@ -33,6 +33,18 @@ if command -v socat >/dev/null; then
   loop="let c = connect(\"127.0.0.1:$echo_port\"); for i in 0..20000 { c.send_line(\"hello\"); c.recv_line(); } c.close()"
   read -r t_plain t_granted < <(alternate_best "$NETSH" -e "$loop" -- "$NETSH" "--allow-net=127.0.0.1:$echo_port" -e "$loop")
   ratio "echo loop, 20,000 sends, checks on" "$t_granted" "no-flag" "$t_plain" s lower "--allow-net"
+  # The same in instructions (see the fetch figure below for why).
+  if command -v valgrind >/dev/null; then
+    per_send() {
+      local a b
+      a=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" -e "let c = connect(\"127.0.0.1:$echo_port\"); for i in 0..3000 { c.send_line(\"hello\"); c.recv_line(); }" 2>&1 | awk '/Collected/ {print $4}')
+      b=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" -e "let c = connect(\"127.0.0.1:$echo_port\"); for i in 0..1000 { c.send_line(\"hello\"); c.recv_line(); }" 2>&1 | awk '/Collected/ {print $4}')
+      echo $(((a - b) / 2000))
+    }
+    i_plain=$(per_send "$NETSH")
+    i_granted=$(per_send "$NETSH" "--allow-net=127.0.0.1:$echo_port")
+    ratio "a send in an echo loop, instructions" "$i_granted" "no-flag" "$i_plain" instr lower "--allow-net"
+  fi
   kill "$perm_socat" 2>/dev/null || true
 fi
 
