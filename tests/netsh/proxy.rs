@@ -227,3 +227,21 @@ fn malformed_proxy_urls_are_refused_first() {
     let err = Netsh::eval_err(r#"socks_serve("127.0.0.1:0", #{users: ["alice"]})"#);
     assert!(err.contains("option 'users'"), "{err}");
 }
+
+/// A port alone makes a SOCKS server on 127.0.0.1 only, as `ssh -D`: open
+/// on every interface it would hand the network this machine's loopback.
+#[test]
+fn socks_serve_on_a_bare_port_listens_on_loopback_only() {
+    let out = Netsh::eval("let s = socks_serve(0, #{quiet: true}); let a = s.addr; s.stop(); a");
+    assert!(
+        out.starts_with("127.0.0.1:"),
+        "socks_serve(0) listens on {out}"
+    );
+    let out = Netsh::eval(
+        r#"let s = socks_serve("[::1]:0", #{quiet: true}); let a = s.addr; s.stop(); a"#,
+    );
+    assert!(
+        out.starts_with("[::1]:"),
+        "an address given whole is used: {out}"
+    );
+}

@@ -119,8 +119,18 @@ fn forward(
 }
 
 /// `socks_serve(listen, options)`: everything parsed, then started.
+///
+/// A port alone listens on 127.0.0.1, as `ssh -D` does: a SOCKS server open
+/// on every interface would let anyone on the network reach this machine's
+/// own loopback services through it. An address given whole is used as is.
 fn socks_serve(ctx: &NativeCallContext, bind: &Dynamic, options: &Map) -> Result<Forward> {
-    let bind = bind_of(bind)?;
+    let bind = match bind.as_int() {
+        Ok(port) => Bind::Ip(std::net::SocketAddr::new(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            addr::port(port)?,
+        )),
+        Err(_) => bind_of(bind)?,
+    };
     if let Bind::Unix(_) = bind {
         return Err(Error::invalid(
             "socks_serve listens on an IP address and port",
@@ -217,7 +227,9 @@ mod api {
     /// blocks), `destinations` (address blocks it may connect to; default
     /// anywhere), `max_connections`, `timeout`, `idle`, `quiet`, `on_open`
     /// / `on_close` (`info.target` is what the client asked for). Returns
-    /// the same kind of job as `forward`.
+    /// the same kind of job as `forward`. A port alone listens on
+    /// 127.0.0.1 only, as `ssh -D`: name an address (`"0.0.0.0:1080"`) to
+    /// serve other machines, ideally with `users` and `allow`.
     ///
     /// ```rhai
     /// let s = socks_serve("127.0.0.1:1080", #{users: #{alice: "s3cret"}, destinations: ["127.0.0.0/8"]});
