@@ -199,17 +199,7 @@ impl Server {
     /// 2 s) until the listening port is free again.
     pub fn stop(&self) {
         self.0.token.cancel();
-        let mut stopped = self.0.stopped.subscribe();
-        // Not `runtime::block_on`: `stop()` must work on a thread whose own
-        // token was cancelled (a handler stopping its own server), and may
-        // be called from an event handler, which must not wait at all.
-        if runtime::ensure_may_block().is_ok() {
-            runtime::handle().block_on(async move {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), stopped.wait_for(|done| *done))
-                        .await;
-            });
-        }
+        runtime::jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
         // An event server's runtime ends on a thread of its own: a runtime
         // cannot be shut down from one of its own workers.
         if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
