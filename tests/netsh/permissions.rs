@@ -933,15 +933,11 @@ fn names_are_judged_by_the_addresses_they_resolve_to() {
         "127.0.0.1 localhost\n::1 localhost\n127.0.0.3 other.test\n",
     )
     .unwrap();
-    let script = format!(
-        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-        hosts.display()
-    );
     let run = |grant: &str, code: &str| {
         let wrapped = format!(
             r#"let f = || {{ try {{ return {code}; }} catch (e) {{ return `${{e.kind}} | ${{e}}` }} }}; f.call()"#
         );
-        Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+        Netsh::with_hosts(&hosts)
             .args([grant, "-e", &wrapped])
             .ok()
             .stdout()
@@ -1104,14 +1100,10 @@ fn a_plugin_fetch_never_falls_back_to_an_address_outside_its_statement() {
         "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url, #{timeout: 2000}).status }\n",
     )
     .unwrap();
-    let script = format!(
-        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-        hosts.display()
-    );
     let code = format!(
         r#"let f = || {{ try {{ return narrow::get("http://dual.test:{port}/a"); }} catch (e) {{ return e.kind }} }}; f.call()"#
     );
-    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+    let out = Netsh::with_hosts(&hosts)
         .args([
             "--plugins",
             plugins.to_str().unwrap(),
@@ -1186,14 +1178,10 @@ fn a_plugin_fetch_never_reuses_a_connection_outside_its_statement() {
         "//! permissions: net=127.0.0.1\nfn get(url) { fetch(url).status }\n",
     )
     .unwrap();
-    let script = format!(
-        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-        hosts.display()
-    );
     let code = format!(
         r#"let url = "http://dual.test:{port}/a"; let mine = fetch(url).status; let f = || {{ try {{ return narrow::get(url); }} catch (e) {{ return e.kind }} }}; `${{mine}} ${{f.call()}}`"#
     );
-    let out = Netsh::wrapped(&["unshare", "-m", "sh", "-c", &script])
+    let out = Netsh::with_hosts(&hosts)
         .args([
             "--plugins",
             plugins.to_str().unwrap(),

@@ -201,10 +201,7 @@ impl Lab {
             "-m".into(),
             "sh".into(),
             "-c".into(),
-            format!(
-                "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
-                hosts.display()
-            ),
+            super::private_hosts(&hosts),
         ]);
         wrapper
     }

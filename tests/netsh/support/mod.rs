@@ -35,6 +35,15 @@ pub const PROXY_VARIABLES: &[&str] = &[
     "NO_PROXY",
 ];
 
+/// A `sh -c` script that bind-mounts `hosts` over /etc/hosts and then runs
+/// its arguments (inside `unshare -m`, so only they see it).
+pub fn private_hosts(hosts: &Path) -> String {
+    format!(
+        "mount --bind {} /etc/hosts && exec \"$0\" \"$@\"",
+        hosts.display()
+    )
+}
+
 /// The netsh binary cargo built for these tests.
 pub fn netsh_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_netsh"))
@@ -70,6 +79,14 @@ impl Netsh {
     /// runs its last arguments as the command.
     pub fn wrapped(wrapper: &[&str]) -> Self {
         Self::build(wrapper, |_| netsh_bin())
+    }
+
+    /// `netsh` seeing `hosts` as its /etc/hosts, in a mount namespace of
+    /// its own (root only): names resolve as a test says, and the system's
+    /// file is never touched.
+    pub fn with_hosts(hosts: &Path) -> Self {
+        let script = private_hosts(hosts);
+        Self::wrapped(&["unshare", "-m", "sh", "-c", &script])
     }
 
     /// `netsh` (the binary `bin` gives, given the temp home) through `wrapper`.
