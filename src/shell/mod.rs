@@ -13,6 +13,7 @@ pub use crate::error::{describe, message_of};
 
 use crate::{console, net, runtime};
 
+pub mod boundary;
 pub mod bundled;
 pub mod control;
 pub mod display;

@@ -56,7 +56,7 @@ pub struct Plugin {
     /// a less specific folder), as `plugins()` shows it.
     pub overrides: Option<String>,
     /// Compiled and its top-level code run, once.
-    loaded: OnceLock<Result<Arc<Module>, String>>,
+    loaded: OnceLock<Result<Loaded, String>>,
 }
 
 impl Plugin {
@@ -85,7 +85,8 @@ impl Plugin {
     }
 
     /// Compiles the plugin and runs its top-level code (once); the module
-    /// to register, or `path:line:col: why` it could not load.
+    /// to register (each function through the plugin boundary), or
+    /// `path:line:col: why` it could not load.
     pub fn load(&self, engine: &Engine) -> Result<Arc<Module>, String> {
         self.loaded
             .get_or_init(|| {
@@ -94,31 +95,36 @@ impl Plugin {
                     |e: &rhai::EvalAltResult| format!("plugin {}", super::describe(e, &shown));
                 let mut ast = engine.compile(&self.text).map_err(|e| problem(&e.into()))?;
                 ast.set_source(shown.as_str());
-                if !crate::permit::enforced() {
-                    return Module::eval_ast_as_new(Scope::new(), &ast, engine)
-                        .map(Arc::new)
-                        .map_err(|e| problem(&e));
-                }
-                // Held to its statement: its top-level code runs in its
-                // context, and each function through a wrapper that enters it.
-                let mut grant = self
-                    .permissions
-                    .clone()
-                    .map_err(|e| format!("plugin {shown}: //! permissions: {e}"))?;
-                grant.resolve_names();
-                let held = Arc::new(crate::permit::Held {
-                    plugin: self.name.clone(),
-                    grant,
-                });
-                let context = crate::permit::Context::plugin(held.clone());
-                let module = context
+                // Held to its statement when permissions are enforced: its
+                // top-level code runs in its context, and each function
+                // enters it (`boundary`).
+                let context = if crate::permit::enforced() {
+                    let mut grant = self
+                        .permissions
+                        .clone()
+                        .map_err(|e| format!("plugin {shown}: //! permissions: {e}"))?;
+                    grant.resolve_names();
+                    crate::permit::Context::plugin(Arc::new(crate::permit::Held {
+                        plugin: self.name.clone(),
+                        grant,
+                    }))
+                } else {
+                    crate::permit::Context::default()
+                };
+                let raw = context
                     .enter(|| Module::eval_ast_as_new(Scope::new(), &ast, engine))
                     .map(Arc::new)
                     .map_err(|e| problem(&e))?;
-                let functions = super::permissions::public_functions(&ast);
-                super::permissions::held_module(module, &functions, held).map(Arc::new)
+                let functions = super::boundary::public_functions(&ast);
+                let wrapped = super::boundary::wrap(raw.clone(), &functions, &self.name, &context)?;
+                Ok(Loaded {
+                    raw,
+                    wrapped: Arc::new(wrapped),
+                })
             })
-            .clone()
+            .as_ref()
+            .map(|loaded| loaded.wrapped.clone())
+            .map_err(Clone::clone)
     }
 
     /// The plugin's functions with their docs, for `help()`: the loaded
@@ -126,7 +132,7 @@ impl Plugin {
     /// anything. `None` if it does not compile.
     pub fn functions(&self) -> Option<Arc<Module>> {
         if let Some(loaded) = self.loaded.get() {
-            return loaded.clone().ok();
+            return loaded.as_ref().ok().map(|l| l.raw.clone());
         }
         let engine = Engine::new_raw();
         let ast = engine.compile(&self.text).ok()?.clone_functions_only();
@@ -134,6 +140,13 @@ impl Plugin {
             .ok()
             .map(Arc::new)
     }
+}
+
+/// A plugin's module as its code made it (with the docs `help()` shows),
+/// and as it is registered, each function through the boundary.
+struct Loaded {
+    raw: Arc<Module>,
+    wrapped: Arc<Module>,
 }
 
 /// The plugins found on a search path, and the files that could not be plugins.

@@ -1029,8 +1029,7 @@ fn a_script_file_cannot_grant_itself_under_the_sandbox() {
 
 /// A module a plugin imports is the plugin's code: `leak::inner::peek()`
 /// is held to leak's statement as `leak::peek()` would be, not run with
-/// the script's wider grant. (A closure a plugin returns cannot be called
-/// from the script at all today: "no function anon$…".)
+/// the script's wider grant.
 #[test]
 fn a_module_a_plugin_imports_is_held_to_the_plugin() {
     let dir = tempfile::tempdir().unwrap();
@@ -1062,6 +1061,53 @@ fn a_module_a_plugin_imports_is_held_to_the_plugin() {
             "{code}: {out}"
         );
     }
+}
+
+/// A closure a plugin returns stays the plugin's code: called by the
+/// script, on a task, or handed to a server as a handler, it is held to
+/// the plugin's statement, not run with the script's wider grant.
+#[test]
+fn a_closure_a_plugin_returns_is_held_to_the_plugin() {
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sneak.rhai"),
+        "//! permissions: net=127.0.0.1:0\n\
+         fn attempt(to) { try { connect(to); return \"reached\"; } catch (e) { return e.kind; } }\n\
+         fn reach(to) { || attempt(to) }\n\
+         fn handler(to) { |c| c.send_line(attempt(to)) }\n",
+    )
+    .unwrap();
+    let code = format!(
+        r#"let to = "127.0.0.1:{port}";
+           let f = sneak::reach(to);
+           let direct = f.call();
+           let t = task(|| f.call());
+           let s = serve("127.0.0.1:0", sneak::handler(to), #{{quiet: true}});
+           let c = connect(`127.0.0.1:${{s.port}}`);
+           [direct, t.join(), c.recv_line()]"#
+    );
+    let run = Netsh::new()
+        .args([
+            "--plugins",
+            &dir.path().display().to_string(),
+            "--allow-net=127.0.0.1",
+            "-e",
+            &code,
+        ])
+        .ok();
+    assert_eq!(
+        run.stdout(),
+        r#"["permission", "permission", "permission"]"#,
+        "{}",
+        run.explain()
+    );
+    target.set_nonblocking(true).unwrap();
+    assert!(
+        target.accept().is_err(),
+        "a closure of the plugin reached the target"
+    );
 }
 
 /// A name that resolves both inside and outside a plugin's statement: the

@@ -228,6 +228,34 @@ fn wrong_call_to_a_plugin_function_names_it() {
     );
 }
 
+/// A closure a plugin returns (alone, in a map, in an array, from another
+/// closure) runs when the script calls it, with the plugin's functions and
+/// its own captured state; a wrong count of arguments says so.
+#[test]
+fn closures_a_plugin_returns_run_in_the_script() {
+    let cmd = Netsh::new();
+    write_file(
+        &cmd.home().join("plugins/mk.rhai"),
+        "fn adder(n) { |x| x + n }\n\
+         fn helper() { \"helped\" }\n\
+         fn routes() { #{ \"GET /\": |req| `hi ${req}`, later: [|| helper()] } }\n\
+         fn counter() { let n = 0; || { n += 1; n } }\n\
+         fn twice() { || |y| y * 2 }\n",
+    );
+    let code = r#"let add = mk::adder(2);
+        let r = mk::routes();
+        let c = mk::counter(); c.call(); c.call();
+        let wrong = (|| { try { add.call(1, 2); return "called" } catch (e) { return `${e}` } }).call();
+        [add.call(3), r["GET /"].call("you"), r.later[0].call(), c.call(), mk::twice().call().call(21), wrong]"#;
+    let run = cmd.args(["--plugins", "plugins", "-e", code]).ok();
+    assert_eq!(
+        run.stdout(),
+        r#"[5, "hi you", "helped", 3, 42, "this closure takes 1 parameter, not 2"]"#,
+        "{}",
+        run.explain()
+    );
+}
+
 /// `--plugins` given a file says it is a file, not a folder; given nothing
 /// that exists, that there is no such folder.
 #[test]
