@@ -33,6 +33,7 @@ mod capture;
 mod cli;
 mod concurrency;
 mod dns;
+mod dns_serve;
 mod docs;
 mod download;
 mod errors;

@@ -209,6 +209,12 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
             "",
             r#"dns_many(["x.test"], "A", #{server: "127.0.0.1:{U}"})"#,
         ),
+        (
+            "dns_serve",
+            "",
+            r#"dns_serve("127.0.0.1:0", #{"a.test": "127.0.0.1"})"#,
+        ),
+        ("dns_serve", "", r#"dns_serve(0, |q| "127.0.0.1")"#),
         ("ping", "", r#"ping("127.0.0.1", #{count: 1})"#),
         (
             "ping",

@@ -1,7 +1,9 @@
 //! Locating a host (lessons 1.1–1.3): asking a DNS server directly, as
 //! `dig` does (`dns`, `dns_many`), and whether a host answers (`ping`).
 //!
-//! - `dns/` — questions, the wire, answers as data and as dig-like text
+//! - `dns/` — questions, the wire, answers as data and as dig-like text,
+//!   and a small server for a script's own names
+//! - `dns_serve.rs` — `dns_serve` and its `DnsServer` handle, for Rhai
 //! - `icmp.rs` — echo requests on a raw or ping socket, replies and ICMP errors
 //! - `ping.rs` — `ping`'s schedule, live lines and statistics
 //! - `traceroute.rs` — probes with rising TTLs, a window at a time, and who answered
@@ -11,6 +13,7 @@
 //! `dns::query…` call.
 
 pub mod dns;
+mod dns_serve;
 pub mod icmp;
 pub mod ping;
 pub mod traceroute;
@@ -19,7 +22,9 @@ use rhai::plugin::*;
 
 /// The Rhai module of this capability.
 pub fn module() -> Module {
-    exported_module!(api)
+    let mut module = exported_module!(api);
+    module.combine_flatten(dns_serve::module());
+    module
 }
 
 /// The dig-like text of a `dns()` answer, for the REPL's printing.

@@ -5,11 +5,15 @@
 //! - `wire.rs` — UDP, TCP, the TC retry, matching an answer to its question
 //! - `record.rs` — records and answers as Rhai maps, values as `dig +short` prints them
 //! - `show.rs` — the REPL's dig-like printing of an answer
+//! - `zone.rs` — records a script gives, and the answer to a question from them
+//! - `serve.rs` — `dns_serve`, answering from those records or a closure
 
 pub mod question;
 pub mod record;
+pub mod serve;
 pub mod show;
 pub mod wire;
+pub mod zone;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
