@@ -4,7 +4,7 @@
 //! (refused, timeout, malformed answer, bad input) against sockets the
 //! test holds.
 
-use std::{net::UdpSocket, time::Duration};
+use std::{net::UdpSocket, process::Command, time::Duration};
 
 use crate::support::{self, Netsh, unbound::Unbound};
 
@@ -497,4 +497,92 @@ fn dnssec_sets_the_do_bit() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
     }
+}
+
+/// DNS over TLS (`tls`): the same answers as `dig +tls` from unbound's
+/// TLS port, checked against the server's certificate given as `ca`;
+/// a big answer comes whole (no truncation inside TLS).
+#[test]
+fn dns_over_tls_matches_dig_over_tls() {
+    let Some(server) = Unbound::start_tls("dns::dns_over_tls_matches_dig_over_tls") else {
+        return;
+    };
+    let (Some(port), Some(cert)) = (server.tls_port, &server.tls_cert) else {
+        panic!("unbound started without TLS");
+    };
+    let code = format!(
+        r#"let o = #{{server: "127.0.0.1:{port}", tls: #{{ca: "{cert}"}}}};
+           let a = dns("www.lab.test", "A", o);
+           let big = dns("big.lab.test", "TXT", o);
+           [a.transport, a.answers.map(|r| r.data), big.transport, big.answers.len()]"#,
+        cert = cert.display()
+    );
+    let run = Netsh::new().args(["-e", &code]).ok();
+    let dig = Command::new("dig")
+        .args([
+            "+tls",
+            "+short",
+            "+tries=1",
+            "+timeout=3",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "www.lab.test",
+            "A",
+        ])
+        .output()
+        .expect("dig runs");
+    let dig = String::from_utf8_lossy(&dig.stdout).trim().to_string();
+    assert_eq!(dig, "10.0.0.1", "dig +tls answered {dig:?}");
+    assert_eq!(
+        run.stdout(),
+        format!(
+            r#"["tls", ["{dig}"], "tls", {}]"#,
+            support::unbound::BIG_TXT
+        ),
+        "{}",
+        run.explain()
+    );
+}
+
+/// DNS over TLS checks whom it talks to: a self-signed certificate is
+/// not trusted without `ca`, and with it the name must match (the IP
+/// address asked, or `sni`). A failed check is an error, not an answer.
+#[test]
+fn dns_over_tls_checks_the_certificate() {
+    let Some(server) = Unbound::start_tls("dns::dns_over_tls_checks_the_certificate") else {
+        return;
+    };
+    let (Some(port), Some(cert)) = (server.tls_port, &server.tls_cert) else {
+        panic!("unbound started without TLS");
+    };
+    let ask = |tls: &str| {
+        let code = format!(
+            r#"let f = || {{ try {{ return dns("www.lab.test", "A", #{{server: "127.0.0.1:{port}", timeout: 3000, tls: {tls}}}).answers[0].data; }} catch (e) {{ return `${{e.kind}} | ${{e}}`; }} }}; f.call()"#
+        );
+        Netsh::new().args(["-e", &code]).ok().stdout()
+    };
+    let cert = cert.display();
+    let untrusted = ask("true");
+    assert!(
+        untrusted.starts_with("protocol | ") && untrusted.contains("127.0.0.1"),
+        "{untrusted}"
+    );
+    assert_eq!(ask(&format!(r#"#{{ca: "{cert}"}}"#)), "10.0.0.1");
+    assert_eq!(
+        ask(&format!(r#"#{{ca: "{cert}", sni: "dns.lab.test"}}"#)),
+        "10.0.0.1"
+    );
+    let wrong_name = ask(&format!(r#"#{{ca: "{cert}", sni: "other.lab.test"}}"#));
+    assert!(
+        wrong_name.starts_with("protocol | ") && wrong_name.contains("other.lab.test"),
+        "{wrong_name}"
+    );
+    // TLS to the plain DNS port is an error soon, not a hang.
+    let plain = server.port;
+    let code = format!(
+        r#"let f = || {{ try {{ dns("www.lab.test", "A", #{{server: "127.0.0.1:{plain}", timeout: 3000, tls: #{{ca: "{cert}"}}}}); return "answered"; }} catch (e) {{ return e.kind; }} }}; f.call()"#
+    );
+    let out = Netsh::new().args(["-e", &code]).ok().stdout();
+    assert_ne!(out, "answered");
 }

@@ -42,6 +42,7 @@ pub fn hops_text(items: &rhai::Array) -> Option<String> {
 const MANY_KNOWN: &[&str] = &[
     "server",
     "tcp",
+    "tls",
     "timeout",
     "recurse",
     "dnssec",
@@ -99,7 +100,11 @@ mod api {
     /// NXDOMAIN and SERVFAIL are answers (`rcode`), not errors. A
     /// truncated UDP answer is asked again over TCP. Options: `server`
     /// (`"IP:PORT"`; default the first nameserver of /etc/resolv.conf),
-    /// `tcp` (false), `timeout` (ms, 5000; 0 no limit), `recurse` (true:
+    /// `tcp` (false), `tls` (DNS over TLS, RFC 7858: `true` to check the
+    /// server's certificate against the system's CAs and its IP address,
+    /// or `#{ca, sni, pin, insecure}` as `connect` takes them; without
+    /// `server`, the system's server at port 853), `timeout` (ms, 5000; 0
+    /// no limit), `recurse` (true:
     /// the RD bit), `dnssec` (false: the DO bit; `flags.ad` says whether
     /// the server validated). The REPL prints it like
     /// `dig +noall +answer`, with the status and server underneath.
@@ -113,8 +118,9 @@ mod api {
     /// Fails when: `name` is not a DNS name; `type` is unknown or out of
     /// range; an option is unknown or of the wrong type; `server` is not
     /// `IP:PORT`; no answer comes in time (kind `timeout`); nothing listens
-    /// on the server's port (kind `refused`); the answer is not DNS (kind
-    /// `protocol`).
+    /// on the server's port (kind `refused`); the answer is not DNS, or
+    /// with `tls` the server's certificate is not trusted or names another
+    /// host (kind `protocol`).
     #[rhai_fn(name = "dns", return_raw)]
     pub fn dns_with(name: &str, rtype: Dynamic, options: Map) -> ScriptResult<Map> {
         let rtype = dns::question::parse_type(&rtype).map_err(fail("dns"))?;

@@ -94,6 +94,19 @@ impl ClientTls {
         }))
     }
 
+    /// What an async TLS client (tokio-rustls) needs for a connection to
+    /// `host`, or to the `sni` name when one was given: the configuration
+    /// and the name to ask for and check.
+    pub fn for_async(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>)> {
+        let name = self.sni.as_deref().unwrap_or(host);
+        let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+            Error::invalid(format!(
+                "'{name}' is not a name a certificate can be checked against; give one with #{{tls: #{{sni: \"name\"}}}}"
+            ))
+        })?;
+        Ok((self.config.clone(), server_name))
+    }
+
     /// A new session for a connection to `host` (a name or an IP; `None`
     /// for a Unix socket, which asks for `localhost`), or to the `sni`
     /// name when one was given.

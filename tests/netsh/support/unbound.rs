@@ -18,6 +18,11 @@ pub const BIG_TXT: usize = 40;
 pub struct Unbound {
     child: Child,
     pub port: u16,
+    /// DNS over TLS's port, when started with [`Unbound::start_tls`].
+    pub tls_port: Option<u16>,
+    /// The server's self-signed certificate (PEM) for DNS over TLS, for
+    /// `dns`'s `ca`: it names `dns.lab.test` and 127.0.0.1.
+    pub tls_cert: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -25,6 +30,16 @@ impl Unbound {
     /// Starts unbound, or `None` (the test skips, saying why) when it is
     /// not installed.
     pub fn start(test: &str) -> Option<Unbound> {
+        Self::start_with(test, false)
+    }
+
+    /// As [`Unbound::start`], also answering DNS over TLS on a port of
+    /// its own, with a certificate made here.
+    pub fn start_tls(test: &str) -> Option<Unbound> {
+        Self::start_with(test, true)
+    }
+
+    fn start_with(test: &str, tls: bool) -> Option<Unbound> {
         if !super::has_tool(test, "unbound", &["-V"], "unbound")
             || !super::has_tool(test, "dig", &["-v"], "bind9-dnsutils")
         {
@@ -32,11 +47,34 @@ impl Unbound {
         }
         let dir = tempfile::tempdir().expect("a temp dir for unbound");
         std::fs::write(dir.path().join("lab.zone"), zone()).expect("writing the zone");
+        let cert = dir.path().join("dns.pem");
+        if tls {
+            let made = rcgen::generate_simple_self_signed(vec![
+                "dns.lab.test".to_string(),
+                "127.0.0.1".to_string(),
+            ])
+            .expect("a self-signed certificate");
+            std::fs::write(&cert, made.cert.pem()).expect("writing the certificate");
+            std::fs::write(dir.path().join("dns.key"), made.signing_key.serialize_pem())
+                .expect("writing the key");
+        }
         for attempt in 0..20 {
             let port = super::fixed_port(attempt);
+            let tls_port = tls.then(|| super::fixed_port(attempt + 40));
             let dead = super::closed_port();
             let conf = dir.path().join("unbound.conf");
-            std::fs::write(&conf, config(dir.path(), port, dead)).expect("writing unbound.conf");
+            let mut text = config(dir.path(), port, dead);
+            if let Some(tls_port) = tls_port {
+                let dir = dir.path().display();
+                text = text.replacen(
+                    "server:\n",
+                    &format!(
+                        "server:\n  interface: 127.0.0.1@{tls_port}\n  tls-port: {tls_port}\n  tls-service-key: \"{dir}/dns.key\"\n  tls-service-pem: \"{dir}/dns.pem\"\n"
+                    ),
+                    1,
+                );
+            }
+            std::fs::write(&conf, text).expect("writing unbound.conf");
             let mut child = Command::new("unbound")
                 .args(["-d", "-c"])
                 .arg(&conf)
@@ -54,6 +92,8 @@ impl Unbound {
                     return Some(Unbound {
                         child,
                         port,
+                        tls_port,
+                        tls_cert: tls.then(|| cert.clone()),
                         _dir: dir,
                     });
                 }

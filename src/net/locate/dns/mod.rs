@@ -48,7 +48,7 @@ fn answer_map(q: &Question, settings: &Settings, answer: &wire::Answer) -> Map {
         &q.text,
         q.query.query_type(),
         &settings.server.to_string(),
-        answer.tcp,
+        answer.transport.as_str(),
         answer.elapsed.as_secs_f64() * 1000.0,
     )
 }
@@ -72,7 +72,7 @@ pub fn query_many(
     // take the next question as they finish one.
     let next = AtomicUsize::new(0);
     let asker = |_| async {
-        let socket = match settings.tcp {
+        let socket = match settings.tcp || settings.tls.is_some() {
             true => None,
             false => Some(wire::udp_socket(settings.server).await?),
         };

@@ -1,7 +1,7 @@
 //! What a `dns()` call asks, checked before anything is sent: the name
 //! (strict: letters, digits, `-`, `_`; an IP literal becomes its reverse
 //! name for PTR), the record type (a name or a number), and the options
-//! (`server`, `tcp`, `timeout`, `recurse`, `dnssec`).
+//! (`server`, `tcp`, `tls`, `timeout`, `recurse`, `dnssec`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -13,18 +13,24 @@ use rhai::{Dynamic, Map};
 use crate::error::{Error, Result};
 use crate::net::addr;
 use crate::net::options::Options;
+use crate::net::tls::ClientTls;
 
 /// How long one question waits for its answer unless told (dig waits 5 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// DNS over TLS's port (RFC 7858), for `tls` without a `server`.
+pub const DOT_PORT: u16 = 853;
+
 /// The options every `dns` and `dns_many` call knows.
-pub const KNOWN: &[&str] = &["server", "tcp", "timeout", "recurse", "dnssec"];
+pub const KNOWN: &[&str] = &["server", "tcp", "tls", "timeout", "recurse", "dnssec"];
 
 /// How to ask: which server, over what, how long, which header bits.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: SocketAddr,
     pub tcp: bool,
+    /// DNS over TLS (RFC 7858): TCP's framing inside a TLS session.
+    pub tls: Option<ClientTls>,
     /// `None`: no limit (the one timeout rule's 0).
     pub timeout: Option<Duration>,
     pub recurse: bool,
@@ -36,13 +42,20 @@ impl Settings {
     /// falling back to the first nameserver of /etc/resolv.conf.
     pub fn from_options(map: &Map, known: &[&str]) -> Result<Settings> {
         let options = Options::new(map, known)?;
+        let tls = match options.value("tls") {
+            Some(value) => ClientTls::from_option(value)?,
+            None => None,
+        };
         let server = match options.text("server")? {
             Some(text) => parse_server(&text)?,
+            // The system's server, at DNS over TLS's own port, as dig +tls.
+            None if tls.is_some() => SocketAddr::new(system_server()?.ip(), DOT_PORT),
             None => system_server()?,
         };
         Ok(Settings {
             server,
             tcp: options.flag("tcp", false)?,
+            tls,
             timeout: options.timeout("timeout")?.unwrap_or(Some(DEFAULT_TIMEOUT)),
             recurse: options.flag("recurse", true)?,
             dnssec: options.flag("dnssec", false)?,

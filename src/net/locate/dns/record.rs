@@ -175,7 +175,7 @@ pub fn answer_map(
     question: &str,
     rtype: RecordType,
     server: &str,
-    tcp: bool,
+    transport: &str,
     ms: f64,
 ) -> Map {
     let meta = &message.metadata;
@@ -199,7 +199,7 @@ pub fn answer_map(
     m.insert("additional".into(), section(&message.additionals).into());
     m.insert("flags".into(), flags.into());
     m.insert("server".into(), server.into());
-    m.insert("transport".into(), if tcp { "tcp" } else { "udp" }.into());
+    m.insert("transport".into(), transport.into());
     m.insert("ms".into(), Dynamic::from_float(ms));
     m
 }

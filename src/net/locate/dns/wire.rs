@@ -1,6 +1,7 @@
 //! Asking one DNS server one question on the wire: UDP first (resent
 //! every second until the timeout, as stub resolvers do), TCP when told or
-//! when the UDP answer comes back truncated (TC), as dig does.
+//! when the UDP answer comes back truncated (TC), as dig does, and TCP's
+//! framing inside TLS for DNS over TLS (RFC 7858) when `tls` is given.
 //!
 //! Only an answer whose ID and question match ours is taken; anything else
 //! arriving on the UDP socket is ignored (an off-path datagram must not be
@@ -11,11 +12,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::question::Settings;
 use crate::error::{Error, Result};
+use crate::net::tls::ClientTls;
 use crate::runtime;
 
 /// How often an unanswered UDP question is sent again.
@@ -26,8 +28,27 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// An answer, how it came, and how long it took.
 pub struct Answer {
     pub message: Message,
-    pub tcp: bool,
+    pub transport: Transport,
     pub elapsed: Duration,
+}
+
+/// What carried an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// As `transport` shows it: `"udp"`, `"tcp"`, `"tls"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// The query message for `query` under `settings`.
@@ -61,8 +82,14 @@ pub async fn ask_on(udp: Option<&UdpSocket>, query: &Query, settings: &Settings)
     let server = settings.server;
     let start = Instant::now();
     let exchange = async {
+        if let Some(tls) = &settings.tls {
+            return Ok((
+                over_tls(server, tls, id, query, &bytes).await?,
+                Transport::Tls,
+            ));
+        }
         if settings.tcp {
-            return Ok((over_tcp(server, id, query, &bytes).await?, true));
+            return Ok((over_tcp(server, id, query, &bytes).await?, Transport::Tcp));
         }
         let message = match udp {
             Some(socket) => over_udp(socket, server, id, query, &bytes).await?,
@@ -72,11 +99,11 @@ pub async fn ask_on(udp: Option<&UdpSocket>, query: &Query, settings: &Settings)
             }
         };
         if message.metadata.truncation {
-            return Ok((over_tcp(server, id, query, &bytes).await?, true));
+            return Ok((over_tcp(server, id, query, &bytes).await?, Transport::Tcp));
         }
-        Ok((message, false))
+        Ok((message, Transport::Udp))
     };
-    let (message, tcp) = match settings.timeout {
+    let (message, transport) = match settings.timeout {
         Some(after) => {
             runtime::within(
                 after,
@@ -89,7 +116,7 @@ pub async fn ask_on(udp: Option<&UdpSocket>, query: &Query, settings: &Settings)
     };
     Ok(Answer {
         message,
-        tcp,
+        transport,
         elapsed: start.elapsed(),
     })
 }
@@ -152,22 +179,72 @@ fn udp_error(server: SocketAddr, e: std::io::Error) -> Error {
 }
 
 async fn over_tcp(server: SocketAddr, id: u16, query: &Query, bytes: &[u8]) -> Result<Message> {
-    let mut stream = TcpStream::connect(server)
+    let stream = tcp_connect(server).await?;
+    framed_exchange(stream, server, "TCP", id, query, bytes).await
+}
+
+/// DNS over TLS: a TLS session on a TCP connection, checked as `tls`
+/// says (the server's IP address is the name checked unless `sni` names
+/// another), then TCP's framing inside it.
+async fn over_tls(
+    server: SocketAddr,
+    tls: &ClientTls,
+    id: u16,
+    query: &Query,
+    bytes: &[u8],
+) -> Result<Message> {
+    let (config, name) = tls.for_async(&server.ip().to_string())?;
+    let stream = tcp_connect(server).await?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| tls_error(server, e))?;
+    framed_exchange(stream, server, "TLS", id, query, bytes).await
+}
+
+async fn tcp_connect(server: SocketAddr) -> Result<TcpStream> {
+    let stream = TcpStream::connect(server)
         .await
         .map_err(|e| Error::io(format!("connecting to {server}"), Some(server), e))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// A failed TLS handshake in words: rustls's reason when it gave one.
+fn tls_error(server: SocketAddr, e: std::io::Error) -> Error {
+    let reason = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(crate::net::tls::words);
+    match reason {
+        Some(reason) => Error::Protocol(format!("TLS with {server}: {reason}")),
+        None => Error::io(format!("TLS with {server}"), Some(server), e),
+    }
+}
+
+/// One question and its answer over a stream, each framed by its length
+/// (RFC 1035 4.2.2), as TCP and TLS carry DNS.
+async fn framed_exchange(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    server: SocketAddr,
+    over: &str,
+    id: u16,
+    query: &Query,
+    bytes: &[u8],
+) -> Result<Message> {
     let len = u16::try_from(bytes.len())
-        .map_err(|_| Error::invalid("the question is too long for DNS over TCP"))?;
+        .map_err(|_| Error::invalid(format!("the question is too long for DNS over {over}")))?;
     let mut framed = Vec::with_capacity(bytes.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(bytes);
-    let io = |e| Error::io(format!("asking {server} over TCP"), Some(server), e);
+    let io = |e| Error::io(format!("asking {server} over {over}"), Some(server), e);
     stream.write_all(&framed).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
     let mut len = [0u8; 2];
     stream.read_exact(&mut len).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             Error::Protocol(format!(
-                "{server} closed the TCP connection without an answer"
+                "{server} closed the {over} connection without an answer"
             ))
         } else {
             io(e)
@@ -177,7 +254,7 @@ async fn over_tcp(server: SocketAddr, id: u16, query: &Query, bytes: &[u8]) -> R
     stream.read_exact(&mut body).await.map_err(io)?;
     matching(&body, server, id, query)?.ok_or_else(|| {
         Error::Protocol(format!(
-            "{server} answered over TCP with another question's answer"
+            "{server} answered over {over} with another question's answer"
         ))
     })
 }
