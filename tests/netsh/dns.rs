@@ -586,3 +586,46 @@ fn dns_over_tls_checks_the_certificate() {
     let out = Netsh::new().args(["-e", &code]).ok().stdout();
     assert_ne!(out, "answered");
 }
+
+/// DNS over HTTPS (`https`): the same answer as `dig +https` from
+/// unbound's HTTPS port, over HTTP/2 with the certificate checked.
+#[test]
+fn dns_over_https_matches_dig_over_https() {
+    let Some(server) = Unbound::start_tls("dns::dns_over_https_matches_dig_over_https") else {
+        return;
+    };
+    let (Some(port), Some(cert)) = (server.https_port, &server.tls_cert) else {
+        panic!("unbound started without HTTPS");
+    };
+    let cert = cert.display();
+    let code = format!(
+        r#"let o = #{{server: "127.0.0.1:{port}", https: true, tls: #{{ca: "{cert}"}}}};
+           let a = dns("www.lab.test", "A", o);
+           let named = dns("www.lab.test", "A", o + #{{tls: #{{ca: "{cert}", sni: "dns.lab.test"}}, https: "/dns-query"}});
+           let untrusted = (|| {{ try {{ dns("www.lab.test", "A", #{{server: "127.0.0.1:{port}", https: true, timeout: 3000}}); return "answered" }} catch (e) {{ return e.kind }} }}).call();
+           [a.transport, a.answers.map(|r| r.data), named.answers[0].data, untrusted]"#
+    );
+    let run = Netsh::new().args(["-e", &code]).ok();
+    let dig = Command::new("dig")
+        .args([
+            "+https",
+            "+short",
+            "+tries=1",
+            "+timeout=3",
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "www.lab.test",
+            "A",
+        ])
+        .output()
+        .expect("dig runs");
+    let dig = String::from_utf8_lossy(&dig.stdout).trim().to_string();
+    assert_eq!(dig, "10.0.0.1", "dig +https answered {dig:?}");
+    assert_eq!(
+        run.stdout(),
+        format!(r#"["https", ["{dig}"], "{dig}", "protocol"]"#),
+        "{}",
+        run.explain()
+    );
+}

@@ -43,6 +43,7 @@ const MANY_KNOWN: &[&str] = &[
     "server",
     "tcp",
     "tls",
+    "https",
     "timeout",
     "recurse",
     "dnssec",
@@ -103,8 +104,10 @@ mod api {
     /// `tcp` (false), `tls` (DNS over TLS, RFC 7858: `true` to check the
     /// server's certificate against the system's CAs and its IP address,
     /// or `#{ca, sni, pin, insecure}` as `connect` takes them; without
-    /// `server`, the system's server at port 853), `timeout` (ms, 5000; 0
-    /// no limit), `recurse` (true:
+    /// `server`, the system's server at port 853), `https` (DNS over
+    /// HTTPS, RFC 8484: `true` for `/dns-query`, or the path; HTTP/2 with
+    /// `tls`'s trust settings; port 443 without `server`), `timeout` (ms,
+    /// 5000; 0 no limit), `recurse` (true:
     /// the RD bit), `dnssec` (false: the DO bit; `flags.ad` says whether
     /// the server validated). The REPL prints it like
     /// `dig +noall +answer`, with the status and server underneath.

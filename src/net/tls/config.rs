@@ -107,6 +107,14 @@ impl ClientTls {
         Ok((self.config.clone(), server_name))
     }
 
+    /// The configuration with `alpn` offered instead (HTTP/2 for DNS over
+    /// HTTPS), and the `sni` name if one was given.
+    pub fn with_alpn(&self, alpn: Vec<Vec<u8>>) -> (ClientConfig, Option<&str>) {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = alpn;
+        (config, self.sni.as_deref())
+    }
+
     /// A new session for a connection to `host` (a name or an IP; `None`
     /// for a Unix socket, which asks for `localhost`), or to the `sni`
     /// name when one was given.

@@ -20,6 +20,8 @@ pub struct Unbound {
     pub port: u16,
     /// DNS over TLS's port, when started with [`Unbound::start_tls`].
     pub tls_port: Option<u16>,
+    /// DNS over HTTPS's port (`/dns-query`), likewise.
+    pub https_port: Option<u16>,
     /// The server's self-signed certificate (PEM) for DNS over TLS, for
     /// `dns`'s `ca`: it names `dns.lab.test` and 127.0.0.1.
     pub tls_cert: Option<std::path::PathBuf>,
@@ -33,8 +35,8 @@ impl Unbound {
         Self::start_with(test, false)
     }
 
-    /// As [`Unbound::start`], also answering DNS over TLS on a port of
-    /// its own, with a certificate made here.
+    /// As [`Unbound::start`], also answering DNS over TLS and DNS over
+    /// HTTPS on ports of their own, with a certificate made here.
     pub fn start_tls(test: &str) -> Option<Unbound> {
         Self::start_with(test, true)
     }
@@ -61,15 +63,16 @@ impl Unbound {
         for attempt in 0..20 {
             let port = super::fixed_port(attempt);
             let tls_port = tls.then(|| super::fixed_port(attempt + 40));
+            let https_port = tls.then(|| super::fixed_port(attempt + 80));
             let dead = super::closed_port();
             let conf = dir.path().join("unbound.conf");
             let mut text = config(dir.path(), port, dead);
-            if let Some(tls_port) = tls_port {
+            if let (Some(tls_port), Some(https_port)) = (tls_port, https_port) {
                 let dir = dir.path().display();
                 text = text.replacen(
                     "server:\n",
                     &format!(
-                        "server:\n  interface: 127.0.0.1@{tls_port}\n  tls-port: {tls_port}\n  tls-service-key: \"{dir}/dns.key\"\n  tls-service-pem: \"{dir}/dns.pem\"\n"
+                        "server:\n  interface: 127.0.0.1@{tls_port}\n  tls-port: {tls_port}\n  interface: 127.0.0.1@{https_port}\n  https-port: {https_port}\n  tls-service-key: \"{dir}/dns.key\"\n  tls-service-pem: \"{dir}/dns.pem\"\n"
                     ),
                     1,
                 );
@@ -93,6 +96,7 @@ impl Unbound {
                         child,
                         port,
                         tls_port,
+                        https_port,
                         tls_cert: tls.then(|| cert.clone()),
                         _dir: dir,
                     });

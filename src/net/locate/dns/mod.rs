@@ -2,12 +2,14 @@
 //! ([`query`]) or many at once ([`query_many`]), with the answer as data.
 //!
 //! - `question.rs` — the name, type and options, checked before anything is sent
-//! - `wire.rs` — UDP, TCP, the TC retry, matching an answer to its question
+//! - `wire.rs` — UDP, TCP, TLS, the TC retry, matching an answer to its question
+//! - `https.rs` — DNS over HTTPS
 //! - `record.rs` — records and answers as Rhai maps, values as `dig +short` prints them
 //! - `show.rs` — the REPL's dig-like printing of an answer
 //! - `zone.rs` — records a script gives, and the answer to a question from them
 //! - `serve.rs` — `dns_serve`, answering from those records or a closure
 
+pub mod https;
 pub mod question;
 pub mod record;
 pub mod serve;
@@ -72,7 +74,7 @@ pub fn query_many(
     // take the next question as they finish one.
     let next = AtomicUsize::new(0);
     let asker = |_| async {
-        let socket = match settings.tcp || settings.tls.is_some() {
+        let socket = match settings.tcp || settings.tls.is_some() || settings.https.is_some() {
             true => None,
             false => Some(wire::udp_socket(settings.server).await?),
         };

@@ -1,7 +1,7 @@
 //! What a `dns()` call asks, checked before anything is sent: the name
 //! (strict: letters, digits, `-`, `_`; an IP literal becomes its reverse
 //! name for PTR), the record type (a name or a number), and the options
-//! (`server`, `tcp`, `tls`, `timeout`, `recurse`, `dnssec`).
+//! (`server`, `tcp`, `tls`, `https`, `timeout`, `recurse`, `dnssec`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use hickory_proto::rr::{Name, RecordType};
 use rhai::{Dynamic, Map};
 
+use super::https::Doh;
 use crate::error::{Error, Result};
 use crate::net::addr;
 use crate::net::options::Options;
@@ -21,8 +22,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// DNS over TLS's port (RFC 7858), for `tls` without a `server`.
 pub const DOT_PORT: u16 = 853;
 
+/// DNS over HTTPS's port and path unless told (RFC 8484's example).
+pub const DOH_PORT: u16 = 443;
+pub const DOH_PATH: &str = "/dns-query";
+
 /// The options every `dns` and `dns_many` call knows.
-pub const KNOWN: &[&str] = &["server", "tcp", "tls", "timeout", "recurse", "dnssec"];
+pub const KNOWN: &[&str] = &[
+    "server", "tcp", "tls", "https", "timeout", "recurse", "dnssec",
+];
 
 /// How to ask: which server, over what, how long, which header bits.
 #[derive(Debug, Clone)]
@@ -31,6 +38,8 @@ pub struct Settings {
     pub tcp: bool,
     /// DNS over TLS (RFC 7858): TCP's framing inside a TLS session.
     pub tls: Option<ClientTls>,
+    /// DNS over HTTPS (RFC 8484), with `tls`'s trust settings.
+    pub https: Option<Doh>,
     /// `None`: no limit (the one timeout rule's 0).
     pub timeout: Option<Duration>,
     pub recurse: bool,
@@ -46,16 +55,30 @@ impl Settings {
             Some(value) => ClientTls::from_option(value)?,
             None => None,
         };
+        let https_path = match options.value("https") {
+            None => None,
+            Some(v) => match (v.as_bool(), v.read_lock::<rhai::ImmutableString>()) {
+                (Ok(true), _) => Some(DOH_PATH.to_string()),
+                (Ok(false), _) => None,
+                (_, Some(path)) => Some(path.to_string()),
+                _ => return Err(options.wrong("https", "true or a path like \"/dns-query\"", v)),
+            },
+        };
         let server = match options.text("server")? {
             Some(text) => parse_server(&text)?,
-            // The system's server, at DNS over TLS's own port, as dig +tls.
+            // The system's server at the protocol's own port, as dig does.
+            None if https_path.is_some() => SocketAddr::new(system_server()?.ip(), DOH_PORT),
             None if tls.is_some() => SocketAddr::new(system_server()?.ip(), DOT_PORT),
             None => system_server()?,
         };
+        let https = https_path
+            .map(|path| Doh::new(server, tls.as_ref(), &path))
+            .transpose()?;
         Ok(Settings {
             server,
             tcp: options.flag("tcp", false)?,
             tls,
+            https,
             timeout: options.timeout("timeout")?.unwrap_or(Some(DEFAULT_TIMEOUT)),
             recurse: options.flag("recurse", true)?,
             dnssec: options.flag("dnssec", false)?,

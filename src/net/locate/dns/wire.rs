@@ -38,6 +38,7 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    Https,
 }
 
 impl Transport {
@@ -47,6 +48,7 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Https => "https",
         }
     }
 }
@@ -82,6 +84,9 @@ pub async fn ask_on(udp: Option<&UdpSocket>, query: &Query, settings: &Settings)
     let server = settings.server;
     let start = Instant::now();
     let exchange = async {
+        if let Some(doh) = &settings.https {
+            return Ok((doh.ask(server, id, query, &bytes).await?, Transport::Https));
+        }
         if let Some(tls) = &settings.tls {
             return Ok((
                 over_tls(server, tls, id, query, &bytes).await?,
@@ -261,7 +266,7 @@ async fn framed_exchange(
 
 /// The answer in `datagram` if it is ours: `None` for someone else's
 /// (another ID or question), an error for one with our ID that is not DNS.
-fn matching(
+pub fn matching(
     datagram: &[u8],
     server: SocketAddr,
     id: u16,
