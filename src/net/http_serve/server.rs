@@ -271,13 +271,14 @@ impl std::fmt::Debug for HttpServer {
         } else {
             "http"
         };
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         write!(
             f,
-            "HttpServer #{} ({scheme}://{}, {state}, {} requests, {} connections)",
+            "HttpServer #{} ({scheme}://{}, {state}, {}, {})",
             self.0.id,
             self.0.addr,
-            s.requests.load(Ordering::Relaxed),
-            s.connections.load(Ordering::Relaxed),
+            plural(s.requests.load(Ordering::Relaxed), "request"),
+            plural(s.connections.load(Ordering::Relaxed), "connection"),
         )
     }
 }
@@ -320,6 +321,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, addr)) => {
+                // On a dual-stack socket an IPv4 client is ::ffff:a.b.c.d:
+                // say it as people write it.
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
                 let stats = &state.shared.stats;
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 stats.active.fetch_add(1, Ordering::Relaxed);
