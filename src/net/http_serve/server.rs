@@ -410,6 +410,13 @@ async fn connection(
 
 /// The answer to one request, counted and logged.
 pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
+    let stats = &ctx.server.stats;
+    if matches!(ctx.server.log, Log::Quiet) {
+        // Nothing to remember about the request for a log line.
+        let response = route(req, &ctx).await;
+        count(stats, &response);
+        return response;
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let target = req
@@ -418,24 +425,25 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     let version = req.version();
     let response = route(req, &ctx).await;
-    let stats = &ctx.server.stats;
+    count(stats, &response);
+    let bytes = hyper::body::Body::size_hint(response.body()).exact();
+    ctx.server.log.record(&Entry {
+        peer: ctx.peer.addr,
+        method: method.as_str(),
+        target: &target,
+        version,
+        status: response.status().as_u16(),
+        bytes,
+        took: started.elapsed(),
+    });
+    response
+}
+
+fn count(stats: &Stats, response: &Response<Body>) {
     stats.requests.fetch_add(1, Ordering::Relaxed);
     if response.status().is_server_error() {
         stats.errors.fetch_add(1, Ordering::Relaxed);
     }
-    if !matches!(ctx.server.log, Log::Quiet) {
-        let bytes = hyper::body::Body::size_hint(response.body()).exact();
-        ctx.server.log.record(&Entry {
-            peer: ctx.peer.addr,
-            method: method.as_str(),
-            target: &target,
-            version,
-            status: response.status().as_u16(),
-            bytes,
-            took: started.elapsed(),
-        });
-    }
-    response
 }
 
 /// A plain answer: the status and its reason as text.
