@@ -170,12 +170,16 @@ impl HttpServer {
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let builder = builder(settings.header_timeout);
+        // The permissions of the script that starts the server (a plugin's
+        // own, inside a plugin), for what a request's answer reads.
+        let permit = crate::permit::Context::current();
         rt.spawn(accept_loop(
             state.clone(),
             listener,
             builder,
             acceptor,
             limit,
+            permit,
         ));
         if let Ok(mut slot) = state.runtime.lock() {
             *slot = Some(rt);
@@ -302,9 +306,9 @@ async fn accept_loop(
     builder: auto::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    permit: crate::permit::Context,
 ) {
     let builder = Arc::new(builder);
-    let permit = crate::permit::Context::current();
     loop {
         let slot = match &limit {
             Some(limit) => tokio::select! {
