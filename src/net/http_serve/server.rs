@@ -1,0 +1,617 @@
+//! The server: a tokio runtime of its own, its accept loop, and each
+//! connection served by hyper in HTTP/1.1 (with keep-alive) or HTTP/2 on
+//! the same port — h2c when a client opens with HTTP/2's preface (`curl
+//! --http2-prior-knowledge`), or over TLS when ALPN picks `h2`.
+//!
+//! Handlers run where their request is: on the runtime's worker, called
+//! inline from the connection's task, so a handler that only computes
+//! costs one function call and no thread hand-off. The workers are marked
+//! ([`runtime::set_block_in_place_thread`]) so that a handler that waits
+//! (`fetch`, `sleep`, `connect`…) first hands the worker's other tasks to
+//! another thread (`tokio::task::block_in_place`): a slow handler holds
+//! up its own request only, never the server.
+//!
+//! The bad input a client can send is hyper's to refuse, with the limits
+//! set here: a malformed request line is a 400, a head over
+//! [`MAX_HEAD`] a 431, a head not complete within [`HEADER_TIMEOUT`]
+//! (a slowloris client trickling headers) closes the connection, and a
+//! body over `max_body` is a 413 before the handler runs.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::{Request, Response, StatusCode, body::Incoming, header};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rhai::{Dynamic, Map};
+use tokio::{net::TcpStream, sync::watch};
+
+use super::{
+    body::{self, Body},
+    log::{Entry, Log},
+    reply,
+    request::{Peer, Request as Req, RequestCtx},
+    routes::{Lookup, Routes, Target},
+};
+use crate::error::{Error, Result};
+use crate::net::tcp::{Bind, ListenSocket};
+use crate::net::tls::ServerTls;
+use crate::runtime::{
+    self, CancellationToken,
+    closure::Callback,
+    jobs::{self, Job},
+};
+
+/// The most a request's head (request line and headers) may take.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// How long a client has to send a whole request head unless
+/// `header_timeout` says: hyper's own default. It is also how long a
+/// keep-alive connection may sit idle, since hyper starts the clock when
+/// it starts waiting for the next head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body read for a handler unless `max_body` says.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What the server was asked to do, and what it has counted.
+pub struct Shared {
+    /// The options map as given, for the parts that read their own keys.
+    pub options: Map,
+    pub routes: Routes,
+    pub log: Log,
+    pub max_body: usize,
+    pub stats: Stats,
+}
+
+/// The counters behind `.stats()`.
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub active: AtomicU64,
+    pub requests: AtomicU64,
+    /// Answers with a 5xx status.
+    pub errors: AtomicU64,
+}
+
+/// How the server was asked to run (its options).
+pub struct Settings {
+    pub options: Map,
+    pub routes: Routes,
+    pub header_timeout: Duration,
+    pub log: Log,
+    pub max_body: usize,
+    pub workers: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// A running `http_serve`, as `jobs()` lists it.
+#[derive(Clone)]
+pub struct HttpServer(Arc<State>);
+
+pub struct State {
+    id: u64,
+    addr: SocketAddr,
+    token: CancellationToken,
+    /// Flips to `true` when the accept loop has ended and the port is free.
+    stopped: watch::Sender<bool>,
+    /// The server's runtime, shut down when it stops.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    shared: Arc<Shared>,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl HttpServer {
+    /// Binds `bind` and starts serving.
+    pub fn start(bind: SocketAddr, settings: Settings) -> Result<HttpServer> {
+        crate::net::serve::raise_open_file_limit();
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        let token = runtime::child_token();
+        let thread_token = token.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("netsh-http")
+            .thread_stack_size(runtime::RHAI_THREAD_STACK)
+            .on_thread_start(move || {
+                runtime::adopt(thread_token.clone());
+                runtime::set_block_in_place_thread();
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the HTTP server's threads", None, e))?;
+        let listener = {
+            let _entered = rt.enter();
+            ListenSocket::bind(&Bind::Ip(bind))?.0
+        };
+        let ListenSocket::Tcp(listener) = listener else {
+            return Err(Error::invalid("http_serve listens on TCP"));
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", None, e))?;
+        let shared = Arc::new(Shared {
+            options: settings.options,
+            routes: settings.routes,
+            log: settings.log,
+            max_body: settings.max_body,
+            stats: Stats::default(),
+        });
+        let acceptor = settings.tls.as_ref().map(|tls| {
+            let mut config = (*tls.config()).clone();
+            if config.alpn_protocols.is_empty() {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            }
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let state = Arc::new(State {
+            id: jobs::next_id(),
+            addr,
+            token,
+            stopped: watch::Sender::new(false),
+            runtime: Mutex::new(None),
+            shared,
+            tls: settings.tls.clone(),
+        });
+        let limit = settings
+            .max_connections
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let builder = Builders::new(settings.header_timeout);
+        // The permissions of the script that starts the server (a plugin's
+        // own, inside a plugin), for what a request's answer reads.
+        let permit = crate::permit::Context::current();
+        rt.spawn(accept_loop(
+            state.clone(),
+            listener,
+            builder,
+            acceptor,
+            limit,
+            permit,
+        ));
+        if let Ok(mut slot) = state.runtime.lock() {
+            *slot = Some(rt);
+        }
+        if let Some(tls) = &state.tls
+            && !matches!(state.shared.log, Log::Quiet)
+        {
+            tls.tell_self_signed("http_serve", &state.addr);
+        }
+        let server = HttpServer(state);
+        jobs::add(Arc::new(server.clone()));
+        Ok(server)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.0.tls.as_ref()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.stopped.borrow()
+    }
+
+    /// `#{connections, active, requests, errors}`.
+    pub fn stats(&self) -> Map {
+        let s = &self.0.shared.stats;
+        let mut map = Map::new();
+        for (key, n) in [
+            ("connections", &s.connections),
+            ("active", &s.active),
+            ("requests", &s.requests),
+            ("errors", &s.errors),
+        ] {
+            map.insert(
+                key.into(),
+                Dynamic::from_int(n.load(Ordering::Relaxed) as i64),
+            );
+        }
+        map
+    }
+
+    /// Stops accepting, ends every connection and interrupts running
+    /// handlers; waits (up to 2 s) until the port is free.
+    pub fn stop(&self) {
+        self.0.token.cancel();
+        runtime::jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        // A runtime cannot be shut down from one of its own workers (a
+        // handler stopping its server): a thread of its own does it.
+        if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
+            let _ = std::thread::Builder::new()
+                .name("netsh-http-end".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_secs(2)));
+        }
+    }
+
+    /// Blocks until the server stops, or Ctrl-C.
+    pub fn wait(&self) -> Result<()> {
+        let mut stopped = self.0.stopped.subscribe();
+        runtime::block_on(async move {
+            let _ = stopped.wait_for(|done| *done).await;
+            Ok(())
+        })
+    }
+}
+
+impl Job for HttpServer {
+    fn stop(&self) {
+        HttpServer::stop(self);
+    }
+
+    fn ended(&self) -> watch::Receiver<bool> {
+        self.0.stopped.subscribe()
+    }
+
+    fn handle(&self) -> Dynamic {
+        Dynamic::from(self.clone())
+    }
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_stopped() {
+            "stopped"
+        } else {
+            "running"
+        };
+        let s = &self.0.shared.stats;
+        let scheme = if self.0.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        write!(
+            f,
+            "HttpServer #{} ({scheme}://{}, {state}, {}, {})",
+            self.0.id,
+            self.0.addr,
+            plural(s.requests.load(Ordering::Relaxed), "request"),
+            plural(s.connections.load(Ordering::Relaxed), "connection"),
+        )
+    }
+}
+
+/// A connection counted as active until dropped.
+struct Active {
+    shared: Arc<Shared>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until stopped; a task per connection.
+async fn accept_loop(
+    state: Arc<State>,
+    listener: tokio::net::TcpListener,
+    builder: Builders,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limit: Option<Arc<tokio::sync::Semaphore>>,
+    permit: crate::permit::Context,
+) {
+    let builder = Arc::new(builder);
+    loop {
+        let slot = match &limit {
+            Some(limit) => tokio::select! {
+                biased;
+                _ = state.token.cancelled() => break,
+                slot = limit.clone().acquire_owned() => slot.ok(),
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = state.token.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                // On a dual-stack socket an IPv4 client is ::ffff:a.b.c.d:
+                // say it as people write it.
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+                let stats = &state.shared.stats;
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                stats.active.fetch_add(1, Ordering::Relaxed);
+                let active = Active {
+                    shared: state.shared.clone(),
+                    _slot: slot,
+                };
+                let ctx = RequestCtx {
+                    peer: Peer {
+                        addr,
+                        tls: tls.is_some(),
+                    },
+                    server: state.shared.clone(),
+                    permit: permit.clone(),
+                };
+                let _ = stream.set_nodelay(true);
+                // Two tasks of their own size: the plain one does not carry
+                // a TLS session's room while it idles.
+                match &tls {
+                    None => {
+                        tokio::spawn(plain(stream, ctx, builder.clone(), active));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(secure(
+                            stream,
+                            ctx,
+                            builder.clone(),
+                            acceptor.clone(),
+                            active,
+                        ));
+                    }
+                }
+            }
+            Err(e) => {
+                crate::console::alert(&format!("http_serve: {}", Error::io("accepting", None, e)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    state.stopped.send_replace(true);
+}
+
+/// hyper's HTTP/1.1 and HTTP/2 builders with netsh's limits.
+///
+/// Not hyper-util's "auto" builder, which serves both from one task: that
+/// task has room for an HTTP/2 connection, which an idle HTTP/1.1
+/// keep-alive connection then carries for nothing (10,000 idle ones
+/// measured 19.1 KiB each with it). A connection's first bytes say which
+/// it is ([`sniff`]), and the task made for it has only its protocol's
+/// state.
+pub struct Builders {
+    h1: hyper::server::conn::http1::Builder,
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    header_timeout: Duration,
+}
+
+impl Builders {
+    fn new(header_timeout: Duration) -> Builders {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEAD)
+            .keep_alive(true);
+        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD as u32)
+            .max_concurrent_streams(256);
+        Builders {
+            h1,
+            h2,
+            header_timeout,
+        }
+    }
+}
+
+/// HTTP/2's connection preface, which an h2c client sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a plain connection speaks HTTP/2 (`Some(true)`), read off its
+/// first bytes without taking them; `None` when it closes or sends
+/// nothing within the header timeout.
+async fn sniff(stream: &TcpStream, limit: Duration) -> Option<bool> {
+    let mut buf = [0u8; 24];
+    let look = async {
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if buf[..n] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // A preface cut short: the rest is on its way.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(limit, look).await.ok().flatten()
+}
+
+/// What answers each request of a connection.
+fn service(
+    ctx: RequestCtx,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send {
+    hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
+    })
+}
+
+/// One plain connection: HTTP/1.1 or h2c, as its first bytes say.
+async fn plain(stream: TcpStream, ctx: RequestCtx, builders: Arc<Builders>, active: Active) {
+    match sniff(&stream, builders.header_timeout).await {
+        Some(true) => {
+            tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
+        }
+        Some(false) => {
+            tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
+        }
+        None => {}
+    }
+}
+
+/// One TLS connection: the handshake, then the protocol ALPN chose.
+async fn secure(
+    stream: TcpStream,
+    ctx: RequestCtx,
+    builders: Arc<Builders>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    active: Active,
+) {
+    let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    else {
+        return;
+    };
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
+    } else {
+        tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
+    }
+}
+
+/// An HTTP/1.1 connection until it closes (upgrades allowed, for
+/// WebSocket). A client that resets or times out is no error of the
+/// server's.
+async fn http1<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, active: Active)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = builders
+        .h1
+        .serve_connection(io, service(ctx))
+        .with_upgrades()
+        .await;
+    drop(active);
+}
+
+/// An HTTP/2 connection until it closes; each stream is a task of its own.
+async fn http2<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, active: Active)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = builders.h2.serve_connection(io, service(ctx)).await;
+    drop(active);
+}
+
+/// The answer to one request, counted and logged.
+pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
+    let stats = &ctx.server.stats;
+    if matches!(ctx.server.log, Log::Quiet) {
+        // Nothing to remember about the request for a log line.
+        let response = route(req, &ctx).await;
+        count(stats, &response);
+        return response;
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let version = req.version();
+    let response = route(req, &ctx).await;
+    count(stats, &response);
+    let bytes = hyper::body::Body::size_hint(response.body()).exact();
+    ctx.server.log.record(&Entry {
+        peer: ctx.peer.addr,
+        method: method.as_str(),
+        target: &target,
+        version,
+        status: response.status().as_u16(),
+        bytes,
+        took: started.elapsed(),
+    });
+    response
+}
+
+fn count(stats: &Stats, response: &Response<Body>) {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    if response.status().is_server_error() {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A plain answer: the status and its reason as text.
+pub fn status_page(status: StatusCode) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The request handed to the route its path and method find.
+async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let routes = ctx.server.routes.clone();
+    let found = routes.find(req.method().as_str(), req.uri().path());
+    let (target, params, _rest) = match found {
+        Lookup::Found(matched) => (matched.route.target.clone(), matched.params, matched.rest),
+        Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
+        Lookup::WrongMethod(allowed) => {
+            let mut response = status_page(StatusCode::METHOD_NOT_ALLOWED);
+            if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+    };
+    match target {
+        Target::Closure(handler) => closure(req, params, &handler, ctx).await,
+    }
+}
+
+/// Reads the body, calls the handler on this worker, makes its reply.
+async fn closure(
+    req: Request<Incoming>,
+    params: Map,
+    handler: &Callback,
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, ctx.server.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return status_page(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        Err(_) => return status_page(StatusCode::BAD_REQUEST),
+    };
+    let range = parts
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (method, path) = (parts.method.clone(), parts.uri.clone());
+    let request = Req::new(parts, params, bytes, ctx.peer.addr);
+    let outcome = handler
+        .call(vec![Dynamic::from(request)])
+        .map_err(|e| crate::error::message_of(&e))
+        .and_then(|value| {
+            ctx.permit
+                .enter(|| reply::response(value, range.as_deref()))
+                .map_err(|e| e.to_string())
+        });
+    match outcome {
+        Ok(response) => response,
+        Err(why) => {
+            crate::console::alert(&format!(
+                "http_serve: {method} {}: {why}",
+                crate::error::printable(path.path())
+            ));
+            status_page(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
