@@ -12,6 +12,7 @@ pub mod capture;
 pub mod encoding;
 pub mod helpers;
 pub mod http;
+pub mod http_serve;
 pub mod interact;
 pub mod locate;
 pub mod names;

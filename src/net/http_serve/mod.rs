@@ -1,0 +1,5 @@
+//! `http_serve`: an HTTP server for scripts (the server core arrives with
+//! its skeleton; until then this holds folder serving's parts).
+
+pub mod files;
+pub mod guard;
