@@ -1,17 +1,21 @@
-//! The one response body type of `http_serve` (stand-in matching the
-//! skeleton's interface until the server core is merged).
+//! The one response body type of `http_serve`, so a closure's reply, a
+//! folder's file and a WebSocket's 101 all travel the same way through
+//! hyper.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty, Full};
 
-pub type Body = BoxBody<Bytes, std::io::Error>;
+/// A response body: any stream of bytes, boxed.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-pub fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into())
+/// A body of these bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed()
 }
 
+/// No body at all (a 204, a 304, an answer to HEAD).
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }

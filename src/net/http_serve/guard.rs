@@ -6,6 +6,7 @@
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
+use super::body::{Body, empty, full};
 use crate::error::{Error, Result};
 use crate::net::options::Options;
 
@@ -108,6 +109,37 @@ impl Guard {
             }
         }
         Verdict::Pass
+    }
+
+    /// The answer to a request the guard stops (401, a preflight's 204),
+    /// or `None` to route it.
+    pub fn check<B>(&self, req: &http::Request<B>) -> Option<http::Response<Body>> {
+        match self.verdict(req.method(), req.headers()) {
+            Verdict::Pass => None,
+            Verdict::Answer(status, headers) => {
+                let mut response = if status == StatusCode::UNAUTHORIZED {
+                    http::Response::new(full(
+                        "401 Unauthorized: this server asks for a user and password\n",
+                    ))
+                } else {
+                    http::Response::new(empty())
+                };
+                *response.status_mut() = status;
+                response.headers_mut().extend(headers);
+                if status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                }
+                Some(response)
+            }
+        }
+    }
+
+    /// Adds what every routed answer carries (the CORS headers).
+    pub fn finish(&self, response: &mut http::Response<Body>) {
+        self.add_cors(response.headers_mut());
     }
 
     /// Adds the CORS headers an answer carries when CORS is on.
