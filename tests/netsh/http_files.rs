@@ -617,3 +617,50 @@ fn the_http_scenario_serves_a_folder() {
         !peer.running()
     });
 }
+
+/// Under permissions, serving needs read of the folder, uploads need write,
+/// and a link followed out of the folder reaches only what the grant allows.
+#[test]
+fn served_files_are_held_to_the_permissions() {
+    let s = site();
+    std::fs::write(s.root.join("in.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink("../secret.txt", s.root.join("leak.txt")).unwrap();
+    let root = s.root.to_str().unwrap();
+    let read = format!("--allow-read={root}");
+    let run = Netsh::new()
+        .args(["--sandbox", "--allow-net=127.0.0.1:0", &read, "-e"])
+        .arg(format!(
+            "http_serve(\"127.0.0.1:0\", {root:?}, #{{upload: true}})"
+        ))
+        .output();
+    assert!(
+        run.stderr().contains("permission denied"),
+        "{}",
+        run.explain()
+    );
+    let mut cmd = Command::new(support::netsh_bin());
+    cmd.args(["--sandbox", "--allow-net=127.0.0.1:0", &read, "-e"]).arg(format!(
+        "let s = http_serve(\"127.0.0.1:0\", {root:?}, #{{quiet: true, follow_links: true}}); print(s.port); s.wait();"
+    ));
+    let mut server = Peer::start(cmd);
+    let port = server.port();
+    let inside = raw(
+        port,
+        b"GET /in.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        inside.ends_with(b"inside"),
+        "{}",
+        String::from_utf8_lossy(&inside)
+    );
+    let leak = raw(
+        port,
+        b"GET /leak.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        status_of(&leak).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&leak)
+    );
+    assert!(!String::from_utf8_lossy(&leak).contains(SECRET));
+}
