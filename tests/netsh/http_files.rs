@@ -212,6 +212,9 @@ fn ranges_and_conditional_requests() {
         Some("bytes 100-199/300000")
     );
     assert_eq!(body, &data[100..200]);
+    // The same over HTTP/2 (h2c).
+    let (status, _, body) = fetch(&["--http2-prior-knowledge", "-r", "100-199", &url]);
+    assert_eq!((status, body.as_slice()), (206, &data[100..200]));
     let (status, _, body) = fetch(&["-r", "-1000", &url]);
     assert_eq!((status, body.as_slice()), (206, &data[299_000..]));
     let (status, headers, _) = fetch(&["-r", "300000-", &url]);
