@@ -56,8 +56,11 @@ use crate::runtime::{
 
 /// The most a request's head (request line and headers) may take.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// How long a client has to send a whole request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a whole request head unless
+/// `header_timeout` says: hyper's own default. It is also how long a
+/// keep-alive connection may sit idle, since hyper starts the clock when
+/// it starts waiting for the next head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS client has to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body read for a handler unless `max_body` says.
@@ -65,6 +68,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// What the server was asked to do, and what it has counted.
 pub struct Shared {
+    /// The options map as given, for the parts that read their own keys.
+    pub options: Map,
     pub routes: Routes,
     /// `auth` and `cors`, checked before routing.
     pub guard: Guard,
@@ -85,8 +90,10 @@ pub struct Stats {
 
 /// How the server was asked to run (its options).
 pub struct Settings {
+    pub options: Map,
     pub routes: Routes,
     pub guard: Guard,
+    pub header_timeout: Duration,
     pub log: Log,
     pub max_body: usize,
     pub workers: Option<usize>,
@@ -141,6 +148,7 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", None, e))?;
         let shared = Arc::new(Shared {
+            options: settings.options,
             routes: settings.routes,
             guard: settings.guard,
             log: settings.log,
@@ -166,7 +174,14 @@ impl HttpServer {
         let limit = settings
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-        rt.spawn(accept_loop(state.clone(), listener, acceptor, limit));
+        let builder = builder(settings.header_timeout);
+        rt.spawn(accept_loop(
+            state.clone(),
+            listener,
+            builder,
+            acceptor,
+            limit,
+        ));
         if let Ok(mut slot) = state.runtime.lock() {
             *slot = Some(rt);
         }
@@ -288,10 +303,11 @@ impl Drop for Active {
 async fn accept_loop(
     state: Arc<State>,
     listener: tokio::net::TcpListener,
+    builder: auto::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
 ) {
-    let builder = Arc::new(builder());
+    let builder = Arc::new(builder);
     let permit = crate::permit::Context::current();
     loop {
         let slot = match &limit {
@@ -343,12 +359,12 @@ async fn accept_loop(
 }
 
 /// hyper-util's auto builder with netsh's limits.
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
         .keep_alive(true);
     builder
@@ -454,7 +470,8 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
 /// The request handed to the route its path and method find.
 async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     let routes = ctx.server.routes.clone();
-    let (target, params, rest) = match routes.find(req.method().as_str(), req.uri().path()) {
+    let found = routes.find(req.method().as_str(), req.uri().path());
+    let (target, params, rest) = match found {
         Lookup::Found(matched) => (matched.route.target.clone(), matched.params, matched.rest),
         Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
         Lookup::WrongMethod(allowed) => {
