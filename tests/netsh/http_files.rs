@@ -442,6 +442,9 @@ fn hostile_paths_never_leave_the_folder() {
     std::fs::write(s.root.join("ok.txt"), "fine").unwrap();
     std::os::unix::fs::symlink("/etc", s.root.join("etc")).unwrap();
     std::os::unix::fs::symlink("../secret.txt", s.root.join("leak.txt")).unwrap();
+    std::fs::create_dir(s.root.join("idx")).unwrap();
+    std::os::unix::fs::symlink("../../secret.txt", s.root.join("idx/index.html")).unwrap();
+    std::fs::create_dir(s.root.join("evil.test")).unwrap();
     let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
     let long = format!("/{}", "a/".repeat(3000));
     let targets: Vec<(&str, String)> = vec![
@@ -482,6 +485,30 @@ fn hostile_paths_never_leave_the_folder() {
             String::from_utf8_lossy(&put)
         );
     }
+    // A folder's index.html that is a link out is not followed: the
+    // folder is listed instead.
+    let listed = raw(
+        port,
+        b"GET /idx/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let listed = String::from_utf8_lossy(&listed);
+    assert!(
+        listed.contains("Index of /idx/") && !listed.contains(SECRET),
+        "{listed}"
+    );
+    // A folder asked for without its slash is redirected on this site,
+    // never to `//evil.test/` (another host, to a browser).
+    let moved = raw(
+        port,
+        b"GET //evil.test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let moved = String::from_utf8_lossy(&moved);
+    assert!(
+        moved
+            .to_ascii_lowercase()
+            .contains("location: /evil.test/\r\n"),
+        "{moved}"
+    );
     // A raw NUL byte in the request line is refused by the parser itself.
     let nul = raw(port, b"GET /ok.txt\0 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(
@@ -516,7 +543,7 @@ fn hostile_paths_never_leave_the_folder() {
     inside.sort();
     assert_eq!(
         inside,
-        ["etc", "leak.txt", "ok.txt"],
+        ["etc", "evil.test", "idx", "leak.txt", "ok.txt"],
         "nothing new inside either"
     );
     // The server goes on.

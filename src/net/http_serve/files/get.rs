@@ -45,13 +45,20 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
                 StatusCode::MOVED_PERMANENTLY,
                 "a folder: see the address ending in /\n",
             );
-            if let Ok(to) = HeaderValue::from_str(&format!("{full_path}/")) {
+            // One leading slash only: `//host/x/` in a Location is another site.
+            let to = format!("/{}/", full_path.trim_start_matches('/'));
+            if let Ok(to) = HeaderValue::from_str(&to) {
                 response.headers_mut().insert(header::LOCATION, to);
             }
             return response;
         }
-        let index = real.join("index.html");
-        if let Ok(file) = File::open(&index)
+        // index.html is a path like any other: a link named so that leads
+        // out of the folder is not followed unless `follow_links`.
+        let mut index = segs.clone();
+        index.parts.push(b"index.html".to_vec());
+        if let Ok(index) = path::resolve(&folder.root, &index, folder.follow_links)
+            && folder.permit.read(&index).is_ok()
+            && let Ok(file) = File::open(&index)
             && let Ok(meta) = file.metadata()
             && meta.is_file()
         {
