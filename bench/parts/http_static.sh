@@ -13,6 +13,8 @@ if command -v nginx >/dev/null && command -v curl >/dev/null && command -v wrk >
   if [ -d /dev/shm ]; then STATIC_DIR=$(mktemp -d /dev/shm/netsh-static.XXXXXX); else STATIC_DIR="$WORK/static"; mkdir -p "$STATIC_DIR"; fi
   trap 'rm -rf "$WORK" "$STATIC_DIR"; jobs -p | xargs -r kill 2>/dev/null || true' EXIT
   mkdir -p "$STATIC_DIR/site" "$STATIC_DIR/nginx"
+  # nginx's workers run as another user: they must be able to read the site.
+  chmod 755 "$STATIC_DIR" "$STATIC_DIR/site"
   STATIC_MB=1024
   head -c $((STATIC_MB << 20)) /dev/urandom >"$STATIC_DIR/site/big.bin"
   head -c 1024 /dev/urandom >"$STATIC_DIR/site/small.bin"
@@ -68,6 +70,17 @@ CONF
 
   if [ -z "$netsh_port" ] || [ -z "$nginx_pid" ] || [ -z "$python_pid" ]; then
     echo "a server would not start (netsh: $(cat "$STATIC_DIR/netsh.err"); nginx ${nginx_pid:-no}; python ${python_pid:-no}); static comparisons skipped" >&2
+  fi
+  # Every server must answer with the file itself, or its figures mean nothing.
+  for port in "$netsh_port" "${nginx_port:-}" "${python_port:-}"; do
+    got=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' "http://127.0.0.1:$port/small.bin" || true)
+    if [ "$got" != "200 1024" ]; then
+      echo "the server on port $port answered '$got' for small.bin; static comparisons skipped" >&2
+      nginx_pid=
+    fi
+  done
+  if [ -z "$netsh_port" ] || [ -z "$nginx_pid" ] || [ -z "$python_pid" ]; then
+    :
   else
     # Requests/s of wrk on a URL: the best of the rounds, the peers taking turns.
     wrk_rate() {
