@@ -175,12 +175,16 @@ impl HttpServer {
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let builder = builder(settings.header_timeout);
+        // The permissions of the script that starts the server (a plugin's
+        // own, inside a plugin), for what a request's answer reads.
+        let permit = crate::permit::Context::current();
         rt.spawn(accept_loop(
             state.clone(),
             listener,
             builder,
             acceptor,
             limit,
+            permit,
         ));
         if let Ok(mut slot) = state.runtime.lock() {
             *slot = Some(rt);
@@ -276,13 +280,14 @@ impl std::fmt::Debug for HttpServer {
         } else {
             "http"
         };
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         write!(
             f,
-            "HttpServer #{} ({scheme}://{}, {state}, {} requests, {} connections)",
+            "HttpServer #{} ({scheme}://{}, {state}, {}, {})",
             self.0.id,
             self.0.addr,
-            s.requests.load(Ordering::Relaxed),
-            s.connections.load(Ordering::Relaxed),
+            plural(s.requests.load(Ordering::Relaxed), "request"),
+            plural(s.connections.load(Ordering::Relaxed), "connection"),
         )
     }
 }
@@ -306,9 +311,9 @@ async fn accept_loop(
     builder: auto::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    permit: crate::permit::Context,
 ) {
     let builder = Arc::new(builder);
-    let permit = crate::permit::Context::current();
     loop {
         let slot = match &limit {
             Some(limit) => tokio::select! {
@@ -325,6 +330,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, addr)) => {
+                // On a dual-stack socket an IPv4 client is ::ffff:a.b.c.d:
+                // say it as people write it.
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
                 let stats = &state.shared.stats;
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 stats.active.fetch_add(1, Ordering::Relaxed);
@@ -411,6 +419,13 @@ async fn connection(
 
 /// The answer to one request, counted and logged.
 pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
+    let stats = &ctx.server.stats;
+    if matches!(ctx.server.log, Log::Quiet) {
+        // Nothing to remember about the request for a log line.
+        let response = guarded(req, &ctx).await;
+        count(stats, &response);
+        return response;
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let target = req
@@ -418,37 +433,41 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     let version = req.version();
+    let response = guarded(req, &ctx).await;
+    count(stats, &response);
+    let bytes = hyper::body::Body::size_hint(response.body()).exact();
+    ctx.server.log.record(&Entry {
+        peer: ctx.peer.addr,
+        method: method.as_str(),
+        target: &target,
+        version,
+        status: response.status().as_u16(),
+        bytes,
+        took: started.elapsed(),
+    });
+    response
+}
+
+/// The guard's answer (401, a CORS preflight), or the route's with the
+/// guard's headers added.
+async fn guarded(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     let guard = &ctx.server.guard;
-    let response = if guard.is_open() {
-        route(req, &ctx).await
-    } else {
-        match guard.check(&req) {
-            Some(answer) => answer,
-            None => {
-                let mut response = route(req, &ctx).await;
-                guard.finish(&mut response);
-                response
-            }
-        }
-    };
-    let stats = &ctx.server.stats;
+    if guard.is_open() {
+        return route(req, ctx).await;
+    }
+    if let Some(answer) = guard.check(&req) {
+        return answer;
+    }
+    let mut response = route(req, ctx).await;
+    guard.finish(&mut response);
+    response
+}
+
+fn count(stats: &Stats, response: &Response<Body>) {
     stats.requests.fetch_add(1, Ordering::Relaxed);
     if response.status().is_server_error() {
         stats.errors.fetch_add(1, Ordering::Relaxed);
     }
-    if !matches!(ctx.server.log, Log::Quiet) {
-        let bytes = hyper::body::Body::size_hint(response.body()).exact();
-        ctx.server.log.record(&Entry {
-            peer: ctx.peer.addr,
-            method: method.as_str(),
-            target: &target,
-            version,
-            status: response.status().as_u16(),
-            bytes,
-            took: started.elapsed(),
-        });
-    }
-    response
 }
 
 /// A plain answer: the status and its reason as text.
