@@ -694,3 +694,52 @@ fn served_files_are_held_to_the_permissions() {
     );
     assert!(!String::from_utf8_lossy(&leak).contains(SECRET));
 }
+
+/// A route whose value is a folder serves it under the route's prefix,
+/// beside closure routes; `auth` guards the closures too.
+#[test]
+fn a_folder_route_beside_closures() {
+    if !has_curl("http_files::a_folder_route_beside_closures") {
+        return;
+    }
+    let s = site();
+    std::fs::create_dir(s.root.join("css")).unwrap();
+    std::fs::write(s.root.join("css/site.css"), "body{}").unwrap();
+    let code = format!(
+        "let s = http_serve(\"127.0.0.1:0\", #{{\"/static/*\": {dir:?}, \"GET /api\": |req| #{{ok: true}}}}, #{{quiet: true, auth: \"a:b\"}}); print(s.port); s.wait();",
+        dir = s.root.display().to_string()
+    );
+    let mut server = Peer::netsh(&code);
+    let port = server.port();
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, headers, body) = fetch(&["-u", "a:b", &format!("{base}/static/css/site.css")]);
+    assert_eq!((status, body.as_slice()), (200, b"body{}".as_slice()));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/css; charset=utf-8")
+    );
+    let (status, _, body) = fetch(&["-u", "a:b", &format!("{base}/static/css/")]);
+    let html = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Index of /static/css/") && html.contains("href=\"site.css\""),
+        "{html}"
+    );
+    let (status, _, body) = fetch(&["-u", "a:b", &format!("{base}/api")]);
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, b"{\"ok\":true}".as_slice())
+    );
+    assert_eq!(fetch(&[&format!("{base}/api")]).0, 401);
+    assert_eq!(fetch(&[&format!("{base}/static/css/site.css")]).0, 401);
+    // The prefix is the folder's root: nothing above it through the route.
+    let above = raw(port, b"GET /static/../secret.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YTpi\r\nConnection: close\r\n\r\n");
+    assert!(!String::from_utf8_lossy(&above).contains(SECRET));
+    // A folder route that does not exist fails before anything listens.
+    let err = Netsh::eval_err(r#"http_serve("127.0.0.1:0", #{"/files/*": "/no/such/dir"})"#);
+    assert!(
+        err.contains("route \"/files/*\"") && err.contains("/no/such/dir"),
+        "{err}"
+    );
+    drop(server);
+}
