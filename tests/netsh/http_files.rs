@@ -212,6 +212,35 @@ fn ranges_and_conditional_requests() {
         Some("bytes 100-199/300000")
     );
     assert_eq!(body, &data[100..200]);
+    // Several ranges: one multipart/byteranges body, each part with its
+    // own Content-Range, the length exact.
+    std::fs::write(s.root.join("abc.txt"), "abcdefghijklmnopqrstuvwxyz").unwrap();
+    let (status, headers, body) = fetch(&[
+        "-r",
+        "0-2,10-12",
+        &format!("http://127.0.0.1:{port}/abc.txt"),
+    ]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 206, "{text}");
+    let kind = header(&headers, "content-type").unwrap_or("");
+    let boundary = kind
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{kind}"));
+    assert_eq!(
+        header(&headers, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    let parts: Vec<&str> = text.split(&format!("--{boundary}")).collect();
+    assert_eq!(parts.len(), 4, "{text}");
+    assert!(
+        parts[1].contains("Content-Range: bytes 0-2/26\r\n\r\nabc\r\n"),
+        "{text}"
+    );
+    assert!(
+        parts[2].contains("Content-Range: bytes 10-12/26\r\n\r\nklm\r\n"),
+        "{text}"
+    );
+    assert_eq!(parts[3], "--\r\n");
     // The same over HTTP/2 (h2c).
     let (status, _, body) = fetch(&["--http2-prior-knowledge", "-r", "100-199", &url]);
     assert_eq!((status, body.as_slice()), (206, &data[100..200]));

@@ -6,7 +6,7 @@
 //! - [`path`]: request path to a file inside the folder, or a refusal (the
 //!   one place that decides what a client may reach).
 //! - [`listing`]: the directory listing page.
-//! - [`range`]: `Range` requests.
+//! - [`range`]: `Range` requests (one, or several as multipart/byteranges).
 //! - [`cache`]: ETag, Last-Modified and conditional requests.
 //! - [`mime`]: Content-Type by extension.
 //! - [`send`]: a file's bytes as a body (gzip too).

@@ -1,15 +1,22 @@
-//! `Range: bytes=…` (RFC 9110 §14): which part of a file a client asks
-//! for. One range is answered with 206; several, or one that does not
-//! parse, with the whole file (200), as the RFC allows; a range that
-//! starts past the end with 416.
+//! `Range: bytes=…` (RFC 9110 §14): which parts of a file a client asks
+//! for. One range is answered with 206; several with a 206 of
+//! `multipart/byteranges`, unless they are many, overlap or are out of
+//! order (then the whole file, as §14.2 allows against a client that would
+//! make the server send more than the file); one that does not parse with
+//! the whole file (200); a range that starts past the end with 416.
+
+/// The most ranges one request may ask for before it gets the whole file.
+pub const MAX_RANGES: usize = 16;
 
 /// What to send for a request's Range header, given the file's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wanted {
     /// The whole file, 200.
     Whole,
     /// `[start, end)`, 206 with Content-Range.
     Part(u64, u64),
+    /// Several `[start, end)`, in order and apart: 206 multipart/byteranges.
+    Parts(Vec<(u64, u64)>),
     /// 416 with `Content-Range: bytes */size`.
     Unsatisfiable,
 }
@@ -22,9 +29,38 @@ pub fn wanted(header: Option<&[u8]>, size: u64) -> Wanted {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Wanted::Whole;
     };
-    if spec.contains(',') {
+    if !spec.contains(',') {
+        return one(spec, size);
+    }
+    let specs: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.len() > MAX_RANGES {
         return Wanted::Whole;
     }
+    let mut parts = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match one(spec, size) {
+            Wanted::Part(start, end) => parts.push((start, end)),
+            // A part past the end is dropped; the others are still sent.
+            Wanted::Unsatisfiable => {}
+            _ => return Wanted::Whole,
+        }
+    }
+    if parts.windows(2).any(|w| w[1].0 < w[0].1) {
+        return Wanted::Whole;
+    }
+    match parts.as_slice() {
+        [] => Wanted::Unsatisfiable,
+        [(start, end)] => Wanted::Part(*start, *end),
+        _ => Wanted::Parts(parts),
+    }
+}
+
+/// One `first-last` spec.
+fn one(spec: &str, size: u64) -> Wanted {
     let Some((first, last)) = spec.split_once('-') else {
         return Wanted::Whole;
     };
@@ -92,7 +128,7 @@ mod tests {
             "bytes=5-1",
             "bytes=a-b",
             "items=0-1",
-            "bytes=0-1,5-6",
+            "bytes=0-1,x",
             "bytes=",
             "bytes=+1-2",
             "bytes=-",
@@ -100,5 +136,24 @@ mod tests {
             assert_eq!(w(h, 1000), Wanted::Whole, "{h}");
         }
         assert_eq!(wanted(None, 10), Wanted::Whole);
+    }
+
+    #[test]
+    fn several_ranges() {
+        assert_eq!(
+            w("bytes=0-9, 20-29", 1000),
+            Wanted::Parts(vec![(0, 10), (20, 30)])
+        );
+        // Past the end is dropped; one left is a plain part.
+        assert_eq!(w("bytes=0-9,5000-", 1000), Wanted::Part(0, 10));
+        assert_eq!(w("bytes=2000-,5000-", 1000), Wanted::Unsatisfiable);
+        // Overlapping, out of order or too many: the whole file.
+        assert_eq!(w("bytes=0-9,5-20", 1000), Wanted::Whole);
+        assert_eq!(w("bytes=20-29,0-9", 1000), Wanted::Whole);
+        let many = (0..=MAX_RANGES)
+            .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(w(&format!("bytes={many}"), 1000), Wanted::Whole);
     }
 }

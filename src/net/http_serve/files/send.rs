@@ -58,6 +58,32 @@ pub fn range(file: File, start: u64, len: u64, rate: Option<u64>) -> std::io::Re
     }))
 }
 
+/// Several parts of `file` as one `multipart/byteranges` body: each
+/// `[start, end)` after its own head (`heads[i]`), then `tail`.
+pub fn pieces(file: File, parts: Vec<(Bytes, u64, u64)>, tail: Bytes) -> Body {
+    produced(move |tx| {
+        for (head, start, end) in parts {
+            if tx.blocking_send(Ok(head)).is_err() {
+                return;
+            }
+            let mut at = start;
+            while at < end {
+                let want = CHUNK.min((end - at) as usize);
+                let mut buf = vec![0; want];
+                if let Err(e) = file.read_exact_at(&mut buf, at) {
+                    let _ = tx.blocking_send(Err(shrank(e)));
+                    return;
+                }
+                at += want as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.blocking_send(Ok(tail));
+    })
+}
+
 /// The whole of `file`, gzip-compressed as it is read.
 pub fn gzip(file: File, len: u64) -> Body {
     produced(move |tx| {
