@@ -20,6 +20,7 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -348,13 +349,23 @@ async fn accept_loop(
                     server: state.shared.clone(),
                     permit: permit.clone(),
                 };
-                tokio::spawn(connection(
-                    stream,
-                    ctx,
-                    builder.clone(),
-                    tls.clone(),
-                    active,
-                ));
+                let _ = stream.set_nodelay(true);
+                // Two tasks of their own size: the plain one does not carry
+                // a TLS session's room while it idles.
+                match &tls {
+                    None => {
+                        tokio::spawn(plain(stream, ctx, builder.clone(), active));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(secure(
+                            stream,
+                            ctx,
+                            builder.clone(),
+                            acceptor.clone(),
+                            active,
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 crate::console::alert(&format!("http_serve: {}", Error::io("accepting", None, e)));
@@ -383,37 +394,52 @@ fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// One connection, HTTP/1.1 or HTTP/2, plain or TLS, until it closes.
-async fn connection(
+/// What answers each request of a connection.
+fn service(
+    ctx: RequestCtx,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send {
+    hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
+    })
+}
+
+/// One plain connection, HTTP/1.1 or h2c, until it closes. A client that
+/// resets or times out is no error of the server's.
+async fn plain(
     stream: TcpStream,
     ctx: RequestCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     active: Active,
 ) {
-    let _ = stream.set_nodelay(true);
-    let service = hyper::service::service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
-    });
-    // A client that resets or times out is no error of the server's.
-    match tls {
-        None => {
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        }
-        Some(acceptor) => {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        }
-    }
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service(ctx))
+        .await;
+    drop(active);
+}
+
+/// One TLS connection: the handshake (ALPN picks h2 or HTTP/1.1), then
+/// as [`plain`].
+async fn secure(
+    stream: TcpStream,
+    ctx: RequestCtx,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    active: Active,
+) {
+    let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    else {
+        return;
+    };
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service(ctx))
+        .await;
     drop(active);
 }
 
@@ -527,7 +553,8 @@ async fn closure(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let request = Req::new(&parts, params, bytes, ctx.peer.addr);
+    let (method, path) = (parts.method.clone(), parts.uri.clone());
+    let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let outcome = handler
         .call(vec![Dynamic::from(request)])
         .map_err(|e| crate::error::message_of(&e))
@@ -540,9 +567,8 @@ async fn closure(
         Ok(response) => response,
         Err(why) => {
             crate::console::alert(&format!(
-                "http_serve: {} {}: {why}",
-                parts.method,
-                crate::error::printable(parts.uri.path())
+                "http_serve: {method} {}: {why}",
+                crate::error::printable(path.path())
             ));
             status_page(StatusCode::INTERNAL_SERVER_ERROR)
         }
