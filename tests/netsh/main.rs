@@ -40,6 +40,7 @@ mod errors;
 mod fetch;
 mod fetch_trust;
 mod handshake;
+mod http_files;
 mod http_serve;
 mod interact;
 mod names_ports;

@@ -181,6 +181,11 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
         ("socks_serve", "", r#"socks_serve("127.0.0.1:0")"#),
         ("http_serve", "", r#"http_serve("127.0.0.1:0", |req| "x")"#),
         (
+            "http_serve",
+            "--allow-net=127.0.0.1:0",
+            r#"http_serve("127.0.0.1:0", "{D}")"#,
+        ),
+        (
             "connect",
             "--allow-net=127.0.0.1:9",
             r#"connect("127.0.0.1:9", #{proxy: "socks5://127.0.0.1:{P}"})"#,

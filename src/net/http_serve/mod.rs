@@ -21,6 +21,8 @@ use crate::runtime::closure::Callback;
 
 pub mod body;
 pub mod file;
+pub mod files;
+pub mod guard;
 pub mod log;
 pub mod reply;
 pub mod request;
@@ -46,6 +48,15 @@ const OPTIONS: &[&str] = &[
     "workers",
     "max_connections",
     "max_body",
+    // Folder serving (files::Folder).
+    "upload",
+    "compress",
+    "follow_links",
+    "dotfiles",
+    "rate_limit",
+    // guard::Guard, for every route.
+    "auth",
+    "cors",
     "header_timeout",
 ];
 
@@ -80,9 +91,11 @@ fn start(
             &["req"],
         )?))
     } else if let Some(map) = handler.read_lock::<Map>() {
-        routes::Routes::from_map(ctx, &map)?
-    } else if handler.is_string() {
-        return Err(Error::invalid("serving a folder is not built yet"));
+        routes::Routes::from_map(ctx, &map, &o)?
+    } else if let Some(dir) = handler.read_lock::<rhai::ImmutableString>() {
+        routes::Routes::single(routes::Target::Folder(std::sync::Arc::new(
+            files::Folder::new(&dir, &o)?,
+        )))
     } else {
         return Err(crate::error::wrong_type(
             "a closure like |req| { … } or a map of routes like #{\"GET /\": |req| …}",
@@ -109,6 +122,7 @@ fn start(
     let settings = server::Settings {
         options: options.clone(),
         routes,
+        guard: guard::Guard::from_options(&o)?,
         header_timeout,
         log,
         max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),
@@ -140,10 +154,14 @@ mod api {
     /// `#{status, headers, body | json | file}`. A handler that fails is a
     /// 500, its error printed, and the server goes on. HTTP/1.1 with
     /// keep-alive and HTTP/2 (h2c) on one port; each request is logged in
-    /// the common log format with the time it took.
+    /// the common log format with the time it took. `handler` may also be
+    /// a folder (`"./public"`), served like `python3 -m http.server` (a
+    /// listing page, Range, ETag and 304; nothing outside the folder), and
+    /// so may a route's value (`"/static/*": "./public"`).
     ///
     /// ```rhai
     /// let s = http_serve(8000, |req| `hello ${req.query.name}`);
+    /// let files = http_serve("127.0.0.1:8001", ".");
     /// let api = http_serve("127.0.0.1:8080", #{
     ///     "GET /items/:id": |req| #{id: req.params.id},
     ///     "POST /items": |req| #{status: 201, json: req.json},
@@ -152,8 +170,9 @@ mod api {
     ///
     /// Fails when: the port is out of range or in use, the address is
     /// malformed or not local, a route key does not parse (the error says
-    /// "route" and quotes it), a handler does not take one parameter, or a
-    /// route's value is not a closure.
+    /// "route" and quotes it), a handler does not take one parameter, a
+    /// route's value is not a closure or a folder, or a folder does not
+    /// exist, is not a folder or may not be read.
     #[rhai_fn(return_raw)]
     pub fn http_serve(
         ctx: NativeCallContext,
@@ -171,10 +190,18 @@ mod api {
     /// by default), `max_connections`, `max_body` (bytes; 16 MiB by
     /// default, more is a 413), `header_timeout` (ms a client has to send
     /// a request's head, and a keep-alive connection may stay idle; 30000
-    /// by default).
+    /// by default). For every route: `auth: "user:pass"` (HTTP Basic; 401
+    /// otherwise) and `cors: true` or an origin (CORS headers, preflights
+    /// answered). For folders: `upload: true` (PUT and the listing's form;
+    /// names by `serve_files`'s rules, `.part` then rename, never
+    /// replacing), `compress: true` (gzip for text), `follow_links: true`
+    /// (symbolic links may lead out of the folder), `dotfiles: true` (names
+    /// starting with `.` listed and served), `rate_limit` (bytes a second
+    /// per response).
     ///
     /// ```rhai
     /// let s = http_serve(8443, |req| "secret", #{tls: #{self_signed: true}, quiet: true});
+    /// let share = http_serve("127.0.0.1:8000", ".", #{upload: true, auth: "me:pw"});
     /// ```
     ///
     /// Fails when: as `http_serve(bind, handler)`, or an option is unknown
