@@ -60,3 +60,4 @@ mod traceroute;
 mod transfer;
 mod udp;
 mod unix;
+mod websocket;
