@@ -218,30 +218,28 @@ impl WebSocket {
     /// protocol failure is reported once, by the `recv` that meets it.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
         let me = self.clone();
-        runtime::block_on(async move {
-            let mut arrivals = me.0.arrivals.lock().await;
-            let next = match timeout {
-                Some(after) => {
-                    runtime::within(after, || "waiting for a WebSocket message".into(), async {
-                        Ok(arrivals.recv().await)
-                    })
-                    .await?
-                }
-                None => arrivals.recv().await,
-            };
-            match next {
-                Some(arrival) => Ok(Some(arrival)),
-                None => match lock(&me.0.shared.ending).failure.take() {
-                    Some(failure) => Err(failure),
-                    None => Ok(None),
-                },
-            }
-        })
+        runtime::block_on(async move { me.next_message(timeout).await })
     }
 
-    /// A message already received, without waiting (event handlers).
-    pub fn try_recv(&self) -> Option<Arrival> {
-        self.0.arrivals.try_lock().ok()?.try_recv().ok()
+    /// [`WebSocket::recv`] for a task on the runtime.
+    pub async fn next_message(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
+        let mut arrivals = self.0.arrivals.lock().await;
+        let next = match timeout {
+            Some(after) => {
+                runtime::within(after, || "waiting for a WebSocket message".into(), async {
+                    Ok(arrivals.recv().await)
+                })
+                .await?
+            }
+            None => arrivals.recv().await,
+        };
+        match next {
+            Some(arrival) => Ok(Some(arrival)),
+            None => match lock(&self.0.shared.ending).failure.take() {
+                Some(failure) => Err(failure),
+                None => Ok(None),
+            },
+        }
     }
 
     /// Sends a ping and waits for its pong; the round trip in milliseconds.
