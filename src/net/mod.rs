@@ -12,6 +12,7 @@ pub mod capture;
 pub mod encoding;
 pub mod helpers;
 pub mod http;
+pub mod http_serve;
 pub mod interact;
 pub mod locate;
 pub mod names;
@@ -57,6 +58,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
     Capability { name: "locate", about: "locating a host: DNS records like dig, ping, traceroute (lessons 1.1-1.3)", module: locate::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
+    Capability { name: "http_serve", about: "serving HTTP: routes of Rhai closures, HTTP/1.1 and HTTP/2, like a mock API or python -m http.server", module: http_serve::module },
     Capability { name: "ws", about: "WebSocket: ws_connect, like websocat", module: ws::module },
     Capability { name: "relay", about: "relays and proxies: relay, forward, like socat and rinetd", module: relay::module },
 ];

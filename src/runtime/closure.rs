@@ -137,6 +137,15 @@ impl Callback {
         })
     }
 
+    /// A callback that returns `()`, for unit tests of what holds one.
+    #[cfg(test)]
+    pub fn native_for_tests() -> Callback {
+        Callback {
+            call: Arc::new(|_| Ok(Dynamic::UNIT)),
+            source: "test".into(),
+        }
+    }
+
     /// Calls the closure on this thread.
     pub fn call(&self, args: Vec<Dynamic>) -> std::result::Result<Dynamic, Box<EvalAltResult>> {
         (self.call)(args)

@@ -66,8 +66,10 @@ pub fn running() -> Vec<Arc<dyn Job>> {
 /// the thread may not block at all (an event handler), it does not wait.
 pub fn wait_for_end(mut ended: watch::Receiver<bool>, limit: Duration) {
     if super::ensure_may_block().is_ok() {
-        super::handle().block_on(async move {
-            let _ = tokio::time::timeout(limit, ended.wait_for(|done| *done)).await;
+        super::blocking(|| {
+            super::handle().block_on(async move {
+                let _ = tokio::time::timeout(limit, ended.wait_for(|done| *done)).await;
+            })
         });
     }
 }

@@ -58,12 +58,14 @@ pub fn block_on_here<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
             ));
         };
         let _driving = Driving::start();
-        rt.block_on(async move {
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => Err(Error::Interrupted),
-                result = fut => result,
-            }
+        super::blocking(|| {
+            rt.block_on(async move {
+                tokio::select! {
+                    biased;
+                    _ = token.cancelled() => Err(Error::Interrupted),
+                    result = fut => result,
+                }
+            })
         })
     })
 }

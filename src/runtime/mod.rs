@@ -73,6 +73,10 @@ thread_local! {
     static PARENT: RefCell<Option<CancellationToken>> = const { RefCell::new(None) };
     /// Set on the threads that run event handlers, which must never block.
     static EVENT_HANDLER: Cell<bool> = const { Cell::new(false) };
+    /// Set on the worker threads of an `http_serve` runtime: handlers run
+    /// there and may block, each wait handing the worker's other tasks to
+    /// another thread first ([`blocking`]).
+    static BLOCK_IN_PLACE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The root of every background job's token.
@@ -127,9 +131,29 @@ pub fn set_event_handler_thread() {
     EVENT_HANDLER.with(|e| e.set(true));
 }
 
+/// Marks this thread (a worker of a multi-thread runtime of its own) as
+/// one whose Rhai code may wait: every wait goes through [`blocking`].
+pub fn set_block_in_place_thread() {
+    BLOCK_IN_PLACE.with(|e| e.set(true));
+}
+
+/// Runs `wait`, a wait that blocks this thread. On an `http_serve` worker
+/// it runs inside `tokio::task::block_in_place`: the worker's other tasks
+/// (every other connection) move to another thread for as long as it
+/// waits, and the wait may drive a runtime of its own. A handler that
+/// never waits costs nothing more than the call.
+pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
+    if BLOCK_IN_PLACE.with(Cell::get) && Handle::try_current().is_ok() {
+        tokio::task::block_in_place(wait)
+    } else {
+        wait()
+    }
+}
+
 /// Fails when this thread must not block: an event handler (which would
 /// stall every connection of its server) or a runtime thread (where tokio
-/// would panic).
+/// would panic), unless it is an `http_serve` worker, whose waits go
+/// through [`blocking`].
 pub fn ensure_may_block() -> Result<()> {
     if EVENT_HANDLER.with(Cell::get) {
         return Err(Error::invalid(
@@ -138,7 +162,7 @@ pub fn ensure_may_block() -> Result<()> {
              use the closure shape serve(port, |c| { … }) for code that waits",
         ));
     }
-    if Handle::try_current().is_ok() {
+    if Handle::try_current().is_ok() && !BLOCK_IN_PLACE.with(Cell::get) {
         // Rhai code never runs on a runtime thread; if it somehow did,
         // tokio would panic. Say so instead.
         return Err(Error::invalid(
@@ -196,12 +220,14 @@ pub fn block_on<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     if token.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    handle().block_on(async move {
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => Err(Error::Interrupted),
-            result = fut => result,
-        }
+    blocking(|| {
+        handle().block_on(async move {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => Err(Error::Interrupted),
+                result = fut => result,
+            }
+        })
     })
 }
 

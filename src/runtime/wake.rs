@@ -100,6 +100,16 @@ fn watch_token(token: CancellationToken, fd: Arc<EventFd>) -> tokio::task::Abort
 pub fn wait_fd(fd: BorrowedFd<'_>, events: PollFlags, deadline: Option<Instant>) -> Result<Ready> {
     super::ensure_may_block()?;
     let cancel = cancel_fd()?;
+    super::blocking(|| poll_until(fd, events, deadline, &cancel))
+}
+
+/// [`wait_fd`]'s loop: `poll` on `fd` and the cancellation eventfd.
+fn poll_until(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+    cancel: &impl AsFd,
+) -> Result<Ready> {
     loop {
         if super::is_cancelled() {
             return Err(Error::Interrupted);

@@ -39,6 +39,7 @@ mod errors;
 mod fetch;
 mod fetch_trust;
 mod handshake;
+mod http_serve;
 mod interact;
 mod names_ports;
 mod permissions;

@@ -65,6 +65,7 @@ const REVIEWED: &[(&str, &str)] = &[
     ("jobs", "lists jobs"),
     ("stop_all", "stops jobs"),
     ("to_string", "prints a value"),
+    ("to_map", "an HTTP request's fields as a map"),
     ("to_debug", "prints a value"),
     // Running code: what the closure does is checked where it does it,
     // with the permissions of the code that made it.
@@ -188,6 +189,7 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
             r#"forward("127.0.0.1:0", "unix:{D}/sock")"#,
         ),
         ("socks_serve", "", r#"socks_serve("127.0.0.1:0")"#),
+        ("http_serve", "", r#"http_serve("127.0.0.1:0", |req| "x")"#),
         (
             "connect",
             "--allow-net=127.0.0.1:9",

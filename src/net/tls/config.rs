@@ -202,6 +202,12 @@ impl ServerTls {
         }
     }
 
+    /// The rustls settings, for a server that drives TLS through tokio
+    /// (`http_serve`).
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+
     /// A new session for an accepted connection.
     pub fn session(&self) -> Result<Session> {
         let tls = rustls::ServerConnection::new(self.config.clone())

@@ -1,0 +1,163 @@
+//! What a handler returns, made into a response:
+//!
+//! - a string → 200, `text/plain; charset=utf-8`;
+//! - a map or an array → 200, JSON;
+//! - a blob → 200, `application/octet-stream`;
+//! - `()` → 204 No Content;
+//! - a map of only `status`, `headers`, `body`, `json`, `file` → that
+//!   response (`status` 200 unless given; `body` as above, `json` any
+//!   value as JSON, `file` a path sent with its length and `Range`s
+//!   honoured);
+//! - anything else (a number, `true`) → its text.
+//!
+//! A reply that cannot be made (a status of 1000, a header with a newline,
+//! a file that is not there) is the handler's error: a 500, and the reason
+//! in the log.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use hyper::{HeaderMap, Response, StatusCode, header};
+use rhai::{Array, Blob, Dynamic, Map};
+
+use super::body::{self, Body};
+use crate::error::{Error, Result};
+
+/// The keys of a map that describes a response rather than being JSON.
+const REPLY_KEYS: &[&str] = &["status", "headers", "body", "json", "file"];
+
+/// The response for a handler's return value. `range` is the request's
+/// `Range` header, for a `file` reply.
+pub fn response(value: Dynamic, range: Option<&str>) -> Result<Response<Body>> {
+    if let Some(map) = value.read_lock::<Map>().map(|m| m.clone())
+        && !map.is_empty()
+        && map.keys().all(|k| REPLY_KEYS.contains(&k.as_str()))
+    {
+        return described(map, range);
+    }
+    let mut response = Response::new(body::empty());
+    let (bytes, content_type) = content(value)?;
+    match bytes {
+        None => *response.status_mut() = StatusCode::NO_CONTENT,
+        Some(bytes) => {
+            set(response.headers_mut(), header::CONTENT_TYPE, content_type);
+            *response.body_mut() = body::full(bytes);
+        }
+    }
+    Ok(response)
+}
+
+/// A value as bytes and their type; `None` for `()`.
+fn content(value: Dynamic) -> Result<(Option<Bytes>, &'static str)> {
+    if value.is_unit() {
+        return Ok((None, ""));
+    }
+    if value.is_string() {
+        let text = value.into_string().unwrap_or_default();
+        return Ok((Some(Bytes::from(text)), "text/plain; charset=utf-8"));
+    }
+    if value.is_blob() {
+        let blob = value.cast::<Blob>();
+        return Ok((Some(Bytes::from(blob)), "application/octet-stream"));
+    }
+    if value.is_map() || value.is::<Array>() {
+        return json(&value).map(|b| (Some(b), "application/json"));
+    }
+    Ok((
+        Some(Bytes::from(value.to_string())),
+        "text/plain; charset=utf-8",
+    ))
+}
+
+fn json(value: &Dynamic) -> Result<Bytes> {
+    let value = crate::net::helpers::to_json_value(value, 0)?;
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|e| Error::invalid(format!("the reply cannot be written as JSON: {e}")))
+}
+
+/// `#{status, headers, body | json | file}`.
+fn described(map: Map, range: Option<&str>) -> Result<Response<Body>> {
+    let status = match map.get("status") {
+        None => StatusCode::OK,
+        Some(v) => status(v)?,
+    };
+    let given = ["body", "json", "file"]
+        .iter()
+        .filter(|k| map.contains_key(**k))
+        .count();
+    if given > 1 {
+        return Err(Error::invalid(
+            "a reply has one of body, json or file, not several",
+        ));
+    }
+    let mut response = if let Some(path) = map.get("file") {
+        let path = path
+            .clone()
+            .into_string()
+            .map_err(|_| crate::error::wrong_type("a path as the reply's file", path))?;
+        let mut r = file(Path::new(&path), range)?;
+        if status != StatusCode::OK {
+            *r.status_mut() = status;
+        }
+        r
+    } else {
+        let (bytes, content_type) = match map.get("json") {
+            Some(v) => (Some(json(v)?), "application/json"),
+            None => content(map.get("body").cloned().unwrap_or(Dynamic::UNIT))?,
+        };
+        let mut r = Response::new(match bytes {
+            Some(b) => body::full(b),
+            None => body::empty(),
+        });
+        *r.status_mut() = status;
+        if !content_type.is_empty() {
+            set(r.headers_mut(), header::CONTENT_TYPE, content_type);
+        }
+        r
+    };
+    if let Some(headers) = map.get("headers") {
+        let Some(headers) = headers.read_lock::<Map>().map(|m| m.clone()) else {
+            return Err(crate::error::wrong_type(
+                "a map like #{\"x-thing\": \"value\"} as the reply's headers",
+                headers,
+            ));
+        };
+        for (name, value) in headers {
+            let name = header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::invalid(format!("'{name}' is not a header name")))?;
+            let text = if value.is_string() {
+                value.into_string().unwrap_or_default()
+            } else {
+                value.to_string()
+            };
+            let value = header::HeaderValue::from_str(&text).map_err(|_| {
+                Error::invalid(format!(
+                    "the value of header '{name}' holds a character a header cannot"
+                ))
+            })?;
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// A status number, 100–999.
+fn status(value: &Dynamic) -> Result<StatusCode> {
+    let n = value
+        .as_int()
+        .map_err(|_| crate::error::wrong_type("a status number like 404", value))?;
+    u16::try_from(n)
+        .ok()
+        .and_then(|n| StatusCode::from_u16(n).ok())
+        .ok_or_else(|| Error::invalid(format!("{n} is not an HTTP status (100-999)")))
+}
+
+fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
+    headers.insert(name, header::HeaderValue::from_static(value));
+}
+
+/// A file, whole or the one range asked for.
+fn file(path: &Path, range: Option<&str>) -> Result<Response<Body>> {
+    super::file::send(path, range)
+}

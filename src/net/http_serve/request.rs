@@ -1,0 +1,184 @@
+//! What a handler is given: the `req` value (`req.method`, `req.path`,
+//! `req.query`, `req.params`, `req.headers`, `req.body`, `req.json`,
+//! `req.peer`), and the context every part of a request's answer shares
+//! ([`RequestCtx`]: who asked, on which server, under which permissions).
+//!
+//! `req` is a type of its own rather than a map so that `req.json` parses
+//! the body only when a handler asks, and fails then with words that say
+//! why, instead of every request paying for a parse nobody reads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::http::request::Parts;
+use rhai::{Blob, Dynamic, Map};
+
+use super::server::Shared;
+use crate::error::{Error, Result};
+
+/// The far end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
+}
+
+/// What every part of one request's answer shares.
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub peer: Peer,
+    /// The server: its settings (options) and counters.
+    pub server: Arc<Shared>,
+    /// The permissions of the script that started the server; checks made
+    /// for a request (a `file:` reply, a folder's file) go through them.
+    pub permit: crate::permit::Context,
+}
+
+/// A request as a handler sees it.
+#[derive(Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path, percent-decoded.
+    pub path: String,
+    pub query: Map,
+    pub params: Map,
+    pub headers: Map,
+    /// The raw body.
+    pub bytes: Bytes,
+    pub peer: SocketAddr,
+    /// `HTTP/1.1`, `HTTP/2.0`…
+    pub version: String,
+}
+
+impl Request {
+    /// The `req` of a request whose body has been read.
+    pub fn new(parts: &Parts, params: Map, bytes: Bytes, peer: SocketAddr) -> Request {
+        let path = percent_encoding::percent_decode_str(parts.uri.path())
+            .decode_utf8_lossy()
+            .into_owned();
+        Request {
+            method: parts.method.as_str().to_string(),
+            path,
+            query: query_map(parts.uri.query()),
+            params,
+            headers: header_map(&parts.headers),
+            bytes,
+            peer,
+            version: format!("{:?}", parts.version),
+        }
+    }
+
+    /// The body: text when it is UTF-8 (as nearly every API's is), else a
+    /// blob.
+    pub fn body(&self) -> Dynamic {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => text.into(),
+            Err(_) => Dynamic::from_blob(Blob::from(self.bytes.to_vec())),
+        }
+    }
+
+    /// The body read as JSON.
+    pub fn json(&self) -> Result<Dynamic> {
+        if self.bytes.is_empty() {
+            return Err(Error::invalid(
+                "req.json: the request has no body (send JSON with Content-Type: application/json)",
+            ));
+        }
+        match serde_json::from_slice::<serde_json::Value>(&self.bytes) {
+            Ok(value) => Ok(crate::net::helpers::from_json_value(value)),
+            Err(e) => Err(Error::invalid(format!(
+                "req.json: the request body is not JSON ({e})"
+            ))),
+        }
+    }
+
+    /// Everything at once, for printing and `req.to_map()`; `json` left
+    /// out (it may not parse).
+    pub fn to_map(&self) -> Map {
+        let mut map = Map::new();
+        map.insert("method".into(), self.method.clone().into());
+        map.insert("path".into(), self.path.clone().into());
+        map.insert("query".into(), self.query.clone().into());
+        map.insert("params".into(), self.params.clone().into());
+        map.insert("headers".into(), self.headers.clone().into());
+        map.insert("body".into(), self.body());
+        map.insert("peer".into(), self.peer.to_string().into());
+        map.insert("version".into(), self.version.clone().into());
+        map
+    }
+}
+
+/// `?a=1&b=x%20y` → `#{a: "1", b: "x y"}`; a repeated key keeps its last
+/// value.
+fn query_map(query: Option<&str>) -> Map {
+    let mut map = Map::new();
+    if let Some(query) = query {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            map.insert(key.as_ref().into(), value.into_owned().into());
+        }
+    }
+    map
+}
+
+/// Header names in lower case (as HTTP/2 sends them, and as hyper keeps
+/// them); a repeated header's values joined with `, `.
+fn header_map(headers: &hyper::HeaderMap) -> Map {
+    let mut map = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        match map.get_mut(name.as_str()) {
+            Some(existing) => {
+                let joined = format!("{existing}, {value}");
+                *existing = joined.into();
+            }
+            None => {
+                map.insert(name.as_str().into(), value.into_owned().into());
+            }
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_headers_read_as_maps() {
+        let q = query_map(Some("n=1&s=a%20b&n=2&flag"));
+        assert_eq!(q["n"].clone().into_string().unwrap(), "2");
+        assert_eq!(q["s"].clone().into_string().unwrap(), "a b");
+        assert_eq!(q["flag"].clone().into_string().unwrap(), "");
+        let mut h = hyper::HeaderMap::new();
+        h.append("X-Thing", "a".parse().unwrap());
+        h.append("x-thing", "b".parse().unwrap());
+        let m = header_map(&h);
+        assert_eq!(m["x-thing"].clone().into_string().unwrap(), "a, b");
+    }
+
+    #[test]
+    fn json_fails_with_words() {
+        let parts = hyper::Request::builder()
+            .uri("/x?y=1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let req = Request::new(&parts, Map::new(), Bytes::from_static(b"{nope"), peer);
+        let err = req.json().unwrap_err().to_string();
+        assert!(err.contains("not JSON"), "{err}");
+        let req = Request::new(
+            &parts,
+            Map::new(),
+            Bytes::from_static(b"{\"a\": [1]}"),
+            peer,
+        );
+        assert!(req.json().unwrap().is_map());
+        assert!(req.body().is_string());
+        let req = Request::new(&parts, Map::new(), Bytes::from_static(b"\xff\x00"), peer);
+        assert!(req.body().is_blob());
+    }
+}

@@ -1,0 +1,496 @@
+//! The server: a tokio runtime of its own, its accept loop, and each
+//! connection served by hyper-util's "auto" builder, which speaks HTTP/1.1
+//! (with keep-alive) or HTTP/2 on the same port — h2c when a client opens
+//! with HTTP/2's preface (`curl --http2-prior-knowledge`), or over TLS
+//! when ALPN picks `h2`.
+//!
+//! Handlers run where their request is: on the runtime's worker, called
+//! inline from the connection's task, so a handler that only computes
+//! costs one function call and no thread hand-off. The workers are marked
+//! ([`runtime::set_block_in_place_thread`]) so that a handler that waits
+//! (`fetch`, `sleep`, `connect`…) first hands the worker's other tasks to
+//! another thread (`tokio::task::block_in_place`): a slow handler holds
+//! up its own request only, never the server.
+//!
+//! The bad input a client can send is hyper's to refuse, with the limits
+//! set here: a malformed request line is a 400, a head over
+//! [`MAX_HEAD`] a 431, a head not complete within [`HEADER_TIMEOUT`]
+//! (a slowloris client trickling headers) closes the connection, and a
+//! body over `max_body` is a 413 before the handler runs.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt, Limited};
+use hyper::{Request, Response, StatusCode, body::Incoming, header};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use rhai::{Dynamic, Map};
+use tokio::{net::TcpStream, sync::watch};
+
+use super::{
+    body::{self, Body},
+    log::{Entry, Log},
+    reply,
+    request::{Peer, Request as Req, RequestCtx},
+    routes::{Lookup, Routes, Target},
+};
+use crate::error::{Error, Result};
+use crate::net::tcp::{Bind, ListenSocket};
+use crate::net::tls::ServerTls;
+use crate::runtime::{
+    self, CancellationToken,
+    closure::Callback,
+    jobs::{self, Job},
+};
+
+/// The most a request's head (request line and headers) may take.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// How long a client has to send a whole request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a TLS client has to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body read for a handler unless `max_body` says.
+pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What the server was asked to do, and what it has counted.
+pub struct Shared {
+    pub routes: Routes,
+    pub log: Log,
+    pub max_body: usize,
+    pub stats: Stats,
+}
+
+/// The counters behind `.stats()`.
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub active: AtomicU64,
+    pub requests: AtomicU64,
+    /// Answers with a 5xx status.
+    pub errors: AtomicU64,
+}
+
+/// How the server was asked to run (its options).
+pub struct Settings {
+    pub routes: Routes,
+    pub log: Log,
+    pub max_body: usize,
+    pub workers: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// A running `http_serve`, as `jobs()` lists it.
+#[derive(Clone)]
+pub struct HttpServer(Arc<State>);
+
+pub struct State {
+    id: u64,
+    addr: SocketAddr,
+    token: CancellationToken,
+    /// Flips to `true` when the accept loop has ended and the port is free.
+    stopped: watch::Sender<bool>,
+    /// The server's runtime, shut down when it stops.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    shared: Arc<Shared>,
+    tls: Option<Arc<ServerTls>>,
+}
+
+impl HttpServer {
+    /// Binds `bind` and starts serving.
+    pub fn start(bind: SocketAddr, settings: Settings) -> Result<HttpServer> {
+        crate::net::serve::raise_open_file_limit();
+        let workers = settings.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        let token = runtime::child_token();
+        let thread_token = token.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("netsh-http")
+            .thread_stack_size(runtime::RHAI_THREAD_STACK)
+            .on_thread_start(move || {
+                runtime::adopt(thread_token.clone());
+                runtime::set_block_in_place_thread();
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the HTTP server's threads", None, e))?;
+        let listener = {
+            let _entered = rt.enter();
+            ListenSocket::bind(&Bind::Ip(bind))?.0
+        };
+        let ListenSocket::Tcp(listener) = listener else {
+            return Err(Error::invalid("http_serve listens on TCP"));
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", None, e))?;
+        let shared = Arc::new(Shared {
+            routes: settings.routes,
+            log: settings.log,
+            max_body: settings.max_body,
+            stats: Stats::default(),
+        });
+        let acceptor = settings.tls.as_ref().map(|tls| {
+            let mut config = (*tls.config()).clone();
+            if config.alpn_protocols.is_empty() {
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            }
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let state = Arc::new(State {
+            id: jobs::next_id(),
+            addr,
+            token,
+            stopped: watch::Sender::new(false),
+            runtime: Mutex::new(None),
+            shared,
+            tls: settings.tls.clone(),
+        });
+        let limit = settings
+            .max_connections
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        rt.spawn(accept_loop(state.clone(), listener, acceptor, limit));
+        if let Ok(mut slot) = state.runtime.lock() {
+            *slot = Some(rt);
+        }
+        if let Some(tls) = &state.tls
+            && !matches!(state.shared.log, Log::Quiet)
+        {
+            tls.tell_self_signed("http_serve", &state.addr);
+        }
+        let server = HttpServer(state);
+        jobs::add(Arc::new(server.clone()));
+        Ok(server)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn tls(&self) -> Option<&Arc<ServerTls>> {
+        self.0.tls.as_ref()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        *self.0.stopped.borrow()
+    }
+
+    /// `#{connections, active, requests, errors}`.
+    pub fn stats(&self) -> Map {
+        let s = &self.0.shared.stats;
+        let mut map = Map::new();
+        for (key, n) in [
+            ("connections", &s.connections),
+            ("active", &s.active),
+            ("requests", &s.requests),
+            ("errors", &s.errors),
+        ] {
+            map.insert(
+                key.into(),
+                Dynamic::from_int(n.load(Ordering::Relaxed) as i64),
+            );
+        }
+        map
+    }
+
+    /// Stops accepting, ends every connection and interrupts running
+    /// handlers; waits (up to 2 s) until the port is free.
+    pub fn stop(&self) {
+        self.0.token.cancel();
+        runtime::jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        // A runtime cannot be shut down from one of its own workers (a
+        // handler stopping its server): a thread of its own does it.
+        if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
+            let _ = std::thread::Builder::new()
+                .name("netsh-http-end".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_secs(2)));
+        }
+    }
+
+    /// Blocks until the server stops, or Ctrl-C.
+    pub fn wait(&self) -> Result<()> {
+        let mut stopped = self.0.stopped.subscribe();
+        runtime::block_on(async move {
+            let _ = stopped.wait_for(|done| *done).await;
+            Ok(())
+        })
+    }
+}
+
+impl Job for HttpServer {
+    fn stop(&self) {
+        HttpServer::stop(self);
+    }
+
+    fn ended(&self) -> watch::Receiver<bool> {
+        self.0.stopped.subscribe()
+    }
+
+    fn handle(&self) -> Dynamic {
+        Dynamic::from(self.clone())
+    }
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_stopped() {
+            "stopped"
+        } else {
+            "running"
+        };
+        let s = &self.0.shared.stats;
+        let scheme = if self.0.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        write!(
+            f,
+            "HttpServer #{} ({scheme}://{}, {state}, {} requests, {} connections)",
+            self.0.id,
+            self.0.addr,
+            s.requests.load(Ordering::Relaxed),
+            s.connections.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A connection counted as active until dropped.
+struct Active {
+    shared: Arc<Shared>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.shared.stats.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts until stopped; a task per connection.
+async fn accept_loop(
+    state: Arc<State>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limit: Option<Arc<tokio::sync::Semaphore>>,
+) {
+    let builder = Arc::new(builder());
+    let permit = crate::permit::Context::current();
+    loop {
+        let slot = match &limit {
+            Some(limit) => tokio::select! {
+                biased;
+                _ = state.token.cancelled() => break,
+                slot = limit.clone().acquire_owned() => slot.ok(),
+            },
+            None => None,
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = state.token.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let stats = &state.shared.stats;
+                stats.connections.fetch_add(1, Ordering::Relaxed);
+                stats.active.fetch_add(1, Ordering::Relaxed);
+                let active = Active {
+                    shared: state.shared.clone(),
+                    _slot: slot,
+                };
+                let ctx = RequestCtx {
+                    peer: Peer {
+                        addr,
+                        tls: tls.is_some(),
+                    },
+                    server: state.shared.clone(),
+                    permit: permit.clone(),
+                };
+                tokio::spawn(connection(
+                    stream,
+                    ctx,
+                    builder.clone(),
+                    tls.clone(),
+                    active,
+                ));
+            }
+            Err(e) => {
+                crate::console::alert(&format!("http_serve: {}", Error::io("accepting", None, e)));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    state.stopped.send_replace(true);
+}
+
+/// hyper-util's auto builder with netsh's limits.
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD as u32)
+        .max_concurrent_streams(256);
+    builder
+}
+
+/// One connection, HTTP/1.1 or HTTP/2, plain or TLS, until it closes.
+async fn connection(
+    stream: TcpStream,
+    ctx: RequestCtx,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    active: Active,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
+    });
+    // A client that resets or times out is no error of the server's.
+    match tls {
+        None => {
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+        }
+        Some(acceptor) => {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let _ = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await;
+        }
+    }
+    drop(active);
+}
+
+/// The answer to one request, counted and logged.
+pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let version = req.version();
+    let response = route(req, &ctx).await;
+    let stats = &ctx.server.stats;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    if response.status().is_server_error() {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    if !matches!(ctx.server.log, Log::Quiet) {
+        let bytes = hyper::body::Body::size_hint(response.body()).exact();
+        ctx.server.log.record(&Entry {
+            peer: ctx.peer.addr,
+            method: method.as_str(),
+            target: &target,
+            version,
+            status: response.status().as_u16(),
+            bytes,
+            took: started.elapsed(),
+        });
+    }
+    response
+}
+
+/// A plain answer: the status and its reason as text.
+pub fn status_page(status: StatusCode) -> Response<Body> {
+    let text = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let mut response = Response::new(body::full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The request handed to the route its path and method find.
+async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let routes = ctx.server.routes.clone();
+    let (target, params) = match routes.find(req.method().as_str(), req.uri().path()) {
+        Lookup::Found(matched) => (matched.route.target.clone(), matched.params),
+        Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
+        Lookup::WrongMethod(allowed) => {
+            let mut response = status_page(StatusCode::METHOD_NOT_ALLOWED);
+            if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return response;
+        }
+    };
+    match target {
+        Target::Closure(handler) => closure(req, params, &handler, ctx).await,
+    }
+}
+
+/// Reads the body, calls the handler on this worker, makes its reply.
+async fn closure(
+    req: Request<Incoming>,
+    params: Map,
+    handler: &Callback,
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, ctx.server.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return status_page(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        Err(_) => return status_page(StatusCode::BAD_REQUEST),
+    };
+    let range = parts
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let request = Req::new(&parts, params, bytes, ctx.peer.addr);
+    let outcome = handler
+        .call(vec![Dynamic::from(request)])
+        .map_err(|e| crate::error::message_of(&e))
+        .and_then(|value| {
+            ctx.permit
+                .enter(|| reply::response(value, range.as_deref()))
+                .map_err(|e| e.to_string())
+        });
+    match outcome {
+        Ok(response) => response,
+        Err(why) => {
+            crate::console::alert(&format!(
+                "http_serve: {} {}: {why}",
+                parts.method,
+                crate::error::printable(parts.uri.path())
+            ));
+            status_page(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
