@@ -27,6 +27,8 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 pub enum Target {
     /// A Rhai closure `|req| …`, called for each request.
     Closure(Callback),
+    /// A WebSocket route, `#{websocket: |ws| …}` or `#{on_message: …}`.
+    WebSocket(Arc<crate::net::ws::ServerRoute>),
 }
 
 /// One segment of a path pattern.
@@ -288,9 +290,13 @@ fn target_of(ctx: &NativeCallContext, key: &str, value: &Dynamic) -> Result<Targ
             "route \"{key}\": serving a folder is not built yet"
         )));
     }
-    if value.is_map() {
+    if let Some(map) = value.read_lock::<Map>() {
+        if crate::net::ws::server::is_websocket_route(&map) {
+            let route = crate::net::ws::ServerRoute::from_map(ctx, key, &map)?;
+            return Ok(Target::WebSocket(Arc::new(route)));
+        }
         return Err(Error::invalid(format!(
-            "route \"{key}\": WebSocket routes are not built yet"
+            "route \"{key}\": a map route is a WebSocket: #{{websocket: |ws| …}} or #{{on_message: |ws, m| …}}"
         )));
     }
     let why = crate::error::wrong_type("a closure like |req| { … }", value);

@@ -450,6 +450,7 @@ async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     };
     match target {
         Target::Closure(handler) => closure(req, params, &handler, ctx).await,
+        Target::WebSocket(route) => route.accept(req, ctx),
     }
 }
 

@@ -127,10 +127,7 @@ impl Settings {
                     .clone()
                     .into_string()
                     .map_err(|_| o.wrong("protocols", "an array of names like [\"chat\"]", item))?;
-                let token = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                let token = is_token(&name);
                 if !token {
                     return Err(Error::invalid(format!(
                         "option 'protocols': '{}' is not a subprotocol name (letters, digits and !#$%&'*+-.^_`|~, no spaces)",
@@ -263,4 +260,12 @@ fn tls_failure(err: std::io::Error, peer: &str) -> Error {
         )),
         None => Error::io(format!("TLS with {peer}"), None, err),
     }
+}
+
+/// Whether `name` is an HTTP token, as a subprotocol name must be.
+pub fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }

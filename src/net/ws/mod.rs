@@ -19,9 +19,11 @@ use crate::net::options::{self, Options};
 
 pub mod client;
 mod interact;
+pub mod server;
 pub mod socket;
 pub mod url;
 
+pub use server::ServerRoute;
 pub use socket::{About, Arrival, WebSocket};
 pub use url::WsUrl;
 

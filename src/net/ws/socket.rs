@@ -93,6 +93,8 @@ struct Inner {
     stop: CancellationToken,
     /// An event handler's sends, written in order by a task of their own.
     outbox: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    /// Where its tasks run.
+    tasks: tokio::runtime::Handle,
     about: About,
 }
 
@@ -118,8 +120,15 @@ pub struct About {
 pub struct WebSocket(Arc<Inner>);
 
 impl WebSocket {
-    /// Takes over a WebSocket whose handshake is done and starts reading it.
+    /// Takes over a WebSocket whose handshake is done and starts reading
+    /// it on the shared runtime.
     pub fn start(stream: Stream, about: About) -> WebSocket {
+        WebSocket::start_on(runtime::handle().clone(), stream, about)
+    }
+
+    /// [`WebSocket::start`], its tasks on `tasks` (a server's runtime,
+    /// where its socket is registered).
+    pub fn start_on(tasks: tokio::runtime::Handle, stream: Stream, about: About) -> WebSocket {
         let (sink, reader) = stream.split();
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
@@ -131,7 +140,7 @@ impl WebSocket {
         {
             let shared = shared.clone();
             let stop = stop.clone();
-            runtime::handle().spawn(async move {
+            tasks.spawn(async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
                     _ = read_loop(reader, tx, &shared) => {}
@@ -153,6 +162,7 @@ impl WebSocket {
             shared,
             stop,
             outbox: Mutex::new(None),
+            tasks,
             about,
         }))
     }
@@ -198,7 +208,7 @@ impl WebSocket {
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         *lock(&self.0.outbox) = Some(tx);
         let me = Arc::downgrade(&self.0);
-        runtime::handle().spawn(async move {
+        self.0.tasks.spawn(async move {
             while let Some(message) = rx.recv().await {
                 let Some(inner) = me.upgrade() else { return };
                 let closing = matches!(message, Message::Close(_));
