@@ -62,3 +62,4 @@ mod transfer;
 mod udp;
 mod unix;
 mod websocket;
+mod websocket_server;

@@ -161,7 +161,11 @@ impl ServerRoute {
 
     /// Answers an upgrade request: the 101, and the connection taken over
     /// once it is sent; or why not.
-    pub fn accept(self: &Arc<Self>, mut req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    pub fn accept(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        ctx: &RequestCtx,
+    ) -> Response<Body> {
         let (accept_key, protocol) = match self.check(&req) {
             Ok(answer) => answer,
             Err(refusal) => return refusal,
@@ -188,8 +192,14 @@ impl ServerRoute {
         let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-        headers.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+        headers.insert(
+            header::UPGRADE,
+            header::HeaderValue::from_static("websocket"),
+        );
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("Upgrade"),
+        );
         if let Ok(value) = header::HeaderValue::from_str(&accept_key) {
             headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
         }
@@ -202,7 +212,10 @@ impl ServerRoute {
     /// RFC 6455 §4.2.1's checks: the accept key and the subprotocol chosen,
     /// or the answer refusing the request.
     #[allow(clippy::result_large_err)]
-    fn check(&self, req: &Request<Incoming>) -> std::result::Result<(String, Option<String>), Response<Body>> {
+    fn check(
+        &self,
+        req: &Request<Incoming>,
+    ) -> std::result::Result<(String, Option<String>), Response<Body>> {
         let headers = req.headers();
         let has_token = |name: header::HeaderName, token: &str| {
             headers.get_all(name).iter().any(|v| {
@@ -217,9 +230,10 @@ impl ServerRoute {
                 StatusCode::UPGRADE_REQUIRED,
                 "this is a WebSocket endpoint: connect with a WebSocket client (ws://)",
             );
-            refusal
-                .headers_mut()
-                .insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+            refusal.headers_mut().insert(
+                header::UPGRADE,
+                header::HeaderValue::from_static("websocket"),
+            );
             return Err(refusal);
         }
         if req.version() != Version::HTTP_11 {
@@ -295,12 +309,13 @@ impl ServerRoute {
                 if let Some(f) = on_open
                     && !self.call(f, vec![Dynamic::from(ws.clone())], &ws)
                 {
-                    return;
+                    return ws.until_ended(DEFAULT_CLOSE_WAIT).await;
                 }
                 loop {
                     let next = tokio::select! {
                         _ = token.cancelled() => {
                             let _ = ws.close(1001, "the server is stopping", DEFAULT_CLOSE_WAIT);
+                            ws.until_ended(DEFAULT_CLOSE_WAIT).await;
                             break;
                         }
                         next = ws.next_message(None) => next,
@@ -311,7 +326,7 @@ impl ServerRoute {
                             if let Some(f) = on_message
                                 && !self.call(f, vec![Dynamic::from(ws.clone()), value], &ws)
                             {
-                                return;
+                                return ws.until_ended(DEFAULT_CLOSE_WAIT).await;
                             }
                         }
                         Ok(None) => break,
@@ -329,7 +344,8 @@ impl ServerRoute {
     }
 
     /// Calls an event handler on this worker; when it throws, says so and
-    /// closes the WebSocket with 1011. Whether the connection goes on.
+    /// queues a close with 1011 (the caller keeps the handle until it is
+    /// written). Whether the connection goes on.
     fn call(&self, f: &Callback, args: Vec<Dynamic>, ws: &WebSocket) -> bool {
         match f.call(args) {
             Ok(_) => true,

@@ -290,6 +290,12 @@ impl WebSocket {
         })
     }
 
+    /// Waits (up to `wait`) until the connection has ended: for a task that
+    /// queued a close and must keep the handle until it is written.
+    pub async fn until_ended(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.0.shared.ended.cancelled()).await;
+    }
+
     /// Waits for the reading task to see the end, then drops both halves.
     async fn finish_close(&self, wait: Duration) {
         let _ = tokio::time::timeout(wait, self.0.shared.ended.cancelled()).await;
