@@ -46,6 +46,7 @@ const OPTIONS: &[&str] = &[
     "workers",
     "max_connections",
     "max_body",
+    "header_timeout",
 ];
 
 /// Where `http_serve` listens: a port (every address) or `"ip:port"`.
@@ -96,8 +97,19 @@ fn start(
         None if o.flag("quiet", false)? => log::Log::Quiet,
         None => log::Log::Terminal,
     };
+    let header_timeout = match o.timeout("header_timeout")? {
+        None => server::HEADER_TIMEOUT,
+        Some(None) => {
+            return Err(Error::invalid(
+                "option 'header_timeout' must be more than 0 ms: a client that never finishes its headers would hold its connection forever",
+            ));
+        }
+        Some(Some(limit)) => limit,
+    };
     let settings = server::Settings {
+        options: options.clone(),
         routes,
+        header_timeout,
         log,
         max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),
         workers: o.positive("workers")?.map(|n| n.min(256)),
@@ -157,7 +169,9 @@ mod api {
     /// `#{cert, key}` or `#{self_signed: true}`; ALPN offers h2 and
     /// http/1.1), `workers` (threads running handlers; the number of cores
     /// by default), `max_connections`, `max_body` (bytes; 16 MiB by
-    /// default, more is a 413).
+    /// default, more is a 413), `header_timeout` (ms a client has to send
+    /// a request's head, and a keep-alive connection may stay idle; 30000
+    /// by default).
     ///
     /// ```rhai
     /// let s = http_serve(8443, |req| "secret", #{tls: #{self_signed: true}, quiet: true});
@@ -363,7 +377,7 @@ mod api {
     /// so the client gets a 500, unless it catches the error).
     #[rhai_fn(get = "json", pure, return_raw)]
     pub fn req_json(r: &mut Request) -> ScriptResult<Dynamic> {
-        r.json().map_err(fail("http_serve"))
+        r.json().map_err(fail("req.json"))
     }
 
     /// Who sent the request, as `"ip:port"`.

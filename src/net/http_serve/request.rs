@@ -83,13 +83,13 @@ impl Request {
     pub fn json(&self) -> Result<Dynamic> {
         if self.bytes.is_empty() {
             return Err(Error::invalid(
-                "req.json: the request has no body (send JSON with Content-Type: application/json)",
+                "the request has no body (send JSON with Content-Type: application/json)",
             ));
         }
         match serde_json::from_slice::<serde_json::Value>(&self.bytes) {
             Ok(value) => Ok(crate::net::helpers::from_json_value(value)),
             Err(e) => Err(Error::invalid(format!(
-                "req.json: the request body is not JSON ({e})"
+                "the request body is not JSON ({e})"
             ))),
         }
     }

@@ -55,8 +55,11 @@ use crate::runtime::{
 
 /// The most a request's head (request line and headers) may take.
 pub const MAX_HEAD: usize = 64 * 1024;
-/// How long a client has to send a whole request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send a whole request head unless
+/// `header_timeout` says: hyper's own default. It is also how long a
+/// keep-alive connection may sit idle, since hyper starts the clock when
+/// it starts waiting for the next head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS client has to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body read for a handler unless `max_body` says.
@@ -64,6 +67,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// What the server was asked to do, and what it has counted.
 pub struct Shared {
+    /// The options map as given, for the parts that read their own keys.
+    pub options: Map,
     pub routes: Routes,
     pub log: Log,
     pub max_body: usize,
@@ -82,7 +87,9 @@ pub struct Stats {
 
 /// How the server was asked to run (its options).
 pub struct Settings {
+    pub options: Map,
     pub routes: Routes,
+    pub header_timeout: Duration,
     pub log: Log,
     pub max_body: usize,
     pub workers: Option<usize>,
@@ -137,6 +144,7 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", None, e))?;
         let shared = Arc::new(Shared {
+            options: settings.options,
             routes: settings.routes,
             log: settings.log,
             max_body: settings.max_body,
@@ -161,7 +169,14 @@ impl HttpServer {
         let limit = settings
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-        rt.spawn(accept_loop(state.clone(), listener, acceptor, limit));
+        let builder = builder(settings.header_timeout);
+        rt.spawn(accept_loop(
+            state.clone(),
+            listener,
+            builder,
+            acceptor,
+            limit,
+        ));
         if let Ok(mut slot) = state.runtime.lock() {
             *slot = Some(rt);
         }
@@ -256,13 +271,14 @@ impl std::fmt::Debug for HttpServer {
         } else {
             "http"
         };
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         write!(
             f,
-            "HttpServer #{} ({scheme}://{}, {state}, {} requests, {} connections)",
+            "HttpServer #{} ({scheme}://{}, {state}, {}, {})",
             self.0.id,
             self.0.addr,
-            s.requests.load(Ordering::Relaxed),
-            s.connections.load(Ordering::Relaxed),
+            plural(s.requests.load(Ordering::Relaxed), "request"),
+            plural(s.connections.load(Ordering::Relaxed), "connection"),
         )
     }
 }
@@ -283,10 +299,11 @@ impl Drop for Active {
 async fn accept_loop(
     state: Arc<State>,
     listener: tokio::net::TcpListener,
+    builder: auto::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
 ) {
-    let builder = Arc::new(builder());
+    let builder = Arc::new(builder);
     let permit = crate::permit::Context::current();
     loop {
         let slot = match &limit {
@@ -304,6 +321,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, addr)) => {
+                // On a dual-stack socket an IPv4 client is ::ffff:a.b.c.d:
+                // say it as people write it.
+                let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
                 let stats = &state.shared.stats;
                 stats.connections.fetch_add(1, Ordering::Relaxed);
                 stats.active.fetch_add(1, Ordering::Relaxed);
@@ -338,12 +358,12 @@ async fn accept_loop(
 }
 
 /// hyper-util's auto builder with netsh's limits.
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
         .keep_alive(true);
     builder
@@ -437,8 +457,9 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
 /// The request handed to the route its path and method find.
 async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     let routes = ctx.server.routes.clone();
-    let (target, params) = match routes.find(req.method().as_str(), req.uri().path()) {
-        Lookup::Found(matched) => (matched.route.target.clone(), matched.params),
+    let found = routes.find(req.method().as_str(), req.uri().path());
+    let (target, params, _rest) = match found {
+        Lookup::Found(matched) => (matched.route.target.clone(), matched.params, matched.rest),
         Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
         Lookup::WrongMethod(allowed) => {
             let mut response = status_page(StatusCode::METHOD_NOT_ALLOWED);
