@@ -7,6 +7,8 @@
 //! - [`socket`] — the handle: a reading task per connection (control
 //!   frames answered, fragments reassembled), sends, ping, close.
 //! - `interact` — `ws.interact()`, websocat's terminal mode.
+//! - [`server`] — `http_serve`'s WebSocket routes: the upgrade, then a
+//!   closure per connection or the event handlers.
 
 use std::time::Duration;
 
