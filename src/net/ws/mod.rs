@@ -7,6 +7,8 @@
 //! - [`socket`] — the handle: a reading task per connection (control
 //!   frames answered, fragments reassembled), sends, ping, close.
 //! - `interact` — `ws.interact()`, websocat's terminal mode.
+//! - [`events`] — the event shape's connection loop: handlers called
+//!   where the message was read, their sends written when they return.
 //! - [`server`] — `http_serve`'s WebSocket routes: the upgrade, then a
 //!   closure per connection or the event handlers.
 
@@ -20,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::net::options::{self, Options};
 
 pub mod client;
+pub mod events;
 mod interact;
 pub mod server;
 pub mod socket;

@@ -17,10 +17,10 @@
 //!   calls are fine there. When the closure returns the WebSocket is closed
 //!   with 1000, or 1011 when it threw.
 //! - `on_open`/`on_message`/`on_close` are called on the server's worker
-//!   threads, in order for each connection, as `http_serve` calls its
-//!   request handlers; their sends are queued and written by a task, so a
-//!   handler that only computes and sends never waits. Thousands of
-//!   connections then cost tasks, not threads.
+//!   threads by the connection's one task (`events`), in order, right
+//!   where each message was read; their sends are queued and written when
+//!   they return, so a handler that only computes and sends never waits.
+//!   Thousands of connections then cost tasks, not threads.
 
 use std::sync::Arc;
 
@@ -35,7 +35,8 @@ use tokio_tungstenite::{
     },
 };
 
-use super::socket::{About, DEFAULT_CLOSE_WAIT, Io, WebSocket};
+use super::events::Events;
+use super::socket::{About, Arrival, DEFAULT_CLOSE_WAIT, Io, WebSocket};
 use crate::error::{Error, Kind, Result, describe, kind_of};
 use crate::net::http_serve::{
     RequestCtx,
@@ -186,8 +187,16 @@ impl ServerRoute {
             let io: Box<dyn Io> = Box::new(TokioIo::new(upgraded));
             let stream =
                 WebSocketStream::from_raw_socket(io, Role::Server, Some(route.config)).await;
-            let ws = WebSocket::start_on(tasks, stream, about);
-            route.run(ws, token).await;
+            match &route.shape {
+                Shape::Closure(handler) => {
+                    let ws = WebSocket::start_on(tasks, stream, about);
+                    route.thread(handler.clone(), ws, token);
+                }
+                Shape::Events { .. } => {
+                    let events: Arc<dyn Events> = route.clone();
+                    WebSocket::start_events(tasks, stream, about, events, token);
+                }
+            }
         });
         let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -296,62 +305,14 @@ impl ServerRoute {
         Ok((derive_accept_key(key), chosen))
     }
 
-    /// Runs the route's shape on an open WebSocket.
-    async fn run(self: Arc<Self>, ws: WebSocket, token: CancellationToken) {
-        match &self.shape {
-            Shape::Closure(handler) => self.thread(handler.clone(), ws, token),
-            Shape::Events {
-                on_open,
-                on_message,
-                on_close,
-            } => {
-                ws.queue_sends();
-                if let Some(f) = on_open
-                    && !self.call(f, vec![Dynamic::from(ws.clone())], &ws)
-                {
-                    return ws.until_ended(DEFAULT_CLOSE_WAIT).await;
-                }
-                loop {
-                    let next = tokio::select! {
-                        _ = token.cancelled() => {
-                            let _ = ws.close(1001, "the server is stopping", DEFAULT_CLOSE_WAIT);
-                            ws.until_ended(DEFAULT_CLOSE_WAIT).await;
-                            break;
-                        }
-                        next = ws.next_message(None) => next,
-                    };
-                    match next {
-                        Ok(Some(arrival)) => {
-                            let value = super::arrival_value(Some(arrival));
-                            if let Some(f) = on_message
-                                && !self.call(f, vec![Dynamic::from(ws.clone()), value], &ws)
-                            {
-                                return ws.until_ended(DEFAULT_CLOSE_WAIT).await;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            self.alert(&ws, &e.to_string());
-                            break;
-                        }
-                    }
-                }
-                if let Some(f) = on_close {
-                    self.call(f, vec![Dynamic::from(ws.clone())], &ws);
-                }
-            }
-        }
-    }
-
-    /// Calls an event handler on this worker; when it throws, says so and
-    /// queues a close with 1011 (the caller keeps the handle until it is
-    /// written). Whether the connection goes on.
+    /// Calls an event handler on this worker; when it throws, says so.
+    /// Whether the connection goes on (if not, `events::run` closes it
+    /// with 1011).
     fn call(&self, f: &Callback, args: Vec<Dynamic>, ws: &WebSocket) -> bool {
         match f.call(args) {
             Ok(_) => true,
             Err(err) => {
                 self.alert(ws, &describe(&err, f.source()));
-                let _ = ws.close(1011, "the handler failed", DEFAULT_CLOSE_WAIT);
                 false
             }
         }
@@ -396,6 +357,41 @@ impl ServerRoute {
             self.key,
             ws.about().peer
         ));
+    }
+}
+
+/// The event shape: the route's handlers, called by `events::run` on the
+/// server's workers.
+impl Events for ServerRoute {
+    fn open(&self, ws: &WebSocket) -> bool {
+        match &self.shape {
+            Shape::Events {
+                on_open: Some(f), ..
+            } => self.call(f, vec![Dynamic::from(ws.clone())], ws),
+            _ => true,
+        }
+    }
+
+    fn message(&self, ws: &WebSocket, message: Arrival) -> bool {
+        match &self.shape {
+            Shape::Events {
+                on_message: Some(f),
+                ..
+            } => {
+                let value = super::arrival_value(Some(message));
+                self.call(f, vec![Dynamic::from(ws.clone()), value], ws)
+            }
+            _ => true,
+        }
+    }
+
+    fn close(&self, ws: &WebSocket) {
+        if let Shape::Events {
+            on_close: Some(f), ..
+        } = &self.shape
+        {
+            self.call(f, vec![Dynamic::from(ws.clone())], ws);
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 //! Sends are written by the calling thread itself (`runtime::block_on` on
 //! the sink), so a send returns once the kernel has the frame and a failure
 //! is the send's own error; only an event handler, which must not block,
-//! hands its sends to a writer task instead (`outbox`).
+//! queues its sends instead (`outbox`), written when it returns.
 
 use std::{
     sync::{Arc, Mutex},
@@ -93,8 +93,6 @@ struct Inner {
     stop: CancellationToken,
     /// An event handler's sends, written in order by a task of their own.
     outbox: Mutex<Option<mpsc::UnboundedSender<Message>>>,
-    /// Where its tasks run.
-    tasks: tokio::runtime::Handle,
     about: About,
 }
 
@@ -145,15 +143,7 @@ impl WebSocket {
                     _ = stop.cancelled() => {}
                     _ = read_loop(reader, tx, &shared) => {}
                 }
-                let mut ending = lock(&shared.ending);
-                if ending.code.is_none() {
-                    ending.code = Some(ABNORMAL);
-                    if ending.reason.is_empty() {
-                        ending.reason = "the connection ended without a close frame".into();
-                    }
-                }
-                drop(ending);
-                shared.ended.cancel();
+                mark_ended(&shared);
             });
         }
         WebSocket(Arc::new(Inner {
@@ -162,9 +152,84 @@ impl WebSocket {
             shared,
             stop,
             outbox: Mutex::new(None),
-            tasks,
             about,
         }))
+    }
+
+    /// Takes over a WebSocket for the event shape: `events` is called on
+    /// `tasks` (the server's workers) for each message, in order, and what
+    /// its handlers send is queued and written when they return
+    /// (`super::events`). `token` is the server's: its end closes with 1001.
+    pub fn start_events(
+        tasks: tokio::runtime::Handle,
+        stream: Stream,
+        about: About,
+        events: Arc<dyn super::events::Events>,
+        token: CancellationToken,
+    ) -> WebSocket {
+        let (sink, reader) = stream.split();
+        // No queue for recv: the messages go to the handlers.
+        let (_, rx) = mpsc::channel(1);
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let ws = WebSocket(Arc::new(Inner {
+            sink: tokio::sync::Mutex::new(Some(sink)),
+            arrivals: tokio::sync::Mutex::new(rx),
+            shared: Arc::new(Shared {
+                ending: Mutex::new(Ending::default()),
+                pong: Mutex::new(None),
+                ended: CancellationToken::new(),
+            }),
+            stop: CancellationToken::new(),
+            outbox: Mutex::new(Some(outbox)),
+            about,
+        }));
+        tasks.spawn(super::events::run(
+            ws.clone(),
+            reader,
+            queued,
+            events,
+            token,
+        ));
+        ws
+    }
+
+    /// Writes what handlers queued, in order, then flushes once; whether a
+    /// close frame was among them.
+    pub(super) async fn write_queued(
+        &self,
+        queued: &mut mpsc::UnboundedReceiver<Message>,
+    ) -> Result<bool> {
+        let mut guard = self.0.sink.lock().await;
+        let sink = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        let mut closing = false;
+        let mut any = false;
+        while let Ok(message) = queued.try_recv() {
+            closing |= matches!(message, Message::Close(_));
+            any = true;
+            sink.feed(message).await.map_err(|e| self.error(e))?;
+        }
+        if any {
+            sink.flush().await.map_err(|e| self.error(e))?;
+        }
+        Ok(closing)
+    }
+
+    /// Writes one message (a send queued from outside a handler).
+    pub(super) async fn write_one(&self, message: Message) -> Result<()> {
+        self.write(message).await
+    }
+
+    /// Ends the connection: how it ended noted, both halves dropped.
+    pub(super) async fn finish(&self) {
+        mark_ended(&self.0.shared);
+        self.0.stop.cancel();
+        self.0.sink.lock().await.take();
+    }
+
+    /// Notes what a message read says about the connection (a pong, the
+    /// peer's close, a failure); the data message, if it is one.
+    pub(super) fn sort(&self, next: tungstenite::Result<Message>) -> Sorted {
+        sort(&self.0.shared, next)
     }
 
     pub fn about(&self) -> &About {
@@ -200,28 +265,6 @@ impl WebSocket {
         let mut guard = self.0.sink.lock().await;
         let sink = guard.as_mut().ok_or_else(|| self.closed_error())?;
         sink.send(message).await.map_err(|e| self.error(e))
-    }
-
-    /// From now on sends are queued for a writer task: for handlers that
-    /// run where blocking is not allowed (the event shape).
-    pub fn queue_sends(&self) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-        *lock(&self.0.outbox) = Some(tx);
-        let me = Arc::downgrade(&self.0);
-        self.0.tasks.spawn(async move {
-            while let Some(message) = rx.recv().await {
-                let Some(inner) = me.upgrade() else { return };
-                let closing = matches!(message, Message::Close(_));
-                let ws = WebSocket(inner);
-                if ws.write(message).await.is_err() {
-                    return;
-                }
-                if closing {
-                    ws.finish_close(DEFAULT_CLOSE_WAIT).await;
-                    return;
-                }
-            }
-        });
     }
 
     /// The next data message; `None` once the connection has ended. A
@@ -290,12 +333,6 @@ impl WebSocket {
         })
     }
 
-    /// Waits (up to `wait`) until the connection has ended: for a task that
-    /// queued a close and must keep the handle until it is written.
-    pub async fn until_ended(&self, wait: Duration) {
-        let _ = tokio::time::timeout(wait, self.0.shared.ended.cancelled()).await;
-    }
-
     /// Waits for the reading task to see the end, then drops both halves.
     async fn finish_close(&self, wait: Duration) {
         let _ = tokio::time::timeout(wait, self.0.shared.ended.cancelled()).await;
@@ -329,51 +366,82 @@ impl WebSocket {
     }
 }
 
-/// Reads until the connection ends, queueing data messages and noting
-/// pongs and the peer's close frame.
+/// What one read gave.
+pub enum Sorted {
+    Data(Arrival),
+    /// A control frame, already dealt with.
+    Control,
+    /// The connection failed; how is noted.
+    Failed,
+}
+
+/// Reads until the connection ends, queueing data messages.
 async fn read_loop(
     mut reader: SplitStream<Stream>,
     arrivals: mpsc::Sender<Arrival>,
     shared: &Shared,
 ) {
     while let Some(next) = reader.next().await {
-        let arrival = match next {
-            Ok(Message::Text(text)) => Arrival::Text(text.as_str().to_owned()),
-            Ok(Message::Binary(bytes)) => Arrival::Binary(bytes.into()),
-            // tungstenite answers it on the next read, which comes at once.
-            Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => continue,
-            Ok(Message::Pong(_)) => {
-                if let Some(waiter) = lock(&shared.pong).take() {
-                    let _ = waiter.send(());
+        match sort(shared, next) {
+            Sorted::Data(arrival) => {
+                if arrivals.send(arrival).await.is_err() {
+                    return;
                 }
-                continue;
             }
-            Ok(Message::Close(frame)) => {
-                let mut ending = lock(&shared.ending);
-                match frame {
-                    Some(frame) => {
-                        ending.code = Some(frame.code.into());
-                        ending.reason = frame.reason.as_str().to_owned();
-                    }
-                    None => ending.code = Some(NO_STATUS),
-                }
-                continue;
-            }
-            Err(err) => {
-                let mut ending = lock(&shared.ending);
-                if let tungstenite::Error::Io(e) = &err {
-                    ending.reason = format!("the connection failed: {e}");
-                } else {
-                    ending.reason = words(err, "the peer").to_string();
-                    ending.failure = Some(Error::Protocol(ending.reason.clone()));
-                }
-                return;
-            }
-        };
-        if arrivals.send(arrival).await.is_err() {
-            return;
+            Sorted::Control => {}
+            Sorted::Failed => return,
         }
     }
+}
+
+/// Notes pongs, the peer's close frame and failures; passes data on.
+fn sort(shared: &Shared, next: tungstenite::Result<Message>) -> Sorted {
+    match next {
+        Ok(Message::Text(text)) => Sorted::Data(Arrival::Text(text.as_str().to_owned())),
+        Ok(Message::Binary(bytes)) => Sorted::Data(Arrival::Binary(bytes.into())),
+        // tungstenite answers it on the next read, which comes at once.
+        Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => Sorted::Control,
+        Ok(Message::Pong(_)) => {
+            if let Some(waiter) = lock(&shared.pong).take() {
+                let _ = waiter.send(());
+            }
+            Sorted::Control
+        }
+        Ok(Message::Close(frame)) => {
+            let mut ending = lock(&shared.ending);
+            match frame {
+                Some(frame) => {
+                    ending.code = Some(frame.code.into());
+                    ending.reason = frame.reason.as_str().to_owned();
+                }
+                None => ending.code = Some(NO_STATUS),
+            }
+            Sorted::Control
+        }
+        Err(err) => {
+            let mut ending = lock(&shared.ending);
+            if let tungstenite::Error::Io(e) = &err {
+                ending.reason = format!("the connection failed: {e}");
+            } else {
+                ending.reason = words(err, "the peer").to_string();
+                ending.failure = Some(Error::Protocol(ending.reason.clone()));
+            }
+            Sorted::Failed
+        }
+    }
+}
+
+/// The end, noted: 1006 when no close frame came.
+fn mark_ended(shared: &Shared) {
+    let mut ending = lock(&shared.ending);
+    if ending.code.is_none() {
+        ending.code = Some(ABNORMAL);
+        if ending.reason.is_empty() {
+            ending.reason = "the connection ended without a close frame".into();
+        }
+    }
+    drop(ending);
+    shared.ended.cancel();
 }
 
 /// A close frame with a code a peer may send (1000–4999, not the ones
