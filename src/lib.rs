@@ -16,7 +16,8 @@
 //!   `mod.rs` opens with the map of its files: [`net::tcp`] (connection
 //!   internals, listen/connect, the `Conn` API), [`net::transfer`] (facade,
 //!   wire format, sender, receiver, `serve_files`, options, API),
-//!   [`net::http`], [`net::serve`], [`net::capture`], [`net::tls`],
+//!   [`net::http`], [`net::http_serve`] (the HTTP server), [`net::serve`],
+//!   [`net::capture`], [`net::tls`],
 //!   [`net::scan`] (the Rhai function, the engine for this machine and the
 //!   one for other hosts, port lists).
 //!   [`net::options`] reads every function's trailing options map.

@@ -511,3 +511,63 @@ fn the_server_is_a_job() {
     );
     assert_eq!(out, "1 0 true");
 }
+
+/// A body over `max_body` is a 413 before the handler runs; a HEAD gets
+/// the GET route's headers and no body.
+#[test]
+fn a_body_over_the_limit_is_413_and_head_has_no_body() {
+    let (_s, port) = server(
+        "|req| `got ${req.body.len()}`",
+        "#{quiet: true, max_body: 100}",
+    );
+    let small = curl(&["--data", &"x".repeat(100), &url(port, "/")]);
+    assert_eq!(small, "got 100");
+    let big = curl(&["-i", "--data", &"x".repeat(101), &url(port, "/")]);
+    assert!(big.starts_with("HTTP/1.1 413"), "{big}");
+    let head = raw(
+        port,
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+    assert!(head.contains("content-length: 5"), "{head:?}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "a body came with HEAD: {head:?}"
+    );
+}
+
+/// A `file:` reply reads with the permissions of the script that started
+/// the server: refused (a 500, the reason in the log) without
+/// `--allow-read` of its folder, sent with it.
+#[test]
+fn a_file_reply_asks_permission() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret.txt");
+    std::fs::write(&path, "secret").unwrap();
+    let code = format!(
+        r#"let s = http_serve("127.0.0.1:0", |req| #{{file: "{}"}}, #{{quiet: true}}); print(s.port); s.wait()"#,
+        path.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let start = |flags: &[String]| {
+        let mut cmd = Command::new(crate::support::netsh_bin());
+        cmd.args(flags)
+            .arg("-e")
+            .arg(&code)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("XDG_DATA_HOME", home.path());
+        let mut peer = Peer::start(cmd);
+        let port = peer.port();
+        (peer, port)
+    };
+    let (mut refused, port) = start(&["--allow-net=127.0.0.1".to_string()]);
+    let answer = curl(&["-i", &url(port, "/")]);
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(!answer.contains("secret"), "{answer}");
+    refused.expect("permission");
+    let (_allowed, port) = start(&[
+        "--allow-net=127.0.0.1".to_string(),
+        format!("--allow-read={}", dir.path().display()),
+    ]);
+    assert_eq!(curl(&[&url(port, "/")]), "secret");
+}

@@ -302,7 +302,7 @@ mod api {
     /// Fails when: never.
     #[rhai_fn(get = "method", pure)]
     pub fn req_method(r: &mut Request) -> String {
-        r.method.clone()
+        r.method.as_str().to_string()
     }
 
     /// The request's path, percent-decoded, without the query.
@@ -314,7 +314,7 @@ mod api {
     /// Fails when: never.
     #[rhai_fn(get = "path", pure)]
     pub fn req_path(r: &mut Request) -> String {
-        r.path.clone()
+        r.path()
     }
 
     /// The query string as a map: `?n=1&s=a%20b` → `#{n: "1", s: "a b"}`
@@ -327,7 +327,7 @@ mod api {
     /// Fails when: never.
     #[rhai_fn(get = "query", pure)]
     pub fn req_query(r: &mut Request) -> rhai::Map {
-        r.query.clone()
+        r.query()
     }
 
     /// What the route's `:name` segments matched, percent-decoded.
@@ -351,7 +351,7 @@ mod api {
     /// Fails when: never.
     #[rhai_fn(get = "headers", pure)]
     pub fn req_headers(r: &mut Request) -> rhai::Map {
-        r.headers.clone()
+        r.headers()
     }
 
     /// The request's body: text when it is UTF-8, else a blob; `""` when
@@ -401,7 +401,7 @@ mod api {
     /// Fails when: never.
     #[rhai_fn(get = "version", pure)]
     pub fn req_version(r: &mut Request) -> String {
-        r.version.clone()
+        r.version().to_string()
     }
 
     /// The whole request as a map (all of the above but `json`).

@@ -29,11 +29,11 @@ const REPLY_KEYS: &[&str] = &["status", "headers", "body", "json", "file"];
 /// The response for a handler's return value. `range` is the request's
 /// `Range` header, for a `file` reply.
 pub fn response(value: Dynamic, range: Option<&str>) -> Result<Response<Body>> {
-    if let Some(map) = value.read_lock::<Map>().map(|m| m.clone())
-        && !map.is_empty()
-        && map.keys().all(|k| REPLY_KEYS.contains(&k.as_str()))
-    {
-        return described(map, range);
+    let describes = value
+        .read_lock::<Map>()
+        .is_some_and(|map| !map.is_empty() && map.keys().all(|k| REPLY_KEYS.contains(&k.as_str())));
+    if describes {
+        return described(value.try_cast::<Map>().unwrap_or_default(), range);
     }
     let mut response = Response::new(body::empty());
     let (bytes, content_type) = content(value)?;

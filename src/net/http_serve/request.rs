@@ -36,37 +36,58 @@ pub struct RequestCtx {
     pub permit: crate::permit::Context,
 }
 
-/// A request as a handler sees it.
+/// A request as a handler sees it. Its parts stay as hyper read them, and
+/// each getter makes its Rhai value when a handler asks: a handler that
+/// reads only `req.query` pays for no header map.
 #[derive(Clone)]
 pub struct Request {
-    pub method: String,
-    /// The path, percent-decoded.
-    pub path: String,
-    pub query: Map,
+    pub method: hyper::Method,
+    pub uri: hyper::Uri,
+    pub version: hyper::Version,
+    pub header_map: hyper::HeaderMap,
     pub params: Map,
-    pub headers: Map,
     /// The raw body.
     pub bytes: Bytes,
     pub peer: SocketAddr,
-    /// `HTTP/1.1`, `HTTP/2.0`…
-    pub version: String,
 }
 
 impl Request {
     /// The `req` of a request whose body has been read.
-    pub fn new(parts: &Parts, params: Map, bytes: Bytes, peer: SocketAddr) -> Request {
-        let path = percent_encoding::percent_decode_str(parts.uri.path())
-            .decode_utf8_lossy()
-            .into_owned();
+    pub fn new(parts: Parts, params: Map, bytes: Bytes, peer: SocketAddr) -> Request {
         Request {
-            method: parts.method.as_str().to_string(),
-            path,
-            query: query_map(parts.uri.query()),
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            header_map: parts.headers,
             params,
-            headers: header_map(&parts.headers),
             bytes,
             peer,
-            version: format!("{:?}", parts.version),
+        }
+    }
+
+    /// The path, percent-decoded.
+    pub fn path(&self) -> String {
+        percent_encoding::percent_decode_str(self.uri.path())
+            .decode_utf8_lossy()
+            .into_owned()
+    }
+
+    pub fn query(&self) -> Map {
+        query_map(self.uri.query())
+    }
+
+    pub fn headers(&self) -> Map {
+        header_map(&self.header_map)
+    }
+
+    /// `HTTP/1.1`, `HTTP/2.0`…
+    pub fn version(&self) -> &'static str {
+        match self.version {
+            hyper::Version::HTTP_09 => "HTTP/0.9",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            hyper::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
         }
     }
 
@@ -98,14 +119,14 @@ impl Request {
     /// out (it may not parse).
     pub fn to_map(&self) -> Map {
         let mut map = Map::new();
-        map.insert("method".into(), self.method.clone().into());
-        map.insert("path".into(), self.path.clone().into());
-        map.insert("query".into(), self.query.clone().into());
+        map.insert("method".into(), self.method.as_str().into());
+        map.insert("path".into(), self.path().into());
+        map.insert("query".into(), self.query().into());
         map.insert("params".into(), self.params.clone().into());
-        map.insert("headers".into(), self.headers.clone().into());
+        map.insert("headers".into(), self.headers().into());
         map.insert("body".into(), self.body());
         map.insert("peer".into(), self.peer.to_string().into());
-        map.insert("version".into(), self.version.clone().into());
+        map.insert("version".into(), self.version().into());
         map
     }
 }
@@ -167,7 +188,12 @@ mod tests {
             .into_parts()
             .0;
         let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let req = Request::new(&parts, Map::new(), Bytes::from_static(b"{nope"), peer);
+        let req = Request::new(
+            parts.clone(),
+            Map::new(),
+            Bytes::from_static(b"{nope"),
+            peer,
+        );
         let err = req.json().unwrap_err().to_string();
         assert!(err.contains("not JSON"), "{err}");
         let req = Request::new(
@@ -178,7 +204,7 @@ mod tests {
         );
         assert!(req.json().unwrap().is_map());
         assert!(req.body().is_string());
-        let req = Request::new(&parts, Map::new(), Bytes::from_static(b"\xff\x00"), peer);
+        let req = Request::new(parts, Map::new(), Bytes::from_static(b"\xff\x00"), peer);
         assert!(req.body().is_blob());
     }
 }

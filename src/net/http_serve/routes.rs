@@ -109,6 +109,19 @@ impl Routes {
 
     /// The route for `method` and `path` (the path as sent, before `?`).
     pub fn find(&self, method: &str, path: &str) -> Lookup<'_> {
+        // One closure for everything (`http_serve(addr, |req| …)`): no
+        // matching to do.
+        if let [route] = self.0.as_slice()
+            && route.wildcard
+            && route.segments.is_empty()
+            && route.method.is_none()
+        {
+            return Lookup::Found(Matched {
+                route,
+                params: Map::new(),
+                rest: path.strip_prefix('/').unwrap_or(path).to_string(),
+            });
+        }
         let parts: Vec<&str> = split(path);
         let mut best: Option<(Rank, Matched<'_>)> = None;
         let mut allowed = Vec::new();

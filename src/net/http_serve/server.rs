@@ -20,6 +20,7 @@
 
 use std::{
     convert::Infallible,
+    future::Future,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -170,12 +171,16 @@ impl HttpServer {
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let builder = builder(settings.header_timeout);
+        // The permissions of the script that starts the server (a plugin's
+        // own, inside a plugin), for what a request's answer reads.
+        let permit = crate::permit::Context::current();
         rt.spawn(accept_loop(
             state.clone(),
             listener,
             builder,
             acceptor,
             limit,
+            permit,
         ));
         if let Ok(mut slot) = state.runtime.lock() {
             *slot = Some(rt);
@@ -302,9 +307,9 @@ async fn accept_loop(
     builder: auto::Builder<TokioExecutor>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    permit: crate::permit::Context,
 ) {
     let builder = Arc::new(builder);
-    let permit = crate::permit::Context::current();
     loop {
         let slot = match &limit {
             Some(limit) => tokio::select! {
@@ -339,13 +344,23 @@ async fn accept_loop(
                     server: state.shared.clone(),
                     permit: permit.clone(),
                 };
-                tokio::spawn(connection(
-                    stream,
-                    ctx,
-                    builder.clone(),
-                    tls.clone(),
-                    active,
-                ));
+                let _ = stream.set_nodelay(true);
+                // Two tasks of their own size: the plain one does not carry
+                // a TLS session's room while it idles.
+                match &tls {
+                    None => {
+                        tokio::spawn(plain(stream, ctx, builder.clone(), active));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(secure(
+                            stream,
+                            ctx,
+                            builder.clone(),
+                            acceptor.clone(),
+                            active,
+                        ));
+                    }
+                }
             }
             Err(e) => {
                 crate::console::alert(&format!("http_serve: {}", Error::io("accepting", None, e)));
@@ -374,42 +389,64 @@ fn builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// One connection, HTTP/1.1 or HTTP/2, plain or TLS, until it closes.
-async fn connection(
+/// What answers each request of a connection.
+fn service(
+    ctx: RequestCtx,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send {
+    hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
+    })
+}
+
+/// One plain connection, HTTP/1.1 or h2c, until it closes. A client that
+/// resets or times out is no error of the server's.
+async fn plain(
     stream: TcpStream,
     ctx: RequestCtx,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
     active: Active,
 ) {
-    let _ = stream.set_nodelay(true);
-    let service = hyper::service::service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
-    });
-    // A client that resets or times out is no error of the server's.
-    match tls {
-        None => {
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        }
-        Some(acceptor) => {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
-        }
-    }
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service(ctx))
+        .await;
+    drop(active);
+}
+
+/// One TLS connection: the handshake (ALPN picks h2 or HTTP/1.1), then
+/// as [`plain`].
+async fn secure(
+    stream: TcpStream,
+    ctx: RequestCtx,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    active: Active,
+) {
+    let Ok(Ok(stream)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+    else {
+        return;
+    };
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service(ctx))
+        .await;
     drop(active);
 }
 
 /// The answer to one request, counted and logged.
 pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
+    let stats = &ctx.server.stats;
+    if matches!(ctx.server.log, Log::Quiet) {
+        // Nothing to remember about the request for a log line.
+        let response = route(req, &ctx).await;
+        count(stats, &response);
+        return response;
+    }
     let started = Instant::now();
     let method = req.method().clone();
     let target = req
@@ -418,24 +455,25 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     let version = req.version();
     let response = route(req, &ctx).await;
-    let stats = &ctx.server.stats;
+    count(stats, &response);
+    let bytes = hyper::body::Body::size_hint(response.body()).exact();
+    ctx.server.log.record(&Entry {
+        peer: ctx.peer.addr,
+        method: method.as_str(),
+        target: &target,
+        version,
+        status: response.status().as_u16(),
+        bytes,
+        took: started.elapsed(),
+    });
+    response
+}
+
+fn count(stats: &Stats, response: &Response<Body>) {
     stats.requests.fetch_add(1, Ordering::Relaxed);
     if response.status().is_server_error() {
         stats.errors.fetch_add(1, Ordering::Relaxed);
     }
-    if !matches!(ctx.server.log, Log::Quiet) {
-        let bytes = hyper::body::Body::size_hint(response.body()).exact();
-        ctx.server.log.record(&Entry {
-            peer: ctx.peer.addr,
-            method: method.as_str(),
-            target: &target,
-            version,
-            status: response.status().as_u16(),
-            bytes,
-            took: started.elapsed(),
-        });
-    }
-    response
 }
 
 /// A plain answer: the status and its reason as text.
@@ -495,7 +533,8 @@ async fn closure(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let request = Req::new(&parts, params, bytes, ctx.peer.addr);
+    let (method, path) = (parts.method.clone(), parts.uri.clone());
+    let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let outcome = handler
         .call(vec![Dynamic::from(request)])
         .map_err(|e| crate::error::message_of(&e))
@@ -508,9 +547,8 @@ async fn closure(
         Ok(response) => response,
         Err(why) => {
             crate::console::alert(&format!(
-                "http_serve: {} {}: {why}",
-                parts.method,
-                crate::error::printable(parts.uri.path())
+                "http_serve: {method} {}: {why}",
+                crate::error::printable(path.path())
             ));
             status_page(StatusCode::INTERNAL_SERVER_ERROR)
         }
