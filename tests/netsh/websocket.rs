@@ -329,3 +329,26 @@ fn bad_input_fails_before_anything_is_sent() {
     );
     assert!(plain.contains("404"), "{plain}");
 }
+
+/// `#{proxy: "socks5://…"}`: the WebSocket goes through a SOCKS5 proxy
+/// (netsh's own `socks_serve`, which counts what it relayed) to the
+/// python server, and messages flow.
+#[test]
+fn through_a_socks5_proxy() {
+    if !have_websockets("through_a_socks5_proxy") {
+        return;
+    }
+    let (_server, port) = python_server(None);
+    let mut proxy = Peer::netsh(
+        r#"let s = socks_serve("127.0.0.1:0", #{quiet: true}); print(s.port);
+           while s.stats().b_to_a == 0 { sleep(20) }
+           print("relayed"); sleep(2000); s.stop();"#,
+    );
+    let proxy_port = proxy.port();
+    let out = Netsh::eval(&format!(
+        r#"let ws = ws_connect("ws://127.0.0.1:{port}/echo", #{{proxy: "socks5://127.0.0.1:{proxy_port}"}});
+           ws.send("via socks"); let m = ws.recv(); ws.close(); m"#
+    ));
+    assert_eq!(out.trim(), "via socks");
+    proxy.expect("relayed");
+}
