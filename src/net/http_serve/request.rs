@@ -197,7 +197,7 @@ mod tests {
         let err = req.json().unwrap_err().to_string();
         assert!(err.contains("not JSON"), "{err}");
         let req = Request::new(
-            &parts,
+            parts.clone(),
             Map::new(),
             Bytes::from_static(b"{\"a\": [1]}"),
             peer,
