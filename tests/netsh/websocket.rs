@@ -352,3 +352,24 @@ fn through_a_socks5_proxy() {
     assert_eq!(out.trim(), "via socks");
     proxy.expect("relayed");
 }
+
+/// A message over `max_message` fails `recv` with kind `too_big` (and the
+/// connection ends, 1006); a handle dropped while open tells the peer
+/// "going away" (1001) rather than vanishing.
+#[test]
+fn too_big_and_a_dropped_handle() {
+    if !have_websockets("too_big_and_a_dropped_handle") {
+        return;
+    }
+    let (mut server, port) = python_server(None);
+    let out = Netsh::eval(&format!(
+        r#"let ws = ws_connect("ws://127.0.0.1:{port}/echo", #{{max_message: 1000}});
+           ws.send(blob(5000));
+           let kind = ""; try {{ ws.recv() }} catch (e) {{ kind = e.kind }}
+           print(`${{kind}} ${{ws.recv() == ()}} ${{ws.close_code}}`);
+           fn talk(p) {{ let w = ws_connect(`ws://127.0.0.1:${{p}}/echo`); w.send("x"); w.recv() }}
+           print(talk({port})); sleep(200);"#
+    ));
+    assert_eq!(out.trim(), "too_big true 1006\nx", "{out}");
+    server.expect("closed /echo 1001");
+}

@@ -97,8 +97,26 @@ struct Inner {
 }
 
 impl Drop for Inner {
+    /// The last handle gone with the connection still open: say "going
+    /// away" (1001) rather than vanish, then let it go.
     fn drop(&mut self) {
         self.stop.cancel();
+        let open = !self.shared.ended.is_cancelled();
+        if let (true, Some(mut sink)) = (open, self.sink.get_mut().take()) {
+            let tasks =
+                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
+            tasks.spawn(async move {
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "".into(),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
+            });
+        }
     }
 }
 
@@ -423,8 +441,9 @@ fn sort(shared: &Shared, next: tungstenite::Result<Message>) -> Sorted {
             if let tungstenite::Error::Io(e) = &err {
                 ending.reason = format!("the connection failed: {e}");
             } else {
-                ending.reason = words(err, "the peer").to_string();
-                ending.failure = Some(Error::Protocol(ending.reason.clone()));
+                let failure = words(err, "the peer");
+                ending.reason = failure.to_string();
+                ending.failure = Some(failure);
             }
             Sorted::Failed
         }
