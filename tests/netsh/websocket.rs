@@ -373,3 +373,50 @@ fn too_big_and_a_dropped_handle() {
     assert_eq!(out.trim(), "too_big true 1006\nx", "{out}");
     server.expect("closed /echo 1001");
 }
+
+/// `ws.interact()` at the REPL in a real terminal: a typed line goes as a
+/// message, the reply is printed with its control characters escaped,
+/// Ctrl-C returns to the prompt with the WebSocket open, and Ctrl-D
+/// closes it (the server sees 1000) and returns.
+#[test]
+fn interact_at_the_repl() {
+    use expectrl::Expect;
+    let mut server = Peer::netsh(
+        r#"let s = http_serve("127.0.0.1:0", #{"/t": #{websocket: |ws| {
+               loop {
+                   let m = ws.recv();
+                   if m == () { print(`closed ${ws.close_code}`); break }
+                   ws.send(`got: ${m} \x1b[1m`);
+               }
+           }}}, #{quiet: true}); print(s.port); s.wait()"#,
+    );
+    let port = server.port();
+    let home = tempfile::tempdir().unwrap();
+    let mut pty = crate::support::repl(home.path());
+    pty.send_line(format!(
+        r#"let ws = ws_connect("ws://127.0.0.1:{port}/t");"#
+    ))
+    .unwrap();
+    pty.expect("netsh> ").unwrap();
+    pty.send_line("ws.interact()").unwrap();
+    pty.expect("each line you type is sent as a message")
+        .unwrap();
+    pty.send_line("hello").unwrap();
+    pty.expect("got: hello \\x1b[1m").unwrap();
+    pty.send("\x03").unwrap();
+    pty.expect("interact: interrupted").unwrap();
+    pty.expect("netsh> ").unwrap();
+    crate::support::enter_value(
+        &mut pty,
+        r#"ws.send("still open"); ws.recv(5000)"#,
+        "got: still open \\x1b[1m",
+    );
+    pty.send_line(r#"ws.interact(); "interact returned""#)
+        .unwrap();
+    pty.expect("each line you type is sent as a message")
+        .unwrap();
+    pty.send("\x04").unwrap();
+    pty.expect("interact returned").unwrap();
+    pty.expect("netsh> ").unwrap();
+    server.expect("closed 1000");
+}
