@@ -1,8 +1,10 @@
 //! WebSocket against python3-websockets (Debian's `python3-websockets`)
 //! as the server: text, binary, a 1 MiB message, fragmented messages,
 //! ping/pong both ways, close codes both ways, headers and subprotocols,
-//! wss with a self-signed certificate and `ca`, `interact()` on a pipe,
-//! and bad input refused before anything is sent.
+//! wss with a self-signed certificate and `ca`, a SOCKS5 proxy,
+//! `max_message`, a dropped handle's 1001, `interact()` on a pipe and at
+//! the REPL in a real terminal, and bad input refused before anything is
+//! sent.
 
 use std::{net::TcpListener, path::Path, process::Command, time::Duration};
 
