@@ -51,7 +51,11 @@ async fn run(url: &str, conns: usize, time: Duration) -> Result<f64, String> {
             .await
             .map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        // tungstenite zeroes its whole read buffer (128 KiB by default)
+        // before every read: a small one keeps the generator's own cost low.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(16 * 1024);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
             .await
             .map_err(|e| e.to_string())?;
         sockets.push(ws);

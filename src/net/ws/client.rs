@@ -140,9 +140,7 @@ impl Settings {
         let max = o
             .count_in("max_message", 1, 1 << 30)?
             .map_or(DEFAULT_MAX_MESSAGE, |n| n as usize);
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max));
+        let config = super::socket::config(max);
         Ok(Settings {
             headers,
             protocols,

@@ -154,9 +154,7 @@ impl ServerRoute {
             key: key.to_string(),
             shape,
             protocols,
-            config: WebSocketConfig::default()
-                .max_message_size(Some(max))
-                .max_frame_size(Some(max)),
+            config: super::socket::config(max),
         })
     }
 
