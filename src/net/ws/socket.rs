@@ -115,8 +115,9 @@ impl Drop for Inner {
     /// The last handle gone with the connection still open: say "going
     /// away" (1001) rather than vanish, then let it go.
     fn drop(&mut self) {
-        self.stop.cancel();
+        // Asked before the reading task is stopped, which marks the end.
         let open = !self.shared.ended.is_cancelled();
+        self.stop.cancel();
         if let (true, Some(mut sink)) = (open, self.sink.get_mut().take()) {
             let tasks =
                 tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
