@@ -399,7 +399,11 @@ fn interact_at_the_repl() {
         r#"let ws = ws_connect("ws://127.0.0.1:{port}/t");"#
     ))
     .unwrap();
-    pty.expect("netsh> ").unwrap();
+    // The prompt on a line of its own: a line with a `(` is redrawn with
+    // its signature hint, `netsh> ` and all, before it runs (rustyline),
+    // and a line typed during the connect would be discarded.
+    let fresh = || expectrl::Regex(r"\r\n(?:\x1b\[[0-9;?]*[A-Za-z]|\r)*netsh> ");
+    pty.expect(fresh()).unwrap();
     pty.send_line("ws.interact()").unwrap();
     pty.expect("each line you type is sent as a message")
         .unwrap();
@@ -407,7 +411,7 @@ fn interact_at_the_repl() {
     pty.expect("got: hello \\x1b[1m").unwrap();
     pty.send("\x03").unwrap();
     pty.expect("interact: interrupted").unwrap();
-    pty.expect("netsh> ").unwrap();
+    pty.expect(fresh()).unwrap();
     crate::support::enter_value(
         &mut pty,
         r#"ws.send("still open"); ws.recv(5000)"#,

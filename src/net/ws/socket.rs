@@ -175,9 +175,11 @@ impl WebSocket {
             tasks.spawn(async move {
                 tokio::select! {
                     _ = stop.cancelled() => {}
-                    _ = read_loop(reader, tx, &shared) => {}
+                    _ = read_loop(reader, &tx, &shared) => {}
                 }
+                // How it ended is noted before `recv` can see the end.
                 mark_ended(&shared);
+                drop(tx);
             });
         }
         WebSocket(Arc::new(Inner {
@@ -412,7 +414,7 @@ pub enum Sorted {
 /// Reads until the connection ends, queueing data messages.
 async fn read_loop(
     mut reader: SplitStream<Stream>,
-    arrivals: mpsc::Sender<Arrival>,
+    arrivals: &mpsc::Sender<Arrival>,
     shared: &Shared,
 ) {
     while let Some(next) = reader.next().await {
