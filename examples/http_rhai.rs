@@ -8,6 +8,9 @@
 //! it comes says what netsh's own code costs.
 //!
 //! `http_rhai PORT` listens on 127.0.0.1:PORT (0 picks a port, printed).
+//! `http_rhai PORT timer` adds what netsh needs against slowloris
+//! clients, hyper's header read timeout (a timer armed per request), to
+//! say what that part costs.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -26,11 +29,12 @@ fn main() {
     let port: u16 = match std::env::args().nth(1).map(|p| p.parse()) {
         Some(Ok(port)) => port,
         _ => {
-            eprintln!("usage: http_rhai PORT");
+            eprintln!("usage: http_rhai PORT [timer]");
             std::process::exit(2);
         }
     };
-    if let Err(e) = run(port) {
+    let timer = std::env::args().nth(2).as_deref() == Some("timer");
+    if let Err(e) = run(port, timer) {
         eprintln!("http_rhai: {e}");
         std::process::exit(1);
     }
@@ -75,7 +79,7 @@ fn json(value: &Dynamic) -> serde_json::Value {
     }
 }
 
-fn run(port: u16) -> Result<(), Failure> {
+fn run(port: u16, timer: bool) -> Result<(), Failure> {
     let engine = Engine::new();
     let ast = engine.compile("|req| #{ok: true, n: req.query.n}")?;
     let f: FnPtr = engine.eval_ast(&ast)?;
@@ -87,7 +91,14 @@ fn run(port: u16) -> Result<(), Failure> {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         println!("{}", listener.local_addr()?.port());
-        let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        if timer {
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(30));
+        }
+        let builder = Arc::new(builder);
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;

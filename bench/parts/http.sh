@@ -4,7 +4,10 @@
 #     engine (examples/http_rhai.rs, the same hyper-util auto builder): what
 #     netsh's own code costs is the gap to it (target: >= 0.9x);
 #   - the same handler written for python3-aiohttp (bench/http_aiohttp.py),
-#     what a user would otherwise start (target: >= 1.0x).
+#     what a user would otherwise start (target: >= 1.0x);
+#   - and the ceiling with the one thing netsh must add, hyper's header
+#     read timeout (a timer per request, against slowloris clients), to
+#     say what that part of the gap is.
 # wrk is the load generator (one thread, 64 connections, keep-alive), run
 # against the three servers alternately, best of $ROUNDS.
 # Then memory: 10,000 idle keep-alive connections (each has made one
@@ -32,6 +35,7 @@ start_http() {
   case $1 in
     netsh) "$NETSH" -e "$HTTP_NETSH" >"$out" & ;;
     ceiling) target/release/examples/http_rhai 0 >"$out" & ;;
+    ceiling_timer) target/release/examples/http_rhai 0 timer >"$out" & ;;
     aiohttp) "$HTTP_PYTHON" bench/http_aiohttp.py 0 >"$out" & ;;
   esac
   http_pid=$!
@@ -53,7 +57,7 @@ if ! "$HTTP_PYTHON" -c 'import aiohttp' 2>/dev/null && command -v apt-get >/dev/
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-aiohttp) >/dev/null 2>&1 || true
 fi
 declare -A http_port_of http_pid_of http_best
-http_names=(netsh ceiling)
+http_names=(netsh ceiling ceiling_timer)
 if "$HTTP_PYTHON" -c 'import aiohttp' 2>/dev/null; then
   http_names+=(aiohttp)
 else
@@ -78,6 +82,7 @@ for name in "${http_names[@]}"; do
   wait "${http_pid_of[$name]}" 2>/dev/null || true
 done
 ratio "JSON handler req/s, http_serve vs bare hyper+Rhai" "${http_best[netsh]}" "ceiling" "${http_best[ceiling]}" req/s higher
+ratio "JSON handler req/s, ceiling with a header timer" "${http_best[ceiling_timer]}" "ceiling" "${http_best[ceiling]}" req/s higher "timer"
 if [ -n "${http_best[aiohttp]:-}" ]; then
   ratio "JSON handler req/s, http_serve vs aiohttp" "${http_best[netsh]}" "aiohttp" "${http_best[aiohttp]}" req/s higher
 fi
