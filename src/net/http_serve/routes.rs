@@ -30,6 +30,8 @@ pub enum Target {
     Closure(Callback),
     /// A folder served as files (`"/static/*": "./public"`).
     Folder(Arc<super::files::Folder>),
+    /// A WebSocket route, `#{websocket: |ws| …}` or `#{on_message: …}`.
+    WebSocket(Arc<crate::net::ws::ServerRoute>),
 }
 
 /// One segment of a path pattern.
@@ -309,9 +311,13 @@ fn target_of(
             .map(|folder| Target::Folder(Arc::new(folder)))
             .map_err(|e| Error::invalid(format!("route \"{key}\": {e}")));
     }
-    if value.is_map() {
+    if let Some(map) = value.read_lock::<Map>() {
+        if crate::net::ws::server::is_websocket_route(&map) {
+            let route = crate::net::ws::ServerRoute::from_map(ctx, key, &map)?;
+            return Ok(Target::WebSocket(Arc::new(route)));
+        }
         return Err(Error::invalid(format!(
-            "route \"{key}\": WebSocket routes are not built yet"
+            "route \"{key}\": a map route is a WebSocket: #{{websocket: |ws| …}} or #{{on_message: |ws, m| …}}"
         )));
     }
     let why = crate::error::wrong_type("a closure like |req| { … }", value);

@@ -592,6 +592,7 @@ async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     match target {
         Target::Closure(handler) => closure(req, params, &handler, ctx).await,
         Target::Folder(folder) => folder.respond(req, &rest).await,
+        Target::WebSocket(route) => route.accept(req, ctx),
     }
 }
 
