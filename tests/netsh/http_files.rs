@@ -840,3 +840,59 @@ fetch("/", {method: "POST", body: form})
     let want: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
     assert_eq!(std::fs::read(s.root.join("two.bin")).unwrap(), want);
 }
+
+/// Clients that never read their download cost the server a socket each,
+/// not a thread: 600 of them (more than tokio's 512 blocking threads),
+/// each paced by `rate_limit` so every response lasts long, and a normal
+/// download still completes at once. (With a thread per streamed
+/// response, the 513th waited for one of the others to finish.)
+#[test]
+fn clients_that_never_read_do_not_stop_other_downloads() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let test = "http_files::clients_that_never_read_do_not_stop_other_downloads";
+    if !has_curl(test) {
+        return;
+    }
+    const STUCK: usize = 600;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if hard < (STUCK as u64 + 200) {
+        support::skip(
+            test,
+            &format!("the open-file hard limit is {hard}; {STUCK} clients need more"),
+        );
+        return;
+    }
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raising the open-file limit");
+    }
+    let s = site();
+    std::fs::write(s.root.join("big.bin"), vec![1u8; 2_000_000]).unwrap();
+    std::fs::write(s.root.join("small.bin"), pseudo_random(20_000, 4)).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, rate_limit: 100000}");
+    let mut stuck = Vec::with_capacity(STUCK);
+    for _ in 0..STUCK {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        stuck.push(c);
+    }
+    // Each has its answer under way (its head read, its body not).
+    for c in &mut stuck {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let (status, _, body) = fetch(&[
+        "--max-time",
+        "15",
+        &format!("http://127.0.0.1:{port}/small.bin"),
+    ]);
+    assert_eq!(
+        (status, body.len()),
+        (200, 20_000),
+        "the download did not complete"
+    );
+    assert_eq!(body, pseudo_random(20_000, 4));
+    drop(stuck);
+}

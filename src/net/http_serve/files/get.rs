@@ -146,7 +146,15 @@ fn send_file(
             (start, end - start)
         }
         Wanted::Parts(parts) => {
-            return byteranges(response, file, content_type, size, parts, head);
+            return byteranges(
+                response,
+                file,
+                content_type,
+                size,
+                parts,
+                head,
+                folder.rate_limit,
+            );
         }
         Wanted::Unsatisfiable => {
             let mut response = text(
@@ -163,7 +171,7 @@ fn send_file(
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         if !head {
-            *response.body_mut() = send::gzip(file, size);
+            *response.body_mut() = send::gzip(file, size, folder.rate_limit);
         }
         return response;
     }
@@ -191,6 +199,7 @@ fn byteranges(
     size: u64,
     parts: Vec<(u64, u64)>,
     head: bool,
+    rate: Option<u64>,
 ) -> Response<Body> {
     // Random enough that no file's bytes hold it by chance.
     let boundary = format!("netsh-{:016x}{:016x}", rand_u64(), rand_u64());
@@ -214,7 +223,7 @@ fn byteranges(
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if !head {
-        *response.body_mut() = send::pieces(file, pieces, bytes::Bytes::from(tail));
+        *response.body_mut() = send::pieces(file, pieces, bytes::Bytes::from(tail), rate);
     }
     response
 }
