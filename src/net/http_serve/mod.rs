@@ -54,9 +54,11 @@ const OPTIONS: &[&str] = &[
     "follow_links",
     "dotfiles",
     "rate_limit",
+    "max_upload",
     // guard::Guard, for every route.
     "auth",
     "cors",
+    "hosts",
     "header_timeout",
 ];
 
@@ -122,7 +124,7 @@ fn start(
     let settings = server::Settings {
         options: options.clone(),
         routes,
-        guard: guard::Guard::from_options(&o)?,
+        guard: guard::Guard::from_options(&o, bind)?,
         header_timeout,
         log,
         max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),

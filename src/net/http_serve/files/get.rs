@@ -18,7 +18,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         Ok(segs) => segs,
         Err(why) => return refused(&why),
     };
-    let real = match path::resolve(&folder.root, &segs, folder.follow_links) {
+    let real = match path::reach(&folder.root, &segs, folder.follow_links, folder.dotfiles) {
         Ok(real) => real,
         Err(why) => return refused(&why),
     };
@@ -56,7 +56,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         // out of the folder is not followed unless `follow_links`.
         let mut index = segs.clone();
         index.parts.push(b"index.html".to_vec());
-        if let Ok(index) = path::resolve(&folder.root, &index, folder.follow_links)
+        if let Ok(index) = path::reach(&folder.root, &index, folder.follow_links, folder.dotfiles)
             && folder.permit.read(&index).is_ok()
             && let Ok(file) = File::open(&index)
             && let Ok(meta) = file.metadata()
@@ -74,7 +74,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
 }
 
 fn folder_page(folder: &Folder, dir: &std::path::Path, shown: &str, head: bool) -> Response<Body> {
-    let entries = match listing::entries(dir, folder.dotfiles) {
+    let entries = match listing::entries(dir, folder) {
         Ok(entries) => entries,
         Err(_) => return text(StatusCode::FORBIDDEN, "that folder cannot be listed\n"),
     };
