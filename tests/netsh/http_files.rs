@@ -1059,6 +1059,32 @@ fn an_abandoned_upload_leaves_no_part_file() {
     assert!(!s.root.join("h2.bin").exists());
 }
 
+/// A server stopped mid-upload drops the upload's future where it stands
+/// (no error reaches it): the part file goes all the same.
+#[test]
+fn a_server_stopped_mid_upload_leaves_no_part_file() {
+    let s = site();
+    let code = format!(
+        "let s = http_serve(\"127.0.0.1:0\", {dir:?}, #{{quiet: true, upload: true}}); print(s.port); sleep(3000); s.stop(); print(\"stopped\"); sleep(60000);",
+        dir = s.root.display().to_string()
+    );
+    let mut peer = Peer::netsh(&code);
+    let port = peer.port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    c.write_all(&[7; 100_000]).unwrap();
+    support::wait_until(Duration::from_secs(10), "the part file", || {
+        s.root.join(".cut.bin.netsh-part").exists()
+    });
+    peer.expect("stopped");
+    support::wait_until(Duration::from_secs(10), "the part file to go", || {
+        !s.root.join(".cut.bin.netsh-part").exists()
+    });
+    assert!(!s.root.join("cut.bin").exists());
+    drop(c);
+}
+
 /// `max_upload`: a PUT or a form over it is a 413, announced by its
 /// Content-Length or found while it streams, and leaves no file.
 #[test]
