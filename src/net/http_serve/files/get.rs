@@ -27,7 +27,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
     }
     // Opening and stat'ing hit the page cache and take microseconds; done
     // here rather than on the blocking pool, whose hand-off costs more.
-    let file = match File::open(&real) {
+    let file = match path::open(&folder.root, &folder.root_dir, &real, folder.follow_links) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return text(StatusCode::FORBIDDEN, "permission denied\n");
@@ -58,7 +58,8 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         index.parts.push(b"index.html".to_vec());
         if let Ok(index) = path::reach(&folder.root, &index, folder.follow_links, folder.dotfiles)
             && folder.permit.read(&index).is_ok()
-            && let Ok(file) = File::open(&index)
+            && let Ok(file) =
+                path::open(&folder.root, &folder.root_dir, &index, folder.follow_links)
             && let Ok(meta) = file.metadata()
             && meta.is_file()
         {

@@ -54,6 +54,8 @@ pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 pub struct Folder {
     /// Canonical: every path served is checked to be under it.
     pub root: PathBuf,
+    /// `root` opened, for `openat2` beneath it ([`path::open`]).
+    pub root_dir: std::os::fd::OwnedFd,
     /// PUT and the listing's upload form are accepted.
     pub upload: bool,
     /// Text types are gzip-compressed for clients that accept it.
@@ -109,8 +111,12 @@ impl Folder {
         if upload {
             permit::write(&root)?;
         }
+        let root_dir = std::fs::File::open(&root)
+            .map_err(|e| file_error("serve", dir, e))?
+            .into();
         Ok(Folder {
             root,
+            root_dir,
             upload,
             compress,
             follow_links,
@@ -127,6 +133,7 @@ impl Folder {
     pub fn for_tests(root: &std::path::Path, dotfiles: bool) -> Folder {
         Folder {
             root: root.to_path_buf(),
+            root_dir: std::fs::File::open(root).expect("the test folder").into(),
             upload: false,
             compress: false,
             follow_links: false,

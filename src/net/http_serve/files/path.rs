@@ -163,6 +163,47 @@ pub fn hidden(root: &Path, real: &Path) -> bool {
         .any(|c| c.as_os_str().as_bytes().starts_with(b"."))
 }
 
+/// Opens `real` (canonical, from [`reach`]) for reading so that the
+/// kernel itself keeps the open inside the folder: `openat2` from the
+/// folder's descriptor `root_dir` with `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_SYMLINKS` (`real` has no links left in it), so a folder
+/// swapped for a link between the check and the open is refused rather
+/// than followed. With `follow_links`, or on a kernel without `openat2`
+/// (before Linux 5.6), a plain open of the checked path.
+pub fn open(
+    root: &Path,
+    root_dir: &std::os::fd::OwnedFd,
+    real: &Path,
+    follow_links: bool,
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let Ok(below) = real.strip_prefix(root) else {
+        if follow_links {
+            return std::fs::File::open(real);
+        }
+        return Err(std::io::ErrorKind::PermissionDenied.into());
+    };
+    if follow_links {
+        return std::fs::File::open(real);
+    }
+    let below = if below.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        below
+    };
+    match rustix::fs::openat2(
+        root_dir,
+        below,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(rustix::io::Errno::NOSYS) => std::fs::File::open(real),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Where an upload named by `segs` goes: the canonical folder it lands in
 /// and the file name, checked by the same rules `serve_files` applies to a
 /// sent name. Links are never followed out of the folder for a write, even
@@ -318,6 +359,21 @@ mod tests {
             resolve(&root, &seg("//etc/passwd"), false),
             Err(Refused::Outside)
         );
+    }
+
+    #[test]
+    fn opens_stay_beneath_the_folder_even_after_a_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("in.txt"), "x").unwrap();
+        let root_dir: std::os::fd::OwnedFd = std::fs::File::open(&root).unwrap().into();
+        assert!(open(&root, &root_dir, &root.join("in.txt"), false).is_ok());
+        assert!(open(&root, &root_dir, &root, false).is_ok());
+        // A path checked while it was a folder, then swapped for a link out.
+        std::os::unix::fs::symlink("/etc", root.join("sub")).unwrap();
+        assert!(open(&root, &root_dir, &root.join("sub/hostname"), false).is_err());
+        assert!(open(&root, &root_dir, &root.join("sub/hostname"), true).is_ok());
+        assert!(open(&root, &root_dir, Path::new("/etc/hostname"), false).is_err());
     }
 
     #[test]
