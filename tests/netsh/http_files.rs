@@ -1287,3 +1287,42 @@ fn rate_limit_paces_gzip_and_multiple_ranges() {
         started.elapsed()
     );
 }
+
+/// A `file:` reply is answered as a served folder's file: ETag and
+/// Last-Modified, 304 for a current copy, a stale If-Range gets the whole
+/// file, and a reply with another status than 200 is never made partial.
+#[test]
+fn file_replies_have_validators_and_honour_if_range() {
+    if !has_curl("http_files::file_replies_have_validators_and_honour_if_range") {
+        return;
+    }
+    let s = site();
+    let data = pseudo_random(100_000, 21);
+    let path = s.root.join("f.bin");
+    std::fs::write(&path, &data).unwrap();
+    let code = format!(
+        "let s = http_serve(\"127.0.0.1:0\", #{{\"GET /f\": |req| #{{file: {p:?}}}, \"GET /made\": |req| #{{status: 201, file: {p:?}}}}}, #{{quiet: true}}); print(s.port); s.wait();",
+        p = path.display().to_string()
+    );
+    let mut server = Peer::netsh(&code);
+    let port = server.port();
+    let url = format!("http://127.0.0.1:{port}/f");
+    let (status, headers, body) = fetch(&[&url]);
+    assert_eq!((status, body.len()), (200, data.len()));
+    let etag = header(&headers, "etag").expect("an ETag").to_string();
+    let modified = header(&headers, "last-modified")
+        .expect("a Last-Modified")
+        .to_string();
+    let (status, _, body) = fetch(&["-H", &format!("If-None-Match: {etag}"), &url]);
+    assert_eq!((status, body.len()), (304, 0));
+    let (status, _, _) = fetch(&["-H", &format!("If-Modified-Since: {modified}"), &url]);
+    assert_eq!(status, 304);
+    let (status, _, body) = fetch(&["-r", "10-19", "-H", &format!("If-Range: {etag}"), &url]);
+    assert_eq!((status, body.as_slice()), (206, &data[10..20]));
+    let (status, _, body) = fetch(&["-r", "10-19", "-H", "If-Range: \"stale\"", &url]);
+    assert_eq!((status, body.len()), (200, data.len()));
+    let (status, headers, body) = fetch(&["-r", "10-19", &format!("http://127.0.0.1:{port}/made")]);
+    assert_eq!((status, body.len()), (201, data.len()));
+    assert_eq!(header(&headers, "content-range"), None);
+    drop(server);
+}
