@@ -634,7 +634,7 @@ fn the_http_plugin_serves_a_folder() {
         r#"let s = http::start("127.0.0.1:0", "{dir}");
            let u = `http://${{s.addr}}`;
            fn raw(addr, line) {{
-               let c = connect(addr); c.send(line + "\r\nHost: x\r\n\r\n");
+               let c = connect(addr); c.send(line + "\r\nHost: 127.0.0.1\r\n\r\n");
                let head = c.recv_line(); c.close(); head
            }}
            let r = fetch(`${{u}}/f.bin`, #{{headers: #{{range: "bytes=100-199"}}}});

@@ -406,7 +406,7 @@ fn a_cut_upload_leaves_no_file() {
     let s = site();
     let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.write_all(b"PUT /cut.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+    c.write_all(b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
         .unwrap();
     c.write_all(&[7; 100_000]).unwrap();
     // The part file is there while the upload runs, the real name is not.
@@ -438,6 +438,9 @@ fn basic_auth_and_cors() {
     );
     assert!(!String::from_utf8_lossy(&body).contains("private"));
     assert_eq!(fetch(&["-u", "ann:wrong", &url]).0, 401);
+    // The scheme's name is case-insensitive (RFC 9110 §11.1).
+    let (status, _, _) = fetch(&["-H", "Authorization: bAsIc YW5uOnMzY3JldA==", &url]);
+    assert_eq!(status, 200);
     let (status, headers, body) = fetch(&["-u", "ann:s3cret", &url]);
     assert_eq!((status, body.as_slice()), (200, b"private".as_slice()));
     assert_eq!(header(&headers, "access-control-allow-origin"), Some("*"));
@@ -492,7 +495,8 @@ fn hostile_paths_never_leave_the_folder() {
     for (what, target) in &targets {
         let answer = raw(
             port,
-            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         );
         let text = String::from_utf8_lossy(&answer);
         let status = status_of(&answer);
@@ -507,7 +511,7 @@ fn hostile_paths_never_leave_the_folder() {
             "{what}: {text}"
         );
         // The same path as an upload writes nothing anywhere.
-        let put = raw(port, format!("PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil").as_bytes());
+        let put = raw(port, format!("PUT {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nevil").as_bytes());
         assert!(
             !status_of(&put).contains(" 201 "),
             "{what} upload: {}",
@@ -518,7 +522,7 @@ fn hostile_paths_never_leave_the_folder() {
     // folder is listed instead.
     let listed = raw(
         port,
-        b"GET /idx/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /idx/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     let listed = String::from_utf8_lossy(&listed);
     assert!(
@@ -529,7 +533,7 @@ fn hostile_paths_never_leave_the_folder() {
     // never to `//evil.test/` (another host, to a browser).
     let moved = raw(
         port,
-        b"GET //evil.test HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET //evil.test HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     let moved = String::from_utf8_lossy(&moved);
     assert!(
@@ -539,7 +543,7 @@ fn hostile_paths_never_leave_the_folder() {
         "{moved}"
     );
     // A raw NUL byte in the request line is refused by the parser itself.
-    let nul = raw(port, b"GET /ok.txt\0 HTTP/1.1\r\nHost: x\r\n\r\n");
+    let nul = raw(port, b"GET /ok.txt\0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert!(
         status_of(&nul).contains("400") || nul.is_empty(),
         "{}",
@@ -548,7 +552,7 @@ fn hostile_paths_never_leave_the_folder() {
     // An absolute-form target names this server's path, never the file system's.
     let absolute = raw(
         port,
-        b"GET http://x/../secret.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET http://x/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(!String::from_utf8_lossy(&absolute).contains(SECRET));
     let mut outside: Vec<String> = std::fs::read_dir(&s.outside)
@@ -578,7 +582,7 @@ fn hostile_paths_never_leave_the_folder() {
     // The server goes on.
     let again = raw(
         port,
-        b"GET /ok.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /ok.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(
         again.ends_with(b"fine"),
@@ -589,7 +593,7 @@ fn hostile_paths_never_leave_the_folder() {
     let (_loose, loose_port) = serve(&s.root, "#{quiet: true, follow_links: true}");
     let answer = raw(
         loose_port,
-        b"GET /leak.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /leak.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(String::from_utf8_lossy(&answer).ends_with(SECRET));
 }
@@ -705,7 +709,7 @@ fn served_files_are_held_to_the_permissions() {
     let port = server.port();
     let inside = raw(
         port,
-        b"GET /in.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /in.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(
         inside.ends_with(b"inside"),
@@ -714,7 +718,7 @@ fn served_files_are_held_to_the_permissions() {
     );
     let leak = raw(
         port,
-        b"GET /leak.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /leak.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
     assert!(
         status_of(&leak).contains("403"),
@@ -762,7 +766,7 @@ fn a_folder_route_beside_closures() {
     assert_eq!(fetch(&[&format!("{base}/api")]).0, 401);
     assert_eq!(fetch(&[&format!("{base}/static/css/site.css")]).0, 401);
     // The prefix is the folder's root: nothing above it through the route.
-    let above = raw(port, b"GET /static/../secret.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Basic YTpi\r\nConnection: close\r\n\r\n");
+    let above = raw(port, b"GET /static/../secret.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YTpi\r\nConnection: close\r\n\r\n");
     assert!(!String::from_utf8_lossy(&above).contains(SECRET));
     // A folder route that does not exist fails before anything listens.
     let err = Netsh::eval_err(r#"http_serve("127.0.0.1:0", #{"/files/*": "/no/such/dir"})"#);
@@ -839,4 +843,486 @@ fetch("/", {method: "POST", body: form})
     );
     let want: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
     assert_eq!(std::fs::read(s.root.join("two.bin")).unwrap(), want);
+}
+
+/// Clients that never read their download cost the server a socket each,
+/// not a thread: 600 of them (more than tokio's 512 blocking threads),
+/// each paced by `rate_limit` so every response lasts long, and a normal
+/// download still completes at once. (With a thread per streamed
+/// response, the 513th waited for one of the others to finish.)
+#[test]
+fn clients_that_never_read_do_not_stop_other_downloads() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let test = "http_files::clients_that_never_read_do_not_stop_other_downloads";
+    if !has_curl(test) {
+        return;
+    }
+    const STUCK: usize = 600;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if hard < (STUCK as u64 + 200) {
+        support::skip(
+            test,
+            &format!("the open-file hard limit is {hard}; {STUCK} clients need more"),
+        );
+        return;
+    }
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("raising the open-file limit");
+    }
+    let s = site();
+    std::fs::write(s.root.join("big.bin"), vec![1u8; 2_000_000]).unwrap();
+    std::fs::write(s.root.join("small.bin"), pseudo_random(20_000, 4)).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, rate_limit: 100000}");
+    let mut stuck = Vec::with_capacity(STUCK);
+    for _ in 0..STUCK {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        stuck.push(c);
+    }
+    // Each has its answer under way (its head read, its body not).
+    for c in &mut stuck {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let (status, _, body) = fetch(&[
+        "--max-time",
+        "15",
+        &format!("http://127.0.0.1:{port}/small.bin"),
+    ]);
+    assert_eq!(
+        (status, body.len()),
+        (200, 20_000),
+        "the download did not complete"
+    );
+    assert_eq!(body, pseudo_random(20_000, 4));
+    drop(stuck);
+}
+
+/// Writes are held to more than reads: a form's file name starting with
+/// `.` is refused like a PUT's (`x/.bashrc` too); a browser's upload from
+/// another site's page (its `Origin`, or `Sec-Fetch-Site: cross-site`) is
+/// a 403, from this server's own page or the `cors` origin it is let in;
+/// a loopback server answers only to a local `Host` (DNS rebinding), and
+/// every folder answer says `nosniff`.
+#[test]
+fn uploads_refuse_dotfiles_and_other_sites() {
+    if !has_curl("http_files::uploads_refuse_dotfiles_and_other_sites") {
+        return;
+    }
+    let s = site();
+    std::fs::create_dir(s.root.join("sub")).unwrap();
+    let local = s.outside.join("local.txt");
+    std::fs::write(&local, "[core]\n").unwrap();
+    let form = |name: &str| format!("file=@{};filename={name}", local.display());
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, _, body) = fetch(&["-F", &form(".gitconfig"), &format!("{base}/")]);
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = fetch(&["-F", &form("x/.bashrc"), &format!("{base}/sub/")]);
+    assert_eq!(status, 403);
+    assert!(!s.root.join(".gitconfig").exists() && !s.root.join("sub/.bashrc").exists());
+    // Another site's page, by Origin or by Sec-Fetch-Site.
+    let evil = "Origin: http://evil.example";
+    let (status, _, body) = fetch(&["-H", evil, "-F", &form("evil.html"), &format!("{base}/")]);
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("another site"));
+    let (status, _, _) = fetch(&[
+        "-H",
+        "Sec-Fetch-Site: cross-site",
+        "-F",
+        &form("evil.html"),
+        &format!("{base}/"),
+    ]);
+    assert_eq!(status, 403);
+    let (status, _, _) = fetch(&[
+        "-H",
+        evil,
+        "-T",
+        local.to_str().unwrap(),
+        &format!("{base}/evil.txt"),
+    ]);
+    assert_eq!(status, 403);
+    let (status, _, _) = fetch(&[
+        "-H",
+        "Origin: null",
+        "-F",
+        &form("evil.html"),
+        &format!("{base}/"),
+    ]);
+    assert_eq!(status, 403);
+    assert!(!s.root.join("evil.html").exists() && !s.root.join("evil.txt").exists());
+    // This server's own page may upload, over HTTP/1.1 and HTTP/2.
+    let own = format!("Origin: {base}");
+    let (status, _, _) = fetch(&["-H", &own, "-F", &form("mine.txt"), &format!("{base}/")]);
+    assert_eq!(status, 201);
+    let (status, _, _) = fetch(&[
+        "--http2-prior-knowledge",
+        "-H",
+        &own,
+        "-H",
+        "Sec-Fetch-Site: same-origin",
+        "-F",
+        &form("mine2.txt"),
+        &format!("{base}/"),
+    ]);
+    assert_eq!(status, 201);
+    // A Host that is not local: a rebound name, answered with 421.
+    let (status, _, body) = fetch(&["-H", "Host: rebind.evil.example", &format!("{base}/")]);
+    assert_eq!(status, 421, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains("mine.txt"));
+    let (status, headers, _) = fetch(&[&format!("http://localhost:{port}/mine.txt")]);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-content-type-options"), Some("nosniff"));
+    // The cors origin is let in to upload too.
+    let (_open, open_port) = serve(
+        &s.root,
+        "#{quiet: true, upload: true, cors: \"http://app.test\"}",
+    );
+    let (status, _, _) = fetch(&[
+        "-H",
+        "Origin: http://app.test",
+        "-F",
+        &form("app.txt"),
+        &format!("http://127.0.0.1:{open_port}/"),
+    ]);
+    assert_eq!(status, 201);
+    let (status, _, _) = fetch(&[
+        "-H",
+        evil,
+        "-F",
+        &form("evil.html"),
+        &format!("http://127.0.0.1:{open_port}/"),
+    ]);
+    assert_eq!(status, 403);
+    let mut names: Vec<String> = std::fs::read_dir(&s.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["app.txt", "mine.txt", "mine2.txt", "sub"]);
+}
+
+/// A client that gives up mid-upload leaves no part file: over HTTP/1.1 a
+/// connection reset, over HTTP/2 a cancelled stream (hyper then drops the
+/// answer's future, so nothing after an `.await` runs).
+#[test]
+fn an_abandoned_upload_leaves_no_part_file() {
+    let s = site();
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    c.write_all(&[7; 100_000]).unwrap();
+    support::wait_until(Duration::from_secs(10), "the part file", || {
+        s.root.join(".cut.bin.netsh-part").exists()
+    });
+    // SO_LINGER 0: the close is a reset, not an end of stream.
+    nix::sys::socket::setsockopt(
+        &c,
+        nix::sys::socket::sockopt::Linger,
+        &libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        },
+    )
+    .unwrap();
+    drop(c);
+    support::wait_until(Duration::from_secs(10), "the part file to go", || {
+        !s.root.join(".cut.bin.netsh-part").exists()
+    });
+    assert!(!s.root.join("cut.bin").exists());
+    if !has_curl("http_files::an_abandoned_upload_leaves_no_part_file") {
+        return;
+    }
+    // curl gives up on a slow HTTP/2 upload: it resets the stream.
+    let local = s.outside.join("local.bin");
+    std::fs::write(&local, vec![3u8; 5_000_000]).unwrap();
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "--limit-rate",
+        "500k",
+        "--max-time",
+        "2",
+        "-T",
+        local.to_str().unwrap(),
+        &format!("http://127.0.0.1:{port}/h2.bin"),
+    ]);
+    assert!(!out.status.success(), "the upload was to be cut");
+    support::wait_until(
+        Duration::from_secs(10),
+        "the HTTP/2 part file to go",
+        || !s.root.join(".h2.bin.netsh-part").exists(),
+    );
+    assert!(!s.root.join("h2.bin").exists());
+}
+
+/// A server stopped mid-upload drops the upload's future where it stands
+/// (no error reaches it): the part file goes all the same.
+#[test]
+fn a_server_stopped_mid_upload_leaves_no_part_file() {
+    let s = site();
+    let code = format!(
+        "let s = http_serve(\"127.0.0.1:0\", {dir:?}, #{{quiet: true, upload: true}}); print(s.port); sleep(3000); s.stop(); print(\"stopped\"); sleep(60000);",
+        dir = s.root.display().to_string()
+    );
+    let mut peer = Peer::netsh(&code);
+    let port = peer.port();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"PUT /cut.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    c.write_all(&[7; 100_000]).unwrap();
+    support::wait_until(Duration::from_secs(10), "the part file", || {
+        s.root.join(".cut.bin.netsh-part").exists()
+    });
+    peer.expect("stopped");
+    support::wait_until(Duration::from_secs(10), "the part file to go", || {
+        !s.root.join(".cut.bin.netsh-part").exists()
+    });
+    assert!(!s.root.join("cut.bin").exists());
+    drop(c);
+}
+
+/// `max_upload`: a PUT or a form over it is a 413, announced by its
+/// Content-Length or found while it streams, and leaves no file.
+#[test]
+fn uploads_over_max_upload_are_413() {
+    if !has_curl("http_files::uploads_over_max_upload_are_413") {
+        return;
+    }
+    let s = site();
+    let big = s.outside.join("big.bin");
+    std::fs::write(&big, vec![5u8; 5000]).unwrap();
+    let small = s.outside.join("small.bin");
+    std::fs::write(&small, vec![6u8; 500]).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true, max_upload: 1000}");
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, _, body) = fetch(&["-T", big.to_str().unwrap(), &format!("{base}/big.bin")]);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("max_upload"));
+    // Chunked (no Content-Length): cut off once past the limit.
+    let (status, _, _) = fetch(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-T",
+        big.to_str().unwrap(),
+        &format!("{base}/chunked.bin"),
+    ]);
+    assert_eq!(status, 413);
+    let (status, _, _) = fetch(&[
+        "-F",
+        &format!("file=@{};filename=f.bin", big.display()),
+        &format!("{base}/"),
+    ]);
+    assert_eq!(status, 413);
+    let (status, _, _) = fetch(&["-T", small.to_str().unwrap(), &format!("{base}/small.bin")]);
+    assert_eq!(status, 201);
+    let names: Vec<String> = std::fs::read_dir(&s.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["small.bin"]);
+    let err = Netsh::eval_err(r#"http_serve("127.0.0.1:0", ".", #{max_upload: 0})"#);
+    assert!(err.contains("max_upload"), "{err}");
+}
+
+/// Uploads never go through a link out of the folder, even with
+/// `follow_links: true` (that is for reading).
+#[test]
+fn uploads_never_follow_links_out() {
+    if !has_curl("http_files::uploads_never_follow_links_out") {
+        return;
+    }
+    let s = site();
+    let away = s.outside.join("away");
+    std::fs::create_dir(&away).unwrap();
+    std::os::unix::fs::symlink(&away, s.root.join("out")).unwrap();
+    let local = s.outside.join("local.txt");
+    std::fs::write(&local, "x").unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true, follow_links: true}");
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, _, _) = fetch(&["-T", local.to_str().unwrap(), &format!("{base}/out/x.txt")]);
+    assert_eq!(status, 403);
+    let (status, _, _) = fetch(&[
+        "-F",
+        &format!("file=@{};filename=y.txt", local.display()),
+        &format!("{base}/out/"),
+    ]);
+    assert_eq!(status, 403);
+    assert_eq!(std::fs::read_dir(&away).unwrap().count(), 0);
+}
+
+/// The 303 after a browser's form goes back to this site's folder, never
+/// to `//evil.test/` (another host, to a browser).
+#[test]
+fn a_form_redirect_stays_on_this_site() {
+    let s = site();
+    std::fs::create_dir(s.root.join("evil.test")).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
+    let body = "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.txt\"\r\n\r\nhi\r\n--b--\r\n";
+    let request = format!(
+        "POST //evil.test/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw(port, request.as_bytes());
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(status_of(answer.as_bytes()).contains("303"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("location: /evil.test/\r\n"),
+        "{answer}"
+    );
+    assert_eq!(
+        std::fs::read(s.root.join("evil.test/f.txt")).unwrap(),
+        b"hi"
+    );
+}
+
+/// A link inside the folder to a dotfile is as hidden as the dotfile; the
+/// listing shows no size of what a refused link points to.
+#[test]
+fn links_to_dotfiles_and_outside_show_nothing() {
+    let s = site();
+    std::fs::write(s.root.join(".env"), "TOKEN=hunter2").unwrap();
+    std::os::unix::fs::symlink(".env", s.root.join("visible")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", s.root.join("leak.txt")).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true}");
+    let answer = raw(
+        port,
+        b"GET /visible HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(status_of(&answer).contains("404"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let listing = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    let listing = String::from_utf8_lossy(&listing);
+    // The secret is 25 bytes, the dotfile 13: neither size is told.
+    assert!(listing.contains("href=\"leak.txt\""), "{listing}");
+    assert!(
+        !listing.contains("25 bytes") && !listing.contains("13 bytes"),
+        "{listing}"
+    );
+}
+
+/// A file dated past the year 9999 is served (its date clamped), and its
+/// folder listed: no panic, no dropped connection.
+#[test]
+fn dates_past_the_year_9999_are_clamped() {
+    let test = "http_files::dates_past_the_year_9999_are_clamped";
+    if !has_curl(test) {
+        return;
+    }
+    // ext4 stops at the year 2446; tmpfs keeps 64-bit times.
+    let Ok(tmp) = tempfile::tempdir_in("/dev/shm") else {
+        support::skip(test, "no /dev/shm (tmpfs) to hold a file dated past 9999");
+        return;
+    };
+    let far = tmp.path().join("far.txt");
+    std::fs::write(&far, "future").unwrap();
+    let touched = Command::new("touch")
+        .arg("-d")
+        .arg("@400000000000")
+        .arg(&far)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    let year = std::fs::metadata(&far).unwrap().modified().unwrap();
+    if year < std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_800) {
+        support::skip(test, "this file system cannot date a file past 9999");
+        return;
+    }
+    let (_server, port) = serve(tmp.path(), "#{quiet: true}");
+    let (status, headers, body) = fetch(&[&format!("http://127.0.0.1:{port}/far.txt")]);
+    assert_eq!((status, body.as_slice()), (200, b"future".as_slice()));
+    assert_eq!(
+        header(&headers, "last-modified"),
+        Some("Fri, 31 Dec 9999 23:59:59 GMT")
+    );
+    let (status, _, body) = fetch(&[&format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("9999-12-31"));
+}
+
+/// `rate_limit` paces gzip and multi-range answers too (at 20 kB/s, some
+/// 60 kB take about 3 s; the check is only that they are not immediate).
+#[test]
+fn rate_limit_paces_gzip_and_multiple_ranges() {
+    if !has_curl("http_files::rate_limit_paces_gzip_and_multiple_ranges") {
+        return;
+    }
+    let s = site();
+    // Hex text compresses about in half: some 60 kB of gzip.
+    let hex: String = pseudo_random(60_000, 9)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(s.root.join("t.txt"), &hex).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, compress: true, rate_limit: 20000}");
+    let url = format!("http://127.0.0.1:{port}/t.txt");
+    let started = std::time::Instant::now();
+    let (status, headers, body) = fetch(&["--compressed", &url]);
+    assert_eq!(
+        (status, header(&headers, "content-encoding")),
+        (200, Some("gzip"))
+    );
+    assert_eq!(body, hex.as_bytes());
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let (status, _, body) = fetch(&["-r", "0-29999,60000-89999", &url]);
+    assert_eq!(status, 206);
+    assert!(body.len() > 60_000);
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A `file:` reply is answered as a served folder's file: ETag and
+/// Last-Modified, 304 for a current copy, a stale If-Range gets the whole
+/// file, and a reply with another status than 200 is never made partial.
+#[test]
+fn file_replies_have_validators_and_honour_if_range() {
+    if !has_curl("http_files::file_replies_have_validators_and_honour_if_range") {
+        return;
+    }
+    let s = site();
+    let data = pseudo_random(100_000, 21);
+    let path = s.root.join("f.bin");
+    std::fs::write(&path, &data).unwrap();
+    let code = format!(
+        "let s = http_serve(\"127.0.0.1:0\", #{{\"GET /f\": |req| #{{file: {p:?}}}, \"GET /made\": |req| #{{status: 201, file: {p:?}}}}}, #{{quiet: true}}); print(s.port); s.wait();",
+        p = path.display().to_string()
+    );
+    let mut server = Peer::netsh(&code);
+    let port = server.port();
+    let url = format!("http://127.0.0.1:{port}/f");
+    let (status, headers, body) = fetch(&[&url]);
+    assert_eq!((status, body.len()), (200, data.len()));
+    let etag = header(&headers, "etag").expect("an ETag").to_string();
+    let modified = header(&headers, "last-modified")
+        .expect("a Last-Modified")
+        .to_string();
+    let (status, _, body) = fetch(&["-H", &format!("If-None-Match: {etag}"), &url]);
+    assert_eq!((status, body.len()), (304, 0));
+    let (status, _, _) = fetch(&["-H", &format!("If-Modified-Since: {modified}"), &url]);
+    assert_eq!(status, 304);
+    let (status, _, body) = fetch(&["-r", "10-19", "-H", &format!("If-Range: {etag}"), &url]);
+    assert_eq!((status, body.as_slice()), (206, &data[10..20]));
+    let (status, _, body) = fetch(&["-r", "10-19", "-H", "If-Range: \"stale\"", &url]);
+    assert_eq!((status, body.len()), (200, data.len()));
+    let (status, headers, body) = fetch(&["-r", "10-19", &format!("http://127.0.0.1:{port}/made")]);
+    assert_eq!((status, body.len()), (201, data.len()));
+    assert_eq!(header(&headers, "content-range"), None);
+    drop(server);
 }

@@ -3,6 +3,12 @@
 //! and `cors: true` (or an origin: the `Access-Control-*` headers on every
 //! answer, and CORS preflights answered here, before auth, since a browser
 //! sends no credentials with a preflight).
+//!
+//! And, for a server on a loopback address, the `Host` check against DNS
+//! rebinding: a web page on `evil.example` whose name the attacker then
+//! points at 127.0.0.1 reaches the server as "same origin" with
+//! `Host: evil.example`. Only an IP literal, `localhost`, a `*.localhost`
+//! name or a name given in `hosts` is answered; anything else is a 421.
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -17,6 +23,9 @@ pub struct Guard {
     expected: Option<Vec<u8>>,
     /// The `Access-Control-Allow-Origin` value, when CORS is on.
     origin: Option<HeaderValue>,
+    /// On a loopback server, the host names answered besides IP literals
+    /// and `localhost` (lower-case); `None` when any Host is answered.
+    hosts: Option<Vec<String>>,
 }
 
 /// What the guard says about a request before it is routed.
@@ -29,9 +38,10 @@ pub enum Verdict {
 }
 
 impl Guard {
-    /// Reads `auth` and `cors` from a server's options (already checked for
-    /// unknown keys by the caller's `Options::new`).
-    pub fn from_options(options: &Options) -> Result<Guard> {
+    /// Reads `auth`, `cors` and `hosts` from a server's options (already
+    /// checked for unknown keys by the caller's `Options::new`); `bind` is
+    /// where the server listens (a loopback one checks `Host`).
+    pub fn from_options(options: &Options, bind: std::net::SocketAddr) -> Result<Guard> {
         let expected = match options.text("auth")? {
             None => None,
             Some(pair) => {
@@ -42,7 +52,7 @@ impl Guard {
                 }
                 use base64::Engine;
                 let token = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
-                Some(format!("Basic {token}").into_bytes())
+                Some(token.into_bytes())
             }
         };
         let origin = match options.value("cors") {
@@ -63,12 +73,61 @@ impl Guard {
             }
             Some(v) => return Err(Options::bad("cors", "true or an origin", v)),
         };
-        Ok(Guard { expected, origin })
+        let mut extra = Vec::new();
+        if let Some(value) = options.value("hosts") {
+            let Some(list) = value.read_lock::<rhai::Array>() else {
+                return Err(Options::bad(
+                    "hosts",
+                    "an array of host names such as [\"myapp.test\"]",
+                    value,
+                ));
+            };
+            for name in list.iter() {
+                match name.clone().into_string() {
+                    Ok(name) if !name.is_empty() && !name.contains([':', '/', ' ']) => {
+                        extra.push(name.to_ascii_lowercase())
+                    }
+                    _ => {
+                        return Err(Options::bad(
+                            "hosts",
+                            "an array of host names (no port, no scheme)",
+                            name,
+                        ));
+                    }
+                }
+            }
+        }
+        let hosts = bind.ip().is_loopback().then_some(extra);
+        Ok(Guard {
+            expected,
+            origin,
+            hosts,
+        })
     }
 
-    /// Is anything checked at all? (A server without auth or cors skips the guard.)
+    /// Is anything checked at all? (A server without auth or cors, not on
+    /// a loopback address, skips the guard.)
     pub fn is_open(&self) -> bool {
-        self.expected.is_none() && self.origin.is_none()
+        self.expected.is_none() && self.origin.is_none() && self.hosts.is_none()
+    }
+
+    /// On a loopback server, is `host` (a `Host` header or an HTTP/2
+    /// `:authority`, port and all) one it answers to?
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        let Some(extra) = &self.hosts else {
+            return true;
+        };
+        // A client that names no host is no browser (every browser sends one).
+        let Some(host) = host else {
+            return true;
+        };
+        let name = host_name(host).to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(&name);
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            // An IP literal is never a rebound name.
+            return true;
+        }
+        name == "localhost" || name.ends_with(".localhost") || extra.iter().any(|h| h == name)
     }
 
     /// The verdict on a request's method and headers.
@@ -98,7 +157,14 @@ impl Guard {
                 .get(header::AUTHORIZATION)
                 .map(HeaderValue::as_bytes)
                 .unwrap_or(b"");
-            if !same(given, expected) {
+            // The scheme's name is case-insensitive (RFC 9110 §11.1).
+            let token = match given.split_at_checked(6) {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"basic ") => {
+                    token.trim_ascii()
+                }
+                _ => b"",
+            };
+            if !same(token, expected) {
                 let mut out = HeaderMap::new();
                 out.insert(
                     header::WWW_AUTHENTICATE,
@@ -114,6 +180,22 @@ impl Guard {
     /// The answer to a request the guard stops (401, a preflight's 204),
     /// or `None` to route it.
     pub fn check<B>(&self, req: &http::Request<B>) -> Option<http::Response<Body>> {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+            .or_else(|| req.uri().authority().map(http::uri::Authority::as_str));
+        if !self.host_allowed(host) {
+            let mut response = http::Response::new(full(
+                "421 Misdirected Request: this server is on a loopback address and answers only to localhost or an IP address as Host (a guard against DNS rebinding; the option hosts: [\"name\"] adds names)\n",
+            ));
+            *response.status_mut() = StatusCode::MISDIRECTED_REQUEST;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return Some(response);
+        }
         match self.verdict(req.method(), req.headers()) {
             Verdict::Pass => None,
             Verdict::Answer(status, headers) => {
@@ -157,6 +239,17 @@ impl Guard {
     }
 }
 
+/// The host part of a `Host` value: `[::1]:80` → `::1`, `a.b:80` → `a.b`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
 /// Compares in time that depends only on the lengths, so a wrong password
 /// is not found out byte by byte from the answer's timing.
 fn same(given: &[u8], expected: &[u8]) -> bool {
@@ -180,8 +273,8 @@ mod tests {
         for (k, v) in pairs {
             map.insert((*k).into(), v.clone());
         }
-        let options = Options::new(&map, &["auth", "cors"])?;
-        Guard::from_options(&options)
+        let options = Options::new(&map, &["auth", "cors", "hosts"])?;
+        Guard::from_options(&options, "0.0.0.0:0".parse().unwrap())
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -200,6 +293,14 @@ mod tests {
             g.verdict(
                 &Method::GET,
                 &headers(&[("authorization", "Basic YW5uOnMzY3JldA==")])
+            ),
+            Verdict::Pass
+        );
+        // The scheme's name in any case.
+        assert_eq!(
+            g.verdict(
+                &Method::GET,
+                &headers(&[("authorization", "bAsIc YW5uOnMzY3JldA==")])
             ),
             Verdict::Pass
         );
@@ -258,6 +359,44 @@ mod tests {
             closed.verdict(&Method::OPTIONS, &pre),
             Verdict::Answer(StatusCode::UNAUTHORIZED, _)
         ));
+    }
+
+    #[test]
+    fn a_loopback_server_answers_only_local_host_names() {
+        let mut map = Map::new();
+        map.insert("hosts".into(), vec![Dynamic::from("MyApp.test")].into());
+        let options = Options::new(&map, &["auth", "cors", "hosts"]).unwrap();
+        let g = Guard::from_options(&options, "127.0.0.1:8000".parse().unwrap()).unwrap();
+        assert!(!g.is_open());
+        for ok in [
+            "localhost",
+            "localhost:8000",
+            "LOCALHOST.",
+            "app.localhost:1",
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "[::1]",
+            "myapp.test:8000",
+        ] {
+            assert!(g.host_allowed(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "rebind.evil.example",
+            "evil.example:8000",
+            "localhost.evil.example",
+            "x",
+        ] {
+            assert!(!g.host_allowed(Some(bad)), "{bad}");
+        }
+        assert!(g.host_allowed(None));
+        // On every address, any Host is answered.
+        let open = guard(&[]).unwrap();
+        assert!(open.is_open() && open.host_allowed(Some("evil.example")));
+        let mut map = Map::new();
+        map.insert("hosts".into(), vec![Dynamic::from("a:80")].into());
+        let options = Options::new(&map, &["hosts"]).unwrap();
+        assert!(Guard::from_options(&options, "127.0.0.1:0".parse().unwrap()).is_err());
     }
 
     #[test]

@@ -54,9 +54,11 @@ const OPTIONS: &[&str] = &[
     "follow_links",
     "dotfiles",
     "rate_limit",
+    "max_upload",
     // guard::Guard, for every route.
     "auth",
     "cors",
+    "hosts",
     "header_timeout",
 ];
 
@@ -122,7 +124,7 @@ fn start(
     let settings = server::Settings {
         options: options.clone(),
         routes,
-        guard: guard::Guard::from_options(&o)?,
+        guard: guard::Guard::from_options(&o, bind)?,
         header_timeout,
         log,
         max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),
@@ -197,7 +199,12 @@ mod api {
     /// replacing), `compress: true` (gzip for text), `follow_links: true`
     /// (symbolic links may lead out of the folder), `dotfiles: true` (names
     /// starting with `.` listed and served), `rate_limit` (bytes a second
-    /// per response).
+    /// per response), `max_upload` (bytes one upload may carry; 1 GiB by
+    /// default, more is a 413). Uploads never follow links out and refuse
+    /// a browser's request from another site's page (403) unless `cors`
+    /// names that origin. On a loopback address the server answers only to
+    /// a `Host` that is an IP, `localhost` or a name in `hosts: ["…"]`
+    /// (421 otherwise: a guard against DNS rebinding).
     ///
     /// ```rhai
     /// let s = http_serve(8443, |req| "secret", #{tls: #{self_signed: true}, quiet: true});
@@ -205,7 +212,7 @@ mod api {
     /// ```
     ///
     /// Fails when: as `http_serve(bind, handler)`, or an option is unknown
-    /// or has the wrong type.
+    /// or has the wrong type (`hosts` not an array of names without port).
     #[rhai_fn(return_raw, name = "http_serve")]
     pub fn http_serve_with(
         ctx: NativeCallContext,

@@ -6,8 +6,8 @@
 //! - `()` → 204 No Content;
 //! - a map of only `status`, `headers`, `body`, `json`, `file` → that
 //!   response (`status` 200 unless given; `body` as above, `json` any
-//!   value as JSON, `file` a path sent with its length and `Range`s
-//!   honoured);
+//!   value as JSON, `file` a path sent with its length, ETag and
+//!   Last-Modified, 304 and `Range`/`If-Range` honoured for a 200);
 //! - anything else (a number, `true`) → its text.
 //!
 //! A reply that cannot be made (a status of 1000, a header with a newline,
@@ -26,9 +26,9 @@ use crate::error::{Error, Result};
 /// The keys of a map that describes a response rather than being JSON.
 const REPLY_KEYS: &[&str] = &["status", "headers", "body", "json", "file"];
 
-/// The response for a handler's return value. `range` is the request's
-/// `Range` header, for a `file` reply.
-pub fn response(value: Dynamic, range: Option<&str>) -> Result<Response<Body>> {
+/// The response for a handler's return value. `range` is what the
+/// request asked of a file (`Range`, conditionals), for a `file` reply.
+pub fn response(value: Dynamic, range: &super::file::Asked) -> Result<Response<Body>> {
     let describes = value
         .read_lock::<Map>()
         .is_some_and(|map| !map.is_empty() && map.keys().all(|k| REPLY_KEYS.contains(&k.as_str())));
@@ -77,7 +77,7 @@ fn json(value: &Dynamic) -> Result<Bytes> {
 }
 
 /// `#{status, headers, body | json | file}`.
-fn described(map: Map, range: Option<&str>) -> Result<Response<Body>> {
+fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
     let status = match map.get("status") {
         None => StatusCode::OK,
         Some(v) => status(v)?,
@@ -96,7 +96,14 @@ fn described(map: Map, range: Option<&str>) -> Result<Response<Body>> {
             .clone()
             .into_string()
             .map_err(|_| crate::error::wrong_type("a path as the reply's file", path))?;
-        let mut r = file(Path::new(&path), range)?;
+        // Only a 200 is made partial or 304; another status goes whole.
+        let plain = super::file::Asked::default();
+        let asked = if status == StatusCode::OK {
+            range
+        } else {
+            &plain
+        };
+        let mut r = file(Path::new(&path), asked)?;
         if status != StatusCode::OK {
             *r.status_mut() = status;
         }
@@ -158,6 +165,6 @@ fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
 }
 
 /// A file, whole or the one range asked for.
-fn file(path: &Path, range: Option<&str>) -> Result<Response<Body>> {
+fn file(path: &Path, range: &super::file::Asked) -> Result<Response<Body>> {
     super::file::send(path, range)
 }

@@ -611,11 +611,7 @@ async fn closure(
         }
         Err(_) => return status_page(StatusCode::BAD_REQUEST),
     };
-    let range = parts
-        .headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let range = super::file::Asked::of(&parts.headers);
     let (method, path) = (parts.method.clone(), parts.uri.clone());
     let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let outcome = handler
@@ -623,7 +619,7 @@ async fn closure(
         .map_err(|e| crate::error::message_of(&e))
         .and_then(|value| {
             ctx.permit
-                .enter(|| reply::response(value, range.as_deref()))
+                .enter(|| reply::response(value, &range))
                 .map_err(|e| e.to_string())
         });
     match outcome {

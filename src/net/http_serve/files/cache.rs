@@ -4,6 +4,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The last second an HTTP date (and the `time` crate) can show,
+/// 9999-12-31 23:59:59 UTC: later modification times are clamped to it
+/// rather than panic the formatter.
+pub fn latest() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(253_402_300_799)
+}
+
 /// A file's validators, from its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validators {
@@ -18,7 +25,7 @@ impl Validators {
         let since = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
         Validators {
             etag: format!("\"{size:x}-{:x}\"", since.as_nanos()),
-            modified: UNIX_EPOCH + Duration::from_secs(since.as_secs()),
+            modified: (UNIX_EPOCH + Duration::from_secs(since.as_secs())).min(latest()),
         }
     }
 
@@ -85,6 +92,12 @@ mod tests {
         let touched = Validators::new(1024, UNIX_EPOCH + Duration::new(1_700_000_000, 124));
         assert_ne!(v().etag, touched.etag);
         assert_eq!(v().last_modified(), "Tue, 14 Nov 2023 22:13:20 GMT");
+    }
+
+    #[test]
+    fn dates_past_the_year_9999_are_clamped() {
+        let far = Validators::new(1, UNIX_EPOCH + Duration::from_secs(400_000_000_000));
+        assert_eq!(far.last_modified(), "Fri, 31 Dec 9999 23:59:59 GMT");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         Ok(segs) => segs,
         Err(why) => return refused(&why),
     };
-    let real = match path::resolve(&folder.root, &segs, folder.follow_links) {
+    let real = match path::reach(&folder.root, &segs, folder.follow_links, folder.dotfiles) {
         Ok(real) => real,
         Err(why) => return refused(&why),
     };
@@ -27,7 +27,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
     }
     // Opening and stat'ing hit the page cache and take microseconds; done
     // here rather than on the blocking pool, whose hand-off costs more.
-    let file = match File::open(&real) {
+    let file = match path::open(&folder.root, &folder.root_dir, &real, folder.follow_links) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return text(StatusCode::FORBIDDEN, "permission denied\n");
@@ -56,9 +56,10 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         // out of the folder is not followed unless `follow_links`.
         let mut index = segs.clone();
         index.parts.push(b"index.html".to_vec());
-        if let Ok(index) = path::resolve(&folder.root, &index, folder.follow_links)
+        if let Ok(index) = path::reach(&folder.root, &index, folder.follow_links, folder.dotfiles)
             && folder.permit.read(&index).is_ok()
-            && let Ok(file) = File::open(&index)
+            && let Ok(file) =
+                path::open(&folder.root, &folder.root_dir, &index, folder.follow_links)
             && let Ok(meta) = file.metadata()
             && meta.is_file()
         {
@@ -74,7 +75,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
 }
 
 fn folder_page(folder: &Folder, dir: &std::path::Path, shown: &str, head: bool) -> Response<Body> {
-    let entries = match listing::entries(dir, folder.dotfiles) {
+    let entries = match listing::entries(dir, folder) {
         Ok(entries) => entries,
         Err(_) => return text(StatusCode::FORBIDDEN, "that folder cannot be listed\n"),
     };
@@ -146,7 +147,15 @@ fn send_file(
             (start, end - start)
         }
         Wanted::Parts(parts) => {
-            return byteranges(response, file, content_type, size, parts, head);
+            return byteranges(
+                response,
+                file,
+                content_type,
+                size,
+                parts,
+                head,
+                folder.rate_limit,
+            );
         }
         Wanted::Unsatisfiable => {
             let mut response = text(
@@ -163,7 +172,7 @@ fn send_file(
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         if !head {
-            *response.body_mut() = send::gzip(file, size);
+            *response.body_mut() = send::gzip(file, size, folder.rate_limit);
         }
         return response;
     }
@@ -191,6 +200,7 @@ fn byteranges(
     size: u64,
     parts: Vec<(u64, u64)>,
     head: bool,
+    rate: Option<u64>,
 ) -> Response<Body> {
     // Random enough that no file's bytes hold it by chance.
     let boundary = format!("netsh-{:016x}{:016x}", rand_u64(), rand_u64());
@@ -214,7 +224,7 @@ fn byteranges(
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if !head {
-        *response.body_mut() = send::pieces(file, pieces, bytes::Bytes::from(tail));
+        *response.body_mut() = send::pieces(file, pieces, bytes::Bytes::from(tail), rate);
     }
     response
 }

@@ -24,26 +24,48 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 pub struct Entry {
     pub name: Vec<u8>,
     pub folder: bool,
-    pub size: u64,
+    /// `None` for a link the server refuses to follow: nothing about its
+    /// target is shown.
+    pub size: Option<u64>,
     pub modified: Option<SystemTime>,
 }
 
-/// The entries of `dir`, sorted folders first then by name; dotfiles only
-/// when `dotfiles`, unfinished uploads never.
-pub fn entries(dir: &Path, dotfiles: bool) -> std::io::Result<Vec<Entry>> {
+/// The entries of `dir` (inside `folder`), sorted folders first then by
+/// name; dotfiles only when `folder.dotfiles`, unfinished uploads never.
+pub fn entries(dir: &Path, folder: &super::Folder) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().as_bytes().to_vec();
-        if (name.starts_with(b".") && !dotfiles) || is_part_name(&String::from_utf8_lossy(&name)) {
+        if (name.starts_with(b".") && !folder.dotfiles)
+            || is_part_name(&String::from_utf8_lossy(&name))
+        {
             continue;
         }
-        // Where a link leads decides folder or file; a dangling one shows as a file.
+        let link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        // A link is listed by where it leads only when the server would
+        // follow it there (inside the folder, or `follow_links`; not to a
+        // dotfile unless `dotfiles`): the size and date of a file it
+        // refuses are not told either.
+        let refused = link
+            && std::fs::canonicalize(entry.path()).map_or(true, |real| {
+                (!folder.follow_links && !real.starts_with(&folder.root))
+                    || (!folder.dotfiles && super::path::hidden(&folder.root, &real))
+            });
+        if refused {
+            out.push(Entry {
+                name,
+                folder: false,
+                size: None,
+                modified: None,
+            });
+            continue;
+        }
         let meta = std::fs::metadata(entry.path()).or_else(|_| entry.metadata())?;
         out.push(Entry {
             name,
             folder: meta.is_dir(),
-            size: meta.len(),
+            size: Some(meta.len()),
             modified: meta.modified().ok(),
         });
     }
@@ -96,6 +118,9 @@ fn date(when: Option<SystemTime>) -> String {
     let Some(when) = when else {
         return String::new();
     };
+    // `time` stops at the year 9999 (and panics past it): later dates
+    // show as its last second.
+    let when = when.min(super::cache::latest());
     let t = time::OffsetDateTime::from(when);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}",
@@ -133,16 +158,15 @@ pub fn page(shown: &str, entries: &[Entry], upload: bool) -> String {
     for entry in entries {
         let slash = if entry.folder { "/" } else { "" };
         let name = escape(&String::from_utf8_lossy(&entry.name));
-        let size = if entry.folder {
-            String::new()
-        } else {
-            human_size(entry.size)
+        let (size, title) = match entry.size {
+            Some(_) if entry.folder => (String::new(), String::new()),
+            Some(bytes) => (human_size(bytes), format!(" title=\"{bytes} bytes\"")),
+            None => (String::new(), String::new()),
         };
         let _ = writeln!(
             html,
-            "<tr><td><a href=\"{}{slash}\">{name}{slash}</a></td><td class=\"size\" title=\"{} bytes\">{size}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"{}{slash}\">{name}{slash}</a></td><td class=\"size\"{title}>{size}</td><td>{}</td></tr>",
             href_segment(&entry.name),
-            entry.size,
             date(entry.modified)
         );
     }
@@ -159,7 +183,7 @@ mod tests {
         let entries = [Entry {
             name: b"<b>&\"x#?%.txt".to_vec(),
             folder: false,
-            size: 1536,
+            size: Some(1536),
             modified: None,
         }];
         let html = page("/a<b>/", &entries, false);
@@ -187,14 +211,52 @@ mod tests {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
         std::fs::create_dir(dir.path().join("z")).unwrap();
+        let root = dir.path().canonicalize().unwrap();
         let names = |dot| -> Vec<String> {
-            entries(dir.path(), dot)
-                .unwrap()
-                .into_iter()
-                .map(|e| String::from_utf8(e.name).unwrap())
-                .collect()
+            entries(
+                &root,
+                &crate::net::http_serve::files::Folder::for_tests(&root, dot),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect()
         };
         assert_eq!(names(false), ["z", "a.txt", "b.txt"]);
         assert_eq!(names(true), ["z", ".secret", "a.txt", "b.txt"]);
+    }
+
+    #[test]
+    fn refused_links_show_nothing_of_their_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join(".env"), "x".repeat(1234)).unwrap();
+        std::fs::write(root.join("in.txt"), "x".repeat(99)).unwrap();
+        std::os::unix::fs::symlink(".env", root.join("visible")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("out")).unwrap();
+        std::os::unix::fs::symlink("in.txt", root.join("alias")).unwrap();
+        let listed = entries(
+            &root,
+            &crate::net::http_serve::files::Folder::for_tests(&root, false),
+        )
+        .unwrap();
+        let size = |name: &str| {
+            listed
+                .iter()
+                .find(|e| e.name == name.as_bytes())
+                .unwrap()
+                .size
+        };
+        assert_eq!(size("alias"), Some(99));
+        assert_eq!(size("visible"), None);
+        assert_eq!(size("out"), None);
+        let html = page("/", &listed, false);
+        assert!(!html.contains("1234"), "{html}");
+    }
+
+    #[test]
+    fn dates_past_the_year_9999_do_not_panic() {
+        let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(400_000_000_000);
+        assert_eq!(date(Some(far)), "9999-12-31 23:59");
     }
 }

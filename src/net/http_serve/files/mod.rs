@@ -37,18 +37,25 @@ pub mod upload;
 
 /// The option keys folder serving reads (the caller's `Options::new` list
 /// includes them).
-pub const OPTION_KEYS: [&str; 5] = [
+pub const OPTION_KEYS: [&str; 6] = [
     "upload",
     "compress",
     "follow_links",
     "dotfiles",
     "rate_limit",
+    "max_upload",
 ];
+
+/// The most bytes one upload request may carry unless `max_upload` says:
+/// a folder shared for uploads is not a way to fill its disk by accident.
+pub const DEFAULT_MAX_UPLOAD: u64 = 1 << 30;
 
 /// A served folder and how.
 pub struct Folder {
     /// Canonical: every path served is checked to be under it.
     pub root: PathBuf,
+    /// `root` opened, for `openat2` beneath it ([`path::open`]).
+    pub root_dir: std::os::fd::OwnedFd,
     /// PUT and the listing's upload form are accepted.
     pub upload: bool,
     /// Text types are gzip-compressed for clients that accept it.
@@ -60,6 +67,11 @@ pub struct Folder {
     /// Each response body at most this many bytes a second (to watch a
     /// download's progress, or interrupt one).
     pub rate_limit: Option<u64>,
+    /// The most bytes one PUT or form may carry (more is a 413).
+    pub max_upload: u64,
+    /// The origin a cross-site upload may come from (`cors`'s: an origin,
+    /// or `*` for any); `None`: only from the server's own origin.
+    pub write_origin: Option<String>,
     /// The permissions of the script that started the server: every file
     /// read or written is checked against them.
     pub permit: permit::Context,
@@ -74,6 +86,17 @@ impl Folder {
         let follow_links = options.flag("follow_links", false)?;
         let dotfiles = options.flag("dotfiles", false)?;
         let rate_limit = options.count_in("rate_limit", 1, u64::MAX)?;
+        let max_upload = options
+            .count_in("max_upload", 1, u64::MAX)?
+            .unwrap_or(DEFAULT_MAX_UPLOAD);
+        // The guard checks `cors`'s value; here it only widens who may upload.
+        let write_origin = options.value("cors").and_then(|v| {
+            if v.is_bool() {
+                v.as_bool().unwrap_or(false).then(|| "*".to_string())
+            } else {
+                v.clone().into_string().ok()
+            }
+        });
         if dir.is_empty() {
             return Err(Error::invalid("the folder to serve is an empty string"));
         }
@@ -88,20 +111,58 @@ impl Folder {
         if upload {
             permit::write(&root)?;
         }
+        let root_dir = std::fs::File::open(&root)
+            .map_err(|e| file_error("serve", dir, e))?
+            .into();
         Ok(Folder {
             root,
+            root_dir,
             upload,
             compress,
             follow_links,
             dotfiles,
             rate_limit,
+            max_upload,
+            write_origin,
             permit: permit::Context::current(),
         })
     }
 
+    /// A folder with every option at its default but `dotfiles`.
+    #[cfg(test)]
+    pub fn for_tests(root: &std::path::Path, dotfiles: bool) -> Folder {
+        Folder {
+            root: root.to_path_buf(),
+            root_dir: std::fs::File::open(root).expect("the test folder").into(),
+            upload: false,
+            compress: false,
+            follow_links: false,
+            dotfiles,
+            rate_limit: None,
+            max_upload: DEFAULT_MAX_UPLOAD,
+            write_origin: None,
+            permit: permit::Context::current(),
+        }
+    }
+
     /// Answers one request; `rest` is the raw (still percent-encoded) path
-    /// after the route's prefix.
+    /// after the route's prefix. Every answer says `nosniff`: a browser
+    /// takes the Content-Type given, never guesses HTML in an uploaded
+    /// `.txt`.
     pub async fn respond<B>(&self, req: Request<B>, rest: &str) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let mut response = self.answer(req, rest).await;
+        response.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+
+    async fn answer<B>(&self, req: Request<B>, rest: &str) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,

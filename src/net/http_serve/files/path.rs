@@ -132,13 +132,87 @@ pub fn resolve(root: &Path, segs: &Segments, follow_links: bool) -> Result<PathB
     Ok(real)
 }
 
-/// Where an upload named by `segs` goes: the canonical folder it lands in
-/// (inside `root`, unless `follow_links`) and the file name, checked by the
-/// same rules `serve_files` applies to a sent name.
-pub fn upload_target(
+/// [`resolve`], and then the dotfile rule applied to where the path really
+/// leads: an in-folder link `visible -> .env` is as hidden as `.env`.
+pub fn reach(
     root: &Path,
     segs: &Segments,
     follow_links: bool,
+    dotfiles: bool,
+) -> Result<PathBuf, Refused> {
+    let real = resolve(root, segs, follow_links)?;
+    if !dotfiles && hidden(root, &real) {
+        return Err(Refused::Missing);
+    }
+    Ok(real)
+}
+
+/// Does canonical `real` pass through a name starting with `.`? Counted
+/// below `root` when inside it (the served folder may itself sit in a
+/// dot folder), and below the folder `root` and `real` share when a
+/// followed link leads out (`~/share/keys -> ~/.ssh` is hidden, while a
+/// served folder and its neighbour in `/tmp/.tmpXYZ/` are not).
+pub fn hidden(root: &Path, real: &Path) -> bool {
+    let shared = root
+        .components()
+        .zip(real.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    real.components()
+        .skip(shared)
+        .any(|c| c.as_os_str().as_bytes().starts_with(b"."))
+}
+
+/// Opens `real` (canonical, from [`reach`]) for reading so that the
+/// kernel itself keeps the open inside the folder: `openat2` from the
+/// folder's descriptor `root_dir` with `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_SYMLINKS` (`real` has no links left in it), so a folder
+/// swapped for a link between the check and the open is refused rather
+/// than followed. With `follow_links`, or on a kernel without `openat2`
+/// (before Linux 5.6), a plain open of the checked path.
+pub fn open(
+    root: &Path,
+    root_dir: &std::os::fd::OwnedFd,
+    real: &Path,
+    follow_links: bool,
+) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let Ok(below) = real.strip_prefix(root) else {
+        if follow_links {
+            return std::fs::File::open(real);
+        }
+        return Err(std::io::ErrorKind::PermissionDenied.into());
+    };
+    if follow_links {
+        return std::fs::File::open(real);
+    }
+    let below = if below.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        below
+    };
+    match rustix::fs::openat2(
+        root_dir,
+        below,
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Ok(fd) => Ok(std::fs::File::from(fd)),
+        Err(rustix::io::Errno::NOSYS) => std::fs::File::open(real),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where an upload named by `segs` goes: the canonical folder it lands in
+/// and the file name, checked by the same rules `serve_files` applies to a
+/// sent name. Links are never followed out of the folder for a write, even
+/// with `follow_links` (that option is for reading); a name or folder
+/// starting with `.` is refused unless `dotfiles`.
+pub fn upload_target(
+    root: &Path,
+    segs: &Segments,
+    dotfiles: bool,
 ) -> Result<(PathBuf, String), Refused> {
     let Some((last, folder)) = segs.parts.split_last() else {
         return Err(Refused::Bad("an upload needs a file name"));
@@ -148,13 +222,17 @@ pub fn upload_target(
     }
     let name = crate::net::transfer::protocol::safe_name(last)
         .map_err(|_| Refused::Bad("that file name is not accepted"))?;
-    let dir = resolve(
+    if name.starts_with('.') && !dotfiles {
+        return Err(Refused::Missing);
+    }
+    let dir = reach(
         root,
         &Segments {
             parts: folder.to_vec(),
             trailing_slash: true,
         },
-        follow_links,
+        false,
+        dotfiles,
     )?;
     if !dir.is_dir() {
         return Err(Refused::Missing);
@@ -251,11 +329,51 @@ mod tests {
             Path::new("/etc/hostname")
         );
         assert_eq!(resolve(&root, &seg("/nope"), false), Err(Refused::Missing));
+        // A link to a dotfile is as hidden as the dotfile.
+        std::fs::write(root.join(".env"), "x").unwrap();
+        std::os::unix::fs::symlink(".env", root.join("visible")).unwrap();
+        assert_eq!(
+            reach(&root, &seg("/visible"), false, false),
+            Err(Refused::Missing)
+        );
+        assert!(reach(&root, &seg("/visible"), false, true).is_ok());
+        assert!(reach(&root, &seg("/in.txt"), false, false).is_ok());
+        assert!(hidden(
+            Path::new("/home/a/share"),
+            Path::new("/home/a/.ssh/id")
+        ));
+        assert!(!hidden(
+            Path::new("/tmp/.t/site"),
+            Path::new("/tmp/.t/x.txt")
+        ));
+        assert!(!hidden(
+            Path::new("/tmp/.t/site"),
+            Path::new("/tmp/.t/site/a/b")
+        ));
+        assert!(hidden(
+            Path::new("/tmp/.t/site"),
+            Path::new("/tmp/.t/site/.git/x")
+        ));
         // An absolute path in the request is only ever a path under root.
         assert_eq!(
             resolve(&root, &seg("//etc/passwd"), false),
             Err(Refused::Outside)
         );
+    }
+
+    #[test]
+    fn opens_stay_beneath_the_folder_even_after_a_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::write(root.join("in.txt"), "x").unwrap();
+        let root_dir: std::os::fd::OwnedFd = std::fs::File::open(&root).unwrap().into();
+        assert!(open(&root, &root_dir, &root.join("in.txt"), false).is_ok());
+        assert!(open(&root, &root_dir, &root, false).is_ok());
+        // A path checked while it was a folder, then swapped for a link out.
+        std::os::unix::fs::symlink("/etc", root.join("sub")).unwrap();
+        assert!(open(&root, &root_dir, &root.join("sub/hostname"), false).is_err());
+        assert!(open(&root, &root_dir, &root.join("sub/hostname"), true).is_ok());
+        assert!(open(&root, &root_dir, Path::new("/etc/hostname"), false).is_err());
     }
 
     #[test]

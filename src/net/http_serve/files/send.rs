@@ -1,19 +1,27 @@
 //! A file's bytes as a response body. Small ones are read at once (one
 //! `pread`, answered from the page cache faster than any hand-off);
-//! larger ones are read on a blocking thread in 256 KiB chunks into a
-//! short channel, so a slow client holds back the reader, not memory, and
-//! a disk that stalls never stalls the runtime's workers.
+//! larger ones are read one 256 KiB chunk at a time, each read a short
+//! `spawn_blocking` started only when hyper asks for the next frame. No
+//! thread ever waits on the client: a client that stops reading costs its
+//! socket and the chunk hyper holds for it, not a blocking thread (with
+//! one thread per response, 512 clients that never read used up tokio's
+//! blocking pool and every other download stalled). A disk that stalls
+//! still never stalls the runtime's workers. `rate_limit` is kept by a
+//! timer between chunks, also without a thread.
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::super::body::{Body, full};
 
@@ -21,8 +29,10 @@ use super::super::body::{Body, full};
 pub const SMALL: u64 = 64 * 1024;
 /// The size of each read of a larger file.
 const CHUNK: usize = 256 * 1024;
-/// Chunks read ahead of the socket.
-const AHEAD: usize = 4;
+/// Chunks of input a gzip step reads at most before handing back what it
+/// has (a file of zeros compresses a thousandfold: without a cap one step
+/// would read the whole file).
+const GZIP_STEP_CHUNKS: usize = 4;
 
 /// `len` bytes of `file` from `start`, at most `rate` bytes a second if given.
 pub fn range(file: File, start: u64, len: u64, rate: Option<u64>) -> std::io::Result<Body> {
@@ -31,93 +41,51 @@ pub fn range(file: File, start: u64, len: u64, rate: Option<u64>) -> std::io::Re
         file.read_exact_at(&mut buf, start).map_err(shrank)?;
         return Ok(full(buf));
     }
-    Ok(produced(move |tx| {
-        let mut at = start;
-        let end = start + len;
-        let began = std::time::Instant::now();
-        // A rate limit sends about twenty chunks a second, so progress is smooth.
-        let chunk = rate.map_or(CHUNK, |rate| CHUNK.min((rate / 20).max(1024) as usize));
-        while at < end {
-            if let Some(rate) = rate {
-                let due = std::time::Duration::from_secs_f64((at - start) as f64 / rate as f64);
-                if let Some(wait) = due.checked_sub(began.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            let want = chunk.min((end - at) as usize);
-            let mut buf = vec![0; want];
-            if let Err(e) = file.read_exact_at(&mut buf, at) {
-                let _ = tx.blocking_send(Err(shrank(e)));
-                return;
-            }
-            at += want as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return; // The client went away.
-            }
-        }
-    }))
+    let chunk = chunk_for(rate);
+    let mut queue = VecDeque::new();
+    queue.push_back(Piece::Read(start, start + len));
+    Ok(stream(Pieces { file, queue, chunk }, rate))
 }
 
 /// Several parts of `file` as one `multipart/byteranges` body: each
 /// `[start, end)` after its own head (`heads[i]`), then `tail`.
-pub fn pieces(file: File, parts: Vec<(Bytes, u64, u64)>, tail: Bytes) -> Body {
-    produced(move |tx| {
-        for (head, start, end) in parts {
-            if tx.blocking_send(Ok(head)).is_err() {
-                return;
-            }
-            let mut at = start;
-            while at < end {
-                let want = CHUNK.min((end - at) as usize);
-                let mut buf = vec![0; want];
-                if let Err(e) = file.read_exact_at(&mut buf, at) {
-                    let _ = tx.blocking_send(Err(shrank(e)));
-                    return;
-                }
-                at += want as u64;
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = tx.blocking_send(Ok(tail));
-    })
+pub fn pieces(file: File, parts: Vec<(Bytes, u64, u64)>, tail: Bytes, rate: Option<u64>) -> Body {
+    let mut queue = VecDeque::with_capacity(parts.len() * 2 + 1);
+    for (head, start, end) in parts {
+        queue.push_back(Piece::Ready(head));
+        queue.push_back(Piece::Read(start, end));
+    }
+    queue.push_back(Piece::Ready(tail));
+    stream(
+        Pieces {
+            file,
+            queue,
+            chunk: chunk_for(rate),
+        },
+        rate,
+    )
 }
 
 /// The whole of `file`, gzip-compressed as it is read.
-pub fn gzip(file: File, len: u64) -> Body {
-    produced(move |tx| {
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast());
-        let mut at = 0;
-        let mut buf = vec![0; CHUNK];
-        while at < len {
-            let want = CHUNK.min((len - at) as usize);
-            if let Err(e) = file.read_exact_at(&mut buf[..want], at) {
-                let _ = tx.blocking_send(Err(shrank(e)));
-                return;
-            }
-            at += want as u64;
-            if let Err(e) = encoder.write_all(&buf[..want]) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            if encoder.get_ref().len() >= CHUNK / 2 {
-                let out = std::mem::take(encoder.get_mut());
-                if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
-                    return;
-                }
-            }
-        }
-        match encoder.finish() {
-            Ok(rest) => {
-                let _ = tx.blocking_send(Ok(Bytes::from(rest)));
-            }
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-            }
-        }
-    })
+pub fn gzip(file: File, len: u64, rate: Option<u64>) -> Body {
+    stream(
+        Gzip {
+            file,
+            at: 0,
+            len,
+            chunk: chunk_for(rate),
+            encoder: Some(flate2::write::GzEncoder::new(
+                Vec::with_capacity(CHUNK),
+                flate2::Compression::fast(),
+            )),
+        },
+        rate,
+    )
+}
+
+/// A rate limit sends about twenty chunks a second, so progress is smooth.
+fn chunk_for(rate: Option<u64>) -> usize {
+    rate.map_or(CHUNK, |rate| CHUNK.min((rate / 20).max(1024) as usize))
 }
 
 /// A file that got shorter while being sent: the response is cut (the
@@ -130,18 +98,141 @@ fn shrank(e: std::io::Error) -> std::io::Error {
     }
 }
 
-type Chunk = std::io::Result<Bytes>;
-
-/// A body whose chunks a blocking thread makes.
-fn produced(make: impl FnOnce(mpsc::Sender<Chunk>) + Send + 'static) -> Body {
-    let (tx, rx) = mpsc::channel(AHEAD);
-    tokio::task::spawn_blocking(move || make(tx));
-    Channel(rx).boxed()
+/// What makes a body's chunks, one blocking step at a time: `Ok(None)`
+/// when it is done.
+trait Producer: Send + Sync + 'static {
+    fn next(&mut self) -> std::io::Result<Option<Bytes>>;
 }
 
-struct Channel(mpsc::Receiver<Chunk>);
+/// Bytes ready to send, or a span of the file still to read.
+enum Piece {
+    Ready(Bytes),
+    Read(u64, u64),
+}
 
-impl hyper::body::Body for Channel {
+struct Pieces {
+    file: File,
+    queue: VecDeque<Piece>,
+    chunk: usize,
+}
+
+impl Producer for Pieces {
+    fn next(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            match self.queue.pop_front() {
+                None => return Ok(None),
+                Some(Piece::Ready(bytes)) => return Ok(Some(bytes)),
+                Some(Piece::Read(start, end)) if start >= end => continue,
+                Some(Piece::Read(start, end)) => {
+                    let want = self.chunk.min((end - start) as usize);
+                    let mut buf = vec![0; want];
+                    self.file.read_exact_at(&mut buf, start).map_err(shrank)?;
+                    if start + (want as u64) < end {
+                        self.queue.push_front(Piece::Read(start + want as u64, end));
+                    }
+                    return Ok(Some(Bytes::from(buf)));
+                }
+            }
+        }
+    }
+}
+
+struct Gzip {
+    file: File,
+    at: u64,
+    len: u64,
+    chunk: usize,
+    /// `None` once finished.
+    encoder: Option<flate2::write::GzEncoder<Vec<u8>>>,
+}
+
+impl Producer for Gzip {
+    fn next(&mut self) -> std::io::Result<Option<Bytes>> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(None);
+        };
+        let mut buf = vec![0; self.chunk];
+        for _ in 0..GZIP_STEP_CHUNKS {
+            if self.at >= self.len {
+                break;
+            }
+            let want = self.chunk.min((self.len - self.at) as usize);
+            self.file
+                .read_exact_at(&mut buf[..want], self.at)
+                .map_err(shrank)?;
+            self.at += want as u64;
+            encoder.write_all(&buf[..want])?;
+            if encoder.get_ref().len() >= self.chunk / 2 {
+                break;
+            }
+        }
+        if self.at < self.len {
+            return Ok(Some(Bytes::from(std::mem::take(encoder.get_mut()))));
+        }
+        let Some(encoder) = self.encoder.take() else {
+            return Ok(None);
+        };
+        encoder.finish().map(|rest| Some(Bytes::from(rest)))
+    }
+}
+
+/// A body whose chunks `producer` makes on the blocking pool, one read per
+/// frame hyper asks for, paced to `rate` bytes a second if given.
+fn stream(producer: impl Producer, rate: Option<u64>) -> Body {
+    Stream {
+        producer: Some(Box::new(producer)),
+        reading: None,
+        pace: rate.map(|rate| Pace {
+            rate,
+            began: Instant::now(),
+            sent: 0,
+            timer: None,
+        }),
+        done: false,
+    }
+    .boxed()
+}
+
+type Step = (Box<dyn Producer>, std::io::Result<Option<Bytes>>);
+
+struct Stream {
+    /// `None` while a read has it on the blocking pool.
+    producer: Option<Box<dyn Producer>>,
+    reading: Option<JoinHandle<Step>>,
+    pace: Option<Pace>,
+    done: bool,
+}
+
+/// `rate_limit`'s clock: a chunk is not read before its time.
+struct Pace {
+    rate: u64,
+    began: Instant,
+    sent: u64,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Pace {
+    /// Ready when the bytes sent so far are due.
+    fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.began + Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        if due <= Instant::now() {
+            self.timer = None;
+            return Poll::Ready(());
+        }
+        let due = tokio::time::Instant::from_std(due);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        ready!(timer.as_mut().poll(cx));
+        self.timer = None;
+        Poll::Ready(())
+    }
+}
+
+impl hyper::body::Body for Stream {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -149,8 +240,58 @@ impl hyper::body::Body for Channel {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|next| next.map(|chunk| chunk.map(Frame::data)))
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(reading) = this.reading.as_mut() {
+                let step = ready!(Pin::new(reading).poll(cx));
+                this.reading = None;
+                let (producer, made) = match step {
+                    Ok(step) => step,
+                    Err(_) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(std::io::Error::other(
+                            "the file reader stopped",
+                        ))));
+                    }
+                };
+                this.producer = Some(producer);
+                match made {
+                    // An empty chunk (gzip still gathering): read on.
+                    Ok(Some(bytes)) if bytes.is_empty() => continue,
+                    Ok(Some(bytes)) => {
+                        if let Some(pace) = this.pace.as_mut() {
+                            pace.sent += bytes.len() as u64;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    Ok(None) => {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    Err(e) => {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                }
+            }
+            if let Some(pace) = this.pace.as_mut() {
+                ready!(pace.poll_due(cx));
+            }
+            let Some(mut producer) = this.producer.take() else {
+                this.done = true;
+                return Poll::Ready(None);
+            };
+            this.reading = Some(tokio::task::spawn_blocking(move || {
+                let made = producer.next();
+                (producer, made)
+            }));
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }

@@ -5,7 +5,16 @@
 //! file is written to its `.part` name beside the target, synced, then
 //! renamed into place atomically without replacing anything (an existing
 //! name is 409): a reader never sees half a file, and a cut upload leaves
-//! no file under the real name.
+//! no file under the real name — nor its part file, which goes when the
+//! upload is dropped (hyper drops the answer's future when the client
+//! leaves, so no code after an `.await` would run).
+//!
+//! Writes are held to more than reads: names starting with `.` are refused
+//! (unless `dotfiles`), links are never followed out of the folder (even
+//! with `follow_links`), a request is at most `max_upload` bytes and a form
+//! at most [`MAX_FORM_FILES`] files, and a browser's cross-site request
+//! (`Origin` not this server's, or `Sec-Fetch-Site: cross-site`) is a 403:
+//! any web page can make a browser POST a form here, but may not write.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +29,9 @@ use super::{Folder, refused, text};
 use crate::net::http_serve::body::Body;
 use crate::net::transfer::disk;
 use crate::net::transfer::protocol::{part_name, safe_name};
+
+/// The most files one form may hold.
+pub const MAX_FORM_FILES: usize = 1000;
 
 /// Why an upload failed, as the status it answers with.
 struct Failed(StatusCode, String);
@@ -36,6 +48,23 @@ where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    // HTTP/2 carries the host as `:authority`, not a Host header.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(http::uri::Authority::as_str));
+    if let Some(why) = cross_site(req.headers(), host, folder.write_origin.as_deref()) {
+        return text(StatusCode::FORBIDDEN, why);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > folder.max_upload) {
+        return too_big(folder).response();
+    }
     let segs = match path::segments(rest, folder.dotfiles) {
         Ok(segs) => segs,
         // A dotfile name is refused, not "missing", when writing.
@@ -48,8 +77,9 @@ where
         Err(why) => return refused(&why),
     };
     if req.method() == Method::PUT {
-        let (dir, name) = match path::upload_target(&folder.root, &segs, folder.follow_links) {
+        let (dir, name) = match path::upload_target(&folder.root, &segs, folder.dotfiles) {
             Ok(target) => target,
+            Err(Refused::Missing) if hidden_name(&segs) => return dot_refused().response(),
             Err(why) => return refused(&why),
         };
         let mut body = req.into_body();
@@ -67,7 +97,8 @@ where
             Err(failed) => failed.response(),
         };
     }
-    let dir = match path::resolve(&folder.root, &segs, folder.follow_links) {
+    // Never through a link out of the folder, whatever `follow_links` says.
+    let dir = match path::reach(&folder.root, &segs, false, folder.dotfiles) {
         Ok(dir) if dir.is_dir() => dir,
         Ok(_) => return text(StatusCode::METHOD_NOT_ALLOWED, "POST a form to a folder\n"),
         Err(why) => return refused(&why),
@@ -88,7 +119,8 @@ where
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    let back = req.uri().path().to_string();
+    // One leading slash only: `//host/x/` in a Location is another site.
+    let back = format!("/{}", req.uri().path().trim_start_matches('/'));
     match form(folder, &dir, req.into_body(), &boundary).await {
         Ok(saved) if html => {
             // A browser goes back to the listing, which shows the new files.
@@ -120,6 +152,7 @@ where
 {
     let mut reader = multipart::Reader::new(boundary);
     let mut events = Vec::new();
+    let mut total = 0u64;
     let mut saved = Vec::new();
     // The file being written now: its part path, final path, open handle.
     let mut current: Option<(Open, String)> = None;
@@ -145,6 +178,13 @@ where
                 return Err(e);
             }
         };
+        total += data.len() as u64;
+        if total > folder.max_upload {
+            if let Some((open, _)) = current.take() {
+                open.abandon().await;
+            }
+            return Err(too_big(folder));
+        }
         if let Err(why) = reader.feed(&data, &mut events) {
             if let Some((open, _)) = current.take() {
                 open.abandon().await;
@@ -158,7 +198,19 @@ where
                     ..
                 } if !name.is_empty() => {
                     let name = safe_name(&name)
-                        .map_err(|r| Failed(StatusCode::BAD_REQUEST, format!("{}\n", r.message)));
+                        .map_err(|r| Failed(StatusCode::BAD_REQUEST, format!("{}\n", r.message)))
+                        .and_then(|name| {
+                            if name.starts_with('.') && !folder.dotfiles {
+                                Err(dot_refused())
+                            } else if saved.len() >= MAX_FORM_FILES {
+                                Err(Failed(
+                                    StatusCode::PAYLOAD_TOO_LARGE,
+                                    format!("a form may hold at most {MAX_FORM_FILES} files\n"),
+                                ))
+                            } else {
+                                Ok(name)
+                            }
+                        });
                     match name {
                         Ok(name) => Open::new(folder, dir, &name).await.map(|open| {
                             current = Some((open, name));
@@ -203,7 +255,7 @@ where
     B::Error: std::fmt::Display,
 {
     let mut open = Open::new(folder, dir, name).await?;
-    match pump_body(body, &mut open).await {
+    match pump_body(body, &mut open, folder.max_upload).await {
         Ok(()) => open.finish().await,
         Err(e) => {
             open.abandon().await;
@@ -213,11 +265,12 @@ where
 }
 
 /// Writes a request body into an open part file.
-async fn pump_body<B>(body: &mut B, open: &mut Open) -> Result<(), Failed>
+async fn pump_body<B>(body: &mut B, open: &mut Open, max: u64) -> Result<(), Failed>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    let mut total = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             Failed(
@@ -226,18 +279,113 @@ where
             )
         })?;
         if let Ok(data) = frame.into_data() {
+            total += data.len() as u64;
+            if total > max {
+                return Err(Failed(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the upload is over max_upload ({max} bytes)\n"),
+                ));
+            }
             open.write(&data).await?;
         }
     }
     Ok(())
 }
 
-/// A part file being written.
+fn too_big(folder: &Folder) -> Failed {
+    Failed(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the upload is over max_upload ({} bytes); the server's option max_upload allows more\n",
+            folder.max_upload
+        ),
+    )
+}
+
+fn dot_refused() -> Failed {
+    Failed(
+        StatusCode::FORBIDDEN,
+        "names starting with '.' are not accepted\n".into(),
+    )
+}
+
+/// Does the request name an upload starting with `.` (after the rules
+/// `safe_name` applies)?
+fn hidden_name(segs: &path::Segments) -> bool {
+    segs.parts
+        .last()
+        .and_then(|last| safe_name(last).ok())
+        .is_some_and(|name| name.starts_with('.'))
+}
+
+/// Why a browser's request comes from another site, if it does: its
+/// `Origin` is not this server's (`host`, the one it was sent to) nor the one
+/// `allowed` (`cors`'s; `*` for any), or, with no `Origin`, its
+/// `Sec-Fetch-Site` says `cross-site`. Clients that are not browsers send
+/// neither and are let through.
+pub fn cross_site(
+    headers: &http::HeaderMap,
+    host: Option<&str>,
+    allowed: Option<&str>,
+) -> Option<String> {
+    let refuse = |from: &str| {
+        Some(format!(
+            "uploads are not accepted from another site's page ({from}); the option cors: \"ORIGIN\" lets one in\n"
+        ))
+    };
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(origin) = get("origin") else {
+        return match get("sec-fetch-site") {
+            Some(site) if site.eq_ignore_ascii_case("cross-site") => {
+                refuse("Sec-Fetch-Site: cross-site")
+            }
+            _ => None,
+        };
+    };
+    let origin = origin.trim();
+    if allowed.is_some_and(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return None;
+    }
+    let authority = origin
+        .strip_prefix("http://")
+        .map(|a| (a, ":80"))
+        .or_else(|| origin.strip_prefix("https://").map(|a| (a, ":443")));
+    let Some((authority, default_port)) = authority else {
+        return refuse(&format!("Origin: {origin}"));
+    };
+    let host = host.unwrap_or("");
+    let strip = |a: &str| -> String {
+        let a = a.to_ascii_lowercase();
+        a.strip_suffix(default_port)
+            .map(str::to_string)
+            .unwrap_or(a)
+    };
+    if host.is_empty() || strip(authority) != strip(host) {
+        return refuse(&format!("Origin: {origin}"));
+    }
+    None
+}
+
+/// A part file being written. Dropped before it is finished (refused, or
+/// the client went away mid-upload and hyper dropped the answer's future),
+/// it removes its part file.
 struct Open {
     part: PathBuf,
     target: PathBuf,
     dir: PathBuf,
     file: tokio::fs::File,
+    /// Renamed into place (or removed): nothing to clean up.
+    settled: bool,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if !self.settled {
+            // One unlink of a name in a folder already open: too short to
+            // be worth a hand-off, and Drop cannot wait for one.
+            let _ = std::fs::remove_file(&self.part);
+        }
+    }
 }
 
 fn io_failed(doing: &str, e: std::io::Error) -> Failed {
@@ -295,6 +443,7 @@ impl Open {
             target,
             dir: dir.to_path_buf(),
             file: tokio::fs::File::from_std(file),
+            settled: false,
         })
     }
 
@@ -315,12 +464,16 @@ impl Open {
             .sync_all()
             .await
             .map_err(|e| io_failed("syncing", e))?;
-        let Open {
-            part,
-            target,
-            dir,
-            file,
-        } = self;
+        let (part, target, dir) = (self.part.clone(), self.target.clone(), self.dir.clone());
+        let file = self
+            .file
+            .try_clone()
+            .await
+            .map_err(|e| io_failed("renaming", e))?;
+        // From here the blocking task renames (or removes) the part file,
+        // even if this future is dropped.
+        self.settled = true;
+        drop(self);
         let result = tokio::task::spawn_blocking(move || {
             let renamed = disk::rename_into_place(&part, &target, false);
             if renamed.is_err() {
@@ -346,10 +499,8 @@ impl Open {
         }
     }
 
-    /// A cut or refused upload: its part file goes.
+    /// A cut or refused upload: its part file goes (by `Drop`).
     async fn abandon(self) {
-        let part = self.part;
-        drop(self.file);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(part)).await;
+        drop(self);
     }
 }
