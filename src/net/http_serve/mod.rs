@@ -21,11 +21,14 @@ use crate::runtime::closure::Callback;
 
 pub mod body;
 pub mod file;
+pub mod intake;
 pub mod log;
 pub mod reply;
 pub mod request;
 pub mod routes;
+pub mod running;
 pub mod server;
+pub mod streams;
 
 pub use request::{Peer, Request, RequestCtx};
 pub use server::HttpServer;
@@ -46,7 +49,9 @@ const OPTIONS: &[&str] = &[
     "workers",
     "max_connections",
     "max_body",
+    "max_body_total",
     "header_timeout",
+    "handler_timeout",
 ];
 
 /// Where `http_serve` listens: a port (every address) or `"ip:port"`.
@@ -106,12 +111,27 @@ fn start(
         }
         Some(Some(limit)) => limit,
     };
+    let max_body = o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY);
+    let max_body_total = match o.positive("max_body_total")? {
+        None => intake::DEFAULT_BUDGET.max(max_body),
+        Some(total) if total < max_body => {
+            return Err(Error::invalid(format!(
+                "option 'max_body_total' ({total}) is less than max_body ({max_body}): \
+                 a body as large as max_body could never be read"
+            )));
+        }
+        Some(total) => total,
+    };
     let settings = server::Settings {
         options: options.clone(),
         routes,
         header_timeout,
         log,
-        max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),
+        max_body,
+        max_body_total,
+        handler_timeout: o
+            .timeout("handler_timeout")?
+            .unwrap_or(Some(server::HANDLER_TIMEOUT)),
         workers: o.positive("workers")?.map(|n| n.min(256)),
         max_connections: o.positive("max_connections")?,
         tls: match o.value("tls") {
