@@ -6,7 +6,11 @@
 //! `req` a handler gets, and [`RequestCtx`], what one request's answer
 //! shares), [`reply`] (a handler's value made into a response; [`file`]
 //! for a `file:` reply), [`body`] (the one body type), [`log`] (the access
-//! log), [`server`] (the runtime, the accept loop, hyper, TLS, the job).
+//! log), [`server`] (the runtime, the accept loop, hyper, TLS, the job),
+//! and the limits that keep a client or a handler from holding the server:
+//! [`intake`] (a request body: size, pauses, a budget for all),
+//! [`running`] (handlers stopped when their client leaves or they run too
+//! long), [`streams`] (idle HTTP/2 connections closed).
 //! Why handlers run inline on the server's workers, and how they may
 //! still block, is in [`server`].
 
@@ -158,7 +162,12 @@ mod api {
     /// string (200, text/plain), a map or array (200, JSON), a blob
     /// (application/octet-stream), `()` (204), or
     /// `#{status, headers, body | json | file}`. A handler that fails is a
-    /// 500, its error printed, and the server goes on. HTTP/1.1 with
+    /// 500, its error printed, and the server goes on; so is a reply whose
+    /// `status` is outside 200–599 or whose `headers` set one the server
+    /// frames the response with (`content-length`, `transfer-encoding`,
+    /// `connection`, `keep-alive`, `proxy-connection`, `upgrade`, `te`,
+    /// `trailer`). A handler still running when its client leaves, or
+    /// after `handler_timeout`, is stopped (a 503). HTTP/1.1 with
     /// keep-alive and HTTP/2 (h2c) on one port; each request is logged in
     /// the common log format with the time it took.
     ///
@@ -173,7 +182,14 @@ mod api {
     /// Fails when: the port is out of range or in use, the address is
     /// malformed or not local, a route key does not parse (the error says
     /// "route" and quotes it), a handler does not take one parameter, or a
-    /// route's value is not a closure.
+    /// route's value is not a closure. A request fails (the client gets
+    /// the status, the log the reason) when the handler throws or its
+    /// reply cannot be made (500: a status outside 200–599, a framing
+    /// header, a bad header name or value), when the handler runs past
+    /// `handler_timeout` or its client leaves first (503), when the body
+    /// is over `max_body` (413), pauses longer than `header_timeout`
+    /// (408), or does not fit in `max_body_total` beside the bodies
+    /// being handled (503 with `Retry-After: 1`).
     #[rhai_fn(return_raw)]
     pub fn http_serve(
         ctx: NativeCallContext,
@@ -189,16 +205,21 @@ mod api {
     /// `#{cert, key}` or `#{self_signed: true}`; ALPN offers h2 and
     /// http/1.1), `workers` (threads running handlers; the number of cores
     /// by default), `max_connections`, `max_body` (bytes; 16 MiB by
-    /// default, more is a 413), `header_timeout` (ms a client has to send
-    /// a request's head, and a keep-alive connection may stay idle; 30000
-    /// by default).
+    /// default, more is a 413), `max_body_total` (bytes all request bodies
+    /// read or being handled at once may take; 128 MiB or `max_body` if
+    /// larger by default; a body that does not fit is a 503),
+    /// `header_timeout` (ms a client has to send a request's head or its
+    /// first byte, a keep-alive or HTTP/2 connection may stay idle, and a
+    /// request body may pause; 30000 by default), `handler_timeout` (ms a
+    /// handler may run before it is stopped and the client gets a 503;
+    /// 30000 by default, 0 for no limit).
     ///
     /// ```rhai
     /// let s = http_serve(8443, |req| "secret", #{tls: #{self_signed: true}, quiet: true});
     /// ```
     ///
     /// Fails when: as `http_serve(bind, handler)`, or an option is unknown
-    /// or has the wrong type.
+    /// or has the wrong type, or `max_body_total` is less than `max_body`.
     #[rhai_fn(return_raw, name = "http_serve")]
     pub fn http_serve_with(
         ctx: NativeCallContext,
