@@ -113,7 +113,7 @@ struct Call {
     conn: Arc<Conn>,
     token: CancellationToken,
     started: Instant,
-    why: Arc<AtomicU8>,
+    why: AtomicU8,
     /// The other workers were woken for it.
     nudged: bool,
 }
@@ -144,7 +144,15 @@ impl Running {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = server.cancelled() => break,
+                    _ = server.cancelled() => {
+                        // stop(): every call stops (their tokens are not
+                        // the server's children, which would cost each
+                        // call a lock on the server's token).
+                        if let Some(running) = running.upgrade() {
+                            running.stop_all();
+                        }
+                        break;
+                    }
                     _ = tick.tick() => {}
                 }
                 let Some(running) = running.upgrade() else {
@@ -155,6 +163,14 @@ impl Running {
                 }
             }
         });
+    }
+
+    fn stop_all(&self) {
+        if let Ok(calls) = self.calls.lock() {
+            for call in calls.values() {
+                call.token.cancel();
+            }
+        }
     }
 
     /// One look at every call older than a tick; whether one of them is
@@ -189,8 +205,7 @@ impl Running {
     /// watched; says why it was stopped, if the watchdog stopped it.
     pub fn run<R>(&self, conn: &Arc<Conn>, call: impl FnOnce() -> R) -> (R, Option<Stopped>) {
         let outer = runtime::cancel_token();
-        let token = outer.child_token();
-        let why = Arc::new(AtomicU8::new(RUNNING));
+        let token = CancellationToken::new();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut calls) = self.calls.lock() {
             calls.insert(
@@ -199,23 +214,25 @@ impl Running {
                     conn: conn.clone(),
                     token: token.clone(),
                     started: Instant::now(),
-                    why: why.clone(),
+                    why: AtomicU8::new(RUNNING),
                     nudged: false,
                 },
             );
         }
+        // After the insert: a stop() the watchdog's sweep missed is seen
+        // here.
+        if outer.is_cancelled() {
+            token.cancel();
+        }
         runtime::set_cancel_token(token);
-        let result = {
-            // Restores the worker's own token and forgets the call even if
-            // the handler panics.
-            let _restore = Restore {
-                running: self,
-                id,
-                outer,
-            };
-            call()
+        let mut restore = Restore {
+            running: self,
+            id,
+            outer,
+            why: RUNNING,
         };
-        let stopped = match why.load(Ordering::Relaxed) {
+        let result = call();
+        let stopped = match restore.finish() {
             GONE => Some(Stopped::ClientGone),
             TIMED_OUT => self.timeout.map(Stopped::TimedOut),
             _ => None,
@@ -224,17 +241,30 @@ impl Running {
     }
 }
 
+/// Forgets a call and gives the worker its own token back, even if the
+/// handler panics.
 struct Restore<'a> {
     running: &'a Running,
     id: u64,
     outer: CancellationToken,
+    why: u8,
+}
+
+impl Restore<'_> {
+    /// Forgets the call now; why it was stopped.
+    fn finish(&mut self) -> u8 {
+        if let Ok(mut calls) = self.running.calls.lock()
+            && let Some(call) = calls.remove(&self.id)
+        {
+            self.why = call.why.load(Ordering::Relaxed);
+        }
+        self.why
+    }
 }
 
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
-        if let Ok(mut calls) = self.running.calls.lock() {
-            calls.remove(&self.id);
-        }
+        self.finish();
         runtime::set_cancel_token(self.outer.clone());
     }
 }
