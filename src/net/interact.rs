@@ -45,7 +45,18 @@ pub fn module() -> Module {
 static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
 
 /// Frees stdin for the next `interact`, however this one ends.
-struct StdinGuard;
+pub struct StdinGuard;
+
+/// Takes stdin for one interactive session (a `Conn`'s or a WebSocket's),
+/// or says who holds it.
+pub fn claim_stdin() -> Result<StdinGuard> {
+    if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(Error::InUse(
+            "stdin is already joined to another connection by interact()".into(),
+        ));
+    }
+    Ok(StdinGuard)
+}
 
 impl Drop for StdinGuard {
     fn drop(&mut self) {
@@ -58,12 +69,7 @@ pub fn interact(conn: &Conn) -> Result<()> {
     if conn.is_closed() {
         return Err(conn.closed_error());
     }
-    if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
-        return Err(Error::InUse(
-            "stdin is already joined to another connection by interact()".into(),
-        ));
-    }
-    let _stdin = StdinGuard;
+    let _stdin = claim_stdin()?;
     let terminal_in = std::io::stdin().is_terminal();
     if terminal_in {
         let leave = if console::is_interactive() {

@@ -30,6 +30,7 @@ pub mod tcp;
 pub mod tls;
 pub mod transfer;
 pub mod udp;
+pub mod ws;
 
 /// A native capability: its name in `help()`, a one-line summary, its module.
 pub struct Capability {
@@ -58,6 +59,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "locate", about: "locating a host: DNS records like dig, ping, traceroute (lessons 1.1-1.3)", module: locate::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
     Capability { name: "http_serve", about: "serving HTTP: routes of Rhai closures, HTTP/1.1 and HTTP/2, like a mock API or python -m http.server", module: http_serve::module },
+    Capability { name: "ws", about: "WebSocket: ws_connect, like websocat", module: ws::module },
     Capability { name: "relay", about: "relays and proxies: relay, forward, like socat and rinetd", module: relay::module },
 ];
 

@@ -17,7 +17,9 @@
 //!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `record` (recording a session), `permissions` (the sandbox),
 //!   `relay` and `relay_interrupt` (Ctrl-C and `stop()` on relays),
-//!   `socks_udp` (UDP ASSOCIATE with PySocks), `interact`, `plugins`,
+//!   `socks_udp` (UDP ASSOCIATE with PySocks), `websocket` (`ws_connect`
+//!   against python3-websockets) and `websocket_server` (`http_serve`'s
+//!   WebSocket routes against python, netsh and Chromium), `interact`, `plugins`,
 //!   `anywhere` (the installed tool from any folder), `docs`,
 //!   `architecture` (the rules docs/ARCHITECTURE.md states, read off the
 //!   source).
@@ -40,6 +42,7 @@ mod errors;
 mod fetch;
 mod fetch_trust;
 mod handshake;
+mod http_files;
 mod http_serve;
 mod interact;
 mod names_ports;
@@ -62,3 +65,5 @@ mod traceroute;
 mod transfer;
 mod udp;
 mod unix;
+mod websocket;
+mod websocket_server;

@@ -50,6 +50,10 @@ const REVIEWED: &[(&str, &str)] = &[
     ("set_timeout", "a setting of a handle"),
     ("shutdown", "half-closes a checked connection"),
     ("tls_info", "about a checked connection"),
+    ("close_code", "about a checked WebSocket"),
+    ("close_reason", "about a checked WebSocket"),
+    ("protocol", "about a checked WebSocket"),
+    ("url", "about a checked WebSocket"),
     ("stop", "stops a job"),
     (
         "relay",
@@ -147,6 +151,12 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
             r#"udp_bind("127.0.0.1:0").send_to("127.0.0.1:{U}", "x")"#,
         ),
         ("fetch", "", r#"fetch("http://127.0.0.1:{H}/a")"#),
+        ("ws_connect", "", r#"ws_connect("ws://127.0.0.1:{P}/")"#),
+        (
+            "ws_connect",
+            "--allow-net=127.0.0.1:{P}",
+            r#"ws_connect("ws://127.0.0.1:9/", #{proxy: "socks5://127.0.0.1:{P}"})"#,
+        ),
         (
             "fetch",
             "--allow-net=127.0.0.1:{H}",
@@ -180,6 +190,11 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
         ),
         ("socks_serve", "", r#"socks_serve("127.0.0.1:0")"#),
         ("http_serve", "", r#"http_serve("127.0.0.1:0", |req| "x")"#),
+        (
+            "http_serve",
+            "--allow-net=127.0.0.1:0",
+            r#"http_serve("127.0.0.1:0", "{D}")"#,
+        ),
         (
             "connect",
             "--allow-net=127.0.0.1:9",

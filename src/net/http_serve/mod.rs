@@ -25,6 +25,8 @@ use crate::runtime::closure::Callback;
 
 pub mod body;
 pub mod file;
+pub mod files;
+pub mod guard;
 pub mod intake;
 pub mod log;
 pub mod reply;
@@ -54,6 +56,15 @@ const OPTIONS: &[&str] = &[
     "max_connections",
     "max_body",
     "max_body_total",
+    // Folder serving (files::Folder).
+    "upload",
+    "compress",
+    "follow_links",
+    "dotfiles",
+    "rate_limit",
+    // guard::Guard, for every route.
+    "auth",
+    "cors",
     "header_timeout",
     "handler_timeout",
 ];
@@ -89,9 +100,11 @@ fn start(
             &["req"],
         )?))
     } else if let Some(map) = handler.read_lock::<Map>() {
-        routes::Routes::from_map(ctx, &map)?
-    } else if handler.is_string() {
-        return Err(Error::invalid("serving a folder is not built yet"));
+        routes::Routes::from_map(ctx, &map, &o)?
+    } else if let Some(dir) = handler.read_lock::<rhai::ImmutableString>() {
+        routes::Routes::single(routes::Target::Folder(std::sync::Arc::new(
+            files::Folder::new(&dir, &o)?,
+        )))
     } else {
         return Err(crate::error::wrong_type(
             "a closure like |req| { … } or a map of routes like #{\"GET /\": |req| …}",
@@ -129,6 +142,7 @@ fn start(
     let settings = server::Settings {
         options: options.clone(),
         routes,
+        guard: guard::Guard::from_options(&o)?,
         header_timeout,
         log,
         max_body,
@@ -169,10 +183,14 @@ mod api {
     /// `trailer`). A handler still running when its client leaves, or
     /// after `handler_timeout`, is stopped (a 503). HTTP/1.1 with
     /// keep-alive and HTTP/2 (h2c) on one port; each request is logged in
-    /// the common log format with the time it took.
+    /// the common log format with the time it took. `handler` may also be
+    /// a folder (`"./public"`), served like `python3 -m http.server` (a
+    /// listing page, Range, ETag and 304; nothing outside the folder), and
+    /// so may a route's value (`"/static/*": "./public"`).
     ///
     /// ```rhai
     /// let s = http_serve(8000, |req| `hello ${req.query.name}`);
+    /// let files = http_serve("127.0.0.1:8001", ".");
     /// let api = http_serve("127.0.0.1:8080", #{
     ///     "GET /items/:id": |req| #{id: req.params.id},
     ///     "POST /items": |req| #{status: 201, json: req.json},
@@ -181,15 +199,16 @@ mod api {
     ///
     /// Fails when: the port is out of range or in use, the address is
     /// malformed or not local, a route key does not parse (the error says
-    /// "route" and quotes it), a handler does not take one parameter, or a
-    /// route's value is not a closure. A request fails (the client gets
-    /// the status, the log the reason) when the handler throws or its
-    /// reply cannot be made (500: a status outside 200–599, a framing
-    /// header, a bad header name or value), when the handler runs past
-    /// `handler_timeout` or its client leaves first (503), when the body
-    /// is over `max_body` (413), pauses longer than `header_timeout`
-    /// (408), or does not fit in `max_body_total` beside the bodies
-    /// being handled (503 with `Retry-After: 1`).
+    /// "route" and quotes it), a handler does not take one parameter, a
+    /// route's value is not a closure or a folder, or a folder does not
+    /// exist, is not a folder or may not be read. A request fails (the
+    /// client gets the status, the log the reason) when the handler
+    /// throws or its reply cannot be made (500: a status outside 200–599,
+    /// a framing header, a bad header name or value), when the handler
+    /// runs past `handler_timeout` or its client leaves first (503), when
+    /// the body is over `max_body` (413), pauses longer than
+    /// `header_timeout` (408), or does not fit in `max_body_total` beside
+    /// the bodies being handled (503 with `Retry-After: 1`).
     #[rhai_fn(return_raw)]
     pub fn http_serve(
         ctx: NativeCallContext,
@@ -206,16 +225,24 @@ mod api {
     /// http/1.1), `workers` (threads running handlers; the number of cores
     /// by default), `max_connections`, `max_body` (bytes; 16 MiB by
     /// default, more is a 413), `max_body_total` (bytes all request bodies
-    /// read or being handled at once may take; 128 MiB or `max_body` if
+    /// read for handlers at once may take; 128 MiB or `max_body` if
     /// larger by default; a body that does not fit is a 503),
     /// `header_timeout` (ms a client has to send a request's head or its
     /// first byte, a keep-alive or HTTP/2 connection may stay idle, and a
     /// request body may pause; 30000 by default), `handler_timeout` (ms a
     /// handler may run before it is stopped and the client gets a 503;
-    /// 30000 by default, 0 for no limit).
+    /// 30000 by default, 0 for no limit). For every route: `auth:
+    /// "user:pass"` (HTTP Basic; 401 otherwise) and `cors: true` or an
+    /// origin (CORS headers, preflights answered). For folders: `upload:
+    /// true` (PUT and the listing's form; names by `serve_files`'s rules,
+    /// `.part` then rename, never replacing), `compress: true` (gzip for
+    /// text), `follow_links: true` (symbolic links may lead out of the
+    /// folder), `dotfiles: true` (names starting with `.` listed and
+    /// served), `rate_limit` (bytes a second per response).
     ///
     /// ```rhai
     /// let s = http_serve(8443, |req| "secret", #{tls: #{self_signed: true}, quiet: true});
+    /// let share = http_serve("127.0.0.1:8000", ".", #{upload: true, auth: "me:pw"});
     /// ```
     ///
     /// Fails when: as `http_serve(bind, handler)`, or an option is unknown

@@ -17,6 +17,7 @@ use percent_encoding::percent_decode_str;
 use rhai::{Dynamic, FnPtr, Map, NativeCallContext};
 
 use crate::error::{Error, Result};
+use crate::net::options::Options;
 use crate::runtime::closure::Callback;
 
 /// The methods a route may name.
@@ -27,6 +28,10 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 pub enum Target {
     /// A Rhai closure `|req| …`, called for each request.
     Closure(Callback),
+    /// A folder served as files (`"/static/*": "./public"`).
+    Folder(Arc<super::files::Folder>),
+    /// A WebSocket route, `#{websocket: |ws| …}` or `#{on_message: …}`.
+    WebSocket(Arc<crate::net::ws::ServerRoute>),
 }
 
 /// One segment of a path pattern.
@@ -84,7 +89,7 @@ impl Routes {
 
     /// The routes of a map `#{"GET /x": |req| …, …}`, every key and value
     /// checked.
-    pub fn from_map(ctx: &NativeCallContext, map: &Map) -> Result<Routes> {
+    pub fn from_map(ctx: &NativeCallContext, map: &Map, options: &Options) -> Result<Routes> {
         if map.is_empty() {
             return Err(Error::invalid(
                 "the map of routes is empty: give at least one, like #{\"GET /\": |req| \"hello\"}",
@@ -93,7 +98,7 @@ impl Routes {
         let mut routes = Vec::with_capacity(map.len());
         for (key, value) in map {
             let (method, segments, wildcard) = parse_key(key)?;
-            let target = target_of(ctx, key, value)?;
+            let target = target_of(ctx, key, value, options)?;
             routes.push(Route {
                 key: key.to_string(),
                 method,
@@ -291,19 +296,28 @@ fn parse_key(key: &str) -> Result<(Option<String>, Vec<Segment>, bool)> {
 }
 
 /// What a route's value asks for.
-fn target_of(ctx: &NativeCallContext, key: &str, value: &Dynamic) -> Result<Target> {
+fn target_of(
+    ctx: &NativeCallContext,
+    key: &str,
+    value: &Dynamic,
+    options: &Options,
+) -> Result<Target> {
     if let Some(f) = value.clone().try_cast::<FnPtr>() {
         let role = format!("the handler of route \"{key}\"");
         return Callback::new(ctx, f, &role, &["req"]).map(Target::Closure);
     }
-    if value.is_string() {
-        return Err(Error::invalid(format!(
-            "route \"{key}\": serving a folder is not built yet"
-        )));
+    if let Some(dir) = value.read_lock::<rhai::ImmutableString>() {
+        return super::files::Folder::new(&dir, options)
+            .map(|folder| Target::Folder(Arc::new(folder)))
+            .map_err(|e| Error::invalid(format!("route \"{key}\": {e}")));
     }
-    if value.is_map() {
+    if let Some(map) = value.read_lock::<Map>() {
+        if crate::net::ws::server::is_websocket_route(&map) {
+            let route = crate::net::ws::ServerRoute::from_map(ctx, key, &map)?;
+            return Ok(Target::WebSocket(Arc::new(route)));
+        }
         return Err(Error::invalid(format!(
-            "route \"{key}\": WebSocket routes are not built yet"
+            "route \"{key}\": a map route is a WebSocket: #{{websocket: |ws| …}} or #{{on_message: |ws, m| …}}"
         )));
     }
     let why = crate::error::wrong_type("a closure like |req| { … }", value);

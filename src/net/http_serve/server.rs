@@ -47,6 +47,7 @@ use tokio::{net::TcpStream, sync::watch};
 
 use super::{
     body::{self, Body},
+    guard::Guard,
     intake::{self, Budget},
     log::{Entry, Log},
     reply,
@@ -83,6 +84,8 @@ pub struct Shared {
     /// The options map as given, for the parts that read their own keys.
     pub options: Map,
     pub routes: Routes,
+    /// `auth` and `cors`, checked before routing.
+    pub guard: Guard,
     pub log: Log,
     pub max_body: usize,
     /// The longest pause between two pieces of a request body
@@ -109,6 +112,7 @@ pub struct Stats {
 pub struct Settings {
     pub options: Map,
     pub routes: Routes,
+    pub guard: Guard,
     pub header_timeout: Duration,
     pub log: Log,
     pub max_body: usize,
@@ -168,6 +172,7 @@ impl HttpServer {
         let shared = Arc::new(Shared {
             options: settings.options,
             routes: settings.routes,
+            guard: settings.guard,
             log: settings.log,
             max_body: settings.max_body,
             idle: settings.header_timeout,
@@ -581,7 +586,7 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
     let stats = &ctx.server.stats;
     if matches!(ctx.server.log, Log::Quiet) {
         // Nothing to remember about the request for a log line.
-        let response = route(req, &ctx).await;
+        let response = guarded(req, &ctx).await;
         count(stats, &response);
         return response;
     }
@@ -592,7 +597,7 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
         .path_and_query()
         .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     let version = req.version();
-    let response = route(req, &ctx).await;
+    let response = guarded(req, &ctx).await;
     count(stats, &response);
     let bytes = hyper::body::Body::size_hint(response.body()).exact();
     ctx.server.log.record(&Entry {
@@ -604,6 +609,21 @@ pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
         bytes,
         took: started.elapsed(),
     });
+    response
+}
+
+/// The guard's answer (401, a CORS preflight), or the route's with the
+/// guard's headers added.
+async fn guarded(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let guard = &ctx.server.guard;
+    if guard.is_open() {
+        return route(req, ctx).await;
+    }
+    if let Some(answer) = guard.check(&req) {
+        return answer;
+    }
+    let mut response = route(req, ctx).await;
+    guard.finish(&mut response);
     response
 }
 
@@ -634,7 +654,7 @@ pub fn status_page(status: StatusCode) -> Response<Body> {
 async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     let routes = ctx.server.routes.clone();
     let found = routes.find(req.method().as_str(), req.uri().path());
-    let (target, params, _rest) = match found {
+    let (target, params, rest) = match found {
         Lookup::Found(matched) => (matched.route.target.clone(), matched.params, matched.rest),
         Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
         Lookup::WrongMethod(allowed) => {
@@ -647,6 +667,8 @@ async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     };
     match target {
         Target::Closure(handler) => closure(req, params, &handler, ctx).await,
+        Target::Folder(folder) => folder.respond(req, &rest).await,
+        Target::WebSocket(route) => route.accept(req, ctx),
     }
 }
 

@@ -129,6 +129,18 @@ impl ClientTls {
             .map_err(|e| Error::Protocol(super::words(&e)))?;
         Ok(Session::new(tls, Some(name.to_string())))
     }
+
+    /// The rustls settings and the name to check, for a TLS stream driven
+    /// by tokio-rustls rather than by a [`Session`] (a WebSocket's).
+    pub fn for_stream(&self, host: &str) -> Result<(Arc<ClientConfig>, ServerName<'static>)> {
+        let name = self.sni.as_deref().unwrap_or(host);
+        let server_name = ServerName::try_from(name.to_string()).map_err(|_| {
+            Error::invalid(format!(
+                "'{name}' is not a name a certificate can be checked against; give one with #{{tls: #{{sni: \"name\"}}}}"
+            ))
+        })?;
+        Ok((self.config.clone(), server_name))
+    }
 }
 
 /// A server's TLS settings, from `listen(addr, #{tls: …})`.

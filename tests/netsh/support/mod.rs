@@ -730,6 +730,11 @@ impl Peer {
             .unwrap_or_else(|e| panic!("writing to {}: {e}", self.description));
     }
 
+    /// Closes the peer's stdin: the end of its input.
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     /// Waits up to `limit` for an output line containing `needle`; returns
     /// it, or `None` (the output so far is in [`Peer::output`]).
     pub fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<String> {

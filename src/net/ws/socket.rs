@@ -1,0 +1,533 @@
+//! The WebSocket handle, the same for `ws_connect`'s client and a server
+//! route's `|ws| …`: `send`, `recv`, `ping`, `close`.
+//!
+//! A task on the shared runtime reads the socket for the whole life of the
+//! connection, so control frames are answered whether or not the script is
+//! in `recv` (tungstenite queues the pong or the close reply on reading a
+//! ping or close and writes it on its next read, which this loop makes at
+//! once). Data messages, already reassembled from their fragments, wait in
+//! a short queue for `recv`; when the script does not read, the queue
+//! fills, the task stops reading and TCP's window pushes back on the peer.
+//! Sends are written by the calling thread itself (`runtime::block_on` on
+//! the sink), so a send returns once the kernel has the frame and a failure
+//! is the send's own error; only an event handler, which must not block,
+//! queues its sends instead (`outbox`), written when it returns.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{mpsc, oneshot},
+};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        self, Message,
+        protocol::{CloseFrame, frame::coding::CloseCode},
+    },
+};
+
+use crate::error::{Error, Result};
+use crate::runtime::{self, CancellationToken};
+
+/// What a WebSocket runs over: TCP, TLS over TCP, or hyper's upgraded
+/// connection on the server side.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A WebSocket over any of those.
+pub type Stream = WebSocketStream<Box<dyn Io>>;
+
+/// How many received messages wait for `recv` before reading pauses.
+const QUEUE: usize = 64;
+
+/// How long `close()` waits for the peer's close frame, and `ping()` for
+/// its pong, unless told otherwise.
+pub const DEFAULT_CLOSE_WAIT: Duration = Duration::from_secs(5);
+pub const DEFAULT_PING_WAIT: Duration = Duration::from_secs(10);
+
+/// The close code that says the connection ended without a close frame
+/// (RFC 6455 §7.1.5; never sent on the wire).
+const ABNORMAL: u16 = 1006;
+/// The code a close frame without a status stands for (§7.1.5).
+const NO_STATUS: u16 = 1005;
+
+/// How much tungstenite reads at a time. Its default, 128 KiB, is zeroed
+/// before every read (`FrameCodec::read_in` resizes the buffer with
+/// zeros), including the read that finds nothing: with 100 connections
+/// echoing small messages, 39% of the server's time went to that memset.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// tungstenite's settings for a WebSocket taking messages of up to `max`
+/// bytes.
+pub fn config(max: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// A received data message.
+#[derive(Debug)]
+pub enum Arrival {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// How the connection ended, once it has.
+#[derive(Default)]
+struct Ending {
+    code: Option<u16>,
+    reason: String,
+    /// A protocol failure (a bad frame, a message over the size limit)
+    /// that the next `recv` reports once.
+    failure: Option<Error>,
+}
+
+/// What the reading task and the handle share.
+struct Shared {
+    ending: Mutex<Ending>,
+    /// Who waits for a pong (`ping()`).
+    pong: Mutex<Option<oneshot::Sender<()>>>,
+    /// Cancelled when the reading task ends: the peer closed, or failed.
+    ended: CancellationToken,
+}
+
+struct Inner {
+    sink: tokio::sync::Mutex<Option<SplitSink<Stream, Message>>>,
+    arrivals: tokio::sync::Mutex<mpsc::Receiver<Arrival>>,
+    shared: Arc<Shared>,
+    /// Ends the reading task when the last copy of the handle goes.
+    stop: CancellationToken,
+    /// An event handler's sends, written in order by a task of their own.
+    outbox: Mutex<Option<mpsc::UnboundedSender<Message>>>,
+    about: About,
+}
+
+impl Drop for Inner {
+    /// The last handle gone with the connection still open: say "going
+    /// away" (1001) rather than vanish, then let it go.
+    fn drop(&mut self) {
+        // Asked before the reading task is stopped, which marks the end.
+        let open = !self.shared.ended.is_cancelled();
+        self.stop.cancel();
+        if let (true, Some(mut sink)) = (open, self.sink.get_mut().take()) {
+            let tasks =
+                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
+            tasks.spawn(async move {
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "".into(),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
+            });
+        }
+    }
+}
+
+/// What a handle says about itself.
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The URL connected to, or the path a server route answered.
+    pub url: String,
+    /// The other end's address.
+    pub peer: String,
+    /// The subprotocol both sides agreed on.
+    pub protocol: Option<String>,
+}
+
+/// An open (or closed) WebSocket; copies are the same connection.
+#[derive(Clone)]
+pub struct WebSocket(Arc<Inner>);
+
+impl WebSocket {
+    /// Takes over a WebSocket whose handshake is done and starts reading
+    /// it on the shared runtime.
+    pub fn start(stream: Stream, about: About) -> WebSocket {
+        WebSocket::start_on(runtime::handle().clone(), stream, about)
+    }
+
+    /// [`WebSocket::start`], its tasks on `tasks` (a server's runtime,
+    /// where its socket is registered).
+    pub fn start_on(tasks: tokio::runtime::Handle, stream: Stream, about: About) -> WebSocket {
+        let (sink, reader) = stream.split();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let shared = Arc::new(Shared {
+            ending: Mutex::new(Ending::default()),
+            pong: Mutex::new(None),
+            ended: CancellationToken::new(),
+        });
+        let stop = CancellationToken::new();
+        {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = read_loop(reader, &tx, &shared) => {}
+                }
+                // How it ended is noted before `recv` can see the end.
+                mark_ended(&shared);
+                drop(tx);
+            });
+        }
+        WebSocket(Arc::new(Inner {
+            sink: tokio::sync::Mutex::new(Some(sink)),
+            arrivals: tokio::sync::Mutex::new(rx),
+            shared,
+            stop,
+            outbox: Mutex::new(None),
+            about,
+        }))
+    }
+
+    /// Takes over a WebSocket for the event shape: `events` is called on
+    /// `tasks` (the server's workers) for each message, in order, and what
+    /// its handlers send is queued and written when they return
+    /// (`super::events`). `token` is the server's: its end closes with 1001.
+    pub fn start_events(
+        tasks: tokio::runtime::Handle,
+        stream: Stream,
+        about: About,
+        events: Arc<dyn super::events::Events>,
+        token: CancellationToken,
+    ) -> WebSocket {
+        let (sink, reader) = stream.split();
+        // No queue for recv: the messages go to the handlers.
+        let (_, rx) = mpsc::channel(1);
+        let (outbox, queued) = mpsc::unbounded_channel();
+        let ws = WebSocket(Arc::new(Inner {
+            sink: tokio::sync::Mutex::new(Some(sink)),
+            arrivals: tokio::sync::Mutex::new(rx),
+            shared: Arc::new(Shared {
+                ending: Mutex::new(Ending::default()),
+                pong: Mutex::new(None),
+                ended: CancellationToken::new(),
+            }),
+            stop: CancellationToken::new(),
+            outbox: Mutex::new(Some(outbox)),
+            about,
+        }));
+        tasks.spawn(super::events::run(
+            ws.clone(),
+            reader,
+            queued,
+            events,
+            token,
+        ));
+        ws
+    }
+
+    /// Writes what handlers queued, in order, then flushes once; whether a
+    /// close frame was among them.
+    pub(super) async fn write_queued(
+        &self,
+        queued: &mut mpsc::UnboundedReceiver<Message>,
+    ) -> Result<bool> {
+        let mut guard = self.0.sink.lock().await;
+        let sink = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        let mut closing = false;
+        let mut any = false;
+        while let Ok(message) = queued.try_recv() {
+            closing |= matches!(message, Message::Close(_));
+            any = true;
+            sink.feed(message).await.map_err(|e| self.error(e))?;
+        }
+        if any {
+            sink.flush().await.map_err(|e| self.error(e))?;
+        }
+        Ok(closing)
+    }
+
+    /// Writes one message (a send queued from outside a handler).
+    pub(super) async fn write_one(&self, message: Message) -> Result<()> {
+        self.write(message).await
+    }
+
+    /// Ends the connection: how it ended noted, both halves dropped.
+    pub(super) async fn finish(&self) {
+        mark_ended(&self.0.shared);
+        self.0.stop.cancel();
+        self.0.sink.lock().await.take();
+    }
+
+    /// Notes what a message read says about the connection (a pong, the
+    /// peer's close, a failure); the data message, if it is one.
+    pub(super) fn sort(&self, next: tungstenite::Result<Message>) -> Sorted {
+        sort(&self.0.shared, next)
+    }
+
+    pub fn about(&self) -> &About {
+        &self.0.about
+    }
+
+    /// The close code, once the connection has ended (1006 when it ended
+    /// without a close frame).
+    pub fn close_code(&self) -> Option<u16> {
+        lock(&self.0.shared.ending).code
+    }
+
+    pub fn close_reason(&self) -> Option<String> {
+        let ending = lock(&self.0.shared.ending);
+        ending.code.map(|_| ending.reason.clone())
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.0.shared.ended.is_cancelled()
+    }
+
+    /// Sends a message: written before this returns, or, from an event
+    /// handler, queued in order for the writer task.
+    pub fn send(&self, message: Message) -> Result<()> {
+        if let Some(outbox) = lock(&self.0.outbox).as_ref() {
+            return outbox.send(message).map_err(|_| self.closed_error());
+        }
+        let me = self.clone();
+        runtime::block_on(async move { me.write(message).await })
+    }
+
+    async fn write(&self, message: Message) -> Result<()> {
+        let mut guard = self.0.sink.lock().await;
+        let sink = guard.as_mut().ok_or_else(|| self.closed_error())?;
+        sink.send(message).await.map_err(|e| self.error(e))
+    }
+
+    /// The next data message; `None` once the connection has ended. A
+    /// protocol failure is reported once, by the `recv` that meets it.
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
+        let me = self.clone();
+        runtime::block_on(async move { me.next_message(timeout).await })
+    }
+
+    /// [`WebSocket::recv`] for a task on the runtime.
+    pub async fn next_message(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
+        let mut arrivals = self.0.arrivals.lock().await;
+        let next = match timeout {
+            Some(after) => {
+                runtime::within(after, || "waiting for a WebSocket message".into(), async {
+                    Ok(arrivals.recv().await)
+                })
+                .await?
+            }
+            None => arrivals.recv().await,
+        };
+        match next {
+            Some(arrival) => Ok(Some(arrival)),
+            None => match lock(&self.0.shared.ending).failure.take() {
+                Some(failure) => Err(failure),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Sends a ping and waits for its pong; the round trip in milliseconds.
+    pub fn ping(&self, wait: Duration) -> Result<f64> {
+        let (tx, rx) = oneshot::channel();
+        *lock(&self.0.shared.pong) = Some(tx);
+        let started = Instant::now();
+        self.send(Message::Ping(b"netsh".to_vec().into()))?;
+        let me = self.clone();
+        runtime::block_on(async move {
+            runtime::within(wait, || "waiting for the pong".into(), async {
+                tokio::select! {
+                    answered = rx => answered.map_err(|_| me.closed_error()),
+                    _ = me.0.shared.ended.cancelled() => Err(me.closed_error()),
+                }
+            })
+            .await
+        })?;
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Sends a close frame (unless the connection has ended already), waits
+    /// up to `wait` for the peer's, then lets the connection go.
+    pub fn close(&self, code: u16, reason: &str, wait: Duration) -> Result<()> {
+        let frame = close_frame(code, reason)?;
+        if lock(&self.0.outbox).is_some() {
+            return self.send(Message::Close(Some(frame)));
+        }
+        let me = self.clone();
+        runtime::block_on(async move {
+            if !me.is_ended() {
+                // A failure here means the connection is already gone,
+                // which is what close asks for.
+                let _ = me.write(Message::Close(Some(frame))).await;
+            }
+            me.finish_close(wait).await;
+            Ok(())
+        })
+    }
+
+    /// Waits for the reading task to see the end, then drops both halves.
+    async fn finish_close(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.0.shared.ended.cancelled()).await;
+        self.0.stop.cancel();
+        self.0.sink.lock().await.take();
+    }
+
+    /// The error for using a connection that has ended.
+    pub fn closed_error(&self) -> Error {
+        let ending = lock(&self.0.shared.ending);
+        let how = match ending.code {
+            Some(code) if ending.reason.is_empty() => format!(" (close code {code})"),
+            Some(code) => format!(" (close code {code}: {})", ending.reason),
+            None => String::new(),
+        };
+        Error::Closed(format!(
+            "the WebSocket to {} is closed{how}",
+            self.0.about.peer
+        ))
+    }
+
+    fn error(&self, err: tungstenite::Error) -> Error {
+        match err {
+            tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Protocol(tungstenite::error::ProtocolError::SendAfterClosing) => {
+                self.closed_error()
+            }
+            other => words(other, &self.0.about.peer),
+        }
+    }
+}
+
+/// What one read gave.
+pub enum Sorted {
+    Data(Arrival),
+    /// A control frame, already dealt with.
+    Control,
+    /// The connection failed; how is noted.
+    Failed,
+}
+
+/// Reads until the connection ends, queueing data messages.
+async fn read_loop(
+    mut reader: SplitStream<Stream>,
+    arrivals: &mpsc::Sender<Arrival>,
+    shared: &Shared,
+) {
+    while let Some(next) = reader.next().await {
+        match sort(shared, next) {
+            Sorted::Data(arrival) => {
+                if arrivals.send(arrival).await.is_err() {
+                    return;
+                }
+            }
+            Sorted::Control => {}
+            Sorted::Failed => return,
+        }
+    }
+}
+
+/// Notes pongs, the peer's close frame and failures; passes data on.
+fn sort(shared: &Shared, next: tungstenite::Result<Message>) -> Sorted {
+    match next {
+        Ok(Message::Text(text)) => Sorted::Data(Arrival::Text(text.as_str().to_owned())),
+        Ok(Message::Binary(bytes)) => Sorted::Data(Arrival::Binary(bytes.into())),
+        // tungstenite answers it on the next read, which comes at once.
+        Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => Sorted::Control,
+        Ok(Message::Pong(_)) => {
+            if let Some(waiter) = lock(&shared.pong).take() {
+                let _ = waiter.send(());
+            }
+            Sorted::Control
+        }
+        Ok(Message::Close(frame)) => {
+            let mut ending = lock(&shared.ending);
+            match frame {
+                Some(frame) => {
+                    ending.code = Some(frame.code.into());
+                    ending.reason = frame.reason.as_str().to_owned();
+                }
+                None => ending.code = Some(NO_STATUS),
+            }
+            Sorted::Control
+        }
+        Err(err) => {
+            let mut ending = lock(&shared.ending);
+            if let tungstenite::Error::Io(e) = &err {
+                ending.reason = format!("the connection failed: {e}");
+            } else {
+                let failure = words(err, "the peer");
+                ending.reason = failure.to_string();
+                ending.failure = Some(failure);
+            }
+            Sorted::Failed
+        }
+    }
+}
+
+/// The end, noted: 1006 when no close frame came.
+fn mark_ended(shared: &Shared) {
+    let mut ending = lock(&shared.ending);
+    if ending.code.is_none() {
+        ending.code = Some(ABNORMAL);
+        if ending.reason.is_empty() {
+            ending.reason = "the connection ended without a close frame".into();
+        }
+    }
+    drop(ending);
+    shared.ended.cancel();
+}
+
+/// A close frame with a code a peer may send (1000–4999, not the ones
+/// reserved for the end itself) and a reason of at most 123 bytes.
+pub fn close_frame(code: u16, reason: &str) -> Result<CloseFrame> {
+    let allowed = (1000..=4999).contains(&code) && CloseCode::from(code).is_allowed();
+    if !allowed {
+        return Err(Error::invalid(format!(
+            "{code} is not a close code a WebSocket may send (1000 normal, 1001 going away, 1008 policy, 1011 error, 3000–4999 for applications; 1005, 1006 and 1015 are never sent)"
+        )));
+    }
+    if reason.len() > 123 {
+        return Err(Error::invalid(format!(
+            "a close reason is at most 123 bytes (it must fit a control frame), not {}",
+            reason.len()
+        )));
+    }
+    Ok(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    })
+}
+
+/// A tungstenite error in netsh's words and kinds.
+pub fn words(err: tungstenite::Error, peer: &str) -> Error {
+    use tungstenite::Error as E;
+    match err {
+        E::Io(e) => Error::io(format!("talking to {peer}"), None, e),
+        E::Capacity(e) => Error::TooBig(format!("the message is too big: {e}")),
+        E::Protocol(e) => Error::Protocol(format!("{peer} broke the WebSocket protocol: {e}")),
+        E::Utf8(e) => Error::Protocol(format!("{peer} sent a text message that is not UTF-8: {e}")),
+        E::AttackAttempt => Error::Protocol(format!("{peer} sent what looks like an attack")),
+        E::Http(response) => {
+            let status = response.status();
+            Error::Protocol(format!(
+                "{peer} answered {} {} instead of switching to WebSocket (101)",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ))
+        }
+        E::HttpFormat(e) => Error::invalid(format!("the request cannot be made: {e}")),
+        E::Url(e) => Error::invalid(format!("{e}")),
+        E::Tls(e) => Error::Protocol(format!("TLS failed: {e}")),
+        E::WriteBufferFull(_) => Error::TooBig("the send buffer is full".into()),
+        E::ConnectionClosed | E::AlreadyClosed => Error::Closed("the WebSocket is closed".into()),
+    }
+}
+
+/// Locks a mutex whose holder cannot leave it half-changed.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,307 @@
+//! WebSocket routes of `http_serve` against real clients: python3-websockets
+//! (text, binary, 1 MiB, fragments, ping, close codes both ways, many
+//! connections on the event shape, a handler that throws), curl (a plain
+//! request gets 426), netsh's own `ws_connect`, and headless Chromium (a
+//! page served by `http_serve` opens a WebSocket to it and shows the echo
+//! in its DOM).
+
+use std::{process::Command, time::Duration};
+
+use crate::support::{Netsh, Peer, skip};
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// The netsh server every test here talks to: `/echo` (a closure per
+/// connection, echoing until "bye", on which it closes with 4006),
+/// `/events` (the event shape, echoing; "boom" throws), `/proto` (offers
+/// the subprotocol "chat"), and `/` a page whose script opens `/echo`.
+/// The page's image `/wait` is answered only once a WebSocket on `/echo`
+/// has closed (the page closes it after writing the echo into its DOM),
+/// so the page's load, after which `--dump-dom` prints the DOM, cannot
+/// come before the echo, however busy the machine. (`--virtual-time-budget`
+/// was tried: the budget ran out before the echo on a busy machine, and a
+/// pending fetch pauses the page's scripts as well as the clock.)
+const SERVER: &str = r#"
+let page = `<!doctype html><html><body><div id="out">waiting</div><script>
+const ws = new WebSocket("ws://" + location.host + "/echo");
+ws.onopen = () => ws.send("hello from chromium");
+ws.onmessage = (e) => { document.getElementById("out").textContent = "echo: " + e.data; ws.close(1000); };
+ws.onerror = () => { document.getElementById("out").textContent = "error"; };
+</script><img src="/wait"></body></html>`;
+let closed = channel();
+let s = http_serve("127.0.0.1:0", #{
+  "/echo": #{websocket: |ws| {
+      loop {
+          let m = ws.recv();
+          if m == () { print(`closed ${ws.close_code} ${ws.close_reason}`); closed.send(1); break }
+          if m == "bye" { ws.close(4006, "server done"); break }
+          if type_of(m) == "string" && m.len() < 100 { print(`got ${m}`) }
+          ws.send(m);
+      }
+  }},
+  "/events": #{
+      on_open: |ws| ws.send("welcome"),
+      on_message: |ws, m| { if m == "boom" { throw "handler boom" } ws.send(m) },
+      on_close: |ws| print(`event close ${ws.close_code}`),
+  },
+  "/proto": #{protocols: ["chat"], websocket: |ws| ws.send(`${ws.protocol}`)},
+  "GET /": |req| #{headers: #{"content-type": "text/html"}, body: page},
+  "GET /wait": |req| { closed.recv(20000); #{status: 204} },
+}, #{quiet: true});
+print(s.port);
+s.wait();
+"#;
+
+/// The python client, one mode per test; prints what it saw.
+const CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main():
+    url, mode = sys.argv[1], sys.argv[2]
+    if mode == "many":
+        async def one(i):
+            async with websockets.connect(url) as c:
+                assert await c.recv() == "welcome"
+                for j in range(20):
+                    await c.send(f"{i}-{j}")
+                    assert await c.recv() == f"{i}-{j}"
+        await asyncio.gather(*(one(i) for i in range(int(sys.argv[3]))))
+        print("many ok", flush=True)
+        return
+    protocols = ["other", "chat"] if mode == "proto" else None
+    async with websockets.connect(url, max_size=None, subprotocols=protocols) as ws:
+        if mode == "echo":
+            await ws.send("hello")
+            print("text", await ws.recv())
+            await ws.send(b"\x00\xff")
+            print("binary", (await ws.recv()).hex())
+            big = bytes(range(256)) * 4096
+            await ws.send(big)
+            back = await ws.recv()
+            print("big", len(back), back == big)
+            await ws.send(["frag", "mented"])
+            print("frag", await ws.recv())
+            await ws.send([b"\x01", b"\x02\x03"])
+            print("fragbin", (await ws.recv()).hex())
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 5)
+            print("pong")
+            await ws.close(4005, "client done")
+        elif mode == "bye":
+            await ws.send("bye")
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed:
+                pass
+        elif mode == "boom":
+            assert await ws.recv() == "welcome"
+            await ws.send("boom")
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed:
+                pass
+        elif mode == "proto":
+            print("protocol", ws.subprotocol, await ws.recv())
+    print("closed", ws.close_code, ws.close_reason, flush=True)
+asyncio.run(main())
+"#;
+
+fn have_websockets(test: &str) -> bool {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            test,
+            "/usr/bin/python3 with websockets is not installed (apt-get install python3-websockets)",
+        );
+    }
+    ok
+}
+
+fn server() -> (Peer, u16) {
+    let mut peer = Peer::netsh(SERVER);
+    let port = peer.port();
+    (peer, port)
+}
+
+/// Runs the python client in `mode` against `path`; its output.
+fn client(port: u16, path: &str, mode: &str, extra: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["30", PYTHON, "-c", CLIENT])
+        .arg(format!("ws://127.0.0.1:{port}{path}"))
+        .arg(mode)
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python client ({mode}) failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The closure shape echoes text, binary, 1 MiB and fragmented messages
+/// back to python, answers its ping, and sees the client's close code.
+#[test]
+fn python_client_against_the_closure_shape() {
+    if !have_websockets("python_client_against_the_closure_shape") {
+        return;
+    }
+    let (mut srv, port) = server();
+    let out = client(port, "/echo", "echo", &[]);
+    assert_eq!(
+        out,
+        "text hello\nbinary 00ff\nbig 1048576 True\nfrag fragmented\nfragbin 010203\npong\nclosed 4005 client done\n"
+    );
+    srv.expect("closed 4005 client done");
+}
+
+/// A close the server's closure starts reaches python with its code and
+/// reason.
+#[test]
+fn the_server_closes_with_its_code() {
+    if !have_websockets("the_server_closes_with_its_code") {
+        return;
+    }
+    let (_srv, port) = server();
+    assert_eq!(
+        client(port, "/echo", "bye", &[]),
+        "closed 4006 server done\n"
+    );
+}
+
+/// The event shape serves 50 concurrent connections, each greeted by
+/// `on_open` and echoed in order by `on_message`; a handler that throws
+/// closes its connection with 1011, is reported, and the server goes on.
+#[test]
+fn the_event_shape_serves_many_and_survives_a_throw() {
+    if !have_websockets("the_event_shape_serves_many_and_survives_a_throw") {
+        return;
+    }
+    let (mut srv, port) = server();
+    assert_eq!(client(port, "/events", "many", &["50"]), "many ok\n");
+    assert_eq!(
+        client(port, "/events", "boom", &[]),
+        "closed 1011 the handler failed\n"
+    );
+    srv.expect("handler boom");
+    assert_eq!(client(port, "/events", "many", &["3"]), "many ok\n");
+}
+
+/// A subprotocol both sides know is chosen and is `ws.protocol`.
+#[test]
+fn the_route_picks_a_subprotocol() {
+    if !have_websockets("the_route_picks_a_subprotocol") {
+        return;
+    }
+    let (_srv, port) = server();
+    assert_eq!(
+        client(port, "/proto", "proto", &[]),
+        "protocol chat chat\nclosed 1000 \n"
+    );
+}
+
+/// netsh's client and server together, and a plain HTTP request to a
+/// WebSocket route: 426 with `Upgrade: websocket`, no call of the script.
+#[test]
+fn netsh_client_and_a_plain_request() {
+    let (mut srv, port) = server();
+    let out = Netsh::eval(&format!(
+        r#"let ws = ws_connect("ws://127.0.0.1:{port}/echo");
+           ws.send("from netsh"); let m = ws.recv(); ws.close(4010, "bye now"); m"#
+    ));
+    assert_eq!(out.trim(), "from netsh");
+    srv.expect("closed 4010 bye now");
+    let plain = Netsh::eval(&format!(
+        r#"let r = fetch("http://127.0.0.1:{port}/echo"); `${{r.status}} ${{r.headers.upgrade}}`"#
+    ));
+    assert_eq!(plain.trim(), "426 websocket");
+    assert!(
+        srv.wait_for("got ", Duration::from_millis(300))
+            .is_some_and(|l| l.contains("from netsh"))
+    );
+}
+
+/// Route values that cannot be a WebSocket route are refused when the
+/// server starts, naming the route.
+#[test]
+fn bad_websocket_routes_are_refused() {
+    let cases = [
+        (
+            r#"#{"/ws": #{websocket: 5}}"#,
+            "websocket must be a closure",
+        ),
+        (r#"#{"/ws": #{websocket: |a, b| 1}}"#, "ws"),
+        (
+            r#"#{"/ws": #{websocket: |ws| 1, on_message: |ws, m| 1}}"#,
+            "not both",
+        ),
+        (
+            r#"#{"/ws": #{websocket: |ws| 1, colour: 1}}"#,
+            "unknown websocket route option 'colour'",
+        ),
+        (
+            r#"#{"/ws": #{protocols: ["chat"]}}"#,
+            "a map route is a WebSocket",
+        ),
+        (
+            r#"#{"/ws": #{websocket: |ws| 1, protocols: ["a b"]}}"#,
+            "not a subprotocol name",
+        ),
+    ];
+    for (routes, words) in cases {
+        let err = Netsh::eval_err(&format!(r#"http_serve("127.0.0.1:0", {routes})"#));
+        assert!(
+            err.contains("route \"/ws\"") && err.contains(words),
+            "{routes}: expected {words:?} in {err}"
+        );
+    }
+}
+
+/// Headless Chromium loads a page from `http_serve`; the page's script
+/// opens a WebSocket to the same server, sends a message, and writes the
+/// echo into its DOM, which `--dump-dom` shows.
+#[test]
+fn chromium_page_echoes_through_a_websocket() {
+    let test = "chromium_page_echoes_through_a_websocket";
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        skip(test, "chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let (mut srv, port) = server();
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args([
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+        ])
+        .args(["--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains(r#"<div id="out">echo: hello from chromium</div>"#),
+        "the DOM:\n{dom}\nchromium's stderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.expect("got hello from chromium");
+}
