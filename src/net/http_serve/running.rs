@@ -14,8 +14,8 @@
 //!
 //! - its client has gone: the connection's socket reports a hang-up
 //!   (`POLLRDHUP`, which is also when hyper itself drops a request, as it
-//!   does not keep half-closed connections), or its connection's task
-//!   has ended ([`Conn::closed`], for HTTP/2, whose streams outlive it);
+//!   does not keep half-closed connections), or its HTTP/2 connection's
+//!   task has ended (`Conn::closed`; streams outlive it);
 //! - it has run longer than `handler_timeout`.
 //!
 //! A call shorter than a tick is never looked at: registering it is a
@@ -35,7 +35,7 @@ use std::{
     os::fd::RawFd,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -64,25 +64,27 @@ pub struct Conn {
     /// The connection's TCP socket. Only polled, never read: while an
     /// HTTP/1.1 handler runs, its connection (and so this descriptor) is
     /// held by the very task running it. An HTTP/2 connection may end
-    /// first, but it cancels [`Conn::closed`] before its socket closes, so
+    /// first, but it sets `closed` before its socket closes, so
     /// a number reused by a later socket is only ever polled for a call
     /// that is to stop anyway.
     fd: RawFd,
-    /// Cancelled when the connection's task ends.
-    pub closed: CancellationToken,
+    /// Set when an HTTP/2 connection's task ends. (An HTTP/1.1 handler
+    /// runs inside its connection's task, which cannot end first.) A flag,
+    /// not a token: every idle connection carries it.
+    closed: AtomicBool,
 }
 
 impl Conn {
     pub fn new(fd: RawFd) -> Arc<Conn> {
         Arc::new(Conn {
             fd,
-            closed: CancellationToken::new(),
+            closed: AtomicBool::new(false),
         })
     }
 
     /// Whether the client has hung up (or the socket failed).
     fn hung_up(&self) -> bool {
-        if self.closed.is_cancelled() {
+        if self.closed.load(Ordering::Acquire) {
             return true;
         }
         let mut fds = [libc::pollfd {
@@ -99,13 +101,13 @@ impl Conn {
     }
 }
 
-/// Cancels a connection's [`Conn::closed`] when dropped; kept by its task
-/// so that the token is cancelled before the socket closes.
+/// Sets an HTTP/2 connection's `Conn::closed` when dropped; kept by its
+/// task so that the flag is set before the socket closes.
 pub struct Closing(pub Arc<Conn>);
 
 impl Drop for Closing {
     fn drop(&mut self) {
-        self.0.closed.cancel();
+        self.0.closed.store(true, Ordering::Release);
     }
 }
 

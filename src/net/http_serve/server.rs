@@ -523,13 +523,11 @@ async fn http1<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, acti
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builders
+    let _ = builders
         .h1
-        .serve_connection(io, service(ctx.clone()))
-        .with_upgrades();
-    // Dropped before `conn` (and its socket): see `running::Conn`.
-    let _closing = running::Closing(ctx.conn.clone());
-    let _ = conn.await;
+        .serve_connection(io, service(ctx))
+        .with_upgrades()
+        .await;
     drop(active);
 }
 
