@@ -12,6 +12,8 @@ use std::{
 
 use crate::support::{Netsh, Peer, has_tool};
 
+mod hostile;
+
 /// Starts `netsh -e` serving `handler` (Rhai: a closure or a map of
 /// routes) with `options`, and returns it with its port.
 fn server(handler: &str, options: &str) -> (Peer, u16) {

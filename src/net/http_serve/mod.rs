@@ -6,7 +6,11 @@
 //! `req` a handler gets, and [`RequestCtx`], what one request's answer
 //! shares), [`reply`] (a handler's value made into a response; [`file`]
 //! for a `file:` reply), [`body`] (the one body type), [`log`] (the access
-//! log), [`server`] (the runtime, the accept loop, hyper, TLS, the job).
+//! log), [`server`] (the runtime, the accept loop, hyper, TLS, the job),
+//! and the limits that keep a client or a handler from holding the server:
+//! [`intake`] (a request body: size, pauses, a budget for all),
+//! [`running`] (handlers stopped when their client leaves or they run too
+//! long), [`streams`] (idle HTTP/2 connections closed).
 //! Why handlers run inline on the server's workers, and how they may
 //! still block, is in [`server`].
 
@@ -23,11 +27,14 @@ pub mod body;
 pub mod file;
 pub mod files;
 pub mod guard;
+pub mod intake;
 pub mod log;
 pub mod reply;
 pub mod request;
 pub mod routes;
+pub mod running;
 pub mod server;
+pub mod streams;
 
 pub use request::{Peer, Request, RequestCtx};
 pub use server::HttpServer;
@@ -48,6 +55,7 @@ const OPTIONS: &[&str] = &[
     "workers",
     "max_connections",
     "max_body",
+    "max_body_total",
     // Folder serving (files::Folder).
     "upload",
     "compress",
@@ -60,6 +68,7 @@ const OPTIONS: &[&str] = &[
     "cors",
     "hosts",
     "header_timeout",
+    "handler_timeout",
 ];
 
 /// Where `http_serve` listens: a port (every address) or `"ip:port"`.
@@ -121,13 +130,28 @@ fn start(
         }
         Some(Some(limit)) => limit,
     };
+    let max_body = o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY);
+    let max_body_total = match o.positive("max_body_total")? {
+        None => intake::DEFAULT_BUDGET.max(max_body),
+        Some(total) if total < max_body => {
+            return Err(Error::invalid(format!(
+                "option 'max_body_total' ({total}) is less than max_body ({max_body}): \
+                 a body as large as max_body could never be read"
+            )));
+        }
+        Some(total) => total,
+    };
     let settings = server::Settings {
         options: options.clone(),
         routes,
         guard: guard::Guard::from_options(&o, bind)?,
         header_timeout,
         log,
-        max_body: o.positive("max_body")?.unwrap_or(server::DEFAULT_MAX_BODY),
+        max_body,
+        max_body_total,
+        handler_timeout: o
+            .timeout("handler_timeout")?
+            .unwrap_or(Some(server::HANDLER_TIMEOUT)),
         workers: o.positive("workers")?.map(|n| n.min(256)),
         max_connections: o.positive("max_connections")?,
         tls: match o.value("tls") {
@@ -154,7 +178,12 @@ mod api {
     /// string (200, text/plain), a map or array (200, JSON), a blob
     /// (application/octet-stream), `()` (204), or
     /// `#{status, headers, body | json | file}`. A handler that fails is a
-    /// 500, its error printed, and the server goes on. HTTP/1.1 with
+    /// 500, its error printed, and the server goes on; so is a reply whose
+    /// `status` is outside 200–599 or whose `headers` set one the server
+    /// frames the response with (`content-length`, `transfer-encoding`,
+    /// `connection`, `keep-alive`, `proxy-connection`, `upgrade`, `te`,
+    /// `trailer`). A handler still running when its client leaves, or
+    /// after `handler_timeout`, is stopped (a 503). HTTP/1.1 with
     /// keep-alive and HTTP/2 (h2c) on one port; each request is logged in
     /// the common log format with the time it took. `handler` may also be
     /// a folder (`"./public"`), served like `python3 -m http.server` (a
@@ -174,7 +203,14 @@ mod api {
     /// malformed or not local, a route key does not parse (the error says
     /// "route" and quotes it), a handler does not take one parameter, a
     /// route's value is not a closure or a folder, or a folder does not
-    /// exist, is not a folder or may not be read.
+    /// exist, is not a folder or may not be read. A request fails (the
+    /// client gets the status, the log the reason) when the handler
+    /// throws or its reply cannot be made (500: a status outside 200–599,
+    /// a framing header, a bad header name or value), when the handler
+    /// runs past `handler_timeout` or its client leaves first (503), when
+    /// the body is over `max_body` (413), pauses longer than
+    /// `header_timeout` (408), or does not fit in `max_body_total` beside
+    /// the bodies being handled (503 with `Retry-After: 1`).
     #[rhai_fn(return_raw)]
     pub fn http_serve(
         ctx: NativeCallContext,
@@ -190,15 +226,21 @@ mod api {
     /// `#{cert, key}` or `#{self_signed: true}`; ALPN offers h2 and
     /// http/1.1), `workers` (threads running handlers; the number of cores
     /// by default), `max_connections`, `max_body` (bytes; 16 MiB by
-    /// default, more is a 413), `header_timeout` (ms a client has to send
-    /// a request's head, and a keep-alive connection may stay idle; 30000
-    /// by default). For every route: `auth: "user:pass"` (HTTP Basic; 401
-    /// otherwise) and `cors: true` or an origin (CORS headers, preflights
-    /// answered). For folders: `upload: true` (PUT and the listing's form;
-    /// names by `serve_files`'s rules, `.part` then rename, never
-    /// replacing), `compress: true` (gzip for text), `follow_links: true`
-    /// (symbolic links may lead out of the folder), `dotfiles: true` (names
-    /// starting with `.` listed and served), `rate_limit` (bytes a second
+    /// default, more is a 413), `max_body_total` (bytes all request bodies
+    /// read for handlers at once may take; 128 MiB or `max_body` if
+    /// larger by default; a body that does not fit is a 503),
+    /// `header_timeout` (ms a client has to send a request's head or its
+    /// first byte, a keep-alive or HTTP/2 connection may stay idle, and a
+    /// request body may pause; 30000 by default), `handler_timeout` (ms a
+    /// handler may run before it is stopped and the client gets a 503;
+    /// 30000 by default, 0 for no limit). For every route: `auth:
+    /// "user:pass"` (HTTP Basic; 401 otherwise) and `cors: true` or an
+    /// origin (CORS headers, preflights answered). For folders: `upload:
+    /// true` (PUT and the listing's form; names by `serve_files`'s rules,
+    /// `.part` then rename, never replacing), `compress: true` (gzip for
+    /// text), `follow_links: true` (symbolic links may lead out of the
+    /// folder), `dotfiles: true` (names starting with `.` listed and
+    /// served), `rate_limit` (bytes a second
     /// per response), `max_upload` (bytes one upload may carry; 1 GiB by
     /// default, more is a 413). Uploads never follow links out and refuse
     /// a browser's request from another site's page (403) unless `cors`
@@ -212,7 +254,8 @@ mod api {
     /// ```
     ///
     /// Fails when: as `http_serve(bind, handler)`, or an option is unknown
-    /// or has the wrong type (`hosts` not an array of names without port).
+    /// or has the wrong type (`hosts` not an array of names without port),
+    /// or `max_body_total` is less than `max_body`.
     #[rhai_fn(return_raw, name = "http_serve")]
     pub fn http_serve_with(
         ctx: NativeCallContext,

@@ -12,7 +12,12 @@
 //!
 //! A reply that cannot be made (a status of 1000, a header with a newline,
 //! a file that is not there) is the handler's error: a 500, and the reason
-//! in the log.
+//! in the log. So is a status outside 200–599 (a 1xx is not a final
+//! answer, and 101 would hand the connection over) and a header that
+//! frames the response ([`FRAMING`]): hyper writes those from the body it
+//! sends, and one from the handler as well would make the response say
+//! one length and carry another, so a keep-alive client would read the
+//! rest as the next response.
 
 use std::path::Path;
 
@@ -22,6 +27,22 @@ use rhai::{Array, Blob, Dynamic, Map};
 
 use super::body::{self, Body};
 use crate::error::{Error, Result};
+
+/// Headers a handler may not set: they say how the response is framed
+/// or how the connection goes on, which is the server's to say (HTTP/2
+/// forbids the connection-specific ones outright). Refused, not dropped:
+/// a header the script asked for and the client never gets would be a
+/// silent change of what the script said.
+pub const FRAMING: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+];
 
 /// The keys of a map that describes a response rather than being JSON.
 const REPLY_KEYS: &[&str] = &["status", "headers", "body", "json", "file"];
@@ -133,6 +154,12 @@ fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
         for (name, value) in headers {
             let name = header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| Error::invalid(format!("'{name}' is not a header name")))?;
+            if FRAMING.contains(&name.as_str()) {
+                return Err(Error::invalid(format!(
+                    "the reply sets header '{name}', which the server sets itself \
+                     (it frames the response): leave it out"
+                )));
+            }
             let text = if value.is_string() {
                 value.into_string().unwrap_or_default()
             } else {
@@ -149,15 +176,22 @@ fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
     Ok(response)
 }
 
-/// A status number, 100–999.
+/// A final status a handler may answer with: 200–599. A 1xx is an
+/// interim answer (and 101 switches protocols), which no reply map can
+/// finish; 600 and up mean nothing to a client.
 fn status(value: &Dynamic) -> Result<StatusCode> {
     let n = value
         .as_int()
         .map_err(|_| crate::error::wrong_type("a status number like 404", value))?;
+    if !(200..=599).contains(&n) {
+        return Err(Error::invalid(format!(
+            "status {n} is not one a handler may answer with (200-599)"
+        )));
+    }
     u16::try_from(n)
         .ok()
         .and_then(|n| StatusCode::from_u16(n).ok())
-        .ok_or_else(|| Error::invalid(format!("{n} is not an HTTP status (100-999)")))
+        .ok_or_else(|| Error::invalid(format!("{n} is not an HTTP status (200-599)")))
 }
 
 fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {

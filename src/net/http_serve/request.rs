@@ -34,6 +34,8 @@ pub struct RequestCtx {
     /// The permissions of the script that started the server; checks made
     /// for a request (a `file:` reply, a folder's file) go through them.
     pub permit: crate::permit::Context,
+    /// The connection, as the watchdog of running handlers sees it.
+    pub conn: Arc<super::running::Conn>,
 }
 
 /// A request as a handler sees it. Its parts stay as hyper read them, and

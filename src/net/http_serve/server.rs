@@ -16,6 +16,18 @@
 //! [`MAX_HEAD`] a 431, a head not complete within [`HEADER_TIMEOUT`]
 //! (a slowloris client trickling headers) closes the connection, and a
 //! body over `max_body` is a 413 before the handler runs.
+//!
+//! No connection waits on its client forever. The header timeout also
+//! bounds the wait for a connection's first byte (before the protocol is
+//! known: [`sniff`]), the idle time of an HTTP/1.1 keep-alive connection
+//! (hyper's header timer) and of an HTTP/2 connection with no open
+//! stream ([`streams`](super::streams); a GOAWAY, then the socket closed),
+//! and the pause between two pieces of a request body
+//! ([`intake`](super::intake)); HTTP/2 pings a connection as often, and
+//! closes it when a ping goes unanswered as long. A handler is stopped
+//! when its client leaves or it passes `handler_timeout`
+//! ([`running`](super::running)), and all bodies held at once share
+//! `max_body_total`.
 
 use std::{
     convert::Infallible,
@@ -28,7 +40,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt, Limited};
 use hyper::{Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rhai::{Dynamic, Map};
@@ -37,10 +48,13 @@ use tokio::{net::TcpStream, sync::watch};
 use super::{
     body::{self, Body},
     guard::Guard,
+    intake::{self, Budget},
     log::{Entry, Log},
     reply,
     request::{Peer, Request as Req, RequestCtx},
     routes::{Lookup, Routes, Target},
+    running::{self, Running, Stopped},
+    streams::{Counted, Streams},
 };
 use crate::error::{Error, Result};
 use crate::net::tcp::{Bind, ListenSocket};
@@ -62,6 +76,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body read for a handler unless `max_body` says.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+/// How long a handler may run unless `handler_timeout` says.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the server was asked to do, and what it has counted.
 pub struct Shared {
@@ -72,6 +88,13 @@ pub struct Shared {
     pub guard: Guard,
     pub log: Log,
     pub max_body: usize,
+    /// The longest pause between two pieces of a request body
+    /// (`header_timeout`).
+    pub idle: Duration,
+    /// The bytes all request bodies held at once may take.
+    pub budget: Arc<Budget>,
+    /// The handlers running now, watched.
+    pub running: Arc<Running>,
     pub stats: Stats,
 }
 
@@ -93,6 +116,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     pub log: Log,
     pub max_body: usize,
+    pub max_body_total: usize,
+    pub handler_timeout: Option<Duration>,
     pub workers: Option<usize>,
     pub max_connections: Option<usize>,
     pub tls: Option<Arc<ServerTls>>,
@@ -150,8 +175,12 @@ impl HttpServer {
             guard: settings.guard,
             log: settings.log,
             max_body: settings.max_body,
+            idle: settings.header_timeout,
+            budget: Budget::new(settings.max_body_total),
+            running: Running::new(settings.handler_timeout),
             stats: Stats::default(),
         });
+        shared.running.watch(token.clone(), rt.handle().clone());
         let acceptor = settings.tls.as_ref().map(|tls| {
             let mut config = (*tls.config()).clone();
             if config.alpn_protocols.is_empty() {
@@ -344,6 +373,7 @@ async fn accept_loop(
                     },
                     server: state.shared.clone(),
                     permit: permit.clone(),
+                    conn: running::Conn::new(std::os::fd::AsRawFd::as_raw_fd(&stream)),
                 };
                 let _ = stream.set_nodelay(true);
                 // Two tasks of their own size: the plain one does not carry
@@ -395,9 +425,14 @@ impl Builders {
             .max_buf_size(MAX_HEAD)
             .keep_alive(true);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        // A ping when the connection has been quiet for the header
+        // timeout, and the connection closed if the answer takes as long:
+        // a peer that vanished mid-stream is noticed.
         h2.timer(TokioTimer::new())
             .max_header_list_size(MAX_HEAD as u32)
-            .max_concurrent_streams(256);
+            .max_concurrent_streams(256)
+            .keep_alive_interval(header_timeout)
+            .keep_alive_timeout(header_timeout);
         Builders {
             h1,
             h2,
@@ -501,8 +536,47 @@ async fn http2<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, acti
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let _ = builders.h2.serve_connection(io, service(ctx)).await;
+    let streams = Streams::new();
+    let conn = builders
+        .h2
+        .serve_connection(io, counted(ctx.clone(), streams.clone()));
+    tokio::pin!(conn);
+    // Dropped before `conn` (and its socket): see `running::Conn`.
+    let _closing = running::Closing(ctx.conn.clone());
+    let limit = builders.header_timeout;
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = streams.idle_for(limit) => {
+            // No stream for the header timeout: GOAWAY, then a last
+            // while for the client to see it (a stream it opened just
+            // now still ends), then the socket closes.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(limit, conn.as_mut()).await;
+        }
+    }
     drop(active);
+}
+
+/// [`service`] for an HTTP/2 connection: each stream counted open until
+/// its response body is done.
+fn counted(
+    ctx: RequestCtx,
+    streams: Arc<Streams>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send {
+    hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        let open = streams.open();
+        async move {
+            let response = answer(req, ctx).await;
+            Ok::<_, Infallible>(response.map(|body| Counted::wrap(body, open)))
+        }
+    })
 }
 
 /// The answer to one request, counted and logged.
@@ -604,32 +678,57 @@ async fn closure(
     ctx: &RequestCtx,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, ctx.server.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return status_page(StatusCode::PAYLOAD_TOO_LARGE);
-        }
-        Err(_) => return status_page(StatusCode::BAD_REQUEST),
-    };
+    let server = &ctx.server;
+    // `_held`: the body's bytes stay counted until the handler returns.
+    let (bytes, _held) =
+        match intake::collect(body, server.max_body, server.idle, &server.budget).await {
+            Ok(got) => got,
+            Err(refused) => {
+                let mut response = status_page(refused.status());
+                if refused == intake::Refused::Busy {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                }
+                return response;
+            }
+        };
     let range = super::file::Asked::of(&parts.headers);
     let (method, path) = (parts.method.clone(), parts.uri.clone());
     let request = Req::new(parts, params, bytes, ctx.peer.addr);
-    let outcome = handler
-        .call(vec![Dynamic::from(request)])
-        .map_err(|e| crate::error::message_of(&e))
-        .and_then(|value| {
-            ctx.permit
-                .enter(|| reply::response(value, &range))
-                .map_err(|e| e.to_string())
-        });
+    let (called, stopped) = server
+        .running
+        .run(&ctx.conn, || handler.call(vec![Dynamic::from(request)]));
+    let outcome = match stopped {
+        // The watchdog stopped it: say why, not "interrupted".
+        Some(stopped) => Err((StatusCode::SERVICE_UNAVAILABLE, stopped_why(stopped))),
+        None => called
+            .map_err(|e| crate::error::message_of(&e))
+            .and_then(|value| {
+                ctx.permit
+                    .enter(|| reply::response(value, &range))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|why| (StatusCode::INTERNAL_SERVER_ERROR, why)),
+    };
     match outcome {
         Ok(response) => response,
-        Err(why) => {
+        Err((status, why)) => {
             crate::console::alert(&format!(
                 "http_serve: {method} {}: {why}",
                 crate::error::printable(path.path())
             ));
-            status_page(StatusCode::INTERNAL_SERVER_ERROR)
+            status_page(status)
         }
+    }
+}
+
+fn stopped_why(stopped: Stopped) -> String {
+    match stopped {
+        Stopped::ClientGone => "the client left before the handler returned; it was stopped".into(),
+        Stopped::TimedOut(limit) => format!(
+            "the handler ran past handler_timeout ({} ms) and was stopped",
+            limit.as_millis()
+        ),
     }
 }
