@@ -107,7 +107,7 @@ fn quiet_connections_are_closed() {
         .unwrap();
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stalled
-        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nabc")
         .unwrap();
     assert_eq!(curl(&["--data", "abc", &url(port, "/")]), "got 3");
 
@@ -206,7 +206,7 @@ fn bodies_share_max_body_total() {
     assert!(busy.contains("retry-after: 1"), "{busy}");
     let mut chunked = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut request =
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
             .to_vec();
     for _ in 0..4 {
         request.extend_from_slice(format!("fa\r\n{}\r\n", "y".repeat(250)).as_bytes());
