@@ -480,7 +480,11 @@ fn service(
 + Send {
     hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(answer(req, ctx).await) }
+        // Boxed: hyper keeps the service's future inline in every
+        // connection, idle or not, and a request's future is as large as
+        // its largest branch (folders, bodies, handlers): boxed, an idle
+        // keep-alive connection holds a pointer instead.
+        Box::pin(async move { Ok::<_, Infallible>(answer(req, ctx).await) })
     })
 }
 

@@ -1,7 +1,7 @@
 //! A file's bytes as a response body. Small ones are read at once (one
 //! `pread`, answered from the page cache faster than any hand-off);
 //! larger ones are read one 256 KiB chunk at a time, each read a short
-//! `spawn_blocking` started only when hyper asks for the next frame. No
+//! `spawn_blocking`, one chunk ahead of what hyper has taken. No
 //! thread ever waits on the client: a client that stops reading costs its
 //! socket and the chunk hyper holds for it, not a blocking thread (with
 //! one thread per response, 512 clients that never read used up tokio's
@@ -264,6 +264,14 @@ impl hyper::body::Body for Stream {
                     Ok(Some(bytes)) => {
                         if let Some(pace) = this.pace.as_mut() {
                             pace.sent += bytes.len() as u64;
+                        } else if let Some(producer) = this.producer.take() {
+                            // Read ahead: the next chunk comes off the disk
+                            // while this one goes out (one read at a time
+                            // left the socket idle during each read: a
+                            // 1 GiB download fell from about 1.0x to 0.73x
+                            // nginx). The read ends on its own; it never
+                            // waits for the client.
+                            this.reading = Some(read_next(producer));
                         }
                         return Poll::Ready(Some(Ok(Frame::data(bytes))));
                     }
@@ -280,18 +288,23 @@ impl hyper::body::Body for Stream {
             if let Some(pace) = this.pace.as_mut() {
                 ready!(pace.poll_due(cx));
             }
-            let Some(mut producer) = this.producer.take() else {
+            let Some(producer) = this.producer.take() else {
                 this.done = true;
                 return Poll::Ready(None);
             };
-            this.reading = Some(tokio::task::spawn_blocking(move || {
-                let made = producer.next();
-                (producer, made)
-            }));
+            this.reading = Some(read_next(producer));
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.done
     }
+}
+
+/// The producer's next chunk, made on the blocking pool.
+fn read_next(mut producer: Box<dyn Producer>) -> JoinHandle<Step> {
+    tokio::task::spawn_blocking(move || {
+        let made = producer.next();
+        (producer, made)
+    })
 }
