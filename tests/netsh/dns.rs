@@ -4,7 +4,7 @@
 //! (refused, timeout, malformed answer, bad input) against sockets the
 //! test holds.
 
-use std::{net::UdpSocket, process::Command, time::Duration};
+use std::{net::UdpSocket, time::Duration};
 
 use crate::support::{self, Netsh, unbound::Unbound};
 
@@ -518,21 +518,7 @@ fn dns_over_tls_matches_dig_over_tls() {
         cert = cert.display()
     );
     let run = Netsh::new().args(["-e", &code]).ok();
-    let dig = Command::new("dig")
-        .args([
-            "+tls",
-            "+short",
-            "+tries=1",
-            "+timeout=3",
-            "@127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "www.lab.test",
-            "A",
-        ])
-        .output()
-        .expect("dig runs");
-    let dig = String::from_utf8_lossy(&dig.stdout).trim().to_string();
+    let dig = support::unbound::dig(port, &["+tls", "+short", "www.lab.test", "A"]);
     assert_eq!(dig, "10.0.0.1", "dig +tls answered {dig:?}");
     assert_eq!(
         run.stdout(),
@@ -606,21 +592,7 @@ fn dns_over_https_matches_dig_over_https() {
            [a.transport, a.answers.map(|r| r.data), named.answers[0].data, untrusted]"#
     );
     let run = Netsh::new().args(["-e", &code]).ok();
-    let dig = Command::new("dig")
-        .args([
-            "+https",
-            "+short",
-            "+tries=1",
-            "+timeout=3",
-            "@127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "www.lab.test",
-            "A",
-        ])
-        .output()
-        .expect("dig runs");
-    let dig = String::from_utf8_lossy(&dig.stdout).trim().to_string();
+    let dig = support::unbound::dig(port, &["+https", "+short", "www.lab.test", "A"]);
     assert_eq!(dig, "10.0.0.1", "dig +https answered {dig:?}");
     assert_eq!(
         run.stdout(),

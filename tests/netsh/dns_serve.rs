@@ -47,18 +47,7 @@ impl Served {
     }
 
     fn dig(&self, args: &[&str]) -> String {
-        let out = Command::new("dig")
-            .args([
-                "@127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "+time=2",
-                "+tries=1",
-            ])
-            .args(args)
-            .output()
-            .expect("dig runs (bind9-dnsutils)");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        support::unbound::dig(self.port, args)
     }
 }
 

@@ -133,7 +133,9 @@ impl Drop for Unbound {
     }
 }
 
-fn dig(port: u16, args: &[&str]) -> String {
+/// `dig @127.0.0.1 -p PORT +tries=1 +timeout=3 ARGS`'s output, trimmed:
+/// for any DNS server a test runs on loopback.
+pub fn dig(port: u16, args: &[&str]) -> String {
     let out = Command::new("dig")
         .args([
             "@127.0.0.1",
