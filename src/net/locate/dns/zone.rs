@@ -48,7 +48,7 @@ impl Records {
         }
         if found.iter().any(|r| r.record_type() == RecordType::CNAME) && found.len() > 1 {
             return Err(Error::invalid(format!(
-                "dns_serve: {:?} has a CNAME and other records; a CNAME stands alone",
+                "{:?} has a CNAME and other records; a CNAME stands alone",
                 printable(name)
             )));
         }
@@ -106,7 +106,7 @@ impl Records {
 
 /// A name as given, checked as `dns()` checks the names it asks about.
 fn owner_name(name: &str) -> Result<Name> {
-    question::parse_name(name, RecordType::A).map_err(|e| Error::invalid(format!("dns_serve: {e}")))
+    question::parse_name(name, RecordType::A).map_err(|e| Error::invalid(format!("{e}")))
 }
 
 /// The (type, data) pairs a name's value stands for.
@@ -115,7 +115,7 @@ fn typed_values(name: &str, value: &Dynamic) -> Result<Vec<(RecordType, String)>
         let mut pairs = Vec::new();
         for (rtype, data) in map.iter() {
             let rtype = question::parse_type(&Dynamic::from(rtype.to_string()))
-                .map_err(|e| Error::invalid(format!("dns_serve: {:?}: {e}", printable(name))))?;
+                .map_err(|e| Error::invalid(format!("{:?}: {e}", printable(name))))?;
             for text in strings(name, data)? {
                 pairs.push((rtype, text));
             }
@@ -128,7 +128,7 @@ fn typed_values(name: &str, value: &Dynamic) -> Result<Vec<(RecordType, String)>
             Ok(IpAddr::V4(_)) => Ok((RecordType::A, text)),
             Ok(IpAddr::V6(_)) => Ok((RecordType::AAAA, text)),
             Err(_) => Err(Error::invalid(format!(
-                "dns_serve: {:?}: {:?} is not an IP address; for other records give the type, as #{{CNAME: \"www.test.\"}}",
+                "{:?}: {:?} is not an IP address; for other records give the type, as #{{CNAME: \"www.test.\"}}",
                 printable(name),
                 printable(&text)
             ))),
@@ -156,7 +156,7 @@ fn strings(name: &str, value: &Dynamic) -> Result<Vec<String>> {
 
 fn wrong_value(name: &str, value: &Dynamic) -> Error {
     Error::invalid(format!(
-        "dns_serve: {:?}: a record is given as a string (\"127.0.0.1\", or the data of a typed record), an array of them, or a map of type to those, not {}",
+        "{:?}: a record is given as a string (\"127.0.0.1\", or the data of a typed record), an array of them, or a map of type to those, not {}",
         printable(name),
         value.type_name()
     ))
@@ -166,7 +166,7 @@ fn wrong_value(name: &str, value: &Dynamic) -> Error {
 fn parse_data(name: &str, rtype: RecordType, text: &str) -> Result<RData> {
     let bad = |why: String| {
         Error::invalid(format!(
-            "dns_serve: {:?} {rtype}: {:?} {why}",
+            "{:?} {rtype}: {:?} {why}",
             printable(name),
             printable(text)
         ))
@@ -246,7 +246,7 @@ mod tests {
             (r#"#{"a.test": #{MX: "mail.test"}}"#, "MX"),
             (r#"#{"a.test": #{BOGUS: "x"}}"#, "unknown record type"),
             (r#"#{"a.test": 5}"#, "not i64"),
-            (r#"#{"bad name!": "127.0.0.1"}"#, "dns_serve"),
+            (r#"#{"bad name!": "127.0.0.1"}"#, "bad name"),
             (
                 r#"#{"a.test": #{CNAME: "b.test.", A: "1.2.3.4"}}"#,
                 "stands alone",
