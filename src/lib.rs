@@ -26,6 +26,8 @@
 //!   uncaught one, `error/script.rs` is what a script reads off a caught one.
 //! - [`console`] — where output goes, so background work never tears the prompt.
 //! - [`limits`] — the size limits every layer shares.
+//! - [`registry`] — how an `#[export_module]` becomes a Rhai module: with
+//!   its doc comments for `help()`, without them for the engine scripts run in.
 //! - [`permit`] — permissions (`--allow-net`, `--sandbox`…): the one check
 //!   every capability makes before it sends, accepts, reads or writes.
 //!
@@ -39,6 +41,7 @@ pub mod error;
 pub mod limits;
 pub mod net;
 pub mod permit;
+pub mod registry;
 pub mod repl;
 pub mod runtime;
 pub mod shell;

@@ -8,8 +8,8 @@ use rhai::plugin::*;
 use super::{Kind, NetError};
 
 /// The Rhai functions of [`NetError`]: what a script reads off a caught error.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<NetError>("NetError");
     module
 }
@@ -38,7 +38,7 @@ pub fn help_text() -> String {
     out.trim_end().to_string()
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::NetError;
 

@@ -9,8 +9,8 @@ use rhai::plugin::*;
 use crate::error::{Error, Result};
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// Hex digits to bytes. Spaces, tabs, newlines, `:` and `-` between bytes are
@@ -62,7 +62,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>> {
     })
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

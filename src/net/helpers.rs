@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::runtime;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<TempDir>("TempDir");
     module
 }
@@ -32,7 +32,7 @@ impl TempDir {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

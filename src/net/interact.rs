@@ -37,8 +37,8 @@ use crate::net::tcp::Conn;
 use crate::runtime;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// Set while a connection holds stdin: two at once would split what is typed.
@@ -232,7 +232,7 @@ fn push_shown(out: &mut String, text: &str) {
     crate::console::push_escaped(out, text);
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

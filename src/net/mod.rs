@@ -1,11 +1,14 @@
 //! The native capabilities, one Rhai module per file, and the one list that
 //! registers them.
 //!
-//! Adding a capability means a new file here exposing `pub fn module() -> Module`
-//! (a `#[export_module]`) and one line in [`CAPABILITIES`]. `help()` groups
-//! functions by these entries, in this order.
+//! Adding a capability means a new file here exposing `pub fn module(docs:
+//! Docs) -> Module` (an `#[export_module(manifest)]` built by
+//! [`crate::registry::functions`]) and one line in [`CAPABILITIES`]. `help()`
+//! groups functions by these entries, in this order.
 
 use rhai::{Engine, Module};
+
+use crate::registry::Docs;
 
 pub mod addr;
 pub mod capture;
@@ -36,7 +39,7 @@ pub mod ws;
 pub struct Capability {
     pub name: &'static str,
     pub about: &'static str,
-    pub module: fn() -> Module,
+    pub module: fn(Docs) -> Module,
 }
 
 /// Every native capability, in the order `help()` shows them.
@@ -70,7 +73,7 @@ pub const CAPABILITIES: &[Capability] = &[
 pub fn register(engine: &mut Engine) {
     let mut all = Module::new();
     for capability in CAPABILITIES {
-        all.combine_flatten((capability.module)());
+        all.combine_flatten((capability.module)(Docs::Left));
     }
     engine.register_global_module(all.into());
 }

@@ -14,11 +14,11 @@ use crate::error::{Error, Result};
 use crate::net::addr;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

@@ -21,8 +21,8 @@ type ScriptResultOf<T> = crate::error::ScriptResult<T>;
 use crate::runtime::{self, closure::detached};
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Shared>("Shared");
     module.set_custom_type::<Channel>("Channel");
     module
@@ -212,7 +212,7 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::ScriptResult;
 

@@ -29,8 +29,8 @@ use crate::runtime::{
 };
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Task>("Task");
     module
 }
@@ -224,7 +224,7 @@ impl std::fmt::Debug for Task {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
     use crate::net::tcp::wrong_type;

@@ -31,8 +31,8 @@ pub const MAX_DATAGRAM_V4: usize = 65_507;
 pub const MAX_DATAGRAM_V6: usize = 65_527;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Udp>("Udp");
     module
 }
@@ -313,7 +313,7 @@ fn maybe_datagram(datagram: Option<Datagram>, as_blob: bool) -> Dynamic {
     datagram.map_or(Dynamic::UNIT, |d| datagram_map(d, as_blob).into())
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
     use crate::net::options::{timeout as wait_limit, wait_option};

@@ -45,14 +45,14 @@ pub fn exit_requested() -> bool {
 }
 
 /// The Rhai module with `exit`, `assert` and `expect_eq`.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// What `help()` says about `args`, which is a constant, not a function.
 pub const ARGS_DOC: &str = "The script's arguments, an array of strings: `netsh x.rhai a b` gives `[\"a\", \"b\"]`; with `-e`, the words after the code. Empty in the REPL.\n\n```rhai\nlet host = if args.is_empty() { \"localhost\" } else { args[0] };\n```\n\nFails when: never (it is a constant).";
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{Error, ScriptResult, fail};
     use crate::net::tcp::wrong_type;

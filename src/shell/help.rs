@@ -8,13 +8,14 @@ use rhai::{Array, Map};
 use super::plugins::Plugin;
 use super::session::Session;
 use crate::net::CAPABILITIES;
+use crate::registry::Docs;
 
 /// The Rhai module with the shell's own functions.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{Error, ScriptResult, fail};
 
@@ -151,7 +152,7 @@ impl HelpIndex {
         let mut groups = Vec::new();
         for capability in CAPABILITIES {
             let mut engine = Engine::new_raw();
-            engine.register_global_module((capability.module)().into());
+            engine.register_global_module((capability.module)(Docs::Kept).into());
             groups.push(Group {
                 name: capability.name.to_string(),
                 about: capability.about.to_string(),
@@ -161,7 +162,7 @@ impl HelpIndex {
             });
         }
         let mut engine = Engine::new_raw();
-        engine.register_global_module(crate::error::module().into());
+        engine.register_global_module(crate::error::module(Docs::Kept).into());
         groups.push(Group {
             name: "errors".into(),
             about: "what a caught error holds: e.kind, e.op, e.message".into(),
@@ -170,9 +171,9 @@ impl HelpIndex {
             entries: entries(&engine, None),
         });
         let mut engine = Engine::new_raw();
-        engine.register_global_module(module().into());
-        engine.register_global_module(super::record::module().into());
-        engine.register_global_module(super::permissions::module().into());
+        engine.register_global_module(module(Docs::Kept).into());
+        engine.register_global_module(super::record::module(Docs::Kept).into());
+        engine.register_global_module(super::permissions::module(Docs::Kept).into());
         groups.push(Group {
             name: "shell".into(),
             about: "help, plugins, permissions, and recording the REPL as a script".into(),
@@ -181,7 +182,7 @@ impl HelpIndex {
             entries: entries(&engine, None),
         });
         let mut engine = Engine::new_raw();
-        engine.register_global_module(super::control::module().into());
+        engine.register_global_module(super::control::module(Docs::Kept).into());
         let mut script = entries(&engine, None);
         script.insert(
             0,
@@ -532,6 +533,53 @@ mod tests {
         }
         assert!(problems.is_empty(), "{problems:#?}");
         assert!(index.entries().any(|e| e.name == "resolve"));
+    }
+
+    /// The engine registers each capability without its docs
+    /// ([`crate::registry`]); `help()` with them. Both must hold the same
+    /// functions under the same hashes, or help would describe functions a
+    /// script cannot call (or miss ones it can).
+    #[test]
+    fn the_engine_holds_the_functions_help_describes() {
+        use std::collections::BTreeSet;
+        // (name, full hash, whether it has a doc) of every function.
+        let functions = |docs: Docs| -> BTreeSet<(String, u64, bool)> {
+            let mut set = BTreeSet::new();
+            for capability in CAPABILITIES {
+                let mut engine = Engine::new_raw();
+                engine.register_global_module((capability.module)(docs).into());
+                let json = engine.gen_fn_metadata_to_json(false).expect("metadata");
+                let meta: serde_json::Value = serde_json::from_str(&json).expect("json");
+                for f in meta["functions"].as_array().expect("functions") {
+                    set.insert((
+                        f["name"].as_str().unwrap_or_default().to_string(),
+                        f["fullHash"].as_u64().expect("a hash"),
+                        f.get("docComments").is_some(),
+                    ));
+                }
+            }
+            set
+        };
+        let kept = functions(Docs::Kept);
+        let left = functions(Docs::Left);
+        assert!(kept.len() > 200, "only {} functions", kept.len());
+        assert!(kept.iter().any(|f| f.2), "help's modules keep their docs");
+        assert!(
+            !left.iter().any(|f| f.2),
+            "the engine's modules hold no docs"
+        );
+        let strip = |set: BTreeSet<(String, u64, bool)>| -> BTreeSet<(String, u64)> {
+            set.into_iter()
+                .map(|(name, hash, _)| (name, hash))
+                .collect()
+        };
+        assert_eq!(strip(left), strip(kept));
+
+        // And a function registered without its docs is called as before.
+        let mut engine = Engine::new();
+        crate::net::register(&mut engine);
+        let port: i64 = engine.eval("port_info(443).port").expect("port_info runs");
+        assert_eq!(port, 443);
     }
 
     #[test]

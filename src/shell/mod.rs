@@ -11,6 +11,7 @@ use rhai::{Array, Dynamic, Engine, Scope};
 
 pub use crate::error::{describe, message_of};
 
+use crate::registry::Docs;
 use crate::{console, net, runtime};
 
 pub mod boundary;
@@ -72,11 +73,11 @@ impl Shell {
         let mut engine = Engine::new();
         configure(&mut engine);
         net::register(&mut engine);
-        engine.register_global_module(crate::error::module().into());
-        engine.register_global_module(help::module().into());
-        engine.register_global_module(control::module().into());
-        engine.register_global_module(record::module().into());
-        engine.register_global_module(permissions::module().into());
+        engine.register_global_module(crate::error::module(Docs::Left).into());
+        engine.register_global_module(help::module(Docs::Left).into());
+        engine.register_global_module(control::module(Docs::Left).into());
+        engine.register_global_module(record::module(Docs::Left).into());
+        engine.register_global_module(permissions::module(Docs::Left).into());
         if crate::permit::enforced() {
             engine.set_module_resolver(permissions::CheckedImports::new());
         }

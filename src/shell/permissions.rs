@@ -71,11 +71,11 @@ pub fn session_map() -> Map {
 }
 
 /// `permissions()` for Rhai.
-pub fn module() -> Module {
-    rhai::exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(rhai::exported_manifest!(api), docs)
 }
 
-#[rhai::plugin::export_module]
+#[rhai::plugin::export_module(manifest)]
 mod api {
     use rhai::Map;
 

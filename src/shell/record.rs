@@ -164,11 +164,11 @@ fn write(input: &str, entry: impl FnOnce(&mut Recording) -> Result<()>) -> bool 
 }
 
 /// The Rhai module with `record` and `show`.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::{Mode, begin};
     use crate::error::{Error, ScriptResult, fail};

@@ -35,8 +35,8 @@ pub use run::Summary;
 pub use socket::NEED_PRIVILEGE;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// A captured packet's map as one tcpdump-like line, if `m` has exactly a
@@ -201,7 +201,7 @@ fn result(summary: Summary, stats: bool, value: Dynamic) -> Dynamic {
     m.into()
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};

@@ -40,8 +40,8 @@ pub use request::Request;
 pub use response::Response;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Response>("Response");
     module
 }
@@ -98,7 +98,7 @@ pub fn downloaded_map(d: &Downloaded) -> Map {
     map
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};

@@ -40,8 +40,8 @@ pub use request::{Peer, Request, RequestCtx};
 pub use server::HttpServer;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<HttpServer>("HttpServer");
     module.set_custom_type::<Request>("Request");
     module
@@ -162,7 +162,7 @@ fn start(
     HttpServer::start(bind, settings)
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::{HttpServer, Request};
     use crate::error::{ScriptResult, fail};

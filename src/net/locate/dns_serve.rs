@@ -9,8 +9,8 @@ const KNOWN: &[&str] = &["ttl", "quiet"];
 const DEFAULT_TTL: u64 = 300;
 
 /// The functions and the handle type.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<super::dns::serve::DnsServer>("DnsServer");
     module
 }
@@ -49,7 +49,7 @@ fn settings(options: &rhai::Map) -> crate::error::Result<(u32, bool)> {
     ))
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use rhai::{FnPtr, Map, NativeCallContext};
 

@@ -21,9 +21,9 @@ pub mod traceroute;
 use rhai::plugin::*;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
-    module.combine_flatten(dns_serve::module());
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+    module.combine_flatten(dns_serve::module(docs));
     module
 }
 
@@ -52,7 +52,7 @@ const MANY_KNOWN: &[&str] = &[
 /// Questions in flight at once in `dns_many` unless told.
 const DEFAULT_CONCURRENCY: usize = 100;
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use rhai::{Array, Dynamic, Map};
 

@@ -35,8 +35,8 @@ pub use forward::Forward;
 pub use udp::UdpForward;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Forward>("Forward");
     module.set_custom_type::<UdpForward>("UdpForward");
     module
@@ -144,7 +144,7 @@ fn socks_serve(ctx: &NativeCallContext, bind: &Dynamic, options: &Map) -> Result
     Forward::start(&bind, forward::Route::Socks(rules), settings)
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

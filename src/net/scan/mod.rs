@@ -57,8 +57,8 @@ pub use ports::port_list;
 use remote::concurrent_sweep;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// How a scan is run.
@@ -114,7 +114,7 @@ impl Outcome {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

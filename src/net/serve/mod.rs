@@ -44,10 +44,10 @@ pub use announce::Announcer;
 pub use peer::EventConn;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Server>("Server");
-    module.combine_flatten(peer::module());
+    module.combine_flatten(peer::module(docs));
     module
 }
 
@@ -399,7 +399,7 @@ enum Handler {
     Events(Map),
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
     use crate::net::tcp::wrong_type;

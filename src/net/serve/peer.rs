@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 
 /// The Rhai functions of [`EventConn`].
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<EventConn>("EventConn");
     module
 }
@@ -190,7 +190,7 @@ fn would_wait(method: &str) -> Error {
     ))
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
 

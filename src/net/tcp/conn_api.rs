@@ -10,8 +10,8 @@ use super::Conn;
 use crate::error::{Error, Result};
 
 /// The Rhai functions of [`Conn`].
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// A byte count from a script: 0 or more.
@@ -20,7 +20,7 @@ fn byte_count(n: i64) -> Result<usize> {
         .map_err(|_| Error::invalid(format!("the byte count must be 0 or more, not {n}")))
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail, wrong_type};
     use crate::net::options::{timeout as wait_limit, wait_option};

@@ -42,9 +42,9 @@ pub use listener::{
 pub use stream::{Endpoint, Stream};
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
-    module.combine_flatten(conn_api::module());
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+    module.combine_flatten(conn_api::module(docs));
     module.set_custom_type::<Conn>("Conn");
     module.set_custom_type::<Listener>("Listener");
     module
@@ -106,7 +106,7 @@ fn connect_with_options(dest: &Dest, options: &Map) -> Result<Conn> {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use crate::error::{ScriptResult, fail};
     use crate::net::options::{timeout as wait_limit, wait_option};

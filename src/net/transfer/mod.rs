@@ -56,9 +56,9 @@ pub use sender::{SendOptions, Sent, Source};
 pub use server::{FileServer, serve};
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = script::module();
-    module.combine_flatten(server::module());
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = script::module(docs);
+    module.combine_flatten(server::module(docs));
     module.set_custom_type::<FileServer>("FileServer");
     module
 }

@@ -16,8 +16,8 @@ use crate::net::{
 };
 
 /// The Rhai functions of this capability but `FileServer`'s.
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// A `Sent` as the map scripts see.
@@ -80,7 +80,7 @@ enum Either<'a> {
     Conn(Conn),
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};

@@ -24,8 +24,8 @@ use crate::net::tcp::{self, Listener};
 use crate::runtime::{self, CancellationToken};
 
 /// The Rhai functions of [`FileServer`].
-pub fn module() -> Module {
-    exported_module!(api)
+pub fn module(docs: crate::registry::Docs) -> Module {
+    crate::registry::functions(exported_manifest!(api), docs)
 }
 
 /// The most uploads `serve_files` may be told to receive at once.
@@ -306,7 +306,7 @@ impl ServerState {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};

@@ -33,8 +33,8 @@ pub use socket::{About, Arrival, WebSocket};
 pub use url::WsUrl;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<WebSocket>("WebSocket");
     module
 }
@@ -77,7 +77,7 @@ fn close_code(code: i64) -> Result<u16> {
     })
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail, wrong_type};
