@@ -1,7 +1,7 @@
 # dns(): one question, and 10,000 at once, against a local unbound,
 # side by side with dig (issue 19). The server is started here from a
 # generated config on 127.0.0.1, on a free port below 32768.
-need unbound:unbound dig:bind9-dnsutils
+need unbound:unbound dig:bind9-dnsutils dnsperf:dnsperf
 UB="$WORK/unbound"
 mkdir -p "$UB"
 {
