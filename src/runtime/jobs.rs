@@ -16,6 +16,7 @@ use std::{
 
 use rhai::Dynamic;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 
@@ -71,6 +72,65 @@ pub fn wait_for_end(mut ended: watch::Receiver<bool>, limit: Duration) {
                 let _ = tokio::time::timeout(limit, ended.wait_for(|done| *done)).await;
             })
         });
+    }
+}
+
+/// What a background server holds to be stopped and waited for: the token
+/// its work races, and a flag its work raises once it has ended (the port
+/// free, the connections closed). Every server type (`serve`, `http_serve`,
+/// `forward`, `socks_serve`, a UDP forward, `dns_serve`) is stopped, waited
+/// for and listed the same way through one of these.
+#[derive(Debug)]
+pub struct Lifecycle {
+    token: CancellationToken,
+    ended: watch::Sender<bool>,
+}
+
+/// How long `stop()` waits for a stopped server's work to end.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+impl Lifecycle {
+    /// A running job whose work races `token`.
+    pub fn new(token: CancellationToken) -> Lifecycle {
+        Lifecycle {
+            token,
+            ended: watch::Sender::new(false),
+        }
+    }
+
+    /// The token the job's work races: cancelled by [`Lifecycle::stop`].
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Said by the job's work as it ends, whatever ended it.
+    pub fn finish(&self) {
+        self.ended.send_replace(true);
+    }
+
+    /// Has the work ended?
+    pub fn is_stopped(&self) -> bool {
+        *self.ended.borrow()
+    }
+
+    /// Flips to `true` when the work has ended ([`Job::ended`]).
+    pub fn ended(&self) -> watch::Receiver<bool> {
+        self.ended.subscribe()
+    }
+
+    /// Asks the work to end, then waits (up to 2 s) until it has.
+    pub fn stop(&self) {
+        self.token.cancel();
+        wait_for_end(self.ended(), STOP_WAIT);
+    }
+
+    /// Blocks until the work has ended (stopped here or elsewhere), or Ctrl-C.
+    pub fn wait(&self) -> Result<()> {
+        let mut ended = self.ended();
+        super::block_on(async move {
+            let _ = ended.wait_for(|done| *done).await;
+            Ok(())
+        })
     }
 }
 

@@ -60,7 +60,7 @@ use crate::error::{Error, Result};
 use crate::net::tcp::{Bind, ListenSocket};
 use crate::net::tls::ServerTls;
 use crate::runtime::{
-    self, CancellationToken,
+    self,
     closure::Callback,
     jobs::{self, Job},
 };
@@ -130,9 +130,8 @@ pub struct HttpServer(Arc<State>);
 pub struct State {
     id: u64,
     addr: SocketAddr,
-    token: CancellationToken,
+    life: runtime::jobs::Lifecycle,
     /// Flips to `true` when the accept loop has ended and the port is free.
-    stopped: watch::Sender<bool>,
     /// The server's runtime, shut down when it stops.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     shared: Arc<Shared>,
@@ -191,8 +190,7 @@ impl HttpServer {
         let state = Arc::new(State {
             id: jobs::next_id(),
             addr,
-            token,
-            stopped: watch::Sender::new(false),
+            life: runtime::jobs::Lifecycle::new(token),
             runtime: Mutex::new(None),
             shared,
             tls: settings.tls.clone(),
@@ -234,7 +232,7 @@ impl HttpServer {
     }
 
     pub fn is_stopped(&self) -> bool {
-        *self.0.stopped.borrow()
+        self.0.life.is_stopped()
     }
 
     /// `#{connections, active, requests, errors}`.
@@ -258,8 +256,7 @@ impl HttpServer {
     /// Stops accepting, ends every connection and interrupts running
     /// handlers; waits (up to 2 s) until the port is free.
     pub fn stop(&self) {
-        self.0.token.cancel();
-        runtime::jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        self.0.life.stop();
         // A runtime cannot be shut down from one of its own workers (a
         // handler stopping its server): a thread of its own does it.
         if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
@@ -271,11 +268,7 @@ impl HttpServer {
 
     /// Blocks until the server stops, or Ctrl-C.
     pub fn wait(&self) -> Result<()> {
-        let mut stopped = self.0.stopped.subscribe();
-        runtime::block_on(async move {
-            let _ = stopped.wait_for(|done| *done).await;
-            Ok(())
-        })
+        self.0.life.wait()
     }
 }
 
@@ -285,7 +278,7 @@ impl Job for HttpServer {
     }
 
     fn ended(&self) -> watch::Receiver<bool> {
-        self.0.stopped.subscribe()
+        self.0.life.ended()
     }
 
     fn handle(&self) -> Dynamic {
@@ -344,14 +337,14 @@ async fn accept_loop(
         let slot = match &limit {
             Some(limit) => tokio::select! {
                 biased;
-                _ = state.token.cancelled() => break,
+                _ = state.life.token().cancelled() => break,
                 slot = limit.clone().acquire_owned() => slot.ok(),
             },
             None => None,
         };
         let accepted = tokio::select! {
             biased;
-            _ = state.token.cancelled() => break,
+            _ = state.life.token().cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -400,7 +393,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    state.stopped.send_replace(true);
+    state.life.finish();
 }
 
 /// hyper's HTTP/1.1 and HTTP/2 builders with netsh's limits.

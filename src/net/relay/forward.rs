@@ -39,7 +39,7 @@ pub struct State {
     addr: Endpoint,
     route: Route,
     settings: Settings,
-    token: CancellationToken,
+    life: jobs::Lifecycle,
     served: AtomicU64,
     active: AtomicU64,
     /// Connections the target refused (or that failed to connect).
@@ -48,7 +48,6 @@ pub struct State {
     turned_away: AtomicU64,
     a_to_b: AtomicU64,
     b_to_a: AtomicU64,
-    stopped: watch::Sender<bool>,
     announce: Arc<Announcer>,
     /// Set when an outgoing connection reached this forward itself: the
     /// target leads back here, and every client is closed at once.
@@ -121,14 +120,13 @@ impl Forward {
             route,
             announce: Arc::new(Announcer::new(label, settings.quiet)),
             settings,
-            token: CancellationToken::new(),
+            life: jobs::Lifecycle::new(CancellationToken::new()),
             served: AtomicU64::new(0),
             active: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             turned_away: AtomicU64::new(0),
             a_to_b: AtomicU64::new(0),
             b_to_a: AtomicU64::new(0),
-            stopped: watch::Sender::new(false),
             looped: std::sync::atomic::AtomicBool::new(false),
             last_told: Mutex::new(None),
         });
@@ -155,7 +153,7 @@ impl Forward {
     }
 
     pub fn is_stopped(&self) -> bool {
-        *self.0.stopped.borrow()
+        self.0.life.is_stopped()
     }
 
     pub fn stats(&self) -> Map {
@@ -175,17 +173,12 @@ impl Forward {
     /// Stops accepting and closes every relayed connection; waits (up to
     /// 2 s) until the port is free and the connections are closed.
     pub fn stop(&self) {
-        self.0.token.cancel();
-        jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        self.0.life.stop();
     }
 
     /// Blocks until the forward is stopped, or Ctrl-C.
     pub fn wait(&self) -> Result<()> {
-        let mut stopped = self.0.stopped.subscribe();
-        runtime::block_on(async move {
-            let _ = stopped.wait_for(|done| *done).await;
-            Ok(())
-        })
+        self.0.life.wait()
     }
 }
 
@@ -201,7 +194,7 @@ impl Job for Forward {
     }
 
     fn ended(&self) -> watch::Receiver<bool> {
-        self.0.stopped.subscribe()
+        self.0.life.ended()
     }
 
     fn handle(&self) -> Dynamic {
@@ -242,14 +235,14 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
         let slot = match &limit {
             Some(limit) => tokio::select! {
                 biased;
-                _ = state.token.cancelled() => break,
+                _ = state.life.token().cancelled() => break,
                 slot = limit.clone().acquire_owned() => slot.ok(),
             },
             None => None,
         };
         let accepted = tokio::select! {
             biased;
-            _ = state.token.cancelled() => break,
+            _ = state.life.token().cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         while tasks.try_join_next().is_some() {}
@@ -297,7 +290,7 @@ async fn accept_loop(state: Arc<State>, listener: ListenSocket) {
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    state.stopped.send_replace(true);
+    state.life.finish();
     state.announce.event("stopped");
 }
 
@@ -327,7 +320,7 @@ async fn connection(state: &Arc<State>, client: Accepted, peer: Option<SocketAdd
     };
     let opened = tokio::select! {
         biased;
-        _ = state.token.cancelled() => return,
+        _ = state.life.token().cancelled() => return,
         opened = open(state, client) => opened,
     };
     let Some((client, target_stream, target_name)) = opened else {
@@ -481,7 +474,7 @@ async fn udp_association(
         from,
         rules,
         &ends,
-        &state.token,
+        state.life.token(),
         &state.settings.permit,
     )
     .await;
@@ -523,7 +516,8 @@ async fn relay(state: &State, client: Side, target: Accepted, ends: &Ends) -> Re
     match (client, &s.target_tls) {
         (Side::Plain(client), None) => {
             let (a, b) = (splice::Socket::from(client), splice::Socket::from(target));
-            let end = pump::supervise(splice::join(&a, &b, ends), ends, s.idle, &state.token).await;
+            let end =
+                pump::supervise(splice::join(&a, &b, ends), ends, s.idle, state.life.token()).await;
             if let End::Failed(_) = end {
                 pump::reset_on_close(a.fd());
                 pump::reset_on_close(b.fd());
@@ -550,7 +544,7 @@ async fn relay(state: &State, client: Side, target: Accepted, ends: &Ends) -> Re
                 }
                 None => Conn::over(target.into_stream().map_err(relaying)?, None)?,
             };
-            super::copy::conns(&a, &b, ends, s.idle, &state.token).await
+            super::copy::conns(&a, &b, ends, s.idle, state.life.token()).await
         }
     }
 }

@@ -41,12 +41,11 @@ struct State {
     addr: SocketAddr,
     target: Target,
     settings: Settings,
-    token: CancellationToken,
+    life: jobs::Lifecycle,
     sessions: Mutex<HashMap<SocketAddr, Arc<Session>>>,
     served: AtomicU64,
     to_target: AtomicU64,
     to_clients: AtomicU64,
-    stopped: watch::Sender<bool>,
     announce: Arc<Announcer>,
 }
 
@@ -119,12 +118,11 @@ impl UdpForward {
             )),
             target,
             settings,
-            token: CancellationToken::new(),
+            life: jobs::Lifecycle::new(CancellationToken::new()),
             sessions: Mutex::new(HashMap::new()),
             served: AtomicU64::new(0),
             to_target: AtomicU64::new(0),
             to_clients: AtomicU64::new(0),
-            stopped: watch::Sender::new(false),
         });
         handle.spawn(listen_loop(state.clone(), Arc::new(socket), target_addr));
         let forward = UdpForward(state);
@@ -142,7 +140,7 @@ impl UdpForward {
     }
 
     pub fn is_stopped(&self) -> bool {
-        *self.0.stopped.borrow()
+        self.0.life.is_stopped()
     }
 
     pub fn stats(&self) -> Map {
@@ -158,16 +156,11 @@ impl UdpForward {
     }
 
     pub fn stop(&self) {
-        self.0.token.cancel();
-        jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        self.0.life.stop();
     }
 
     pub fn wait(&self) -> Result<()> {
-        let mut stopped = self.0.stopped.subscribe();
-        runtime::block_on(async move {
-            let _ = stopped.wait_for(|d| *d).await;
-            Ok(())
-        })
+        self.0.life.wait()
     }
 }
 
@@ -177,7 +170,7 @@ impl Job for UdpForward {
     }
 
     fn ended(&self) -> watch::Receiver<bool> {
-        self.0.stopped.subscribe()
+        self.0.life.ended()
     }
 
     fn handle(&self) -> Dynamic {
@@ -209,7 +202,7 @@ async fn listen_loop(state: Arc<State>, socket: Arc<UdpSocket>, target: SocketAd
     loop {
         let (n, client) = tokio::select! {
             biased;
-            _ = state.token.cancelled() => break,
+            _ = state.life.token().cancelled() => break,
             r = socket.recv_from(&mut buf) => match r {
                 Ok(got) => got,
                 // An ICMP error from an earlier send to a client: not fatal.
@@ -233,7 +226,7 @@ async fn listen_loop(state: Arc<State>, socket: Arc<UdpSocket>, target: SocketAd
     if let Ok(mut sessions) = state.sessions.lock() {
         sessions.clear();
     }
-    state.stopped.send_replace(true);
+    state.life.finish();
 }
 
 /// The client's session, made (with its reply task) on its first datagram.
@@ -305,7 +298,7 @@ async fn replies(
         };
         tokio::select! {
             biased;
-            _ = state.token.cancelled() => break,
+            _ = state.life.token().cancelled() => break,
             _ = idle_wait => break,
             r = session.socket.recv(&mut buf) => match r {
                 Ok(n) => {

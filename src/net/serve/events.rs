@@ -375,7 +375,7 @@ fn call(
     all.extend(args);
     match conn.in_handler(|| handler.call(all)) {
         Ok(_) => true,
-        Err(_) if state.token.is_cancelled() => false,
+        Err(_) if state.life.token().is_cancelled() => false,
         Err(err) => {
             report(state, conn, &describe(&err, handler.source()));
             false
@@ -403,7 +403,7 @@ async fn write_unsent(state: &Arc<ServerState>, stream: &Socket, conn: &EventCon
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let ready = tokio::select! {
                         biased;
-                        _ = state.token.cancelled() => return false,
+                        _ = state.life.token().cancelled() => return false,
                         ready = stream.writable() => ready,
                     };
                     match ready {

@@ -59,11 +59,10 @@ pub struct ServerState {
     id: u64,
     addr: Endpoint,
     /// Cancelled by `stop()`; each connection's token is a child of it.
-    token: CancellationToken,
+    life: runtime::jobs::Lifecycle,
     served: AtomicU64,
     active: AtomicU64,
     /// Flips to `true` when the accept loop has ended and the port is free.
-    stopped: watch::Sender<bool>,
     announce: Arc<Announcer>,
     /// The event shape's own runtime, shut down when the server stops.
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -149,10 +148,9 @@ impl Server {
         let state = Arc::new(ServerState {
             id: jobs::next_id(),
             addr,
-            token,
+            life: jobs::Lifecycle::new(token),
             served: AtomicU64::new(0),
             active: AtomicU64::new(0),
-            stopped: watch::Sender::new(false),
             announce: Arc::new(Announcer::new(label, settings.quiet)),
             runtime: Mutex::new(runtime),
             tls: settings.tls.clone(),
@@ -192,14 +190,13 @@ impl Server {
     }
 
     pub fn is_stopped(&self) -> bool {
-        *self.0.stopped.borrow()
+        self.0.life.is_stopped()
     }
 
     /// Stops accepting and interrupts every connection's work; waits (up to
     /// 2 s) until the listening port is free again.
     pub fn stop(&self) {
-        self.0.token.cancel();
-        runtime::jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        self.0.life.stop();
         // An event server's runtime ends on a thread of its own: a runtime
         // cannot be shut down from one of its own workers.
         if let Some(rt) = self.0.runtime.lock().ok().and_then(|mut rt| rt.take()) {
@@ -212,11 +209,7 @@ impl Server {
     /// Blocks until the server is stopped (by `stop()` from a connection
     /// closure or a task), or Ctrl-C.
     pub fn wait(&self) -> Result<()> {
-        let mut stopped = self.0.stopped.subscribe();
-        runtime::block_on(async move {
-            let _ = stopped.wait_for(|done| *done).await;
-            Ok(())
-        })
+        self.0.life.wait()
     }
 }
 
@@ -226,7 +219,7 @@ impl Job for Server {
     }
 
     fn ended(&self) -> watch::Receiver<bool> {
-        self.0.stopped.subscribe()
+        self.0.life.ended()
     }
 
     fn handle(&self) -> Dynamic {
@@ -300,15 +293,15 @@ async fn accept_loop(
     mut on_conn: impl FnMut(&Arc<ServerState>, Accepted, Active),
 ) {
     loop {
-        let Some(slot) = take(&state.token, &slots.limit).await else {
+        let Some(slot) = take(state.life.token(), &slots.limit).await else {
             break;
         };
-        let Some(handshake) = take(&state.token, &slots.handshakes).await else {
+        let Some(handshake) = take(state.life.token(), &slots.handshakes).await else {
             break;
         };
         let accepted = tokio::select! {
             biased;
-            _ = state.token.cancelled() => break,
+            _ = state.life.token().cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -331,7 +324,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    state.stopped.send_replace(true);
+    state.life.finish();
     state.announce.event("stopped");
 }
 

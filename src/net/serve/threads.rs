@@ -56,7 +56,7 @@ pub fn start(bind: &Bind, settings: &Settings, handler: Callback) -> Result<Serv
 async fn handshake(state: Arc<ServerState>, conn: Conn, handler: Callback, mut active: Active) {
     let result = tokio::select! {
         biased;
-        _ = state.token.cancelled() => {
+        _ = state.life.token().cancelled() => {
             conn.close();
             return;
         }
@@ -85,7 +85,7 @@ fn start_connection(
     active: Active,
 ) -> Result<()> {
     let peer = conn.peer().clone();
-    let token = state.token.child_token();
+    let token = state.life.token().child_token();
     let handler = handler.clone();
     let handler_conn = conn.clone();
     let started =

@@ -54,8 +54,7 @@ pub struct DnsServer(Arc<State>);
 struct State {
     id: u64,
     addr: SocketAddr,
-    token: CancellationToken,
-    stopped: watch::Sender<bool>,
+    life: jobs::Lifecycle,
     announce: Arc<Announcer>,
     questions: AtomicU64,
     nxdomain: AtomicU64,
@@ -90,8 +89,7 @@ impl DnsServer {
         let state = Arc::new(State {
             id: jobs::next_id(),
             addr,
-            token,
-            stopped: watch::Sender::new(false),
+            life: jobs::Lifecycle::new(token),
             announce: Arc::new(Announcer::new(format!("dns_serve {}", addr.port()), quiet)),
             questions: AtomicU64::new(0),
             nxdomain: AtomicU64::new(0),
@@ -107,14 +105,14 @@ impl DnsServer {
         let server = DnsServer(state.clone());
         handle.spawn(async move {
             tokio::select! {
-                _ = state.token.cancelled() => {}
+                _ = state.life.token().cancelled() => {}
                 _ = udp_loop(state.clone(), udp) => {}
                 _ = tcp_loop(state.clone(), tcp) => {}
             }
             if let Some(ask) = &state.ask {
                 ask.close();
             }
-            state.stopped.send_replace(true);
+            state.life.finish();
         });
         jobs::add(Arc::new(server.clone()));
         Ok(server)
@@ -125,7 +123,7 @@ impl DnsServer {
     }
 
     pub fn is_stopped(&self) -> bool {
-        *self.0.stopped.borrow()
+        self.0.life.is_stopped()
     }
 
     /// `#{questions, nxdomain, failed, tcp, truncated}`.
@@ -142,16 +140,11 @@ impl DnsServer {
     }
 
     pub fn stop(&self) {
-        self.0.token.cancel();
-        jobs::wait_for_end(self.0.stopped.subscribe(), Duration::from_secs(2));
+        self.0.life.stop();
     }
 
     pub fn wait(&self) -> Result<()> {
-        let mut stopped = self.0.stopped.subscribe();
-        runtime::block_on(async move {
-            let _ = stopped.wait_for(|d| *d).await;
-            Ok(())
-        })
+        self.0.life.wait()
     }
 }
 
@@ -161,7 +154,7 @@ impl Job for DnsServer {
     }
 
     fn ended(&self) -> watch::Receiver<bool> {
-        self.0.stopped.subscribe()
+        self.0.life.ended()
     }
 
     fn handle(&self) -> Dynamic {
