@@ -17,13 +17,15 @@ use crate::support::{self, Netsh, Peer};
 /// The four hops from the client, as the lab is documented to be built.
 const HOPS: [&str; 4] = ["10.91.1.2", "10.91.2.2", "10.91.3.2", "10.91.4.2"];
 
-/// Whether the test can run (root, as CI); says why it skips otherwise.
+/// Whether the test can run (root, as CI, and nsenter); says why it
+/// skips otherwise.
 fn root(test: &str) -> bool {
-    if support::is_root() {
-        return true;
+    if !support::is_root() {
+        support::skip(test, "lab_network() needs root (network namespaces)");
+        return false;
     }
-    support::skip(test, "lab_network() needs root (network namespaces)");
-    false
+    // nsenter enters the lab's namespaces from outside, through `lab.ns`.
+    support::has_tool(test, "nsenter", &["--version"], "util-linux")
 }
 
 /// The lines of `peer`'s output starting with `tag `, the tag taken off.
