@@ -53,9 +53,15 @@ pub fn v6(link: usize, side: u8) -> Ipv6Addr {
 /// returns the namespaces, client first. Runs on a thread of its own, so
 /// the caller's thread never changes namespace.
 pub fn build(routers: usize) -> Result<Vec<OwnedFd>> {
+    // Ctrl-C (or stop()) of the caller ends the build; what was made goes
+    // with the descriptors.
+    let token = crate::runtime::cancel_token();
     std::thread::Builder::new()
         .name("netsh-lab".into())
-        .spawn(move || build_here(routers + 2))
+        .spawn(move || {
+            crate::runtime::set_cancel_token(token);
+            build_here(routers + 2)
+        })
         .map_err(|e| Error::io("starting the lab's builder thread", None, e))?
         .join()
         .map_err(|_| Error::Protocol("the lab's builder thread failed".into()))?

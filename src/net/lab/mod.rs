@@ -225,8 +225,8 @@ mod api {
     /// `.server` (IPv4 addresses; `.client6`, `.server6`), `.hops`
     /// (`[#{hop, addr, name, what}]`, each router then the server, as a
     /// trace from the client meets them; `.hops6`), `.ns` (each node's
-    /// namespace as `/proc/PID/fd/N`, for `nsenter --net=…`), `.run(f)`
-    /// and `.close()`. The lab is held by the handle alone: it is gone
+    /// namespace as `/proc/PID/fd/N`, for `nsenter --net=…`), `.run(|lab|
+    /// …)` (the closure runs inside the client) and `.close()`. The lab is held by the handle alone: it is gone
     /// after `.close()`, when the last copy of the handle goes, or when
     /// netsh ends however it ends. Options: `routers` (3, 1–8).
     ///
@@ -264,8 +264,10 @@ mod api {
     /// Runs the closure with this thread inside the lab's client, and
     /// returns what it returns: `ping`, `traceroute`, `connect`… in it
     /// start from the client. The thread goes back to netsh's own network
-    /// afterwards, even when the closure fails. Tasks and servers the
-    /// closure starts run on other threads, outside the lab.
+    /// afterwards, even when the closure fails. A closure with one
+    /// parameter gets the lab (`|lab| …`): use that, not a captured `lab`,
+    /// which Rhai cannot hand over while this method holds it. Tasks and
+    /// servers the closure starts run on other threads, outside the lab.
     ///
     /// ```rhai
     /// let lab = lab_network();
