@@ -140,7 +140,7 @@ fn theirs(ns: &str, args: &[&str]) -> Vec<String> {
 }
 
 /// ping across the three routers gets 3 replies whose TTL the routers
-/// lowered by three; UDP and ICMP traces list exactly `.hops`, and the
+/// lowered by three; UDP, ICMP and TCP traces list exactly `.hops`, and the
 /// same hops `traceroute -n` finds in the client's namespace; nothing of
 /// the lab is in the machine's own namespace; and after netsh is killed
 /// (SIGKILL) mid-lab, nothing holds any of its namespaces.
@@ -158,7 +158,7 @@ fn crossed_by_ping_and_traceroute_and_gone_when_netsh_is_killed() {
         print(`ping ${p.received}`);
         for r in p.replies { print(`ttl ${r.ttl}`) }
         for h in lab.hops { print(`hop ${h.addr}`) }
-        for proto in ["udp", "icmp"] {
+        for proto in ["udp", "icmp", "tcp"] {
             for h in lab.run(|lab| traceroute(lab.server, #{proto: proto, queries: 1})) {
                 print(`${proto} ${if h.addr == () { "*" } else { h.addr }}`)
             }
@@ -175,6 +175,7 @@ fn crossed_by_ping_and_traceroute_and_gone_when_netsh_is_killed() {
     assert_eq!(tagged(&out, "hop"), HOPS, "{out}");
     assert_eq!(tagged(&out, "udp"), HOPS, "{out}");
     assert_eq!(tagged(&out, "icmp"), HOPS, "{out}");
+    assert_eq!(tagged(&out, "tcp"), HOPS, "{out}");
     let ns: Vec<(String, String)> = tagged(&out, "ns")
         .iter()
         .filter_map(|l| l.split_once(' '))
