@@ -17,7 +17,8 @@
 //!   internals, listen/connect, the `Conn` API), [`net::transfer`] (facade,
 //!   wire format, sender, receiver, `serve_files`, options, API),
 //!   [`net::http`], [`net::http_serve`] (the HTTP server), [`net::serve`],
-//!   [`net::capture`], [`net::tls`],
+//!   [`net::capture`], [`net::tls`], [`net::lab`] (a lab of network
+//!   namespaces, built over rtnetlink and held by the handle alone),
 //!   [`net::scan`] (the Rhai function, the engine for this machine and the
 //!   one for other hosts, port lists).
 //!   [`net::options`] reads every function's trailing options map.

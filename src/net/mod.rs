@@ -17,6 +17,7 @@ pub mod helpers;
 pub mod http;
 pub mod http_serve;
 pub mod interact;
+pub mod lab;
 pub mod locate;
 pub mod names;
 pub mod options;
@@ -60,6 +61,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { name: "http", about: "URLs: fetch, a download with resume, like curl and wget (lesson 1.8)", module: http::module },
     Capability { name: "helpers", about: "time, hashing, files, JSON, environment", module: helpers::module },
     Capability { name: "locate", about: "locating a host: DNS records like dig, ping, traceroute (lessons 1.1-1.3)", module: locate::module },
+    Capability { name: "lab", about: "a network of our own: namespaces joined by veth pairs, routers between a client and a server (root)", module: lab::module },
     Capability { name: "encoding", about: "bytes as text and back: hex, base64", module: encoding::module },
     Capability { name: "http_serve", about: "serving HTTP: routes of Rhai closures, HTTP/1.1 and HTTP/2, like a mock API or python -m http.server", module: http_serve::module },
     Capability { name: "ws", about: "WebSocket: ws_connect, like websocat", module: ws::module },

@@ -376,6 +376,8 @@ enum Ask {
     Write(String),
     Env(String),
     Capture,
+    /// Building a lab network: namespaces, veth pairs, routes.
+    Lab,
 }
 
 impl Ask {
@@ -386,6 +388,7 @@ impl Ask {
             Ask::Write(what) => ("--allow-write", Some(what)),
             Ask::Env(what) => ("--allow-env", Some(what)),
             Ask::Capture => ("--allow-capture", None),
+            Ask::Lab => ("--allow-net", None),
         }
     }
 
@@ -396,12 +399,17 @@ impl Ask {
             Ask::Write(what) => format!("write {what}"),
             Ask::Env(what) => format!("read the environment variable {what}"),
             Ask::Capture => "capture packets".to_string(),
+            Ask::Lab => "build a lab network (network namespaces)".to_string(),
         }
     }
 
     fn refused(&self, plugin: Option<&Held>) -> Error {
         let (flag, what) = self.flag();
-        let subject = what.map_or_else(|| "capturing packets".to_string(), str::to_string);
+        let subject = match (self, what) {
+            (_, Some(what)) => what.to_string(),
+            (Ask::Lab, None) => "building a lab network".to_string(),
+            _ => "capturing packets".to_string(),
+        };
         Error::Permission(match (plugin, what) {
             (Some(held), _) => format!(
                 "permission denied: plugin {} may not use {subject}: its permissions are {}",
@@ -410,9 +418,9 @@ impl Ask {
             (None, Some(what)) => format!(
                 "permission denied: {what} is not in {flag} (run with {flag}={what} to allow it)"
             ),
-            (None, None) => format!(
-                "permission denied: capturing packets needs {flag} (run with {flag} to allow it)"
-            ),
+            (None, None) => {
+                format!("permission denied: {subject} needs {flag} (run with {flag} to allow it)")
+            }
         })
     }
 }
@@ -487,6 +495,19 @@ pub fn whole_net(what: &str) -> Result<()> {
     }
     Context::current().decide(
         Ask::Net(what.to_string()),
+        |g| matches!(g.net, List::All),
+        |g| g.allow("net", None, Path::new("/")),
+    )
+}
+
+/// Building a lab network (`lab_network`): namespaces of netsh's own,
+/// whatever addresses they hold, so only `--allow-net` without a list.
+pub fn lab() -> Result<()> {
+    if !enforced() {
+        return Ok(());
+    }
+    Context::current().decide(
+        Ask::Lab,
         |g| matches!(g.net, List::All),
         |g| g.allow("net", None, Path::new("/")),
     )

@@ -14,7 +14,7 @@
 //!   `concurrency` (tasks and `serve`), `transfer`, `receiver` and
 //!   `receiver_rules` (uploads), `fetch`, `fetch_trust` (what the network
 //!   supplies: redirects, proxies, certificates) and `download`, `capture`,
-//!   `handshake`, `scan`, `names_ports`, `errors`, `bad_input`, `cli`,
+//!   `handshake`, `scan`, `lab` (the namespace lab netsh builds), `names_ports`, `errors`, `bad_input`, `cli`,
 //!   `repl`, `record` (recording a session), `permissions` (the sandbox),
 //!   `relay` and `relay_interrupt` (Ctrl-C and `stop()` on relays),
 //!   `socks_udp` (UDP ASSOCIATE with PySocks), `websocket` (`ws_connect`
@@ -45,6 +45,7 @@ mod handshake;
 mod http_files;
 mod http_serve;
 mod interact;
+mod lab;
 mod names_ports;
 mod permissions;
 mod ping;

@@ -70,6 +70,7 @@ const REVIEWED: &[(&str, &str)] = &[
     // Running code: what the closure does is checked where it does it,
     // with the permissions of the code that made it.
     ("task", "runs a closure, whose calls are checked"),
+    ("run", "runs a closure in a lab that was checked when built"),
     ("share", "a shared value"),
     ("channel", "a channel between tasks"),
     ("get", "a shared value"),
@@ -120,6 +121,8 @@ fn checked_calls() -> Vec<(&'static str, &'static str, &'static str)> {
         ("scan", "", r#"scan("127.0.0.1", [{P}])"#),
         ("sockets", "", "sockets()"),
         ("capture", "", "capture(#{port: {P}}, || 1)"),
+        ("lab_network", "", "lab_network()"),
+        ("lab_network", "--allow-net=127.0.0.1:{P}", "lab_network()"),
         ("connect", "", r#"connect("127.0.0.1:{P}")"#),
         ("listen", "", r#"listen("127.0.0.1:0")"#),
         ("serve", "", r#"serve("127.0.0.1:0", |c| c.send("x"))"#),
