@@ -36,8 +36,8 @@ const DEFAULT_ROUTERS: u64 = 3;
 const MAX_ROUTERS: u64 = 8;
 
 /// The Rhai module of this capability.
-pub fn module() -> Module {
-    let mut module = exported_module!(api);
+pub fn module(docs: crate::registry::Docs) -> Module {
+    let mut module = crate::registry::functions(exported_manifest!(api), docs);
     module.set_custom_type::<Lab>("Lab");
     module
 }
@@ -196,7 +196,7 @@ impl Drop for Entered {
     }
 }
 
-#[export_module]
+#[export_module(manifest)]
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};
