@@ -167,7 +167,8 @@ impl Lab {
 
 /// Enters the namespace `to` on this thread; the guard goes back to the
 /// one the thread stood in, however the closure ends.
-struct Entered(OwnedFd);
+/// (`None` once it went back.)
+struct Entered(Option<OwnedFd>);
 
 impl Entered {
     fn enter(to: &OwnedFd) -> Result<Entered> {
@@ -176,21 +177,25 @@ impl Entered {
             .into();
         setns(to.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::io("entering the lab's client", None, e.into()))?;
-        Ok(Entered(back))
+        Ok(Entered(Some(back)))
     }
 
-    fn leave(self) -> Result<()> {
-        let back = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET);
-        std::mem::forget(self);
-        back.map_err(|e| Error::io("leaving the lab's client", None, e.into()))
+    fn leave(mut self) -> Result<()> {
+        let Some(back) = self.0.take() else {
+            return Ok(());
+        };
+        setns(back.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::io("leaving the lab's client", None, e.into()))
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        // Only reached when the closure unwound: going back is all we can
-        // try, and a thread left in the lab would be worse than a message.
-        if setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET).is_err() {
+        // Only still held when the closure unwound: going back is all we
+        // can try, and a thread left in the lab would be worse than a message.
+        if let Some(back) = self.0.take()
+            && setns(back.as_fd(), CloneFlags::CLONE_NEWNET).is_err()
+        {
             eprintln!("netsh: could not leave the lab's client namespace");
         }
     }
