@@ -445,12 +445,20 @@ pub fn file_error(doing: &str, path: impl AsRef<Path>, err: std::io::Error) -> E
 const MAX_JSON_DEPTH: usize = 128;
 
 /// Rhai value → JSON value.
+///
+/// Values are read in place (a map is not copied to find out it is a map:
+/// four copies of every map and array made this most of a JSON handler's
+/// reply). A shared value (a variable a closure captured) is copied once
+/// and read from the copy, so no lock is held while what it holds is read.
 pub fn to_json_value(value: &Dynamic, depth: usize) -> Result<serde_json::Value> {
     use serde_json::Value;
     if depth > MAX_JSON_DEPTH {
         return Err(Error::invalid(format!(
             "the value nests deeper than {MAX_JSON_DEPTH} levels"
         )));
+    }
+    if value.is_shared() {
+        return to_json_value(&value.flatten_clone(), depth);
     }
     Ok(if value.is_unit() {
         Value::Null
@@ -460,19 +468,19 @@ pub fn to_json_value(value: &Dynamic, depth: usize) -> Result<serde_json::Value>
         Value::from(i)
     } else if let Ok(f) = value.as_float() {
         serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-    } else if let Some(s) = value.clone().try_cast::<rhai::ImmutableString>() {
+    } else if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
         Value::String(s.to_string())
     } else if let Ok(c) = value.as_char() {
         Value::String(c.to_string())
-    } else if let Some(a) = value.clone().try_cast::<Array>() {
+    } else if let Some(a) = value.read_lock::<Array>() {
         Value::Array(
             a.iter()
                 .map(|v| to_json_value(v, depth + 1))
                 .collect::<Result<_>>()?,
         )
-    } else if let Some(b) = value.clone().try_cast::<Blob>() {
-        Value::Array(b.into_iter().map(Value::from).collect())
-    } else if let Some(m) = value.clone().try_cast::<Map>() {
+    } else if let Some(b) = value.read_lock::<Blob>() {
+        Value::Array(b.iter().map(|&byte| Value::from(byte)).collect())
+    } else if let Some(m) = value.read_lock::<Map>() {
         Value::Object(
             m.iter()
                 .map(|(k, v)| Ok((k.to_string(), to_json_value(v, depth + 1)?)))
@@ -503,5 +511,39 @@ pub fn from_json_value(value: serde_json::Value) -> Dynamic {
             .map(|(k, v)| (k.into(), from_json_value(v)))
             .collect::<Map>()
             .into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of value, nested, and a captured (shared) one, come out as
+    /// the JSON they stand for; the values themselves are left as they were.
+    #[test]
+    fn values_become_json_read_in_place() {
+        let engine = rhai::Engine::new();
+        let value: Dynamic = engine
+            .eval(
+                r#"let inner = #{b: "c", t: 'x'}; let shared_list = [1, 2];
+                   let f = || shared_list; f.call(); // shared_list is now a shared cell
+                   #{a: [1, 2.5, inner], d: blob(2, 7), e: (), g: true, s: shared_list}"#,
+            )
+            .expect("the value");
+        let json = to_json_value(&value, 0).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"a": [1, 2.5, {"b": "c", "t": "x"}], "d": [7, 7], "e": null, "g": true, "s": [1, 2]})
+        );
+        // Nothing read was taken apart.
+        let again = to_json_value(&value, 0).expect("JSON again");
+        assert_eq!(again, json);
+        let shared =
+            Dynamic::from(Map::from_iter([("k".into(), Dynamic::from(1_i64))])).into_shared();
+        assert!(shared.is_shared());
+        assert_eq!(
+            to_json_value(&shared, 0).expect("JSON"),
+            serde_json::json!({"k": 1})
+        );
     }
 }
