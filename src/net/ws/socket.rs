@@ -12,6 +12,14 @@
 //! the sink), so a send returns once the kernel has the frame and a failure
 //! is the send's own error; only an event handler, which must not block,
 //! queues its sends instead (`outbox`), written when it returns.
+//!
+//! A route's closure on plain TCP has its connection on a runtime of its
+//! own (`runtime::Own`) instead, which every wait on the handle drives:
+//! the waiting thread is the one the kernel wakes, with no hand-off from
+//! the server's workers; its reading task then runs only during such
+//! waits. A protocol failure of the peer's (a message too big, a bad
+//! frame) is answered with its close code (RFC 6455 §7.4.1) before the
+//! connection goes.
 
 use std::{
     sync::{Arc, Mutex},
@@ -98,6 +106,9 @@ struct Shared {
     pong: Mutex<Option<oneshot::Sender<()>>>,
     /// Cancelled when the reading task ends: the peer closed, or failed.
     ended: CancellationToken,
+    /// Cancelled when the reading task is done with the socket (after a
+    /// failure, once the peer has had its time to close).
+    done: CancellationToken,
 }
 
 /// The writing half, shared by the handle and the reading task (which
@@ -113,6 +124,9 @@ struct Inner {
     /// An event handler's sends, written in order by a task of their own.
     outbox: Mutex<Option<mpsc::UnboundedSender<Message>>>,
     about: About,
+    /// The connection's own runtime, when the thread waiting on it drives
+    /// it ([`WebSocket::start_own`]); dropped last, after the halves.
+    own: Option<runtime::Own>,
 }
 
 impl Drop for Inner {
@@ -124,9 +138,7 @@ impl Drop for Inner {
         self.stop.cancel();
         let sink = self.sink.try_lock().ok().and_then(|mut slot| slot.take());
         if let (true, Some(mut sink)) = (open, sink) {
-            let tasks =
-                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
-            tasks.spawn(async move {
+            let away = async move {
                 let frame = CloseFrame {
                     code: CloseCode::Away,
                     reason: "".into(),
@@ -136,7 +148,16 @@ impl Drop for Inner {
                     sink.send(Message::Close(Some(frame))),
                 )
                 .await;
-            });
+            };
+            // A connection on its own runtime is written here, on that
+            // runtime, which is about to go.
+            if let Some(own) = &self.own {
+                own.finish(away);
+                return;
+            }
+            let tasks =
+                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
+            tasks.spawn(away);
         }
     }
 }
@@ -166,12 +187,32 @@ impl WebSocket {
     /// [`WebSocket::start`], its tasks on `tasks` (a server's runtime,
     /// where its socket is registered).
     pub fn start_on(tasks: tokio::runtime::Handle, stream: Stream, about: About) -> WebSocket {
+        WebSocket::start_with(tasks, stream, about, None)
+    }
+
+    /// [`WebSocket::start`] on the connection's own runtime (made by the
+    /// caller, which registered the socket there): every wait on the
+    /// handle drives it, so the thread waiting in `recv` is the one the
+    /// kernel wakes. The reading task runs only while some thread waits on
+    /// the handle: pings are answered at the next `recv` or `send`.
+    pub fn start_own(own: runtime::Own, stream: Stream, about: About) -> Result<WebSocket> {
+        let tasks = own.handle()?;
+        Ok(WebSocket::start_with(tasks, stream, about, Some(own)))
+    }
+
+    fn start_with(
+        tasks: tokio::runtime::Handle,
+        stream: Stream,
+        about: About,
+        own: Option<runtime::Own>,
+    ) -> WebSocket {
         let (sink, reader) = stream.split();
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             ending: Mutex::new(Ending::default()),
             pong: Mutex::new(None),
             ended: CancellationToken::new(),
+            done: CancellationToken::new(),
         });
         let stop = CancellationToken::new();
         let sink: Sink = Arc::new(tokio::sync::Mutex::new(Some(sink)));
@@ -197,6 +238,7 @@ impl WebSocket {
                 if let Some(sink) = refused {
                     drain(reader, sink).await;
                 }
+                shared.done.cancel();
             });
         }
         WebSocket(Arc::new(Inner {
@@ -206,6 +248,7 @@ impl WebSocket {
             stop,
             outbox: Mutex::new(None),
             about,
+            own,
         }))
     }
 
@@ -231,10 +274,12 @@ impl WebSocket {
                 ending: Mutex::new(Ending::default()),
                 pong: Mutex::new(None),
                 ended: CancellationToken::new(),
+                done: CancellationToken::new(),
             }),
             stop: CancellationToken::new(),
             outbox: Mutex::new(Some(outbox)),
             about,
+            own: None,
         }));
         tasks.spawn(super::events::run(
             ws.clone(),
@@ -323,7 +368,28 @@ impl WebSocket {
             return outbox.send(message).map_err(|_| self.closed_error());
         }
         let me = self.clone();
-        runtime::block_on(async move { me.write(message).await })
+        self.wait(async move { me.write(message).await })
+    }
+
+    /// Waits for `fut` as every call on the handle does: on the
+    /// connection's own runtime, driving it, or on the shared one.
+    fn wait<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match &self.0.own {
+            Some(own) => own.block_on(fut),
+            None => runtime::block_on(fut),
+        }
+    }
+
+    /// On a connection's own runtime, after it has ended: lets the reading
+    /// task finish (a failure's close handshake) before the handle goes.
+    pub fn settle(&self) {
+        if let Some(own) = &self.0.own {
+            let done = self.0.shared.done.clone();
+            let _ = own.block_on(async move {
+                let _ = tokio::time::timeout(REFUSE_WAIT + DRAIN_WAIT, done.cancelled()).await;
+                Ok(())
+            });
+        }
     }
 
     async fn write(&self, message: Message) -> Result<()> {
@@ -336,7 +402,7 @@ impl WebSocket {
     /// protocol failure is reported once, by the `recv` that meets it.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
         let me = self.clone();
-        runtime::block_on(async move { me.next_message(timeout).await })
+        self.wait(async move { me.next_message(timeout).await })
     }
 
     /// [`WebSocket::recv`] for a task on the runtime.
@@ -367,7 +433,7 @@ impl WebSocket {
         let started = Instant::now();
         self.send(Message::Ping(b"netsh".to_vec().into()))?;
         let me = self.clone();
-        runtime::block_on(async move {
+        self.wait(async move {
             runtime::within(wait, || "waiting for the pong".into(), async {
                 tokio::select! {
                     answered = rx => answered.map_err(|_| me.closed_error()),
@@ -387,7 +453,7 @@ impl WebSocket {
             return self.send(Message::Close(Some(frame)));
         }
         let me = self.clone();
-        runtime::block_on(async move {
+        self.wait(async move {
             if !me.is_ended() {
                 // A failure here means the connection is already gone,
                 // which is what close asks for.
