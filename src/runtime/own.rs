@@ -11,7 +11,7 @@
 //! `epoll_wait` on its own socket and the kernel wakes it, nobody else.
 //!
 //! What runs on it (the connection's reading task) runs only while some
-//! thread is inside [`Own::block_on`]: any thread may drive it (a copy of
+//! thread is inside [`Own::wait`]: any thread may drive it (a copy of
 //! the handle used from a `task`), and a thread that finds it driven
 //! waits for its own future while the driving one does the I/O.
 
@@ -47,7 +47,7 @@ impl Own {
 
     /// [`super::block_on`] on this runtime: `fut` raced against the
     /// thread's token, driving the runtime meanwhile.
-    pub fn block_on<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    pub fn wait<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         super::ensure_may_block()?;
         let token = super::cancel_token();
         if token.is_cancelled() {

@@ -442,7 +442,7 @@ impl Taken {
             Taken::Started(ws) => Ok(ws),
             Taken::Plain(tcp, read) => {
                 let own = runtime::Own::new()?;
-                let stream = own.block_on(async move {
+                let stream = own.wait(async move {
                     let tcp = tokio::net::TcpStream::from_std(tcp)
                         .map_err(|e| Error::io("taking over the connection", None, e))?;
                     let io: Box<dyn Io> = Box::new(tcp);

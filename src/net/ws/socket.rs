@@ -375,7 +375,7 @@ impl WebSocket {
     /// connection's own runtime, driving it, or on the shared one.
     fn wait<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         match &self.0.own {
-            Some(own) => own.block_on(fut),
+            Some(own) => own.wait(fut),
             None => runtime::block_on(fut),
         }
     }
@@ -385,7 +385,7 @@ impl WebSocket {
     pub fn settle(&self) {
         if let Some(own) = &self.0.own {
             let done = self.0.shared.done.clone();
-            let _ = own.block_on(async move {
+            let _ = own.wait(async move {
                 let _ = tokio::time::timeout(REFUSE_WAIT + DRAIN_WAIT, done.cancelled()).await;
                 Ok(())
             });
