@@ -50,6 +50,7 @@ let s = http_serve("127.0.0.1:0", #{
       catch (e) { print(`small failed ${e.kind}`) }
   }},
   "/small_events": #{max_message: 100, on_message: |ws, m| ws.send(m)},
+  "/busy": #{websocket: |ws| { ws.send("ready"); sleep(4000); ws.send(ws.recv()) }},
   "GET /": |req| #{headers: #{"content-type": "text/html"}, body: page},
   "GET /wait": |req| { closed.recv(20000); #{status: 204} },
 }, #{quiet: true});
@@ -134,6 +135,13 @@ async def main():
                 await ws.recv()
             except websockets.ConnectionClosed:
                 pass
+        elif mode == "busy":
+            assert await ws.recv() == "ready"
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 2.5)
+            print("pong while busy")
+            await ws.send("after")
+            print("echo", await ws.recv())
         elif mode == "big":
             await ws.send("small")
             print("echo", await ws.recv())
@@ -232,6 +240,21 @@ fn the_event_shape_serves_many_and_survives_a_throw() {
     );
     srv.expect("handler boom");
     assert_eq!(client(port, "/events", "many", &["3"]), "many ok\n");
+}
+
+/// A ping that comes while the closure sleeps (not waiting on its
+/// WebSocket) is answered long before the closure's next `recv`: its
+/// plain connection, on a runtime of its own, is driven by a keeper then.
+#[test]
+fn a_busy_closure_still_answers_pings() {
+    if !have_websockets("a_busy_closure_still_answers_pings") {
+        return;
+    }
+    let (_srv, port) = server();
+    assert_eq!(
+        client(port, "/busy", "busy", &[]),
+        "pong while busy\necho after\nclosed 1000 \n"
+    );
 }
 
 /// A message over the route's `max_message` fails the connection with a

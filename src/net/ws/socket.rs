@@ -16,8 +16,8 @@
 //! A route's closure on plain TCP has its connection on a runtime of its
 //! own (`runtime::Own`) instead, which every wait on the handle drives:
 //! the waiting thread is the one the kernel wakes, with no hand-off from
-//! the server's workers; its reading task then runs only during such
-//! waits. A protocol failure of the peer's (a message too big, a bad
+//! the server's workers (when nobody waits, a keeper drives it, so pings
+//! are still answered). A protocol failure of the peer's (a message too big, a bad
 //! frame) is answered with its close code (RFC 6455 §7.4.1) before the
 //! connection goes.
 
@@ -193,8 +193,8 @@ impl WebSocket {
     /// [`WebSocket::start`] on the connection's own runtime (made by the
     /// caller, which registered the socket there): every wait on the
     /// handle drives it, so the thread waiting in `recv` is the one the
-    /// kernel wakes. The reading task runs only while some thread waits on
-    /// the handle: pings are answered at the next `recv` or `send`.
+    /// kernel wakes; when nobody has waited for a while, the runtime's
+    /// keeper does.
     pub fn start_own(own: runtime::Own, stream: Stream, about: About) -> Result<WebSocket> {
         let tasks = own.handle()?;
         Ok(WebSocket::start_with(tasks, stream, about, Some(own)))
