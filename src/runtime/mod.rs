@@ -57,9 +57,11 @@ pub fn handle() -> &'static Handle {
 pub mod closure;
 pub mod jobs;
 pub mod local;
+mod own;
 mod wake;
 
 pub use local::block_on_here;
+pub use own::Own;
 pub use wake::{Ready, wait_fd};
 
 thread_local! {

@@ -27,6 +27,10 @@ async def handler(ws, path=None):
         waiter = await ws.ping(b"x")
         await asyncio.wait_for(waiter, 5)
         await ws.send("pong came")
+    elif path == "/badframe":
+        # RSV1 set with no extension agreed: the client must fail the
+        # connection, and say so with 1002.
+        ws.transport.write(b"\xc1\x02hi")
     elif path == "/close":
         await ws.close(4001, "bye now")
     elif path == "/info":
@@ -185,7 +189,7 @@ fn headers_and_subprotocols() {
 }
 
 /// A self-signed certificate for 127.0.0.1 made by openssl, in `dir`.
-fn self_signed(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+pub fn self_signed(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = Command::new("openssl")
         .args([
@@ -356,7 +360,7 @@ fn through_a_socks5_proxy() {
 }
 
 /// A message over `max_message` fails `recv` with kind `too_big` (and the
-/// connection ends, 1006); a handle dropped while open tells the peer
+/// connection ends, 1006 on our side; the server hears 1009); a handle dropped while open tells the peer
 /// "going away" (1001) rather than vanishing.
 #[test]
 fn too_big_and_a_dropped_handle() {
@@ -373,7 +377,26 @@ fn too_big_and_a_dropped_handle() {
            print(talk({port})); sleep(200);"#
     ));
     assert_eq!(out.trim(), "too_big true 1006\nx", "{out}");
+    server.expect("closed /echo 1009 message too big");
     server.expect("closed /echo 1001");
+}
+
+/// A frame from the server that breaks the protocol fails `recv` with
+/// kind `protocol`, and the server hears why: a close frame with 1002
+/// (RFC 6455 §7.4.1), not a bare TCP close.
+#[test]
+fn a_broken_frame_is_answered_with_1002() {
+    if !have_websockets("a_broken_frame_is_answered_with_1002") {
+        return;
+    }
+    let (mut server, port) = python_server(None);
+    let out = Netsh::eval(&format!(
+        r#"let ws = ws_connect("ws://127.0.0.1:{port}/badframe");
+           let kind = ""; try {{ ws.recv() }} catch (e) {{ kind = e.kind }}
+           print(`${{kind}} ${{ws.recv() == ()}}`); sleep(200);"#
+    ));
+    assert_eq!(out.trim(), "protocol true", "{out}");
+    server.expect("closed /badframe 1002 protocol error");
 }
 
 /// `ws.interact()` at the REPL in a real terminal: a typed line goes as a

@@ -45,6 +45,12 @@ let s = http_serve("127.0.0.1:0", #{
       on_close: |ws| print(`event close ${ws.close_code}`),
   },
   "/proto": #{protocols: ["chat"], websocket: |ws| ws.send(`${ws.protocol}`)},
+  "/small": #{max_message: 100, websocket: |ws| {
+      try { loop { let m = ws.recv(); if m == () { break } ws.send(m) } }
+      catch (e) { print(`small failed ${e.kind}`) }
+  }},
+  "/small_events": #{max_message: 100, on_message: |ws, m| ws.send(m)},
+  "/busy": #{websocket: |ws| { ws.send("ready"); sleep(4000); ws.send(ws.recv()) }},
   "GET /": |req| #{headers: #{"content-type": "text/html"}, body: page},
   "GET /wait": |req| { closed.recv(20000); #{status: 204} },
 }, #{quiet: true});
@@ -54,9 +60,39 @@ s.wait();
 
 /// The python client, one mode per test; prints what it saw.
 const CLIENT: &str = r#"
-import asyncio, sys, websockets
+import asyncio, base64, os, socket, struct, sys, urllib.parse, websockets
+def raw(url, bad):
+    # A handshake by hand, then one frame websockets would never send.
+    u = urllib.parse.urlsplit(url)
+    host, port, path = u.hostname, u.port, u.path
+    s = socket.create_connection((host, port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, data = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    # rsv: a text frame with RSV1 set (no extension was agreed);
+    # utf8: a text frame that is not UTF-8. Both masked, as a client's.
+    first, payload = {"rsv": (0xC1, b"hi"), "utf8": (0x81, b"\xff\xfe")}[bad]
+    mask = b"\x01\x02\x03\x04"
+    s.sendall(bytes([first, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    while True:
+        chunk = s.recv(4096)  # a reset here fails the run
+        if not chunk:
+            break
+        data += chunk
+    assert data[0] == 0x88 and data[1] < 126, data
+    code = struct.unpack("!H", data[2:4])[0]
+    print("raw close", code, data[4:2 + data[1]].decode(), "then eof", flush=True)
+
 async def main():
     url, mode = sys.argv[1], sys.argv[2]
+    if mode == "raw":
+        raw(url, sys.argv[3])
+        return
     if mode == "many":
         async def one(i):
             async with websockets.connect(url) as c:
@@ -95,6 +131,21 @@ async def main():
         elif mode == "boom":
             assert await ws.recv() == "welcome"
             await ws.send("boom")
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed:
+                pass
+        elif mode == "busy":
+            assert await ws.recv() == "ready"
+            pong = await ws.ping()
+            await asyncio.wait_for(pong, 2.5)
+            print("pong while busy")
+            await ws.send("after")
+            print("echo", await ws.recv())
+        elif mode == "big":
+            await ws.send("small")
+            print("echo", await ws.recv())
+            await ws.send("x" * 1000)
             try:
                 await ws.recv()
             except websockets.ConnectionClosed:
@@ -189,6 +240,66 @@ fn the_event_shape_serves_many_and_survives_a_throw() {
     );
     srv.expect("handler boom");
     assert_eq!(client(port, "/events", "many", &["3"]), "many ok\n");
+}
+
+/// A ping that comes while the closure sleeps (not waiting on its
+/// WebSocket) is answered long before the closure's next `recv`: its
+/// plain connection, on a runtime of its own, is driven by a keeper then.
+#[test]
+fn a_busy_closure_still_answers_pings() {
+    if !have_websockets("a_busy_closure_still_answers_pings") {
+        return;
+    }
+    let (_srv, port) = server();
+    assert_eq!(
+        client(port, "/busy", "busy", &[]),
+        "pong while busy\necho after\nclosed 1000 \n"
+    );
+}
+
+/// A message over the route's `max_message` fails the connection with a
+/// close frame saying 1009 (RFC 6455 §7.4.1), on both shapes, not a bare
+/// TCP close (which python reports as 1006); the closure's `recv` throws
+/// `too_big`.
+#[test]
+fn a_message_over_the_limit_closes_with_1009() {
+    if !have_websockets("a_message_over_the_limit_closes_with_1009") {
+        return;
+    }
+    let (mut srv, port) = server();
+    for path in ["/small", "/small_events"] {
+        assert_eq!(
+            client(port, path, "big", &[]),
+            "echo small\nclosed 1009 message too big\n",
+            "{path}"
+        );
+    }
+    srv.expect("small failed too_big");
+}
+
+/// A frame that breaks the protocol (RSV1 set with no extension agreed)
+/// is answered with 1002 and one with text that is not UTF-8 with 1007,
+/// each a close frame the client reads before the server's clean end of
+/// the stream (no reset), on both shapes.
+#[test]
+fn a_broken_frame_closes_with_1002_or_1007() {
+    if !have_websockets("a_broken_frame_closes_with_1002_or_1007") {
+        return;
+    }
+    let (mut srv, port) = server();
+    for path in ["/small", "/small_events"] {
+        assert_eq!(
+            client(port, path, "raw", &["rsv"]),
+            "raw close 1002 protocol error then eof\n",
+            "{path}"
+        );
+        assert_eq!(
+            client(port, path, "raw", &["utf8"]),
+            "raw close 1007 text that is not UTF-8 then eof\n",
+            "{path}"
+        );
+    }
+    srv.expect("small failed protocol");
 }
 
 /// A subprotocol both sides know is chosen and is `ws.protocol`.
@@ -304,4 +415,80 @@ fn chromium_page_echoes_through_a_websocket() {
         String::from_utf8_lossy(&out.stderr)
     );
     srv.expect("got hello from chromium");
+}
+
+/// The python client over wss, trusting the test's certificate: text and
+/// binary echo on both shapes, then the closure's close code.
+const TLS_CLIENT: &str = r#"
+import asyncio, ssl, sys, websockets
+async def main():
+    port, cert = sys.argv[1], sys.argv[2]
+    ctx = ssl.create_default_context(cafile=cert)
+    for path in ["/echo", "/events"]:
+        async with websockets.connect(f"wss://127.0.0.1:{port}{path}", ssl=ctx) as ws:
+            await ws.send("over tls")
+            print(path, "text", await ws.recv())
+            await ws.send(b"\x00\x01\xfe")
+            print(path, "binary", (await ws.recv()).hex())
+            if path == "/echo":
+                await ws.send("bye")
+                try:
+                    await ws.recv()
+                except websockets.ConnectionClosed:
+                    pass
+        print(path, "closed", ws.close_code, ws.close_reason, flush=True)
+asyncio.run(main())
+"#;
+
+/// WebSocket routes over TLS (`wss://`, the certificate and key from
+/// files): python3-websockets, trusting that certificate and nothing
+/// else, gets its text and binary echoed by both shapes and the
+/// closure's close code (4007) with its reason.
+#[test]
+fn wss_routes_with_a_certificate() {
+    if !have_websockets("wss_routes_with_a_certificate") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = crate::websocket::self_signed(dir.path()) else {
+        skip(
+            "wss_routes_with_a_certificate",
+            "openssl could not make a certificate (apt-get install openssl)",
+        );
+        return;
+    };
+    let mut srv = Peer::netsh(&format!(
+        r#"let s = http_serve("127.0.0.1:0", #{{
+             "/echo": #{{websocket: |ws| {{
+                 loop {{
+                     let m = ws.recv();
+                     if m == () {{ break }}
+                     if m == "bye" {{ ws.close(4007, "tls done"); break }}
+                     ws.send(m);
+                 }}
+             }}}},
+             "/events": #{{on_message: |ws, m| ws.send(m)}},
+           }}, #{{tls: #{{cert: "{}", key: "{}"}}, quiet: true}});
+           print(s.port); s.wait();"#,
+        cert.display(),
+        key.display()
+    ));
+    let port = srv.port();
+    let out = Command::new("timeout")
+        .args(["30", PYTHON, "-c", TLS_CLIENT])
+        .arg(port.to_string())
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python wss client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "/echo text over tls\n/echo binary 0001fe\n/echo closed 4007 tls done\n\
+         /events text over tls\n/events binary 0001fe\n/events closed 1000 \n"
+    );
 }

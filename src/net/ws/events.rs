@@ -39,6 +39,8 @@ pub async fn run(
     // long to answer it.
     let mut closing: Option<Instant> = None;
     let mut going = events.open(&ws);
+    // The close code a protocol failure of the peer's is answered with.
+    let mut failed = None;
     loop {
         match ws.write_queued(&mut queued).await {
             Ok(true) if closing.is_none() => closing = Some(Instant::now() + DEFAULT_CLOSE_WAIT),
@@ -80,11 +82,17 @@ pub async fn run(
                         going = events.message(&ws, message);
                     }
                     Sorted::Data(_) | Sorted::Control => {}
-                    Sorted::Failed => break,
+                    Sorted::Failed(code) => {
+                        failed = code;
+                        break;
+                    }
                 },
             },
         }
     }
-    ws.finish().await;
+    match failed {
+        Some(code) => ws.fail(reader, code).await,
+        None => ws.finish().await,
+    }
     events.close(&ws);
 }

@@ -16,6 +16,9 @@
 //!   the server's token, so `stop()` interrupts its `recv`. Blocking
 //!   calls are fine there. When the closure returns the WebSocket is closed
 //!   with 1000, or 1011 when it threw.
+//!   On plain TCP the connection leaves the server's runtime for one of
+//!   its own that the thread drives while it waits (`Taken::Plain`), so
+//!   a message wakes that thread alone.
 //! - `on_open`/`on_message`/`on_close` are called on the server's worker
 //!   threads by the connection's one task (`events`), in order, right
 //!   where each message was read; their sends are queued and written when
@@ -27,6 +30,7 @@ use std::sync::Arc;
 use hyper::{Request, Response, StatusCode, Version, body::Incoming, header};
 use hyper_util::rt::TokioIo;
 use rhai::{Dynamic, FnPtr, Map, NativeCallContext};
+use tokio::net::TcpStream;
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -182,13 +186,28 @@ impl ServerRoute {
         let tasks = tokio::runtime::Handle::current();
         tasks.clone().spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
+            let upgraded = match &route.shape {
+                Shape::Closure(handler) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(plain) => {
+                        // Off this runtime, onto the closure thread's own.
+                        let Ok(tcp) = plain.io.into_inner().into_std() else {
+                            return;
+                        };
+                        let taken = Taken::Plain(tcp, plain.read_buf.to_vec());
+                        route.thread(handler.clone(), taken, about, token);
+                        return;
+                    }
+                    Err(upgraded) => upgraded,
+                },
+                Shape::Events { .. } => upgraded,
+            };
             let io: Box<dyn Io> = Box::new(TokioIo::new(upgraded));
             let stream =
                 WebSocketStream::from_raw_socket(io, Role::Server, Some(route.config)).await;
             match &route.shape {
                 Shape::Closure(handler) => {
-                    let ws = WebSocket::start_on(tasks, stream, about);
-                    route.thread(handler.clone(), ws, token);
+                    let ws = WebSocket::start_on(tasks, stream, about.clone());
+                    route.thread(handler.clone(), Taken::Started(ws), about, token);
                 }
                 Shape::Events { .. } => {
                     let events: Arc<dyn Events> = route.clone();
@@ -317,12 +336,21 @@ impl ServerRoute {
     }
 
     /// The closure shape: a thread for the connection's whole life.
-    fn thread(&self, handler: Callback, ws: WebSocket, token: CancellationToken) {
-        let name = format!("netsh-ws-{}", ws.about().peer);
+    fn thread(&self, handler: Callback, taken: Taken, about: About, token: CancellationToken) {
+        let name = format!("netsh-ws-{}", about.peer);
         let key = self.key.clone();
-        let thread_ws = ws.clone();
+        let config = self.config;
         let thread_token = token.clone();
+        let peer = about.peer.clone();
+        let failed_peer = peer.clone();
         let started = runtime::spawn_rhai_thread(name, token, move || {
+            let thread_ws = match taken.start(config, about) {
+                Ok(ws) => ws,
+                Err(e) => {
+                    crate::console::alert(&format!("http_serve: websocket {key} {peer}: {e}"));
+                    return;
+                }
+            };
             let result = handler.call(vec![Dynamic::from(thread_ws.clone())]);
             let (code, reason) = match result {
                 Err(err) if thread_token.is_cancelled() && stopped_by_it(&err) => {
@@ -338,14 +366,19 @@ impl ServerRoute {
                 }
                 Ok(_) => (1000, ""),
             };
-            if !thread_ws.is_ended() {
+            if thread_ws.is_ended() {
+                thread_ws.settle();
+            } else {
                 // Under a cancelled token block_on refuses at once: the
                 // connection then just goes with the handle.
                 let _ = thread_ws.close(code, reason, DEFAULT_CLOSE_WAIT);
             }
         });
         if let Err(e) = started {
-            self.alert(&ws, &e.to_string());
+            crate::console::alert(&format!(
+                "http_serve: websocket {} {}: {e}",
+                self.key, failed_peer
+            ));
         }
     }
 
@@ -389,6 +422,37 @@ impl Events for ServerRoute {
         } = &self.shape
         {
             self.call(f, vec![Dynamic::from(ws.clone())], ws);
+        }
+    }
+}
+
+/// A connection the closure's thread takes over.
+enum Taken {
+    /// Plain TCP, taken off the server's runtime (with what hyper read
+    /// past the request): the thread puts it on a runtime of its own.
+    Plain(std::net::TcpStream, Vec<u8>),
+    /// Anything else (TLS), started on the server's runtime.
+    Started(WebSocket),
+}
+
+impl Taken {
+    /// The handle, on the thread that will wait on it.
+    fn start(self, config: WebSocketConfig, about: About) -> Result<WebSocket> {
+        match self {
+            Taken::Started(ws) => Ok(ws),
+            Taken::Plain(tcp, read) => {
+                let own = runtime::Own::new()?;
+                let stream = own.wait(async move {
+                    let tcp = tokio::net::TcpStream::from_std(tcp)
+                        .map_err(|e| Error::io("taking over the connection", None, e))?;
+                    let io: Box<dyn Io> = Box::new(tcp);
+                    Ok(
+                        WebSocketStream::from_partially_read(io, read, Role::Server, Some(config))
+                            .await,
+                    )
+                })?;
+                WebSocket::start_own(own, stream, about)
+            }
         }
     }
 }

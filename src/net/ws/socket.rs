@@ -12,6 +12,14 @@
 //! the sink), so a send returns once the kernel has the frame and a failure
 //! is the send's own error; only an event handler, which must not block,
 //! queues its sends instead (`outbox`), written when it returns.
+//!
+//! A route's closure on plain TCP has its connection on a runtime of its
+//! own (`runtime::Own`) instead, which every wait on the handle drives:
+//! the waiting thread is the one the kernel wakes, with no hand-off from
+//! the server's workers (when nobody waits, a keeper drives it, so pings
+//! are still answered). A protocol failure of the peer's (a message too big, a bad
+//! frame) is answered with its close code (RFC 6455 §7.4.1) before the
+//! connection goes.
 
 use std::{
     sync::{Arc, Mutex},
@@ -98,10 +106,17 @@ struct Shared {
     pong: Mutex<Option<oneshot::Sender<()>>>,
     /// Cancelled when the reading task ends: the peer closed, or failed.
     ended: CancellationToken,
+    /// Cancelled when the reading task is done with the socket (after a
+    /// failure, once the peer has had its time to close).
+    done: CancellationToken,
 }
 
+/// The writing half, shared by the handle and the reading task (which
+/// takes it to answer a protocol failure with a close frame).
+type Sink = Arc<tokio::sync::Mutex<Option<SplitSink<Stream, Message>>>>;
+
 struct Inner {
-    sink: tokio::sync::Mutex<Option<SplitSink<Stream, Message>>>,
+    sink: Sink,
     arrivals: tokio::sync::Mutex<mpsc::Receiver<Arrival>>,
     shared: Arc<Shared>,
     /// Ends the reading task when the last copy of the handle goes.
@@ -109,6 +124,9 @@ struct Inner {
     /// An event handler's sends, written in order by a task of their own.
     outbox: Mutex<Option<mpsc::UnboundedSender<Message>>>,
     about: About,
+    /// The connection's own runtime, when the thread waiting on it drives
+    /// it ([`WebSocket::start_own`]); dropped last, after the halves.
+    own: Option<runtime::Own>,
 }
 
 impl Drop for Inner {
@@ -118,10 +136,9 @@ impl Drop for Inner {
         // Asked before the reading task is stopped, which marks the end.
         let open = !self.shared.ended.is_cancelled();
         self.stop.cancel();
-        if let (true, Some(mut sink)) = (open, self.sink.get_mut().take()) {
-            let tasks =
-                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
-            tasks.spawn(async move {
+        let sink = self.sink.try_lock().ok().and_then(|mut slot| slot.take());
+        if let (true, Some(mut sink)) = (open, sink) {
+            let away = async move {
                 let frame = CloseFrame {
                     code: CloseCode::Away,
                     reason: "".into(),
@@ -131,7 +148,16 @@ impl Drop for Inner {
                     sink.send(Message::Close(Some(frame))),
                 )
                 .await;
-            });
+            };
+            // A connection on its own runtime is written here, on that
+            // runtime, which is about to go.
+            if let Some(own) = &self.own {
+                own.finish(away);
+                return;
+            }
+            let tasks =
+                tokio::runtime::Handle::try_current().unwrap_or_else(|_| runtime::handle().clone());
+            tasks.spawn(away);
         }
     }
 }
@@ -161,34 +187,68 @@ impl WebSocket {
     /// [`WebSocket::start`], its tasks on `tasks` (a server's runtime,
     /// where its socket is registered).
     pub fn start_on(tasks: tokio::runtime::Handle, stream: Stream, about: About) -> WebSocket {
+        WebSocket::start_with(tasks, stream, about, None)
+    }
+
+    /// [`WebSocket::start`] on the connection's own runtime (made by the
+    /// caller, which registered the socket there): every wait on the
+    /// handle drives it, so the thread waiting in `recv` is the one the
+    /// kernel wakes; when nobody has waited for a while, the runtime's
+    /// keeper does.
+    pub fn start_own(own: runtime::Own, stream: Stream, about: About) -> Result<WebSocket> {
+        let tasks = own.handle()?;
+        Ok(WebSocket::start_with(tasks, stream, about, Some(own)))
+    }
+
+    fn start_with(
+        tasks: tokio::runtime::Handle,
+        stream: Stream,
+        about: About,
+        own: Option<runtime::Own>,
+    ) -> WebSocket {
         let (sink, reader) = stream.split();
         let (tx, rx) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             ending: Mutex::new(Ending::default()),
             pong: Mutex::new(None),
             ended: CancellationToken::new(),
+            done: CancellationToken::new(),
         });
         let stop = CancellationToken::new();
+        let sink: Sink = Arc::new(tokio::sync::Mutex::new(Some(sink)));
         {
             let shared = shared.clone();
             let stop = stop.clone();
+            let sink = sink.clone();
             tasks.spawn(async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    _ = read_loop(reader, &tx, &shared) => {}
-                }
+                let mut reader = reader;
+                let failed = tokio::select! {
+                    _ = stop.cancelled() => None,
+                    failed = read_loop(&mut reader, &tx, &shared) => failed,
+                };
+                // The close frame goes before the end is marked: a script
+                // that ends as soon as `recv` fails still has it sent.
+                let refused = match failed {
+                    Some(code) => refuse(&sink, code).await,
+                    None => None,
+                };
                 // How it ended is noted before `recv` can see the end.
                 mark_ended(&shared);
                 drop(tx);
+                if let Some(sink) = refused {
+                    drain(reader, sink).await;
+                }
+                shared.done.cancel();
             });
         }
         WebSocket(Arc::new(Inner {
-            sink: tokio::sync::Mutex::new(Some(sink)),
+            sink,
             arrivals: tokio::sync::Mutex::new(rx),
             shared,
             stop,
             outbox: Mutex::new(None),
             about,
+            own,
         }))
     }
 
@@ -208,16 +268,18 @@ impl WebSocket {
         let (_, rx) = mpsc::channel(1);
         let (outbox, queued) = mpsc::unbounded_channel();
         let ws = WebSocket(Arc::new(Inner {
-            sink: tokio::sync::Mutex::new(Some(sink)),
+            sink: Arc::new(tokio::sync::Mutex::new(Some(sink))),
             arrivals: tokio::sync::Mutex::new(rx),
             shared: Arc::new(Shared {
                 ending: Mutex::new(Ending::default()),
                 pong: Mutex::new(None),
                 ended: CancellationToken::new(),
+                done: CancellationToken::new(),
             }),
             stop: CancellationToken::new(),
             outbox: Mutex::new(Some(outbox)),
             about,
+            own: None,
         }));
         tasks.spawn(super::events::run(
             ws.clone(),
@@ -262,6 +324,18 @@ impl WebSocket {
         self.0.sink.lock().await.take();
     }
 
+    /// Ends the connection after a protocol failure: how it ended noted,
+    /// and the close frame with `code` (RFC 6455 §7.4.1) written by a task
+    /// of its own, which then lets the peer answer before the socket goes.
+    pub(super) async fn fail(&self, reader: SplitStream<Stream>, code: u16) {
+        let refused = refuse(&self.0.sink, code).await;
+        mark_ended(&self.0.shared);
+        self.0.stop.cancel();
+        if let Some(sink) = refused {
+            tokio::spawn(drain(reader, sink));
+        }
+    }
+
     /// Notes what a message read says about the connection (a pong, the
     /// peer's close, a failure); the data message, if it is one.
     pub(super) fn sort(&self, next: tungstenite::Result<Message>) -> Sorted {
@@ -294,7 +368,28 @@ impl WebSocket {
             return outbox.send(message).map_err(|_| self.closed_error());
         }
         let me = self.clone();
-        runtime::block_on(async move { me.write(message).await })
+        self.wait(async move { me.write(message).await })
+    }
+
+    /// Waits for `fut` as every call on the handle does: on the
+    /// connection's own runtime, driving it, or on the shared one.
+    fn wait<T>(&self, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        match &self.0.own {
+            Some(own) => own.wait(fut),
+            None => runtime::block_on(fut),
+        }
+    }
+
+    /// On a connection's own runtime, after it has ended: lets the reading
+    /// task finish (a failure's close handshake) before the handle goes.
+    pub fn settle(&self) {
+        if let Some(own) = &self.0.own {
+            let done = self.0.shared.done.clone();
+            let _ = own.wait(async move {
+                let _ = tokio::time::timeout(REFUSE_WAIT + DRAIN_WAIT, done.cancelled()).await;
+                Ok(())
+            });
+        }
     }
 
     async fn write(&self, message: Message) -> Result<()> {
@@ -307,7 +402,7 @@ impl WebSocket {
     /// protocol failure is reported once, by the `recv` that meets it.
     pub fn recv(&self, timeout: Option<Duration>) -> Result<Option<Arrival>> {
         let me = self.clone();
-        runtime::block_on(async move { me.next_message(timeout).await })
+        self.wait(async move { me.next_message(timeout).await })
     }
 
     /// [`WebSocket::recv`] for a task on the runtime.
@@ -338,7 +433,7 @@ impl WebSocket {
         let started = Instant::now();
         self.send(Message::Ping(b"netsh".to_vec().into()))?;
         let me = self.clone();
-        runtime::block_on(async move {
+        self.wait(async move {
             runtime::within(wait, || "waiting for the pong".into(), async {
                 tokio::select! {
                     answered = rx => answered.map_err(|_| me.closed_error()),
@@ -358,7 +453,7 @@ impl WebSocket {
             return self.send(Message::Close(Some(frame)));
         }
         let me = self.clone();
-        runtime::block_on(async move {
+        self.wait(async move {
             if !me.is_ended() {
                 // A failure here means the connection is already gone,
                 // which is what close asks for.
@@ -407,27 +502,93 @@ pub enum Sorted {
     Data(Arrival),
     /// A control frame, already dealt with.
     Control,
-    /// The connection failed; how is noted.
-    Failed,
+    /// The connection failed; how is noted. The close code to tell the
+    /// peer, when the failure is the peer's breaking the protocol (not
+    /// the connection breaking).
+    Failed(Option<u16>),
 }
 
-/// Reads until the connection ends, queueing data messages.
+/// Reads until the connection ends, queueing data messages; the close
+/// code to answer a protocol failure with, if that is how it ended.
 async fn read_loop(
-    mut reader: SplitStream<Stream>,
+    reader: &mut SplitStream<Stream>,
     arrivals: &mpsc::Sender<Arrival>,
     shared: &Shared,
-) {
+) -> Option<u16> {
     while let Some(next) = reader.next().await {
         match sort(shared, next) {
             Sorted::Data(arrival) => {
                 if arrivals.send(arrival).await.is_err() {
-                    return;
+                    return None;
                 }
             }
             Sorted::Control => {}
-            Sorted::Failed => return,
+            Sorted::Failed(code) => return code,
         }
     }
+    None
+}
+
+/// How long the writing half may be busy (a send in progress) before a
+/// failure gives up on telling the peer.
+const REFUSE_WAIT: Duration = Duration::from_secs(1);
+/// How long the peer has to close its end after our close frame.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// The close code RFC 6455 §7.4.1 gives a failure of the peer's: 1009 for
+/// a message over the limit, 1007 for text that is not UTF-8, 1002 for a
+/// frame that breaks the protocol. None when the connection itself broke
+/// or the peer left: nobody is there to tell.
+fn failure_code(err: &tungstenite::Error) -> Option<u16> {
+    use tungstenite::{Error as E, error::ProtocolError as P};
+    match err {
+        E::Capacity(_) => Some(1009),
+        E::Utf8(_) => Some(1007),
+        E::Protocol(P::ResetWithoutClosingHandshake | P::ReceivedAfterClosing) => None,
+        E::Protocol(_) => Some(1002),
+        _ => None,
+    }
+}
+
+/// Takes the writing half from the handle (its sends fail as closed from
+/// then on) and tells the peer why the connection fails: a close frame
+/// with `code`. The half, if the frame was written.
+async fn refuse(sink: &Sink, code: u16) -> Option<SplitSink<Stream, Message>> {
+    let mut sink = tokio::time::timeout(REFUSE_WAIT, sink.lock())
+        .await
+        .ok()
+        .and_then(|mut slot| slot.take())?;
+    let reason = match code {
+        1009 => "message too big",
+        1007 => "text that is not UTF-8",
+        _ => "protocol error",
+    };
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    let sent = tokio::time::timeout(REFUSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    matches!(sent, Ok(Ok(()))).then_some(sink)
+}
+
+/// After [`refuse`]: ends our side of the stream and reads what is left
+/// until the peer closes too (or [`DRAIN_WAIT`] passes). Closing with the
+/// peer's bytes unread would make the kernel reset the connection, and a
+/// reset can overtake the close frame. tungstenite cannot read on (it is
+/// left part-way into the frame that failed), so the bytes are read raw
+/// and dropped.
+async fn drain(reader: SplitStream<Stream>, sink: SplitSink<Stream, Message>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = reader.reunite(sink) else {
+        return;
+    };
+    let io = stream.get_mut();
+    let _ = tokio::time::timeout(REFUSE_WAIT, io.shutdown()).await;
+    let _ = tokio::time::timeout(DRAIN_WAIT, async {
+        let mut scrap = [0u8; 4096];
+        while matches!(io.read(&mut scrap).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Notes pongs, the peer's close frame and failures; passes data on.
@@ -455,6 +616,7 @@ fn sort(shared: &Shared, next: tungstenite::Result<Message>) -> Sorted {
             Sorted::Control
         }
         Err(err) => {
+            let code = failure_code(&err);
             let mut ending = lock(&shared.ending);
             if let tungstenite::Error::Io(e) = &err {
                 ending.reason = format!("the connection failed: {e}");
@@ -463,7 +625,7 @@ fn sort(shared: &Shared, next: tungstenite::Result<Message>) -> Sorted {
                 ending.reason = failure.to_string();
                 ending.failure = Some(failure);
             }
-            Sorted::Failed
+            Sorted::Failed(code)
         }
     }
 }
