@@ -54,6 +54,7 @@ use super::{
     request::{Peer, Request as Req, RequestCtx},
     routes::{Lookup, Routes, Target},
     running::{self, Running, Stopped},
+    sendfile,
     streams::{Counted, Streams},
 };
 use crate::error::{Error, Result};
@@ -413,6 +414,10 @@ async fn accept_loop(
 /// state.
 pub struct Builders {
     h1: hyper::server::conn::http1::Builder,
+    /// HTTP/1.1 on a plain socket, where files go by sendfile: hyper must
+    /// hand body buffers to the IO as they are, never copied
+    /// (`writev(true)`: its `Queue` strategy; see `sendfile`).
+    h1_plain: hyper::server::conn::http1::Builder,
     h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     header_timeout: Duration,
 }
@@ -424,6 +429,8 @@ impl Builders {
             .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEAD)
             .keep_alive(true);
+        let mut h1_plain = h1.clone();
+        h1_plain.writev(true).pipeline_flush(false);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         // A ping when the connection has been quiet for the header
         // timeout, and the connection closed if the answer takes as long:
@@ -435,6 +442,7 @@ impl Builders {
             .keep_alive_timeout(header_timeout);
         Builders {
             h1,
+            h1_plain,
             h2,
             header_timeout,
         }
@@ -468,9 +476,11 @@ async fn sniff(stream: &TcpStream, limit: Duration) -> Option<bool> {
     tokio::time::timeout(limit, look).await.ok().flatten()
 }
 
-/// What answers each request of a connection.
+/// What answers each request of a connection; `slot`, on a plain
+/// HTTP/1.1 one, lets its file replies go by sendfile.
 fn service(
     ctx: RequestCtx,
+    slot: Option<sendfile::Slot>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -478,8 +488,11 @@ fn service(
     Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
 > + Clone
 + Send {
-    hyper::service::service_fn(move |req| {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let ctx = ctx.clone();
+        if let Some(slot) = &slot {
+            req.extensions_mut().insert(slot.clone());
+        }
         // Boxed: hyper keeps the service's future inline in every
         // connection, idle or not, and a request's future is as large as
         // its largest branch (folders, bodies, handlers): boxed, an idle
@@ -494,9 +507,15 @@ async fn plain(stream: TcpStream, ctx: RequestCtx, builders: Arc<Builders>, acti
         Some(true) => {
             tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
         }
-        Some(false) => {
-            tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
-        }
+        Some(false) => match sendfile::Slot::new() {
+            Some(slot) => {
+                let io = TokioIo::new(sendfile::Io::new(stream, slot.clone()));
+                tokio::spawn(http1(io, ctx, builders, active, Some(slot)));
+            }
+            None => {
+                tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active, None));
+            }
+        },
         None => {}
     }
 }
@@ -516,20 +535,29 @@ async fn secure(
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
     } else {
-        tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
+        tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active, None));
     }
 }
 
 /// An HTTP/1.1 connection until it closes (upgrades allowed, for
 /// WebSocket). A client that resets or times out is no error of the
-/// server's.
-async fn http1<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, active: Active)
-where
+/// server's. `slot` is given on a plain connection, whose IO sends files.
+async fn http1<I>(
+    io: TokioIo<I>,
+    ctx: RequestCtx,
+    builders: Arc<Builders>,
+    active: Active,
+    slot: Option<sendfile::Slot>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let _ = builders
-        .h1
-        .serve_connection(io, service(ctx))
+    let builder = if slot.is_some() {
+        &builders.h1_plain
+    } else {
+        &builders.h1
+    };
+    let _ = builder
+        .serve_connection(io, service(ctx, slot))
         .with_upgrades()
         .await;
     drop(active);
@@ -697,7 +725,7 @@ async fn closure(
                 return response;
             }
         };
-    let range = super::file::Asked::of(&parts.headers);
+    let range = super::file::Asked::of(&parts.headers, &parts.extensions);
     let (method, path) = (parts.method.clone(), parts.uri.clone());
     let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let (called, stopped) = server
