@@ -31,8 +31,8 @@ pub struct Asked {
 
 impl Asked {
     /// The headers of a request that bear on a file reply, and the
-    /// connection's sendfile slot if its extensions hold one.
-    pub fn of(headers: &HeaderMap, extensions: &hyper::http::Extensions) -> Asked {
+    /// connection's sendfile slot if it has one.
+    pub fn of(headers: &HeaderMap, sendfile: Option<Slot>) -> Asked {
         let get = |name| {
             headers
                 .get(name)
@@ -43,7 +43,7 @@ impl Asked {
             if_range: get(header::IF_RANGE),
             if_none_match: get(header::IF_NONE_MATCH),
             if_modified_since: get(header::IF_MODIFIED_SINCE),
-            sendfile: extensions.get::<Slot>().cloned(),
+            sendfile,
         }
     }
 

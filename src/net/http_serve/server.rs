@@ -375,6 +375,7 @@ async fn accept_loop(
                     server: state.shared.clone(),
                     permit: permit.clone(),
                     conn: running::Conn::new(std::os::fd::AsRawFd::as_raw_fd(&stream)),
+                    sendfile: None,
                 };
                 let _ = stream.set_nodelay(true);
                 // Two tasks of their own size: the plain one does not carry
@@ -476,11 +477,9 @@ async fn sniff(stream: &TcpStream, limit: Duration) -> Option<bool> {
     tokio::time::timeout(limit, look).await.ok().flatten()
 }
 
-/// What answers each request of a connection; `slot`, on a plain
-/// HTTP/1.1 one, lets its file replies go by sendfile.
+/// What answers each request of a connection.
 fn service(
     ctx: RequestCtx,
-    slot: Option<sendfile::Slot>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -488,11 +487,8 @@ fn service(
     Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
 > + Clone
 + Send {
-    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+    hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        if let Some(slot) = &slot {
-            req.extensions_mut().insert(slot.clone());
-        }
         // Boxed: hyper keeps the service's future inline in every
         // connection, idle or not, and a request's future is as large as
         // its largest branch (folders, bodies, handlers): boxed, an idle
@@ -510,10 +506,14 @@ async fn plain(stream: TcpStream, ctx: RequestCtx, builders: Arc<Builders>, acti
         Some(false) => match sendfile::Slot::new() {
             Some(slot) => {
                 let io = TokioIo::new(sendfile::Io::new(stream, slot.clone()));
-                tokio::spawn(http1(io, ctx, builders, active, Some(slot)));
+                let ctx = RequestCtx {
+                    sendfile: Some(slot),
+                    ..ctx
+                };
+                tokio::spawn(http1(io, ctx, builders, active));
             }
             None => {
-                tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active, None));
+                tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
             }
         },
         None => {}
@@ -535,29 +535,24 @@ async fn secure(
     if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
         tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
     } else {
-        tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active, None));
+        tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
     }
 }
 
 /// An HTTP/1.1 connection until it closes (upgrades allowed, for
 /// WebSocket). A client that resets or times out is no error of the
-/// server's. `slot` is given on a plain connection, whose IO sends files.
-async fn http1<I>(
-    io: TokioIo<I>,
-    ctx: RequestCtx,
-    builders: Arc<Builders>,
-    active: Active,
-    slot: Option<sendfile::Slot>,
-) where
+/// server's. A plain connection's IO sends files (`ctx.sendfile`).
+async fn http1<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, active: Active)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let builder = if slot.is_some() {
+    let builder = if ctx.sendfile.is_some() {
         &builders.h1_plain
     } else {
         &builders.h1
     };
     let _ = builder
-        .serve_connection(io, service(ctx, slot))
+        .serve_connection(io, service(ctx))
         .with_upgrades()
         .await;
     drop(active);
@@ -697,7 +692,14 @@ async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     };
     match target {
         Target::Closure(handler) => closure(req, params, &handler, ctx).await,
-        Target::Folder(folder) => folder.respond(req, &rest).await,
+        Target::Folder(folder) => {
+            let mut req = req;
+            if let Some(slot) = &ctx.sendfile {
+                // Read by `files::get` for a file's body.
+                req.extensions_mut().insert(slot.clone());
+            }
+            folder.respond(req, &rest).await
+        }
         Target::WebSocket(route) => route.accept(req, ctx),
     }
 }
@@ -725,7 +727,7 @@ async fn closure(
                 return response;
             }
         };
-    let range = super::file::Asked::of(&parts.headers, &parts.extensions);
+    let range = super::file::Asked::of(&parts.headers, ctx.sendfile.clone());
     let (method, path) = (parts.method.clone(), parts.uri.clone());
     let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let (called, stopped) = server
