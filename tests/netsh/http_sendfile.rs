@@ -392,21 +392,29 @@ fn plain_http1_files_go_by_sendfile() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starting strace");
-    // strace says on stderr when it has attached (or why it cannot).
-    let mut said = String::new();
+    // strace says on stderr once it has attached every thread ("Process
+    // N attached with T threads"), or why it cannot; later threads are
+    // followed (`-f`).
+    let (lines, said) = std::sync::mpsc::channel();
     if let Some(err) = strace.stderr.take() {
-        let mut lines = std::io::BufReader::new(err);
-        let _ = std::io::BufRead::read_line(&mut lines, &mut said);
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        std::thread::spawn(move || {
+            let err = std::io::BufReader::new(err);
+            for line in std::io::BufRead::lines(err).map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
     }
-    if !said.contains("attached") {
+    let first = said
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_default();
+    if !first.contains("attached") {
         let _ = strace.kill();
         let _ = strace.wait();
-        crate::support::skip(test, &format!("strace could not attach: {}", said.trim()));
+        crate::support::skip(test, &format!("strace could not attach: {first}"));
         return;
     }
-    // Every thread attached before the request (the first line names one).
-    std::thread::sleep(Duration::from_millis(500));
     let mut c = Client::new(port);
     assert_eq!(c.get("GET", "/a.bin", ""), (200, data.clone()));
     drop(c);
