@@ -27,12 +27,20 @@
 //!
 //! A file that shrinks while being sent ends in `sendfile` returning 0
 //! before the span is done: the write fails, hyper cuts the connection,
-//! and the client sees a body shorter than its `Content-Length`. As with
-//! nginx's sendfile without `aio`, a page that is not in the cache is
-//! read by the worker inside `sendfile`; TLS and HTTP/2 keep the read
-//! path of `files::send`, which never waits on the disk on a worker.
+//! and the client sees a body shorter than its `Content-Length`.
+//!
+//! `sendfile` reads a page that is not in the page cache inside the
+//! call, on the runtime's worker (nginx without `aio` does the same). So
+//! that a slow disk does not stall a worker's other connections, each
+//! span is first pulled into the cache on the blocking pool (`warm`:
+//! sendfile to `/dev/null`, no copy), and the next span is warmed while
+//! this one goes out; a marker is yielded only once its span is warm.
+//! The blocking task waits on the disk, never on the client. Pages the
+//! kernel evicts in between are read inside `sendfile` after all; the
+//! bytes sent are right either way.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
@@ -48,10 +56,11 @@ use tokio::net::TcpStream;
 
 use super::body::Body;
 
-/// The reserved address space markers are cut from, and so the longest
-/// span one marker stands for. It is only address space: its pages are
-/// never touched, so they take no memory.
+/// The reserved address space markers are cut from. It is only address
+/// space: its pages are never touched, so they take no memory.
 const REGION: usize = 64 * 1024 * 1024;
+/// The longest span one marker stands for, warmed in one blocking step.
+const SPAN: usize = 8 * 1024 * 1024;
 
 /// The region, mapped once for the process; `None` if it could not be.
 fn region() -> Option<&'static [u8]> {
@@ -146,17 +155,55 @@ pub fn body(file: File, start: u64, len: u64, slot: Slot) -> Body {
         next: start,
         end: start + len,
         slot,
+        warming: None,
+        warm: false,
     }
     .boxed()
 }
 
 /// A file body as markers, one span at a time: the next marker is made
-/// only once the socket has taken the last one's span.
+/// only once its span is warm and the socket has taken the last one's.
 struct Markers {
     file: Arc<File>,
     next: u64,
     end: u64,
     slot: Slot,
+    /// The blocking step warming the span from `next`, until it ends.
+    warming: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the span from `next` has been warmed.
+    warm: bool,
+}
+
+impl Markers {
+    fn span_len(&self) -> usize {
+        (self.end - self.next).min(SPAN as u64) as usize
+    }
+}
+
+/// Pulls `[at, at + len)` of `file` into the page cache: sendfile to
+/// `/dev/null` reads the pages without copying them anywhere. Best
+/// effort: an error, or a file that ends early, leaves the rest to the
+/// socket's sendfile, which reports it.
+fn warm(file: Arc<File>, at: u64, len: usize) -> tokio::task::JoinHandle<()> {
+    static NULL: OnceLock<Option<File>> = OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let Some(null) = NULL
+            .get_or_init(|| File::options().write(true).open("/dev/null").ok())
+            .as_ref()
+        else {
+            return;
+        };
+        let Ok(mut from) = i64::try_from(at) else {
+            return;
+        };
+        let mut left = len;
+        while left > 0 {
+            match nix::sys::sendfile::sendfile(null.as_fd(), file.as_fd(), Some(&mut from), left) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
 }
 
 impl hyper::body::Body for Markers {
@@ -174,19 +221,35 @@ impl hyper::body::Body for Markers {
         let Some(region) = region() else {
             return Poll::Ready(Some(Err(io::Error::other("no sendfile region"))));
         };
+        let len = this.span_len();
+        if !this.warm {
+            let warming = this
+                .warming
+                .get_or_insert_with(|| warm(this.file.clone(), this.next, len));
+            // Warming is best effort: a step that failed to finish changes
+            // nothing the socket's sendfile would not find itself.
+            let _ = ready!(Pin::new(warming).poll(cx));
+            // A finished task is not polled again.
+            this.warming = None;
+            this.warm = true;
+        }
         let mut shared = this.slot.lock();
         if shared.pending.is_some() {
             shared.waiting = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let len = (this.end - this.next).min(REGION as u64) as usize;
         shared.pending = Some(Span {
             file: this.file.clone(),
             at: this.next,
             len,
             sent: 0,
         });
+        drop(shared);
         this.next += len as u64;
+        this.warm = false;
+        // The next span comes off the disk while this one goes out.
+        this.warming =
+            (this.next < this.end).then(|| warm(this.file.clone(), this.next, this.span_len()));
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&region[..len])))))
     }
 
