@@ -43,6 +43,7 @@ mod fetch;
 mod fetch_trust;
 mod handshake;
 mod http_files;
+mod http_sendfile;
 mod http_serve;
 mod interact;
 mod lab;

@@ -14,6 +14,7 @@ use hyper::{HeaderMap, Response, StatusCode, header};
 
 use super::body::{self, Body};
 use super::files::{cache::Validators, mime, range, send};
+use super::sendfile::Slot;
 use crate::error::{Error, Result};
 use crate::net::helpers::file_error;
 
@@ -24,11 +25,14 @@ pub struct Asked {
     if_range: Option<Vec<u8>>,
     if_none_match: Option<Vec<u8>>,
     if_modified_since: Option<Vec<u8>>,
+    /// The connection's sendfile slot, on a plain HTTP/1.1 connection.
+    sendfile: Option<Slot>,
 }
 
 impl Asked {
-    /// The headers of a request that bear on a file reply.
-    pub fn of(headers: &HeaderMap) -> Asked {
+    /// The headers of a request that bear on a file reply, and the
+    /// connection's sendfile slot if it has one.
+    pub fn of(headers: &HeaderMap, sendfile: Option<Slot>) -> Asked {
         let get = |name| {
             headers
                 .get(name)
@@ -39,6 +43,15 @@ impl Asked {
             if_range: get(header::IF_RANGE),
             if_none_match: get(header::IF_NONE_MATCH),
             if_modified_since: get(header::IF_MODIFIED_SINCE),
+            sendfile,
+        }
+    }
+
+    /// The file whole and unconditionally, still by sendfile if it could be.
+    pub fn whole(&self) -> Asked {
+        Asked {
+            sendfile: self.sendfile.clone(),
+            ..Asked::default()
         }
     }
 }
@@ -107,8 +120,8 @@ pub fn send(path: &Path, asked: &Asked) -> Result<Response<Body>> {
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, header::HeaderValue::from(count));
-    *response.body_mut() =
-        send::range(file, start, count, None).map_err(|e| file_error("reading", path, e))?;
+    *response.body_mut() = send::range(file, start, count, None, asked.sendfile.clone())
+        .map_err(|e| file_error("reading", path, e))?;
     Ok(response)
 }
 

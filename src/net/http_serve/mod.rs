@@ -33,6 +33,7 @@ pub mod reply;
 pub mod request;
 pub mod routes;
 pub mod running;
+pub mod sendfile;
 pub mod server;
 pub mod streams;
 

@@ -118,7 +118,7 @@ fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
             .into_string()
             .map_err(|_| crate::error::wrong_type("a path as the reply's file", path))?;
         // Only a 200 is made partial or 304; another status goes whole.
-        let plain = super::file::Asked::default();
+        let plain = range.whole();
         let asked = if status == StatusCode::OK {
             range
         } else {

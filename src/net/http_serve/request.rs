@@ -36,6 +36,9 @@ pub struct RequestCtx {
     pub permit: crate::permit::Context,
     /// The connection, as the watchdog of running handlers sees it.
     pub conn: Arc<super::running::Conn>,
+    /// On a plain HTTP/1.1 connection, what lets its file replies go by
+    /// sendfile.
+    pub sendfile: Option<super::sendfile::Slot>,
 }
 
 /// A request as a handler sees it. Its parts stay as hyper read them, and

@@ -54,6 +54,7 @@ use super::{
     request::{Peer, Request as Req, RequestCtx},
     routes::{Lookup, Routes, Target},
     running::{self, Running, Stopped},
+    sendfile,
     streams::{Counted, Streams},
 };
 use crate::error::{Error, Result};
@@ -367,6 +368,7 @@ async fn accept_loop(
                     server: state.shared.clone(),
                     permit: permit.clone(),
                     conn: running::Conn::new(std::os::fd::AsRawFd::as_raw_fd(&stream)),
+                    sendfile: None,
                 };
                 let _ = stream.set_nodelay(true);
                 // Two tasks of their own size: the plain one does not carry
@@ -406,6 +408,10 @@ async fn accept_loop(
 /// state.
 pub struct Builders {
     h1: hyper::server::conn::http1::Builder,
+    /// HTTP/1.1 on a plain socket, where files go by sendfile: hyper must
+    /// hand body buffers to the IO as they are, never copied
+    /// (`writev(true)`: its `Queue` strategy; see `sendfile`).
+    h1_plain: hyper::server::conn::http1::Builder,
     h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     header_timeout: Duration,
 }
@@ -417,6 +423,8 @@ impl Builders {
             .header_read_timeout(header_timeout)
             .max_buf_size(MAX_HEAD)
             .keep_alive(true);
+        let mut h1_plain = h1.clone();
+        h1_plain.writev(true).pipeline_flush(false);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         // A ping when the connection has been quiet for the header
         // timeout, and the connection closed if the answer takes as long:
@@ -428,6 +436,7 @@ impl Builders {
             .keep_alive_timeout(header_timeout);
         Builders {
             h1,
+            h1_plain,
             h2,
             header_timeout,
         }
@@ -487,9 +496,19 @@ async fn plain(stream: TcpStream, ctx: RequestCtx, builders: Arc<Builders>, acti
         Some(true) => {
             tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
         }
-        Some(false) => {
-            tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
-        }
+        Some(false) => match sendfile::Slot::new() {
+            Some(slot) => {
+                let io = TokioIo::new(sendfile::Io::new(stream, slot.clone()));
+                let ctx = RequestCtx {
+                    sendfile: Some(slot),
+                    ..ctx
+                };
+                tokio::spawn(http1(io, ctx, builders, active));
+            }
+            None => {
+                tokio::spawn(http1(TokioIo::new(stream), ctx, builders, active));
+            }
+        },
         None => {}
     }
 }
@@ -515,13 +534,17 @@ async fn secure(
 
 /// An HTTP/1.1 connection until it closes (upgrades allowed, for
 /// WebSocket). A client that resets or times out is no error of the
-/// server's.
+/// server's. A plain connection's IO sends files (`ctx.sendfile`).
 async fn http1<I>(io: TokioIo<I>, ctx: RequestCtx, builders: Arc<Builders>, active: Active)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let _ = builders
-        .h1
+    let builder = if ctx.sendfile.is_some() {
+        &builders.h1_plain
+    } else {
+        &builders.h1
+    };
+    let _ = builder
         .serve_connection(io, service(ctx))
         .with_upgrades()
         .await;
@@ -662,7 +685,14 @@ async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
     };
     match target {
         Target::Closure(handler) => closure(req, params, &handler, ctx).await,
-        Target::Folder(folder) => folder.respond(req, &rest).await,
+        Target::Folder(folder) => {
+            let mut req = req;
+            if let Some(slot) = &ctx.sendfile {
+                // Read by `files::get` for a file's body.
+                req.extensions_mut().insert(slot.clone());
+            }
+            folder.respond(req, &rest).await
+        }
         Target::WebSocket(route) => route.accept(req, ctx),
     }
 }
@@ -690,7 +720,7 @@ async fn closure(
                 return response;
             }
         };
-    let range = super::file::Asked::of(&parts.headers);
+    let range = super::file::Asked::of(&parts.headers, ctx.sendfile.clone());
     let (method, path) = (parts.method.clone(), parts.uri.clone());
     let request = Req::new(parts, params, bytes, ctx.peer.addr);
     let (called, stopped) = server

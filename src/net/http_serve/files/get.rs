@@ -11,6 +11,7 @@ use super::path::{self, Refused};
 use super::range::{self, Wanted};
 use super::{Folder, listing, mime, refused, send, text};
 use crate::net::http_serve::body::{Body, empty, full};
+use crate::net::http_serve::sendfile::Slot;
 
 /// Answers a GET or HEAD for `rest` under the folder.
 pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body> {
@@ -63,7 +64,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
             && let Ok(meta) = file.metadata()
             && meta.is_file()
         {
-            return send_file(folder, req.headers(), file, &meta, b"index.html", head);
+            return send_file(folder, req, file, &meta, b"index.html", head);
         }
         return folder_page(folder, &real, full_path, head);
     }
@@ -71,7 +72,7 @@ pub fn answer<B>(folder: &Folder, req: &Request<B>, rest: &str) -> Response<Body
         return refused(&Refused::Missing);
     }
     let name = segs.parts.last().map(Vec::as_slice).unwrap_or(b"");
-    send_file(folder, req.headers(), file, &meta, name, head)
+    send_file(folder, req, file, &meta, name, head)
 }
 
 fn folder_page(folder: &Folder, dir: &std::path::Path, shown: &str, head: bool) -> Response<Body> {
@@ -92,14 +93,15 @@ fn folder_page(folder: &Folder, dir: &std::path::Path, shown: &str, head: bool) 
     response
 }
 
-fn send_file(
+fn send_file<B>(
     folder: &Folder,
-    asked: &HeaderMap,
+    req: &Request<B>,
     file: File,
     meta: &std::fs::Metadata,
     name: &[u8],
     head: bool,
 ) -> Response<Body> {
+    let asked = req.headers();
     let size = meta.len();
     let mut validators = Validators::new(size, meta.modified().unwrap_or(std::time::UNIX_EPOCH));
     let content_type = mime::content_type(name);
@@ -178,7 +180,13 @@ fn send_file(
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if !head {
-        match send::range(file, start, len, folder.rate_limit) {
+        match send::range(
+            file,
+            start,
+            len,
+            folder.rate_limit,
+            req.extensions().get::<Slot>().cloned(),
+        ) {
             Ok(body) => *response.body_mut() = body,
             Err(_) => {
                 return text(

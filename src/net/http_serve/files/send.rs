@@ -7,7 +7,12 @@
 //! one thread per response, 512 clients that never read used up tokio's
 //! blocking pool and every other download stalled). A disk that stalls
 //! still never stalls the runtime's workers. `rate_limit` is kept by a
-//! timer between chunks, also without a thread.
+//! timer between chunks, also without a thread. On a plain HTTP/1.1
+//! connection without `rate_limit`, a larger file's span goes by
+//! sendfile instead (`sendfile.rs`); this read path is for TLS, HTTP/2,
+//! gzip and several ranges. (1 MiB chunks were tried for it: a noisy
+//! 0.80-1.47x nginx against 0.60-0.99x for 256 KiB in the same runs,
+//! at four times the memory a client that stops reading holds.)
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,22 +29,34 @@ use hyper::body::Frame;
 use tokio::task::JoinHandle;
 
 use super::super::body::{Body, full};
+use super::super::sendfile::{self, Slot};
 
 /// Files up to this size are read in one call on the runtime thread.
 pub const SMALL: u64 = 64 * 1024;
-/// The size of each read of a larger file.
+/// The size of each read of a larger file on the read path.
 const CHUNK: usize = 256 * 1024;
 /// Chunks of input a gzip step reads at most before handing back what it
 /// has (a file of zeros compresses a thousandfold: without a cap one step
 /// would read the whole file).
 const GZIP_STEP_CHUNKS: usize = 4;
 
-/// `len` bytes of `file` from `start`, at most `rate` bytes a second if given.
-pub fn range(file: File, start: u64, len: u64, rate: Option<u64>) -> std::io::Result<Body> {
+/// `len` bytes of `file` from `start`, at most `rate` bytes a second if
+/// given; by sendfile through the connection's `slot` if it has one and
+/// no rate is set.
+pub fn range(
+    file: File,
+    start: u64,
+    len: u64,
+    rate: Option<u64>,
+    slot: Option<Slot>,
+) -> std::io::Result<Body> {
     if len <= SMALL && rate.is_none() {
         let mut buf = vec![0; len as usize];
         file.read_exact_at(&mut buf, start).map_err(shrank)?;
         return Ok(full(buf));
+    }
+    if let (Some(slot), None) = (slot, rate) {
+        return Ok(sendfile::body(file, start, len, slot));
     }
     let chunk = chunk_for(rate);
     let mut queue = VecDeque::new();
