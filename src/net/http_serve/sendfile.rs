@@ -732,4 +732,22 @@ mod tests {
         assert!(io.write_vectored(&bufs).await.is_err());
         assert!(received(&mut client).await.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_file_refusing_sendfile_turns_to_the_read_path() {
+        // procfs does not splice: sendfile from it is EINVAL, as from a
+        // file system without it; reading it works.
+        let slot = Slot::new().unwrap();
+        let file = File::open("/proc/self/status").unwrap();
+        let mut body = Markers::new(file, 0, 100_000, slot.clone());
+        let frame = body.frame().await.expect("a frame");
+        assert!(body.fallback.is_some(), "the body did not turn");
+        assert!(slot.lock().pending.is_none(), "a marker was made");
+        // The read path's bytes (or its error at the short file's end).
+        if let Ok(frame) = frame {
+            let data = frame.into_data().unwrap();
+            assert!(place(&data).unwrap().is_none());
+            assert!(data.starts_with(b"Name:"), "{data:?}");
+        }
+    }
 }
