@@ -147,18 +147,26 @@ struct Shared {
 /// What a connection's [`Io`] and the file bodies of its responses
 /// share: at most one pending span. A request on a connection that can
 /// send files so carries one in its extensions.
-#[derive(Clone, Default)]
-pub struct Slot(Arc<Mutex<Shared>>);
+#[derive(Clone)]
+pub struct Slot {
+    shared: Arc<Mutex<Shared>>,
+    /// The server's count of bytes warming steps read (`stats().warmed`).
+    warmed: Arc<AtomicU64>,
+}
 
 impl Slot {
-    /// A slot for a new connection, if markers can be made here.
-    pub fn new() -> Option<Slot> {
-        region().map(|_| Slot::default())
+    /// A slot for a new connection, if markers can be made here; its
+    /// bodies' warming is counted in `warmed`.
+    pub fn new(warmed: Arc<AtomicU64>) -> Option<Slot> {
+        region().map(|_| Slot {
+            shared: Arc::default(),
+            warmed,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // Nothing holding the lock panics; if it did, the state is still whole.
-        self.0
+        self.shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -193,7 +201,8 @@ struct Markers {
     warm: bool,
     /// Set when the body is dropped: a warming step stops at its next piece.
     cancel: Arc<AtomicBool>,
-    /// Bytes this body's warming steps have pulled through (for tests).
+    /// Bytes this body's warming steps have pulled through; the server's
+    /// count is the slot's.
     warmed: Arc<AtomicU64>,
     /// The read path this body turned to when the file system refused
     /// sendfile.
@@ -256,7 +265,7 @@ fn warm(
     at: u64,
     len: usize,
     cancel: Arc<AtomicBool>,
-    warmed: Arc<AtomicU64>,
+    warmed: [Arc<AtomicU64>; 2],
 ) -> tokio::task::JoinHandle<Warmed> {
     static NULL: OnceLock<Option<File>> = OnceLock::new();
     tokio::task::spawn_blocking(move || {
@@ -275,7 +284,9 @@ fn warm(
             match nix::sys::sendfile::sendfile(null.as_fd(), file.as_fd(), Some(&mut from), piece) {
                 Ok(0) => return Warmed::Done,
                 Ok(n) => {
-                    warmed.fetch_add(n as u64, Ordering::Relaxed);
+                    for count in &warmed {
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                     left = left.saturating_sub(n);
                 }
                 Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => return Warmed::Refused,
@@ -330,7 +341,7 @@ impl hyper::body::Body for Markers {
                     this.next,
                     len,
                     this.cancel.clone(),
-                    this.warmed.clone(),
+                    [this.warmed.clone(), this.slot.warmed.clone()],
                 ));
             }
             let warming = this.warming.as_mut().expect("set just above");
@@ -573,7 +584,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let slot = Slot::new().expect("the region maps");
+        let slot = Slot::new(Arc::default()).expect("the region maps");
         (Io::new(server, slot.clone()), slot, client)
     }
 
@@ -693,7 +704,7 @@ mod tests {
         // socket never takes the first marker's span.
         let file = tempfile::NamedTempFile::new().unwrap();
         file.as_file().set_len(40 << 20).unwrap();
-        let slot = Slot::new().unwrap();
+        let slot = Slot::new(Arc::default()).unwrap();
         let mut body = Markers::new(File::open(file.path()).unwrap(), 0, 40 << 20, slot);
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first.len(), FIRST_SPAN);
@@ -737,7 +748,7 @@ mod tests {
     async fn a_file_refusing_sendfile_turns_to_the_read_path() {
         // procfs does not splice: sendfile from it is EINVAL, as from a
         // file system without it; reading it works.
-        let slot = Slot::new().unwrap();
+        let slot = Slot::new(Arc::default()).unwrap();
         let file = File::open("/proc/self/status").unwrap();
         let mut body = Markers::new(file, 0, 100_000, slot.clone());
         let frame = body.frame().await.expect("a frame");
