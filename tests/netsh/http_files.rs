@@ -901,6 +901,65 @@ fn clients_that_never_read_do_not_stop_other_downloads() {
     drop(stuck);
 }
 
+/// The same without `rate_limit`, so the files go by sendfile: 50
+/// clients that ask for a 64 MiB file and never read it (their sockets
+/// full, the server's sendfile getting EAGAIN) do not stop another
+/// client's downloads, a small file and a 4 MiB one by sendfile.
+#[test]
+fn clients_that_never_read_do_not_stop_other_sendfile_downloads() {
+    let test = "http_files::clients_that_never_read_do_not_stop_other_sendfile_downloads";
+    if !has_curl(test) {
+        return;
+    }
+    const STUCK: usize = 50;
+    let s = site();
+    // Sparse: 64 MiB of file, no disk.
+    std::fs::File::create(s.root.join("big.bin"))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mid = pseudo_random(4 << 20, 5);
+    std::fs::write(s.root.join("mid.bin"), &mid).unwrap();
+    std::fs::write(s.root.join("small.bin"), pseudo_random(20_000, 4)).unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true}");
+    let mut stuck = Vec::with_capacity(STUCK);
+    for _ in 0..STUCK {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .unwrap();
+        stuck.push(c);
+    }
+    for c in &mut stuck {
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let (status, _, body) = fetch(&[
+        "--max-time",
+        "15",
+        &format!("http://127.0.0.1:{port}/small.bin"),
+    ]);
+    assert_eq!(
+        (status, body.len()),
+        (200, 20_000),
+        "the small download did not complete"
+    );
+    assert_eq!(body, pseudo_random(20_000, 4));
+    let (status, _, body) = fetch(&[
+        "--max-time",
+        "15",
+        &format!("http://127.0.0.1:{port}/mid.bin"),
+    ]);
+    assert_eq!(
+        (status, body.len()),
+        (200, mid.len()),
+        "the 4 MiB download did not complete"
+    );
+    assert!(body == mid, "the 4 MiB download differs");
+    drop(stuck);
+}
+
 /// Writes are held to more than reads: a form's file name starting with
 /// `.` is refused like a PUT's (`x/.bashrc` too); a browser's upload from
 /// another site's page (its `Origin`, or `Sec-Fetch-Site: cross-site`) is

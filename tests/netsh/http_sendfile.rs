@@ -1,7 +1,8 @@
 //! Files that `http_serve` sends by sendfile on plain HTTP/1.1 (its
 //! `sendfile` module), checked byte for byte against the file: whole
 //! downloads by curl (sha256), ranges that cross the span one marker
-//! stands for (8 MiB), several ranges, HEAD, several answers on one
+//! stands for (8 MiB) and a range's own spans (they start at its start
+//! and grow from 512 KiB), several ranges, HEAD, several answers on one
 //! keep-alive connection, a `file:` reply from a handler, and a file cut
 //! short while it is being sent. Big files are sparse, with patches of
 //! pseudo-random bytes, so the tests stay fast and small on disk.
@@ -212,6 +213,7 @@ fn folder_files_whole_and_in_ranges() {
         (SPAN - 40_000, SPAN + 40_000),
         (0, SPAN + 1),
         (2 * SPAN - 1, len - 1),
+        // One byte: the read path (64 KiB or less).
         (len - 1, len - 1),
     ] {
         let (code, status, headers) = curl_to(&["-r", &format!("{from}-{to}"), &url], &out);
@@ -308,9 +310,30 @@ fn file_replies_go_whole_and_in_ranges() {
     let (code, status, _) = curl_to(&[&url], &out);
     assert_eq!((code, status), (0, 200));
     assert_eq!(sha256_of(&out), sha256_of(&big));
+    // 11 bytes go the read path (64 KiB or less), still right.
     let (code, status, _) = curl_to(&["-r", &format!("{}-{}", SPAN - 5, SPAN + 5), &url], &out);
     assert_eq!((code, status), (0, 206));
     assert_eq!(std::fs::read(&out).unwrap(), bytes_of(&big, SPAN - 5, 11));
+    // Ranges past 64 KiB go by sendfile, in spans that start at the
+    // range's start (512 KiB, then twice as long each up to 8 MiB): from
+    // 512 KiB + 1000, each of those edges falls in a patch of random
+    // bytes (one every MiB), and the long one crosses the file's spans too.
+    let expected = tmp.path().join("expected");
+    for (from, count) in [
+        (SPAN - 50_000, 100_000),
+        (MIB / 2 + 1000, 17 * MIB + 3),
+        (MIB / 2 + 1000, len - (MIB / 2 + 1000)),
+    ] {
+        let to = from + count - 1;
+        let (code, status, _) = curl_to(&["-r", &format!("{from}-{to}"), &url], &out);
+        assert_eq!((code, status), (0, 206), "range {from}-{to}");
+        std::fs::write(&expected, bytes_of(&big, from, count)).unwrap();
+        assert_eq!(
+            sha256_of(&out),
+            sha256_of(&expected),
+            "range {from}-{to} differs"
+        );
+    }
     let (code, status, headers) = curl_to(&["-I", &url], &out);
     assert_eq!((code, status), (0, 200));
     assert_eq!(
@@ -355,9 +378,23 @@ fn a_file_cut_short_mid_download_ends_the_connection() {
         .unwrap()
         .set_len(KEPT)
         .unwrap();
+    // The connection must end at once, well before this timeout: a
+    // server that kept it open short of its length would hang clients.
+    c.s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     body.extend(c.body(len - MIB));
     assert_eq!(body.len() as u64, KEPT, "not the bytes the file still had");
     assert!(body == kept, "the bytes sent are not the file's");
+    match c.s.read(&mut [0u8; 1]) {
+        Ok(0) => {}
+        Ok(_) => panic!("bytes after the file's end"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the connection did not end: {e}"
+        ),
+    }
 
     let mut c = Client::new(port);
     let (status, body) = c.get("GET", "/cut.bin", "");
@@ -378,15 +415,20 @@ fn plain_http1_files_go_by_sendfile() {
     let tmp = tempfile::tempdir().unwrap();
     let site = tmp.path().join("site");
     std::fs::create_dir(&site).unwrap();
-    let data = pseudo_random(3 * MIB as usize, 12);
+    // Past one span, so warming steps (sendfile to /dev/null) run on
+    // other threads while the socket's sendfile goes on.
+    let data = pseudo_random(2 * SPAN as usize + 12_345, 12);
     std::fs::write(site.join("a.bin"), &data).unwrap();
     let (server, port) = serve(&format!(
         "let s = http_serve(\"127.0.0.1:0\", {:?}, #{{quiet: true}}); print(s.port); s.wait();",
         site.display().to_string()
     ));
     let trace = tmp.path().join("trace");
+    // `-ff`: each thread's calls in a file of its own, so a call is never
+    // split into `<unfinished ...>` and `resumed>` lines by another
+    // thread's call (the split line would carry no result to count).
     let mut strace = Command::new("strace")
-        .args(["-f", "-y", "-e", "trace=sendfile,pread64", "-o"])
+        .args(["-ff", "-y", "-e", "trace=sendfile,pread64", "-o"])
         .arg(&trace)
         .args(["-p", &server.pid().to_string()])
         .stdout(std::process::Stdio::null())
@@ -425,7 +467,21 @@ fn plain_http1_files_go_by_sendfile() {
         nix::sys::signal::Signal::SIGINT,
     );
     let _ = strace.wait();
-    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    // `trace.<tid>` for each thread.
+    let mut text = String::new();
+    for entry in std::fs::read_dir(tmp.path()).unwrap().map_while(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with("trace.") {
+            text += &std::fs::read_to_string(entry.path()).unwrap_or_default();
+        }
+    }
+    assert!(
+        !text.contains("unfinished") && !text.contains("resumed>"),
+        "a call split over two lines:\n{text}"
+    );
+    assert!(
+        text.contains("</dev/null>"),
+        "no warming step was traced:\n{text}"
+    );
     let sent: u64 = text
         .lines()
         // `-y` names each descriptor: the socket's, not the warming
@@ -448,5 +504,48 @@ fn plain_http1_files_go_by_sendfile() {
     assert!(
         !text.contains("pread64("),
         "the file was read into netsh:\n{text}"
+    );
+}
+
+/// Clients that leave right after the head cost little disk: ten of them
+/// on ten 40 MiB files make the server read ahead (`stats().warmed`) at
+/// most 2 MiB each (about 0.25 MiB here), not the 8 MiB span and the
+/// next one each that it once read regardless (80–160 MiB).
+#[test]
+fn clients_gone_after_the_head_cost_little_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    for i in 0..10 {
+        File::create(site.join(format!("{i}.bin")))
+            .unwrap()
+            .set_len(40 * MIB)
+            .unwrap();
+    }
+    let mut server = Peer::netsh(&format!(
+        r#"let s = http_serve("127.0.0.1:0", {:?}, #{{quiet: true}}); print(s.port);
+        while s.stats().requests < 10 || s.stats().active > 0 {{ sleep(20) }}
+        sleep(500);
+        print(`warmed ${{s.stats().warmed}}`);
+        s.wait();"#,
+        site.display().to_string()
+    ));
+    let port = server.port();
+    for i in 0..10 {
+        let mut c = Client::new(port);
+        let (status, len) = c.ask("GET", &format!("/{i}.bin"), "");
+        assert_eq!((status, len), (200, 40 * MIB));
+    }
+    let line = server.expect("warmed ");
+    let warmed: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"));
+    assert!(warmed > 0, "nothing was warmed: the test shows nothing");
+    assert!(
+        warmed <= 20 * MIB,
+        "{} MiB read ahead for 10 clients that left",
+        warmed / MIB
     );
 }

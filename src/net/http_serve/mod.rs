@@ -320,8 +320,9 @@ mod api {
     }
 
     /// What the server has done: `#{connections, active, requests,
-    /// errors}` (connections accepted, open now, requests answered,
-    /// answers with a 5xx status).
+    /// errors, warmed}` (connections accepted, open now, requests
+    /// answered, answers with a 5xx status, bytes of files read ahead
+    /// into the page cache for sendfile).
     ///
     /// ```rhai
     /// s.stats().requests

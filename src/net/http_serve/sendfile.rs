@@ -21,9 +21,15 @@
 //! before a byte of it is sent and cuts the connection with an error:
 //! a write while a marker is pending that does not carry the marker (it
 //! was copied), a marker slice that is not the next unsent byte of the
-//! pending span (reordered or split), a marker with no span pending. The
+//! pending span (reordered or split), a marker with no span pending,
+//! bytes ahead of a marker other than its body's head (before a later
+//! span, or the rest of a partly sent one). The
 //! region's pages are read-only zeros, so even a copy would be zeros,
 //! never other memory.
+//!
+//! A file system that refuses sendfile (EINVAL, ENOSYS, EOPNOTSUPP from
+//! a warming step, which runs before the span's marker is yielded) turns
+//! the body to the read path (`files::send`) from there on.
 //!
 //! A file that shrinks while being sent ends in `sendfile` returning 0
 //! before the span is done: the write fails, hyper cuts the connection,
@@ -33,8 +39,13 @@
 //! call, on the runtime's worker (nginx without `aio` does the same). So
 //! that a slow disk does not stall a worker's other connections, each
 //! span is first pulled into the cache on the blocking pool (`warm`:
-//! sendfile to `/dev/null`, no copy), and the next span is warmed while
-//! this one goes out; a marker is yielded only once its span is warm.
+//! sendfile to `/dev/null`, no copy); a marker is yielded only once its
+//! span is warm. Reading ahead costs disk for bytes a client may never
+//! take, so it follows the client: the first span is small
+//! ([`FIRST_SPAN`]: its first byte waits on little disk) and each next
+//! one twice as long up to [`SPAN`]; the next span is warmed only once
+//! the socket has taken most of the current one; and a warming step
+//! reads in [`PIECE`]s, stopping between them once the body is dropped.
 //! The blocking task waits on the disk, never on the client. Pages the
 //! kernel evicts in between are read inside `sendfile` after all; the
 //! bytes sent are right either way.
@@ -45,22 +56,30 @@ use std::io::{self, IoSlice};
 use std::num::NonZeroUsize;
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
+use nix::errno::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::body::Body;
 
-/// The reserved address space markers are cut from. It is only address
-/// space: its pages are never touched, so they take no memory.
-const REGION: usize = 64 * 1024 * 1024;
-/// The longest span one marker stands for, warmed in one blocking step.
+/// The longest span one marker stands for.
 const SPAN: usize = 8 * 1024 * 1024;
+/// The first span of a body: small, so its first byte waits on little
+/// disk and a client that leaves after the head costs little reading.
+const FIRST_SPAN: usize = 512 * 1024;
+/// How much one warming read takes before it looks at its cancel flag.
+const PIECE: usize = 256 * 1024;
+/// The reserved address space markers are cut from, as long as the
+/// longest marker. It is only address space: its pages are never
+/// touched, so they take no memory.
+const REGION: usize = SPAN;
 
 /// The region, mapped once for the process; `None` if it could not be.
 fn region() -> Option<&'static [u8]> {
@@ -112,6 +131,9 @@ struct Span {
     len: usize,
     /// How much of it the socket has taken.
     sent: usize,
+    /// Whether it is its body's first span, the only one a head may
+    /// come before.
+    first: bool,
 }
 
 #[derive(Default)]
@@ -125,18 +147,26 @@ struct Shared {
 /// What a connection's [`Io`] and the file bodies of its responses
 /// share: at most one pending span. A request on a connection that can
 /// send files so carries one in its extensions.
-#[derive(Clone, Default)]
-pub struct Slot(Arc<Mutex<Shared>>);
+#[derive(Clone)]
+pub struct Slot {
+    shared: Arc<Mutex<Shared>>,
+    /// The server's count of bytes warming steps read (`stats().warmed`).
+    warmed: Arc<AtomicU64>,
+}
 
 impl Slot {
-    /// A slot for a new connection, if markers can be made here.
-    pub fn new() -> Option<Slot> {
-        region().map(|_| Slot::default())
+    /// A slot for a new connection, if markers can be made here; its
+    /// bodies' warming is counted in `warmed`.
+    pub fn new(warmed: Arc<AtomicU64>) -> Option<Slot> {
+        region().map(|_| Slot {
+            shared: Arc::default(),
+            warmed,
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // Nothing holding the lock panics; if it did, the state is still whole.
-        self.0
+        self.shared
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -150,60 +180,127 @@ impl std::fmt::Debug for Slot {
 
 /// `len` bytes of `file` from `start`, sent by the connection's IO.
 pub fn body(file: File, start: u64, len: u64, slot: Slot) -> Body {
-    Markers {
-        file: Arc::new(file),
-        next: start,
-        end: start + len,
-        slot,
-        warming: None,
-        warm: false,
-    }
-    .boxed()
+    Markers::new(file, start, len, slot).boxed()
 }
 
 /// A file body as markers, one span at a time: the next marker is made
 /// only once its span is warm and the socket has taken the last one's.
 struct Markers {
     file: Arc<File>,
+    /// Where the body starts in the file.
+    start: u64,
     next: u64,
     end: u64,
     slot: Slot,
+    /// How long the span from `next` is at most: it grows from
+    /// [`FIRST_SPAN`] to [`SPAN`] as the client keeps taking them.
+    span: usize,
     /// The blocking step warming the span from `next`, until it ends.
-    warming: Option<tokio::task::JoinHandle<()>>,
+    warming: Option<tokio::task::JoinHandle<Warmed>>,
     /// Whether the span from `next` has been warmed.
     warm: bool,
+    /// Set when the body is dropped: a warming step stops at its next piece.
+    cancel: Arc<AtomicBool>,
+    /// Bytes this body's warming steps have pulled through; the server's
+    /// count is the slot's.
+    warmed: Arc<AtomicU64>,
+    /// The read path this body turned to when the file system refused
+    /// sendfile.
+    fallback: Option<Body>,
 }
 
 impl Markers {
+    fn new(file: File, start: u64, len: u64, slot: Slot) -> Markers {
+        Markers {
+            file: Arc::new(file),
+            start,
+            next: start,
+            end: start + len,
+            slot,
+            span: FIRST_SPAN,
+            warming: None,
+            warm: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            warmed: Arc::new(AtomicU64::new(0)),
+            fallback: None,
+        }
+    }
+
     fn span_len(&self) -> usize {
-        (self.end - self.next).min(SPAN as u64) as usize
+        (self.end - self.next).min(self.span as u64) as usize
+    }
+
+    /// The rest of the body from `next` by the read path, if the file
+    /// can be opened again.
+    fn read_path(&self) -> io::Result<Body> {
+        let file = self.file.try_clone()?;
+        super::files::send::range(file, self.next, self.end - self.next, None, None)
     }
 }
 
+impl Drop for Markers {
+    fn drop(&mut self) {
+        // The client is gone (or the response is done): pieces not yet
+        // read are not read.
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How a warming step ended.
+enum Warmed {
+    /// Warmed, cut short, or failed in a way the socket's sendfile will
+    /// report itself.
+    Done,
+    /// The file system does not do sendfile from this file.
+    Refused,
+}
+
 /// Pulls `[at, at + len)` of `file` into the page cache: sendfile to
-/// `/dev/null` reads the pages without copying them anywhere. Best
-/// effort: an error, or a file that ends early, leaves the rest to the
-/// socket's sendfile, which reports it.
-fn warm(file: Arc<File>, at: u64, len: usize) -> tokio::task::JoinHandle<()> {
+/// `/dev/null` reads the pages without copying them anywhere. It reads
+/// [`PIECE`] at a time and stops between pieces once `cancel` is set.
+/// Best effort: an error, or a file that ends early, leaves the rest to
+/// the socket's sendfile, which reports it.
+fn warm(
+    file: Arc<File>,
+    at: u64,
+    len: usize,
+    cancel: Arc<AtomicBool>,
+    warmed: [Arc<AtomicU64>; 2],
+) -> tokio::task::JoinHandle<Warmed> {
     static NULL: OnceLock<Option<File>> = OnceLock::new();
     tokio::task::spawn_blocking(move || {
         let Some(null) = NULL
             .get_or_init(|| File::options().write(true).open("/dev/null").ok())
             .as_ref()
         else {
-            return;
+            return Warmed::Done;
         };
         let Ok(mut from) = i64::try_from(at) else {
-            return;
+            return Warmed::Done;
         };
         let mut left = len;
-        while left > 0 {
-            match nix::sys::sendfile::sendfile(null.as_fd(), file.as_fd(), Some(&mut from), left) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
+        while left > 0 && !cancel.load(Ordering::Relaxed) {
+            let piece = left.min(PIECE);
+            match nix::sys::sendfile::sendfile(null.as_fd(), file.as_fd(), Some(&mut from), piece) {
+                Ok(0) => return Warmed::Done,
+                Ok(n) => {
+                    for count in &warmed {
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    left = left.saturating_sub(n);
+                }
+                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => return Warmed::Refused,
+                Err(_) => return Warmed::Done,
             }
         }
+        Warmed::Done
     })
+}
+
+/// Whether the socket has taken most of `span`, so the next one may be
+/// read off the disk while the rest goes out.
+fn taken_most(span: &Span) -> bool {
+    span.sent >= span.len - span.len / 4
 }
 
 impl hyper::body::Body for Markers {
@@ -215,6 +312,9 @@ impl hyper::body::Body for Markers {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        if let Some(fallback) = this.fallback.as_mut() {
+            return Pin::new(fallback).poll_frame(cx);
+        }
         if this.next >= this.end {
             return Poll::Ready(None);
         }
@@ -223,15 +323,43 @@ impl hyper::body::Body for Markers {
         };
         let len = this.span_len();
         if !this.warm {
-            let warming = this
-                .warming
-                .get_or_insert_with(|| warm(this.file.clone(), this.next, len));
-            // Warming is best effort: a step that failed to finish changes
-            // nothing the socket's sendfile would not find itself.
-            let _ = ready!(Pin::new(warming).poll(cx));
+            if this.warming.is_none() {
+                // Read ahead only what the client is about to take: the
+                // next span once the socket has taken most of this one.
+                let mut shared = this.slot.lock();
+                if shared
+                    .pending
+                    .as_ref()
+                    .is_some_and(|span| !taken_most(span))
+                {
+                    shared.waiting = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                drop(shared);
+                this.warming = Some(warm(
+                    this.file.clone(),
+                    this.next,
+                    len,
+                    this.cancel.clone(),
+                    [this.warmed.clone(), this.slot.warmed.clone()],
+                ));
+            }
+            let warming = this.warming.as_mut().expect("set just above");
+            let outcome = ready!(Pin::new(warming).poll(cx));
             // A finished task is not polled again.
             this.warming = None;
             this.warm = true;
+            if let Ok(Warmed::Refused) = outcome {
+                // Bytes hyper queues after a pending marker go out after
+                // its span, so the read path may take over mid-body too.
+                let fallback = match this.read_path() {
+                    Ok(fallback) => this.fallback.insert(fallback),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
+                return Pin::new(fallback).poll_frame(cx);
+            }
+            // Otherwise warming is best effort: a step that failed to
+            // finish changes nothing the socket's sendfile would not find.
         }
         let mut shared = this.slot.lock();
         if shared.pending.is_some() {
@@ -243,22 +371,27 @@ impl hyper::body::Body for Markers {
             at: this.next,
             len,
             sent: 0,
+            first: this.next == this.start,
         });
         drop(shared);
         this.next += len as u64;
         this.warm = false;
-        // The next span comes off the disk while this one goes out.
-        this.warming =
-            (this.next < this.end).then(|| warm(this.file.clone(), this.next, this.span_len()));
+        this.span = (this.span * 2).min(SPAN);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&region[..len])))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.next >= self.end
+        match &self.fallback {
+            Some(fallback) => fallback.is_end_stream(),
+            None => self.next >= self.end,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.end.saturating_sub(self.next))
+        match &self.fallback {
+            Some(fallback) => fallback.size_hint(),
+            None => SizeHint::with_exact(self.end.saturating_sub(self.next)),
+        }
     }
 }
 
@@ -295,9 +428,31 @@ impl Io {
                 Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
             }
             Some((0, offset)) => self.send_span(cx, offset, bufs[0].len()),
-            Some((i, _)) => {
-                if self.slot.lock().pending.is_none() {
-                    return Poll::Ready(Err(out_of_turn("a marker with no span pending")));
+            Some((i, offset)) => {
+                match self.slot.lock().pending.as_ref() {
+                    None => return Poll::Ready(Err(out_of_turn("a marker with no span pending"))),
+                    // Part of the span is on the wire: any byte before
+                    // the rest of it would land inside the file's bytes.
+                    Some(span) if span.sent > 0 => {
+                        return Poll::Ready(Err(out_of_turn(
+                            "a write before the rest of a partly sent span",
+                        )));
+                    }
+                    // Only a body's head precedes its first span; bytes
+                    // before a later one (hyper's 400 for a pipelined
+                    // request that does not parse) would land inside it.
+                    Some(span) if !span.first => {
+                        return Poll::Ready(Err(out_of_turn(
+                            "a write before a span that is not its body's first",
+                        )));
+                    }
+                    // Checked before the bytes ahead of it go out.
+                    Some(span) if offset != 0 || bufs[i].len() > span.len => {
+                        return Poll::Ready(Err(out_of_turn(
+                            "a marker slice that is not the next unsent part",
+                        )));
+                    }
+                    Some(_) => {}
                 }
                 // The head (or anything before the marker) first.
                 Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs[..i])
@@ -328,6 +483,11 @@ impl Io {
                 .map_err(|_| io::Error::other("a file offset past 2^63"))?;
             let stream = &self.stream;
             let file = &span.file;
+            // sendfile has no MSG_NOSIGNAL: a peer that reset the
+            // connection would raise SIGPIPE, which would kill netsh were
+            // it not ignored. Rust's runtime sets SIGPIPE to SIG_IGN before
+            // `main` (netsh does not opt out with `-Zon-broken-pipe`), so
+            // this is EPIPE instead.
             match stream.try_io(Interest::WRITABLE, || {
                 nix::sys::sendfile::sendfile(stream.as_fd(), file.as_fd(), Some(&mut from), len)
                     .map_err(io::Error::from)
@@ -344,11 +504,14 @@ impl Io {
             )));
         }
         span.sent += sent;
+        // The body waits for the span to be mostly taken (to warm the
+        // next) or wholly (to yield the next marker).
+        let wake = taken_most(span);
         if span.sent == span.len {
             shared.pending = None;
-            if let Some(waker) = shared.waiting.take() {
-                waker.wake();
-            }
+        }
+        if wake && let Some(waker) = shared.waiting.take() {
+            waker.wake();
         }
         Poll::Ready(Ok(sent))
     }
@@ -421,7 +584,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let slot = Slot::new().expect("the region maps");
+        let slot = Slot::new(Arc::default()).expect("the region maps");
         (Io::new(server, slot.clone()), slot, client)
     }
 
@@ -434,6 +597,7 @@ mod tests {
             at: 10,
             len: 50,
             sent: 0,
+            first: true,
         });
         file
     }
@@ -510,5 +674,91 @@ mod tests {
         assert_eq!(io.write(marker).await.unwrap(), 20);
         assert!(io.write(&marker[20..]).await.is_err());
         assert_eq!(received(&mut client).await, vec![7; 20]);
+    }
+
+    #[tokio::test]
+    async fn a_write_before_a_partly_sent_span_is_refused() {
+        let (mut io, slot, mut client) = pair().await;
+        let data: Vec<u8> = (0..100).collect();
+        let _file = pending(&slot, &data);
+        let marker = &region().unwrap()[..50];
+        // A marker slice that is not the span's start is refused before
+        // the head ahead of it goes out.
+        let ahead = [IoSlice::new(b"HEAD"), IoSlice::new(&marker[5..])];
+        assert!(io.write_vectored(&ahead).await.is_err());
+        assert!(received(&mut client).await.is_empty());
+        // Part of the span on the wire: nothing may come between it and
+        // the rest (a `100 Continue` hyper put in its head buffer).
+        assert_eq!(io.write(&marker[..20]).await.unwrap(), 20);
+        let between = [
+            IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            IoSlice::new(&marker[20..]),
+        ];
+        assert!(io.write_vectored(&between).await.is_err());
+        assert_eq!(received(&mut client).await, &data[10..30]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_gone_after_the_head_costs_little_warming() {
+        // 40 MiB of file; the client takes the head and leaves, so the
+        // socket never takes the first marker's span.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        file.as_file().set_len(40 << 20).unwrap();
+        let slot = Slot::new(Arc::default()).unwrap();
+        let mut body = Markers::new(File::open(file.path()).unwrap(), 0, 40 << 20, slot);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first.len(), FIRST_SPAN);
+        // hyper polls again for the next frame, and gets none yet.
+        let again = tokio::time::timeout(Duration::from_millis(200), body.frame()).await;
+        assert!(again.is_err(), "no next marker while the first is unsent");
+        let warmed = body.warmed.clone();
+        drop(body);
+        // Every warming step holds the counter: wait for them to end.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while Arc::strong_count(&warmed) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(Arc::strong_count(&warmed), 1, "a warming step never ended");
+        let read = warmed.load(Ordering::Relaxed);
+        assert!(
+            read <= 1 << 20,
+            "{read} bytes warmed for a client that left"
+        );
+    }
+
+    #[tokio::test]
+    async fn bytes_before_a_later_span_are_refused() {
+        let (mut io, slot, mut client) = pair().await;
+        let _file = pending(&slot, &[7; 100]);
+        if let Some(span) = slot.lock().pending.as_mut() {
+            span.first = false;
+        }
+        // hyper's 400 for a pipelined request that does not parse, put in
+        // its head buffer ahead of a body's last marker.
+        let marker = &region().unwrap()[..50];
+        let bufs = [
+            IoSlice::new(b"HTTP/1.1 400 Bad Request\r\n\r\n"),
+            IoSlice::new(marker),
+        ];
+        assert!(io.write_vectored(&bufs).await.is_err());
+        assert!(received(&mut client).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_file_refusing_sendfile_turns_to_the_read_path() {
+        // procfs does not splice: sendfile from it is EINVAL, as from a
+        // file system without it; reading it works.
+        let slot = Slot::new(Arc::default()).unwrap();
+        let file = File::open("/proc/self/status").unwrap();
+        let mut body = Markers::new(file, 0, 100_000, slot.clone());
+        let frame = body.frame().await.expect("a frame");
+        assert!(body.fallback.is_some(), "the body did not turn");
+        assert!(slot.lock().pending.is_none(), "a marker was made");
+        // The read path's bytes (or its error at the short file's end).
+        if let Ok(frame) = frame {
+            let data = frame.into_data().unwrap();
+            assert!(place(&data).unwrap().is_none());
+            assert!(data.starts_with(b"Name:"), "{data:?}");
+        }
     }
 }

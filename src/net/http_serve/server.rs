@@ -107,6 +107,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     /// Answers with a 5xx status.
     pub errors: AtomicU64,
+    /// Bytes of files read ahead into the page cache for sendfile.
+    pub warmed: Arc<AtomicU64>,
 }
 
 /// How the server was asked to run (its options).
@@ -236,7 +238,7 @@ impl HttpServer {
         self.0.life.is_stopped()
     }
 
-    /// `#{connections, active, requests, errors}`.
+    /// `#{connections, active, requests, errors, warmed}`.
     pub fn stats(&self) -> Map {
         let s = &self.0.shared.stats;
         let mut map = Map::new();
@@ -245,6 +247,7 @@ impl HttpServer {
             ("active", &s.active),
             ("requests", &s.requests),
             ("errors", &s.errors),
+            ("warmed", &*s.warmed),
         ] {
             map.insert(
                 key.into(),
@@ -496,7 +499,7 @@ async fn plain(stream: TcpStream, ctx: RequestCtx, builders: Arc<Builders>, acti
         Some(true) => {
             tokio::spawn(http2(TokioIo::new(stream), ctx, builders, active));
         }
-        Some(false) => match sendfile::Slot::new() {
+        Some(false) => match sendfile::Slot::new(ctx.server.stats.warmed.clone()) {
             Some(slot) => {
                 let io = TokioIo::new(sendfile::Io::new(stream, slot.clone()));
                 let ctx = RequestCtx {
