@@ -401,6 +401,78 @@ fn uploads_by_put_and_by_form() {
     assert!(!s.root.join("new.bin").exists());
 }
 
+/// A refused upload's body is read to its end (up to 4 MiB), so the
+/// refusal reaches the client and the connection stays open. Closing with
+/// the body unread would reset the connection, and a reset can overtake the
+/// answer: curl said "connection reset" instead of showing the 409.
+#[test]
+fn a_refused_upload_still_answers_on_a_kept_connection() {
+    let s = site();
+    std::fs::write(s.root.join("taken.bin"), b"first").unwrap();
+    let (_server, port) = serve(&s.root, "#{quiet: true, upload: true}");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = vec![7u8; 1_000_000];
+    for (name, status) in [
+        ("taken.bin", "409"),
+        (".hidden", "403"),
+        ("a.netsh-part", "400"),
+    ] {
+        let head = format!(
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&body).unwrap();
+        let answer = read_answer(&mut c);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: {answer}"
+        );
+        assert!(
+            !answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+    // The same connection still serves.
+    c.write_all(b"GET /taken.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut c);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("first"),
+        "{answer}"
+    );
+    assert_eq!(std::fs::read(s.root.join("taken.bin")).unwrap(), b"first");
+}
+
+/// One answer with a Content-Length body, read off a kept connection.
+fn read_answer(c: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match c.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            other => panic!(
+                "the answer's head ended early ({other:?}): {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    let head = String::from_utf8_lossy(&got).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    c.read_exact(&mut body).expect("the answer's body");
+    head + String::from_utf8_lossy(&body).as_ref()
+}
+
 #[test]
 fn a_cut_upload_leaves_no_file() {
     let s = site();

@@ -42,8 +42,60 @@ impl Failed {
     }
 }
 
+/// How much of a refused upload's body is read and dropped, and for how
+/// long, so that the refusal reaches the client (see [`discard`]).
+const LINGER_BYTES: u64 = 4 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Answers a PUT or POST.
 pub async fn answer<B>(folder: &Folder, req: Request<B>, rest: &str) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    // A client waiting for "100 Continue" has sent no body: asking for it
+    // would only make it send what is refused.
+    let waits = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (parts, mut body) = req.into_parts();
+    let response = decide(folder, Request::from_parts(parts, &mut body), rest).await;
+    let refused = !response.status().is_success() && !response.status().is_redirection();
+    if refused && !waits {
+        discard(&mut body).await;
+    }
+    response
+}
+
+/// Reads and drops what is left of a refused upload's body, up to
+/// [`LINGER_BYTES`] within [`LINGER_TIME`]. A server that answers a request
+/// whose body it did not read must close the connection, and closing a
+/// socket with unread bytes sends a reset, which can reach the client
+/// before it has read the answer: curl then says "connection reset" instead
+/// of showing the 409. Read to its end, the body leaves the connection open
+/// and the answer arrives (the lingering close of Apache and nginx).
+async fn discard<B>(body: &mut B)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut left = LINGER_BYTES;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                let n = data.len() as u64;
+                if n > left {
+                    return;
+                }
+                left -= n;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, read).await;
+}
+
+/// The answer to a PUT or POST, reading the body as far as it needs.
+async fn decide<B>(folder: &Folder, req: Request<B>, rest: &str) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
