@@ -154,12 +154,12 @@ fn crossed_by_ping_and_traceroute_and_gone_when_netsh_is_killed() {
     let mut netsh = Peer::netsh(
         r#"
         let lab = lab_network();
-        let p = lab.run(|lab| ping(lab.server, #{count: 3, interval: 200, live: false}));
+        let p = lab.ping(#{count: 3, interval: 200, live: false});
         print(`ping ${p.received}`);
         for r in p.replies { print(`ttl ${r.ttl}`) }
         for h in lab.hops { print(`hop ${h.addr}`) }
         for proto in ["udp", "icmp", "tcp"] {
-            for h in lab.run(|lab| traceroute(lab.server, #{proto: proto, queries: 1})) {
+            for h in lab.traceroute(#{proto: proto, queries: 1}) {
                 print(`${proto} ${if h.addr == () { "*" } else { h.addr }}`)
             }
         }
@@ -222,7 +222,7 @@ fn crossed_by_ping_and_traceroute_and_gone_when_netsh_is_killed() {
     assert_eq!(lab_links_here(), Vec::<String>::new());
 }
 
-/// `.close()` lets go of every namespace while netsh runs on; `.run` on a
+/// `.close()` lets go of every namespace while netsh runs on; `.ping()` on a
 /// closed lab fails with kind `closed`.
 #[test]
 fn close_lets_go_of_every_namespace() {
@@ -241,7 +241,7 @@ fn close_lets_go_of_every_namespace() {
         c.recv_line();
         lab.close();
         print(`open ${{lab.is_open}} ${{lab.ns.len()}}`);
-        try {{ lab.run(|lab| 1) }} catch (e) {{ print(`run ${{e.kind}}`) }}
+        try {{ lab.ping() }} catch (e) {{ print(`ping ${{e.kind}}`) }}
         print("closed");
         c.recv_line();
         "#,
@@ -263,7 +263,7 @@ fn close_lets_go_of_every_namespace() {
     netsh.expect("closed");
     let out = netsh.output();
     assert_eq!(tagged(&out, "open"), ["false 0"], "{out}");
-    assert_eq!(tagged(&out, "run"), ["closed"], "{out}");
+    assert_eq!(tagged(&out, "ping"), ["closed"], "{out}");
     assert!(netsh.running(), "netsh still runs");
     for inode in &inodes {
         assert_eq!(
@@ -276,39 +276,53 @@ fn close_lets_go_of_every_namespace() {
     assert_eq!(netsh.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
-/// `.run` puts the thread back in netsh's own namespace after the
-/// closure, even when it throws: the client's interfaces are seen inside
-/// only.
+/// A lab's probes start from the client, and no thread of netsh's but the
+/// probe's own (which ends) ever enters it: while the lab is up, after a
+/// ping and a traceroute, a name lookup and a task, every thread of the
+/// process stands in netsh's own namespace. A target outside the lab is
+/// refused before anything is sent.
 #[test]
-fn run_always_comes_back() {
-    let test = "lab::run_always_comes_back";
+fn probes_leave_no_thread_in_the_lab() {
+    let test = "lab::probes_leave_no_thread_in_the_lab";
     if !root(test) {
         return;
     }
     let _turn = one_lab_at_a_time();
-    let out = Netsh::new()
-        .args([
-            "-e",
-            r#"
-            let lab = lab_network(#{routers: 1});
-            let inside = lab.run(|lab| interfaces().map(|i| i.name));
-            print(`inside ${inside.contains("to-r1")} ${interfaces().map(|i| i.name).contains("to-r1")}`);
-            try { lab.run(|lab| { throw "boom" }) } catch (e) { print(`caught ${e}`) }
-            print(`after ${interfaces().map(|i| i.name).contains("to-r1")}`);
-            print(`hops ${lab.hops.map(|h| h.name)}`);
-            "#,
-        ])
-        .ok()
-        .stdout();
-    assert_eq!(
-        out.lines().collect::<Vec<_>>(),
-        [
-            "inside true false",
-            "caught boom",
-            "after false",
-            r#"hops ["r1", "server"]"#
-        ]
+    let mut netsh = Peer::netsh(
+        r#"
+        let lab = lab_network(#{routers: 1});
+        print(`ping ${lab.ping(#{count: 1, live: false}).received}`);
+        print(`trace ${lab.traceroute(lab.server6, #{proto: "icmp", queries: 1}).map(|h| h.addr)}`);
+        resolve("localhost");
+        let t = task(|| { sleep(100); 1 });
+        t.join();
+        try { lab.ping("127.0.0.1", #{count: 1}) } catch (e) { print(`outside ${e.kind}`) }
+        print("ready");
+        sleep(120000);
+        "#,
     );
+    netsh.expect("ready");
+    let out = netsh.output();
+    assert!(out.contains("ping 1"), "{out}");
+    assert!(out.contains(r#"trace ["fd91:1::2", "fd91:2::2"]"#), "{out}");
+    assert!(out.contains("outside invalid"), "{out}");
+    let pid = netsh.pid();
+    let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    let mut threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let ns = std::fs::read_link(task.join("ns/net")).unwrap();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        assert_eq!(
+            ns,
+            own,
+            "thread {} ({}) stands in the lab",
+            task.display(),
+            name.trim()
+        );
+        threads += 1;
+    }
+    assert!(threads > 1, "only {threads} thread seen");
 }
 
 /// `netsh locate` as root shows the lab section: each hop of both traces

@@ -70,7 +70,6 @@ const REVIEWED: &[(&str, &str)] = &[
     // Running code: what the closure does is checked where it does it,
     // with the permissions of the code that made it.
     ("task", "runs a closure, whose calls are checked"),
-    ("run", "runs a closure in a lab that was checked when built"),
     ("share", "a shared value"),
     ("channel", "a channel between tasks"),
     ("get", "a shared value"),

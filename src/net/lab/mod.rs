@@ -14,7 +14,8 @@
 //! their interfaces with them. Nothing is added to netsh's own namespace.
 //!
 //! - `build.rs` — the namespaces, veth pairs, addresses, routes (rtnetlink)
-//! - `mod.rs` — the handle and its Rhai side; `.run(f)` enters the client
+//! - `mod.rs` — the handle and its Rhai side; `.ping()` and `.traceroute()`
+//!   probe from the client, on a thread of their own that alone enters it
 
 mod build;
 
@@ -25,7 +26,7 @@ use nix::sched::{CloneFlags, setns};
 use rhai::plugin::*;
 use rhai::{Array, Map};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ScriptResult, fail};
 
 /// The options `lab_network` knows.
 const KNOWN: &[&str] = &["routers"];
@@ -165,39 +166,59 @@ impl Lab {
     }
 }
 
-/// Enters the namespace `to` on this thread; the guard goes back to the
-/// one the thread stood in, however the closure ends.
-/// (`None` once it went back.)
-struct Entered(Option<OwnedFd>);
-
-impl Entered {
-    fn enter(to: &OwnedFd) -> Result<Entered> {
-        let back: OwnedFd = std::fs::File::open("/proc/thread-self/ns/net")
-            .map_err(|e| Error::io("noting this thread's network namespace", None, e))?
-            .into();
-        setns(to.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::io("entering the lab's client", None, e.into()))?;
-        Ok(Entered(Some(back)))
-    }
-
-    fn leave(mut self) -> Result<()> {
-        let Some(back) = self.0.take() else {
-            return Ok(());
+impl Lab {
+    /// Whether `target` is one of the lab's own addresses (any node, v4
+    /// or v6): a lab's probes go nowhere else.
+    fn owns(&self, target: &str) -> bool {
+        let Ok(ip) = target.parse::<std::net::IpAddr>() else {
+            return false;
         };
-        setns(back.as_fd(), CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::io("leaving the lab's client", None, e.into()))
+        (1..self.count()).any(|link| {
+            [1, 2].iter().any(|&side| {
+                ip == std::net::IpAddr::V4(build::v4(link, side))
+                    || ip == std::net::IpAddr::V6(build::v6(link, side))
+            })
+        })
     }
-}
 
-impl Drop for Entered {
-    fn drop(&mut self) {
-        // Only still held when the closure unwound: going back is all we
-        // can try, and a thread left in the lab would be worse than a message.
-        if let Some(back) = self.0.take()
-            && setns(back.as_fd(), CloneFlags::CLONE_NEWNET).is_err()
-        {
-            eprintln!("netsh: could not leave the lab's client namespace");
+    /// Runs `probe` on a thread of its own inside the lab's client, so its
+    /// sockets are the client's; that thread does nothing else and then
+    /// ends. No other thread of netsh's ever enters the lab: a thread one
+    /// made while inside (tokio's blocking pool grows from whichever
+    /// thread asks) would stay there, and work handed to a thread outside
+    /// would leave it unseen.
+    fn probe_from_client<T: Send>(
+        &self,
+        op: &'static str,
+        target: &str,
+        probe: impl FnOnce() -> ScriptResult<T> + Send,
+    ) -> ScriptResult<T> {
+        if !self.owns(target) {
+            return Err(fail(op)(Error::invalid(format!(
+                "{target} is not one of this lab's addresses: a lab's probes stay in the lab (lab.server, lab.server6, an address of lab.hops)"
+            ))));
         }
+        let client = self.client().map_err(fail(op))?;
+        // The shared runtime exists before a thread enters the lab: started
+        // from inside, all its threads would live there.
+        let _ = crate::runtime::handle();
+        let token = crate::runtime::cancel_token();
+        let permit = crate::permit::Context::current();
+        std::thread::scope(|scope| {
+            let probing = std::thread::Builder::new()
+                .name("netsh-lab-probe".into())
+                .spawn_scoped(scope, move || {
+                    crate::runtime::set_cancel_token(token);
+                    setns(client.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        fail(op)(Error::io("entering the lab's client", None, e.into()))
+                    })?;
+                    permit.enter(probe)
+                })
+                .map_err(|e| fail(op)(Error::io("starting the lab's probe", None, e)))?;
+            probing
+                .join()
+                .unwrap_or_else(|_| Err(fail(op)(Error::Protocol("the lab's probe failed".into()))))
+        })
     }
 }
 
@@ -205,7 +226,6 @@ impl Drop for Entered {
 mod api {
     use super::*;
     use crate::error::{ScriptResult, fail};
-    use rhai::{FnPtr, NativeCallContext};
 
     /// Builds a lab of three routers between a client and a server. See
     /// `lab_network(options)`.
@@ -266,39 +286,91 @@ mod api {
         )))
     }
 
-    /// Runs the closure with this thread inside the lab's client, and
-    /// returns what it returns: `ping`, `traceroute`, `connect`… in it
-    /// start from the client. The thread goes back to netsh's own network
-    /// afterwards, even when the closure fails. A closure with one
-    /// parameter gets the lab (`|lab| …`): use that, not a captured `lab`,
-    /// which Rhai cannot hand over while this method holds it. Tasks and
-    /// servers the closure starts run on other threads, outside the lab.
+    /// `ping` from the lab's client to its server (or to `target`, one of
+    /// the lab's own addresses), with `ping`'s options: the replies come
+    /// back across the routers (TTL 64 less one a router).
     ///
     /// ```rhai
     /// let lab = lab_network();
-    /// lab.run(|lab| ping(lab.server, #{count: 3, interval: 200})).received   // 3
+    /// lab.ping(#{count: 3, interval: 200}).received   // 3
     /// ```
     ///
-    /// Fails when: the lab is closed (kind `closed`); the closure fails
-    /// (its error).
-    #[rhai_fn(name = "run", return_raw)]
-    pub fn run(ctx: NativeCallContext, lab: Lab, f: FnPtr) -> ScriptResult<Dynamic> {
-        let client = lab.client().map_err(fail("run"))?;
-        // Like every callback, the closure works on copies of what it
-        // captured (the lab itself among them: a copy is the same lab).
-        let f = crate::runtime::closure::detached_fn(f);
-        // `|lab| …` gets the lab: a closure that captured it instead could
-        // not be called while this method holds it (Rhai's data race).
-        let takes_lab = crate::runtime::closure::check_params(&ctx, &f, "run", &["lab"]).is_ok()
-            && crate::runtime::closure::check_params(&ctx, &f, "run", &[]).is_err();
-        let entered = Entered::enter(&client).map_err(fail("run"))?;
-        let result = if takes_lab {
-            f.call_within_context::<Dynamic>(&ctx, (lab,))
-        } else {
-            f.call_within_context::<Dynamic>(&ctx, ())
-        };
-        entered.leave().map_err(fail("run"))?;
-        result
+    /// Fails when: the lab is closed (kind `closed`); `target` is not one
+    /// of the lab's addresses; as `ping` fails.
+    #[rhai_fn(name = "ping", return_raw)]
+    pub fn lab_ping(lab: &mut Lab) -> ScriptResult<Map> {
+        lab_ping_to(lab, &build::v4(lab.last_link(), 2).to_string(), Map::new())
+    }
+
+    /// `lab.ping(options)`: to the server, with `ping`'s options.
+    ///
+    /// ```rhai
+    /// lab.ping(#{count: 1})
+    /// ```
+    ///
+    /// Fails when: as `lab.ping(target, options)`.
+    #[rhai_fn(name = "ping", return_raw)]
+    pub fn lab_ping_options(lab: &mut Lab, options: Map) -> ScriptResult<Map> {
+        lab_ping_to(lab, &build::v4(lab.last_link(), 2).to_string(), options)
+    }
+
+    /// `lab.ping(target, options)`: to one of the lab's addresses.
+    ///
+    /// ```rhai
+    /// lab.ping(lab.server6, #{count: 1})
+    /// ```
+    ///
+    /// Fails when: the lab is closed (kind `closed`); `target` is not one
+    /// of the lab's addresses; as `ping` fails.
+    #[rhai_fn(name = "ping", return_raw)]
+    pub fn lab_ping_to(lab: &mut Lab, target: &str, options: Map) -> ScriptResult<Map> {
+        let target_owned = target.to_string();
+        lab.probe_from_client("ping", target, move || {
+            crate::net::locate::ping_from_here(&target_owned, options)
+        })
+    }
+
+    /// `traceroute` from the lab's client to its server (or to `target`,
+    /// one of the lab's addresses), with `traceroute`'s options: each
+    /// router on the way, then the server.
+    ///
+    /// ```rhai
+    /// lab.traceroute(#{proto: "icmp"}).map(|h| h.addr)
+    /// ```
+    ///
+    /// Fails when: the lab is closed (kind `closed`); `target` is not one
+    /// of the lab's addresses; as `traceroute` fails.
+    #[rhai_fn(name = "traceroute", return_raw)]
+    pub fn lab_traceroute(lab: &mut Lab) -> ScriptResult<Array> {
+        lab_traceroute_to(lab, &build::v4(lab.last_link(), 2).to_string(), Map::new())
+    }
+
+    /// `lab.traceroute(options)`: to the server, with `traceroute`'s options.
+    ///
+    /// ```rhai
+    /// lab.traceroute(#{proto: "tcp", port: 80})
+    /// ```
+    ///
+    /// Fails when: as `lab.traceroute(target, options)`.
+    #[rhai_fn(name = "traceroute", return_raw)]
+    pub fn lab_traceroute_options(lab: &mut Lab, options: Map) -> ScriptResult<Array> {
+        lab_traceroute_to(lab, &build::v4(lab.last_link(), 2).to_string(), options)
+    }
+
+    /// `lab.traceroute(target, options)`: to one of the lab's addresses.
+    ///
+    /// ```rhai
+    /// lab.traceroute(lab.server6, #{queries: 1})
+    /// ```
+    ///
+    /// Fails when: the lab is closed (kind `closed`); `target` is not one
+    /// of the lab's addresses; as `traceroute` fails.
+    #[rhai_fn(name = "traceroute", return_raw)]
+    pub fn lab_traceroute_to(lab: &mut Lab, target: &str, options: Map) -> ScriptResult<Array> {
+        let target_owned = target.to_string();
+        lab.probe_from_client("traceroute", target, move || {
+            crate::net::locate::traceroute_from_here(&target_owned, options)
+        })
     }
 
     /// Tears the lab down: its namespaces, and the veth pairs and routes

@@ -52,6 +52,20 @@ const MANY_KNOWN: &[&str] = &[
 /// Questions in flight at once in `dns_many` unless told.
 const DEFAULT_CONCURRENCY: usize = 100;
 
+/// `ping(host, options)` as a script calls it, for another capability
+/// (the lab's probe, from a thread standing in the lab's client).
+pub fn ping_from_here(host: &str, options: rhai::Map) -> crate::error::ScriptResult<rhai::Map> {
+    api::ping(host, options)
+}
+
+/// `traceroute(host, options)` as a script calls it, for another capability.
+pub fn traceroute_from_here(
+    host: &str,
+    options: rhai::Map,
+) -> crate::error::ScriptResult<rhai::Array> {
+    api::traceroute(host, options)
+}
+
 #[export_module(manifest)]
 mod api {
     use rhai::{Array, Dynamic, Map};
