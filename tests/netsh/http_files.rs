@@ -67,17 +67,7 @@ fn head_of(out: &[u8]) -> (u16, Vec<(String, String)>) {
         .filter(|b| b.starts_with("HTTP/"))
         .last()
         .unwrap_or("");
-    let mut lines = block.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers)
+    support::status_and_headers(block)
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

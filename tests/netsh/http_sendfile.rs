@@ -83,16 +83,7 @@ fn curl_to(args: &[&str], out: &Path) -> (i32, u16, Vec<(String, String)>) {
         .output()
         .expect("running curl");
     let text = std::fs::read_to_string(heads.path()).unwrap_or_default();
-    let mut lines = text.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let (status, headers) = crate::support::status_and_headers(&text);
     (run.status.code().unwrap_or(-1), status, headers)
 }
 

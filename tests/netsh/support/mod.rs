@@ -984,3 +984,19 @@ pub fn sha256_file(path: &Path) -> String {
     }
     hex::encode(hasher.finalize())
 }
+
+/// The status code and headers (names lower-cased) of one HTTP response
+/// head as text: its status line, then `Name: value` lines.
+pub fn status_and_headers(head: &str) -> (u16, Vec<(String, String)>) {
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
