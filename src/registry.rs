@@ -22,21 +22,23 @@ pub enum Docs {
     Left,
 }
 
-/// The functions (and custom types and constants) of a plugin module, from
-/// its manifest (`exported_manifest!(api)`), sub-modules flattened in.
-pub fn functions(manifest: &'static ModuleManifest, docs: Docs) -> Module {
-    let mut module = Module::new();
+/// Adds the functions (and custom types and constants) of a plugin module,
+/// from its manifest (`exported_manifest!(api)`), sub-modules flattened in,
+/// to `module`. The engine's capabilities all go into one module: Rhai
+/// looks a call up module by module, and a module built apart and then
+/// flattened into another is every function registered twice (copying
+/// them cost a tenth of `netsh -e 1`).
+pub fn add(module: &mut Module, manifest: &'static ModuleManifest, docs: Docs) {
     match docs {
         Docs::Kept => {
             module.combine_manifest(manifest);
             module.register_lazy_functions();
         }
         Docs::Left => {
-            manifest.for_each_fn(true, &mut |entry| register(&mut module, entry));
-            eager(&mut module, manifest);
+            manifest.for_each_fn(true, &mut |entry| register(module, entry));
+            eager(module, manifest);
         }
     }
-    module
 }
 
 /// One function, as the generated code registers it less its metadata.

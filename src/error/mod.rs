@@ -23,7 +23,7 @@ mod describe;
 mod script;
 
 pub use describe::{describe, explain_missing_functions_with, message_of};
-pub use script::{help_text, module};
+pub use script::{help_text, register_into};
 
 /// What went wrong, in terms a user of nc or curl would recognise.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,9 @@ use rhai::plugin::*;
 use super::{Kind, NetError};
 
 /// The Rhai functions of [`NetError`]: what a script reads off a caught error.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<NetError>("NetError");
-    module
 }
 
 /// `help("errors")`: what a caught error holds, and every kind.

@@ -8,9 +8,9 @@ use rhai::plugin::*;
 
 use crate::error::{Error, Result};
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// Hex digits to bytes. Spaces, tabs, newlines, `:` and `-` between bytes are

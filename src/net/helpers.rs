@@ -14,11 +14,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::runtime;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<TempDir>("TempDir");
-    module
 }
 
 /// A temporary folder, removed with everything in it when the last copy

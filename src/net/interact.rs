@@ -36,9 +36,9 @@ use crate::error::{Error, Result};
 use crate::net::tcp::Conn;
 use crate::runtime;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// Set while a connection holds stdin: two at once would split what is typed.

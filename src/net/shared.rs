@@ -20,12 +20,11 @@ use crate::error::{Error, Result, fail};
 type ScriptResultOf<T> = crate::error::ScriptResult<T>;
 use crate::runtime::{self, closure::detached};
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Shared>("Shared");
     module.set_custom_type::<Channel>("Channel");
-    module
 }
 
 /// One value that every copy of the handle sees and changes.

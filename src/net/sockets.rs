@@ -15,9 +15,9 @@ use rhai::{Array, Map};
 use crate::error::{Error, Result};
 use crate::net::{addr, options::Options};
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 #[export_module(manifest)]

@@ -30,11 +30,10 @@ pub const MAX_DATAGRAM_V4: usize = 65_507;
 /// The largest UDP payload over IPv6: 65,535 − 8 (the IPv6 header is not counted).
 pub const MAX_DATAGRAM_V6: usize = 65_527;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Udp>("Udp");
-    module
 }
 
 /// A bound UDP socket.

@@ -45,8 +45,8 @@ pub fn exit_requested() -> bool {
 }
 
 /// The Rhai module with `exit`, `assert` and `expect_eq`.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// What `help()` says about `args`, which is a constant, not a function.

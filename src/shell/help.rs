@@ -11,8 +11,8 @@ use crate::net::CAPABILITIES;
 use crate::registry::Docs;
 
 /// The Rhai module with the shell's own functions.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 #[export_module(manifest)]
@@ -147,12 +147,21 @@ pub struct HelpIndex {
     pub groups: Vec<Group>,
 }
 
+/// One module of the functions these add, with their docs.
+fn with_docs(register: &[fn(&mut Module, Docs)]) -> Module {
+    let mut module = Module::new();
+    for register_into in register {
+        register_into(&mut module, Docs::Kept);
+    }
+    module
+}
+
 impl HelpIndex {
     pub fn build(plugins: &[Plugin]) -> HelpIndex {
         let mut groups = Vec::new();
         for capability in CAPABILITIES {
             let mut engine = Engine::new_raw();
-            engine.register_global_module((capability.module)(Docs::Kept).into());
+            engine.register_global_module(capability.module(Docs::Kept).into());
             groups.push(Group {
                 name: capability.name.to_string(),
                 about: capability.about.to_string(),
@@ -162,7 +171,7 @@ impl HelpIndex {
             });
         }
         let mut engine = Engine::new_raw();
-        engine.register_global_module(crate::error::module(Docs::Kept).into());
+        engine.register_global_module(with_docs(&[crate::error::register_into]).into());
         groups.push(Group {
             name: "errors".into(),
             about: "what a caught error holds: e.kind, e.op, e.message".into(),
@@ -171,9 +180,12 @@ impl HelpIndex {
             entries: entries(&engine, None),
         });
         let mut engine = Engine::new_raw();
-        engine.register_global_module(module(Docs::Kept).into());
-        engine.register_global_module(super::record::module(Docs::Kept).into());
-        engine.register_global_module(super::permissions::module(Docs::Kept).into());
+        let shell = [
+            register_into,
+            super::record::register_into,
+            super::permissions::register_into,
+        ];
+        engine.register_global_module(with_docs(&shell).into());
         groups.push(Group {
             name: "shell".into(),
             about: "help, plugins, permissions, and recording the REPL as a script".into(),
@@ -182,7 +194,7 @@ impl HelpIndex {
             entries: entries(&engine, None),
         });
         let mut engine = Engine::new_raw();
-        engine.register_global_module(super::control::module(Docs::Kept).into());
+        engine.register_global_module(with_docs(&[super::control::register_into]).into());
         let mut script = entries(&engine, None);
         script.insert(
             0,
@@ -547,7 +559,7 @@ mod tests {
             let mut set = BTreeSet::new();
             for capability in CAPABILITIES {
                 let mut engine = Engine::new_raw();
-                engine.register_global_module((capability.module)(docs).into());
+                engine.register_global_module(capability.module(docs).into());
                 let json = engine.gen_fn_metadata_to_json(false).expect("metadata");
                 let meta: serde_json::Value = serde_json::from_str(&json).expect("json");
                 for f in meta["functions"].as_array().expect("functions") {
@@ -577,7 +589,9 @@ mod tests {
 
         // And a function registered without its docs is called as before.
         let mut engine = Engine::new();
-        crate::net::register(&mut engine);
+        let mut functions = Module::new();
+        crate::net::register_into(&mut functions);
+        engine.register_global_module(functions.into());
         let port: i64 = engine.eval("port_info(443).port").expect("port_info runs");
         assert_eq!(port, 443);
     }

@@ -72,12 +72,14 @@ impl Shell {
         crate::error::explain_missing_functions_with(help::explain_not_found);
         let mut engine = Engine::new();
         configure(&mut engine);
-        net::register(&mut engine);
-        engine.register_global_module(crate::error::module(Docs::Left).into());
-        engine.register_global_module(help::module(Docs::Left).into());
-        engine.register_global_module(control::module(Docs::Left).into());
-        engine.register_global_module(record::module(Docs::Left).into());
-        engine.register_global_module(permissions::module(Docs::Left).into());
+        let mut functions = rhai::Module::new();
+        net::register_into(&mut functions);
+        crate::error::register_into(&mut functions, Docs::Left);
+        help::register_into(&mut functions, Docs::Left);
+        control::register_into(&mut functions, Docs::Left);
+        record::register_into(&mut functions, Docs::Left);
+        permissions::register_into(&mut functions, Docs::Left);
+        engine.register_global_module(functions.into());
         if crate::permit::enforced() {
             engine.set_module_resolver(permissions::CheckedImports::new());
         }

@@ -71,8 +71,8 @@ pub fn session_map() -> Map {
 }
 
 /// `permissions()` for Rhai.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(rhai::exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, rhai::exported_manifest!(api), docs);
 }
 
 #[rhai::plugin::export_module(manifest)]

@@ -164,8 +164,8 @@ fn write(input: &str, entry: impl FnOnce(&mut Recording) -> Result<()>) -> bool 
 }
 
 /// The Rhai module with `record` and `show`.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 #[export_module(manifest)]

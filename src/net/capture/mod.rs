@@ -34,9 +34,9 @@ pub use packet::Packet;
 pub use run::Summary;
 pub use socket::NEED_PRIVILEGE;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// A captured packet's map as one tcpdump-like line, if `m` has exactly a

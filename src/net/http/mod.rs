@@ -39,11 +39,10 @@ pub use download::Downloaded;
 pub use request::Request;
 pub use response::Response;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Response>("Response");
-    module
 }
 
 /// Sends a checked request and reads the whole response.

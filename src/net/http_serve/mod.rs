@@ -40,12 +40,11 @@ pub mod streams;
 pub use request::{Peer, Request, RequestCtx};
 pub use server::HttpServer;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<HttpServer>("HttpServer");
     module.set_custom_type::<Request>("Request");
-    module
 }
 
 /// Every option `http_serve` takes.

@@ -36,11 +36,10 @@ const DEFAULT_ROUTERS: u64 = 3;
 /// lesson, not a load test).
 const MAX_ROUTERS: u64 = 8;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Lab>("Lab");
-    module
 }
 
 /// A built lab; clones share it. The namespaces live as long as the

@@ -9,10 +9,9 @@ const KNOWN: &[&str] = &["ttl", "quiet"];
 const DEFAULT_TTL: u64 = 300;
 
 /// The functions and the handle type.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<super::dns::serve::DnsServer>("DnsServer");
-    module
 }
 
 /// Where it listens: a port alone is 127.0.0.1's (a test's server is no

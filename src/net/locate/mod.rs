@@ -20,11 +20,10 @@ pub mod traceroute;
 
 use rhai::plugin::*;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
-    module.combine_flatten(dns_serve::module(docs));
-    module
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
+    dns_serve::register_into(module, docs);
 }
 
 /// The dig-like text of a `dns()` answer, for the REPL's printing.

@@ -34,12 +34,11 @@ mod udp;
 pub use forward::Forward;
 pub use udp::UdpForward;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Forward>("Forward");
     module.set_custom_type::<UdpForward>("UdpForward");
-    module
 }
 
 /// Where a forward listens: a port (every address), `"ip:port"` or

@@ -43,12 +43,11 @@ mod threads;
 pub use announce::Announcer;
 pub use peer::EventConn;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<Server>("Server");
-    module.combine_flatten(peer::module(docs));
-    module
+    peer::register_into(module, docs);
 }
 
 /// A background server.

@@ -25,10 +25,9 @@ use crate::error::{Error, Result};
 pub const MAX_UNSENT: usize = 16 * 1024 * 1024;
 
 /// The Rhai functions of [`EventConn`].
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<EventConn>("EventConn");
-    module
 }
 
 /// One connection of an event-shape server.

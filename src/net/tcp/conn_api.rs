@@ -10,8 +10,8 @@ use super::Conn;
 use crate::error::{Error, Result};
 
 /// The Rhai functions of [`Conn`].
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// A byte count from a script: 0 or more.

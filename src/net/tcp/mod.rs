@@ -41,13 +41,12 @@ pub use listener::{
 };
 pub use stream::{Endpoint, Stream};
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
-    module.combine_flatten(conn_api::module(docs));
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
+    conn_api::register_into(module, docs);
     module.set_custom_type::<Conn>("Conn");
     module.set_custom_type::<Listener>("Listener");
-    module
 }
 
 /// `listen` with its options map (`tls`). A self-signed certificate's

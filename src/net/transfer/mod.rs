@@ -55,12 +55,11 @@ pub use script::{received_map, sent_map};
 pub use sender::{SendOptions, Sent, Source};
 pub use server::{FileServer, serve};
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = script::module(docs);
-    module.combine_flatten(server::module(docs));
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    script::register_into(module, docs);
+    server::register_into(module, docs);
     module.set_custom_type::<FileServer>("FileServer");
-    module
 }
 
 /// Uploads `path` to `dest` (connecting first, over TLS when the options

@@ -16,8 +16,8 @@ use crate::net::{
 };
 
 /// The Rhai functions of this capability but `FileServer`'s.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// A `Sent` as the map scripts see.

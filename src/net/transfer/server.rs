@@ -24,8 +24,8 @@ use crate::net::tcp::{self, Listener};
 use crate::runtime::{self, CancellationToken};
 
 /// The Rhai functions of [`FileServer`].
-pub fn module(docs: crate::registry::Docs) -> Module {
-    crate::registry::functions(exported_manifest!(api), docs)
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
 }
 
 /// The most uploads `serve_files` may be told to receive at once.

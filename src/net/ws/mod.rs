@@ -32,11 +32,10 @@ pub use server::ServerRoute;
 pub use socket::{About, Arrival, WebSocket};
 pub use url::WsUrl;
 
-/// The Rhai module of this capability.
-pub fn module(docs: crate::registry::Docs) -> Module {
-    let mut module = crate::registry::functions(exported_manifest!(api), docs);
+/// Adds this capability's functions and types to `module`.
+pub fn register_into(module: &mut Module, docs: crate::registry::Docs) {
+    crate::registry::add(module, exported_manifest!(api), docs);
     module.set_custom_type::<WebSocket>("WebSocket");
-    module
 }
 
 /// `ws_connect(url, options)`: everything checked, then the connection.
