@@ -428,5 +428,17 @@ pub fn wrong_type(expected: &str, got: &Dynamic) -> Error {
     Error::invalid(format!("expected {expected}, not {got}"))
 }
 
+/// The error for a thread of netsh's own that panicked (`join`'s error):
+/// `what` failed, with the panic's message, so the words reach the script
+/// and not only the terminal.
+pub fn thread_failed(what: &str, payload: &(dyn std::any::Any + Send)) -> Error {
+    let words = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    Error::invalid(format!("{what} failed (a bug in netsh): {words}"))
+}
+
 #[cfg(test)]
 mod tests;

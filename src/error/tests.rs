@@ -132,3 +132,22 @@ fn os_errors_lose_their_number() {
         "sending a datagram to 127.0.0.1:0: invalid argument"
     );
 }
+
+/// A panicked thread's words reach the error, whichever way it panicked.
+#[test]
+fn a_panicked_thread_says_why() {
+    let from_str = std::thread::spawn(|| panic!("static words"))
+        .join()
+        .unwrap_err();
+    let from_string = std::thread::spawn(|| panic!("{} words", "formatted"))
+        .join()
+        .unwrap_err();
+    let err = super::thread_failed("the builder", &*from_str);
+    assert_eq!(
+        err.to_string(),
+        "the builder failed (a bug in netsh): static words"
+    );
+    assert_eq!(err.kind(), super::Kind::Invalid);
+    let err = super::thread_failed("the builder", &*from_string);
+    assert!(err.to_string().ends_with(": formatted words"), "{err}");
+}

@@ -99,7 +99,7 @@ pub fn interact(conn: &Conn) -> Result<()> {
     receiving.cancel();
     let received = printer
         .join()
-        .unwrap_or_else(|_| Err(Error::invalid("the receiving thread failed")));
+        .unwrap_or_else(|p| Err(crate::error::thread_failed("the receiving thread", &*p)));
     if runtime::is_cancelled() {
         return Err(Error::Interrupted);
     }

@@ -1,6 +1,6 @@
 //! `lab_network()`: the lab netsh builds itself (namespaces held by file
 //! descriptors, veth pairs, routes), crossed by `ping` and `traceroute`
-//! from `lab.run`, hop for hop against `traceroute -n` run in the same
+//! from its client (`lab.ping`, `lab.traceroute`), hop for hop against `traceroute -n` run in the same
 //! client namespace (entered through `lab.ns.client`); nothing of it in
 //! the machine's own namespace; gone after `.close()` and after netsh is
 //! killed; `netsh locate` shows it as root and says why not as nobody.
@@ -297,6 +297,13 @@ fn probes_leave_no_thread_in_the_lab() {
         let t = task(|| { sleep(100); 1 });
         t.join();
         try { lab.ping("127.0.0.1", #{count: 1}) } catch (e) { print(`outside ${e.kind}`) }
+        let errors = channel();
+        let s = serve("127.0.0.1:0", #{on_line: |c, line| {
+            try { lab.ping(#{count: 1}) } catch (e) { errors.send(`${e}`) }
+            c.send_line("done")
+        }, quiet: true});
+        let c = connect(s.addr); c.send_line("x"); c.recv_line();
+        print(`handler ${errors.recv(5000)}`);
         print("ready");
         sleep(120000);
         "#,
@@ -306,12 +313,19 @@ fn probes_leave_no_thread_in_the_lab() {
     assert!(out.contains("ping 1"), "{out}");
     assert!(out.contains(r#"trace ["fd91:1::2", "fd91:2::2"]"#), "{out}");
     assert!(out.contains("outside invalid"), "{out}");
+    assert!(
+        out.contains("handler ping: cannot wait inside an event handler"),
+        "{out}"
+    );
     let pid = netsh.pid();
     let own = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     let mut threads = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
-        let ns = std::fs::read_link(task.join("ns/net")).unwrap();
+        // A thread that ended since the listing has no namespace to show.
+        let Ok(ns) = std::fs::read_link(task.join("ns/net")) else {
+            continue;
+        };
         let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
         assert_eq!(
             ns,
@@ -405,6 +419,29 @@ fn not_root_is_a_permission_error() {
             .starts_with("permission: lab_network: building a lab needs root"),
         "{}",
         run.explain()
+    );
+}
+
+/// An event handler may not build a lab (it would stall its server while
+/// the namespaces are made): refused before anything is built, root or not.
+#[test]
+fn an_event_handler_may_not_build_a_lab() {
+    let out = Netsh::eval(
+        r#"let errors = channel();
+           let s = serve("127.0.0.1:0", #{on_line: |c, line| {
+               try { lab_network(#{routers: 1}) } catch (e) { errors.send(`${e.kind}: ${e}`) }
+               c.send_line("done")
+           }, quiet: true});
+           let c = connect(s.addr); c.send_line("x"); print(c.recv_line());
+           print(errors.recv(5000));"#,
+    );
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"done"), "{out}");
+    assert!(
+        lines.get(1).is_some_and(
+            |l| l.starts_with("invalid: lab_network: cannot wait inside an event handler")
+        ),
+        "{out}"
     );
 }
 

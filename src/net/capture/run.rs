@@ -159,7 +159,7 @@ impl Running {
             .ok_or_else(|| Error::invalid("the capture has already ended"))?;
         let summary = thread
             .join()
-            .map_err(|_| Error::invalid("the capture thread failed (a bug in netsh)"))??;
+            .map_err(|p| crate::error::thread_failed("the capture thread", &*p))??;
         if summary.dropped > 0 {
             console::warn(&format!(
                 "capture: the kernel dropped {} of {} packets (the capture could not keep up)",

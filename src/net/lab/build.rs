@@ -64,7 +64,7 @@ pub fn build(routers: usize) -> Result<Vec<OwnedFd>> {
         })
         .map_err(|e| Error::io("starting the lab's builder thread", None, e))?
         .join()
-        .map_err(|_| Error::Protocol("the lab's builder thread failed".into()))?
+        .map_err(|p| crate::error::thread_failed("the lab's builder thread", &*p))?
 }
 
 /// Makes `count` namespaces from this thread (which ends up in the last

@@ -60,6 +60,8 @@ impl Lab {
             .count_in("routers", 1, MAX_ROUTERS)?
             .unwrap_or(DEFAULT_ROUTERS) as usize;
         crate::permit::lab()?;
+        // Building takes a while: an event handler would stall its server.
+        crate::runtime::ensure_may_block()?;
         let nodes = build::build(routers)?;
         Ok(Lab(Arc::new(Inner {
             routers,
@@ -198,6 +200,8 @@ impl Lab {
             ))));
         }
         let client = self.client().map_err(fail(op))?;
+        // The probe's thread waits for it: not in an event handler.
+        crate::runtime::ensure_may_block().map_err(fail(op))?;
         // The shared runtime exists before a thread enters the lab: started
         // from inside, all its threads would live there.
         let _ = crate::runtime::handle();
@@ -214,9 +218,12 @@ impl Lab {
                     permit.enter(probe)
                 })
                 .map_err(|e| fail(op)(Error::io("starting the lab's probe", None, e)))?;
-            probing
-                .join()
-                .unwrap_or_else(|_| Err(fail(op)(Error::Protocol("the lab's probe failed".into()))))
+            probing.join().unwrap_or_else(|p| {
+                Err(fail(op)(crate::error::thread_failed(
+                    "the lab's probe",
+                    &*p,
+                )))
+            })
         })
     }
 }
@@ -231,7 +238,7 @@ mod api {
     ///
     /// ```rhai
     /// let lab = lab_network();
-    /// lab.run(|lab| traceroute(lab.server, #{queries: 1})).map(|h| h.addr)
+    /// lab.traceroute(#{queries: 1}).map(|h| h.addr)
     /// ```
     ///
     /// Fails when: netsh is not root (kind `permission`); the kernel
@@ -249,8 +256,10 @@ mod api {
     /// `.server` (IPv4 addresses; `.client6`, `.server6`), `.hops`
     /// (`[#{hop, addr, name, what}]`, each router then the server, as a
     /// trace from the client meets them; `.hops6`), `.ns` (each node's
-    /// namespace as `/proc/PID/fd/N`, for `nsenter --net=…`), `.run(|lab|
-    /// …)` (the closure runs inside the client) and `.close()`. The lab is held by the handle alone: it is gone
+    /// namespace as `/proc/PID/fd/N`, for `nsenter --net=…`, valid while
+    /// the lab is open: after `.close()` the number may name another file),
+    /// `.ping()` and `.traceroute()` (from the client, to the lab's own
+    /// addresses) and `.close()`. The lab is held by the handle alone: it is gone
     /// after `.close()`, when the last copy of the handle goes, or when
     /// netsh ends however it ends. Options: `routers` (3, 1–8).
     ///

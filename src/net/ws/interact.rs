@@ -64,7 +64,7 @@ pub fn interact(ws: &WebSocket) -> Result<()> {
     }
     let received = printer
         .join()
-        .unwrap_or_else(|_| Err(Error::invalid("the receiving thread failed")));
+        .unwrap_or_else(|p| Err(crate::error::thread_failed("the receiving thread", &*p)));
     if runtime::is_cancelled() {
         return Err(Error::Interrupted);
     }
