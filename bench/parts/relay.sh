@@ -7,9 +7,9 @@
 #  - 256 MiB over TLS terminated by forward vs socat OPENSSL-LISTEN, in
 #    front of the same plain HTTP server (nginx), downloaded by the same
 #    client (curl -k), rounds alternating; the suite each negotiated is
-#    printed; and the same client reading the file from nginx serving TLS
-#    itself, no relay: the ceiling any relay can reach while the client
-#    and the server share the machine;
+#    printed; and, for context, the same client reading the file from
+#    nginx serving TLS itself, no relay (not a ceiling: on the 2-vCPU VM
+#    nginx's own TLS measured slower than forward in front of it);
 #  - TLS short connections (a full handshake, one line, its echo, close)
 #    per second through forward vs socat OPENSSL-LISTEN's fork, in front
 #    of the same echo server (short_load tls-rate, 32 at a time);
@@ -207,7 +207,7 @@ CONF
         t_netsh=
       fi
       stop "$fwd_pid" "$socat_pid" "$nginx_pid"
-      # The ceiling: nginx serves the file over TLS itself, to the same client.
+      # For context: nginx serves the file over TLS itself, to the same client.
       if [ -n "${t_netsh:-}" ] && start_nginx ssl && tls_check "$nginx_port" "nginx TLS"; then
         t_direct=0
         for _ in $(seq "$ROUNDS"); do
