@@ -171,6 +171,76 @@ fn openssl_s_client_through_tls_termination() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from plain\n");
 }
 
+/// Bytes no two of which repeat within a TLS record or a read buffer's
+/// length, so a chunk lost, doubled or moved shows.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Megabytes through a TLS-terminating forward, one way and then the
+/// other, with socat as the TLS client: every byte arrives, in order, as
+/// the copy's buffer grows from 64 to 256 KiB on the way.
+#[test]
+fn bulk_streams_cross_tls_termination_intact() {
+    if !has_tool(
+        "bulk_streams_cross_tls_termination_intact",
+        "socat",
+        &["-V"],
+        "socat",
+    ) {
+        return;
+    }
+    const LEN: usize = 8 << 20;
+    let down = pattern(LEN, 7);
+    let up = pattern(LEN, 11);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap().port();
+    let sent = down.clone();
+    let server = std::thread::spawn(move || {
+        // First client: the download, closed when all is written.
+        let (mut c, _) = listener.accept().unwrap();
+        c.write_all(&sent).unwrap();
+        drop(c);
+        // Second client: the upload, read to its end.
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (_f, port) = forward_peer(
+        &format!("127.0.0.1:{backend}"),
+        "#{quiet: true, tls: #{self_signed: true}}",
+    );
+    let tls = format!("OPENSSL:127.0.0.1:{port},verify=0");
+    let got = Command::new("timeout")
+        .args(["30", "socat", "-u", &tls, "STDOUT"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(got.stdout.len(), LEN, "the download's length");
+    assert!(got.stdout == down, "the download's bytes differ");
+    let mut client = Command::new("timeout")
+        .args(["30", "socat", "-u", "STDIN", &tls])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    client.stdin.take().unwrap().write_all(&up).unwrap();
+    client.wait().unwrap();
+    let received = server.join().unwrap();
+    assert_eq!(received.len(), LEN, "the upload's length");
+    assert!(received == up, "the upload's bytes differ");
+}
+
 /// A plain client, `openssl s_server -rev` behind a forward that
 /// originates TLS (`target_tls`): the server's reversed line comes back.
 #[test]
