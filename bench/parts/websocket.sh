@@ -6,7 +6,9 @@
 #     thread per connection;
 #   - events:  `#{on_message: |ws, m| ws.send(m)}`, the server's workers.
 # The load generator is examples/ws_load.rs (tokio-tungstenite, one
-# thread), run against each server alternately, best of $ROUNDS.
+# thread), run against each server alternately, best of $ROUNDS. With
+# perf, each server's context switches and CPU time a message follow (1
+# connection, one run each): load-proof where the rates are not.
 WS_SECONDS=${WS_SECONDS:-3}
 WS_PYTHON=/usr/bin/python3
 [ -x "$WS_PYTHON" ] || WS_PYTHON=python3
@@ -57,10 +59,6 @@ for conns in 1 100; do
     done
   done
 done
-for name in "${ws_names[@]}"; do
-  kill "${ws_pid_of[$name]}" 2>/dev/null || true
-  wait "${ws_pid_of[$name]}" 2>/dev/null || true
-done
 if [ -n "${ws_best[python.1]:-}" ]; then
   for conns in 1 100; do
     for shape in closure events; do
@@ -69,3 +67,52 @@ if [ -n "${ws_best[python.1]:-}" ]; then
     done
   done
 fi
+# What each server spends a message on 1 connection, from `perf stat -p`
+# over the middle of a run (software counters, so a VM without a PMU has
+# them): context switches and CPU time, which a busy machine inflates
+# less than it moves the rates (docs/ARCHITECTURE.md, "Measuring").
+# Sets ws_cs and ws_cpu (µs).
+ws_cost() {
+  local name=$1 window
+  window=$(python3 -c "print(max($WS_SECONDS - 1, 0.5))")
+  target/release/examples/ws_load "ws://127.0.0.1:${ws_port_of[$name]}/" 1 "$WS_SECONDS" >"$WS_DIR/rate" &
+  local load=$!
+  sleep 0.4
+  perf stat -x, -e context-switches,task-clock -p "${ws_pid_of[$name]}" -- sleep "$window" \
+    2>"$WS_DIR/perf" >/dev/null || true
+  wait "$load" || true
+  read -r ws_cs ws_cpu < <(python3 - "$WS_DIR/perf" "$(cat "$WS_DIR/rate")" "$window" <<'PY'
+import sys
+counts = {}
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].replace(".", "", 1).isdigit():
+        counts[f[2]] = float(f[0])
+messages = float(sys.argv[2] or 0) * float(sys.argv[3])
+if messages and "context-switches" in counts and "task-clock" in counts:
+    print(f"{counts['context-switches'] / messages:.2f} {counts['task-clock'] * 1000 / messages:.1f}")
+else:
+    print("0 0")
+PY
+)
+}
+if command -v perf >/dev/null 2>&1 && [ -n "${ws_best[python.1]:-}" ]; then
+  declare -A ws_cs_of ws_cpu_of
+  for name in "${ws_names[@]}"; do
+    ws_cost "$name"
+    ws_cs_of[$name]=$ws_cs
+    ws_cpu_of[$name]=$ws_cpu
+  done
+  for shape in closure events; do
+    if [ "${ws_cpu_of[$shape]}" != 0 ] && [ "${ws_cpu_of[python]}" != 0 ]; then
+      ratio "WebSocket 1 conn, CPU a msg, $shape vs python" \
+        "${ws_cpu_of[$shape]}" "python" "${ws_cpu_of[python]}" µs lower
+      ratio "WebSocket 1 conn, switches a msg, $shape" \
+        "${ws_cs_of[$shape]}" "python" "${ws_cs_of[python]}" cs lower
+    fi
+  done
+fi
+for name in "${ws_names[@]}"; do
+  kill "${ws_pid_of[$name]}" 2>/dev/null || true
+  wait "${ws_pid_of[$name]}" 2>/dev/null || true
+done

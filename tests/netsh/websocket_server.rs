@@ -257,6 +257,55 @@ fn a_busy_closure_still_answers_pings() {
     );
 }
 
+/// A plain connection's closure reads its own socket: the server's
+/// workers (`netsh-http`) sleep through the echoes, where a connection
+/// left on the server's runtime has a worker read each message and wake
+/// the closure's thread (two wake-ups a message; it happened unnoticed
+/// once hyper's IO on plain HTTP/1.1 became sendfile's wrapper, which the
+/// route did not know how to take over).
+#[test]
+fn a_closure_reads_its_own_socket() {
+    use tokio_tungstenite::tungstenite::{self, Message};
+    let (srv, port) = server();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/echo"), tcp).unwrap();
+    // Binary: the route prints each text message.
+    let mut echo = |i: u32| {
+        let message = Message::binary(i.to_be_bytes().to_vec());
+        ws.send(message.clone()).unwrap();
+        assert_eq!(ws.read().unwrap(), message);
+    };
+    (0..20).for_each(&mut echo);
+    let before = worker_wakeups(srv.pid());
+    (20..320).for_each(&mut echo);
+    let woken = worker_wakeups(srv.pid()) - before;
+    assert!(
+        woken < 60,
+        "the server's workers switched {woken} times over 300 echoes"
+    );
+}
+
+/// Context switches of the `http_serve` workers of process `pid`, so far.
+fn worker_wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if name.trim() != "netsh-http" {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
 /// A message over the route's `max_message` fails the connection with a
 /// close frame saying 1009 (RFC 6455 §7.4.1), on both shapes, not a bare
 /// TCP close (which python reports as 1006); the closure's `recv` throws

@@ -406,6 +406,12 @@ impl Io {
         Io { stream, slot }
     }
 
+    /// The connection, for a WebSocket route's closure to take over after
+    /// the upgrade (a 101 has no body, so no span is pending).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     fn write_bufs(
         &mut self,
         cx: &mut Context<'_>,

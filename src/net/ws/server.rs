@@ -45,6 +45,7 @@ use crate::error::{Error, Kind, Result, describe, kind_of};
 use crate::net::http_serve::{
     RequestCtx,
     body::{self, Body},
+    sendfile,
 };
 use crate::net::options::Options;
 use crate::runtime::{self, CancellationToken, closure::Callback};
@@ -187,13 +188,13 @@ impl ServerRoute {
         tasks.clone().spawn(async move {
             let Ok(upgraded) = upgrade.await else { return };
             let upgraded = match &route.shape {
-                Shape::Closure(handler) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                    Ok(plain) => {
+                Shape::Closure(handler) => match plain_tcp(upgraded) {
+                    Ok((tcp, read)) => {
                         // Off this runtime, onto the closure thread's own.
-                        let Ok(tcp) = plain.io.into_inner().into_std() else {
+                        let Ok(tcp) = tcp.into_std() else {
                             return;
                         };
-                        let taken = Taken::Plain(tcp, plain.read_buf.to_vec());
+                        let taken = Taken::Plain(tcp, read);
                         route.thread(handler.clone(), taken, about, token);
                         return;
                     }
@@ -423,6 +424,27 @@ impl Events for ServerRoute {
         {
             self.call(f, vec![Dynamic::from(ws.clone())], ws);
         }
+    }
+}
+
+/// The plain TCP connection under an upgrade, with the bytes hyper read
+/// past the request; the upgrade back when it is not plain TCP (TLS).
+/// hyper holds whatever IO `http_serve` gave it: the sendfile-capable
+/// [`sendfile::Io`] on a plain HTTP/1.1 connection, a bare `TcpStream`
+/// when that could not be set up. Missing one here is silent: the
+/// connection then stays on the server's runtime, whose worker reads each
+/// message and wakes the closure's thread (`tests/netsh/websocket_server.rs`
+/// counts the workers' wake-ups to catch it).
+fn plain_tcp(
+    upgraded: hyper::upgrade::Upgraded,
+) -> std::result::Result<(TcpStream, Vec<u8>), hyper::upgrade::Upgraded> {
+    let upgraded = match upgraded.downcast::<TokioIo<sendfile::Io>>() {
+        Ok(parts) => return Ok((parts.io.into_inner().into_stream(), parts.read_buf.to_vec())),
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf.to_vec())),
+        Err(upgraded) => Err(upgraded),
     }
 }
 
