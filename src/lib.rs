@@ -27,6 +27,7 @@
 //!   uncaught one, `error/script.rs` is what a script reads off a caught one.
 //! - [`console`] — where output goes, so background work never tears the prompt.
 //! - [`limits`] — the size limits every layer shares.
+//! - [`heap`] — the heap start-up fills, mapped in with one call.
 //! - [`registry`] — how an `#[export_module]` becomes a Rhai module: with
 //!   its doc comments for `help()`, without them for the engine scripts run in.
 //! - [`permit`] — permissions (`--allow-net`, `--sandbox`…): the one check
@@ -39,6 +40,7 @@
 pub mod cli;
 pub mod console;
 pub mod error;
+pub mod heap;
 pub mod limits;
 pub mod net;
 pub mod permit;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    netsh::heap::populate();
     let cli = match netsh::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
