@@ -20,6 +20,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("registry", &[]),
     ("limits", &[]),
     ("console", &[]),
+    ("heap", &[]),
     ("permit", &["error"]),
     ("runtime", &["error", "permit"]),
     (
