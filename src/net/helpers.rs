@@ -661,7 +661,7 @@ mod tests {
                    let f = || shared_list; f.call();
                    #{"b key": [1, -7, 2.5, 1e300 * 1e300, 0.1, 3.0, (), true, false],
                      "ü": "日本\t", d: blob(3, 255), s: shared_list, e: #{}, n: [],
-                     "": "empty key", f: Fn("print"), t: 1.0 / 0.0 - 1.0 / 0.0}"#,
+                     "": "empty key", f: Fn("abs"), t: 1.0 / 0.0 - 1.0 / 0.0}"#,
             )
             .expect("the value");
         let error = crate::error::NetError {
