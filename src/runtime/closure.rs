@@ -38,7 +38,8 @@ struct HostState {
 impl Host {
     /// The host of the engine running this native call.
     pub fn of(ctx: &NativeCallContext) -> Option<Host> {
-        ctx.tag()?.clone().try_cast::<Host>()
+        // The tag may be shared (the shell's is): read it in place.
+        ctx.tag()?.read_lock::<Host>().map(|host| host.clone())
     }
 
     /// Ties the host to its engine (once, after the engine is built).

@@ -85,7 +85,11 @@ impl Shell {
         }
 
         let session = Session::default();
-        engine.set_default_tag(Dynamic::from(session.host().clone()));
+        // Shared: every call of a closure from Rust (a server's handler)
+        // copies the engine's tag into the call's state, twice, and a
+        // shared value's copy is a count, where a custom type's is an
+        // allocation.
+        engine.set_default_tag(Dynamic::from(session.host().clone()).into_shared());
         let env = std::env::var_os("NETSH_PLUGINS");
         let dirs = plugins::search_path(setup.script, setup.plugin_dirs, env.as_deref());
         let catalog = plugins::discover(&dirs);

@@ -121,13 +121,21 @@ impl Guard {
         let Some(host) = host else {
             return true;
         };
-        let name = host_name(host).to_ascii_lowercase();
-        let name = name.strip_suffix('.').unwrap_or(&name);
+        // Compared without case, in place: this runs for every request.
+        let name = host_name(host);
+        let name = name.strip_suffix('.').unwrap_or(name);
         if name.parse::<std::net::IpAddr>().is_ok() {
             // An IP literal is never a rebound name.
             return true;
         }
-        name == "localhost" || name.ends_with(".localhost") || extra.iter().any(|h| h == name)
+        let bytes = name.as_bytes();
+        let localhost = b"localhost";
+        bytes.eq_ignore_ascii_case(localhost)
+            || (bytes.len() > localhost.len()
+                && bytes[bytes.len() - localhost.len() - 1] == b'.'
+                && bytes[bytes.len() - localhost.len()..].eq_ignore_ascii_case(localhost))
+            // The extra names were lowered when the server started.
+            || extra.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(bytes))
     }
 
     /// The verdict on a request's method and headers.
@@ -244,8 +252,10 @@ fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+    match host.bytes().rposition(|b| b == b':') {
+        Some(colon) if host.as_bytes()[colon + 1..].iter().all(u8::is_ascii_digit) => {
+            &host[..colon]
+        }
         _ => host,
     }
 }

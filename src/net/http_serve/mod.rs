@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::net::{addr, options::Options};
 use crate::runtime::closure::Callback;
 
+pub mod answer;
 pub mod body;
 pub mod file;
 pub mod files;
@@ -404,8 +405,10 @@ mod api {
     ///
     /// Fails when: never.
     #[rhai_fn(get = "query", pure)]
-    pub fn req_query(r: &mut Request) -> rhai::Map {
-        r.query()
+    pub fn req_query(r: &mut Request) -> Dynamic {
+        // `from_map`: Rhai's `Dynamic::from` of a map rebuilds it entry by
+        // entry (rhai 1.27's `From<BTreeMap>`).
+        Dynamic::from_map(r.query())
     }
 
     /// What the route's `:name` segments matched, percent-decoded.
@@ -416,8 +419,8 @@ mod api {
     ///
     /// Fails when: never.
     #[rhai_fn(get = "params", pure)]
-    pub fn req_params(r: &mut Request) -> rhai::Map {
-        r.params.clone()
+    pub fn req_params(r: &mut Request) -> Dynamic {
+        Dynamic::from_map(r.params.clone())
     }
 
     /// The request's headers, names in lower case (`req.headers["user-agent"]`).
@@ -428,8 +431,8 @@ mod api {
     ///
     /// Fails when: never.
     #[rhai_fn(get = "headers", pure)]
-    pub fn req_headers(r: &mut Request) -> rhai::Map {
-        r.headers()
+    pub fn req_headers(r: &mut Request) -> Dynamic {
+        Dynamic::from_map(r.headers())
     }
 
     /// The request's body: text when it is UTF-8, else a blob; `""` when

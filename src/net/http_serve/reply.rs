@@ -47,9 +47,13 @@ pub const FRAMING: &[&str] = &[
 /// The keys of a map that describes a response rather than being JSON.
 const REPLY_KEYS: &[&str] = &["status", "headers", "body", "json", "file"];
 
-/// The response for a handler's return value. `range` is what the
-/// request asked of a file (`Range`, conditionals), for a `file` reply.
-pub fn response(value: Dynamic, range: &super::file::Asked) -> Result<Response<Body>> {
+/// The response for a handler's return value. `range` says what the
+/// request asked of a file (`Range`, conditionals), for a `file` reply
+/// (called only for one).
+pub fn response(
+    value: Dynamic,
+    range: impl FnOnce() -> super::file::Asked,
+) -> Result<Response<Body>> {
     let describes = value
         .read_lock::<Map>()
         .is_some_and(|map| !map.is_empty() && map.keys().all(|k| REPLY_KEYS.contains(&k.as_str())));
@@ -90,15 +94,17 @@ fn content(value: Dynamic) -> Result<(Option<Bytes>, &'static str)> {
     ))
 }
 
+/// A value as JSON, written straight from it (no `serde_json::Value` in
+/// between).
 fn json(value: &Dynamic) -> Result<Bytes> {
-    let value = crate::net::helpers::to_json_value(value, 0)?;
-    serde_json::to_vec(&value)
-        .map(Bytes::from)
-        .map_err(|e| Error::invalid(format!("the reply cannot be written as JSON: {e}")))
+    // Room for a small object's answer without growing.
+    let mut out = Vec::with_capacity(128);
+    crate::net::helpers::write_json(value, &mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// `#{status, headers, body | json | file}`.
-fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
+fn described(map: Map, range: impl FnOnce() -> super::file::Asked) -> Result<Response<Body>> {
     let status = match map.get("status") {
         None => StatusCode::OK,
         Some(v) => status(v)?,
@@ -118,13 +124,13 @@ fn described(map: Map, range: &super::file::Asked) -> Result<Response<Body>> {
             .into_string()
             .map_err(|_| crate::error::wrong_type("a path as the reply's file", path))?;
         // Only a 200 is made partial or 304; another status goes whole.
-        let plain = range.whole();
+        let range = range();
         let asked = if status == StatusCode::OK {
             range
         } else {
-            &plain
+            range.whole()
         };
-        let mut r = file(Path::new(&path), asked)?;
+        let mut r = file(Path::new(&path), &asked)?;
         if status != StatusCode::OK {
             *r.status_mut() = status;
         }

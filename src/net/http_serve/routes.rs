@@ -58,9 +58,21 @@ pub struct Matched<'a> {
     pub route: &'a Route,
     /// `:name` segments, percent-decoded.
     pub params: Map,
-    /// What `*` covered (no leading `/`), still percent-encoded, as the
-    /// request sent it; `""` for a route without `*`.
-    pub rest: String,
+    /// How many of the path's segments the pattern took: the rest is
+    /// what `*` covered ([`Matched::rest`]).
+    taken: usize,
+}
+
+impl Matched<'_> {
+    /// What `*` covered in `path` (no leading `/`), still percent-encoded,
+    /// as the request sent it; `""` for a route without `*`. Made only
+    /// for a route that needs it (a folder's), not for every request.
+    pub fn rest(&self, path: &str) -> String {
+        split(path)
+            .get(self.taken..)
+            .map(|rest| rest.join("/"))
+            .unwrap_or_default()
+    }
 }
 
 /// What the path of a request found.
@@ -122,14 +134,14 @@ impl Routes {
             return Lookup::Found(Matched {
                 route,
                 params: Map::new(),
-                rest: path.strip_prefix('/').unwrap_or(path).to_string(),
+                taken: 0,
             });
         }
         let parts: Vec<&str> = split(path);
         let mut best: Option<(Rank, Matched<'_>)> = None;
         let mut allowed = Vec::new();
         for route in self.0.iter() {
-            let Some((params, rest)) = route.matches(&parts) else {
+            let Some(params) = route.matches(&parts) else {
                 continue;
             };
             let method_ok = match &route.method {
@@ -149,7 +161,7 @@ impl Routes {
                     Matched {
                         route,
                         params,
-                        rest,
+                        taken: route.segments.len(),
                     },
                 ));
             }
@@ -182,8 +194,8 @@ impl Route {
         (!self.wildcard, literals, self.method.is_some())
     }
 
-    /// The params and rest when `parts` (a path's segments) fit the pattern.
-    fn matches(&self, parts: &[&str]) -> Option<(Map, String)> {
+    /// The params when `parts` (a path's segments) fit the pattern.
+    fn matches(&self, parts: &[&str]) -> Option<Map> {
         if parts.len() < self.segments.len()
             || (!self.wildcard && parts.len() != self.segments.len())
         {
@@ -205,8 +217,7 @@ impl Route {
                 }
             }
         }
-        let rest = parts[self.segments.len()..].join("/");
-        Some((params, rest))
+        Some(params)
     }
 }
 
@@ -392,7 +403,10 @@ mod tests {
 
     fn found(r: &Routes, method: &str, path: &str) -> Option<(String, Map, String)> {
         match r.find(method, path) {
-            Lookup::Found(m) => Some((m.route.key.clone(), m.params, m.rest)),
+            Lookup::Found(m) => {
+                let rest = m.rest(path);
+                Some((m.route.key.clone(), m.params, rest))
+            }
             _ => None,
         }
     }

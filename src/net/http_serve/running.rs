@@ -18,8 +18,10 @@
 //!   task has ended (`Conn::closed`; streams outlive it);
 //! - it has run longer than `handler_timeout`.
 //!
-//! A call shorter than a tick is never looked at: registering it is a
-//! lock, an insert and a remove.
+//! A call shorter than a tick is never looked at: each worker thread has
+//! a slot of its own ([`Running::run`]), and a call is the slot's lock
+//! taken twice and a token handed to the thread. Every call's token is a
+//! child of the server's, so `stop()` reaches them all at once.
 //!
 //! A call that computes for longer than a tick also gets the server's
 //! other workers woken ([`Running::watch`]'s nudge): tokio lets the one
@@ -31,11 +33,11 @@
 //! sockets.
 
 use std::{
-    collections::HashMap,
+    cell::RefCell,
     os::fd::RawFd,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -111,50 +113,66 @@ impl Drop for Closing {
     }
 }
 
+/// The call running on one worker thread, if any.
 struct Call {
     conn: Arc<Conn>,
-    token: CancellationToken,
     started: Instant,
-    why: AtomicU8,
+    why: u8,
     /// The other workers were woken for it.
     nudged: bool,
 }
 
+/// One worker thread's place in [`Running`], made at its first call and
+/// used for every call after: a call costs two uncontended locks of its
+/// slot and a token handed to the thread, not a token made, a map entry
+/// and a map lock shared by every worker.
+struct Slot {
+    /// The server (`Running`) it belongs to, by address.
+    owner: usize,
+    call: Mutex<Option<Call>>,
+    /// The token this thread's calls run under: a child of the server's,
+    /// so `stop()` cancels it with no sweep. Kept from call to call, and
+    /// replaced only after the watchdog cancelled it.
+    token: Mutex<CancellationToken>,
+}
+
+thread_local! {
+    /// This thread's slot (a worker serves one server).
+    static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+}
+
 /// The calls of one server.
 pub struct Running {
-    calls: Mutex<HashMap<u64, Call>>,
-    next: AtomicU64,
+    /// Every worker thread's slot; a thread's ends with it.
+    slots: Mutex<Vec<Weak<Slot>>>,
+    /// The server's token, parent of every call's.
+    server: CancellationToken,
     timeout: Option<Duration>,
 }
 
 impl Running {
-    pub fn new(timeout: Option<Duration>) -> Arc<Running> {
+    pub fn new(timeout: Option<Duration>, server: CancellationToken) -> Arc<Running> {
         Arc::new(Running {
-            calls: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(0),
+            slots: Mutex::new(Vec::new()),
+            server,
             timeout,
         })
     }
 
-    /// Watches the calls until `server` is cancelled, from netsh's I/O
-    /// runtime; `workers` is the server's runtime, nudged when a call
-    /// computes long.
-    pub fn watch(self: &Arc<Running>, server: CancellationToken, workers: tokio::runtime::Handle) {
+    /// Watches the calls until the server's token is cancelled, from
+    /// netsh's I/O runtime; `workers` is the server's runtime, nudged when
+    /// a call computes long.
+    pub fn watch(self: &Arc<Running>, workers: tokio::runtime::Handle) {
         let running = Arc::downgrade(self);
+        let server = self.server.clone();
         runtime::handle().spawn(async move {
             let mut tick = tokio::time::interval(TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                // stop(): every call's token is a child of the server's,
+                // cancelled with it; nothing left to watch.
                 tokio::select! {
-                    _ = server.cancelled() => {
-                        // stop(): every call stops (their tokens are not
-                        // the server's children, which would cost each
-                        // call a lock on the server's token).
-                        if let Some(running) = running.upgrade() {
-                            running.stop_all();
-                        }
-                        break;
-                    }
+                    _ = server.cancelled() => break,
                     _ = tick.tick() => {}
                 }
                 let Some(running) = running.upgrade() else {
@@ -167,25 +185,27 @@ impl Running {
         });
     }
 
-    fn stop_all(&self) {
-        if let Ok(calls) = self.calls.lock() {
-            for call in calls.values() {
-                call.token.cancel();
-            }
-        }
-    }
-
     /// One look at every call older than a tick; whether one of them is
     /// newly long (the workers are to be nudged).
     fn look(&self) -> bool {
-        let Ok(mut calls) = self.calls.lock() else {
-            return false;
+        let slots: Vec<Arc<Slot>> = match self.slots.lock() {
+            Ok(mut slots) => {
+                slots.retain(|slot| slot.strong_count() > 0);
+                slots.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => return false,
         };
         let now = Instant::now();
         let mut nudge = false;
-        for call in calls.values_mut() {
+        for slot in slots {
+            let Ok(mut call) = slot.call.lock() else {
+                continue;
+            };
+            let Some(call) = call.as_mut() else {
+                continue;
+            };
             let ran = now.saturating_duration_since(call.started);
-            if ran < TICK || call.token.is_cancelled() {
+            if ran < TICK || call.why != RUNNING {
                 continue;
             }
             nudge |= !call.nudged;
@@ -197,40 +217,69 @@ impl Running {
             } else {
                 continue;
             };
-            call.why.store(why, Ordering::Relaxed);
-            call.token.cancel();
+            call.why = why;
+            if let Ok(token) = slot.token.lock() {
+                token.cancel();
+            }
         }
         nudge
     }
 
-    /// Runs `call` (a handler) on this thread under a token of its own,
+    /// This thread's slot, made (and listed) at its first call; a fresh
+    /// one should a call already be running on it.
+    fn slot(&self) -> Arc<Slot> {
+        let owner = self as *const Running as usize;
+        let mine = SLOT.with(|s| {
+            s.borrow()
+                .as_ref()
+                .filter(|slot| slot.owner == owner)
+                .cloned()
+        });
+        if let Some(slot) = mine
+            && slot.call.lock().is_ok_and(|call| call.is_none())
+        {
+            return slot;
+        }
+        let slot = Arc::new(Slot {
+            owner,
+            call: Mutex::new(None),
+            token: Mutex::new(self.server.child_token()),
+        });
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.push(Arc::downgrade(&slot));
+        }
+        SLOT.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.as_ref().is_none_or(|old| old.owner != owner) {
+                *s = Some(slot.clone());
+            }
+        });
+        slot
+    }
+
+    /// Runs `call` (a handler) on this thread under its slot's token,
     /// watched; says why it was stopped, if the watchdog stopped it.
     pub fn run<R>(&self, conn: &Arc<Conn>, call: impl FnOnce() -> R) -> (R, Option<Stopped>) {
+        let slot = self.slot();
+        let token = slot
+            .token
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|_| self.server.child_token());
+        if let Ok(mut running) = slot.call.lock() {
+            *running = Some(Call {
+                conn: conn.clone(),
+                started: Instant::now(),
+                why: RUNNING,
+                nudged: false,
+            });
+        }
         let outer = runtime::cancel_token();
-        let token = CancellationToken::new();
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(
-                id,
-                Call {
-                    conn: conn.clone(),
-                    token: token.clone(),
-                    started: Instant::now(),
-                    why: AtomicU8::new(RUNNING),
-                    nudged: false,
-                },
-            );
-        }
-        // After the insert: a stop() the watchdog's sweep missed is seen
-        // here.
-        if outer.is_cancelled() {
-            token.cancel();
-        }
         runtime::set_cancel_token(token);
         let mut restore = Restore {
             running: self,
-            id,
-            outer,
+            slot,
+            outer: Some(outer),
             why: RUNNING,
         };
         let result = call();
@@ -243,22 +292,32 @@ impl Running {
     }
 }
 
-/// Forgets a call and gives the worker its own token back, even if the
+/// Ends a call: clears its slot, gives the worker its own token back, and
+/// replaces the slot's token if the watchdog cancelled it; even if the
 /// handler panics.
 struct Restore<'a> {
     running: &'a Running,
-    id: u64,
-    outer: CancellationToken,
+    slot: Arc<Slot>,
+    outer: Option<CancellationToken>,
     why: u8,
 }
 
 impl Restore<'_> {
-    /// Forgets the call now; why it was stopped.
+    /// Ends the call now; why it was stopped.
     fn finish(&mut self) -> u8 {
-        if let Ok(mut calls) = self.running.calls.lock()
-            && let Some(call) = calls.remove(&self.id)
+        let Some(outer) = self.outer.take() else {
+            return self.why;
+        };
+        if let Ok(mut call) = self.slot.call.lock()
+            && let Some(call) = call.take()
         {
-            self.why = call.why.load(Ordering::Relaxed);
+            self.why = call.why;
+        }
+        runtime::set_cancel_token(outer);
+        if self.why != RUNNING
+            && let Ok(mut token) = self.slot.token.lock()
+        {
+            *token = self.running.server.child_token();
         }
         self.why
     }
@@ -267,6 +326,5 @@ impl Restore<'_> {
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
         self.finish();
-        runtime::set_cancel_token(self.outer.clone());
     }
 }

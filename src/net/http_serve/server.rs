@@ -37,23 +37,23 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use hyper::{Request, Response, StatusCode, body::Incoming, header};
+use hyper::{Request, Response, body::Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rhai::{Dynamic, Map};
 use tokio::{net::TcpStream, sync::watch};
 
 use super::{
-    body::{self, Body},
+    answer::{Answer, answer},
+    body::Body,
     guard::Guard,
-    intake::{self, Budget},
-    log::{Entry, Log},
-    reply,
-    request::{Peer, Request as Req, RequestCtx},
-    routes::{Lookup, Routes, Target},
-    running::{self, Running, Stopped},
+    intake::Budget,
+    log::Log,
+    request::{Peer, RequestCtx},
+    routes::Routes,
+    running::{self, Running},
     sendfile,
     streams::{Counted, Streams},
 };
@@ -62,7 +62,6 @@ use crate::net::tcp::{Bind, ListenSocket};
 use crate::net::tls::ServerTls;
 use crate::runtime::{
     self,
-    closure::Callback,
     jobs::{self, Job},
 };
 
@@ -179,10 +178,10 @@ impl HttpServer {
             max_body: settings.max_body,
             idle: settings.header_timeout,
             budget: Budget::new(settings.max_body_total),
-            running: Running::new(settings.handler_timeout),
+            running: Running::new(settings.handler_timeout, token.clone()),
             stats: Stats::default(),
         });
-        shared.running.watch(token.clone(), rt.handle().clone());
+        shared.running.watch(rt.handle().clone());
         let acceptor = settings.tls.as_ref().map(|tls| {
             let mut config = (*tls.config()).clone();
             if config.alpn_protocols.is_empty() {
@@ -473,24 +472,21 @@ async fn sniff(stream: &TcpStream, limit: Duration) -> Option<bool> {
     tokio::time::timeout(limit, look).await.ok().flatten()
 }
 
-/// What answers each request of a connection.
+/// What answers each request of a connection: [`answer`], which answers
+/// in the call when nothing is to be awaited.
 fn service(
     ctx: RequestCtx,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
     Error = Infallible,
-    Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
+    Future = Answer,
 > + Clone
 + Send {
-    hyper::service::service_fn(move |req| {
-        let ctx = ctx.clone();
-        // Boxed: hyper keeps the service's future inline in every
-        // connection, idle or not, and a request's future is as large as
-        // its largest branch (folders, bodies, handlers): boxed, an idle
-        // keep-alive connection holds a pointer instead.
-        Box::pin(async move { Ok::<_, Infallible>(answer(req, ctx).await) })
-    })
+    // Shared by the connection's requests: one count to take per boxed
+    // answer.
+    let ctx = Arc::new(ctx);
+    hyper::service::service_fn(move |req| answer(req, &ctx))
 }
 
 /// One plain connection: HTTP/1.1 or h2c, as its first bytes say.
@@ -592,173 +588,13 @@ fn counted(
     Future = impl Future<Output = std::result::Result<Response<Body>, Infallible>> + Send,
 > + Clone
 + Send {
+    let ctx = Arc::new(ctx);
     hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         let open = streams.open();
         async move {
-            let response = answer(req, ctx).await;
+            let response = answer(req, &ctx).await?;
             Ok::<_, Infallible>(response.map(|body| Counted::wrap(body, open)))
         }
     })
-}
-
-/// The answer to one request, counted and logged.
-pub async fn answer(req: Request<Incoming>, ctx: RequestCtx) -> Response<Body> {
-    let stats = &ctx.server.stats;
-    if matches!(ctx.server.log, Log::Quiet) {
-        // Nothing to remember about the request for a log line.
-        let response = guarded(req, &ctx).await;
-        count(stats, &response);
-        return response;
-    }
-    let started = Instant::now();
-    let method = req.method().clone();
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let version = req.version();
-    let response = guarded(req, &ctx).await;
-    count(stats, &response);
-    let bytes = hyper::body::Body::size_hint(response.body()).exact();
-    ctx.server.log.record(&Entry {
-        peer: ctx.peer.addr,
-        method: method.as_str(),
-        target: &target,
-        version,
-        status: response.status().as_u16(),
-        bytes,
-        took: started.elapsed(),
-    });
-    response
-}
-
-/// The guard's answer (401, a CORS preflight), or the route's with the
-/// guard's headers added.
-async fn guarded(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
-    let guard = &ctx.server.guard;
-    if guard.is_open() {
-        return route(req, ctx).await;
-    }
-    if let Some(answer) = guard.check(&req) {
-        return answer;
-    }
-    let mut response = route(req, ctx).await;
-    guard.finish(&mut response);
-    response
-}
-
-fn count(stats: &Stats, response: &Response<Body>) {
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    if response.status().is_server_error() {
-        stats.errors.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// A plain answer: the status and its reason as text.
-pub fn status_page(status: StatusCode) -> Response<Body> {
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(body::full(text));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// The request handed to the route its path and method find.
-async fn route(req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
-    let routes = ctx.server.routes.clone();
-    let found = routes.find(req.method().as_str(), req.uri().path());
-    let (target, params, rest) = match found {
-        Lookup::Found(matched) => (matched.route.target.clone(), matched.params, matched.rest),
-        Lookup::NotFound => return status_page(StatusCode::NOT_FOUND),
-        Lookup::WrongMethod(allowed) => {
-            let mut response = status_page(StatusCode::METHOD_NOT_ALLOWED);
-            if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
-            return response;
-        }
-    };
-    match target {
-        Target::Closure(handler) => closure(req, params, &handler, ctx).await,
-        Target::Folder(folder) => {
-            let mut req = req;
-            if let Some(slot) = &ctx.sendfile {
-                // Read by `files::get` for a file's body.
-                req.extensions_mut().insert(slot.clone());
-            }
-            folder.respond(req, &rest).await
-        }
-        Target::WebSocket(route) => route.accept(req, ctx),
-    }
-}
-
-/// Reads the body, calls the handler on this worker, makes its reply.
-async fn closure(
-    req: Request<Incoming>,
-    params: Map,
-    handler: &Callback,
-    ctx: &RequestCtx,
-) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let server = &ctx.server;
-    // `_held`: the body's bytes stay counted until the handler returns.
-    let (bytes, _held) =
-        match intake::collect(body, server.max_body, server.idle, &server.budget).await {
-            Ok(got) => got,
-            Err(refused) => {
-                let mut response = status_page(refused.status());
-                if refused == intake::Refused::Busy {
-                    response
-                        .headers_mut()
-                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                }
-                return response;
-            }
-        };
-    let range = super::file::Asked::of(&parts.headers, ctx.sendfile.clone());
-    let (method, path) = (parts.method.clone(), parts.uri.clone());
-    let request = Req::new(parts, params, bytes, ctx.peer.addr);
-    let (called, stopped) = server
-        .running
-        .run(&ctx.conn, || handler.call(vec![Dynamic::from(request)]));
-    let outcome = match stopped {
-        // The watchdog stopped it: say why, not "interrupted".
-        Some(stopped) => Err((StatusCode::SERVICE_UNAVAILABLE, stopped_why(stopped))),
-        None => called
-            .map_err(|e| crate::error::message_of(&e))
-            .and_then(|value| {
-                ctx.permit
-                    .enter(|| reply::response(value, &range))
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|why| (StatusCode::INTERNAL_SERVER_ERROR, why)),
-    };
-    match outcome {
-        Ok(response) => response,
-        Err((status, why)) => {
-            crate::console::alert(&format!(
-                "http_serve: {method} {}: {why}",
-                crate::error::printable(path.path())
-            ));
-            status_page(status)
-        }
-    }
-}
-
-fn stopped_why(stopped: Stopped) -> String {
-    match stopped {
-        Stopped::ClientGone => "the client left before the handler returned; it was stopped".into(),
-        Stopped::TimedOut(limit) => format!(
-            "the handler ran past handler_timeout ({} ms) and was stopped",
-            limit.as_millis()
-        ),
-    }
 }
