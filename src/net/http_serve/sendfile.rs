@@ -357,11 +357,17 @@ impl hyper::body::Body for Markers {
                 }
                 // The IO may have started on this span already.
                 match shared.ahead.take() {
-                    Some(ahead) if ahead.at == this.next && ahead.len == len => match ahead.step {
-                        Step::Cached => this.warm = true,
-                        Step::Warming(step) => this.warming = Some(step),
-                        Step::Waiting => {}
-                    },
+                    Some(ahead)
+                        if Arc::ptr_eq(&ahead.cancel, &this.cancel)
+                            && ahead.at == this.next
+                            && ahead.len == len =>
+                    {
+                        match ahead.step {
+                            Step::Cached => this.warm = true,
+                            Step::Warming(step) => this.warming = Some(step),
+                            Step::Waiting => {}
+                        }
+                    }
                     _ => {}
                 }
                 drop(shared);

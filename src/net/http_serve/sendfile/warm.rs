@@ -9,10 +9,10 @@
 //! any. Walking an 8 MiB span that was all cached took a round trip to
 //! the blocking pool and the walk itself while the socket sat idle,
 //! since hyper asks for the next marker only once the last is sent.
-//! Where the kernel cannot tell (older than 6.5: ENOSYS; since 6.14 a
-//! file the server neither owns nor may write: EPERM, as `mincore`,
-//! which in that case claims every page is cached, so it is not used),
-//! the span is warmed as before.
+//! Where the kernel cannot tell (older than 6.5: ENOSYS; on recent
+//! ones, 6.18 here, a file the server neither owns nor may write: EPERM;
+//! `mincore` is no way round it, since for such a file it claims every
+//! page is cached), the span is warmed as before.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
