@@ -540,3 +540,60 @@ fn clients_gone_after_the_head_cost_little_reading() {
         warmed / MIB
     );
 }
+
+/// A file already in the page cache is sent without being read ahead a
+/// second time (cachestat says so), while one dropped from the cache is
+/// still read ahead on the blocking pool first (`stats().warmed`).
+#[test]
+fn only_a_file_not_in_the_page_cache_is_read_ahead() {
+    // A disk-backed folder (the build's): a tmpfs `/tmp` keeps every page.
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let site = tmp.path().join("site");
+    std::fs::create_dir(&site).unwrap();
+    let len = 3 * SPAN + 4321;
+    let data = pseudo_random(len as usize, 7);
+    let path = site.join("cold.bin");
+    let file = File::create(&path).unwrap();
+    (&file).write_all(&data).unwrap();
+    file.sync_all().unwrap();
+    let mut server = Peer::netsh(&format!(
+        r#"let s = http_serve("127.0.0.1:0", {:?}, #{{quiet: true}}); print(s.port);
+        for n in 1..=2 {{
+            while s.stats().requests < n || s.stats().active > 0 {{ sleep(20) }}
+            print(`warmed ${{s.stats().warmed}}`);
+        }}
+        s.wait();"#,
+        site.display().to_string()
+    ));
+    let port = server.port();
+    let warmed = |server: &mut Peer| -> u64 {
+        let line = server.expect("warmed ");
+        line.rsplit(' ')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line:?}"))
+    };
+    // Out of the cache: its pages were written back, so they drop.
+    nix::fcntl::posix_fadvise(
+        &file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+    drop(file);
+    let (status, body) = Client::new(port).get("GET", "/cold.bin", "");
+    assert_eq!(status, 200);
+    assert!(body == data, "the cold file's bytes differ");
+    let cold = warmed(&mut server);
+    assert!(cold > 0, "a file out of the page cache was not read ahead");
+    // Now every page is cached: nothing more is read ahead.
+    let (status, body) = Client::new(port).get("GET", "/cold.bin", "");
+    assert_eq!(status, 200);
+    assert!(body == data, "the cached file's bytes differ");
+    assert_eq!(
+        warmed(&mut server),
+        cold,
+        "a file in the page cache was read ahead again"
+    );
+}

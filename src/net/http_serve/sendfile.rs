@@ -28,8 +28,10 @@
 //! never other memory.
 //!
 //! A file system that refuses sendfile (EINVAL, ENOSYS, EOPNOTSUPP from
-//! a warming step, which runs before the span's marker is yielded) turns
-//! the body to the read path (`files::send`) from there on.
+//! a warming step, which runs before the span's marker is yielded, or
+//! for a first span that needs none from sending its first byte to
+//! `/dev/null`) turns the body to the read path (`files::send`) from
+//! there on.
 //!
 //! A file that shrinks while being sent ends in `sendfile` returning 0
 //! before the span is done: the write fails, hyper cuts the connection,
@@ -38,14 +40,17 @@
 //! `sendfile` reads a page that is not in the page cache inside the
 //! call, on the runtime's worker (nginx without `aio` does the same). So
 //! that a slow disk does not stall a worker's other connections, each
-//! span is first pulled into the cache on the blocking pool (`warm`:
-//! sendfile to `/dev/null`, no copy); a marker is yielded only once its
-//! span is warm. Reading ahead costs disk for bytes a client may never
+//! span not wholly in the cache already (`warm::cached`, cachestat(2))
+//! is first pulled into it on the blocking pool (`warm`: sendfile to
+//! `/dev/null`, no copy); a marker is yielded only once its span is
+//! warm. Reading ahead costs disk for bytes a client may never
 //! take, so it follows the client: the first span is small
 //! ([`FIRST_SPAN`]: its first byte waits on little disk) and each next
 //! one twice as long up to [`SPAN`]; the next span is warmed only once
-//! the socket has taken most of the current one; and a warming step
-//! reads in [`PIECE`]s, stopping between them once the body is dropped.
+//! the socket has taken most of the current one, and then by the IO
+//! ([`Ahead`]), so the disk works while the rest goes out (hyper asks
+//! the body for nothing while it writes a marker); and a warming step
+//! reads in `PIECE`s, stopping between them once the body is dropped.
 //! The blocking task waits on the disk, never on the client. Pages the
 //! kernel evicts in between are read inside `sendfile` after all; the
 //! bytes sent are right either way.
@@ -63,19 +68,19 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
-use nix::errno::Errno;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::body::Body;
+
+mod warm;
+use warm::{Warmed, cached, warm};
 
 /// The longest span one marker stands for.
 const SPAN: usize = 8 * 1024 * 1024;
 /// The first span of a body: small, so its first byte waits on little
 /// disk and a client that leaves after the head costs little reading.
 const FIRST_SPAN: usize = 512 * 1024;
-/// How much one warming read takes before it looks at its cancel flag.
-const PIECE: usize = 256 * 1024;
 /// The reserved address space markers are cut from, as long as the
 /// longest marker. It is only address space: its pages are never
 /// touched, so they take no memory.
@@ -140,8 +145,55 @@ struct Span {
 struct Shared {
     /// The span whose marker hyper holds, until all of it is sent.
     pending: Option<Span>,
+    /// The same body's next span, which the IO starts warming once the
+    /// socket has taken most of the pending one.
+    ahead: Option<Ahead>,
     /// The body waiting to yield its next marker.
     waiting: Option<Waker>,
+}
+
+/// The span after the pending one. hyper asks a body for its next frame
+/// only once it has written all of the last (it flushes a marker before
+/// it buffers more), so a body that started warming its next span when
+/// asked would leave the socket idle for the whole of it: the IO starts
+/// it instead, while the rest of the pending span goes out.
+struct Ahead {
+    file: Arc<File>,
+    at: u64,
+    len: usize,
+    cancel: Arc<AtomicBool>,
+    warmed: [Arc<AtomicU64>; 2],
+    step: Step,
+}
+
+/// How far the IO has got with warming the span ahead.
+enum Step {
+    /// Not started: the socket has not taken most of the pending span.
+    Waiting,
+    /// Nothing to do: it is all in the page cache already.
+    Cached,
+    /// Being warmed on the blocking pool.
+    Warming(tokio::task::JoinHandle<Warmed>),
+}
+
+impl Ahead {
+    /// Starts warming the span unless it is cached already.
+    fn start(&mut self) {
+        if !matches!(self.step, Step::Waiting) {
+            return;
+        }
+        self.step = if cached(&self.file, self.at, self.len) {
+            Step::Cached
+        } else {
+            Step::Warming(warm(
+                self.file.clone(),
+                self.at,
+                self.len,
+                self.cancel.clone(),
+                self.warmed.clone(),
+            ))
+        };
+    }
 }
 
 /// What a connection's [`Io`] and the file bodies of its responses
@@ -236,65 +288,33 @@ impl Markers {
         let file = self.file.try_clone()?;
         super::files::send::range(file, self.next, self.end - self.next, None, None)
     }
+
+    /// Turns the body to the read path for the rest of it: the file
+    /// system refused sendfile. Bytes hyper queues after a pending
+    /// marker go out after its span, so it may take over mid-body too.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let fallback = match self.read_path() {
+            Ok(fallback) => self.fallback.insert(fallback),
+            Err(e) => return Poll::Ready(Some(Err(e))),
+        };
+        hyper::body::Body::poll_frame(Pin::new(fallback), cx)
+    }
 }
 
 impl Drop for Markers {
     fn drop(&mut self) {
         // The client is gone (or the response is done): pieces not yet
-        // read are not read.
+        // read are not read, and no span of this body is warmed ahead.
         self.cancel.store(true, Ordering::Relaxed);
-    }
-}
-
-/// How a warming step ended.
-enum Warmed {
-    /// Warmed, cut short, or failed in a way the socket's sendfile will
-    /// report itself.
-    Done,
-    /// The file system does not do sendfile from this file.
-    Refused,
-}
-
-/// Pulls `[at, at + len)` of `file` into the page cache: sendfile to
-/// `/dev/null` reads the pages without copying them anywhere. It reads
-/// [`PIECE`] at a time and stops between pieces once `cancel` is set.
-/// Best effort: an error, or a file that ends early, leaves the rest to
-/// the socket's sendfile, which reports it.
-fn warm(
-    file: Arc<File>,
-    at: u64,
-    len: usize,
-    cancel: Arc<AtomicBool>,
-    warmed: [Arc<AtomicU64>; 2],
-) -> tokio::task::JoinHandle<Warmed> {
-    static NULL: OnceLock<Option<File>> = OnceLock::new();
-    tokio::task::spawn_blocking(move || {
-        let Some(null) = NULL
-            .get_or_init(|| File::options().write(true).open("/dev/null").ok())
+        let mut shared = self.slot.lock();
+        if shared
+            .ahead
             .as_ref()
-        else {
-            return Warmed::Done;
-        };
-        let Ok(mut from) = i64::try_from(at) else {
-            return Warmed::Done;
-        };
-        let mut left = len;
-        while left > 0 && !cancel.load(Ordering::Relaxed) {
-            let piece = left.min(PIECE);
-            match nix::sys::sendfile::sendfile(null.as_fd(), file.as_fd(), Some(&mut from), piece) {
-                Ok(0) => return Warmed::Done,
-                Ok(n) => {
-                    for count in &warmed {
-                        count.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    left = left.saturating_sub(n);
-                }
-                Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => return Warmed::Refused,
-                Err(_) => return Warmed::Done,
-            }
+            .is_some_and(|ahead| Arc::ptr_eq(&ahead.cancel, &self.cancel))
+        {
+            shared.ahead = None;
         }
-        Warmed::Done
-    })
+    }
 }
 
 /// Whether the socket has taken most of `span`, so the next one may be
@@ -335,31 +355,53 @@ impl hyper::body::Body for Markers {
                     shared.waiting = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
+                // The IO may have started on this span already.
+                match shared.ahead.take() {
+                    Some(ahead)
+                        if Arc::ptr_eq(&ahead.cancel, &this.cancel)
+                            && ahead.at == this.next
+                            && ahead.len == len =>
+                    {
+                        match ahead.step {
+                            Step::Cached => this.warm = true,
+                            Step::Warming(step) => this.warming = Some(step),
+                            Step::Waiting => {}
+                        }
+                    }
+                    _ => {}
+                }
                 drop(shared);
-                this.warming = Some(warm(
-                    this.file.clone(),
-                    this.next,
-                    len,
-                    this.cancel.clone(),
-                    [this.warmed.clone(), this.slot.warmed.clone()],
-                ));
+                if this.warm || this.warming.is_some() {
+                    // Started by the IO.
+                } else if cached(&this.file, this.next, len) {
+                    // Nothing to pull, so no trip to the blocking pool;
+                    // but a first span still learns, from one byte,
+                    // whether the file system does sendfile at all.
+                    this.warm = true;
+                    if this.next == this.start && warm::refused(&this.file, this.next) {
+                        return this.turn(cx);
+                    }
+                } else {
+                    this.warming = Some(warm(
+                        this.file.clone(),
+                        this.next,
+                        len,
+                        this.cancel.clone(),
+                        [this.warmed.clone(), this.slot.warmed.clone()],
+                    ));
+                }
             }
-            let warming = this.warming.as_mut().expect("set just above");
-            let outcome = ready!(Pin::new(warming).poll(cx));
-            // A finished task is not polled again.
-            this.warming = None;
-            this.warm = true;
-            if let Ok(Warmed::Refused) = outcome {
-                // Bytes hyper queues after a pending marker go out after
-                // its span, so the read path may take over mid-body too.
-                let fallback = match this.read_path() {
-                    Ok(fallback) => this.fallback.insert(fallback),
-                    Err(e) => return Poll::Ready(Some(Err(e))),
-                };
-                return Pin::new(fallback).poll_frame(cx);
+            if let Some(warming) = this.warming.as_mut() {
+                let outcome = ready!(Pin::new(warming).poll(cx));
+                // A finished task is not polled again.
+                this.warming = None;
+                this.warm = true;
+                if let Ok(Warmed::Refused) = outcome {
+                    return this.turn(cx);
+                }
+                // Otherwise warming is best effort: a step that failed to
+                // finish changes nothing the socket's sendfile would not find.
             }
-            // Otherwise warming is best effort: a step that failed to
-            // finish changes nothing the socket's sendfile would not find.
         }
         let mut shared = this.slot.lock();
         if shared.pending.is_some() {
@@ -373,10 +415,18 @@ impl hyper::body::Body for Markers {
             sent: 0,
             first: this.next == this.start,
         });
-        drop(shared);
         this.next += len as u64;
         this.warm = false;
         this.span = (this.span * 2).min(SPAN);
+        shared.ahead = (this.next < this.end).then(|| Ahead {
+            file: this.file.clone(),
+            at: this.next,
+            len: this.span_len(),
+            cancel: this.cancel.clone(),
+            warmed: [this.warmed.clone(), this.slot.warmed.clone()],
+            step: Step::Waiting,
+        });
+        drop(shared);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&region[..len])))))
     }
 
@@ -511,10 +561,14 @@ impl Io {
         }
         span.sent += sent;
         // The body waits for the span to be mostly taken (to warm the
-        // next) or wholly (to yield the next marker).
+        // next) or wholly (to yield the next marker); the next is warmed
+        // from here, since hyper does not ask the body before then.
         let wake = taken_most(span);
         if span.sent == span.len {
             shared.pending = None;
+        }
+        if wake && let Some(ahead) = shared.ahead.as_mut() {
+            ahead.start();
         }
         if wake && let Some(waker) = shared.waiting.take() {
             waker.wake();
@@ -730,6 +784,79 @@ mod tests {
             read <= 1 << 20,
             "{read} bytes warmed for a client that left"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cached_span_is_not_warmed_and_a_dropped_one_is() {
+        let file = warm::tests::on_disk(3 << 20);
+        let first =
+            |slot: &Slot| Markers::new(File::open(file.path()).unwrap(), 0, 3 << 20, slot.clone());
+        // Just written: every page cached, the marker comes at once.
+        let slot = Slot::new(Arc::default()).unwrap();
+        let mut body = first(&slot);
+        let marker = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(marker.len(), FIRST_SPAN);
+        assert_eq!(
+            body.warmed.load(Ordering::Relaxed),
+            0,
+            "a cached span was warmed"
+        );
+        assert!(body.fallback.is_none());
+        // Dropped from the cache: warmed first, and counted.
+        warm::tests::drop_cache(&File::open(file.path()).unwrap());
+        let slot = Slot::new(Arc::default()).unwrap();
+        let mut body = first(&slot);
+        let marker = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(marker.len(), FIRST_SPAN);
+        assert_eq!(body.warmed.load(Ordering::Relaxed), FIRST_SPAN as u64);
+        assert_eq!(slot.warmed.load(Ordering::Relaxed), FIRST_SPAN as u64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_next_span_is_warmed_while_the_last_goes_out() {
+        let file = warm::tests::on_disk(4 << 20);
+        let opened = File::open(file.path()).unwrap();
+        warm::tests::drop_cache(&opened);
+        // No kernel readahead on this descriptor: what is cached is what
+        // a warming step read.
+        nix::fcntl::posix_fadvise(
+            opened.as_fd(),
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
+        )
+        .unwrap();
+        let (mut io, slot, mut client) = pair().await;
+        let mut body = Markers::new(opened, 0, 4 << 20, slot.clone());
+        let marker = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(body.warmed.load(Ordering::Relaxed), FIRST_SPAN as u64);
+        let reader = tokio::spawn(async move {
+            let mut sink = vec![0; 1 << 20];
+            let mut got = 0;
+            while let Ok(n) = client.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            got
+        });
+        io.write_all(&marker).await.unwrap();
+        // hyper asks the body for nothing until the marker is all written:
+        // the IO has started the next span (twice as long) by then.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let want = 3 * FIRST_SPAN as u64;
+        while body.warmed.load(Ordering::Relaxed) < want && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(body.warmed.load(Ordering::Relaxed), want);
+        // The body takes that step up rather than warming it again.
+        let marker = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(marker.len(), 2 * FIRST_SPAN);
+        assert_eq!(body.warmed.load(Ordering::Relaxed), want);
+        io.write_all(&marker).await.unwrap();
+        drop(io);
+        assert_eq!(reader.await.unwrap(), want as usize);
     }
 
     #[tokio::test]
