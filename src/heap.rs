@@ -8,63 +8,75 @@
 //! `MADV_POPULATE_WRITE` (Linux 5.14) maps the same pages in one call for
 //! a fraction of that.
 //!
-//! glibc's malloc grows the heap by what a request lacks plus `M_TOP_PAD`.
-//! With the pad at [`AHEAD`], one growth leaves that much free at the top
-//! of the heap; two pieces below the mmap threshold are enough to make it
-//! grow; freed, they join the top again, which then starts where the first
-//! of them did and is as long as `mallinfo2().keepcost` says. That range
-//! is what gets populated. The pad stays: a smaller one would let the
-//! first large `free` trim the populated pages away again.
+//! The heap is made to grow by asking glibc's malloc for [`PIECES`] blocks
+//! of [`PIECE`] bytes, each under its mmap threshold, so each is carved
+//! from the top of the heap, one after the other. The range from the first
+//! to the last is populated, then all but the last are freed: they merge
+//! into one free chunk the engine's allocations are then cut from. The
+//! last is kept (not populated, so it costs address space, not memory)
+//! until [`Populated`] is dropped: freed at once it would merge the rest
+//! into the heap's top, and malloc would hand the populated pages back to
+//! the kernel (it trims a top over 128 KiB).
 //!
-//! Anywhere but Linux with glibc this does nothing, and on a kernel
-//! without `MADV_POPULATE_WRITE` the pages fault in one by one as before.
+//! No malloc setting is changed: `mallopt` of a pad or threshold would
+//! also switch off glibc's adaptive mmap threshold for the life of the
+//! process (a 200 KB blob made in a loop was then an mmap and an munmap
+//! each time, 5× slower). Anywhere but Linux with glibc this does nothing;
+//! on a kernel without `MADV_POPULATE_WRITE` the pages fault in one by one
+//! as before.
 
-/// How much heap to have ready: what `netsh -e 1` grows its heap by,
-/// rounded up.
-pub const AHEAD: usize = 640 * 1024;
+/// The size of each block: under glibc's smallest mmap threshold
+/// (128 KiB), so it comes from the heap.
+pub const PIECE: usize = 120 * 1024;
 
-/// Makes the heap [`AHEAD`] bytes larger than it needs now and maps those
-/// pages in. Call once, first thing in `main`.
+/// How many blocks: all but the last are populated, 600 KiB, about what
+/// building the engine fills.
+pub const PIECES: usize = 6;
+
+/// Holds the last block until start-up is over.
+pub struct Populated(#[allow(dead_code)] Vec<u8>);
+
+/// Grows the heap by [`PIECES`] × [`PIECE`] and maps in all but the last
+/// block. Call first thing in `main`, and keep what it returns while the
+/// engine is built.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn populate() {
+pub fn populate() -> Populated {
+    use std::hint::black_box;
     use std::ptr::NonNull;
 
     use nix::sys::mman::{MmapAdvise, madvise};
 
-    // Under glibc's default mmap threshold (128 KiB), so from the heap.
-    const PIECE: usize = 120 * 1024;
-
-    // SAFETY: mallopt changes a malloc tunable; nothing else runs yet.
-    if unsafe { libc::mallopt(libc::M_TOP_PAD, AHEAD as libc::c_int) } != 1 {
-        return;
-    }
-    // The first piece is carved from the start of the heap's free top;
-    // the second, if the first fitted, makes the heap grow.
     // (black_box: an allocation nobody uses is otherwise optimised away.)
-    let first = std::hint::black_box(Vec::<u8>::with_capacity(PIECE));
-    let start = first.as_ptr() as usize;
-    let second = std::hint::black_box(Vec::<u8>::with_capacity(PIECE));
-    drop(second);
-    drop(first);
-    // SAFETY: mallinfo2 only reads malloc's counters.
-    let top = unsafe { libc::mallinfo2() }.keepcost;
+    let mut blocks: Vec<Vec<u8>> = (0..PIECES)
+        .map(|_| black_box(Vec::with_capacity(PIECE)))
+        .collect();
+    let last = blocks.pop().unwrap_or_default();
+    let first = blocks.first().map_or(0, |b| b.as_ptr() as usize);
+    let end = last.as_ptr() as usize;
     let page = 4096;
-    let from = start.next_multiple_of(page);
-    let end = (start + top) & !(page - 1);
-    let Some(addr) = NonNull::new(from as *mut libc::c_void) else {
-        return;
-    };
-    if end <= from {
-        return;
+    let from = first.next_multiple_of(page);
+    let to = end & !(page - 1);
+    // Carved one after the other, the blocks lie in order, each a little
+    // over PIECE apart; anything else (a heap that was not contiguous) is
+    // left to fault in as before.
+    let expected = (PIECES - 1) * (PIECE + page);
+    if let Some(addr) = NonNull::new(from as *mut libc::c_void)
+        && first != 0
+        && to > from
+        && to - from <= expected
+    {
+        // SAFETY: [from, to) lies in the main heap, between two live
+        // blocks malloc handed out, mapped read-write. Populating maps
+        // pages as a write would but changes no byte, so whatever the range
+        // holds is left as it was; a range not wholly mapped only fails
+        // (ENOMEM), as does a kernel without MADV_POPULATE_WRITE (EINVAL).
+        let _ = unsafe { madvise(addr, to - from, MmapAdvise::MADV_POPULATE_WRITE) };
     }
-    // SAFETY: [from, end) is the heap's free top chunk, mapped read-write
-    // by malloc. Populating maps pages as a write would but changes no
-    // byte, so even a range that held live data would be left as it was;
-    // one past the heap's end only fails (ENOMEM). A failure (an older
-    // kernel, a heap that was not contiguous) leaves the pages to fault in
-    // as before.
-    let _ = unsafe { madvise(addr, end - from, MmapAdvise::MADV_POPULATE_WRITE) };
+    drop(blocks);
+    Populated(last)
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn populate() {}
+pub fn populate() -> Populated {
+    Populated(Vec::new())
+}

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    netsh::heap::populate();
+    // The heap building the engine fills, mapped in at once (kept for the
+    // run: its last block keeps the populated pages in the heap).
+    let _heap = netsh::heap::populate();
     let cli = match netsh::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
