@@ -57,9 +57,16 @@ measure() { # NAME COMMAND...
   rm -f "$out/$name".*
   valgrind --tool=callgrind --callgrind-out-file="$out/$name.%p" "$@" >"$out/$name.port" 2>"$out/$name.log" &
   local pid=$!
-  for _ in $(seq 600); do [ -s "$out/$name.port" ] && break; sleep 0.1; done
+  # Up to 5 minutes: a server starting under valgrind beside a build
+  # took more than one.
+  for _ in $(seq 3000); do [ -s "$out/$name.port" ] && break; sleep 0.1; done
   local port
   port=$(head -1 "$out/$name.port")
+  if [ -z "$port" ]; then
+    echo "$name: no port printed (see $out/$name.log)" >&2
+    kill "$pid" 2>/dev/null || true
+    return 1
+  fi
   client "$port" 200
   callgrind_control -z "$pid" >/dev/null
   client "$port" "$n"

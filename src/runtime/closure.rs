@@ -82,8 +82,14 @@ impl Host {
 }
 
 /// Calls a Rhai closure with these arguments.
-type CallFn =
-    dyn Fn(Vec<Dynamic>) -> std::result::Result<Dynamic, Box<EvalAltResult>> + Send + Sync;
+type CallFn = dyn Fn(Args) -> std::result::Result<Dynamic, Box<EvalAltResult>> + Send + Sync;
+
+/// A call's arguments: one (a handler's `req`, called per request) is
+/// passed without a vector allocated for it.
+enum Args {
+    One(Dynamic),
+    Many(Vec<Dynamic>),
+}
 
 /// A Rhai closure that any thread can call, holding its own copies of what it
 /// captured, with the name of the source that defined it (for messages).
@@ -134,7 +140,12 @@ impl Callback {
         let permit = crate::permit::Context::current();
         Ok(Callback {
             source,
-            call: Arc::new(move |args| permit.enter(|| f.call::<Dynamic>(&engine, &ast, args))),
+            call: Arc::new(move |args| {
+                permit.enter(|| match args {
+                    Args::One(arg) => f.call::<Dynamic>(&engine, &ast, (arg,)),
+                    Args::Many(args) => f.call::<Dynamic>(&engine, &ast, args),
+                })
+            }),
         })
     }
 
@@ -149,7 +160,12 @@ impl Callback {
 
     /// Calls the closure on this thread.
     pub fn call(&self, args: Vec<Dynamic>) -> std::result::Result<Dynamic, Box<EvalAltResult>> {
-        (self.call)(args)
+        (self.call)(Args::Many(args))
+    }
+
+    /// Calls the closure on this thread with one argument.
+    pub fn call1(&self, arg: Dynamic) -> std::result::Result<Dynamic, Box<EvalAltResult>> {
+        (self.call)(Args::One(arg))
     }
 
     /// The source name of the code that defined the closure, for messages.

@@ -96,6 +96,15 @@ pub fn cancel_token() -> CancellationToken {
     CANCEL.with(|c| c.borrow().clone())
 }
 
+/// Makes `token` the current thread's cancellation token and hands back
+/// the one it replaces: no clone of it made (a token's clone and drop
+/// each take its tree's lock).
+pub fn replace_cancel_token(token: CancellationToken) -> CancellationToken {
+    let old = CANCEL.with(|c| std::mem::replace(&mut *c.borrow_mut(), token));
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    old
+}
+
 /// Makes `token` the current thread's cancellation token.
 pub fn set_cancel_token(token: CancellationToken) {
     CANCEL.with(|c| *c.borrow_mut() = token);

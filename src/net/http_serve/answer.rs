@@ -253,7 +253,7 @@ fn handle(
     let (called, stopped) = ctx
         .server
         .running
-        .run(&ctx.conn, || handler.call(vec![Dynamic::from(request)]));
+        .run(&ctx.conn, || handler.call1(Dynamic::from(request)));
     let outcome = match stopped {
         // The watchdog stopped it: say why, not "interrupted".
         Some(stopped) => Err((StatusCode::SERVICE_UNAVAILABLE, stopped_why(stopped))),

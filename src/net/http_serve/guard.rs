@@ -10,6 +10,8 @@
 //! `Host: evil.example`. Only an IP literal, `localhost`, a `*.localhost`
 //! name or a name given in `hosts` is answered; anything else is a 421.
 
+use std::cell::RefCell;
+
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::body::{Body, empty, full};
@@ -124,18 +126,10 @@ impl Guard {
         // Compared without case, in place: this runs for every request.
         let name = host_name(host);
         let name = name.strip_suffix('.').unwrap_or(name);
-        if name.parse::<std::net::IpAddr>().is_ok() {
-            // An IP literal is never a rebound name.
-            return true;
-        }
-        let bytes = name.as_bytes();
-        let localhost = b"localhost";
-        bytes.eq_ignore_ascii_case(localhost)
-            || (bytes.len() > localhost.len()
-                && bytes[bytes.len() - localhost.len() - 1] == b'.'
-                && bytes[bytes.len() - localhost.len()..].eq_ignore_ascii_case(localhost))
+        // An IP literal or a localhost name is never a rebound one.
+        is_local(name)
             // The extra names were lowered when the server started.
-            || extra.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(bytes))
+            || extra.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
     }
 
     /// The verdict on a request's method and headers.
@@ -260,6 +254,40 @@ fn host_name(host: &str) -> &str {
     }
 }
 
+/// Whether `name` is an IP literal or a `localhost` name, which every
+/// guard answers: a fact of the name alone. The last name found so is
+/// kept per thread, since a connection sends the same `Host` with every
+/// request and comparing it costs a fraction of parsing it again.
+fn is_local(name: &str) -> bool {
+    /// Longer names are not kept.
+    const KEPT: usize = 64;
+    thread_local! {
+        static LAST: RefCell<(usize, [u8; KEPT])> = const { RefCell::new((0, [0; KEPT])) };
+    }
+    let bytes = name.as_bytes();
+    let known = LAST.with(|last| {
+        let last = last.borrow();
+        last.0 == bytes.len() && last.1[..last.0] == *bytes
+    });
+    if known {
+        return true;
+    }
+    let localhost = b"localhost";
+    let local = name.parse::<std::net::IpAddr>().is_ok()
+        || bytes.eq_ignore_ascii_case(localhost)
+        || (bytes.len() > localhost.len()
+            && bytes[bytes.len() - localhost.len() - 1] == b'.'
+            && bytes[bytes.len() - localhost.len()..].eq_ignore_ascii_case(localhost));
+    if local && bytes.len() <= KEPT {
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            last.1[..bytes.len()].copy_from_slice(bytes);
+            last.0 = bytes.len();
+        });
+    }
+    local
+}
+
 /// Compares in time that depends only on the lengths, so a wrong password
 /// is not found out byte by byte from the answer's timing.
 fn same(given: &[u8], expected: &[u8]) -> bool {
@@ -276,7 +304,7 @@ fn same(given: &[u8], expected: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rhai::{Dynamic, Map};
+    use rhai::{Array, Dynamic, Map};
 
     fn guard(pairs: &[(&str, Dynamic)]) -> Result<Guard> {
         let mut map = Map::new();
@@ -407,6 +435,31 @@ mod tests {
         map.insert("hosts".into(), vec![Dynamic::from("a:80")].into());
         let options = Options::new(&map, &["hosts"]).unwrap();
         assert!(Guard::from_options(&options, "127.0.0.1:0".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_kept_local_name_lets_in_only_itself() {
+        let mut map = Map::new();
+        map.insert("hosts".into(), Array::new().into());
+        let options = Options::new(&map, &["hosts"]).unwrap();
+        let g = Guard::from_options(&options, "127.0.0.1:0".parse().unwrap()).unwrap();
+        // Each name after a local one kept on this thread: none of the
+        // foreign ones passes for it (a prefix, an extension, a case).
+        for (local, foreign) in [
+            ("127.0.0.1", "127.0.0.1.evil.example"),
+            ("127.0.0.1", "127.0.0.12x"),
+            ("localhost", "localhost.evil"),
+            ("app.localhost", "app.localhos"),
+            ("[::1]", "[::1x]"),
+        ] {
+            assert!(g.host_allowed(Some(local)), "{local}");
+            assert!(g.host_allowed(Some(local)), "{local}, kept");
+            assert!(!g.host_allowed(Some(foreign)), "{foreign} after {local}");
+            assert!(g.host_allowed(Some(local)), "{local} again");
+        }
+        let long = format!("{}.localhost", "a".repeat(80));
+        assert!(g.host_allowed(Some(&long)) && g.host_allowed(Some(&long)));
+        assert!(!g.host_allowed(Some(&format!("{}.evil", "a".repeat(80)))));
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Log {
             }
             Log::Closure(f) => {
                 let map = entry.map(entry.line());
-                if let Err(e) = f.call(vec![map.into()]) {
+                if let Err(e) = f.call1(map.into()) {
                     crate::console::alert(&format!(
                         "http_serve: the log closure failed: {}",
                         crate::error::message_of(&e)

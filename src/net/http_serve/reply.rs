@@ -201,7 +201,16 @@ fn status(value: &Dynamic) -> Result<StatusCode> {
 }
 
 fn set(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
-    headers.insert(name, header::HeaderValue::from_static(value));
+    // The usual types are made at compile time: `from_static` checks
+    // every byte when it runs, ~0.2 K instructions a request.
+    let value = match value {
+        "application/json" => const { header::HeaderValue::from_static("application/json") },
+        "text/plain; charset=utf-8" => {
+            const { header::HeaderValue::from_static("text/plain; charset=utf-8") }
+        }
+        other => header::HeaderValue::from_static(other),
+    };
+    headers.insert(name, value);
 }
 
 /// A file, whole or the one range asked for.

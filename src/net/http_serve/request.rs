@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::http::request::Parts;
-use rhai::{Blob, Dynamic, Map};
+use rhai::{Blob, Dynamic, ImmutableString, Map};
 
 use super::server::Shared;
 use crate::error::{Error, Result};
@@ -140,12 +140,29 @@ impl Request {
 /// value.
 fn query_map(query: Option<&str>) -> Map {
     let mut map = Map::new();
-    if let Some(query) = query {
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            map.insert(key.as_ref().into(), value.into_owned().into());
+    let Some(query) = query else {
+        return map;
+    };
+    // Split as `form_urlencoded::parse` splits (at `&`, empty pairs
+    // skipped, then at the first `=`); a pair with nothing to decode (no
+    // `%`, no `+`, as most are) is taken as it is, which saves its
+    // decoding and a copy: ~0.3 K instructions for `?n=5`.
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        if pair.contains(['%', '+']) {
+            for (key, value) in url::form_urlencoded::parse(pair.as_bytes()) {
+                map.insert(key.as_ref().into(), text(&value));
+            }
+        } else {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            map.insert(key.into(), text(value));
         }
     }
     map
+}
+
+/// A Rhai string made straight from `text` (no `String` in between).
+fn text(text: &str) -> Dynamic {
+    Dynamic::from(ImmutableString::from(text))
 }
 
 /// Header names in lower case (as HTTP/2 sends them, and as hyper keeps
@@ -182,6 +199,33 @@ mod tests {
         h.append("x-thing", "b".parse().unwrap());
         let m = header_map(&h);
         assert_eq!(m["x-thing"].clone().into_string().unwrap(), "a, b");
+    }
+
+    #[test]
+    fn the_query_reads_as_form_urlencoded_reads_it() {
+        for query in [
+            "",
+            "&&",
+            "n=5",
+            "a=1&b=2&a=3",
+            "=x",
+            "k=",
+            "k",
+            "k=v=w",
+            "a+b=c+d",
+            "x=%41%zz%",
+            "&s=a%20b&&t=caf%C3%A9&u=%FF",
+            "p%3Dq=r%26s",
+            "é=ü&ok",
+        ] {
+            let mut expected = Map::new();
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                expected.insert(key.as_ref().into(), value.into_owned().into());
+            }
+            let got = query_map(Some(query));
+            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{query}");
+        }
+        assert!(query_map(None).is_empty());
     }
 
     #[test]

@@ -274,8 +274,7 @@ impl Running {
                 nudged: false,
             });
         }
-        let outer = runtime::cancel_token();
-        runtime::set_cancel_token(token);
+        let outer = runtime::replace_cancel_token(token);
         let mut restore = Restore {
             running: self,
             slot,
@@ -313,7 +312,8 @@ impl Restore<'_> {
         {
             self.why = call.why;
         }
-        runtime::set_cancel_token(outer);
+        // The call's token (a clone of the slot's) is dropped here.
+        drop(runtime::replace_cancel_token(outer));
         if self.why != RUNNING
             && let Ok(mut token) = self.slot.token.lock()
         {
