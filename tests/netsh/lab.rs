@@ -475,3 +475,55 @@ fn bad_options_fail_before_anything_is_built() {
         assert!(err.contains(expected), "{call}: {err}");
     }
 }
+
+/// A lab's probe in an `http_serve` handler hands the worker's other
+/// connections on while it waits, as `sleep` does: four pinging handlers
+/// on two workers are all inside at once (without it, two workers held by
+/// two pings kept the other requests out until a ping ended).
+#[test]
+fn probes_in_http_handlers_do_not_hold_their_worker() {
+    let test = "lab::probes_in_http_handlers_do_not_hold_their_worker";
+    if !root(test) {
+        return;
+    }
+    let _turn = one_lab_at_a_time();
+    let mut server = Peer::netsh(
+        r#"
+        let lab = lab_network(#{routers: 1});
+        let inside = share(0);
+        let s = http_serve("127.0.0.1:0", |req| {
+            inside.add(1);
+            lab.ping(#{count: 3, interval: 300, live: false});
+            `${inside.get()}`
+        }, #{quiet: true, workers: 2});
+        print(s.port);
+        s.wait()
+        "#,
+    );
+    let port = server.port();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let out = Command::new("curl")
+                    .args([
+                        "-s",
+                        "--max-time",
+                        "20",
+                        &format!("http://127.0.0.1:{port}/"),
+                    ])
+                    .output()
+                    .expect("curl runs");
+                String::from_utf8_lossy(&out.stdout).to_string()
+            })
+        })
+        .collect();
+    for client in clients {
+        let seen = client.join().unwrap();
+        assert_eq!(
+            seen,
+            "4",
+            "a handler saw only {seen} inside: {}",
+            server.output()
+        );
+    }
+}

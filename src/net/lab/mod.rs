@@ -62,7 +62,8 @@ impl Lab {
         crate::permit::lab()?;
         // Building takes a while: an event handler would stall its server.
         crate::runtime::ensure_may_block()?;
-        let nodes = build::build(routers)?;
+        // On an http_serve worker the wait hands its connections on.
+        let nodes = crate::runtime::blocking(|| build::build(routers))?;
         Ok(Lab(Arc::new(Inner {
             routers,
             nodes: Mutex::new(Some(nodes)),
@@ -207,22 +208,25 @@ impl Lab {
         let _ = crate::runtime::handle();
         let token = crate::runtime::cancel_token();
         let permit = crate::permit::Context::current();
-        std::thread::scope(|scope| {
-            let probing = std::thread::Builder::new()
-                .name("netsh-lab-probe".into())
-                .spawn_scoped(scope, move || {
-                    crate::runtime::set_cancel_token(token);
-                    setns(client.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                        fail(op)(Error::io("entering the lab's client", None, e.into()))
-                    })?;
-                    permit.enter(probe)
+        // On an http_serve worker the wait hands its connections on.
+        crate::runtime::blocking(|| {
+            std::thread::scope(|scope| {
+                let probing = std::thread::Builder::new()
+                    .name("netsh-lab-probe".into())
+                    .spawn_scoped(scope, move || {
+                        crate::runtime::set_cancel_token(token);
+                        setns(client.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                            fail(op)(Error::io("entering the lab's client", None, e.into()))
+                        })?;
+                        permit.enter(probe)
+                    })
+                    .map_err(|e| fail(op)(Error::io("starting the lab's probe", None, e)))?;
+                probing.join().unwrap_or_else(|p| {
+                    Err(fail(op)(crate::error::thread_failed(
+                        "the lab's probe",
+                        &*p,
+                    )))
                 })
-                .map_err(|e| fail(op)(Error::io("starting the lab's probe", None, e)))?;
-            probing.join().unwrap_or_else(|p| {
-                Err(fail(op)(crate::error::thread_failed(
-                    "the lab's probe",
-                    &*p,
-                )))
             })
         })
     }
