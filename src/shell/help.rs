@@ -421,8 +421,16 @@ fn entries(engine: &Engine, namespace: Option<&str>) -> Vec<Entry> {
         })
         .collect();
     // Catch-all overloads (`any` parameters, kept for their error messages)
-    // sort after the real ones, so summaries and hints describe the real call.
-    out.sort_by_key(|e| (e.name.clone(), e.signature.contains(": any")));
+    // sort after the real ones, so summaries and hints describe the real call;
+    // then by signature, so the overload `help()` sums up is the same every
+    // run (the metadata comes in hash-map order).
+    out.sort_by(|a, b| {
+        (&a.name, a.signature.contains(": any"), &a.signature).cmp(&(
+            &b.name,
+            b.signature.contains(": any"),
+            &b.signature,
+        ))
+    });
     out
 }
 
@@ -606,6 +614,32 @@ mod tests {
             tidy_signature("accept(l: &mut netsh::net::tcp::Listener) -> netsh::net::tcp::Conn"),
             "accept(l: Listener) -> Conn"
         );
+    }
+
+    /// Overloads come in signature order, so `help()` sums up the same
+    /// one every run (the metadata is in hash-map order, which differs
+    /// from run to run).
+    #[test]
+    fn overloads_come_in_a_fixed_order() {
+        let index = HelpIndex::build(&[]);
+        let mut overloaded = 0;
+        for group in &index.groups {
+            for pair in group.entries.windows(2) {
+                let (a, b) = (&pair[0], &pair[1]);
+                if a.name == b.name
+                    && a.signature.contains(": any") == b.signature.contains(": any")
+                {
+                    overloaded += 1;
+                    assert!(
+                        a.signature <= b.signature,
+                        "{} before {}",
+                        a.signature,
+                        b.signature
+                    );
+                }
+            }
+        }
+        assert!(overloaded > 10, "only {overloaded} overloads seen");
     }
 
     #[test]
