@@ -21,8 +21,11 @@ ratio "netsh --list (bundled scenarios)" "$ours" "python3" "$py" s lower
 popd >/dev/null
 
 # Startup in a tighter loop: 200 runs each, wall time per run.
+# The harness is the same Debian python as the peer ($PYTHON): a child's
+# CPU time includes what it costs to be spawned, and spawning from pyenv's
+# interpreter (first on PATH here) added ~0.3 ms to both sides.
 per_run() {
-  python3 - "$@" <<'PY'
+  "$PYTHON" - "$@" <<'PY'
 import subprocess, sys, time
 cmd = sys.argv[1:]
 best = float("inf")
@@ -42,7 +45,7 @@ ratio "cold start x200: netsh -e '1' vs python3" "$ours" "python3" "$py" s lower
 # runs of the two interleaved: on a shared 2-core machine, wall time also
 # counts waiting for a core, which CPU time does not.
 cpu_pair() {
-  python3 - "$@" <<'PY'
+  "$PYTHON" - "$@" <<'PY'
 import resource, subprocess, sys
 split = sys.argv.index("--")
 cmds = [sys.argv[1:split], sys.argv[split + 1:]]
