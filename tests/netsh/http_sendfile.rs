@@ -546,6 +546,21 @@ fn clients_gone_after_the_head_cost_little_reading() {
 /// still read ahead on the blocking pool first (`stats().warmed`).
 #[test]
 fn only_a_file_not_in_the_page_cache_is_read_ahead() {
+    // Whether a span is cached is asked of cachestat(2), Linux 6.5 on.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    if (version.next().unwrap_or(0), version.next().unwrap_or(0)) < (6, 5) {
+        crate::support::skip(
+            "http_sendfile::only_a_file_not_in_the_page_cache_is_read_ahead",
+            &format!(
+                "cachestat(2) needs Linux 6.5 or later, this is {}",
+                release.trim()
+            ),
+        );
+        return;
+    }
     // A disk-backed folder (the build's): a tmpfs `/tmp` keeps every page.
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let site = tmp.path().join("site");

@@ -558,7 +558,7 @@ fn relaying(e: std::io::Error) -> Error {
 /// `on_close`. A failing closure is reported; the relay goes on.
 async fn call(state: &Arc<State>, f: &runtime::closure::Callback, info: Dynamic) {
     let f = f.clone();
-    let outcome = tokio::task::spawn_blocking(move || f.call(vec![info])).await;
+    let outcome = tokio::task::spawn_blocking(move || f.call1(info)).await;
     if let Ok(Err(e)) = outcome {
         state.announce.error(&format!("{e}"));
     }

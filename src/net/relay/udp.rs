@@ -329,7 +329,7 @@ async fn replies(
 
 async fn call(state: &Arc<State>, f: &runtime::closure::Callback, info: Dynamic) {
     let f = f.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || f.call(vec![info])).await {
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || f.call1(info)).await {
         state.announce.error(&format!("{e}"));
     }
 }

@@ -105,7 +105,7 @@ fn start_connection(
                 Err(e) => return announce.error(&format!("{peer}: {e}")),
             }
             announce.event(&format!("{peer} connected"));
-            let result = handler.call(vec![Dynamic::from(handler_conn.clone())]);
+            let result = handler.call1(Dynamic::from(handler_conn.clone()));
             drop(closing);
             match result {
                 // What stop() interrupted is no error to report; a failure

@@ -352,7 +352,7 @@ impl ServerRoute {
                     return;
                 }
             };
-            let result = handler.call(vec![Dynamic::from(thread_ws.clone())]);
+            let result = handler.call1(Dynamic::from(thread_ws.clone()));
             let (code, reason) = match result {
                 Err(err) if thread_token.is_cancelled() && stopped_by_it(&err) => {
                     (1001, "the server is stopping")

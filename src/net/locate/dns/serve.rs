@@ -229,7 +229,7 @@ fn closure_thread(
                 .map(|n| n.to_string())
                 .unwrap_or_default();
             let answer = callback
-                .call(vec![Dynamic::from(question)])
+                .call1(Dynamic::from(question))
                 .map_err(|e| Error::invalid(describe(&e, callback.source())))
                 .and_then(|value| {
                     let mut records = Records::default();
