@@ -265,31 +265,75 @@ fn a_busy_closure_still_answers_pings() {
 /// route did not know how to take over).
 #[test]
 fn a_closure_reads_its_own_socket() {
-    use tokio_tungstenite::tungstenite::{self, Message};
     let (srv, port) = server();
+    let switched = worker_switches_over_300_echoes(srv.pid(), port, "/echo");
+    let woken: u64 = switched.iter().map(|s| s.voluntary).sum();
+    assert!(
+        woken < 60,
+        "the server's workers waited {woken} times over 300 echoes"
+    );
+}
+
+/// An event handler's `ws.send` is written by the connection's task when
+/// the handler returns, with no wake-up, so one worker does all the
+/// echoes and the other sleeps. When the send woke the task it ran on,
+/// tokio handed the task to the idle second worker time and again: the
+/// quieter worker switched 250–330 times over 300 echoes (now 0–2).
+#[test]
+fn an_event_handlers_send_wakes_no_other_worker() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: one CPU, so http_serve runs one worker and there is no other to wake");
+        return;
+    }
+    let (srv, port) = server();
+    let switched = worker_switches_over_300_echoes(srv.pid(), port, "/small_events");
+    let quietest = switched.iter().map(|s| s.all).min().unwrap_or(0);
+    assert!(
+        switched.len() >= 2 && quietest < 50,
+        "every worker took part in the echoes (context switches over 300: {switched:?})"
+    );
+}
+
+/// Context switches of one thread: waits (`voluntary`) and all.
+#[derive(Debug, Clone, Copy, Default)]
+struct Switches {
+    voluntary: u64,
+    all: u64,
+}
+
+/// Echoes 320 binary messages through `path`; the context switches of
+/// each of the server's workers over the last 300.
+fn worker_switches_over_300_echoes(pid: u32, port: u16, path: &str) -> Vec<Switches> {
+    use tokio_tungstenite::tungstenite::{self, Message};
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_nodelay(true).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}/echo"), tcp).unwrap();
-    // Binary: the route prints each text message.
+    let (mut ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), tcp).unwrap();
+    // Binary: the closure route prints each text message.
     let mut echo = |i: u32| {
         let message = Message::binary(i.to_be_bytes().to_vec());
         ws.send(message.clone()).unwrap();
         assert_eq!(ws.read().unwrap(), message);
     };
     (0..20).for_each(&mut echo);
-    let before = worker_wakeups(srv.pid());
+    let before = worker_switches(pid);
     (20..320).for_each(&mut echo);
-    let woken = worker_wakeups(srv.pid()) - before;
-    assert!(
-        woken < 60,
-        "the server's workers switched {woken} times over 300 echoes"
-    );
+    worker_switches(pid)
+        .into_iter()
+        .map(|(tid, after)| {
+            let was = before.get(&tid).copied().unwrap_or_default();
+            Switches {
+                voluntary: after.voluntary - was.voluntary,
+                all: after.all - was.all,
+            }
+        })
+        .collect()
 }
 
-/// Context switches of the `http_serve` workers of process `pid`, so far.
-fn worker_wakeups(pid: u32) -> u64 {
-    let mut total = 0;
+/// The context switches so far of each `http_serve` worker
+/// (`netsh-http`) of process `pid`, by thread id.
+fn worker_switches(pid: u32) -> std::collections::BTreeMap<String, Switches> {
+    let mut workers = std::collections::BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
         let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
@@ -297,13 +341,23 @@ fn worker_wakeups(pid: u32) -> u64 {
             continue;
         }
         let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
-        total += status
-            .lines()
-            .filter(|l| l.contains("ctxt_switches:"))
-            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .sum::<u64>();
+        let count = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let voluntary = count("voluntary_ctxt_switches:");
+        let tid = task.file_name().unwrap().to_string_lossy().into_owned();
+        workers.insert(
+            tid,
+            Switches {
+                voluntary,
+                all: voluntary + count("nonvoluntary_ctxt_switches:"),
+            },
+        );
     }
-    total
+    workers
 }
 
 /// A message over the route's `max_message` fails the connection with a

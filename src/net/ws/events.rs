@@ -7,8 +7,10 @@
 //! costs no hand-off between tasks or threads, and a connection waiting
 //! for its peer holds no thread. Handlers may not wait for the network
 //! (`ws.send` only queues; `ws.close` queues the close frame, and this
-//! task then waits up to 5 s for the peer's); a send from elsewhere (a
-//! task holding the handle) wakes this task through the same queue.
+//! task then waits up to 5 s for the peer's). A send while a handler runs
+//! wakes nothing (this task writes it when the handler returns); a send
+//! from elsewhere at other times (a task holding the handle) wakes this
+//! task through a channel.
 
 use std::sync::Arc;
 
@@ -38,7 +40,10 @@ pub async fn run(
     // Set once a close frame of ours is written: the peer then has this
     // long to answer it.
     let mut closing: Option<Instant> = None;
-    let mut going = events.open(&ws);
+    let mut going = {
+        let _handling = ws.handling(&mut queued);
+        events.open(&ws)
+    };
     // The close code a protocol failure of the peer's is answered with.
     let mut failed = None;
     loop {
@@ -79,6 +84,7 @@ pub async fn run(
                 None => break,
                 Some(next) => match ws.sort(next) {
                     Sorted::Data(message) if going && closing.is_none() => {
+                        let _handling = ws.handling(&mut queued);
                         going = events.message(&ws, message);
                     }
                     Sorted::Data(_) | Sorted::Control => {}
