@@ -40,6 +40,11 @@ const CHUNK: usize = 256 * 1024;
 /// is left to autotuning, which needs the room for the round trip.
 const LOCAL_SEND_BUFFER: usize = 256 * 1024;
 
+/// Bytes a direction moves before its destination's send buffer is
+/// capped: only a stream pays the two system calls, not a short exchange
+/// (short connections through `forward` are counted by the thousand).
+const STREAM: u64 = 1024 * 1024;
+
 /// Empty pipes kept per runtime thread for the next burst.
 const POOL: usize = 32;
 
@@ -111,7 +116,8 @@ impl Socket {
     }
 
     /// Caps the send buffer when the peer is on this machine (see
-    /// [`LOCAL_SEND_BUFFER`]); a Unix socket or a remote peer is left as is.
+    /// [`LOCAL_SEND_BUFFER`]), once a direction writing to it has moved
+    /// [`STREAM`]; a Unix socket or a remote peer is left as is.
     fn cap_local_send_buffer(&self) {
         let fd = self.fd();
         let socket = socket2::SockRef::from(&fd);
@@ -154,6 +160,7 @@ const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLI
 /// Moves bytes from `from` to `to` until `from` ends, then sends FIN on
 /// `to`. Counts each byte written in `meter`.
 async fn pump(from: &Socket, to: &Socket, ends: &Ends, meter: &Meter) -> io::Result<()> {
+    let mut until_capped = Some(STREAM);
     loop {
         // A pipe only for a read that moves something: a would-block gives
         // it straight back, so a waiting direction holds none.
@@ -194,14 +201,19 @@ async fn pump(from: &Socket, to: &Socket, ends: &Ends, meter: &Meter) -> io::Res
             ends.moved(meter, moved);
         }
         pipe.give_back();
+        until_capped = match until_capped.map(|u| u.saturating_sub(n as u64)) {
+            Some(0) => {
+                to.cap_local_send_buffer();
+                None
+            }
+            other => other,
+        };
     }
 }
 
 /// Relays `a` and `b` both ways until both directions end or one fails.
 /// Returns when done; the caller closes (or resets) the sockets.
 pub async fn join(a: &Socket, b: &Socket, ends: &Ends) -> io::Result<()> {
-    a.cap_local_send_buffer();
-    b.cap_local_send_buffer();
     super::pump::both(
         pump(a, b, ends, &ends.a_to_b),
         pump(b, a, ends, &ends.b_to_a),
