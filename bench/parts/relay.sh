@@ -67,12 +67,20 @@ if command -v iperf3 >/dev/null && command -v socat >/dev/null; then
   wait_listen "$iperf_port"
   start_forward "127.0.0.1:$iperf_port"
   LISTEN_EXTRA= start_socat TCP-LISTEN "TCP:127.0.0.1:$iperf_port"
-  # Rounds interleaved, the best of each: the machine's load drifts.
+  # Rounds interleaved, the best of each: the machine's load drifts. The
+  # order turns round each round, so no one always runs after the same.
   g_direct=0 g_netsh=0 g_socat=0
-  for _ in $(seq "$IPERF_ROUNDS"); do
-    g_direct=$(python3 -c "print(max($g_direct, $(iperf_once "$iperf_port")))")
-    g_netsh=$(python3 -c "print(max($g_netsh, $(iperf_once "$fwd_port")))")
-    g_socat=$(python3 -c "print(max($g_socat, $(iperf_once "$socat_port")))")
+  for round in $(seq "$IPERF_ROUNDS"); do
+    order=(direct netsh socat)
+    ((round % 2)) || order=(socat netsh direct)
+    ((round % 3)) || order=(netsh socat direct)
+    for who in "${order[@]}"; do
+      case $who in
+        direct) g_direct=$(python3 -c "print(max($g_direct, $(iperf_once "$iperf_port")))") ;;
+        netsh) g_netsh=$(python3 -c "print(max($g_netsh, $(iperf_once "$fwd_port")))") ;;
+        socat) g_socat=$(python3 -c "print(max($g_socat, $(iperf_once "$socat_port")))") ;;
+      esac
+    done
   done
   stop "$fwd_pid" "$socat_pid" "$iperf_pid"
   ratio "iperf3 1 stream 5 s, forward vs socat fork" "$g_netsh" "socat" "$g_socat" Gbit/s higher

@@ -475,6 +475,14 @@ fn stop_closes_what_it_holds() {
 /// here).
 #[test]
 fn a_loopback_stream_caps_its_send_buffer() {
+    if !has_tool(
+        "a_loopback_stream_caps_its_send_buffer",
+        "ss",
+        &["-V"],
+        "iproute2",
+    ) {
+        return;
+    }
     let (backend, answered) = answer_after_fin();
     let (_fwd, port) = forward_peer(&format!("127.0.0.1:{backend}"), "#{quiet: true}");
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
